@@ -1,0 +1,3 @@
+from authgate.cli.main import main
+
+raise SystemExit(main())

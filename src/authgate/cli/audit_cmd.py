@@ -1,0 +1,83 @@
+"""`authgate audit`: read the audit trail (newest `--limit` events, oldest first)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+from authgate.cli.settings_flags import add_setting_flags, setting_overrides
+from authgate.config.settings import load_settings
+from authgate.errors import ConfigError
+from authgate.store.models import AuditEvent
+
+_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`15m`, `2h`, `7d` (ago), or an ISO 8601 date/time (UTC unless it names an offset)."""
+    now = time.time() if now is None else now
+    if match := _RELATIVE.fullmatch(text.strip()):
+        return now - float(match[1]) * _UNIT_SECONDS[match[2]]
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError("--since", f"{text!r} is neither a duration nor a date",
+                          "use e.g. 15m, 2h, 7d or 2026-11-23T10:00:00Z") from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _line(e: AuditEvent) -> str:
+    who = e.username or e.subject or "(anonymous)"
+    outcome = f"{e.status} {e.latency_ms:.0f}ms" if e.status is not None and e.latency_ms is not None else "-"
+    fields = [_iso(e.at), e.decision, e.method, e.target or "-", who, e.client_id or "-", outcome, e.reason or ""]
+    return "\t".join(fields).rstrip()
+
+
+async def _read(args: argparse.Namespace) -> list[AuditEvent]:
+    from authgate.server.runtime import open_store
+    from authgate.store.sql import SqlStore
+    from authgate.store.sql.audit import SqlAuditStore
+
+    settings = load_settings(args.config, **setting_overrides(args))
+    store = open_store(settings)
+    if not isinstance(store, SqlStore):
+        raise ConfigError("database_url", "the audit trail lives in the SQL store", "use the SQL store")
+    await store.open()
+    try:
+        return await SqlAuditStore(store).list_audit_events(
+            since=parse_since(args.since) if args.since else None, subject=args.subject, target=args.tool,
+            limit=args.limit)
+    finally:
+        await store.close()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    events = asyncio.run(_read(args))
+    for event in events:
+        if args.json:
+            print(json.dumps({**asdict(event), "time": _iso(event.at)}))
+        else:
+            print(_line(event))
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `audit` to the `authgate` parser."""
+    audit = sub.add_parser("audit", help="read the audit trail: who called which tool, and what was decided")
+    audit.add_argument("--since", help="only events since then: 15m, 2h, 7d, or an ISO 8601 date/time")
+    audit.add_argument("--subject", help="only events of this subject or username")
+    audit.add_argument("--tool", help="only events about this tool (or prompt name, or resource URI)")
+    audit.add_argument("--limit", type=int, default=100, help="at most this many (the newest); default 100")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_setting_flags(audit)
+    audit.set_defaults(func=cmd_audit)

@@ -1,0 +1,143 @@
+"""`authgate kb …`: knowledge bases (add, list, reindex, remove) and the stdio server.
+
+Every subcommand takes the usual settings flags, so `--data-dir` / `AUTHGATE_DATA_DIR` choose
+the index (`DATA_DIR/kb.sqlite3`) that `authgate serve` uses too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from authgate.cli.settings_flags import add_setting_flags, setting_overrides
+from authgate.config.settings import load_settings
+
+if TYPE_CHECKING:
+    from authgate.kb.models import KnowledgeBase
+    from authgate.kb.store import KnowledgeStore
+
+
+def _store(args: argparse.Namespace) -> KnowledgeStore:
+    from authgate.kb.service import index_path
+    from authgate.kb.store import KnowledgeStore
+
+    settings = load_settings(args.config, **setting_overrides(args))
+    store = KnowledgeStore(index_path(settings.data_dir))
+    store.open()
+    return store
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "never"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _folders(raw: list[str]) -> list[Path]:
+    from authgate.kb.errors import InvalidKnowledgeBase
+
+    folders = []
+    for name in raw:
+        path = Path(name).expanduser().resolve()
+        if not path.is_dir():
+            raise InvalidKnowledgeBase(f"{name} is not a folder; pass folders of .md, .txt or .html files")
+        folders.append(path)
+    return folders
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from authgate.kb.indexer import Indexer
+
+    folders = _folders(args.dirs)
+    store = _store(args)
+    kb = store.add_knowledge_base(args.name, folders, description=args.description or "", now=time.time())
+    print(f"knowledge base {kb.kb_id}: {', '.join(ds.ds_id for ds in kb.data_sources)}")
+    if not args.no_index:
+        print(Indexer(store).reindex(kb.kb_id).summary())
+    return 0
+
+
+def _print_kb(kb: KnowledgeBase) -> None:
+    builtin = " (built-in)" if kb.builtin else ""
+    print(f"{kb.kb_id}{builtin}: {kb.document_count} documents, {kb.chunk_count} passages, "
+          f"indexed {_when(kb.indexed_at)}")
+    if kb.description:
+        print(f"  {kb.description}")
+    for ds in kb.data_sources:
+        print(f"  {ds.ds_id}\t{ds.path}\t{ds.document_count} documents\t{ds.status}")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    bases = _store(args).list_knowledge_bases()
+    if not bases:
+        print("no knowledge bases: add one with `authgate kb add NAME DIR…` "
+              "(`authgate serve` registers the built-in authgate-docs when there is none)")
+    for kb in bases:
+        _print_kb(kb)
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from authgate.kb.indexer import Indexer
+
+    indexer = Indexer(_store(args))
+    reports = [indexer.reindex(args.name)] if args.name else indexer.reindex_all()
+    for report in reports:
+        print(report.summary())
+        for line in report.skipped:
+            print(f"  skipped {line}")
+    return 1 if any(r.missing_sources for r in reports) else 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    _store(args).remove_knowledge_base(args.name)
+    print(f"removed knowledge base {args.name} (its folders are untouched)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import anyio
+
+    from authgate.kb.server import serve_stdio
+
+    if not args.stdio:
+        print("authgate: `kb serve` needs --stdio; over HTTP, `authgate serve` serves the knowledge "
+              "base behind OAuth", file=sys.stderr)
+        return 2
+    settings = load_settings(args.config, **setting_overrides(args))
+    anyio.run(serve_stdio, settings.data_dir)
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `kb` and its subcommands to the `authgate` parser."""
+    kb = sub.add_parser("kb", help="knowledge bases searched by the built-in MCP server")
+    kb_sub = kb.add_subparsers(dest="kb_command", required=True)
+
+    add = kb_sub.add_parser("add", help="create a knowledge base from folders (or add folders to it) and index it")
+    add.add_argument("name", help="knowledge base id: letters, digits, '.', '_', '-'")
+    add.add_argument("dirs", nargs="+", metavar="DIR", help="folder of .md, .txt or .html files")
+    add.add_argument("--description", help="what the knowledge base holds (shown to MCP clients)")
+    add.add_argument("--no-index", action="store_true", help="register only; index at the next start or reindex")
+    add.set_defaults(func=cmd_add)
+
+    kb_sub.add_parser("list", help="list knowledge bases and their folders").set_defaults(func=cmd_list)
+
+    reindex = kb_sub.add_parser("reindex", help="pick up added, changed and removed files now")
+    reindex.add_argument("name", nargs="?", help="one knowledge base (default: all)")
+    reindex.set_defaults(func=cmd_reindex)
+
+    remove = kb_sub.add_parser("remove", help="forget a knowledge base and its index (files are untouched)")
+    remove.add_argument("name")
+    remove.set_defaults(func=cmd_remove)
+
+    serve = kb_sub.add_parser("serve", help="run the knowledge-base MCP server without authgate's OAuth")
+    serve.add_argument("--stdio", action="store_true", help="over stdin/stdout (for MCP clients that start it)")
+    serve.set_defaults(func=cmd_serve)
+
+    for parser in (add, reindex, remove, serve, kb_sub.choices["list"]):
+        add_setting_flags(parser)

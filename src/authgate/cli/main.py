@@ -1,0 +1,201 @@
+"""`authgate` command line: serve, users, db, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from authgate import __version__
+from authgate.cli.settings_flags import add_setting_flags, setting_overrides
+from authgate.config.settings import Settings, load_settings
+from authgate.errors import AuthgateError, ConfigError, StoreError
+from authgate.oauth.passwords import check_new_password, hash_password
+from authgate.server.runtime import load_secret, open_store
+from authgate.store.models import User
+from authgate.store.protocols import Store
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, **setting_overrides(args))
+
+
+async def _preflight(settings: Settings) -> None:
+    from authgate.server.runtime import open_runtime
+
+    if settings.auth_mode == "external":  # no store or keys: the IdP issues the tokens
+        return
+    runtime = await open_runtime(settings)
+    await runtime.close()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from authgate.server.app import build_app
+    from authgate.server.logs import configure_logging
+
+    settings = _settings(args) if not args.stdio_command else load_settings(
+        args.config, **{**setting_overrides(args), "upstream_command": _stdio_command(args.stdio_command)})
+    asyncio.run(_preflight(settings))  # a wrong secret or database fails here, readably
+    app = build_app(settings)
+    print(f"authgate {__version__}: MCP endpoint {settings.urls.resource} "
+          f"(listening on {settings.host}:{settings.port})", file=sys.stderr, flush=True)
+    configure_logging(settings.log_level, settings.log_format)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
+                access_log=False, proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies,
+                server_header=False, lifespan="on")
+    return 0
+
+
+def _stdio_command(argv: list[str]) -> list[str]:
+    """`authgate serve [flags] -- CMD ARGS…`: the stdio MCP server to run (upstream_command)."""
+    if argv[0] != "--" or len(argv) < 2:
+        raise ConfigError("upstream_command", f"unexpected arguments {' '.join(argv)!r}",
+                          "put the stdio server's command after `--`: authgate serve -- CMD ARGS…")
+    return argv[1:]
+
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise SystemExit("authgate: passwords differ")
+    try:
+        check_new_password(password)
+    except ValueError as exc:
+        raise SystemExit(f"authgate: {exc}") from None
+    return password
+
+
+async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
+    store = open_store(settings)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    password = _read_password(args) if args.users_command in ("add", "set-password") else ""
+
+    async def run(store: Store) -> int:
+        if args.users_command == "list":
+            for user in await store.list_users():
+                print(f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}")
+            return 0
+        if args.users_command == "add":
+            await store.add_user(User(str(uuid.uuid4()), args.name, hash_password(password), time.time()))
+            print(f"added user {args.name}")
+            return 0
+        found = await store.get_user_by_name(args.name)
+        if found is None:
+            print(f"authgate: no user named {args.name!r}", file=sys.stderr)
+            return 1
+        if args.users_command == "remove":
+            await store.remove_user(found.user_id, time.time())
+            print(f"removed user {args.name}; their grants are revoked")
+        else:
+            await store.set_password(found.user_id, hash_password(password))
+            print(f"password of {args.name} changed")
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from authgate.store.sql import upgrade
+
+    settings = _settings(args)
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    revision = asyncio.run(upgrade(settings.effective_database_url))
+    print(f"database schema at revision {revision}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from authgate.oauth.keys import SigningKeys
+
+    settings = _settings(args)
+
+    async def run(store: Store) -> int:
+        keys = SigningKeys(store, load_secret(settings), retire_after=settings.access_token_ttl + 300)
+        await keys.load()
+        if args.keys_command == "rotate":
+            print(f"active signing key is now {await keys.rotate()}")
+        for key in keys.jwks()["keys"]:
+            print(key["kid"])
+        return 0
+
+    return asyncio.run(_with_store(settings, run))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 in front of MCP servers.")
+    parser.add_argument("--version", action="version", version=f"authgate {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the authorization server, guard and MCP endpoint")
+    add_setting_flags(serve)
+    serve.add_argument("stdio_command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
+                       help="run this stdio MCP server and protect it (sets upstream_command)")
+    serve.set_defaults(func=cmd_serve)
+
+    users = sub.add_parser("users", help="manage local users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    for name, text in (("add", "add a user"), ("remove", "remove a user and revoke their grants"),
+                       ("set-password", "change a user's password"), ("list", "list users")):
+        p = users_sub.add_parser(name, help=text)
+        if name != "list":
+            p.add_argument("name")
+        if name in ("add", "set-password"):
+            p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        add_setting_flags(p)
+        p.set_defaults(func=cmd_users)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the schema to the current version")
+    add_setting_flags(up)
+    up.set_defaults(func=cmd_db)
+
+    keys = sub.add_parser("keys", help="signing keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (("list", "list published key ids"), ("rotate", "promote the next key, retire the active one")):
+        p = keys_sub.add_parser(name, help=text)
+        add_setting_flags(p)
+        p.set_defaults(func=cmd_keys)
+    from authgate.cli.kb_cmd import add_parser as add_kb
+    add_kb(sub)
+    from authgate.cli.doctor_cmd import add_parser as add_doctor
+    add_doctor(sub)
+    from authgate.cli.idp_cmd import add_parser as add_idp
+    add_idp(sub)
+    from authgate.cli.audit_cmd import add_parser as add_audit
+    add_audit(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result: Any = args.func(args)
+    except ConfigError as exc:
+        print(f"authgate: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except (StoreError, AuthgateError) as exc:
+        print(f"authgate: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return int(result)

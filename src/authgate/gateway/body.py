@@ -1,0 +1,29 @@
+"""Reading a request body through ASGI `receive`, bounded: the one reader the HTTP proxy, the
+stdio bridge and the policy layer share."""
+
+from __future__ import annotations
+
+from starlette.types import Receive
+
+from authgate.gateway.errors import BodyTooLarge
+
+
+class ClientGone(Exception):
+    """The client disconnected before its whole body arrived: nothing to answer."""
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body. Raises BodyTooLarge past `limit` bytes, ClientGone on a disconnect."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

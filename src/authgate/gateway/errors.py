@@ -1,0 +1,141 @@
+"""What the gateway refuses, and the one place it becomes an HTTP response.
+
+    AuthgateError                       (authgate.errors)
+    └── GatewayError                    a JSON-RPC error body with an HTTP status
+        ├── ParseError                  400  -32700  the body is not JSON
+        ├── InvalidRequest              400  -32600  not a JSON-RPC message / empty batch
+        │   └── InvalidBatch            400  every batch element malformed: an array of their errors
+        ├── HeaderMismatch              400  -32020  Mcp-Method / Mcp-Name / Mcp-Param-* disagree with the body
+        ├── BodyTooLarge                413  -32600  larger than max_body
+        ├── MethodNotAllowed            405  -32600  not POST, GET or DELETE
+        ├── SessionNotFound             404  -32600  unknown, expired, or another identity's session
+        └── UpstreamError               -32603, `data.source = "authgate"`
+            ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
+            ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
+            └── UpstreamTimeout         504  no connection or no first byte in time
+
+Codes follow JSON-RPC 2.0 §5.1 and MCP 2026-07-28 basic/index "Error Codes": -32020 is
+MCP's HeaderMismatch; gateway-local failures use -32603 with `data.source = "authgate"` so a
+client cannot mistake them for errors the upstream sent (and -32020…-32099 stay MCP's).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+from starlette.types import Send
+
+from authgate.errors import AuthgateError
+
+JsonRpcId = str | int | None
+
+__all__ = [
+    "BodyTooLarge",
+    "GatewayError",
+    "HeaderMismatch",
+    "InvalidBatch",
+    "InvalidRequest",
+    "MethodNotAllowed",
+    "ParseError",
+    "SessionNotFound",
+    "UpstreamError",
+    "UpstreamRefused",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "error_object",
+    "send_error",
+]
+
+
+class GatewayError(AuthgateError):
+    status: ClassVar[int] = 400
+    code: ClassVar[int] = -32600
+
+    def __init__(self, message: str, *, request_id: JsonRpcId = None) -> None:
+        self.message = message
+        self.request_id = request_id
+        super().__init__(message)
+
+    def data(self) -> dict[str, Any] | None:
+        return None
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+class ParseError(GatewayError):
+    code = -32700
+
+
+class InvalidRequest(GatewayError):
+    code = -32600
+
+
+class InvalidBatch(InvalidRequest):
+    """JSON-RPC 2.0 §6: each malformed element of a batch gets its own error; when none is
+    left to forward, the answer is just those errors."""
+
+    def __init__(self, responses: list[dict[str, Any]]) -> None:
+        super().__init__("Invalid Request: every element of the batch is malformed")
+        self.responses = responses
+
+
+class HeaderMismatch(GatewayError):
+    code = -32020  # MCP 2026-07-28 transports: Server Validation
+
+
+class BodyTooLarge(GatewayError):
+    status = 413
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"allow", b"GET, POST, DELETE")]
+
+
+class SessionNotFound(GatewayError):
+    status = 404  # MCP 2025-03-26 transports §Session Management: the client starts a new session
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    code = -32603
+    reason: ClassVar[str] = "upstream_error"
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": self.reason}
+
+
+class UpstreamUnavailable(UpstreamError):
+    reason = "upstream_unavailable"
+
+
+class UpstreamRefused(UpstreamError):
+    reason = "upstream_refused_credentials"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    reason = "upstream_timeout"
+
+
+def error_object(code: int, message: str, request_id: JsonRpcId = None,
+                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON-RPC 2.0 error response (§5); `id` is null when the request's could not be read."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+async def send_error(send: Send, exc: GatewayError) -> None:
+    payload: Any = exc.responses if isinstance(exc, InvalidBatch) else \
+        error_object(exc.code, exc.message, exc.request_id, exc.data())
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": exc.status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"), *exc.headers()]})
+    await send({"type": "http.response.body", "body": body})

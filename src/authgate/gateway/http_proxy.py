@@ -1,0 +1,294 @@
+"""`HttpUpstreamProxy`: the protected MCP app when the MCP server is somewhere else.
+
+A pure ASGI app (never BaseHTTPMiddleware: it would buffer SSE) that the guard calls with
+the caller's `Identity` in the scope. For each request to the MCP endpoint:
+
+    read + parse the body ─> check mirrored headers ─> check the session's owner
+        ─> build the upstream headers ─> send ─> relay the answer as it arrives
+
+* POST answers in JSON or SSE are relayed chunk by chunk as they arrive (SSE `id:` /
+  `retry:` lines byte for byte; `X-Accel-Buffering: no` added); GET streams and DELETE of
+  legacy sessions likewise; a 202 for a notification passes as it is.
+* A client that disconnects cancels the upstream request: its connection is closed, which
+  MCP servers take as cancellation (2026-07-28 transports §Cancellation).
+* Failures before the answer starts become JSON-RPC errors with 502/504 (`errors.py`); the
+  gateway itself stays up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from starlette.types import Message as AsgiMessage
+from starlette.types import Receive, Scope, Send
+from yarl import URL
+
+from authgate.config.settings import Settings
+from authgate.gateway.body import ClientGone, read_body
+from authgate.gateway.errors import (
+    BodyTooLarge,
+    GatewayError,
+    InvalidBatch,
+    JsonRpcId,
+    MethodNotAllowed,
+    ParseError,
+    SessionNotFound,
+    UpstreamRefused,
+    UpstreamUnavailable,
+    send_error,
+)
+from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
+from authgate.gateway.jsonrpc import Body, parse_body
+from authgate.gateway.relay import is_sse, relay_response, relay_with_rejections
+from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
+from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBindings
+from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
+from authgate.gateway.upstream import Upstream
+from authgate.guard.identity import SCOPE_KEY, Identity
+
+__all__ = ["HttpUpstreamProxy"]
+
+log = logging.getLogger("authgate.gateway")
+
+_ANONYMOUS = Owner("", "")
+
+
+@dataclass(slots=True)
+class _Flight:
+    """One request in flight, watched for the client going away."""
+
+    task: asyncio.Task[Any]
+    done: bool = False
+    client_gone: bool = False
+
+
+@dataclass(slots=True)
+class _Request:
+    method: str
+    url: URL
+    headers: list[tuple[str, str]]
+    body: Body | None
+    raw_body: bytes | None
+    session_id: str | None
+    owner: Owner
+    request_id: JsonRpcId
+    streams: list[str] = field(default_factory=list)
+
+
+class HttpUpstreamProxy:
+    """Forwards `{mcp path}` POST/GET/DELETE to a Streamable HTTP MCP server."""
+
+    def __init__(self, upstream_url: str, *, connect_timeout: float = 5.0, first_byte_timeout: float = 300.0,
+                 idle_timeout: float = 300.0, upstream_headers: Mapping[str, str] | None = None,
+                 identity_headers: IdentityHeaderNames | None = None, max_body: int = 4 << 20,
+                 sessions: SessionBindings | None = None, mount_path: str = "/mcp") -> None:
+        self.upstream = Upstream(upstream_url, connect_timeout=connect_timeout,
+                                 first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout)
+        self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers)
+        self.max_body = max_body
+        self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
+        self.tool_schemas = ToolSchemas()
+        self.mount_path = mount_path.rstrip("/")
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self.upstream.open()
+
+    async def close(self) -> None:
+        await self.upstream.close()
+
+    @contextlib.asynccontextmanager
+    async def lifespan_context(self, _app: object) -> AsyncIterator[None]:
+        """Opens and closes the connection pool (entered by AuthgateApp's lifespan)."""
+        await self.open()
+        try:
+            yield
+        finally:
+            await self.close()
+
+    async def check_ready(self) -> tuple[bool, str]:
+        """For /health/ready: is the upstream reachable and does it accept our credential?"""
+        return await self.upstream.check(self.request_headers.static)
+
+    # -- ASGI -------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return  # MCP has no WebSocket transport; the server refuses the handshake
+        request: _Request | None = None
+        try:
+            request = await self._prepare(scope, receive)
+            await self._exchange(request, receive, send)
+        except GatewayError as exc:
+            if exc.request_id is None and request is not None:
+                exc.request_id = request.request_id
+            if exc.status >= 500:
+                log.warning("%s", exc.message)
+            await send_error(send, exc)
+        except ClientGone:
+            return
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await self.open()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- before sending ---------------------------------------------------------------------
+
+    async def _prepare(self, scope: Scope, receive: Receive) -> _Request:
+        method: str = scope["method"]
+        if method not in ("POST", "GET", "DELETE"):
+            raise MethodNotAllowed(f"{method} is not part of the MCP Streamable HTTP transport: POST messages "
+                                   "(GET and DELETE for legacy sessions)")
+        identity = scope.get(SCOPE_KEY)
+        owner = Owner(identity.subject, identity.client_id) if isinstance(identity, Identity) else _ANONYMOUS
+        body = raw = None
+        if method == "POST":
+            raw = await self._read_body(scope, receive)
+            body = self._parse(scope, raw)
+        request_id = body.single.id if body is not None and body.single is not None else None
+        session_id = _header(scope, b"mcp-session-id")
+        if session_id is not None and await self.sessions.owner(session_id) != owner:
+            # The same answer for unknown, expired and someone else's: nothing to learn from it.
+            raise SessionNotFound("Session not found: start a new session (initialize)", request_id=request_id)
+        if body is not None and not body.messages:
+            raise InvalidBatch(list(body.rejected))
+        path: str = scope.get("path", "")
+        suffix = path[len(self.mount_path):] if path.startswith(self.mount_path + "/") else ""
+        return _Request(method, self.upstream.url_for(suffix, scope.get("query_string", b"")),
+                        self.request_headers.build(scope, identity if isinstance(identity, Identity) else None),
+                        body, body.upstream_bytes() if body is not None else raw, session_id, owner, request_id)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise BodyTooLarge(f"the request body is larger than {self.max_body} bytes")
+        return await read_body(receive, self.max_body)
+
+    def _parse(self, scope: Scope, raw: bytes) -> Body | None:
+        try:
+            body = parse_body(raw)
+        except ParseError:
+            if "json" in (_header(scope, b"content-type") or "json"):
+                raise
+            return None  # not JSON and not claiming to be: the upstream answers it (415)
+        check_request_metadata(body, MirroredHeaders.from_scope(scope["headers"]), self.tool_schemas)
+        return body
+
+    # -- sending and relaying ---------------------------------------------------------------
+
+    async def _exchange(self, request: _Request, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("the gateway runs inside an asyncio task")
+        flight = _Flight(task)
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, flight))
+        try:
+            await self._relay(request, send)
+        except asyncio.CancelledError:
+            if not flight.client_gone or task.uncancel() > 0:
+                raise
+            log.debug("client went away; upstream request to %s closed", request.url)
+        finally:
+            flight.done = True
+            watcher.cancel()
+            for session_id in request.streams:
+                await self.sessions.release(session_id)
+
+    async def _relay(self, request: _Request, send: Send) -> None:
+        response = await self.upstream.send(request.method, request.url, request.headers, request.raw_body)
+        finished = False
+        try:
+            await self._track_session(request, response)
+            if request.body is not None and request.body.rejected:
+                await relay_with_rejections(response, request.body.rejected, send)
+            else:
+                await self._relay_response(request, response, send)
+            finished = True
+        finally:
+            if finished:
+                response.release()
+            else:
+                response.close()  # mid-stream: the upstream sees the connection close
+
+    async def _track_session(self, request: _Request, response: aiohttp.ClientResponse) -> None:
+        if response.status == 401:
+            raise UpstreamRefused("authgate: the upstream MCP server refused authgate's credentials (HTTP 401); "
+                                  "check upstream_bearer_token / upstream_headers")
+        sid = request.session_id
+        if sid is not None and (response.status == 404 or (request.method == "DELETE" and response.status < 300)):
+            await self.sessions.drop(sid)  # ended, or the upstream no longer knows it
+        issued = response.headers.get("mcp-session-id")
+        if issued is not None and issued != sid and await self.sessions.bind(issued, request.owner) != request.owner:
+            raise UpstreamUnavailable("authgate: the upstream handed out a session id that belongs to another "
+                                      "caller; refusing it")
+
+    async def _relay_response(self, request: _Request, response: aiohttp.ClientResponse, send: Send) -> None:
+        single = request.body.single if request.body is not None else None
+        tap = ToolsListTap(self.tool_schemas, single.id) \
+            if single is not None and single.method == "tools/list" and response.status == 200 else None
+        if request.session_id is not None and is_sse(response):
+            await self.sessions.hold(request.session_id)  # an open stream keeps its session alive
+            request.streams.append(request.session_id)
+        await relay_response(response, send, tap)
+
+
+async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
+    """Cancel the request's task when its client disconnects."""
+    while True:
+        message: AsgiMessage = await receive()
+        if message["type"] == "http.disconnect":
+            if not flight.done:
+                flight.client_gone = True
+                flight.task.cancel()
+            return
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
+    """The proxy `authgate serve --upstream URL` puts behind the guard."""
+    if settings.upstream is None:
+        raise ValueError("settings.upstream is not set")
+    static = dict(settings.upstream_headers)
+    if settings.upstream_bearer_token is not None:
+        static["Authorization"] = f"Bearer {settings.upstream_bearer_token.get_secret_value()}"
+    url = URL(settings.upstream)
+    if url.scheme == "http" and not _private_host(url.host or ""):
+        log.warning("upstream %s is plain http on a public address: traffic to it (and its credential) "
+                    "is readable on the way; use https or a private network", settings.upstream)
+    return HttpUpstreamProxy(settings.upstream, connect_timeout=settings.upstream_connect_timeout,
+                             first_byte_timeout=settings.upstream_first_byte_timeout,
+                             idle_timeout=settings.upstream_idle_timeout, upstream_headers=static,
+                             identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
+                             mount_path=settings.urls.mcp_path)
+
+
+def _private_host(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith((".internal", ".local", ".svc"))
+    return address.is_private or address.is_loopback or address.is_link_local

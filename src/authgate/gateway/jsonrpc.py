@@ -1,0 +1,117 @@
+"""Reading a POST body as JSON-RPC 2.0: one message, or (MCP 2025-03-26 only) a batch.
+
+The gateway reads the body to check the mirrored headers, to know the request id for its
+own errors, and to learn tool schemas; it forwards the bytes it received, untouched, unless
+a batch held malformed elements (those are answered here, JSON-RPC 2.0 §6, and the rest is
+forwarded re-serialized).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from authgate.gateway.errors import InvalidRequest, JsonRpcId, ParseError, error_object
+
+__all__ = ["Body", "Message", "parse_body", "readable_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One well-formed JSON-RPC message (request, notification or response)."""
+
+    obj: dict[str, Any]
+
+    @property
+    def method(self) -> str | None:
+        method = self.obj.get("method")
+        return method if isinstance(method, str) else None
+
+    @property
+    def id(self) -> JsonRpcId:
+        return readable_id(self.obj)
+
+    @property
+    def is_request(self) -> bool:
+        return self.method is not None and "id" in self.obj
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params = self.obj.get("params")
+        return params if isinstance(params, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A parsed POST body. `rejected` holds the error responses owed for malformed batch
+    elements; `messages` what goes upstream."""
+
+    raw: bytes
+    messages: tuple[Message, ...]
+    is_batch: bool = False
+    rejected: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def single(self) -> Message | None:
+        return None if self.is_batch else self.messages[0]
+
+    def upstream_bytes(self) -> bytes:
+        if not self.rejected:
+            return self.raw  # byte for byte
+        return json.dumps([m.obj for m in self.messages], separators=(",", ":")).encode()
+
+
+def readable_id(obj: Any) -> JsonRpcId:
+    """The `id` to echo in an error, or None when it cannot be read (JSON-RPC 2.0 §5)."""
+    if isinstance(obj, dict):
+        value = obj.get("id")
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            return value
+    return None
+
+
+def _problem(obj: Any) -> str | None:
+    """Why `obj` is not a JSON-RPC 2.0 message, or None when it is one."""
+    if not isinstance(obj, dict):
+        return "a JSON-RPC message must be an object"
+    if obj.get("jsonrpc") != "2.0":
+        return 'the "jsonrpc" member must be "2.0"'
+    if "id" in obj and obj["id"] is not None and readable_id(obj) is None:
+        return 'the "id" member must be a string or an integer'
+    if "method" in obj:
+        if not isinstance(obj["method"], str):
+            return 'the "method" member must be a string'
+        if "params" in obj and not isinstance(obj["params"], dict | list):
+            return 'the "params" member must be an object or an array'
+        return None
+    if "id" not in obj or ("result" in obj) == ("error" in obj):
+        return 'a message needs a "method" (request, notification) or an "id" with exactly one of "result" and "error" (response)'
+    return None
+
+
+def parse_body(raw: bytes) -> Body:
+    """Parse a POST body; raises ParseError / InvalidRequest for a body nothing can be done with."""
+    try:
+        decoded = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ParseError(f"Parse error: the request body is not JSON ({exc})") from None
+    if isinstance(decoded, list):
+        return _parse_batch(raw, decoded)
+    if (problem := _problem(decoded)) is not None:
+        raise InvalidRequest(f"Invalid Request: {problem}", request_id=readable_id(decoded))
+    return Body(raw, (Message(decoded),))
+
+
+def _parse_batch(raw: bytes, elements: list[Any]) -> Body:
+    # JSON-RPC 2.0 §6: an empty array is one Invalid Request; each malformed element gets its own.
+    if not elements:
+        raise InvalidRequest("Invalid Request: an empty batch")
+    messages: list[Message] = []
+    rejected: list[dict[str, Any]] = []
+    for element in elements:
+        if (problem := _problem(element)) is None:
+            messages.append(Message(element))
+        else:
+            rejected.append(error_object(-32600, f"Invalid Request: {problem}", readable_id(element)))
+    return Body(raw, tuple(messages), is_batch=True, rejected=tuple(rejected))

@@ -1,0 +1,163 @@
+"""Which stdio server processes run, for whom, and for how long.
+
+Every child belongs to one caller, the (subject, client_id) of the token that caused it to
+start, and only ever serves that caller: a session id or a `requestState` handle presented
+by anyone else is treated as unknown. Limits: `max_children` overall and
+`max_per_identity` per caller; at the per-caller limit the caller's least recently used
+idle child is stopped to make room, otherwise the request is refused (503, `ChildLimit`).
+Children idle longer than `idle_timeout` are stopped by `reap()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from authgate.gateway.sessions import Owner
+from authgate.gateway.stdio_child import StdioChild
+from authgate.gateway.stdio_errors import ChildLimit
+
+__all__ = ["ChildPool", "LegacySession", "Owner"]
+
+logger = logging.getLogger("authgate.stdio")
+MAX_BUFFERED = 1000  # messages held for a legacy session's GET stream while none is open
+
+
+@dataclass(eq=False)
+class LegacySession:
+    """A stateful (initialize-handshake) MCP session: one child, owned by one caller."""
+
+    session_id: str
+    owner: Owner
+    child: StdioChild
+    outbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
+    stream_open: bool = False
+    ended: bool = False
+
+    def push(self, message: dict[str, Any]) -> None:
+        """A message for the GET stream (2025-03-26 transports §Listening for Messages)."""
+        if self.outbox.qsize() >= MAX_BUFFERED:
+            logger.warning("session %s: no GET stream is reading; dropped %s", self.session_id[:8],
+                           message.get("method"))
+            return
+        self.outbox.put_nowait(message)
+
+    def end(self) -> None:
+        if not self.ended:
+            self.ended = True
+            self.outbox.put_nowait(None)  # closes an open GET stream
+
+
+@dataclass(eq=False)
+class _Entry:
+    owner: Owner
+    session: LegacySession | None = None
+    capabilities: str | None = None  # stateless children: the client capabilities they were initialized with
+
+
+class ChildPool:
+    def __init__(self, spawn: Callable[[Owner], StdioChild], *, max_children: int, max_per_identity: int,
+                 idle_timeout: float) -> None:
+        self._spawn = spawn
+        self.max_children = max_children
+        self.max_per_identity = max_per_identity
+        self.idle_timeout = idle_timeout
+        self.entries: dict[StdioChild, _Entry] = {}
+        self.sessions: dict[str, LegacySession] = {}
+
+    def owner_of(self, child: StdioChild) -> Owner | None:
+        entry = self.entries.get(child)
+        return entry.owner if entry is not None else None
+
+    def entry(self, child: StdioChild) -> _Entry | None:
+        return self.entries.get(child)
+
+    async def start_child(self, owner: Owner, capabilities: str | None = None) -> StdioChild:
+        """Start a child for `owner`, within the limits."""
+        await self._make_room(owner)
+        child = self._spawn(owner)
+        self.entries[child] = _Entry(owner, capabilities=capabilities)  # the slot is taken before any await
+        child.on_exit = self._exited
+        try:
+            await child.start()
+        except BaseException:
+            self.entries.pop(child, None)
+            raise
+        return child
+
+    async def _make_room(self, owner: Owner) -> None:
+        mine = [c for c, e in self.entries.items() if e.owner == owner]
+        if len(mine) >= self.max_per_identity:
+            idle = [c for c in mine if self._idle(c)]
+            if not idle:
+                raise ChildLimit(f"this client already runs {len(mine)} MCP server processes (the limit); "
+                                 "end a session (DELETE) or wait for one to finish")
+            victim = min(idle, key=lambda c: c.last_used)
+            logger.info("%s: stopped to make room for a new one for the same caller", victim.label)
+            await self.stop(victim)
+        if len(self.entries) >= self.max_children:
+            raise ChildLimit(f"authgate runs {len(self.entries)} MCP server processes (the limit); try again later")
+
+    def _idle(self, child: StdioChild) -> bool:
+        entry = self.entries.get(child)
+        if entry is None or child.exchanges:  # a request waiting for input responses is pending too
+            return False
+        return not (entry.session is not None and entry.session.stream_open)
+
+    def bind_session(self, session: LegacySession) -> None:
+        self.sessions[session.session_id] = session
+        entry = self.entries.get(session.child)
+        if entry is not None:
+            entry.session = session
+        session.child.unsolicited = session.push
+
+    def session_for(self, session_id: str, owner: Owner) -> LegacySession | None:
+        """The live session `session_id` if `owner` opened it; None for anyone else (→ 404)."""
+        session = self.sessions.get(session_id)
+        if session is None or session.owner != owner or session.ended or not session.child.alive:
+            return None
+        return session
+
+    def stateless_children(self, owner: Owner, capabilities: str) -> list[StdioChild]:
+        return [c for c, e in self.entries.items()
+                if e.owner == owner and e.session is None and e.capabilities == capabilities and c.alive
+                and c.init_result is not None]
+
+    def _exited(self, child: StdioChild) -> None:
+        """A child ended (crash or stop): its session is gone, so the client re-initializes."""
+        entry = self.entries.pop(child, None)
+        if entry is not None and entry.session is not None:
+            entry.session.end()
+            self.sessions.pop(entry.session.session_id, None)
+
+    async def stop(self, child: StdioChild) -> None:
+        entry = self.entries.pop(child, None)
+        if entry is not None and entry.session is not None:
+            entry.session.end()
+            self.sessions.pop(entry.session.session_id, None)
+        await child.terminate()
+
+    async def reap(self, now: float | None = None) -> int:
+        """Stop children idle for longer than `idle_timeout`; returns how many."""
+        now = time.monotonic() if now is None else now
+        doomed = [c for c in list(self.entries) if self._idle(c) and now - c.last_used > self.idle_timeout]
+        for child in doomed:
+            logger.info("%s: idle for %.0f s; stopped", child.label, now - child.last_used)
+            await self.stop(child)
+        return len(doomed)
+
+    async def close(self) -> None:
+        """Stop every child (at shutdown), concurrently, each bounded by its SIGKILL deadline."""
+        children = list(self.entries)
+        for child in children:
+            entry = self.entries.pop(child, None)
+            if entry is not None and entry.session is not None:
+                entry.session.end()
+        self.sessions.clear()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*(c.terminate() for c in children), return_exceptions=True)

@@ -1,0 +1,67 @@
+"""Waiting for what a child sends for one exchange, while watching the client's connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from typing import Any, TypeVar
+
+from authgate.gateway.errors import InvalidRequest
+from authgate.gateway.jsonrpc import Message, parse_body
+from authgate.gateway.stdio_child import Exchange, Outgoing
+from authgate.gateway.stdio_http import DisconnectWatch
+
+__all__ = ["INTERACTIVE", "Wake", "is_request", "is_response", "next_from", "next_item", "single_message"]
+
+T = TypeVar("T")
+
+# The requests during which a server may ask the client for input (MCP 2026-07-28 MRTR: an
+# InputRequiredResult answers only tools/call, prompts/get and resources/read).
+INTERACTIVE = frozenset({"tools/call", "prompts/get", "resources/read"})
+
+
+class Wake(enum.Enum):
+    GONE = "the client closed the connection"
+    IDLE = "nothing to send for a while"
+
+
+def is_response(message: dict[str, Any]) -> bool:
+    return "id" in message and "method" not in message
+
+
+def is_request(message: dict[str, Any]) -> bool:
+    return "id" in message and isinstance(message.get("method"), str)
+
+
+def single_message(body: bytes) -> Message:
+    """The one JSON-RPC message of a POST body. Batches (2025-03-26 only; removed in 2025-06-18)
+    are refused: the bridge answers each request on its own stream."""
+    parsed = parse_body(body)
+    if parsed.single is None:
+        raise InvalidRequest("Invalid Request: the stdio bridge takes one JSON-RPC message per POST, not a batch")
+    return parsed.single
+
+
+async def next_item(ex: Exchange, watch: DisconnectWatch, timeout: float) -> Outgoing | Wake:
+    """The exchange's next message, or why there is none: the client left, or `timeout` passed."""
+    return await next_from(ex.queue, watch, timeout)
+
+
+async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: float) -> T | Wake:
+    """The queue's next item, or Wake.GONE / Wake.IDLE; never loses an item to a race."""
+    if not queue.empty():
+        return queue.get_nowait()
+    getter = asyncio.ensure_future(queue.get())
+    gone = asyncio.ensure_future(watch.gone.wait())
+    try:
+        await asyncio.wait({getter, gone}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not getter.done():
+            getter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await getter
+    if getter.done() and not getter.cancelled():
+        return getter.result()
+    return Wake.GONE if watch.gone.is_set() else Wake.IDLE

@@ -1,0 +1,345 @@
+"""Stateless clients, MCP 2026-07-28: no session, every message a self-contained POST.
+
+Policy (docs/gateway-stdio.md):
+- A caller's (subject, client) requests go to children started for that caller and
+  initialized by the bridge itself (`initialize` at 2025-11-25 with the client
+  capabilities the request's `_meta` declares; children are kept per distinct capability
+  set). The per-request envelope (`_meta` protocol version, client info, capabilities,
+  log level) is checked (MCP 2026-07-28 basic §Per-request protocol fields, and the
+  `Mcp-Method`/`Mcp-Name` header rules → 400 -32020) and removed before the child sees it.
+- `server/discover` is answered from the child's `initialize` result.
+- A child holds at most one interactive request (tools/call, prompts/get, resources/read)
+  at a time, so a request the child sends the client (sampling, elicitation, roots) belongs
+  to it. It becomes an `InputRequiredResult` (MCP 2026-07-28 MRTR) whose `requestState`
+  is a random handle bound to the caller; the child's tool stays suspended until the client
+  retries with `inputResponses`, which the bridge writes to the child as the answers. A
+  handle not retried within `input_timeout` is dropped and the request cancelled.
+- Closing the response stream cancels the request (2026-07-28 cancellation: a disconnect
+  is the cancellation signal; over stdio that is `notifications/cancelled`).
+- `subscriptions/listen` is not offered (-32601); notifications outside a request are dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY
+from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
+    classify_inbound_request,
+    find_duplicated_routing_header,
+)
+from starlette.types import Receive, Scope, Send
+
+from authgate import __version__
+from authgate.gateway.errors import GatewayError, InvalidRequest, error_object
+from authgate.gateway.jsonrpc import Message
+from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild
+from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
+from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
+from authgate.gateway.stdio_pool import ChildPool, Owner
+from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_response, next_item
+
+__all__ = ["StatelessHandler"]
+
+logger = logging.getLogger("authgate.stdio")
+ENVELOPE = (PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY)
+CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+
+
+@dataclass(eq=False)
+class Suspended:
+    """An interactive request waiting for the client's `inputResponses`."""
+
+    owner: Owner
+    child: StdioChild
+    exchange: Exchange
+    method: str
+    name: Any
+    inputs: dict[str, Any]  # inputRequests key -> the child's own request id
+    expires: float
+
+
+class StatelessHandler:
+    def __init__(self, pool: ChildPool, *, init_timeout: float, input_timeout: float) -> None:
+        self.pool = pool
+        self.init_timeout = init_timeout
+        self.input_timeout = input_timeout
+        self.suspended: dict[str, Suspended] = {}
+        self._locks: dict[Owner, asyncio.Lock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
+        if not msg.is_request:
+            if msg.method is None:  # 2026-07-28: clients answer input requests by retrying, never by responses
+                raise InvalidRequest("Invalid Request: a 2026-07-28 client sends no JSON-RPC responses; "
+                                     "answer inputRequests by retrying with inputResponses")
+            await send_status(send, 202)  # no client notification has meaning without a session
+            return
+        rejection = self._check_envelope(scope, msg)
+        if rejection is not None:
+            body = error_object(rejection.code, rejection.message, msg.id, rejection.data)
+            await send_json(send, ERROR_CODE_HTTP_STATUS.get(rejection.code, 400), body)
+            return
+        params = msg.params
+        if msg.method == "subscriptions/listen":
+            await send_json(send, 404, error_object(-32601, "Method not found: subscriptions/listen is not "
+                                                    "offered by the stdio bridge", msg.id))
+        elif msg.method == "server/discover":
+            await self._discover(send, owner, msg)
+        elif "requestState" in params or "inputResponses" in params:
+            await self._resume(scope, receive, send, owner, msg)
+        else:
+            await self._forward(scope, receive, send, owner, msg)
+
+    @staticmethod
+    def _check_envelope(scope: Scope, msg: Message) -> InboundLadderRejection | None:
+        raw = [(bytes(k).decode("latin-1"), bytes(v).decode("latin-1")) for k, v in scope.get("headers", [])]
+        duplicated = find_duplicated_routing_header(raw)
+        if duplicated is not None:
+            return InboundLadderRejection(code=-32020, message=f"{duplicated} header appears more than once")
+        verdict = classify_inbound_request(msg.obj, headers=dict(raw))
+        return verdict if isinstance(verdict, InboundLadderRejection) else None
+
+    # -- children --------------------------------------------------------------------------------
+
+    async def _dispatch(self, owner: Owner, msg: Message, *, interactive: bool,
+                        forward: bool = True) -> tuple[StdioChild, Exchange | None]:
+        """Pick (or start) a child of this caller and hand it the request, under the caller's lock."""
+        meta = msg.params.get("_meta") if isinstance(msg.params.get("_meta"), dict) else {}
+        assert isinstance(meta, dict)
+        caps = meta.get(CLIENT_CAPABILITIES_META_KEY)
+        caps = caps if isinstance(caps, dict) else {}
+        key = json.dumps(caps, sort_keys=True)
+        async with self._locks.setdefault(owner, asyncio.Lock()):
+            children = [c for c in self.pool.stateless_children(owner, key)
+                        if not (interactive and c.holds_interactive())]
+            if children:
+                child = min(children, key=lambda c: len(c.exchanges))
+            else:
+                child = await self._start(owner, key, caps, meta.get(CLIENT_INFO_META_KEY))
+            if not forward:
+                return child, None
+            level = meta.get(LOG_LEVEL_META_KEY)
+            ex = await child.request(_strip_envelope(msg.obj), interactive=interactive,
+                                     log_level=level if level in LEVELS else None)
+        return child, ex
+
+    async def _start(self, owner: Owner, key: str, caps: dict[str, Any], client_info: Any) -> StdioChild:
+        child = await self.pool.start_child(owner, capabilities=key)
+        child.unsolicited = lambda m: self._unsolicited(child, m)
+        info = client_info if isinstance(client_info, dict) else {"name": "authgate-stdio-bridge", "version": __version__}
+        try:
+            ex = await child.request({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info}})
+            answer = await asyncio.wait_for(self._answer_of(child, ex), self.init_timeout)
+            if not isinstance(answer.get("result"), dict):
+                raise ChildStartFailed(f"the MCP server refused initialize: {answer.get('error')}")
+            child.init_result = answer["result"]
+            await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        except TimeoutError:
+            await self.pool.stop(child)
+            raise ChildStartFailed(f"the MCP server did not answer initialize within {self.init_timeout:.0f} s") from None
+        except BaseException:
+            await self.pool.stop(child)
+            raise
+        return child
+
+    async def _answer_of(self, child: StdioChild, ex: Exchange) -> dict[str, Any]:
+        while True:
+            item = await ex.queue.get()
+            if isinstance(item, GatewayError | Cancelled):
+                raise ChildStartFailed(f"{getattr(item, 'message', 'cancelled')} (during initialize)")
+            if is_response(item):
+                return item
+            if is_request(item):
+                await self._refuse(child, item)
+
+    def _unsolicited(self, child: StdioChild, message: dict[str, Any]) -> None:
+        """Outside any request a 2026-07-28 client cannot be reached: requests are refused."""
+        if is_request(message):
+            task = asyncio.get_running_loop().create_task(self._refuse(child, message))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _refuse(child: StdioChild, request: dict[str, Any]) -> None:
+        """Answer a request of the child's that cannot reach the client (a ping: the bridge answers)."""
+        error = {"code": -32603, "message": (
+            f"authgate stdio bridge: {request.get('method')} can reach a 2026-07-28 client only during "
+            "tools/call, prompts/get or resources/read")}
+        with contextlib.suppress(GatewayError):
+            if request.get("method") == "ping":
+                await child.answer(request["id"], result={})
+            else:
+                await child.answer(request["id"], error=error)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def _discover(self, send: Send, owner: Owner, msg: Message) -> None:
+        """`server/discover` (MCP 2026-07-28 lifecycle), answered from the child's initialize result."""
+        child, _ = await self._dispatch(owner, msg, interactive=False, forward=False)
+        init = child.init_result or {}
+        result: dict[str, Any] = {
+            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS), "capabilities": init.get("capabilities", {}),
+            "ttlMs": 0, "cacheScope": "private", "resultType": "complete",
+            "_meta": {SERVER_INFO_META_KEY: init.get("serverInfo")}}
+        if init.get("instructions"):
+            result["instructions"] = init["instructions"]
+        await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": result})
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
+        method = msg.method or ""
+        child, ex = await self._dispatch(owner, msg, interactive=method in INTERACTIVE)
+        assert ex is not None
+        await self._relay(scope, receive, send, owner, child, ex, msg)
+
+    async def _resume(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
+        """The client's retry with `inputResponses`: the answers go to the child, the request goes on."""
+        state = self._claim(owner, msg)
+        ex = state.exchange
+        ex.client_id = msg.id
+        meta = msg.params.get("_meta")
+        if isinstance(meta, dict) and "progressToken" in meta:
+            ex.client_token = meta["progressToken"]
+        level = meta.get(LOG_LEVEL_META_KEY) if isinstance(meta, dict) else None
+        ex.log_level = level if level in LEVELS else None
+        responses = msg.params.get("inputResponses")
+        assert isinstance(responses, dict)
+        for key, child_request_id in state.inputs.items():
+            if state.child.alive:
+                await state.child.answer(child_request_id, result=responses[key])
+        await self._relay(scope, receive, send, owner, state.child, ex, msg)
+
+    def _claim(self, owner: Owner, msg: Message) -> Suspended:
+        """Check a `requestState` (untrusted input, 2026-07-28 MRTR) and take it."""
+        handle = msg.params.get("requestState")
+        state = self.suspended.get(handle) if isinstance(handle, str) else None
+        if state is None or state.owner != owner:
+            raise InputStateInvalid("Invalid params: requestState is unknown, expired or not yours; "
+                                    "send the request again without requestState", request_id=msg.id)
+        if msg.method != state.method or msg.params.get("name", msg.params.get("uri")) != state.name:
+            raise InputStateInvalid("Invalid params: requestState belongs to a different request", request_id=msg.id)
+        responses = msg.params.get("inputResponses")
+        if not isinstance(responses, dict) or set(responses) != set(state.inputs):
+            raise InputStateInvalid(f"Invalid params: inputResponses must answer exactly {sorted(state.inputs)}",
+                                    request_id=msg.id)
+        assert isinstance(handle, str)
+        del self.suspended[handle]
+        return state
+
+    async def _relay(self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild,
+                     ex: Exchange, msg: Message) -> None:
+        reply = HttpReply(send, sse=accepts(scope)[1])
+        watch = DisconnectWatch(receive)
+        try:
+            while not reply.finished:
+                item = await next_item(ex, watch, PING_INTERVAL)
+                if item is Wake.GONE:
+                    await child.cancel(ex, "the client closed the HTTP stream (2026-07-28: that is cancellation)")
+                    return
+                if item is Wake.IDLE:
+                    await reply.keepalive()
+                elif isinstance(item, Cancelled):
+                    return
+                elif isinstance(item, GatewayError):
+                    await reply.error(item)
+                else:
+                    await self._handle(reply, owner, child, ex, msg, item)
+        finally:
+            watch.close()
+            await reply.close()
+
+    async def _handle(self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
+                      item: dict[str, Any]) -> None:
+        if is_response(item):
+            await reply.final(_complete(item, ex.method, child), _status(item))
+        elif is_request(item):
+            if item.get("method") == "ping" or not ex.interactive:
+                await self._refuse(child, item)
+            else:
+                await reply.final(self._suspend(owner, child, ex, msg, item))
+        elif _wanted(item, ex):
+            await reply.message(item)
+
+    def _suspend(self, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
+                 request: dict[str, Any]) -> dict[str, Any]:
+        """The child asked the client something: answer with an InputRequiredResult (2026-07-28 MRTR)."""
+        handle = secrets.token_urlsafe(32)
+        key = f"authgate-{ex.child_id}-{secrets.token_hex(4)}"
+        name = msg.params.get("name", msg.params.get("uri"))
+        self.suspended[handle] = Suspended(owner, child, ex, ex.method, name, {key: request["id"]},
+                                           time.monotonic() + self.input_timeout)
+        input_request = {"method": request["method"], "params": request.get("params", {})}
+        result = {"resultType": "input_required", "inputRequests": {key: input_request}, "requestState": handle,
+                  "_meta": {SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo")}}
+        return {"jsonrpc": "2.0", "id": ex.client_id, "result": result}
+
+    async def expire(self, now: float | None = None) -> int:
+        """Drop requestState handles the client did not come back for; cancel their requests."""
+        now = time.monotonic() if now is None else now
+        stale = [h for h, s in self.suspended.items() if s.expires <= now]
+        for handle in stale:
+            state = self.suspended.pop(handle)
+            logger.info("%s: no inputResponses within %.0f s; request cancelled", state.child.label, self.input_timeout)
+            for child_request_id in state.inputs.values():
+                if state.child.alive:
+                    await state.child.answer(child_request_id, error={"code": -32603, "message": "the client did not answer"})
+            await state.child.cancel(state.exchange, "the client did not retry with inputResponses in time")
+        for owner in [o for o, lock in self._locks.items() if not lock.locked() and
+                      not any(e.owner == o for e in self.pool.entries.values())]:
+            del self._locks[owner]
+        return len(stale)
+
+
+def _strip_envelope(request: dict[str, Any]) -> dict[str, Any]:
+    """The request as a 2025-11-25 child expects it: no 2026-07-28 envelope keys in `_meta`."""
+    params = request.get("params")
+    if not isinstance(params, dict) or not isinstance(params.get("_meta"), dict):
+        return request
+    meta = {k: v for k, v in params["_meta"].items() if k not in ENVELOPE}
+    new_params = {k: v for k, v in params.items() if k != "_meta"}
+    if meta:
+        new_params["_meta"] = meta
+    return {**request, "params": new_params}
+
+
+def _complete(response: dict[str, Any], method: str, child: StdioChild) -> dict[str, Any]:
+    """A 2025-era result made a 2026-07-28 one: `resultType`, cache hints on lists, serverInfo stamp."""
+    result = response.get("result")
+    if not isinstance(result, dict):
+        return response
+    result = {"resultType": "complete", **result}
+    if method in CACHEABLE:
+        result = {"ttlMs": 0, "cacheScope": "private", **result}
+    meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
+    assert isinstance(meta, dict)
+    result["_meta"] = {SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo"), **meta}
+    return {**response, "result": result}
+
+
+def _status(response: dict[str, Any]) -> int:
+    error = response.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return ERROR_CODE_HTTP_STATUS.get(code, 200) if isinstance(code, int) else 200
+
+
+def _wanted(note: dict[str, Any], ex: Exchange) -> bool:
+    """Progress always; log messages only at or above the request's `_meta` logLevel opt-in."""
+    if note.get("method") == "notifications/progress":
+        return True
+    if note.get("method") != "notifications/message" or ex.log_level is None:
+        return False
+    level = (note.get("params") or {}).get("level")
+    return level in LEVELS and LEVELS.index(level) >= LEVELS.index(ex.log_level)

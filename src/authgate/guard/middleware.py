@@ -1,0 +1,155 @@
+"""Pure ASGI middleware in front of the MCP app (never BaseHTTPMiddleware: it breaks
+streaming). `OriginGuard` refuses foreign browsers and DNS-rebound hosts; `BearerGuard`
+demands a valid access token and hands the identity on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.authentication import AuthCredentials
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.config.urls import is_loopback_host
+from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
+from authgate.guard.challenge import bearer_challenge
+from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.verifier import TokenVerifier
+from authgate.server.logs import note
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def _send_json(send: Send, status: int, body: Mapping[str, object], headers: list[tuple[bytes, bytes]]) -> None:
+    payload = json.dumps(body).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+        (b"cache-control", b"no-store"), *headers]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+_SDK_VIEWS_MAX = 10_000
+
+
+class OriginGuard:
+    """MCP transport security (2025-11-25): a present, non-allowlisted Origin gets 403; a Host
+    that is neither the public host nor loopback gets 421 (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, *, public_host: str, allowed_origins: Iterable[str]) -> None:
+        self.app = app
+        self.public_host = public_host.lower()
+        self.allowed = {o.rstrip("/").lower() for o in allowed_origins}
+        self.any_origin = "*" in self.allowed
+        self.loopback_origins = is_loopback_host(public_host.split(":")[0].strip("[]"))
+
+    def _origin_ok(self, origin: str) -> bool:
+        o = origin.rstrip("/").lower()
+        if self.any_origin or o in self.allowed:
+            return True
+        host = o.split("://", 1)[-1].rsplit(":", 1)[0] if "://" in o else ""
+        return self.loopback_origins and o.startswith("http://") and is_loopback_host(host)
+
+    def _host_ok(self, host: str) -> bool:
+        h = host.lower()
+        bare = h.rsplit(":", 1)[0] if not h.endswith("]") else h
+        return h == self.public_host or bare == self.public_host.rsplit(":", 1)[0] or is_loopback_host(bare)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        origin = _header(scope, b"origin")
+        if origin is not None and not self._origin_ok(origin):
+            await _send_json(send, 403, {"error": "forbidden_origin",
+                                         "error_description": f"Origin {origin} is not allowed; add it to allowed_origins"}, [])
+            return
+        host = _header(scope, b"host") or ""
+        if not self._host_ok(host):
+            await _send_json(send, 421, {"error": "misdirected_request",
+                                         "error_description": f"Host {host} is not this server's public host"}, [])
+            return
+        await self.app(scope, receive, send)
+
+
+# Given a request without a token: a `receive` replaying its body if the policy lets it through.
+AnonymousHook = Callable[[Scope, Receive], Awaitable[Receive | None]]
+
+
+class BearerGuard:
+    """RFC 6750 bearer check; 401 with a RFC 9728 challenge when missing or invalid, 403
+    `insufficient_scope` when the token holds none of the scopes this resource offers.
+    (Per-operation scopes are the policy layer's job, above this one.)"""
+
+    def __init__(self, app: ASGIApp, verifier: TokenVerifier, *, resource_metadata: str,
+                 scopes: tuple[str, ...], anonymous: AnonymousHook | None = None) -> None:
+        self.app = app
+        self.verifier = verifier
+        self.resource_metadata = resource_metadata
+        self.scopes = scopes
+        self._sdk_views: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self.anonymous = anonymous  # the policy layer's say on requests without a token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") == "OPTIONS":
+            await self.app(scope, receive, send)  # CORS preflight carries no token
+            return
+        authz = _header(scope, b"authorization")
+        if not authz or not authz[:7].lower() == "bearer " or not authz[7:].strip():
+            replay = await self.anonymous(scope, receive) if self.anonymous is not None else None
+            if replay is not None:  # an operation the policy allows without a token (no identity)
+                await self.app(scope, replay, send)
+                return
+            await self._challenge(send, 401, None, "no bearer token" if not authz else "not a bearer token")
+            return
+        try:
+            identity = await self.verifier.verify(authz[7:].strip())
+        except TemporarilyUnavailable as exc:
+            # The token could not be checked (the IdP is unreachable): no challenge, or the
+            # client would start a sign-in that cannot help.
+            await _send_json(send, 503, exc.as_dict(), [(b"retry-after", str(exc.retry_after).encode())])
+            return
+        except OAuthError as exc:
+            await self._challenge(send, 401, InvalidToken.error, exc.description)
+            return
+        if self.scopes and not set(self.scopes) & set(identity.scopes):
+            # MCP 2025-11-25 scope challenge: name what is needed plus what is already held
+            await self._challenge(send, 403, "insufficient_scope",
+                                  f"token holds none of the scopes {' '.join(self.scopes)}",
+                                  scopes=tuple(dict.fromkeys((*self.scopes, *identity.scopes))))
+            return
+        note(scope, subject=identity.subject, client_id=identity.client_id)
+        await self.app(self._with_identity(scope, identity), receive, send)
+
+    def _with_identity(self, scope: Scope, identity: Identity) -> Scope:
+        return {**scope, SCOPE_KEY: identity, **self._sdk_view(identity)}
+
+    def _sdk_view(self, identity: Identity) -> dict[str, Any]:
+        """The SDK's own types, so `mcp` tools can use get_access_token()/request.user as usual.
+        Built once per token holder (pydantic models cost more than the rest of the guard)."""
+        key = (identity.subject, identity.client_id, identity.expires_at, identity.scopes, identity.audience)
+        view = self._sdk_views.get(key)
+        if view is None:
+            sdk_token = AccessToken(token="", client_id=identity.client_id, scopes=list(identity.scopes),
+                                    expires_at=identity.expires_at, resource=identity.audience[0],
+                                    subject=identity.subject, claims=identity.claims)
+            view = {"user": AuthenticatedUser(sdk_token), "auth": AuthCredentials(list(identity.scopes))}
+            if len(self._sdk_views) >= _SDK_VIEWS_MAX:
+                self._sdk_views.clear()  # crude but bounded; rebuilt on demand
+            self._sdk_views[key] = view
+        return view
+
+    async def _challenge(self, send: Send, status: int, error: str | None, description: str,
+                         scopes: tuple[str, ...] | None = None) -> None:
+        challenge = bearer_challenge(resource_metadata=self.resource_metadata,
+                                     scopes=scopes if scopes is not None else self.scopes,
+                                     error=error, description=description)
+        body = {"error": error or "unauthorized", "error_description": description}
+        await _send_json(send, status, body, [(b"www-authenticate", challenge.encode())])

@@ -1,0 +1,76 @@
+"""Access token verification for the guard, with a cache.
+
+Verifying an RS256 signature on every request costs more than the MCP call it protects.
+Verified tokens are cached (keyed by the token itself) until they expire, but the grant
+behind each is re-checked against the store at least every `recheck_seconds`, so a revoked
+grant or a removed user stops working within that interval — well inside the access token
+lifetime, as promised.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Protocol
+
+from authgate.errors import InvalidToken
+from authgate.guard.identity import Identity
+from authgate.oauth import access_tokens
+from authgate.oauth.authority import Authority
+
+
+class TokenVerifier(Protocol):
+    """The seam external identity providers plug into."""
+
+    async def verify(self, token: str) -> Identity: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    identity: Identity
+    checked_at: float
+
+
+class EmbeddedTokenVerifier:
+    def __init__(self, auth: Authority, *, recheck_seconds: float = 30.0, max_entries: int = 50_000) -> None:
+        self._auth = auth
+        self._recheck = recheck_seconds
+        self._max = max_entries
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
+
+    async def verify(self, token: str) -> Identity:
+        now = self._auth.clock()
+        entry = self._cache.get(token)
+        if entry is not None:
+            if entry.identity.expires_at + access_tokens.LEEWAY < now:
+                del self._cache[token]
+                raise InvalidToken("token has expired")
+            if now - entry.checked_at < self._recheck:
+                return entry.identity
+        auth = self._auth
+        claims = await access_tokens.verify(token, auth.keys, issuer=auth.issuer, audience=auth.resources[0], now=now)
+        username = await self._live_username(claims)
+        identity = Identity(subject=claims.subject, client_id=claims.client_id, scopes=claims.scopes,
+                            audience=claims.audience, expires_at=claims.expires_at, username=username,
+                            claims=claims.raw)
+        self._remember(token, _Entry(identity, now))
+        return identity
+
+    async def _live_username(self, claims: access_tokens.AccessTokenClaims) -> str | None:
+        store = self._auth.store
+        if claims.grant_id is None:  # client_credentials: the client itself must still exist
+            if await store.get_client(claims.client_id) is None:
+                raise InvalidToken("the client of this token no longer exists")
+            return None
+        if not await store.family_is_live(claims.grant_id):
+            raise InvalidToken("the grant behind this token was revoked")
+        user = await store.get_user(claims.subject)
+        if user is None:
+            raise InvalidToken("the user of this token no longer exists")
+        return user.username
+
+    def _remember(self, token: str, entry: _Entry) -> None:
+        self._cache[token] = entry
+        self._cache.move_to_end(token)
+        while len(self._cache) > self._max:
+            self._cache.popitem(last=False)

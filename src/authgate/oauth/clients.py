@@ -1,0 +1,81 @@
+"""Finding a client (stored via DCR, or fetched via CIMD) and authenticating it at /token."""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from urllib.parse import unquote_plus
+
+from authgate.errors import FetchError, InvalidClient, InvalidClientMetadata, InvalidRequest, OAuthError
+from authgate.oauth.authority import Authority
+from authgate.oauth.opaque import digest
+from authgate.store.models import Client
+
+
+async def find_client(auth: Authority, client_id: str) -> Client | None:
+    """A stored client, or a CIMD document turned into a client; None if neither.
+    Raises FetchError / InvalidClientMetadata when a CIMD document cannot be used."""
+    if auth.cimd is not None and auth.cimd.handles(client_id):
+        metadata = await auth.cimd.resolve(client_id)
+        now = auth.clock()
+        return Client(client_id=client_id, metadata=metadata, created_at=now, last_used_at=now, source="cimd")
+    return await auth.store.get_client(client_id)
+
+
+async def require_client(auth: Authority, client_id: str, error: type[OAuthError]) -> Client:
+    """`find_client`, with every way of not finding it turned into `error`."""
+    try:
+        client = await find_client(auth, client_id)
+    except (FetchError, InvalidClientMetadata) as exc:
+        raise error(f"the client's metadata document cannot be used: {exc}") from None
+    if client is None:
+        raise error("unknown client_id: the client must register again")
+    return client
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
+    if not authorization or not authorization[:6].lower() == "basic ":
+        return None
+    try:
+        decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+        user, _, password = decoded.partition(":")
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidClient("malformed Basic credentials") from None
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Base64
+    return unquote_plus(user), unquote_plus(password)
+
+
+def _may_use_none(client: Client) -> bool:
+    """A public client. ChatGPT's CIMD document declares `private_key_jwt` yet lists `none`
+    among its `token_endpoint_auth_methods_supported`, and uses `none` with servers that
+    advertise only that: honour the list."""
+    if client.token_endpoint_auth_method == "none":
+        return True
+    supported = client.metadata.get("token_endpoint_auth_methods_supported")
+    return client.source == "cimd" and isinstance(supported, list) and "none" in supported
+
+
+async def authenticate(auth: Authority, form: dict[str, str], authorization: str | None) -> Client:
+    """RFC 6749 §2.3 client authentication: `none`, `client_secret_basic`, `client_secret_post`."""
+    basic = _basic_credentials(authorization)
+    if basic and form.get("client_secret"):
+        raise InvalidRequest("use one client authentication method, not both")  # RFC 6749 §2.3
+    client_id, secret = basic if basic else (form.get("client_id", ""), form.get("client_secret"))
+    if basic and form.get("client_id") and form["client_id"] != client_id:
+        raise InvalidClient("client_id in the body differs from the authenticated client")
+    if not client_id:
+        raise InvalidClient("client authentication is required")
+    client = await require_client(auth, client_id, InvalidClient)
+    if client.client_secret_hash is None:
+        if not _may_use_none(client):
+            # e.g. a CIMD document declaring only private_key_jwt (RFC 7523), not supported yet
+            raise InvalidClient(f"token_endpoint_auth_method {client.token_endpoint_auth_method!r} "
+                                "is not supported by this server; use 'none'")
+        return client  # public client: identified, not authenticated (PKCE binds the code)
+    if not secret:
+        raise InvalidClient("client authentication failed: no client_secret presented")
+    if not hmac.compare_digest(digest(secret), client.client_secret_hash):
+        raise InvalidClient("client authentication failed")
+    if client.client_secret_expires_at and client.client_secret_expires_at < auth.clock():
+        raise InvalidClient("client secret has expired; register again")
+    return client

@@ -1,0 +1,171 @@
+"""The token endpoint (OAuth 2.1 §3.2): one function per grant, dispatched by `grant_type`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from authgate.errors import (
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+)
+from authgate.oauth import access_tokens, pkce, scopes
+from authgate.oauth.authority import Authority
+from authgate.oauth.authorize import canonical_resources
+from authgate.oauth.clients import authenticate
+from authgate.oauth.opaque import digest, new_secret
+from authgate.oauth.sealing import SealError, derive_key, seal, unseal
+from authgate.policy.model import offered_scopes
+from authgate.store.models import Client, RefreshFamily, RefreshToken
+
+TokenResponse = dict[str, Any]
+
+
+async def token(auth: Authority, form: dict[str, str], resources: list[str], authorization: str | None) -> TokenResponse:
+    """`form` holds the single-valued parameters, `resources` every `resource` value."""
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise InvalidRequest("grant_type is required")
+    handler = _GRANTS.get(grant_type)
+    if handler is None:
+        raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
+    client = await authenticate(auth, form, authorization)
+    allowed = client.metadata.get("grant_types", ["authorization_code", "refresh_token"])
+    # refresh_token goes with authorization_code: clients that omit it still expect to refresh
+    if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
+        raise UnauthorizedClient(f"this client did not register the {grant_type} grant")
+    response = await handler(auth, client, form, resources)
+    if client.source == "dcr":
+        await auth.store.touch_client(client.client_id, auth.clock())
+    return response
+
+
+def _access_token_response(
+    auth: Authority, *, subject: str, client_id: str, granted: tuple[str, ...], resources: tuple[str, ...],
+    grant_id: str | None, auth_time: float | None = None,
+) -> TokenResponse:
+    now = auth.clock()
+    ttl = auth.settings.access_token_ttl
+    token_scopes = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
+    at, _ = access_tokens.issue(
+        auth.keys, issuer=auth.issuer, subject=subject, client_id=client_id, scopes=token_scopes,
+        resources=resources, now=now, ttl=ttl, grant_id=grant_id, auth_time=auth_time,
+    )
+    return {"access_token": at, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.render(granted)}
+
+
+async def _authorization_code(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+    code = form.get("code")
+    if not code:
+        raise InvalidRequest("code is required")
+    now = auth.clock()
+    redemption = await auth.store.consume_code(digest(code), now)
+    if redemption.replayed is not None:
+        # RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it issued
+        await auth.store.revoke_family(redemption.replayed.family_id, "authorization code replayed", now)
+        raise InvalidGrant("authorization code was already used; tokens issued with it are revoked")
+    stored = redemption.code
+    if stored is None or stored.client_id != client.client_id:
+        raise InvalidGrant("authorization code is invalid or was issued to another client")
+    if stored.expires_at < now:
+        raise InvalidGrant("authorization code has expired")
+    presented_redirect = form.get("redirect_uri")
+    if presented_redirect is not None and presented_redirect != stored.redirect_uri:
+        raise InvalidGrant("redirect_uri differs from the authorization request")
+    pkce.verify(form.get("code_verifier"), stored.code_challenge)
+    granted_resources = canonical_resources(auth, resources) if resources else stored.resources
+    if not set(granted_resources) <= set(stored.resources):
+        raise InvalidGrant("resource was not part of the authorization")  # RFC 8707 §2.2
+    if await auth.store.get_user(stored.user_id) is None:
+        raise InvalidGrant("the user no longer exists")
+    body = _access_token_response(
+        auth, subject=stored.user_id, client_id=client.client_id, granted=stored.scopes,
+        resources=granted_resources, grant_id=stored.family_id, auth_time=stored.auth_time,
+    )
+    refresh = new_secret("agr_")
+    family = RefreshFamily(family_id=stored.family_id, client_id=client.client_id, user_id=stored.user_id,
+                           scopes=stored.scopes, resources=stored.resources, created_at=now)
+    await auth.store.create_family(family, RefreshToken(
+        token_hash=digest(refresh), family_id=family.family_id, issued_at=now,
+        expires_at=now + auth.settings.refresh_token_ttl))
+    body["refresh_token"] = refresh
+    return body
+
+
+def _successor_key(refresh_token: str) -> bytes:
+    return derive_key(refresh_token.encode(), "refresh-successor")
+
+
+def _replay_successor(auth: Authority, presented: str, record: RefreshToken) -> TokenResponse | None:
+    """Within the grace window the holder of a just-rotated token gets the same successor."""
+    if record.rotated_at is None or record.successor is None:
+        return None
+    if auth.clock() - record.rotated_at > auth.settings.refresh_grace_seconds:
+        return None
+    try:
+        body: TokenResponse = json.loads(unseal(_successor_key(presented), record.successor))
+    except SealError:
+        return None
+    return body
+
+
+async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+    presented = form.get("refresh_token")
+    if not presented:
+        raise InvalidRequest("refresh_token is required")
+    now = auth.clock()
+    record = await auth.store.get_refresh_token(digest(presented))
+    family = await auth.store.get_family(record.family_id) if record else None
+    if record is None or family is None or family.client_id != client.client_id:
+        raise InvalidGrant("refresh token is invalid")
+    if family.revoked_at is not None:
+        raise InvalidGrant("refresh token was revoked")
+    if record.rotated_at is not None:
+        if (again := _replay_successor(auth, presented, record)) is not None:
+            return again
+        # RFC 9700 §4.14.2: reuse of a rotated token revokes the whole family
+        await auth.store.revoke_family(family.family_id, "refresh token reused", now)
+        raise InvalidGrant("refresh token was already used; this grant is revoked")
+    if record.expires_at < now:
+        raise InvalidGrant("refresh token has expired")
+    if not await auth.store.family_is_live(family.family_id):
+        raise InvalidGrant("the user or client of this grant no longer exists")
+    requested = scopes.parse(form.get("scope"))
+    if requested and not scopes.is_subset(requested, family.scopes):
+        raise InvalidScope("a refresh may narrow the scope but never widen it")  # RFC 6749 §6
+    narrowed = canonical_resources(auth, resources) if resources else family.resources
+    if not set(narrowed) <= set(family.resources):
+        raise InvalidGrant("resource was not part of the original grant")
+    body = _access_token_response(auth, subject=family.user_id, client_id=client.client_id,
+                                  granted=requested or family.scopes, resources=narrowed, grant_id=family.family_id)
+    successor = new_secret("agr_")
+    body["refresh_token"] = successor
+    new = RefreshToken(token_hash=digest(successor), family_id=family.family_id, issued_at=now,
+                       expires_at=now + auth.settings.refresh_token_ttl)
+    sealed = seal(_successor_key(presented), json.dumps(body).encode())
+    if await auth.store.rotate_refresh_token(record.token_hash, new, sealed, now):
+        return body
+    # a concurrent refresh of the same token won the race: hand out its successor
+    winner = await auth.store.get_refresh_token(record.token_hash)
+    if winner is not None and (again := _replay_successor(auth, presented, winner)) is not None:
+        return again
+    raise InvalidGrant("refresh token was already used")
+
+
+async def _client_credentials(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+    if client.client_secret_hash is None:
+        raise UnauthorizedClient("client_credentials needs a confidential client")
+    granted = scopes.grantable(scopes.parse(form.get("scope")), offered_scopes(auth.settings), auth.settings.scopes)
+    granted = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
+    return _access_token_response(auth, subject=client.client_id, client_id=client.client_id, granted=granted,
+                                  resources=canonical_resources(auth, resources), grant_id=None)
+
+
+_GRANTS = {
+    "authorization_code": _authorization_code,
+    "refresh_token": _refresh_token,
+    "client_credentials": _client_credentials,
+}

@@ -1,0 +1,87 @@
+"""Dynamic client registration (RFC 7591): validate metadata, mint the client."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
+from authgate.oauth import redirect_uris
+from authgate.oauth.opaque import digest, new_secret
+from authgate.store.models import Client
+
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+_STRING_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
+                  "software_version", "scope")
+
+
+def _string_list(body: dict[str, Any], name: str, default: list[str]) -> list[str]:
+    value = body.get(name, default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidClientMetadata(f"{name} must be an array of strings")
+    return list(value)
+
+
+def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
+    """Return the metadata we keep; unknown fields are ignored (RFC 7591 §2)."""
+    method = body.get("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
+    if method not in AUTH_METHODS:
+        raise InvalidClientMetadata(
+            f"token_endpoint_auth_method {method!r} is not supported; use one of {', '.join(AUTH_METHODS)}"
+        )
+    grants = _string_list(body, "grant_types", ["authorization_code", "refresh_token"])
+    if unknown := [g for g in grants if g not in GRANT_TYPES]:
+        raise InvalidClientMetadata(f"grant_types {unknown} are not supported")
+    if "client_credentials" in grants and method == "none":
+        raise InvalidClientMetadata("client_credentials needs a confidential client (not auth method none)")
+    responses = _string_list(body, "response_types", ["code"] if "authorization_code" in grants else [])
+    if any(r != "code" for r in responses):
+        raise InvalidClientMetadata("only response_type 'code' is supported (OAuth 2.1)")
+    uris = _string_list(body, "redirect_uris", [])
+    # OIDC Registration §2 default is "web"; a client that omits it but redirects to a
+    # private-use scheme can only be a native app (desktop MCP clients do this).
+    inferred = "native" if any(not u.lower().startswith(("http:", "https:")) for u in uris) else "web"
+    app_type = body.get("application_type", inferred)
+    if app_type not in ("web", "native"):
+        raise InvalidClientMetadata("application_type must be 'web' or 'native'")
+    if "authorization_code" in grants and not uris:
+        raise InvalidRedirectUri("redirect_uris is required for the authorization_code grant")
+    for uri in uris:
+        redirect_uris.validate_for_registration(uri, app_type)
+    kept: dict[str, Any] = {
+        "redirect_uris": uris,
+        "token_endpoint_auth_method": method,
+        "grant_types": grants,
+        "response_types": responses,
+        "application_type": app_type,
+    }
+    for name in _STRING_FIELDS:
+        if name in body:
+            if not isinstance(body[name], str):
+                raise InvalidClientMetadata(f"{name} must be a string")
+            kept[name] = body[name][:500]
+    if "contacts" in body:
+        kept["contacts"] = _string_list(body, "contacts", [])[:10]
+    return kept
+
+
+def register(body: dict[str, Any], now: float) -> tuple[Client, dict[str, Any]]:
+    """Mint a client from validated metadata. Returns the record and the 201 response body
+    (which alone carries the plaintext secret)."""
+    metadata = validate_metadata(body)
+    client_id = str(uuid.uuid4())
+    secret = None if metadata["token_endpoint_auth_method"] == "none" else new_secret("ags_")
+    client = Client(
+        client_id=client_id,
+        metadata=metadata,
+        created_at=now,
+        last_used_at=now,
+        client_secret_hash=digest(secret) if secret else None,  # 256 random bits: SHA-256 suffices
+        client_secret_expires_at=0,
+    )
+    response: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": int(now), **metadata}
+    if secret:
+        response["client_secret"] = secret
+        response["client_secret_expires_at"] = 0  # RFC 7591 §3.2.1: REQUIRED with a secret
+    return client, response

@@ -1,0 +1,40 @@
+"""`PolicyLayer`: the policy, its enforcer, its anonymous gate and its audit log for one
+running authgate, built once the store is open (`server/app.py`)."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp
+
+from authgate.audit.log import AuditLog
+from authgate.config.settings import Settings
+from authgate.policy.clients import ClientRecognizer
+from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
+from authgate.policy.model import Policy
+from authgate.store.protocols import Store
+
+
+class PolicyLayer:
+    def __init__(self, settings: Settings, store: Store | None) -> None:
+        """`store` None (external IdP mode: no database): the policy without an audit trail."""
+        from authgate.store.sql import SqlStore
+        from authgate.store.sql.audit import SqlAuditStore
+
+        self.settings = settings
+        self.policy = Policy.from_settings(settings)
+        self.clients = ClientRecognizer(settings.tool_error_clients)
+        self.audit = AuditLog(SqlAuditStore(store)) if isinstance(store, SqlStore) else None
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        return PolicyEnforcer(app, self.policy, resource_metadata=self.settings.urls.prm_url,
+                              clients=self.clients, audit=self.audit,
+                              audit_arguments=self.settings.audit_arguments)
+
+    @property
+    def anonymous(self) -> AnonymousGate | None:
+        """The hook for BearerGuard, only when some operation is anonymous: otherwise every
+        request without a token gets the 401 challenge, its body unread."""
+        return AnonymousGate(self.policy, self.clients) if self.policy.has_anonymous else None
+
+    async def aclose(self) -> None:
+        if self.audit is not None:
+            await self.audit.aclose()

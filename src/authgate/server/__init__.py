@@ -1,0 +1,1 @@
+"""Thin Starlette adapters over the OAuth core: the only code that knows HTTP."""

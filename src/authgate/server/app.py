@@ -1,0 +1,195 @@
+"""The ASGI application: OAuth endpoints, discovery documents and the guarded MCP app.
+
+    request ─┬─ {base}/mcp ──> CORS ─> OriginGuard ─> BearerGuard ─> PolicyEnforcer ─> the MCP app
+             ├─ /.well-known/… , /token, /register, /revoke, /jwks.json ──> CORS (any origin, no cookies)
+             └─ /authorize, /login, /consent, /health ──> pages (proxy mode: /upstream/callback, no /login)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.config.settings import Settings
+from authgate.guard.middleware import BearerGuard, OriginGuard
+from authgate.guard.verifier import TokenVerifier
+from authgate.idp.backend import open_external, served_routes
+from authgate.policy.layer import PolicyLayer
+from authgate.server.authorize_routes import BrowserFlow
+from authgate.server.discovery_routes import Discovery
+from authgate.server.logs import RequestLog
+from authgate.server.proxy_routes import open_proxy_flow
+from authgate.server.endpoint_routes import Endpoints
+from authgate.server.runtime import Runtime, housekeeping, open_runtime
+
+MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
+
+
+class AuthgateApp:
+    """Pure ASGI dispatcher. Handlers are bound at start-up, once the store is open."""
+
+    def __init__(self, settings: Settings, mcp_app: ASGIApp) -> None:
+        self.settings = settings
+        self.mcp_app = mcp_app
+        self.runtime: Runtime | None = None
+        self.policy: PolicyLayer | None = None
+        urls = settings.urls
+        self.mcp_path = urls.base_path + urls.mcp_path
+        self.router = Starlette(routes=self._routes(), lifespan=self._lifespan)
+        self.public_api = CORSMiddleware(self.router, allow_origins=["*"], allow_methods=["GET", "POST"],
+                                         allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
+                                         expose_headers=["WWW-Authenticate"], max_age=3600)
+        self._cors_paths = set(self._public_paths())
+        self.protected: ASGIApp | None = None
+        self._logged = RequestLog(self._dispatch)  # outermost: request id and the access log
+        self.handlers: dict[str, Any] | None = None
+
+    def _public_paths(self) -> list[str]:
+        u = self.settings.urls
+        return [u.local_path(x) for x in (u.as_metadata_url, u.prm_url, u.prm_root_url, u.endpoint("token"),
+                                          u.endpoint("register"), u.endpoint("revoke"), u.endpoint("jwks.json"))]
+
+    def _routes(self) -> list[Route]:
+        u = self.settings.urls
+        b = u.base_path
+        paths: list[tuple[str, str, list[str]]] = [
+            (u.local_path(u.as_metadata_url), "as_metadata", ["GET"]),
+            (u.local_path(u.prm_url), "prm", ["GET"]),
+            (u.local_path(u.prm_root_url), "prm", ["GET"]),
+            (f"{b}/jwks.json", "jwks", ["GET"]),
+            (f"{b}/authorize", "authorize", ["GET"]),
+            (f"{b}/login", "login", ["POST"]),
+            (f"{b}/consent", "consent", ["POST"]),
+            (f"{b}/token", "token", ["POST"]),
+            (f"{b}/register", "register", ["POST"]),
+            (f"{b}/revoke", "revoke", ["POST"]),
+            (f"{b}/health", "health", ["GET"]),
+            (f"{b}/health/ready", "ready", ["GET"]),
+        ]
+        if b:  # the PRM of the base URL itself, for clients that strip the MCP path
+            paths.append((u.local_path(u.prm_root_url) + b, "prm", ["GET"]))
+        if self.settings.auth_mode == "external":  # the IdP is the authorization server: 404 for the rest
+            served = served_routes(self.settings)
+            paths = [p for p in paths if p[1] in served]
+        if self.settings.auth_mode == "proxy":  # sign-in at the upstream IdP instead of /login
+            paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
+        return [Route(path, self._handler(name), methods=methods) for path, name, methods in paths]
+
+    def _handler(self, name: str) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if self.handlers is None:
+                raise RuntimeError("authgate is not started (lifespan did not run)")
+            response: Response = await self.handlers[name](request)
+            return response
+        return endpoint
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        if self.settings.auth_mode == "external":  # the IdP issues tokens: no store, keys or pages
+            ready = getattr(self.mcp_app, "check_ready", None)  # the gateway's upstream, if any
+            async with open_external(self.settings, upstream_ready=ready) as backend:
+                self.handlers = backend.handlers()
+                self.protected = self._guarded(backend.verifier)
+                try:
+                    async with self._inner_lifespan():
+                        yield
+                finally:
+                    self.handlers = None
+            return
+        proxy = self.settings.auth_mode == "proxy"  # people sign in at the upstream IdP
+        self.runtime = rt = await open_runtime(self.settings)
+        stack = contextlib.AsyncExitStack()
+        discovery = Discovery(rt.auth, upstream_ready=getattr(self.mcp_app, "check_ready", None))
+        flow = await stack.enter_async_context(open_proxy_flow(rt)) if proxy else BrowserFlow(rt.auth, rt.signer)
+        endpoints = Endpoints(rt.auth)
+        self.handlers = {
+            "as_metadata": discovery.as_metadata, "prm": discovery.prm, "jwks": discovery.jwks,
+            "health": discovery.health, "ready": discovery.ready, "authorize": flow.authorize,
+            "login": flow.login, "consent": flow.consent, "token": endpoints.token,
+            "register": endpoints.register, "revoke": endpoints.revoke,
+            "upstream_callback": getattr(flow, "callback", flow.authorize),
+        }
+        self.protected = self._guarded(rt.verifier)
+        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store))
+        try:
+            async with self._inner_lifespan():
+                yield
+        finally:
+            chores.cancel()
+            self.handlers = None
+            await stack.aclose()
+            if self.policy is not None:
+                await self.policy.aclose()  # the audit events still queued, before the store closes
+            await self.runtime.close()
+
+    def _inner_lifespan(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """The protected app's own lifespan (the SDK's session manager), run inside authgate's."""
+        inner = getattr(getattr(self.mcp_app, "router", self.mcp_app), "lifespan_context", None)
+        return inner(self.mcp_app) if inner else contextlib.nullcontext()
+
+    def _guarded(self, verifier: TokenVerifier) -> ASGIApp:
+        urls = self.settings.urls
+        origins = [urls.origin, *self.settings.allowed_origins]
+        # per-operation policy and audit (authgate.policy) between the bearer check and the app
+        self.policy = policy = PolicyLayer(self.settings, self.runtime.auth.store if self.runtime else None)
+        guarded: ASGIApp = BearerGuard(policy.wrap(self.mcp_app), verifier, resource_metadata=urls.prm_url,
+                                       scopes=tuple(self.settings.scopes), anonymous=policy.anonymous)
+        guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
+        loopback = not urls.secure_cookies
+        return CORSMiddleware(guarded, allow_origins=[] if "*" not in origins else ["*"],
+                              allow_origin_regex=_origin_regex(origins, loopback),
+                              # "*" mirrors what the preflight asks: MCP-Protocol-Version,
+                              # Mcp-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*, …
+                              allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
+                              expose_headers=MCP_EXPOSED, max_age=3600)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._logged(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == self.mcp_path or path.startswith(self.mcp_path + "/")):
+            if self.protected is None:
+                raise RuntimeError("authgate is not started (lifespan did not run)")
+            if self.settings.urls.base_path:
+                scope = {**scope, "path": path[len(self.settings.urls.base_path):],
+                         "root_path": scope.get("root_path", "") + self.settings.urls.base_path}
+            await self.protected(scope, receive, send)
+        elif scope["type"] == "http" and path in self._cors_paths:
+            await self.public_api(scope, receive, send)
+        else:
+            await self.router(scope, receive, send)
+
+
+def _origin_regex(origins: list[str], loopback: bool) -> str | None:
+    alts = [re.escape(o.rstrip("/")) for o in origins if o != "*"]
+    if loopback:
+        alts.append(r"http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?")
+    return "^(" + "|".join(alts) + ")$" if alts else None
+
+
+def build_app(settings: Settings, mcp_app: ASGIApp | None = None) -> AuthgateApp:
+    if mcp_app is None and settings.upstream is not None:
+        from authgate.gateway import proxy_from_settings
+
+        mcp_app = proxy_from_settings(settings)
+    if mcp_app is None and settings.upstream_command:  # `authgate serve -- CMD ARGS…`
+        from authgate.gateway.stdio_bridge import bridge_from_settings
+
+        mcp_app = bridge_from_settings(settings)
+    if mcp_app is None:  # no upstream: the built-in knowledge base (which also has `whoami`)
+        from authgate.kb.server import build_app as build_kb
+        from authgate.mcpapp.negotiation import ContentNegotiation
+
+        mcp_app = ContentNegotiation(build_kb(settings.data_dir))
+    return AuthgateApp(settings, mcp_app)

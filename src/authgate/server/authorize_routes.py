@@ -1,0 +1,154 @@
+"""GET /authorize, POST /login, POST /consent: the browser leg of the code flow."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from authgate.oauth import authorize, passwords
+from authgate.oauth.authority import Authority
+from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
+from authgate.oauth.redirect_uris import form_action_source
+from authgate.oauth.scopes import is_subset
+from authgate.policy.model import Policy
+from authgate.store.models import Consent, User
+from authgate.server.pages import describe_scopes, error_page, render
+from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_ok, csrf_token, set_cookie
+
+REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
+
+
+class BrowserFlow:
+    def __init__(self, auth: Authority, signer: Signer) -> None:
+        self.auth = auth
+        self.signer = signer
+        self.secure = auth.urls.secure_cookies
+        self.cookie_path = auth.urls.base_path or "/"
+        self.policy = Policy.from_settings(auth.settings)  # which tools each scope unlocks
+
+    # -- endpoints ---------------------------------------------------------------------
+    async def authorize(self, request: Request) -> Response:
+        try:
+            req = await authorize.validate(self.auth, list(request.query_params.multi_items()))
+        except UnverifiedRedirect as exc:
+            return error_page("This app cannot sign in", exc.description,
+                              "Go back to the app and connect again; if it keeps failing, tell its developer.")
+        except RedirectError as err:
+            return RedirectResponse(authorize.error_redirect(self.auth, err), status_code=302)
+        user = await self._session_user(request)
+        if user is None:
+            return self._login_page(request, req)
+        return await self._consent_or_code(request, req, user, self._auth_time(request))
+
+    async def login(self, request: Request) -> Response:
+        checked = await self._checked_form(request, "sign-in")
+        if isinstance(checked, Response):
+            return checked
+        form, req = checked
+        username, password = _s(form.get("username")).strip(), _s(form.get("password"))
+        key = f"{username.lower()}|{request.client.host if request.client else '-'}"
+        if not self.auth.logins.allowed(key):
+            return self._login_page(request, req, "Too many attempts. Wait a minute and try again.", username, 429)
+        user = await self.auth.store.get_user_by_name(username)
+        if not passwords.verify_password(user.password_hash if user else None, password) or user is None:
+            self.auth.logins.hit(key)
+            return self._login_page(request, req, "Wrong username or password.", username, 401)
+        self.auth.logins.reset(key)
+        now = self.auth.clock()
+        response = await self._consent_or_code(request, req, user, now)
+        session = self.signer.dumps("session", {"uid": user.user_id, "at": now})
+        set_cookie(response, SESSION_COOKIE, session, secure=self.secure, path=self.cookie_path,
+                   max_age=self.auth.settings.login_session_ttl)
+        return response
+
+    async def consent(self, request: Request) -> Response:
+        checked = await self._checked_form(request, "consent")
+        if isinstance(checked, Response):
+            return checked
+        form, req = checked
+        user = await self._session_user(request)
+        if user is None:
+            return self._login_page(request, req)
+        if form.get("decision") != "allow":
+            url = authorize.redirect_url(self.auth, req.redirect_uri, {
+                "error": "access_denied", "error_description": "the user denied access", "state": req.state})
+            return RedirectResponse(url, status_code=303)
+        await self.auth.store.save_consent(Consent(user.user_id, req.client_id, req.scopes, req.resources,
+                                                   self.auth.clock()))
+        return await self._code_redirect(req, user, self._auth_time(request))
+
+    # -- steps -------------------------------------------------------------------------
+    async def _consent_or_code(self, request: Request, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
+        consent = await self.auth.store.get_consent(user.user_id, req.client_id)
+        remembered = (consent is not None and is_subset(req.scopes, consent.scopes)
+                      and is_subset(req.resources, consent.resources))
+        # a CIMD client with only loopback redirects could be anyone: always ask
+        if remembered and not (req.via_cimd and req.loopback_only):
+            return await self._code_redirect(req, user, auth_time)
+        # incremental consent (a step-up): ask only for what this client does not hold yet
+        held = consent.scopes if consent is not None else ()
+        asked = tuple(s for s in req.scopes if s not in held) or req.scopes
+        scopes = [{**d, "unlocks": self.policy.unlocked_by(d["name"])} for d in describe_scopes(asked)]
+        token = csrf_token(request)
+        response = render("consent.html", form_targets=[form_action_source(req.redirect_uri)],
+                          client_name=req.client_name, username=user.username, redirect_host=req.redirect_host,
+                          loopback_warning=req.via_cimd and req.loopback_only,
+                          scopes=scopes, already=[s for s in req.scopes if s in held],
+                          action=self.auth.urls.endpoint("consent"),
+                          csrf_token=token, request_token=self.signer.dumps("authz", req.to_dict()))
+        set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
+        return response
+
+    async def _code_redirect(self, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
+        code = await authorize.issue_code(self.auth, req, user.user_id, auth_time)
+        url = authorize.redirect_url(self.auth, req.redirect_uri, {"code": code, "state": req.state})
+        return RedirectResponse(url, status_code=303)
+
+    def _login_page(self, request: Request, req: AuthorizationRequest, error: str | None = None,
+                    username: str | None = None, status: int = 200) -> Response:
+        token = csrf_token(request)
+        response = render("login.html", status=status, form_targets=[form_action_source(req.redirect_uri)],
+                          client_name=req.client_name, server_name=self.auth.urls.origin, error=error,
+                          username=username, action=self.auth.urls.endpoint("login"), csrf_token=token,
+                          request_token=self.signer.dumps("authz", req.to_dict()))
+        set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
+        return response
+
+    async def _checked_form(self, request: Request, what: str) -> tuple[FormData, AuthorizationRequest] | Response:
+        """The posted form and its pending request, once the request's signature and the
+        CSRF token check out; otherwise the error page to show."""
+        form = await request.form()
+        req = self._pending(form.get("request"))
+        if req is None:
+            return self._expired()
+        if not csrf_ok(request, _s(form.get("csrf_token"))):
+            return error_page("Session check failed", f"The {what} form was not sent by this page.",
+                              "Enable cookies and start again from your app.", 403)
+        return form, req
+
+    def _pending(self, raw: Any) -> AuthorizationRequest | None:
+        data = self.signer.loads("authz", _s(raw), REQUEST_MAX_AGE)
+        return AuthorizationRequest.from_dict(data) if isinstance(data, dict) else None
+
+    def _expired(self) -> Response:
+        return error_page("This sign-in has expired", "The page was open too long or was altered.",
+                          "Go back to the app and connect again.")
+
+    async def _session_user(self, request: Request) -> User | None:
+        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
+                                 self.auth.settings.login_session_ttl)
+        if not isinstance(data, dict):
+            return None
+        return await self.auth.store.get_user(str(data.get("uid")))
+
+    def _auth_time(self, request: Request) -> float:
+        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
+                                 self.auth.settings.login_session_ttl)
+        return float(data.get("at", self.auth.clock())) if isinstance(data, dict) else self.auth.clock()
+
+
+def _s(value: Any) -> str:
+    return value if isinstance(value, str) else ""

@@ -1,0 +1,47 @@
+"""Discovery documents, JWKS and health checks."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from authgate.guard.prm import protected_resource_metadata
+from authgate.oauth.authority import Authority
+from authgate.oauth.metadata import authorization_server_metadata
+
+_PUBLIC = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
+
+
+class Discovery:
+    def __init__(self, auth: Authority,
+                 upstream_ready: Callable[[], Awaitable[tuple[bool, str]]] | None = None) -> None:
+        self.auth = auth
+        self.upstream_ready = upstream_ready  # the gateway's upstream, when there is one
+        self._as = authorization_server_metadata(auth.settings)
+        self._prm = protected_resource_metadata(auth.settings)
+
+    async def as_metadata(self, request: Request) -> Response:
+        return JSONResponse(self._as, headers=_PUBLIC)
+
+    async def prm(self, request: Request) -> Response:
+        return JSONResponse(self._prm, headers=_PUBLIC)
+
+    async def jwks(self, request: Request) -> Response:
+        return JSONResponse(self.auth.keys.jwks(), headers=_PUBLIC)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Request) -> Response:
+        try:
+            await self.auth.store.count_users()
+        except Exception as exc:  # noqa: BLE001 - readiness reports any store failure
+            return JSONResponse({"status": "unavailable", "store": type(exc).__name__}, status_code=503)
+        if self.upstream_ready is not None:
+            ok, detail = await self.upstream_ready()
+            if not ok:
+                return JSONResponse({"status": "unavailable", "store": "ok", "upstream": detail}, status_code=503)
+            return JSONResponse({"status": "ready", "store": "ok", "upstream": detail})
+        return JSONResponse({"status": "ready", "store": "ok"})

@@ -1,0 +1,90 @@
+"""Back-channel endpoints: /token, /register, /revoke (JSON in/out, no cookies)."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
+from authgate.oauth import grants, registration, revocation
+from authgate.oauth.authority import Authority
+from authgate.server.responses import json_response, oauth_error
+
+MAX_BODY = 64 * 1024
+
+
+async def _form(request: Request) -> tuple[dict[str, str], list[str]]:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise InvalidRequest("the body must be application/x-www-form-urlencoded")  # RFC 6749 §3.2
+    form = await request.form(max_files=0, max_fields=50)
+    single: dict[str, str] = {}
+    resources: list[str] = []
+    for key, value in form.multi_items():
+        if not isinstance(value, str):
+            raise InvalidRequest("file uploads are not accepted")
+        if key == "resource":
+            resources.append(value)
+        elif key in single:
+            raise InvalidRequest(f"parameter {key} is repeated")  # RFC 6749 §3.2
+        else:
+            single[key] = value
+    return single, resources
+
+
+class Endpoints:
+    def __init__(self, auth: Authority) -> None:
+        self.auth = auth
+
+    async def token(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        try:
+            form, resources = await _form(request)
+            return json_response(await grants.token(self.auth, form, resources, authorization))
+        except OAuthError as exc:
+            return oauth_error(exc, basic_attempted=bool(authorization))
+
+    async def revoke(self, request: Request) -> Response:
+        authorization = request.headers.get("authorization")
+        try:
+            form, _ = await _form(request)
+            await revocation.revoke(self.auth, form, authorization)
+        except OAuthError as exc:
+            return oauth_error(exc, basic_attempted=bool(authorization))
+        return Response(status_code=200, headers={"Cache-Control": "no-store"})
+
+    async def register(self, request: Request) -> Response:
+        try:
+            return await self._register(request)
+        except OAuthError as exc:
+            return oauth_error(exc)
+
+    async def _register(self, request: Request) -> Response:
+        settings = self.auth.settings
+        if not settings.registration_enabled:
+            raise InvalidRequest("dynamic client registration is disabled on this server")
+        source = request.client.host if request.client else "-"
+        if not self.auth.registrations.hit(source):
+            raise SlowDown("too many registrations from this address; retry later",
+                           retry_after=self.auth.registrations.retry_after(source))
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise InvalidClientMetadata("registration request is too large")
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise InvalidClientMetadata("the body must be a JSON object") from None
+        if not isinstance(body, dict):
+            raise InvalidClientMetadata("the body must be a JSON object")
+        now = self.auth.clock()
+        client, response = registration.register(body, now)
+        store = self.auth.store
+        if not await store.add_client(client, max_clients=settings.max_clients):
+            await store.prune_clients(now - settings.client_idle_days * 86400, now)
+            if not await store.add_client(client, max_clients=settings.max_clients):
+                raise TemporarilyUnavailable(
+                    f"this server holds its maximum of {settings.max_clients} registered clients; "
+                    "an operator must raise max_clients or prune idle clients")
+        return json_response(response, 201)

@@ -1,0 +1,131 @@
+"""Start-up: open the store, load the secret and the signing keys, create the first user."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from authgate.config.settings import Settings
+from authgate.guard.verifier import EmbeddedTokenVerifier
+from authgate.oauth.authority import Authority
+from authgate.oauth.cimd import CimdPolicy, CimdResolver
+from authgate.oauth.keys import SigningKeys
+from authgate.oauth.passwords import hash_password
+from authgate.oauth.ratelimit import RateLimiter
+from authgate.server.security import Signer
+from authgate.store.models import User
+from authgate.store.protocols import Store
+from authgate.store.sql import SqlStore
+
+log = logging.getLogger("authgate")
+
+FIRST_PASSWORD_FILE = "initial-admin-password"
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    auth: Authority
+    verifier: EmbeddedTokenVerifier
+    signer: Signer
+
+    async def close(self) -> None:
+        if self.auth.cimd is not None:
+            await self.auth.cimd.aclose()
+        await self.auth.store.close()
+
+
+def _write_private(path: Path, data: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+
+
+def load_secret(settings: Settings) -> bytes:
+    """The configured secret_key, or one generated once into data_dir/secret.key (0600)."""
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path = settings.data_dir / "secret.key"
+    if not path.exists():
+        try:
+            _write_private(path, secrets.token_urlsafe(32))
+        except FileExistsError:
+            pass  # another process created it first
+    return path.read_text().strip().encode()
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.effective_database_url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
+
+
+async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
+    """No user yet: create `admin` with a random one-time password written to a 0600 file.
+    The password never goes to a log; only the file's path is printed."""
+    if await store.count_users() > 0:
+        return None
+    password = secrets.token_urlsafe(18)
+    path = settings.data_dir / FIRST_PASSWORD_FILE
+    path.unlink(missing_ok=True)
+    _write_private(path, password + "\n")
+    await store.add_user(User(user_id=str(uuid.uuid4()), username="admin",
+                              password_hash=hash_password(password), created_at=time.time()))
+    print(f"authgate: created user 'admin'; its one-time password is in {path} "
+          "(change it with `authgate users set-password admin`)", file=sys.stderr, flush=True)
+    return path
+
+
+HOUSEKEEPING_INTERVAL = 6 * 3600.0
+
+
+async def prune_idle_clients(settings: Settings, store: Store) -> int:
+    """Open registration grows the client table (Claude registers on every connect): drop
+    clients unused for client_idle_days that hold no live grant."""
+    now = time.time()
+    return await store.prune_clients(now - settings.client_idle_days * 86400, now)
+
+
+async def housekeeping(settings: Settings, store: Store, interval: float = HOUSEKEEPING_INTERVAL) -> None:
+    """Runs for the life of the server; every replica may run it (pruning is idempotent)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            pruned = await prune_idle_clients(settings, store)
+            if pruned:
+                log.info("pruned %d idle clients", pruned)
+        except Exception:  # noqa: BLE001 - a failed round must not end the loop
+            log.exception("housekeeping failed; will retry")
+
+
+async def open_runtime(settings: Settings, *, create_first_user: bool = True) -> Runtime:
+    store = open_store(settings)
+    await store.open()
+    secret = load_secret(settings)
+    keys = SigningKeys(store, secret, retire_after=settings.access_token_ttl + 300)
+    await keys.load()
+    if create_first_user and settings.auth_mode != "proxy":  # proxy mode: people sign in upstream
+        await ensure_first_user(settings, store)
+    await prune_idle_clients(settings, store)
+    cimd = None
+    if settings.cimd_enabled:
+        ssl_context = None
+        if settings.cimd_ca_file is not None:  # TESTING ONLY: trust a stand-in host's CA as well
+            ssl_context = httpx.create_ssl_context()
+            ssl_context.load_verify_locations(cafile=str(settings.cimd_ca_file))
+        cimd = CimdResolver(CimdPolicy(allow_loopback_http=settings.cimd_allow_loopback_http,
+                                       timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
+                            ssl_context=ssl_context)
+    auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
+                     registrations=RateLimiter(settings.registrations_per_minute),
+                     logins=RateLimiter(settings.login_attempts_per_minute))
+    return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))

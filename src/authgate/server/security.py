@@ -1,0 +1,59 @@
+"""Browser-facing protections for the sign-in pages: signed values, CSRF, cookies, CSP."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from starlette.requests import Request
+from starlette.responses import Response
+
+CSRF_COOKIE = "authgate_csrf"
+SESSION_COOKIE = "authgate_session"
+
+
+class Signer:
+    """Tamper-proof, expiring values (the pending authorization request, the session)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def dumps(self, purpose: str, value: Any) -> str:
+        return URLSafeTimedSerializer(self._secret, salt=purpose).dumps(value)
+
+    def loads(self, purpose: str, token: str, max_age: int) -> Any | None:
+        try:
+            return URLSafeTimedSerializer(self._secret, salt=purpose).loads(token, max_age=max_age)
+        except (BadSignature, SignatureExpired):
+            return None
+
+
+def csrf_token(request: Request) -> str:
+    """Double-submit token: reuse the cookie's value or mint one (set by `set_cookies`)."""
+    existing = request.cookies.get(CSRF_COOKIE)
+    return existing if existing and len(existing) >= 32 else secrets.token_urlsafe(32)
+
+
+def csrf_ok(request: Request, form_value: str | None) -> bool:
+    cookie = request.cookies.get(CSRF_COOKIE)
+    return bool(cookie and form_value and hmac.compare_digest(cookie, form_value))
+
+
+def set_cookie(response: Response, name: str, value: str, *, secure: bool, path: str, max_age: int | None) -> None:
+    response.set_cookie(name, value, max_age=max_age, path=path or "/", secure=secure, httponly=True, samesite="lax")
+
+
+def page_headers(nonce: str, form_targets: list[str]) -> dict[str, str]:
+    # form-action must also allow where the form's 303 lands (Chrome checks redirects too)
+    form_action = " ".join(["'self'", *form_targets])
+    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
+           f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'")
+    return {
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }

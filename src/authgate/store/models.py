@@ -1,0 +1,163 @@
+"""The values the store keeps. Frozen dataclasses; times are Unix seconds (float).
+
+Every grant-like record carries its client, its resources and its scopes, so one authgate
+can protect several MCP servers without a schema change. Secrets never appear here in the
+clear: codes and refresh tokens are stored as SHA-256 hashes, client secrets and user
+passwords as argon2 hashes, signing keys encrypted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ClientSource = Literal["dcr", "static", "cimd"]
+KeyState = Literal["next", "active", "retired"]
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """A registered OAuth client (RFC 7591). CIMD clients are not stored: they are fetched."""
+
+    client_id: str
+    metadata: dict[str, Any]
+    created_at: float
+    last_used_at: float
+    client_secret_hash: str | None = None
+    client_secret_expires_at: int = 0  # 0 = never (RFC 7591 §3.2.1)
+    source: ClientSource = "dcr"
+
+    @property
+    def redirect_uris(self) -> list[str]:
+        return list(self.metadata.get("redirect_uris") or [])
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return str(self.metadata.get("token_endpoint_auth_method") or "client_secret_basic")
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("client_name") or self.client_id)
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    user_id: str
+    username: str
+    password_hash: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationCode:
+    code_hash: str
+    client_id: str
+    user_id: str
+    redirect_uri: str
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    code_challenge: str
+    family_id: str  # allocated at issue, so a replayed code can revoke what it issued
+    created_at: float
+    expires_at: float
+    auth_time: float
+    consumed_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodeRedemption:
+    """Result of an atomic consume: `code` is set only for the one caller that won."""
+
+    code: AuthorizationCode | None
+    replayed: AuthorizationCode | None = None  # set when the code existed but was already used
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshFamily:
+    """All refresh tokens descending from one authorization (RFC 9700 §4.14.2)."""
+
+    family_id: str
+    client_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None = None
+    revoked_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshToken:
+    token_hash: str
+    family_id: str
+    issued_at: float
+    expires_at: float
+    rotated_at: float | None = None
+    # The token response that replaced this token, encrypted under a key derived from this
+    # token's plaintext: only its holder can read it back during the grace window.
+    successor: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    user_id: str
+    client_id: str
+    scopes: tuple[str, ...]
+    resources: tuple[str, ...]
+    granted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    kid: str
+    alg: str
+    state: KeyState
+    public_jwk: dict[str, Any]
+    private_jwk_encrypted: bytes
+    created_at: float
+    activated_at: float | None = None
+    retired_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantStatus:
+    """What the guard re-checks when a token is not in its cache."""
+
+    live: bool
+    reason: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+AuditDecision = Literal["allowed", "refused"]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    """One MCP operation as the policy layer saw it. Never a token; arguments only when the
+    `audit_arguments` setting asks for them."""
+
+    at: float
+    method: str
+    decision: AuditDecision
+    subject: str | None = None
+    username: str | None = None
+    client_id: str | None = None
+    target: str | None = None  # tool or prompt name, resource URI
+    reason: str | None = None  # why it was refused
+    status: int | None = None  # HTTP status the protected app answered (None: never reached it)
+    latency_ms: float | None = None
+    arguments: str | None = None  # JSON text
+    event_id: int | None = None  # assigned by the store
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTokens:
+    """Proxy mode: a local user's upstream identity and its upstream tokens, sealed (AES-GCM
+    under a key derived from secret_key) — the plaintext tokens never reach the store."""
+
+    user_id: str  # the local user: the upstream subject (`iss|sub`, `github|id`)
+    provider: str
+    username: str
+    email: str | None
+    sealed_tokens: bytes
+    updated_at: float

@@ -1,0 +1,140 @@
+"""The seams between the OAuth core and storage: small Protocols, one per concern.
+
+One SQL implementation (`authgate.store.sql.SqlStore`) provides all of them for SQLite and
+PostgreSQL; the contract suite in `tests/contract/` runs against each backend. Every method
+that changes state has committed durably when it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from authgate.store.models import (
+    AuditEvent,
+    AuthorizationCode,
+    Client,
+    CodeRedemption,
+    Consent,
+    KeyState,
+    RefreshFamily,
+    RefreshToken,
+    SigningKey,
+    UpstreamTokens,
+    User,
+)
+
+
+class ClientStore(Protocol):
+    async def add_client(self, client: Client, *, max_clients: int | None = None) -> bool:
+        """Insert; returns False (and inserts nothing) when `max_clients` would be exceeded."""
+
+    async def get_client(self, client_id: str) -> Client | None: ...
+
+    async def touch_client(self, client_id: str, now: float) -> None:
+        """Record use (a token issued), so pruning spares it."""
+
+    async def delete_client(self, client_id: str) -> bool: ...
+
+    async def count_clients(self) -> int: ...
+
+    async def prune_clients(self, unused_since: float, now: float) -> int:
+        """Delete DCR clients last used before `unused_since` that hold no live refresh family."""
+
+
+class UserStore(Protocol):
+    async def add_user(self, user: User) -> None:
+        """Raises StoreError if the username is taken."""
+
+    async def get_user(self, user_id: str) -> User | None: ...
+
+    async def get_user_by_name(self, username: str) -> User | None: ...
+
+    async def list_users(self) -> list[User]: ...
+
+    async def count_users(self) -> int: ...
+
+    async def set_password(self, user_id: str, password_hash: str) -> bool: ...
+
+    async def remove_user(self, user_id: str, now: float) -> bool:
+        """Delete the user, their consents, and revoke their refresh families, atomically."""
+
+
+class CodeStore(Protocol):
+    async def save_code(self, code: AuthorizationCode) -> None: ...
+
+    async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
+        """Atomically mark the code used. Exactly one concurrent caller gets `code`; a later
+        caller gets `replayed` (the record); an unknown hash gets neither."""
+
+
+class RefreshStore(Protocol):
+    async def create_family(self, family: RefreshFamily, first: RefreshToken) -> None: ...
+
+    async def get_family(self, family_id: str) -> RefreshFamily | None: ...
+
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def rotate_refresh_token(
+        self, old_hash: str, new: RefreshToken, successor: bytes, now: float
+    ) -> bool:
+        """Atomically mark `old_hash` rotated (only if not yet rotated), store `successor`
+        on it and insert `new`. Returns False, changing nothing, if another caller won."""
+
+    async def revoke_family(self, family_id: str, reason: str, now: float) -> bool: ...
+
+    async def revoke_families(self, *, client_id: str | None = None, user_id: str | None = None,
+                              reason: str, now: float) -> int: ...
+
+    async def family_is_live(self, family_id: str) -> bool:
+        """True if the family exists, is not revoked, and its user and client still exist
+        (a CIMD client counts as existing)."""
+
+
+class ConsentStore(Protocol):
+    async def get_consent(self, user_id: str, client_id: str) -> Consent | None: ...
+
+    async def save_consent(self, consent: Consent) -> None:
+        """Upsert: the stored consent becomes the union of old and new scopes/resources."""
+
+
+class KeyStore(Protocol):
+    async def list_keys(self) -> list[SigningKey]: ...
+
+    async def add_key(self, key: SigningKey) -> None: ...
+
+    async def set_key_state(self, kid: str, state: KeyState, now: float) -> None: ...
+
+    async def delete_key(self, kid: str) -> None: ...
+
+
+class AuditStore(Protocol):
+    """The audit trail (`authgate.audit`): append-only; kept beside `Store`, not in it."""
+
+    async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
+        """Insert, in one transaction committed on return."""
+
+    async def list_audit_events(self, *, since: float | None = None, subject: str | None = None,
+                                target: str | None = None, limit: int = 100) -> list[AuditEvent]:
+        """The newest `limit` events matching, oldest first; `subject` matches the subject or
+        the username."""
+
+
+class UpstreamTokenStore(Protocol):
+    """Proxy mode (`authgate.proxy`): upstream identities and their sealed tokens; kept beside
+    `Store`, not in it."""
+
+    async def save_upstream(self, record: UpstreamTokens) -> None:
+        """Insert or replace the record of `record.user_id`, and create or update its local user
+        (username) in the same transaction, committed on return."""
+
+    async def get_upstream(self, user_id: str) -> UpstreamTokens | None: ...
+
+
+class Store(ClientStore, UserStore, CodeStore, RefreshStore, ConsentStore, KeyStore, Protocol):
+    """Everything the embedded authorization server needs, behind one handle."""
+
+    async def open(self) -> None:
+        """Connect and check the schema is current (migrating first if asked to)."""
+
+    async def close(self) -> None: ...

@@ -1,0 +1,158 @@
+"""The schema as SQLAlchemy Core tables: what the store queries against.
+
+Migrations in `migrations/versions/` are the source of truth for what exists in a database;
+this module must describe the schema at head (a test compares the two).
+
+Times are Unix seconds as double precision. Scopes and resources are JSON arrays. No foreign
+key points at `clients`: a grant's client may be a CIMD URL that is fetched, never stored.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+# Deterministic constraint names, so later migrations can drop or alter them on both backends.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+clients = sa.Table(
+    "clients",
+    metadata,
+    sa.Column("client_id", sa.String(2048), primary_key=True),
+    sa.Column("metadata", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_used_at", sa.Double, nullable=False, index=True),
+    sa.Column("client_secret_hash", sa.String(255), nullable=True),
+    sa.Column("client_secret_expires_at", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("source", sa.String(16), nullable=False),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("username", sa.String(255), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+)
+
+authorization_codes = sa.Table(
+    "authorization_codes",
+    metadata,
+    sa.Column("code_hash", sa.String(128), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("redirect_uri", sa.Text, nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),
+    sa.Column("code_challenge", sa.String(255), nullable=False),
+    sa.Column("family_id", sa.String(255), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("auth_time", sa.Double, nullable=False),
+    sa.Column("consumed_at", sa.Double, nullable=True),
+)
+
+refresh_families = sa.Table(
+    "refresh_families",
+    metadata,
+    sa.Column("family_id", sa.String(255), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False, index=True),
+    sa.Column("user_id", sa.String(255), nullable=False, index=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("revoked_at", sa.Double, nullable=True),
+    sa.Column("revoked_reason", sa.Text, nullable=True),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    sa.Column("token_hash", sa.String(128), primary_key=True),
+    sa.Column(
+        "family_id",
+        sa.String(255),
+        sa.ForeignKey("refresh_families.family_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("issued_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("rotated_at", sa.Double, nullable=True),
+    sa.Column("successor", sa.LargeBinary, nullable=True),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("client_id", sa.String(2048), primary_key=True),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("resources", sa.JSON, nullable=False),
+    sa.Column("granted_at", sa.Double, nullable=False),
+)
+
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("kid", sa.String(255), primary_key=True),
+    sa.Column("alg", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("public_jwk", sa.JSON, nullable=False),
+    sa.Column("private_jwk_encrypted", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("activated_at", sa.Double, nullable=True),
+    sa.Column("retired_at", sa.Double, nullable=True),
+)
+
+# The audit trail (authgate.audit): append-only, read newest first by time, subject or target.
+audit_events = sa.Table(
+    "audit_events",
+    metadata,
+    sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
+              autoincrement=True),
+    sa.Column("at", sa.Double, nullable=False, index=True),
+    sa.Column("method", sa.String(255), nullable=False),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("subject", sa.String(255), nullable=True, index=True),
+    sa.Column("username", sa.String(255), nullable=True),
+    sa.Column("client_id", sa.String(2048), nullable=True),
+    sa.Column("target", sa.String(2048), nullable=True, index=True),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("status", sa.Integer, nullable=True),
+    sa.Column("latency_ms", sa.Double, nullable=True),
+    sa.Column("arguments", sa.Text, nullable=True),
+)
+
+# Proxy mode (authgate.proxy): a local user's upstream identity and sealed upstream tokens.
+upstream_tokens = sa.Table(
+    "upstream_tokens",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("username", sa.String(255), nullable=False),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("sealed_tokens", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+)
+
+__all__ = [
+    "audit_events",
+    "authorization_codes",
+    "clients",
+    "consents",
+    "metadata",
+    "refresh_families",
+    "refresh_tokens",
+    "signing_keys",
+    "upstream_tokens",
+    "users",
+]

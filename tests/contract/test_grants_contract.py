@@ -1,0 +1,187 @@
+"""Contract: authorization codes and refresh token families, including races between replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+
+from authgate.store.sql import SqlStore
+
+from .conftest import NOW, Build
+
+# -- authorization codes ----------------------------------------------------------------------
+
+
+async def test_consumed_code_comes_back_whole(store: SqlStore, build: type[Build]) -> None:
+    code = build.code("h1")
+    await store.save_code(code)
+    redemption = await store.consume_code("h1", NOW + 1)
+    assert redemption.code == dataclasses.replace(code, consumed_at=NOW + 1)
+    assert redemption.replayed is None
+
+
+@pytest.mark.requirement("RFC 6749 §4.1.2: an authorization code MUST NOT be used more than once")
+async def test_code_is_single_use(store: SqlStore, build: type[Build]) -> None:
+    await store.save_code(build.code("h1"))
+    await store.consume_code("h1", NOW + 1)
+    replay = await store.consume_code("h1", NOW + 2)
+    assert replay.code is None
+    # The replay carries the record, so the caller can revoke the family the code issued.
+    assert replay.replayed is not None
+    assert (replay.replayed.family_id, replay.replayed.consumed_at) == ("family-1", NOW + 1)
+
+
+async def test_unknown_code_redeems_nothing(store: SqlStore) -> None:
+    redemption = await store.consume_code("never-issued", NOW)
+    assert (redemption.code, redemption.replayed) == (None, None)
+
+
+@pytest.mark.requirement("RFC 6749 §4.1.2: an authorization code MUST NOT be used more than once")
+async def test_code_is_single_use_across_replicas(
+    store: SqlStore, replica: SqlStore, build: type[Build]
+) -> None:
+    for i in range(10):
+        await store.save_code(build.code(f"h{i}"))
+    for i in range(10):
+        first, second = await asyncio.gather(
+            store.consume_code(f"h{i}", NOW + 1), replica.consume_code(f"h{i}", NOW + 2)
+        )
+        winners = [r for r in (first, second) if r.code is not None]
+        replays = [r for r in (first, second) if r.replayed is not None]
+        assert len(winners) == 1 and len(replays) == 1, (first, second)
+
+
+# -- refresh token families -------------------------------------------------------------------
+
+
+async def test_family_round_trip(store: SqlStore, build: type[Build]) -> None:
+    family, token = build.family("f"), build.token("t", family_id="f")
+    await store.create_family(family, token)
+    assert await store.get_family("f") == family
+    assert await store.get_refresh_token("t") == token
+    assert await store.get_family("nope") is None
+    assert await store.get_refresh_token("nope") is None
+
+
+@pytest.mark.requirement("RFC 9700 §4.14.2: a rotated refresh token is replaced by exactly one")
+async def test_rotation_marks_the_old_token_and_keeps_its_successor(
+    store: SqlStore, build: type[Build]
+) -> None:
+    await store.create_family(build.family("f"), build.token("t1", family_id="f"))
+    new = build.token("t2", family_id="f")
+    successor = b"\x00\xff\x80sealed token response\x00"
+    assert await store.rotate_refresh_token("t1", new, successor, NOW + 5) is True
+
+    old = await store.get_refresh_token("t1")
+    assert old is not None
+    assert (old.rotated_at, old.successor) == (NOW + 5, successor)
+    assert isinstance(old.successor, bytes)
+    assert await store.get_refresh_token("t2") == new
+
+
+async def test_rotating_a_rotated_token_changes_nothing(
+    store: SqlStore, build: type[Build]
+) -> None:
+    await store.create_family(build.family("f"), build.token("t1", family_id="f"))
+    assert await store.rotate_refresh_token("t1", build.token("t2", family_id="f"), b"s2", NOW)
+    assert not await store.rotate_refresh_token(
+        "t1", build.token("t3", family_id="f"), b"s3", NOW + 1
+    )
+    assert await store.get_refresh_token("t3") is None
+    old = await store.get_refresh_token("t1")
+    assert old is not None and (old.rotated_at, old.successor) == (NOW, b"s2")
+    assert not await store.rotate_refresh_token(
+        "unknown", build.token("t4", family_id="f"), b"s4", NOW
+    )
+    assert await store.get_refresh_token("t4") is None
+
+
+@pytest.mark.requirement("RFC 9700 §4.14.2: a rotated refresh token is replaced by exactly one")
+async def test_concurrent_rotations_have_one_winner(
+    store: SqlStore, replica: SqlStore, build: type[Build]
+) -> None:
+    for i in range(10):
+        old, family_id = f"t{i}", f"f{i}"
+        await store.create_family(build.family(family_id), build.token(old, family_id=family_id))
+        new_a = build.token(f"{old}-a", family_id=family_id)
+        new_b = build.token(f"{old}-b", family_id=family_id)
+        results = await asyncio.gather(
+            store.rotate_refresh_token(old, new_a, b"a", NOW),
+            replica.rotate_refresh_token(old, new_b, b"b", NOW),
+        )
+        assert sorted(results) == [False, True]
+        winner, loser = ("a", "b") if results[0] else ("b", "a")
+        assert await store.get_refresh_token(f"{old}-{winner}") is not None
+        assert await store.get_refresh_token(f"{old}-{loser}") is None
+        rotated = await store.get_refresh_token(old)
+        assert rotated is not None and rotated.successor == winner.encode()
+
+
+@pytest.mark.requirement("RFC 9700 §4.14.2: on refresh token reuse, revoke the whole family")
+async def test_revoke_family_is_idempotent_and_keeps_the_first_reason(
+    store: SqlStore, build: type[Build]
+) -> None:
+    await store.create_family(build.family("f"), build.token("t", family_id="f"))
+    assert await store.revoke_family("f", "refresh token reused", NOW) is True
+    assert await store.revoke_family("f", "later", NOW + 1) is False
+    assert await store.revoke_family("unknown", "x", NOW) is False
+    family = await store.get_family("f")
+    assert family is not None
+    assert (family.revoked_at, family.revoked_reason) == (NOW, "refresh token reused")
+
+
+async def test_revoke_families_by_client_or_user(store: SqlStore, build: type[Build]) -> None:
+    specs = [("f1", "c1", "u1"), ("f2", "c1", "u2"), ("f3", "c2", "u1"), ("f4", "c2", "u2")]
+    for family_id, client_id, user_id in specs:
+        await store.create_family(build.family(family_id, client_id=client_id, user_id=user_id),
+                                  build.token(f"t-{family_id}", family_id=family_id))
+    assert await store.revoke_families(client_id="c1", reason="client secret reset", now=NOW) == 2
+    # Already-revoked families are not counted again.
+    assert await store.revoke_families(user_id="u1", reason="password reset", now=NOW) == 1
+    assert await store.revoke_families(client_id="c2", user_id="u2", reason="x", now=NOW) == 1
+    families = [await store.get_family(f) for f, _, _ in specs]
+    reasons = {f.family_id: f.revoked_reason for f in families if f is not None}
+    assert reasons == {"f1": "client secret reset", "f2": "client secret reset",
+                       "f3": "password reset", "f4": "x"}
+    with pytest.raises(ValueError):
+        await store.revoke_families(reason="everything", now=NOW)
+
+
+async def test_family_is_live_needs_user_client_and_no_revocation(
+    store: SqlStore, build: type[Build]
+) -> None:
+    alice = build.user("alice")
+    await store.add_user(alice)
+    await store.add_client(build.client("stored"))
+    cimd = "https://app.example/oauth/client.json"
+    cases = [("live", "stored"), ("cimd", cimd), ("revoked", "stored"),
+             ("ghost-client", "not-stored"), ("http-cimd", "http://localhost/c")]
+    for family_id, client_id in cases:
+        await store.create_family(build.family(family_id, client_id=client_id),
+                                  build.token(f"t-{family_id}", family_id=family_id))
+    await store.revoke_family("revoked", "test", NOW)
+
+    live = {f: await store.family_is_live(f)
+            for f in ("live", "cimd", "revoked", "ghost-client", "http-cimd", "unknown")}
+    assert live == {"live": True, "cimd": True, "revoked": False, "ghost-client": False,
+                    "http-cimd": True, "unknown": False}
+
+
+async def test_family_dies_with_its_client(store: SqlStore, build: type[Build]) -> None:
+    await store.add_user(build.user("alice"))
+    await store.add_client(build.client("c"))
+    await store.create_family(build.family("f", client_id="c"), build.token("t", family_id="f"))
+    assert await store.family_is_live("f")
+    await store.delete_client("c")
+    assert not await store.family_is_live("f")
+
+
+async def test_family_dies_with_its_user(store: SqlStore, build: type[Build]) -> None:
+    await store.add_user(build.user("alice"))
+    await store.create_family(build.family("f", client_id="https://app.example/c.json"),
+                              build.token("t", family_id="f"))
+    assert await store.family_is_live("f")
+    await store.remove_user("uid-alice", NOW)
+    assert not await store.family_is_live("f")

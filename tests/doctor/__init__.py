@@ -1,0 +1,1 @@
+"""Tests of `authgate doctor` (src/authgate/doctor)."""

@@ -1,0 +1,68 @@
+"""What a person meets on a fresh machine: the first start, a wrong setting, the version."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+from authgate_server import AuthgateServer
+
+import authgate
+
+
+def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path) -> None:
+    server = AuthgateServer(tmp_path)  # no user added: the server must create one
+    server.start()
+    try:
+        password_file = server.data_dir / "initial-admin-password"
+        password = password_file.read_text().strip()
+        assert len(password) >= 16
+        assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+        logs = server.logs()
+        assert str(password_file) in logs and password not in logs  # the path, never the secret
+        assert stat.S_IMODE((server.data_dir / "secret.key").stat().st_mode) == 0o600
+        listed = server.cli("users", "list")
+        assert listed.stdout.split()[0] == "admin"
+        # the password works on the sign-in form
+        reg = httpx.post(server.endpoint("register"), json={
+            "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}).json()
+        from headless import authorize
+        url = (f"{server.endpoint('authorize')}?response_type=code&client_id={reg['client_id']}"
+               "&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge=" + "a" * 43 +
+               "&code_challenge_method=S256&state=s")
+        assert authorize(url, "admin", password).code
+    finally:
+        server.stop()
+    server.start()  # a second start creates no second admin and keeps the password
+    try:
+        assert server.cli("users", "list").stdout.count("admin") == 1
+        assert (server.data_dir / "initial-admin-password").read_text().strip() == password
+    finally:
+        server.stop()
+
+
+def test_wrong_setting_stops_serve_with_the_setting_name_and_fix(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "authgate", "serve", "--public-url", "http://mcp.example.com",
+                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "setting 'public_url'" in done.stderr and "HTTPS is required" in done.stderr and "Fix:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_version() -> None:
+    done = subprocess.run([sys.executable, "-m", "authgate", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == f"authgate {authgate.__version__}"
+
+
+def test_wrong_secret_key_is_named_at_start(tmp_path: Path) -> None:
+    server = AuthgateServer(tmp_path)
+    server.start()
+    server.stop()
+    env = {**server.env, "AUTHGATE_SECRET_KEY": "not-the-secret-the-keys-were-sealed-with"}
+    done = subprocess.run([sys.executable, "-m", "authgate", "serve"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "setting 'secret_key'" in done.stderr and "Traceback" not in done.stderr

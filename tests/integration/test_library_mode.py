@@ -1,0 +1,72 @@
+"""Library mode: `authgate.protect()` around an in-process `mcp` SDK MCPServer app, served
+by a real uvicorn; the tool sees the caller through `current_identity` and the SDK's own
+`request.user`."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from authgate_server import find_free_port
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+import authgate
+
+HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
+           "MCP-Protocol-Version": "2025-06-18"}
+
+
+def notes_app() -> object:
+    mcp = MCPServer("notes")
+
+    @mcp.tool()
+    def caller(ctx: Context) -> str:
+        identity = authgate.current_identity(ctx)
+        request = ctx.request_context.request
+        sdk_user = getattr(request, "user", None) if request is not None else None
+        return json.dumps({"subject": identity.subject if identity else None,
+                           "client_id": identity.client_id if identity else None,
+                           "sdk_client_id": getattr(sdk_user, "username", None)})
+
+    return mcp.streamable_http_app(stateless_http=True, json_response=True,
+                                   transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+
+
+@pytest.fixture
+def protected(tmp_path: Path) -> Iterator[str]:
+    port = find_free_port()
+    app = authgate.protect(notes_app(), public_url=f"http://127.0.0.1:{port}", data_dir=tmp_path)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "library-mode app did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_protect_wraps_an_sdk_app_with_the_whole_as_and_guard(protected: str) -> None:
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "caller", "arguments": {}}}
+    r = httpx.post(f"{protected}/mcp", headers=HEADERS, json=call)
+    assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
+    assert httpx.get(f"{protected}/.well-known/oauth-protected-resource/mcp").json()["resource"] == f"{protected}/mcp"
+    reg = httpx.post(f"{protected}/register", json={"grant_types": ["client_credentials"],
+                                                   "token_endpoint_auth_method": "client_secret_post"}).json()
+    token = httpx.post(f"{protected}/token", data={"grant_type": "client_credentials", "client_id": reg["client_id"],
+                                                  "client_secret": reg["client_secret"]}).json()["access_token"]
+    r = httpx.post(f"{protected}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"}, json=call)
+    assert r.status_code == 200, r.text
+    seen = json.loads(r.json()["result"]["content"][0]["text"])
+    assert seen == {"subject": reg["client_id"], "client_id": reg["client_id"], "sdk_client_id": reg["client_id"]}

@@ -1,0 +1,226 @@
+"""The stdio bridge's failure, isolation and lifecycle rules, on the wire (issue 3, done-when 4
+"child crash" and 8 "a stdio child started for one user never serves another"), against
+`authgate serve -- python demo_server.py`."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from authgate_server import AuthgateServer
+from mcp.shared.exceptions import MCPError
+from stdio_support import (
+    CALL_TIMEOUT,
+    DEMO_COMMAND,
+    LEGACY_HEADERS,
+    Callbacks,
+    http_client,
+    last_message,
+    legacy_call,
+    legacy_session,
+    machine_token,
+    modern_headers,
+    modern_request,
+    pid_of,
+    start_stdio_gate,
+    wait_gone,
+)
+
+
+@pytest.fixture(scope="module")
+def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
+    server = start_stdio_gate(tmp_path_factory.mktemp("stdio-isolation"), DEMO_COMMAND)
+    yield server
+    server.stop()
+
+
+def _modern(server: AuthgateServer, token: str, body: dict[str, Any]) -> httpx.Response:
+    return httpx.post(server.mcp_url, headers=modern_headers(token, body), json=body, timeout=CALL_TIMEOUT)
+
+
+def _delete(server: AuthgateServer, token: str, session: str) -> httpx.Response:
+    return httpx.delete(server.mcp_url, timeout=10, headers={
+        "Authorization": f"Bearer {token}", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"})
+
+
+# -- crash -------------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("MCP 2025-11-25 transports §Session Management: 404 → the client starts a new session")
+def test_child_crash_is_a_clear_jsonrpc_error_and_the_next_session_works(gate: AuthgateServer) -> None:
+    token, _ = machine_token(gate)
+    session = legacy_session(gate, token)
+    first_pid = pid_of(last_message(legacy_call(gate, token, session, "pid", {})))
+
+    r = legacy_call(gate, token, session, "crash", {}, request_id=7)
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["id"] == 7 and body["error"]["code"] == -32603
+    assert "exited with status 3" in body["error"]["message"]
+    assert body["error"]["data"] == {"source": "authgate", "reason": "stdio_server_exited"}
+
+    assert legacy_call(gate, token, session, "echo", {"text": "x"}).status_code == 404
+    assert httpx.get(f"{gate.url}/health", timeout=5).status_code == 200
+
+    fresh = legacy_session(gate, token)
+    answer = last_message(legacy_call(gate, token, fresh, "echo", {"text": "back"}))
+    assert answer["result"]["structuredContent"] == {"result": "back"}
+    assert pid_of(last_message(legacy_call(gate, token, fresh, "pid", {}))) != first_pid
+    assert _delete(gate, token, fresh).status_code == 200
+
+
+async def test_sdk_client_sees_the_crash_as_an_error_and_reconnects(gate: AuthgateServer) -> None:
+    token, _ = machine_token(gate)
+    with anyio.fail_after(CALL_TIMEOUT):
+        async with http_client(gate, token, "legacy", Callbacks()) as client:
+            with pytest.raises(MCPError, match="exited"):
+                await client.call_tool("crash", {})
+        async with http_client(gate, token, "legacy", Callbacks()) as client:
+            result = await client.call_tool("echo", {"text": "again"})
+    assert result.structured_content == {"result": "again"}
+
+
+def test_stateless_crash_then_a_new_child(gate: AuthgateServer) -> None:
+    token, _ = machine_token(gate)
+    before = pid_of(last_message(_modern(gate, token, modern_request("tools/call", {"name": "pid", "arguments": {}}))))
+    r = _modern(gate, token, modern_request("tools/call", {"name": "crash", "arguments": {}}))
+    assert r.status_code == 502 and r.json()["error"]["data"]["reason"] == "stdio_server_exited"
+    after = pid_of(last_message(_modern(gate, token, modern_request("tools/call", {"name": "pid", "arguments": {}}))))
+    assert after != before
+
+
+# -- isolation ---------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("MCP 2025-11-25 security best practices: session hijacking (bind sessions to the user)")
+def test_a_legacy_child_serves_only_the_caller_that_started_it(gate: AuthgateServer) -> None:
+    (alice, alice_client), (bob, bob_client) = machine_token(gate), machine_token(gate)
+    a_session, b_session = legacy_session(gate, alice), legacy_session(gate, bob)
+    a = last_message(legacy_call(gate, alice, a_session, "pid", {}))["result"]["structuredContent"]
+    b = last_message(legacy_call(gate, bob, b_session, "pid", {}))["result"]["structuredContent"]
+    assert a["pid"] != b["pid"]
+    assert (a["client_id"], b["client_id"]) == (alice_client, bob_client)
+
+    # Bob presenting Alice's session id gets what an unknown id gets: 404, on every method.
+    assert legacy_call(gate, bob, a_session, "pid", {}).status_code == 404
+    headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {bob}", "Mcp-Session-Id": a_session}
+    assert httpx.get(gate.mcp_url, headers=headers, timeout=10).status_code == 404
+    assert _delete(gate, bob, a_session).status_code == 404
+    assert pid_of(last_message(legacy_call(gate, alice, a_session, "pid", {}))) == a["pid"]
+    assert _delete(gate, alice, a_session).status_code == 200
+    assert _delete(gate, bob, b_session).status_code == 200
+
+
+@pytest.mark.requirement("MCP 2026-07-28 MRTR: requestState is untrusted input, verified before use")
+def test_stateless_children_and_request_states_are_per_caller(gate: AuthgateServer) -> None:
+    (alice, alice_client), (bob, _) = machine_token(gate), machine_token(gate)
+    pid_call = modern_request("tools/call", {"name": "pid", "arguments": {}})
+    a1, a2 = (last_message(_modern(gate, alice, pid_call))["result"]["structuredContent"] for _ in range(2))
+    b1 = last_message(_modern(gate, bob, pid_call))["result"]["structuredContent"]
+    assert a1["pid"] == a2["pid"] != b1["pid"]
+    assert a1["client_id"] == alice_client
+
+    ask = modern_request("tools/call", {"name": "ask", "arguments": {"question": "Name?"}})
+    first = _modern(gate, alice, ask).json()["result"]
+    assert first["resultType"] == "input_required"
+    (key, request), = first["inputRequests"].items()
+    assert request["method"] == "elicitation/create" and request["params"]["message"] == "Name?"
+    retry = modern_request("tools/call", {"name": "ask", "arguments": {"question": "Name?"},
+                                          "requestState": first["requestState"],
+                                          "inputResponses": {key: {"action": "accept", "content": {"answer": "al"}}}},
+                           request_id=2)
+    stolen = _modern(gate, bob, retry)
+    assert stolen.status_code == 400 and stolen.json()["error"]["code"] == -32602
+    done = last_message(_modern(gate, alice, retry))
+    assert done["id"] == 2 and done["result"]["structuredContent"] == {"result": "answer: al"}
+    assert done["result"]["resultType"] == "complete"
+    replay = _modern(gate, alice, retry)
+    assert replay.status_code == 400, "a requestState is good for one retry"
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+@pytest.mark.requirement("MCP 2025-11-25 transports §Session Management: DELETE ends the session")
+def test_delete_ends_the_session_and_its_child(gate: AuthgateServer) -> None:
+    token, _ = machine_token(gate)
+    session = legacy_session(gate, token)
+    pid = pid_of(last_message(legacy_call(gate, token, session, "pid", {})))
+    assert _delete(gate, token, session).status_code == 200
+    assert wait_gone(pid), "the child outlived DELETE"
+    assert legacy_call(gate, token, session, "pid", {}).status_code == 404
+
+
+@pytest.mark.requirement("MCP 2026-07-28 cancellation: a closed stream is cancellation; stdio uses notifications/cancelled")
+@pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
+def test_closing_the_stream_cancels_the_request_at_the_child(gate: AuthgateServer, tmp_path: Path,
+                                                            era: str) -> None:
+    token, _ = machine_token(gate)
+    marker = tmp_path / "cancelled"
+    params = {"name": "slow", "arguments": {"seconds": 60, "marker": str(marker)}, "_meta": {"progressToken": "p1"}}
+    if era == "legacy":
+        session = legacy_session(gate, token)
+        headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {token}", "Mcp-Session-Id": session}
+        body: dict[str, Any] = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+    else:
+        body = modern_request("tools/call", params)
+        body["params"]["_meta"]["progressToken"] = "p1"
+        headers = modern_headers(token, body)
+    with httpx.stream("POST", gate.mcp_url, headers=headers, json=body, timeout=CALL_TIMEOUT) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        first = next(line for line in r.iter_lines() if line.startswith("data:"))
+        assert '"progressToken":"p1"' in first  # the client's own token, restored
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "cancelled"
+
+
+@pytest.mark.requirement("MCP 2025-11-25 lifecycle §Shutdown (stdio): the client ends the server process")
+def test_shutdown_stops_every_child(tmp_path: Path) -> None:
+    server = start_stdio_gate(tmp_path, DEMO_COMMAND)
+    try:
+        token, _ = machine_token(server)
+        legacy_pid = pid_of(last_message(legacy_call(server, token, legacy_session(server, token), "pid", {})))
+        stateless_pid = pid_of(last_message(_modern(server, token, modern_request(
+            "tools/call", {"name": "pid", "arguments": {}}))))
+    finally:
+        server.kill(signal.SIGTERM)
+    assert wait_gone(legacy_pid) and wait_gone(stateless_pid)
+
+
+def test_stateless_wire_rules(gate: AuthgateServer) -> None:
+    token, _ = machine_token(gate)
+    discover = _modern(gate, token, modern_request("server/discover"))
+    assert discover.status_code == 200
+    result = discover.json()["result"]
+    assert result["supportedVersions"] == ["2026-07-28"] and "tools" in result["capabilities"]
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "stdio-demo"
+    assert result["instructions"].startswith("A stdio test server")
+
+    body = modern_request("tools/list")
+    listed = last_message(_modern(gate, token, body))["result"]
+    assert listed["resultType"] == "complete" and listed["ttlMs"] == 0 and "echo" in {t["name"] for t in listed["tools"]}
+    wrong = httpx.post(gate.mcp_url, json=body, timeout=10, headers={**modern_headers(token, body), "Mcp-Method": "x"})
+    assert wrong.status_code == 400 and wrong.json()["error"]["code"] == -32020
+    headers = modern_headers(token, body)
+    assert httpx.get(gate.mcp_url, headers=headers, timeout=10).status_code == 405
+    assert httpx.delete(gate.mcp_url, headers=headers, timeout=10).status_code == 405
+    listen = _modern(gate, token, modern_request("subscriptions/listen", {"notifications": {}}))
+    assert listen.json()["error"]["code"] == -32601
+    ready = httpx.get(f"{gate.url}/health/ready", timeout=10)
+    assert ready.status_code == 200 and "stdio bridge" in ready.json()["upstream"]
+
+
+def test_cli_refuses_two_upstreams_and_a_command_without_double_dash(tmp_path: Path) -> None:
+    server = AuthgateServer(tmp_path)
+    both = server.cli("serve", "--upstream", "http://127.0.0.1:9/mcp", "--", *DEMO_COMMAND)
+    assert both.returncode == 2 and "upstream_command" in both.stderr
+    stray = server.cli("serve", "python", "server.py")
+    assert stray.returncode == 2 and "after `--`" in stray.stderr

@@ -1,0 +1,158 @@
+// A real external IdP for authgate's tests: npm `oidc-provider` 9.13.3, shaped by a JSON config
+// (path given as the only argument) into the IdPs authgate must work with:
+//
+//   Auth0-like     issuer ending in "/", only OIDC discovery, `resource` ignored in favour of a
+//                  fixed "Default Audience", DCR at /oidc/register
+//   Keycloak-like  issuer /realms/<r>, DCR at /realms/<r>/clients-registrations/openid-connect
+//   broken shapes  DCR off, no PKCE S256 advertised, no RFC 8414 document, `resource` ignored
+//                  (for `authgate idp check`)
+//
+// Sign-in and consent need no browser: /interaction/<uid> completes both prompts for the account
+// named in the `X-Test-Account` header (or posted by the tiny form it shows without it), through
+// provider.interactionDetails / interactionFinished.
+//
+// `token_claims` (optional) maps an account id to extra claims its access tokens carry, through
+// oidc-provider's `extraTokenClaims` (e.g. Auth0 RBAC `permissions`, Keycloak `realm_access`).
+//
+// Prints "READY <issuer>" on stdout once listening. Test use only.
+
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+
+import Provider, { errors } from 'oidc-provider';
+
+const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const prefix = cfg.issuer_path || '';
+const origin = `http://127.0.0.1:${cfg.port}`;
+const issuer = origin + prefix + (cfg.trailing_slash ? '/' : '');
+
+function resourceServer(_ctx, resource) {
+  if (cfg.invalid_resources?.includes(resource)) throw new errors.InvalidTarget();
+  return {
+    scope: cfg.resource_scope ?? 'mcp',
+    // An IdP that ignores `resource` (Auth0 without its compatibility profile) stamps its own
+    // default audience instead.
+    audience: cfg.ignore_resource ? cfg.fixed_audience : resource,
+    accessTokenTTL: cfg.access_token_ttl ?? 600,
+    accessTokenFormat: cfg.opaque_resources?.includes(resource) ? 'opaque' : 'jwt',
+    jwt: { sign: { alg: cfg.alg ?? 'RS256' } },
+  };
+}
+
+const configuration = {
+  clients: cfg.clients ?? [],
+  jwks: { keys: cfg.keys },
+  cookies: { keys: ['authgate-test-cookie-key'] },
+  // the resource's scopes are known to the AS too (an Auth0 API permission, a Keycloak client scope)
+  scopes: ['openid', 'offline_access', 'profile', 'email', ...(cfg.resource_scope ?? 'mcp').split(' ')],
+  claims: { openid: ['sub'], profile: ['preferred_username'], email: ['email'] },
+  async findAccount(_ctx, id) {
+    return {
+      accountId: id,
+      async claims() { return { sub: id, preferred_username: id, email: `${id}@example.test` }; },
+    };
+  },
+  interactions: { url: (_ctx, interaction) => `${prefix}/interaction/${interaction.uid}` },
+  // per-account claims in its access tokens (RBAC permissions, roles); none for client_credentials
+  extraTokenClaims: async (_ctx, token) => (token.accountId ? cfg.token_claims?.[token.accountId] : undefined),
+  issueRefreshToken: async (_ctx, client) => cfg.refresh !== false && client.grantTypeAllowed('refresh_token'),
+  features: {
+    devInteractions: { enabled: false },
+    clientCredentials: { enabled: true },
+    introspection: { enabled: true },
+    revocation: { enabled: true },
+    registration: { enabled: cfg.dcr !== false, initialAccessToken: false },
+    registrationManagement: { enabled: cfg.dcr !== false },
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (_ctx, _client, oneOf) => oneOf ?? cfg.default_resource,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (ctx, resource) => resourceServer(ctx, resource),
+    },
+  },
+  ttl: { AccessToken: cfg.access_token_ttl ?? 600, IdToken: 600 },
+  routes: { ...(cfg.routes ?? {}), ...(cfg.dcr_path ? { registration: cfg.dcr_path } : {}) },
+  clientDefaults: { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] },
+};
+
+const provider = new Provider(issuer, configuration);
+
+if (cfg.s256 === false) {
+  // An IdP that does not advertise PKCE S256 (MCP clients then refuse it).
+  provider.use(async (ctx, next) => {
+    await next();
+    if (ctx.oidc?.route === 'discovery' && ctx.body) delete ctx.body.code_challenge_methods_supported;
+  });
+}
+
+async function readForm(req) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function loginForm(res, uid) {
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+  res.end(`<!doctype html><title>test IdP sign-in</title><form method="post" action="${prefix}/interaction/${uid}">`
+    + '<input name="account" value=""><button>Sign in</button></form>');
+}
+
+async function interaction(req, res, uid) {
+  const details = await provider.interactionDetails(req, res);
+  let account = req.headers['x-test-account'];
+  if (!account && req.method === 'POST') account = (await readForm(req)).get('account');
+  account = account || details.session?.accountId;
+  if (!account) return loginForm(res, uid);
+  if (details.prompt.name === 'login') {
+    return provider.interactionFinished(req, res, { login: { accountId: account } }, { mergeWithLastSubmission: false });
+  }
+  const { missingOIDCScope = [], missingOIDCClaims = [], missingResourceScopes = {} } = details.prompt.details;
+  const grant = details.grantId
+    ? await provider.Grant.find(details.grantId)
+    : new provider.Grant({ accountId: details.session.accountId, clientId: details.params.client_id });
+  if (missingOIDCScope.length) grant.addOIDCScope(missingOIDCScope.join(' '));
+  if (missingOIDCClaims.length) grant.addOIDCClaims(missingOIDCClaims);
+  for (const [indicator, scopes] of Object.entries(missingResourceScopes)) grant.addResourceScope(indicator, scopes.join(' '));
+  const grantId = await grant.save();
+  return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+const callback = provider.callback();
+
+const server = http.createServer(async (req, res) => {
+  try {
+    const url = new URL(req.url, origin);
+    if (url.pathname === '/__health') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return res.end('ok');
+    }
+    if (cfg.rfc8414 === false && url.pathname.includes('/.well-known/oauth-authorization-server')) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return res.end('{"error":"not_found"}');
+    }
+    if (prefix && !(url.pathname === prefix || url.pathname.startsWith(`${prefix}/`))) {
+      res.writeHead(404, { 'content-type': 'application/json' });
+      return res.end('{"error":"not_found"}');
+    }
+    const inner = url.pathname.slice(prefix.length) || '/';
+    const match = inner.match(/^\/interaction\/([^/]+)$/);
+    if (prefix) {
+      req.originalUrl = req.url; // oidc-provider derives its mount path from this
+      req.url = inner + url.search;
+    }
+    if (match) return await interaction(req, res, match[1]);
+    return callback(req, res);
+  } catch (err) {
+    console.error(err);
+    if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+    return res.end(String(err));
+  }
+});
+
+server.listen(cfg.port, '127.0.0.1', () => {
+  process.stdout.write(`READY ${issuer}\n`);
+});
+
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => process.exit(0));
+}

@@ -1,0 +1,90 @@
+"""PKCE, scope rules and redirect URI rules of the OAuth core."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate.errors import InvalidGrant, InvalidRedirectUri, InvalidRequest
+from authgate.oauth import pkce, redirect_uris, scopes
+
+VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+
+@pytest.mark.requirement("RFC 7636 Appendix B: S256 test vector")
+def test_s256_matches_rfc_7636_vector() -> None:
+    assert pkce.s256(VERIFIER) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+
+
+@pytest.mark.requirement("OAuth 2.1 §4.1.1: code_challenge REQUIRED")
+def test_missing_challenge_is_refused() -> None:
+    with pytest.raises(InvalidRequest, match="code_challenge is required"):
+        pkce.check_challenge(None, None)
+
+
+@pytest.mark.requirement("MCP authorization: clients MUST use S256; plain is refused")
+@pytest.mark.parametrize("method", [None, "plain", "s256"])
+def test_only_s256_is_accepted(method: str | None) -> None:
+    with pytest.raises(InvalidRequest, match="S256"):
+        pkce.check_challenge(pkce.s256(VERIFIER), method)
+
+
+@pytest.mark.requirement("RFC 7636 §4.6: verifier must match the challenge")
+def test_wrong_verifier_is_invalid_grant() -> None:
+    challenge = pkce.check_challenge(pkce.s256(VERIFIER), "S256")
+    pkce.verify(VERIFIER, challenge)
+    with pytest.raises(InvalidGrant):
+        pkce.verify(VERIFIER[:-1] + "A", challenge)
+    with pytest.raises(InvalidGrant):
+        pkce.verify("short", challenge)
+    with pytest.raises(InvalidGrant):
+        pkce.verify(None, challenge)
+
+
+def test_unknown_scopes_are_dropped_and_empty_gets_defaults() -> None:
+    offered = ["mcp"]
+    assert scopes.grantable(("openid", "profile", "mcp"), offered, offered) == ("mcp",)
+    assert scopes.grantable((), offered, offered) == ("mcp",)
+    assert scopes.grantable(("address", "phone"), offered, offered) == ("mcp",)
+    assert scopes.grantable(("offline_access",), offered, offered) == ("mcp", "offline_access")
+
+
+def test_scope_parse_dedupes_and_keeps_order() -> None:
+    assert scopes.parse("b a  b") == ("b", "a")
+    assert scopes.parse(None) == ()
+
+
+@pytest.mark.requirement("RFC 8252 §7.3: loopback redirect URIs match on any port")
+def test_loopback_redirect_matches_any_port_but_same_host_and_path() -> None:
+    registered = ["http://127.0.0.1:6276/oauth/callback"]
+    assert redirect_uris.matches(registered, "http://127.0.0.1:51234/oauth/callback")
+    assert not redirect_uris.matches(registered, "http://localhost:6276/oauth/callback")
+    assert not redirect_uris.matches(registered, "http://127.0.0.1:6276/other")
+
+
+@pytest.mark.requirement("OAuth 2.1 §4.1.1: redirect URI compared by exact string")
+def test_non_loopback_redirect_requires_exact_match() -> None:
+    registered = ["https://chatgpt.com/connector_platform_oauth_redirect"]
+    assert redirect_uris.matches(registered, registered[0])
+    assert not redirect_uris.matches(registered, registered[0] + "/")
+    assert not redirect_uris.matches(registered, "https://chatgpt.com:443/connector_platform_oauth_redirect")
+
+
+@pytest.mark.requirement("RFC 7591 §2 / OAuth 2.1 §2.3.1: HTTPS or loopback, no fragment")
+@pytest.mark.parametrize("uri", ["http://evil.example/cb", "https://ok.example/cb#frag", "javascript:alert(1)",
+                                 "/relative", "myapp:/cb"])
+def test_bad_redirect_uris_are_refused_at_registration(uri: str) -> None:
+    with pytest.raises(InvalidRedirectUri):
+        redirect_uris.validate_for_registration(uri)
+
+
+@pytest.mark.requirement("MCP 2026-07-28 / OIDC Registration: application_type respected")
+def test_custom_schemes_are_for_native_apps_only() -> None:
+    redirect_uris.validate_for_registration("cursor://anysphere.cursor-mcp/oauth/callback", "native")
+    with pytest.raises(InvalidRedirectUri, match="native"):
+        redirect_uris.validate_for_registration("cursor://anysphere.cursor-mcp/oauth/callback", "web")
+
+
+def test_form_action_source_allows_the_redirect_target() -> None:
+    assert redirect_uris.form_action_source("http://127.0.0.1:5173/cb") == "http://127.0.0.1:*"
+    assert redirect_uris.form_action_source("https://claude.ai/api/mcp/auth_callback") == "https://claude.ai"
+    assert redirect_uris.form_action_source("com.example.app:/cb") == "com.example.app:"

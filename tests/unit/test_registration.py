@@ -1,0 +1,69 @@
+"""RFC 7591 registration validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
+from authgate.oauth.opaque import digest
+from authgate.oauth.registration import register
+
+CB = ["https://claude.ai/api/mcp/auth_callback"]
+
+
+@pytest.mark.requirement("RFC 7591 §3.2.1: client_secret_expires_at REQUIRED when a secret is issued")
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+def test_confidential_client_gets_secret_and_expiry_and_only_a_hash_is_kept(method: str) -> None:
+    client, body = register({"redirect_uris": CB, "token_endpoint_auth_method": method}, 1000.0)
+    assert body["client_secret"] and body["client_secret_expires_at"] == 0
+    assert client.client_secret_hash == digest(body["client_secret"])
+    assert body["client_secret"] not in repr(client)
+    assert body["token_endpoint_auth_method"] == method
+
+
+def test_public_client_gets_no_secret() -> None:
+    client, body = register({"redirect_uris": CB, "token_endpoint_auth_method": "none"}, 1000.0)
+    assert "client_secret" not in body and client.client_secret_hash is None
+
+
+@pytest.mark.requirement("RFC 7591 §2: default token_endpoint_auth_method is client_secret_basic")
+def test_default_auth_method_is_basic() -> None:
+    _, body = register({"redirect_uris": CB}, 1.0)
+    assert body["token_endpoint_auth_method"] == "client_secret_basic"
+    assert body["grant_types"] == ["authorization_code", "refresh_token"]
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    ({"redirect_uris": CB, "token_endpoint_auth_method": "private_key_jwt"}, InvalidClientMetadata),
+    ({"redirect_uris": CB, "grant_types": ["implicit"]}, InvalidClientMetadata),
+    ({"redirect_uris": CB, "response_types": ["token"]}, InvalidClientMetadata),
+    ({"redirect_uris": []}, InvalidRedirectUri),
+    ({"redirect_uris": "https://x.example/cb"}, InvalidClientMetadata),
+    ({"redirect_uris": ["http://evil.example/cb"]}, InvalidRedirectUri),
+    ({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}, InvalidClientMetadata),
+    ({"redirect_uris": CB, "application_type": "desktop"}, InvalidClientMetadata),
+])
+def test_invalid_metadata_is_refused_with_rfc_7591_errors(body: dict[str, object], error: type[Exception]) -> None:
+    with pytest.raises(error):
+        register(body, 1.0)
+
+
+def test_machine_client_needs_no_redirect_uri() -> None:
+    _, body = register({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}, 1.0)
+    assert body["redirect_uris"] == []
+
+
+def test_unknown_metadata_is_ignored_not_echoed() -> None:
+    _, body = register({"redirect_uris": CB, "x_custom": 1, "client_name": "Claude"}, 1.0)
+    assert "x_custom" not in body and body["client_name"] == "Claude"
+
+
+@pytest.mark.requirement("MCP 2026-07-28 / OIDC Registration: application_type respected")
+def test_application_type_is_respected_and_inferred_when_absent() -> None:
+    uri = ["com.example.app:/oauth/callback"]
+    _, body = register({"redirect_uris": uri, "token_endpoint_auth_method": "none"}, 1.0)
+    assert body["application_type"] == "native"
+    with pytest.raises(InvalidRedirectUri):
+        register({"redirect_uris": uri, "application_type": "web"}, 1.0)
+    _, body = register({"redirect_uris": CB}, 1.0)
+    assert body["application_type"] == "web"

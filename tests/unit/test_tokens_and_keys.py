@@ -1,0 +1,132 @@
+"""Access tokens (RFC 9068), signing-key rotation and sealing, on a real SQLite store."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from authgate.errors import ConfigError, InvalidToken
+from authgate.oauth import access_tokens
+from authgate.oauth.keys import SigningKeys
+from authgate.oauth.sealing import SealError, derive_key, seal, unseal
+from authgate.store.sql import SqlStore
+
+ISS, AUD = "https://as.example", "https://as.example/mcp"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    s = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    await s.open()
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def keys(store: SqlStore) -> SigningKeys:
+    k = SigningKeys(store, b"secret", retire_after=1200, clock=Clock())
+    await k.load()
+    return k
+
+
+def issue(keys: SigningKeys, now: float, **kw: object) -> str:
+    args: dict[str, object] = dict(issuer=ISS, subject="u1", client_id="c1", scopes=("mcp",), resources=(AUD,),
+                                   now=now, ttl=900, grant_id="g1")
+    args.update(kw)
+    return access_tokens.issue(keys, **args)[0]  # type: ignore[arg-type]
+
+
+def segments(token: str) -> list[dict[str, object]]:
+    return [json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in token.split(".")[:2]]
+
+
+@pytest.mark.requirement("RFC 9068 §2: typ at+jwt and the required claims")
+async def test_access_token_has_rfc_9068_shape(keys: SigningKeys) -> None:
+    header, claims = segments(issue(keys, 1000.0))
+    assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
+    for claim in ("iss", "sub", "aud", "client_id", "scope", "iat", "exp", "jti"):
+        assert claim in claims
+    assert claims["aud"] == AUD and claims["exp"] == 1900
+
+
+async def test_valid_token_verifies(keys: SigningKeys) -> None:
+    claims = await access_tokens.verify(issue(keys, 1000.0), keys, issuer=ISS, audience=AUD, now=1000.0)
+    assert (claims.subject, claims.client_id, claims.scopes, claims.grant_id) == ("u1", "c1", ("mcp",), "g1")
+
+
+@pytest.mark.requirement("RFC 8707 / RFC 9068 §4: aud must name this resource; iss must match")
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"resources": ("https://other.example/mcp",)}, "audience"),
+    ({"issuer": "https://evil.example"}, "issuer"),
+])
+async def test_wrong_audience_or_issuer_is_refused(keys: SigningKeys, kw: dict[str, object], message: str) -> None:
+    with pytest.raises(InvalidToken, match=message):
+        await access_tokens.verify(issue(keys, 1000.0, **kw), keys, issuer=ISS, audience=AUD, now=1000.0)
+
+
+@pytest.mark.requirement("RFC 9068 §4: exp checked (with small leeway)")
+async def test_expiry_with_leeway(keys: SigningKeys) -> None:
+    token = issue(keys, 1000.0)
+    await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1900 + access_tokens.LEEWAY)
+    with pytest.raises(InvalidToken, match="expired"):
+        await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1901 + access_tokens.LEEWAY)
+
+
+@pytest.mark.requirement("RFC 8725 §3.1: the algorithm is pinned; typ must be at+jwt (an ID token is refused)")
+async def test_algorithm_and_type_confusion_is_refused(keys: SigningKeys) -> None:
+    token = issue(keys, 1000.0)
+    head, body, sig = token.split(".")
+    def b64(obj: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+    header = segments(token)[0]
+    for forged in ({**header, "alg": "none"}, {**header, "alg": "HS256"}, {**header, "typ": "JWT"}):
+        with pytest.raises(InvalidToken):
+            await access_tokens.verify(f"{b64(forged)}.{body}.{sig}", keys, issuer=ISS, audience=AUD, now=1000.0)
+    with pytest.raises(InvalidToken, match="signature"):
+        await access_tokens.verify(f"{head}.{body[:-4]}AAAA.{sig}", keys, issuer=ISS, audience=AUD, now=1000.0)
+
+
+async def test_rotation_keeps_old_tokens_valid_and_publishes_next_before_use(store: SqlStore) -> None:
+    clock = Clock()
+    keys = SigningKeys(store, b"secret", retire_after=1200, clock=clock)
+    await keys.load()
+    published = {k["kid"] for k in keys.jwks()["keys"]}
+    old_token = issue(keys, clock.now)
+    new_kid = await keys.rotate()
+    assert new_kid in published  # the next key was in the JWKS before it signed anything
+    assert segments(issue(keys, clock.now))[0]["kid"] == new_kid
+    await access_tokens.verify(old_token, keys, issuer=ISS, audience=AUD, now=clock.now)  # retired still verifies
+    clock.now += 1201
+    await keys.load()  # past the longest token lifetime + leeway: the retired key goes
+    assert segments(old_token)[0]["kid"] not in {k["kid"] for k in keys.jwks()["keys"]}
+
+
+async def test_private_keys_are_sealed_at_rest(store: SqlStore, keys: SigningKeys) -> None:
+    records = await store.list_keys()
+    assert records and all(b'"d"' not in r.private_jwk_encrypted for r in records)
+    other = SigningKeys(store, b"another secret", retire_after=1200)
+    with pytest.raises(ConfigError) as err:
+        await other.load()
+    assert err.value.setting == "secret_key"
+
+
+def test_sealing_round_trip_and_tamper_detection() -> None:
+    key = derive_key(b"refresh-token-plaintext", "refresh-successor")
+    blob = seal(key, b"payload")
+    assert unseal(key, blob) == b"payload"
+    with pytest.raises(SealError):
+        unseal(derive_key(b"another token", "refresh-successor"), blob)
+    with pytest.raises(SealError):
+        unseal(key, blob[:-1] + bytes([blob[-1] ^ 1]))
