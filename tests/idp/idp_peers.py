@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,6 +23,7 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import anyio.to_thread
 import httpx
+import ports
 import pytest
 from joserfc import jwt
 from mcp.shared.auth import AuthorizationCodeResult
@@ -58,9 +58,8 @@ def require_oidc_provider() -> None:
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port no other server in this test run was given (see `ports`)."""
+    return ports.free_port()
 
 
 def signing_key(kid: str) -> RSAKey:

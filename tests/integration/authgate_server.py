@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ports
 import pytest
 
 STARTUP_TIMEOUT = 20.0
@@ -36,10 +36,8 @@ USERNAME = "alice"
 
 
 def find_free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port no other server in this test run was given (see `ports`)."""
+    return ports.free_port()
 
 
 class AuthgateStartError(RuntimeError):

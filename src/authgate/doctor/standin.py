@@ -110,10 +110,12 @@ class StandinApp:
         await send({"type": "http.response.body", "body": body})
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _listener(port: int) -> socket.socket:
+    """A bound loopback socket, handed to uvicorn so no one can take the port in between."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
 
 
 @contextmanager
@@ -121,13 +123,15 @@ def serve_standin(ca: StandinCA, port: int | None = None) -> Iterator[tuple[str,
     """Serve the documents over HTTPS on 127.0.0.1 in a thread; yield (base URL, app)."""
     import uvicorn
 
-    port = port or _free_port()
+    sock = _listener(port or 0)
+    port = int(sock.getsockname()[1])
     base = f"https://127.0.0.1:{port}"
     app = StandinApp(standin_documents(base))
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off",
                             ssl_certfile=str(ca.cert_file), ssl_keyfile=str(ca.key_file))
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"cimd-standin-{port}", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=f"cimd-standin-{port}",
+                              daemon=True)
     thread.start()
     deadline = time.monotonic() + _START_TIMEOUT
     while not server.started:
@@ -140,3 +144,4 @@ def serve_standin(ca: StandinCA, port: int | None = None) -> Iterator[tuple[str,
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
