@@ -30,8 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY
-from mcp_types import PROTOCOL_VERSION_META_KEY, SERVER_INFO_META_KEY
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
 from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -45,6 +44,7 @@ from authgate import __version__
 from authgate.gateway.errors import GatewayError, InvalidRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild
+from authgate.gateway.stdio_envelope import LEVELS, complete, status_of, strip_envelope, wanted
 from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
 from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
 from authgate.gateway.stdio_pool import ChildPool, Owner
@@ -53,9 +53,6 @@ from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_respo
 __all__ = ["StatelessHandler"]
 
 logger = logging.getLogger("authgate.stdio")
-ENVELOPE = (PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY)
-CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
-LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 
 @dataclass(eq=False)
@@ -132,7 +129,7 @@ class StatelessHandler:
             if not forward:
                 return child, None
             level = meta.get(LOG_LEVEL_META_KEY)
-            ex = await child.request(_strip_envelope(msg.obj), interactive=interactive,
+            ex = await child.request(strip_envelope(msg.obj), interactive=interactive,
                                      log_level=level if level in LEVELS else None)
         return child, ex
 
@@ -264,13 +261,13 @@ class StatelessHandler:
     async def _handle(self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
                       item: dict[str, Any]) -> None:
         if is_response(item):
-            await reply.final(_complete(item, ex.method, child), _status(item))
+            await reply.final(complete(item, ex.method, child), status_of(item))
         elif is_request(item):
             if item.get("method") == "ping" or not ex.interactive:
                 await self._refuse(child, item)
             else:
                 await reply.final(self._suspend(owner, child, ex, msg, item))
-        elif _wanted(item, ex):
+        elif wanted(item, ex):
             await reply.message(item)
 
     def _suspend(self, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
@@ -302,44 +299,3 @@ class StatelessHandler:
             del self._locks[owner]
         return len(stale)
 
-
-def _strip_envelope(request: dict[str, Any]) -> dict[str, Any]:
-    """The request as a 2025-11-25 child expects it: no 2026-07-28 envelope keys in `_meta`."""
-    params = request.get("params")
-    if not isinstance(params, dict) or not isinstance(params.get("_meta"), dict):
-        return request
-    meta = {k: v for k, v in params["_meta"].items() if k not in ENVELOPE}
-    new_params = {k: v for k, v in params.items() if k != "_meta"}
-    if meta:
-        new_params["_meta"] = meta
-    return {**request, "params": new_params}
-
-
-def _complete(response: dict[str, Any], method: str, child: StdioChild) -> dict[str, Any]:
-    """A 2025-era result made a 2026-07-28 one: `resultType`, cache hints on lists, serverInfo stamp."""
-    result = response.get("result")
-    if not isinstance(result, dict):
-        return response
-    result = {"resultType": "complete", **result}
-    if method in CACHEABLE:
-        result = {"ttlMs": 0, "cacheScope": "private", **result}
-    meta = result.get("_meta") if isinstance(result.get("_meta"), dict) else {}
-    assert isinstance(meta, dict)
-    result["_meta"] = {SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo"), **meta}
-    return {**response, "result": result}
-
-
-def _status(response: dict[str, Any]) -> int:
-    error = response.get("error")
-    code = error.get("code") if isinstance(error, dict) else None
-    return ERROR_CODE_HTTP_STATUS.get(code, 200) if isinstance(code, int) else 200
-
-
-def _wanted(note: dict[str, Any], ex: Exchange) -> bool:
-    """Progress always; log messages only at or above the request's `_meta` logLevel opt-in."""
-    if note.get("method") == "notifications/progress":
-        return True
-    if note.get("method") != "notifications/message" or ex.log_level is None:
-        return False
-    level = (note.get("params") or {}).get("level")
-    return level in LEVELS and LEVELS.index(level) >= LEVELS.index(ex.log_level)
