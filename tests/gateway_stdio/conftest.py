@@ -2,6 +2,7 @@
 
 `Asgi(bridge).post(identity, body, headers)` runs one request and returns a `Reply` whose
 `status`, `headers`, `json()` and SSE `events()` can be awaited; `reply.close()` disconnects.
+`modern(method, params)` is a 2026-07-28 request and its metadata headers.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from authgate.gateway.stdio_bridge import StdioBridge
 from authgate.guard.identity import SCOPE_KEY, Identity
 
 DEMO = Path(__file__).resolve().parents[1] / "integration" / "stdio_servers" / "demo_server.py"
+WATCH = DEMO.with_name("watch_server.py")
 STEP_TIMEOUT = 20.0
 LEGACY = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
 
@@ -84,10 +86,12 @@ class Asgi:
         self.app = app
 
     async def call(self, who: Identity | None, method: str, body: Any = None,
-                   headers: dict[str, str] | None = None) -> Reply:
+                   headers: dict[str, str] | None = None, repeated: Sequence[tuple[str, str]] = ()) -> Reply:
+        """`repeated`: header lines added as they are, e.g. a second copy of one in `headers`."""
         raw = json.dumps(body).encode() if body is not None else b""
+        lines = [*{**LEGACY, **(headers or {})}.items(), *repeated]
         scope: dict[str, Any] = {"type": "http", "method": method, "path": "/mcp", "headers": [
-            (k.lower().encode(), v.encode()) for k, v in {**LEGACY, **(headers or {})}.items()]}
+            (k.lower().encode(), v.encode()) for k, v in lines]}
         if who is not None:
             scope[SCOPE_KEY] = who
         sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -107,8 +111,9 @@ class Asgi:
 
         return await Reply(asyncio.create_task(self.app(scope, receive, send)), sent, gone).start()
 
-    async def post(self, who: Identity | None, body: Any, headers: dict[str, str] | None = None) -> Reply:
-        return await self.call(who, "POST", body, headers)
+    async def post(self, who: Identity | None, body: Any, headers: dict[str, str] | None = None,
+                   repeated: Sequence[tuple[str, str]] = ()) -> Reply:
+        return await self.call(who, "POST", body, headers, repeated)
 
 
 def rpc(method: str, params: dict[str, Any] | None = None, request_id: int | None = 1) -> dict[str, Any]:
@@ -118,6 +123,19 @@ def rpc(method: str, params: dict[str, Any] | None = None, request_id: int | Non
     if request_id is not None:
         message["id"] = request_id
     return message
+
+
+def modern(method: str, params: dict[str, Any] | None = None, request_id: Any = 1,
+           capabilities: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """A 2026-07-28 request (envelope in `_meta`) and the metadata headers that mirror it."""
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": capabilities if capabilities is not None else {}}
+    body = rpc(method, {**(params or {}), "_meta": meta}, request_id)
+    headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": method}
+    name = (params or {}).get("name", (params or {}).get("uri"))
+    if name is not None:
+        headers["mcp-name"] = name
+    return body, headers
 
 
 INIT = rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
@@ -144,3 +162,17 @@ async def bridge() -> AsyncIterator[StdioBridge]:
 @pytest.fixture
 def asgi(bridge: StdioBridge) -> Asgi:
     return Asgi(bridge)
+
+
+@pytest.fixture
+async def watch_bridge() -> AsyncIterator[StdioBridge]:
+    """The bridge in front of watch_server.py (x-mcp-header tools, listChanged, resources.subscribe)."""
+    app = StdioBridge([sys.executable, str(WATCH)], identity_env=True, max_children=4, max_children_per_identity=2,
+                      init_timeout=20)
+    async with app:
+        yield app
+
+
+@pytest.fixture
+def watch(watch_bridge: StdioBridge) -> Asgi:
+    return Asgi(watch_bridge)

@@ -1,18 +1,21 @@
-"""Waiting for what a child sends for one exchange, while watching the client's connection."""
+"""Waiting for what a child sends for one exchange, while watching the client's connection, and
+the bridge's own requests to a child (`ask`)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import enum
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from authgate.gateway.errors import InvalidRequest
+from authgate.gateway.errors import GatewayError, InvalidRequest
 from authgate.gateway.jsonrpc import Message, parse_body
-from authgate.gateway.stdio_child import Exchange, Outgoing
+from authgate.gateway.stdio_child import Cancelled, Exchange, Outgoing, StdioChild
+from authgate.gateway.stdio_errors import ChildExited
 from authgate.gateway.stdio_http import DisconnectWatch
 
-__all__ = ["INTERACTIVE", "Wake", "is_request", "is_response", "next_from", "next_item", "single_message"]
+__all__ = ["INTERACTIVE", "Wake", "ask", "is_request", "is_response", "next_from", "next_item", "single_message"]
 
 T = TypeVar("T")
 
@@ -65,3 +68,26 @@ async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: fl
     if getter.done() and not getter.cancelled():
         return getter.result()
     return Wake.GONE if watch.gone.is_set() else Wake.IDLE
+
+
+async def ask(child: StdioChild, request: Mapping[str, Any], timeout: float,
+              stray: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+    """The child's response to a request of the bridge's own (tools/list, resources/subscribe, …).
+
+    stdio does not tie the child's other messages to a request, so some may be routed to this
+    exchange: they go to `stray`, as if no request were pending. TimeoutError after `timeout` s.
+    """
+    ex = await child.request(request)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                item = await ex.queue.get()
+                if isinstance(item, GatewayError):
+                    raise item
+                if isinstance(item, Cancelled):
+                    raise ChildExited(f"{request.get('method')} to the MCP server was cancelled")
+                if is_response(item):
+                    return item
+                stray(item)
+    finally:
+        child.finish(ex)  # a late answer is then dropped as unknown

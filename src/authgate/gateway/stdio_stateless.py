@@ -7,6 +7,8 @@ Policy (docs/gateway-stdio.md):
   set). The per-request envelope (`_meta` protocol version, client info, capabilities,
   log level) is checked (MCP 2026-07-28 basic §Per-request protocol fields, and the
   `Mcp-Method`/`Mcp-Name` header rules → 400 -32020) and removed before the child sees it.
+  A `tools/call`'s `Mcp-Param-*` headers are checked against the child's tool schemas
+  (stdio_tools.py) before the call reaches it.
 - `server/discover` is answered from the child's `initialize` result.
 - A child holds at most one interactive request (tools/call, prompts/get, resources/read)
   at a time, so a request the child sends the client (sampling, elicitation, roots) belongs
@@ -27,6 +29,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,10 +41,11 @@ from mcp.shared.inbound import (
     classify_inbound_request,
     find_duplicated_routing_header,
 )
+from mcp.shared.subscriptions import LISTEN_STREAM_METHODS
 from starlette.types import Receive, Scope, Send
 
 from authgate import __version__
-from authgate.gateway.errors import GatewayError, InvalidRequest, error_object
+from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild
 from authgate.gateway.stdio_envelope import LEVELS, complete, status_of, strip_envelope, wanted
@@ -49,6 +53,7 @@ from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
 from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
 from authgate.gateway.stdio_pool import ChildPool, Owner
 from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_response, next_item
+from authgate.gateway.stdio_tools import ChildTools, check_param_headers, param_headers
 
 __all__ = ["StatelessHandler"]
 
@@ -76,6 +81,7 @@ class StatelessHandler:
         self.suspended: dict[str, Suspended] = {}
         self._locks: dict[Owner, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self.tools: dict[StdioChild, ChildTools] = {}
 
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
@@ -111,9 +117,11 @@ class StatelessHandler:
 
     # -- children --------------------------------------------------------------------------------
 
-    async def _dispatch(self, owner: Owner, msg: Message, *, interactive: bool,
-                        forward: bool = True) -> tuple[StdioChild, Exchange | None]:
-        """Pick (or start) a child of this caller and hand it the request, under the caller's lock."""
+    async def _dispatch(self, owner: Owner, msg: Message, *, interactive: bool, forward: bool = True,
+                        check: Callable[[StdioChild], Awaitable[None]] | None = None,
+                        ) -> tuple[StdioChild, Exchange | None]:
+        """Pick (or start) a child of this caller, `check` the request against it, and hand it the
+        request, under the caller's lock."""
         meta = msg.params.get("_meta") if isinstance(msg.params.get("_meta"), dict) else {}
         assert isinstance(meta, dict)
         caps = meta.get(CLIENT_CAPABILITIES_META_KEY)
@@ -126,6 +134,8 @@ class StatelessHandler:
                 child = min(children, key=lambda c: len(c.exchanges))
             else:
                 child = await self._start(owner, key, caps, meta.get(CLIENT_INFO_META_KEY))
+            if check is not None:
+                await check(child)
             if not forward:
                 return child, None
             level = meta.get(LOG_LEVEL_META_KEY)
@@ -145,10 +155,17 @@ class StatelessHandler:
                 raise ChildStartFailed(f"the MCP server refused initialize: {answer.get('error')}")
             child.init_result = answer["result"]
             await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+            tools = self.tools[child] = ChildTools(child, timeout=self.init_timeout,
+                                                   stray=lambda m: self._unsolicited(child, m))
+            if "tools" in (child.init_result.get("capabilities") or {}):
+                tools.refresh()  # a client may call a tool it never listed: its Mcp-Param-* are checked too
+                await tools.settled()
         except TimeoutError:
+            self.tools.pop(child, None)
             await self.pool.stop(child)
             raise ChildStartFailed(f"the MCP server did not answer initialize within {self.init_timeout:.0f} s") from None
         except BaseException:
+            self.tools.pop(child, None)
             await self.pool.stop(child)
             raise
         return child
@@ -169,6 +186,13 @@ class StatelessHandler:
             task = asyncio.get_running_loop().create_task(self._refuse(child, message))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+        elif isinstance(message.get("method"), str):
+            self._notice(child, message)
+
+    def _notice(self, child: StdioChild, note: dict[str, Any]) -> None:
+        """A notification of the child's not tied to a request, wherever stdio delivered it."""
+        if note.get("method") == "notifications/tools/list_changed" and child in self.tools:
+            self.tools[child].refresh()
 
     @staticmethod
     async def _refuse(child: StdioChild, request: dict[str, Any]) -> None:
@@ -198,13 +222,32 @@ class StatelessHandler:
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         method = msg.method or ""
-        child, ex = await self._dispatch(owner, msg, interactive=method in INTERACTIVE)
+        check = None
+        if method == "tools/call":
+            headers = param_headers(scope, msg)  # a duplicated or malformed one: refused before any child
+
+            async def check(child: StdioChild) -> None:
+                await self._check_params(child, msg, headers)
+        child, ex = await self._dispatch(owner, msg, interactive=method in INTERACTIVE, check=check)
         assert ex is not None
         await self._relay(scope, receive, send, owner, child, ex, msg)
 
+    async def _check_params(self, child: StdioChild, msg: Message, headers: dict[str, str]) -> None:
+        """MCP 2026-07-28 transports, Server Validation: Mcp-Param-* must mirror the body (400 -32020)."""
+        tools = self.tools.get(child)
+        if tools is not None:
+            await tools.settled()  # after a tools/list_changed, the new schemas
+            check_param_headers(tools.schemas, msg, headers)
+
     async def _resume(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         """The client's retry with `inputResponses`: the answers go to the child, the request goes on."""
-        state = self._claim(owner, msg)
+        handle, state = self._claim(owner, msg)
+        if msg.method == "tools/call":
+            try:
+                await self._check_params(state.child, msg, param_headers(scope, msg))
+            except HeaderMismatch:
+                self.suspended[handle] = state  # not used up: the client may retry it with the right headers
+                raise
         ex = state.exchange
         ex.client_id = msg.id
         meta = msg.params.get("_meta")
@@ -219,8 +262,8 @@ class StatelessHandler:
                 await state.child.answer(child_request_id, result=responses[key])
         await self._relay(scope, receive, send, owner, state.child, ex, msg)
 
-    def _claim(self, owner: Owner, msg: Message) -> Suspended:
-        """Check a `requestState` (untrusted input, 2026-07-28 MRTR) and take it."""
+    def _claim(self, owner: Owner, msg: Message) -> tuple[str, Suspended]:
+        """Check a `requestState` (untrusted input, 2026-07-28 MRTR) and take it: the handle and its state."""
         handle = msg.params.get("requestState")
         state = self.suspended.get(handle) if isinstance(handle, str) else None
         if state is None or state.owner != owner:
@@ -234,7 +277,7 @@ class StatelessHandler:
                                     request_id=msg.id)
         assert isinstance(handle, str)
         del self.suspended[handle]
-        return state
+        return handle, state
 
     async def _relay(self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild,
                      ex: Exchange, msg: Message) -> None:
@@ -261,12 +304,16 @@ class StatelessHandler:
     async def _handle(self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
                       item: dict[str, Any]) -> None:
         if is_response(item):
+            if ex.method == "tools/list" and child in self.tools:
+                self.tools[child].learn(item.get("result"))
             await reply.final(complete(item, ex.method, child), status_of(item))
         elif is_request(item):
             if item.get("method") == "ping" or not ex.interactive:
                 await self._refuse(child, item)
             else:
                 await reply.final(self._suspend(owner, child, ex, msg, item))
+        elif item.get("method") in LISTEN_STREAM_METHODS:
+            self._notice(child, item)  # 2026-07-28: change notifications never ride a request's stream
         elif wanted(item, ex):
             await reply.message(item)
 
@@ -297,5 +344,7 @@ class StatelessHandler:
         for owner in [o for o, lock in self._locks.items() if not lock.locked() and
                       not any(e.owner == o for e in self.pool.entries.values())]:
             del self._locks[owner]
+        for child in [c for c in self.tools if not c.alive]:
+            self.tools.pop(child).close()
         return len(stale)
 
