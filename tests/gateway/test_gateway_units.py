@@ -35,11 +35,19 @@ def test_single_messages_parse_and_keep_their_bytes() -> None:
     assert body.upstream_bytes() is raw
 
 
+def test_a_body_parsed_in_front_is_taken_as_it_is() -> None:
+    raw = b'{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "t"}}'
+    decoded = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "t"}}
+    body = parse_body(raw, decoded)
+    assert body.single is not None and body.single.obj is decoded and body.upstream_bytes() is raw
+
+
 @pytest.mark.parametrize("raw, error", [
     (b"{", ParseError), (b"\xff", ParseError), (b"[]", InvalidRequest), (b"42", InvalidRequest),
     (b'{"jsonrpc": "2.0", "id": 1}', InvalidRequest), (b'{"jsonrpc": "2.0", "id": true, "method": "x"}', InvalidRequest),
     (b'{"jsonrpc": "2.0", "method": "x", "params": 3}', InvalidRequest),
     (b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}', InvalidRequest),
+    (b"[" * 100_000 + b"]" * 100_000, ParseError),  # deeper than Python's json can go: 400, not a crash
 ])
 def test_bodies_nothing_can_be_done_with(raw: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):

@@ -143,6 +143,26 @@ async def test_a_member_given_twice_is_refused_not_guessed(make: Client) -> None
     assert r.status_code == 400 and app.seen == []
 
 
+async def test_a_body_nested_too_deeply_to_judge_is_refused_not_passed_on(make: Client) -> None:
+    # A parser with a deeper limit (the upstream's) could read what Python's json cannot: a
+    # body the policy cannot judge must never reach the app unjudged.
+    app = McpApp()
+    deep = b"[" * 100_000 + b"]" * 100_000
+    raw = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete","arguments":{"x":' + deep + b"}}}"
+    async with make(app) as http:
+        r = await http.post("/mcp", content=raw, headers=auth("search.read"))
+    assert r.status_code == 400 and app.seen == []
+    assert "nested too deeply" in r.json()["error"]["message"]
+
+
+async def test_a_utf8_bom_body_is_judged_like_any_other(make: Client) -> None:
+    app = McpApp()
+    raw = b"\xef\xbb\xbf" + json.dumps(call("delete")).encode()
+    async with make(app) as http:
+        r = await http.post("/mcp", content=raw, headers=auth("search.read"))
+    assert r.status_code == 403 and app.seen == []
+
+
 async def test_a_call_naming_no_tool_is_refused(make: Client) -> None:
     async with make(McpApp()) as http:
         r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["write"]},

@@ -8,6 +8,12 @@ from starlette.types import Receive
 from authgate.gateway.errors import BodyTooLarge
 
 
+# Where a layer that parsed the body leaves it in the ASGI scope, as (raw bytes, what
+# json.loads made of them), so the app behind it need not parse the same bytes again (the
+# policy layer sets it, the HTTP proxy reads it when the bytes it got are the same object).
+PARSED_BODY_KEY = "authgate.parsed_body"
+
+
 class ClientGone(Exception):
     """The client disconnected before its whole body arrived: nothing to answer."""
 

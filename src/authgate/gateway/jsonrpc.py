@@ -90,12 +90,19 @@ def _problem(obj: Any) -> str | None:
     return None
 
 
-def parse_body(raw: bytes) -> Body:
-    """Parse a POST body; raises ParseError / InvalidRequest for a body nothing can be done with."""
-    try:
-        decoded = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ParseError(f"Parse error: the request body is not JSON ({exc})") from None
+_UNPARSED: Any = object()
+
+
+def parse_body(raw: bytes, decoded: Any = _UNPARSED) -> Body:
+    """Parse a POST body (or take `decoded`, what json.loads already made of `raw`); raises
+    ParseError / InvalidRequest for a body nothing can be done with."""
+    if decoded is _UNPARSED:
+        try:
+            decoded = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ParseError(f"Parse error: the request body is not JSON ({exc})") from None
+        except RecursionError:
+            raise ParseError("Parse error: the request body is nested too deeply") from None
     if isinstance(decoded, list):
         return _parse_batch(raw, decoded)
     if (problem := _problem(decoded)) is not None:

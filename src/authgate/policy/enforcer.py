@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.audit.events import audit_event, is_audited
 from authgate.audit.log import AuditLog
-from authgate.gateway.body import ClientGone, read_body
+from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
 from authgate.gateway.errors import BodyTooLarge, GatewayError, HeaderMismatch, InvalidRequest, send_error
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.oauth.scopes import OFFLINE_ACCESS
@@ -108,6 +108,7 @@ class PolicyEnforcer:
         if body is None:  # not JSON-RPC: nothing to authorize, the app answers it
             await self.app(scope, replaying(raw, receive), send)
             return
+        scope[PARSED_BODY_KEY] = (raw, body.decoded)  # the request's own scope: the proxy reuses it
         if not await self._refused(call, body, send):
             await self._forward(call, body, raw, receive, send)
 

@@ -35,6 +35,7 @@ class AmbiguousBody(ValueError):
 class Body:
     messages: tuple[dict[str, Any], ...]  # the JSON objects of the body (a batch's elements)
     is_batch: bool
+    decoded: Any = field(default=None, compare=False)  # the whole body as json.loads gives it
     # every message that names a method (requests and notifications) with its operation;
     # computed once, as every layer of the enforcer asks for it
     requests: tuple[tuple[dict[str, Any], Operation], ...] = field(init=False)
@@ -53,19 +54,25 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder for every body (json.loads with a hook builds a new decoder per call).
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
+
+
 def parse_body(raw: bytes) -> Body | None:
     """The body's messages, or None when it is not JSON-RPC at all (the app answers that).
-    Raises AmbiguousBody for duplicated members."""
+    Raises AmbiguousBody for duplicated members and for nesting too deep to parse."""
     try:
-        decoded = json.loads(raw, object_pairs_hook=_no_duplicates)
+        decoded = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
     except AmbiguousBody:
         raise
-    except (ValueError, UnicodeDecodeError, RecursionError):
+    except RecursionError:  # never pass on a body that could not be judged
+        raise AmbiguousBody("the body is nested too deeply to be read") from None
+    except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(decoded, dict):
-        return Body((decoded,), False)
+        return Body((decoded,), False, decoded)
     if isinstance(decoded, list):  # MCP 2025-03-26 batches: every element is judged
-        return Body(tuple(e for e in decoded if isinstance(e, dict)), True)
+        return Body(tuple(e for e in decoded if isinstance(e, dict)), True, decoded)
     return None
 
 
