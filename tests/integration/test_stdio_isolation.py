@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -212,8 +213,11 @@ def test_stateless_wire_rules(gate: AuthgateServer) -> None:
     headers = modern_headers(token, body)
     assert httpx.get(gate.mcp_url, headers=headers, timeout=10).status_code == 405
     assert httpx.delete(gate.mcp_url, headers=headers, timeout=10).status_code == 405
-    listen = _modern(gate, token, modern_request("subscriptions/listen", {"notifications": {}}))
-    assert listen.json()["error"]["code"] == -32601
+    listen = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
+    with httpx.stream("POST", gate.mcp_url, headers=modern_headers(token, listen), json=listen, timeout=10) as r:
+        first = json.loads(next(line for line in r.iter_lines() if line.startswith("data:"))[5:])
+    assert first["method"] == "notifications/subscriptions/acknowledged"
+    assert first["params"]["notifications"] == {}, "demo_server advertises no listChanged"
     ready = httpx.get(f"{gate.url}/health/ready", timeout=10)
     assert ready.status_code == 200 and "stdio bridge" in ready.json()["upstream"]
 

@@ -102,6 +102,7 @@ class StdioBridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         count = len(self.pool.entries)
+        self.stateless.close()  # listen streams end with their graceful-close result first
         await self.pool.close()
         self.stateless.suspended.clear()
         if count:

@@ -4,8 +4,10 @@
     ├── UpstreamError                     -32603, data.source = "authgate"
     │   ├── ChildExited           502     the stdio server process ended while a request was pending
     │   ├── ChildStartFailed      502     the command could not be started, or did not initialize
-    │   └── ChildLimit            503     too many stdio server processes (per identity or overall)
-    └── InputStateInvalid         400     -32602  a `requestState` this bridge did not issue to this caller
+    │   └── ChildLimit            503     too many stdio server processes (per identity or overall),
+    │                                     or listen streams on one
+    ├── InputStateInvalid         400     -32602  a `requestState` this bridge did not issue to this caller
+    └── ListenFilterInvalid       400     -32602  `subscriptions/listen` params that are not a SubscriptionFilter
 
 -32603 with `data.source = "authgate"` follows the gateway's convention: a client can tell
 these from errors the stdio server itself sent (JSON-RPC 2.0 §5.1).
@@ -17,7 +19,8 @@ from typing import Any
 
 from authgate.gateway.errors import GatewayError, UpstreamError, error_object
 
-__all__ = ["ChildExited", "ChildLimit", "ChildStartFailed", "InputStateInvalid", "error_message"]
+__all__ = ["ChildExited", "ChildLimit", "ChildStartFailed", "InputStateInvalid", "ListenFilterInvalid",
+           "error_message"]
 
 
 class ChildExited(UpstreamError):
@@ -35,6 +38,10 @@ class ChildLimit(UpstreamError):
 
 class InputStateInvalid(GatewayError):
     code = -32602  # JSON-RPC 2.0 §5.1 Invalid params: MCP 2026-07-28 MRTR, requestState is untrusted input
+
+
+class ListenFilterInvalid(GatewayError):
+    code = -32602  # JSON-RPC 2.0 §5.1 Invalid params: MCP 2026-07-28 SubscriptionsListenRequestParams
 
 
 def error_message(exc: GatewayError) -> dict[str, Any]:

@@ -5,7 +5,9 @@ start, and only ever serves that caller: a session id or a `requestState` handle
 by anyone else is treated as unknown. Limits: `max_children` overall and
 `max_per_identity` per caller; at the per-caller limit the caller's least recently used
 idle child is stopped to make room, otherwise the request is refused (503, `ChildLimit`).
-Children idle longer than `idle_timeout` are stopped by `reap()`.
+Children idle longer than `idle_timeout` are stopped by `reap()`. A child is idle when no
+request is in flight, no legacy GET stream is open and no `subscriptions/listen` stream
+holds it (`hold()`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +60,7 @@ class _Entry:
     owner: Owner
     session: LegacySession | None = None
     capabilities: str | None = None  # stateless children: the client capabilities they were initialized with
+    held: int = 0  # open `subscriptions/listen` streams bound to this child
 
 
 class ChildPool:
@@ -105,9 +108,22 @@ class ChildPool:
 
     def _idle(self, child: StdioChild) -> bool:
         entry = self.entries.get(child)
-        if entry is None or child.exchanges:  # a request waiting for input responses is pending too
+        if entry is None or child.exchanges or entry.held:  # a request waiting for input responses is pending too
             return False
         return not (entry.session is not None and entry.session.stream_open)
+
+    @contextlib.contextmanager
+    def hold(self, child: StdioChild) -> Iterator[None]:
+        """Keep `child` from being reaped or stopped to make room while a stream depends on it."""
+        entry = self.entries.get(child)
+        if entry is not None:
+            entry.held += 1
+        try:
+            yield
+        finally:
+            if entry is not None:
+                entry.held -= 1
+            child.last_used = time.monotonic()  # idle from now on, not from its last message
 
     def bind_session(self, session: LegacySession) -> None:
         self.sessions[session.session_id] = session

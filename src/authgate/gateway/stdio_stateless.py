@@ -18,7 +18,8 @@ Policy (docs/gateway-stdio.md):
   handle not retried within `input_timeout` is dropped and the request cancelled.
 - Closing the response stream cancels the request (2026-07-28 cancellation: a disconnect
   is the cancellation signal; over stdio that is `notifications/cancelled`).
-- `subscriptions/listen` is not offered (-32601); notifications outside a request are dropped.
+- `subscriptions/listen` streams carry a child's change notifications (stdio_subscriptions.py);
+  other notifications outside a request are dropped.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
 from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
 from authgate.gateway.stdio_pool import ChildPool, Owner
 from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_response, next_item
+from authgate.gateway.stdio_subscriptions import Subscriptions, requested_filter
 from authgate.gateway.stdio_tools import ChildTools, check_param_headers, param_headers
 
 __all__ = ["StatelessHandler"]
@@ -82,6 +84,7 @@ class StatelessHandler:
         self._locks: dict[Owner, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.tools: dict[StdioChild, ChildTools] = {}
+        self.subscriptions = Subscriptions(pool, timeout=init_timeout, stray=self._unsolicited)
 
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
@@ -97,8 +100,7 @@ class StatelessHandler:
             return
         params = msg.params
         if msg.method == "subscriptions/listen":
-            await send_json(send, 404, error_object(-32601, "Method not found: subscriptions/listen is not "
-                                                    "offered by the stdio bridge", msg.id))
+            await self._listen(scope, receive, send, owner, msg)
         elif msg.method == "server/discover":
             await self._discover(send, owner, msg)
         elif "requestState" in params or "inputResponses" in params:
@@ -181,7 +183,8 @@ class StatelessHandler:
                 await self._refuse(child, item)
 
     def _unsolicited(self, child: StdioChild, message: dict[str, Any]) -> None:
-        """Outside any request a 2026-07-28 client cannot be reached: requests are refused."""
+        """Outside any request a 2026-07-28 client cannot be reached: requests are refused, change
+        notifications go to the child's listen streams."""
         if is_request(message):
             task = asyncio.get_running_loop().create_task(self._refuse(child, message))
             self._background.add(task)
@@ -193,6 +196,8 @@ class StatelessHandler:
         """A notification of the child's not tied to a request, wherever stdio delivered it."""
         if note.get("method") == "notifications/tools/list_changed" and child in self.tools:
             self.tools[child].refresh()
+        if note.get("method") in LISTEN_STREAM_METHODS:
+            self.subscriptions.publish(child, note)
 
     @staticmethod
     async def _refuse(child: StdioChild, request: dict[str, Any]) -> None:
@@ -219,6 +224,16 @@ class StatelessHandler:
         if init.get("instructions"):
             result["instructions"] = init["instructions"]
         await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": result})
+
+    async def _listen(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
+        """`subscriptions/listen`: the answer is the stream (MCP 2026-07-28), so it needs SSE."""
+        if not accepts(scope)[1]:
+            await send_status(send, 406, "Not Acceptable: subscriptions/listen answers with an SSE stream; "
+                              "send Accept: application/json, text/event-stream")
+            return
+        requested = requested_filter(msg)
+        child, _ = await self._dispatch(owner, msg, interactive=False, forward=False)
+        await self.subscriptions.serve(scope, receive, send, child, msg, requested)
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         method = msg.method or ""
@@ -313,7 +328,7 @@ class StatelessHandler:
             else:
                 await reply.final(self._suspend(owner, child, ex, msg, item))
         elif item.get("method") in LISTEN_STREAM_METHODS:
-            self._notice(child, item)  # 2026-07-28: change notifications never ride a request's stream
+            self._notice(child, item)  # 2026-07-28: change notifications ride listen streams only
         elif wanted(item, ex):
             await reply.message(item)
 
@@ -346,5 +361,13 @@ class StatelessHandler:
             del self._locks[owner]
         for child in [c for c in self.tools if not c.alive]:
             self.tools.pop(child).close()
+        self.subscriptions.forget_exited()
         return len(stale)
+
+    def close(self) -> None:
+        """The bridge is stopping: listen streams end gracefully, listings stop."""
+        self.subscriptions.close()
+        for tools in self.tools.values():
+            tools.close()
+        self.tools.clear()
 
