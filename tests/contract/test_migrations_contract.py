@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.errors import StoreError
 from authgate.store.sql import SqlStore, upgrade
-from authgate.store.sql.migrate import head_revision
+from authgate.store.sql.migrate import alembic_config, head_revision
 from authgate.store.sql.tables import metadata
 
 from .conftest import NOW, Build, StoreFactory
@@ -137,3 +138,18 @@ async def test_in_memory_sqlite_works_for_quick_tests(build: type[Build]) -> Non
         assert await store.count_users() == 5
     finally:
         await store.close()
+
+
+async def test_every_migration_downgrades_and_upgrades_again(database_url: str) -> None:
+    await upgrade(database_url)
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.downgrade(alembic_config(sync), "base"))
+        async with engine.connect() as conn:
+            left = await conn.run_sync(lambda sync: set(sa.inspect(sync).get_table_names()))
+    finally:
+        await engine.dispose()
+    assert left == {"alembic_version"}
+    assert await _revision(database_url) is None
+    assert await upgrade(database_url) == head_revision()

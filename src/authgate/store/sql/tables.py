@@ -144,6 +144,19 @@ upstream_tokens = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
+# The HTTP gateway's MCP session bindings (authgate.store.sql.sessions): the session id only
+# as SHA-256; a binding lives while used within idle_ttl or while a replica's stream lease runs.
+session_bindings = sa.Table(
+    "session_bindings",
+    metadata,
+    sa.Column("session_hash", sa.String(64), primary_key=True),
+    sa.Column("subject", sa.String(255), nullable=False),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("last_seen", sa.Double, nullable=False, index=True),
+    sa.Column("held_until", sa.Double, nullable=False),
+)
+
 __all__ = [
     "audit_events",
     "authorization_codes",
@@ -152,6 +165,7 @@ __all__ = [
     "metadata",
     "refresh_families",
     "refresh_tokens",
+    "session_bindings",
     "signing_keys",
     "upstream_tokens",
     "users",
