@@ -4,6 +4,8 @@ header filtering, settings. No sockets."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,9 +16,11 @@ from authgate.gateway.errors import HeaderMismatch, InvalidRequest, ParseError
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders, downstream_headers
 from authgate.gateway.jsonrpc import parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
-from authgate.gateway.sessions import InMemorySessionBindings, Owner
+from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.guard.identity import Identity
+from authgate.store.sql import SqlStore
+from authgate.store.sql.sessions import SqlSessionBindings
 
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
 
@@ -129,19 +133,50 @@ def test_param_headers_follow_the_learned_schema() -> None:
 # -- sessions --------------------------------------------------------------------------------
 
 
-async def test_bindings_expire_when_idle_but_not_while_a_stream_is_open() -> None:
-    now = [0.0]
-    store = InMemorySessionBindings(idle_ttl=10, clock=lambda: now[0])
+class _TimedBindings:
+    """A `SessionBindings` on a test clock; `at(t)` moves the clock to t seconds."""
+
+    def __init__(self, make: Callable[[Callable[[], float]], SessionBindings]) -> None:
+        self.now = 0.0
+        self.bindings = make(lambda: self.now)
+
+    async def at(self, seconds: float) -> None:
+        self.now = seconds
+        if isinstance(self.bindings, SqlSessionBindings):
+            await self.bindings.renew_leases()  # its renewer runs in real time, every lease_ttl / 3
+
+
+@pytest.fixture(params=["memory", "sql"])
+async def timed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[_TimedBindings]:
+    """Each `SessionBindings` implementation with idle_ttl = 10 s (the SQL one on SQLite; its
+    contract tests in tests/contract/ also run it on PostgreSQL)."""
+    if request.param == "memory":
+        yield _TimedBindings(lambda clock: InMemorySessionBindings(idle_ttl=10, clock=clock))
+        return
+    sql = SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'authgate.db'}")
+    await sql.open()
+    timed = _TimedBindings(lambda clock: SqlSessionBindings(sql, idle_ttl=10, lease_ttl=6, clock=clock))
+    try:
+        yield timed
+    finally:
+        assert isinstance(timed.bindings, SqlSessionBindings)
+        await timed.bindings.close()
+        await sql.close()
+
+
+async def test_bindings_expire_when_idle_but_not_while_a_stream_is_open(timed: _TimedBindings) -> None:
+    store = timed.bindings
     alice, bob = Owner("alice", "c1"), Owner("bob", "c1")
+    assert await store.owner("s1") is None
     assert await store.bind("s1", alice) == alice
     assert await store.bind("s1", bob) == alice  # the first binding wins
     await store.hold("s1")
-    now[0] = 100
+    await timed.at(100)
     assert await store.owner("s1") == alice
     await store.release("s1")
-    now[0] = 105
+    await timed.at(105)
     assert await store.owner("s1") == alice  # used 5 s ago
-    now[0] = 116
+    await timed.at(116)
     assert await store.owner("s1") is None
     await store.bind("s2", alice)
     await store.drop("s2")
