@@ -6,11 +6,11 @@ upstream hands out to the (subject, client) that received it, and answers 404 to
 else presenting it — the same answer as for an unknown id, so a stolen id reveals nothing
 (MCP 2025-11-25 security best practices: session hijacking). 2026-07-28 has no sessions.
 
-Bindings live in process memory behind the `SessionBindings` Protocol. That is enough:
-an upstream's sessions live in one upstream process, so a deployment with several
-gateways already routes a session to one of them (sticky load balancing); a gateway that
-restarts answers 404 for the sessions it forgot, and clients then start a new session, as
-the transport requires of them.
+Bindings live behind the `SessionBindings` Protocol. `InMemorySessionBindings` keeps them
+in process memory: several gateways then need sticky load balancing, and a gateway that
+restarts answers 404 for the sessions it forgot (clients then start a new session, as the
+transport requires of them). `authgate.store.sql.sessions.SqlSessionBindings` keeps them in
+the database, so that any replica serves any session of an HTTP upstream.
 """
 
 from __future__ import annotations
