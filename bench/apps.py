@@ -1,11 +1,17 @@
 """The apps the benchmarks load: one trivial MCP server, served bare or behind authgate.
 
     python -m bench.apps bare|authgate PORT DATA_DIR
+
+Both run with the same garbage-collector settings: authgate applies its `gc_tuning` once
+started (authgate.server.heap), so the bare app gets the same at start-up; otherwise the
+comparison would measure the collector, not authentication. BENCH_GC=default leaves both
+with CPython's defaults (authgate with gc_tuning off).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -32,9 +38,14 @@ def main() -> None:
     kind, port, data_dir = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
     logging.basicConfig(level=logging.WARNING)  # the SDK's INFO logging halves throughput
     app = mcp_app()
+    tuned = os.environ.get("BENCH_GC", "tuned") != "default"
     if kind == "authgate":
         app = authgate.protect(app, public_url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir,
-                               log_level="warning")
+                               log_level="warning", gc_tuning=tuned)
+    elif tuned:
+        from authgate.server.heap import settle_after_startup
+
+        settle_after_startup()
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 

@@ -87,6 +87,7 @@ def start_front(kind: str, port: int, upstream_port: int, data_dir: Path) -> sub
     """authgate --upstream (kind "gateway") or the bare proxy (kind "proxy"), on CPU 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
     env.update(AUTHGATE_PORT=str(port), AUTHGATE_DATA_DIR=str(data_dir), AUTHGATE_LOG_LEVEL="warning",
+               AUTHGATE_GC_TUNING="false" if os.environ.get("BENCH_GC") == "default" else "true",
                AUTHGATE_UPSTREAM=f"http://127.0.0.1:{upstream_port}/mcp")
     command = ["-m", "authgate", "serve"] if kind == "gateway" else \
         ["-m", "bench.gateway", "proxy", str(port), str(upstream_port)]
@@ -164,6 +165,10 @@ def serve_proxy(port: int, upstream_port: int) -> None:
     from authgate.gateway import HttpUpstreamProxy
 
     proxy = HttpUpstreamProxy(f"http://127.0.0.1:{upstream_port}/mcp")
+    if os.environ.get("BENCH_GC", "tuned") != "default":  # as authgate serve does (gc_tuning)
+        from authgate.server.heap import settle_after_startup
+
+        settle_after_startup()
     uvicorn.run(proxy, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on")
 
 

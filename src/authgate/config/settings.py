@@ -289,6 +289,11 @@ class Settings(BaseSettings):
         "text", description="text, or json: one object per line with request_id, subject, client_id, "
         "mcp_method, … (never a token or secret)",
     )
+    gc_tuning: bool = Field(
+        True, description="after start-up, freeze the loaded heap and raise the collector's first "
+        "threshold, so garbage collection stops costing every request (docs/benchmarks.md); turn off "
+        "when authgate shares a process whose collector something else manages",
+    )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1"],
         description="addresses whose X-Forwarded-For/-Proto are believed (the TLS proxy in front); "

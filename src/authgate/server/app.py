@@ -30,6 +30,7 @@ from authgate.server.discovery_routes import Discovery
 from authgate.server.logs import RequestLog
 from authgate.server.proxy_routes import open_proxy_flow
 from authgate.server.endpoint_routes import Endpoints
+from authgate.server.heap import settle_after_startup
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
@@ -102,6 +103,7 @@ class AuthgateApp:
                 self.protected = self._guarded(backend.verifier)
                 try:
                     async with self._inner_lifespan():
+                        self._started()
                         yield
                 finally:
                     self.handlers = None
@@ -123,6 +125,7 @@ class AuthgateApp:
         chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store))
         try:
             async with self._inner_lifespan():
+                self._started()
                 yield
         finally:
             chores.cancel()
@@ -131,6 +134,10 @@ class AuthgateApp:
             if self.policy is not None:
                 await self.policy.aclose()  # the audit events still queued, before the store closes
             await self.runtime.close()
+
+    def _started(self) -> None:
+        if self.settings.gc_tuning:
+            settle_after_startup()
 
     def _inner_lifespan(self) -> contextlib.AbstractAsyncContextManager[Any]:
         """The protected app's own lifespan (the SDK's session manager), run inside authgate's."""
