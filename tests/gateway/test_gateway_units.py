@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from authgate.config.settings import load_settings
-from authgate.errors import ConfigError
+from authgate.errors import ConfigError, StoreError
 from authgate.gateway.errors import HeaderMismatch, InvalidRequest, ParseError
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders, downstream_headers
 from authgate.gateway.jsonrpc import parse_body
@@ -250,3 +250,28 @@ def test_upstream_settings_are_validated(overrides: dict[str, Any], setting: str
 def test_upstream_headers_from_the_command_line() -> None:
     assert load_settings(upstream_headers="X-Api-Key: abc").upstream_headers == {"X-Api-Key": "abc"}
     assert load_settings(upstream_headers='{"A": "1", "B": "2"}').upstream_headers == {"A": "1", "B": "2"}
+
+
+# -- the session store failing ----------------------------------------------------------------
+
+
+class _BrokenBindings(InMemorySessionBindings):
+    async def owner(self, session_id: str) -> Owner | None:
+        raise StoreError("database error: connection refused")
+
+
+async def test_a_session_store_that_cannot_answer_gives_503_not_someone_elses_session() -> None:
+    import httpx
+
+    from authgate.gateway.http_proxy import HttpUpstreamProxy
+
+    proxy = HttpUpstreamProxy("http://127.0.0.1:9/mcp", sessions=_BrokenBindings())
+    body = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}
+    headers = {"Mcp-Session-Id": "abc", "Accept": "application/json, text/event-stream"}
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=proxy), base_url="http://gw") as http:
+            r = await http.post("/mcp", json=body, headers=headers)
+    finally:
+        await proxy.close()
+    assert r.status_code == 503
+    assert r.json()["error"]["data"]["reason"] == "session_store_unavailable" and r.json()["id"] == 5

@@ -100,6 +100,17 @@ class SessionNotFound(GatewayError):
     status = 404  # MCP 2025-03-26 transports §Session Management: the client starts a new session
 
 
+class SessionStoreUnavailable(GatewayError):
+    """The database holding session bindings could not be asked: nobody's session is honoured
+    unchecked, and a new session cannot be recorded."""
+
+    status = 503
+    code = -32603
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": "session_store_unavailable"}
+
+
 class UpstreamError(GatewayError):
     status = 502
     code = -32603

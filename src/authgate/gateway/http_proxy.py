@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from authgate.config.settings import Settings
+from authgate.errors import StoreError
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
 from authgate.gateway.errors import (
     BodyTooLarge,
@@ -40,6 +41,7 @@ from authgate.gateway.errors import (
     MethodNotAllowed,
     ParseError,
     SessionNotFound,
+    SessionStoreUnavailable,
     UpstreamRefused,
     UpstreamUnavailable,
     send_error,
@@ -94,6 +96,7 @@ class HttpUpstreamProxy:
         self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers)
         self.max_body = max_body
         self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
+        self._own_sessions = sessions is None  # bindings this proxy chose, which a store may replace
         self.tool_schemas = ToolSchemas()
         self.mount_path = mount_path.rstrip("/")
 
@@ -104,6 +107,20 @@ class HttpUpstreamProxy:
 
     async def close(self) -> None:
         await self.upstream.close()
+        closing = getattr(self.sessions, "close", None)
+        if closing is not None:
+            await closing()
+
+    def attach_store(self, store: object) -> SessionBindings:
+        """Keep session bindings in authgate's database (called at start-up by AuthgateApp), so
+        that every replica honours every session; returns the bindings in use."""
+        from authgate.store.sql import SqlStore
+        from authgate.store.sql.sessions import SqlSessionBindings
+
+        if self._own_sessions and isinstance(store, SqlStore):
+            self.sessions = SqlSessionBindings(store)
+            self._own_sessions = False
+        return self.sessions
 
     @contextlib.asynccontextmanager
     async def lifespan_context(self, _app: object) -> AsyncIterator[None]:
@@ -165,7 +182,7 @@ class HttpUpstreamProxy:
             body = self._parse(scope, raw)
         request_id = body.single.id if body is not None and body.single is not None else None
         session_id = _header(scope, b"mcp-session-id")
-        if session_id is not None and await self.sessions.owner(session_id) != owner:
+        if session_id is not None and await self._owner(session_id, request_id) != owner:
             # The same answer for unknown, expired and someone else's: nothing to learn from it.
             raise SessionNotFound("Session not found: start a new session (initialize)", request_id=request_id)
         if body is not None and not body.messages:
@@ -175,6 +192,13 @@ class HttpUpstreamProxy:
         return _Request(method, self.upstream.url_for(suffix, scope.get("query_string", b"")),
                         self.request_headers.build(scope, identity if isinstance(identity, Identity) else None),
                         body, body.upstream_bytes() if body is not None else raw, session_id, owner, request_id)
+
+    async def _owner(self, session_id: str, request_id: JsonRpcId) -> Owner | None:
+        try:
+            return await self.sessions.owner(session_id)
+        except StoreError as exc:
+            raise SessionStoreUnavailable(f"authgate: cannot check the session's owner ({exc}); try again",
+                                          request_id=request_id) from exc
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = _header(scope, b"content-length")
@@ -234,12 +258,15 @@ class HttpUpstreamProxy:
             raise UpstreamRefused("authgate: the upstream MCP server refused authgate's credentials (HTTP 401); "
                                   "check upstream_bearer_token / upstream_headers")
         sid = request.session_id
-        if sid is not None and (response.status == 404 or (request.method == "DELETE" and response.status < 300)):
-            await self.sessions.drop(sid)  # ended, or the upstream no longer knows it
-        issued = response.headers.get("mcp-session-id")
-        if issued is not None and issued != sid and await self.sessions.bind(issued, request.owner) != request.owner:
-            raise UpstreamUnavailable("authgate: the upstream handed out a session id that belongs to another "
-                                      "caller; refusing it")
+        try:
+            if sid is not None and (response.status == 404 or (request.method == "DELETE" and response.status < 300)):
+                await self.sessions.drop(sid)  # ended, or the upstream no longer knows it
+            issued = response.headers.get("mcp-session-id")
+            if issued is not None and issued != sid and await self.sessions.bind(issued, request.owner) != request.owner:
+                raise UpstreamUnavailable("authgate: the upstream handed out a session id that belongs to another "
+                                          "caller; refusing it")
+        except StoreError as exc:  # an unrecorded session would answer 404 later: say so now
+            raise SessionStoreUnavailable(f"authgate: cannot record the session ({exc}); try again") from exc
 
     async def _relay_response(self, request: _Request, response: aiohttp.ClientResponse, send: Send) -> None:
         single = request.body.single if request.body is not None else None

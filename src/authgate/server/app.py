@@ -122,7 +122,7 @@ class AuthgateApp:
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
         self.protected = self._guarded(rt.verifier)
-        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store))
+        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store, purges=self._attach_store(rt)))
         try:
             async with self._inner_lifespan():
                 self._started()
@@ -134,6 +134,15 @@ class AuthgateApp:
             if self.policy is not None:
                 await self.policy.aclose()  # the audit events still queued, before the store closes
             await self.runtime.close()
+
+    def _attach_store(self, rt: Runtime) -> list[tuple[str, Any]]:
+        """Parts of the MCP app that keep state in authgate's database (the gateway's session
+        bindings, so any replica serves any session); what housekeeping should purge."""
+        attach = getattr(self.mcp_app, "attach_store", None)
+        if attach is None:
+            return []
+        purge = getattr(attach(rt.auth.store), "purge_expired", None)
+        return [("MCP session bindings", purge)] if purge is not None else []
 
     def _started(self) -> None:
         if self.settings.gc_tuning:

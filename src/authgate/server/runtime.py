@@ -9,6 +9,7 @@ import secrets
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,14 +96,19 @@ async def prune_idle_clients(settings: Settings, store: Store) -> int:
     return await store.prune_clients(now - settings.client_idle_days * 86400, now)
 
 
-async def housekeeping(settings: Settings, store: Store, interval: float = HOUSEKEEPING_INTERVAL) -> None:
-    """Runs for the life of the server; every replica may run it (pruning is idempotent)."""
+async def housekeeping(settings: Settings, store: Store, interval: float = HOUSEKEEPING_INTERVAL,
+                       purges: Sequence[tuple[str, Callable[[], Awaitable[int]]]] = ()) -> None:
+    """Runs for the life of the server; every replica may run it (pruning is idempotent).
+    `purges`: (what, delete-what-expired) pairs of other parts, e.g. the gateway's session bindings."""
     while True:
         await asyncio.sleep(interval)
         try:
             pruned = await prune_idle_clients(settings, store)
             if pruned:
                 log.info("pruned %d idle clients", pruned)
+            for what, purge in purges:
+                if removed := await purge():
+                    log.info("purged %d expired %s", removed, what)
         except Exception:  # noqa: BLE001 - a failed round must not end the loop
             log.exception("housekeeping failed; will retry")
 
