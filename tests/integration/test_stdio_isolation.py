@@ -196,6 +196,47 @@ def test_shutdown_stops_every_child(tmp_path: Path) -> None:
     assert wait_gone(legacy_pid) and wait_gone(stateless_pid)
 
 
+@pytest.mark.requirement("MCP 2025-11-25 lifecycle §Shutdown (stdio): the client ends the server process")
+def test_an_open_stream_does_not_hold_a_stop_up(tmp_path: Path) -> None:
+    """A legacy GET stream never ends by itself: SIGTERM waits `shutdown_timeout`, then closes
+    it and stops every child, instead of hanging until the process is killed."""
+    import threading
+
+    server = start_stdio_gate(tmp_path, DEMO_COMMAND, AUTHGATE_SHUTDOWN_TIMEOUT="2")
+    opened, ended = threading.Event(), threading.Event()
+    try:
+        token, _ = machine_token(server)
+        session = legacy_session(server, token)
+        pid = pid_of(last_message(legacy_call(server, token, session, "pid", {})))
+        headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session,
+                   "MCP-Protocol-Version": "2025-11-25", "Accept": "text/event-stream"}
+
+        def listen() -> None:
+            try:
+                with httpx.stream("GET", server.mcp_url, headers=headers, timeout=httpx.Timeout(5, read=60)) as r:
+                    assert r.status_code == 200
+                    opened.set()
+                    for _ in r.iter_bytes():
+                        pass
+            except httpx.HTTPError:
+                pass
+            finally:
+                ended.set()
+
+        threading.Thread(target=listen, daemon=True).start()
+        assert opened.wait(10), "the GET stream did not open"
+        assert server.proc is not None
+        started = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(timeout=15)
+        took = time.monotonic() - started
+    finally:
+        server.kill(signal.SIGKILL)
+    # uvicorn ends by re-raising the SIGTERM it caught, once its shutdown (ours included) ran
+    assert code in (0, -signal.SIGTERM) and took < 8, f"exit {code} after {took:.1f} s"
+    assert ended.wait(5) and wait_gone(pid)
+
+
 def test_stateless_wire_rules(gate: AuthgateServer) -> None:
     token, _ = machine_token(gate)
     discover = _modern(gate, token, modern_request("server/discover"))
