@@ -289,8 +289,8 @@ class Settings(BaseSettings):
         "text", description="text, or json: one object per line with request_id, subject, client_id, "
         "mcp_method, … (never a token or secret)",
     )
-    shutdown_timeout: float = Field(
-        10.0, gt=0, description="seconds a stop (SIGTERM) waits for requests and streams in flight (GET "
+    shutdown_timeout: int = Field(
+        10, ge=1, description="seconds a stop (SIGTERM) waits for requests and streams in flight (GET "
         "streams, subscriptions/listen) before it closes them, then the upstream, children, audit and store",
     )
     gc_tuning: bool = Field(
