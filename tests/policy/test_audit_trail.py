@@ -45,6 +45,19 @@ async def test_a_full_queue_makes_the_next_event_wait_rather_than_drop() -> None
     assert len(store.events) == 20
 
 
+async def test_closing_after_the_writer_was_cancelled_does_not_hang(caplog: pytest.LogCaptureFixture) -> None:
+    # A server cancelled as a whole (not shut down in order) cancels the writer first.
+    store = MemoryAuditStore()
+    log = AuditLog(store, linger_seconds=10)
+    for i in range(3):
+        await log.record(event(i))
+    await asyncio.sleep(0)  # the writer takes the first event and lingers
+    assert log._writer is not None
+    log._writer.cancel()
+    await asyncio.wait_for(log.aclose(), timeout=5)
+    assert "lost" in caplog.text
+
+
 async def test_a_refusal_is_committed_before_record_now_returns() -> None:
     store = MemoryAuditStore(fail=1)  # a busy database: retried
     await AuditLog(store, retry_seconds=0.01).record_now(event(1, decision="refused", reason="insufficient_scope"))

@@ -58,9 +58,15 @@ class AuditLog:
         await self._queue.put(event)
 
     async def aclose(self) -> None:
-        """Write everything queued, then stop the writer."""
-        if self._queue is not None:
-            await self._queue.join()
+        """Write everything queued, then stop the writer (if the writer is gone already, e.g.
+        cancelled with everything else, what is queued cannot be written: say how much)."""
+        if self._queue is not None and self._writer is not None:
+            joined = asyncio.ensure_future(self._queue.join())
+            await asyncio.wait([joined, self._writer], return_when=asyncio.FIRST_COMPLETED)
+            if not joined.done():
+                joined.cancel()
+                log.error("audit: %d event(s) lost: the writer stopped before they were written",
+                          self._queue.qsize())
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
