@@ -52,6 +52,7 @@ class AuthgateApp:
                                          expose_headers=["WWW-Authenticate"], max_age=3600)
         self._cors_paths = set(self._public_paths())
         self.protected: ASGIApp | None = None
+        self._without_cors: ASGIApp | None = None
         self._logged = RequestLog(self._dispatch)  # outermost: request id and the access log
         self.handlers: dict[str, Any] | None = None
 
@@ -162,6 +163,7 @@ class AuthgateApp:
                                        scopes=tuple(self.settings.scopes), anonymous=policy.anonymous)
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
         loopback = not urls.secure_cookies
+        self._without_cors = guarded  # requests without an Origin header are no CORS business
         return CORSMiddleware(guarded, allow_origins=[] if "*" not in origins else ["*"],
                               allow_origin_regex=_origin_regex(origins, loopback),
                               # "*" mirrors what the preflight asks: MCP-Protocol-Version,
@@ -180,7 +182,10 @@ class AuthgateApp:
             if self.settings.urls.base_path:
                 scope = {**scope, "path": path[len(self.settings.urls.base_path):],
                          "root_path": scope.get("root_path", "") + self.settings.urls.base_path}
-            await self.protected(scope, receive, send)
+            # Most MCP clients are not browsers: no Origin, no CORS layer (it would only add
+            # `Vary: Origin` to answers no cache keeps).
+            browser = any(key == b"origin" for key, _ in scope["headers"])
+            await (self.protected if browser or self._without_cors is None else self._without_cors)(scope, receive, send)
         elif scope["type"] == "http" and path in self._cors_paths:
             await self.public_api(scope, receive, send)
         else:

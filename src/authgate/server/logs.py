@@ -114,7 +114,7 @@ class RequestLog:
 
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
-        if key.lower() == name:
+        if key == name:  # ASGI servers hand header names in lowercase
             return str(value.decode("latin-1"))
     return None
 
