@@ -1,5 +1,10 @@
 """authgate as a client of the upstream IdP (httpx): the authorization URL, the code exchange
-(with authgate's client secret and PKCE), refresh, and the user's identity."""
+(with authgate's client secret and PKCE), refresh, and the user's identity.
+
+    UpstreamError                    the upstream refused or answered something unusable
+    ├── TokenRequestRefused          the token endpoint answered an OAuth error (`error`: its code)
+    └── TokenEndpointUnavailable     unreachable, timed out, or HTTP 5xx / 429: worth a retry
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,20 @@ TIMEOUT = 10.0
 
 class UpstreamError(AuthgateError):
     """The upstream refused or answered something unusable."""
+
+
+class TokenRequestRefused(UpstreamError):
+    """The token endpoint said no. `error` is its OAuth error code when it gave one
+    (`invalid_grant`: the grant ended; GitHub says `bad_refresh_token`, with HTTP 200)."""
+
+    def __init__(self, message: str, error: str | None) -> None:
+        self.error = error
+        super().__init__(message)
+
+
+class TokenEndpointUnavailable(UpstreamError):
+    """The token endpoint could not answer now (network, timeout, 5xx, 429): nothing is known
+    about the grant, so nothing may be concluded from it."""
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -65,13 +84,20 @@ class UpstreamClient:
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         try:
             r = await self.http.post(self.upstream.token_url, data=form, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TokenEndpointUnavailable(f"the upstream token endpoint is unreachable ({type(exc).__name__})") from None
+        if r.status_code >= 500 or r.status_code == 429:
+            raise TokenEndpointUnavailable(f"the upstream token endpoint answered HTTP {r.status_code}")
+        try:
             body = r.json()
-        except (httpx.HTTPError, ValueError) as exc:
-            raise UpstreamError(f"the upstream token endpoint failed: {exc}") from None
-        if r.status_code != 200 or not isinstance(body, dict) or "access_token" not in body:
-            error = body.get("error") if isinstance(body, dict) else None  # GitHub answers 200 with an error
-            raise UpstreamError(f"the upstream refused the code: {error or r.status_code}")
-        return body
+        except ValueError:
+            body = None
+        if r.status_code == 200 and isinstance(body, dict) and "access_token" in body:
+            return body
+        error = body.get("error") if isinstance(body, dict) else None  # GitHub answers 200 with an error
+        code = error if isinstance(error, str) else None
+        raise TokenRequestRefused(f"the upstream refused the {form['grant_type']} request: {code or r.status_code}",
+                                  code)
 
     async def identity(self, tokens: dict[str, Any], nonce: str) -> UpstreamIdentity:
         try:
