@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from authgate.config.settings import Settings
 from authgate.config.urls import PublicUrls
@@ -13,6 +14,26 @@ from authgate.oauth.cimd import CimdResolver
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.ratelimit import RateLimiter
 from authgate.store.protocols import Store
+
+
+class RefreshCheck(Protocol):
+    """Asked with the user id of a refresh-token grant before that token is rotated (not for a
+    successor replayed in the grace window). Returning lets the rotation go on. Raising
+    InvalidGrant ends the grant: grants.py revokes its family. Raising any other OAuthError
+    (TemporarilyUnavailable) changes nothing: the same refresh token may be tried again."""
+
+    async def __call__(self, user_id: str) -> None: ...
+
+
+class Hooks:
+    """Checks another part installs into the core when it starts (proxy mode's upstream grant
+    check). The one mutable slot of the Authority, on purpose: the Authority is built before
+    the parts that install them, and every holder of it must see the same checks."""
+
+    __slots__ = ("refresh_check",)
+
+    def __init__(self) -> None:
+        self.refresh_check: RefreshCheck | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +45,7 @@ class Authority:
     clock: Callable[[], float] = time.time
     registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
     logins: RateLimiter = field(default_factory=lambda: RateLimiter(5))
+    hooks: Hooks = field(default_factory=Hooks)
 
     @property
     def urls(self) -> PublicUrls:

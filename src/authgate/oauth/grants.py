@@ -112,6 +112,20 @@ def _replay_successor(auth: Authority, presented: str, record: RefreshToken) -> 
     return body
 
 
+async def _check_before_rotation(auth: Authority, family: RefreshFamily, now: float) -> None:
+    """The installed RefreshCheck (proxy mode: the upstream grant must still stand). Before the
+    rotation, so a transient failure leaves the presented token unrotated for a retry; a
+    successor replayed in the grace window is not checked again."""
+    check = auth.hooks.refresh_check
+    if check is None:
+        return
+    try:
+        await check(family.user_id)
+    except InvalidGrant:
+        await auth.store.revoke_family(family.family_id, "the upstream sign-in ended", now)
+        raise
+
+
 async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
     presented = form.get("refresh_token")
     if not presented:
@@ -139,6 +153,7 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
     narrowed = canonical_resources(auth, resources) if resources else family.resources
     if not set(narrowed) <= set(family.resources):
         raise InvalidGrant("resource was not part of the original grant")
+    await _check_before_rotation(auth, family, now)
     body = _access_token_response(auth, subject=family.user_id, client_id=client.client_id,
                                   granted=requested or family.scopes, resources=narrowed, grant_id=family.family_id)
     successor = new_secret("agr_")
