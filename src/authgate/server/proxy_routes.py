@@ -27,6 +27,7 @@ from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
 from authgate.oauth.redirect_uris import form_action_source
+from authgate.proxy.grant_check import UpstreamGrantCheck
 from authgate.proxy.identity import refusal
 from authgate.proxy.presets import resolve
 from authgate.proxy.upstream import TIMEOUT, UpstreamClient, UpstreamError, pkce_pair
@@ -130,12 +131,18 @@ class ProxyFlow(BrowserFlow):
 @contextlib.asynccontextmanager
 async def open_proxy_flow(rt: Runtime) -> AsyncIterator[ProxyFlow]:
     """The proxy-mode browser flow over the runtime's store, with its own HTTP client for the
-    upstream (closed on exit). The upstream's discovery document is read once, here."""
+    upstream (closed on exit). The upstream's discovery document is read once, here. While it
+    is open, the core checks the upstream grant before rotating a refresh token (grant_check.py)."""
     settings = rt.auth.settings
     store = rt.auth.store
     if not isinstance(store, SqlStore):
         raise TypeError("proxy mode needs the SQL store")
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
         upstream = await resolve(settings, http)
-        vault = UpstreamVault(SqlUpstreamTokenStore(store), load_secret(settings), upstream.name)
-        yield ProxyFlow(rt.auth, rt.signer, UpstreamClient(settings, upstream, http), vault)
+        vault = UpstreamVault(SqlUpstreamTokenStore(store), load_secret(settings), upstream.name, rt.auth.clock)
+        client = UpstreamClient(settings, upstream, http)
+        rt.auth.hooks.refresh_check = UpstreamGrantCheck(vault, client, upstream.name)
+        try:
+            yield ProxyFlow(rt.auth, rt.signer, client, vault)
+        finally:
+            rt.auth.hooks.refresh_check = None  # its HTTP client closes now
