@@ -185,3 +185,48 @@ async def test_family_dies_with_its_user(store: SqlStore, build: type[Build]) ->
     assert await store.family_is_live("f")
     await store.remove_user("uid-alice", NOW)
     assert not await store.family_is_live("f")
+
+
+# -- purging what expired -----------------------------------------------------------------------
+
+
+async def test_purge_removes_expired_codes_tokens_and_the_grants_left_empty(
+    store: SqlStore, build: type[Build],
+) -> None:
+    await store.add_client(build.client())
+    await store.add_user(build.user())
+    # family-old: its only token and its code expired long ago -> goes, with them
+    await store.save_code(build.code("code-old", family_id="family-old", expires_at=NOW - 7200))
+    old_family = dataclasses.replace(build.family("family-old"), created_at=NOW - 86400)
+    await store.create_family(old_family, build.token("rt-old", family_id="family-old", expires_at=NOW - 7200))
+    # family-live: one expired (rotated) token and one live one -> the family and the live token stay
+    live_family = dataclasses.replace(build.family("family-live"), created_at=NOW - 86400)
+    await store.create_family(live_family, build.token("rt-live-1", family_id="family-live", expires_at=NOW - 7200))
+    await store.rotate_refresh_token("rt-live-1", build.token("rt-live-2", family_id="family-live",
+                                                              expires_at=NOW + 3600), b"sealed", NOW - 7300)
+    # a fresh code whose family has no token yet (not redeemed) -> both stay
+    await store.save_code(build.code("code-new", family_id="family-new", expires_at=NOW + 60))
+    await store.create_family(build.family("family-new"), build.token("rt-new", family_id="family-new",
+                                                                     expires_at=NOW + 3600))
+
+    removed = await store.purge_expired(NOW - 3600)
+
+    assert removed == 4  # code-old, rt-old, rt-live-1, family-old
+    assert await store.get_family("family-old") is None
+    assert await store.get_refresh_token("rt-old") is None and await store.get_refresh_token("rt-live-1") is None
+    assert (await store.consume_code("code-old", NOW)).code is None
+    assert await store.get_family("family-live") is not None and await store.family_is_live("family-live")
+    assert await store.get_refresh_token("rt-live-2") is not None
+    assert (await store.consume_code("code-new", NOW)).code is not None
+    assert await store.purge_expired(NOW - 3600) == 0  # nothing more
+
+
+@pytest.mark.requirement("OAuth 2.1 §4.3.1: refresh token reuse detection needs the rotated token")
+async def test_purge_keeps_a_rotated_token_until_it_expires(store: SqlStore, build: type[Build]) -> None:
+    await store.add_client(build.client())
+    await store.add_user(build.user())
+    await store.create_family(build.family(), build.token("rt-1", expires_at=NOW + 3600))
+    await store.rotate_refresh_token("rt-1", build.token("rt-2", expires_at=NOW + 7200), b"sealed", NOW)
+    assert await store.purge_expired(NOW) == 0
+    old = await store.get_refresh_token("rt-1")
+    assert old is not None and old.rotated_at == NOW  # a replay of rt-1 is still recognised as reuse

@@ -87,6 +87,7 @@ async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
 
 
 HOUSEKEEPING_INTERVAL = 6 * 3600.0
+PURGE_AFTER = 86400.0  # expired codes and refresh tokens are kept a day, then deleted
 
 
 async def prune_idle_clients(settings: Settings, store: Store) -> int:
@@ -94,6 +95,13 @@ async def prune_idle_clients(settings: Settings, store: Store) -> int:
     clients unused for client_idle_days that hold no live grant."""
     now = time.time()
     return await store.prune_clients(now - settings.client_idle_days * 86400, now)
+
+
+async def purge_expired_grants(settings: Settings, store: Store) -> int:
+    """Codes and refresh tokens expired for a day (and at least an access token's lifetime,
+    so no live access token names a deleted grant), and the grants left with neither."""
+    keep = max(PURGE_AFTER, float(settings.access_token_ttl))
+    return await store.purge_expired(time.time() - keep)
 
 
 async def housekeeping(settings: Settings, store: Store, interval: float = HOUSEKEEPING_INTERVAL,
@@ -106,6 +114,8 @@ async def housekeeping(settings: Settings, store: Store, interval: float = HOUSE
             pruned = await prune_idle_clients(settings, store)
             if pruned:
                 log.info("pruned %d idle clients", pruned)
+            if purged := await purge_expired_grants(settings, store):
+                log.info("purged %d expired codes, refresh tokens and grants", purged)
             for what, purge in purges:
                 if removed := await purge():
                     log.info("purged %d expired %s", removed, what)

@@ -90,6 +90,11 @@ class RefreshStore(Protocol):
         """True if the family exists, is not revoked, and its user and client still exist
         (a CIMD client counts as existing)."""
 
+    async def purge_expired(self, before: float) -> int:
+        """Delete what can no longer be used and expired before `before`: authorization codes,
+        refresh tokens, and the families none of whose tokens or codes is left. Returns the
+        number of rows deleted."""
+
 
 class ConsentStore(Protocol):
     async def get_consent(self, user_id: str, client_id: str) -> Consent | None: ...
