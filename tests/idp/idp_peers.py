@@ -95,6 +95,7 @@ class ProviderShape:
     routes: dict[str, str] = field(default_factory=dict)
     access_token_ttl: int = 600
     clients: list[dict[str, Any]] = field(default_factory=static_clients)
+    store_file: str | None = None  # state kept across stop/start (else lost with the process)
 
 
 def auth0_like(port: int, mcp_url: str) -> ProviderShape:

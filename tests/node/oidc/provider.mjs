@@ -14,12 +14,17 @@
 // `token_claims` (optional) maps an account id to extra claims its access tokens carry, through
 // oidc-provider's `extraTokenClaims` (e.g. Auth0 RBAC `permissions`, Keycloak `realm_access`).
 //
+// `store_file` (optional): the provider's state (sessions, grants, tokens) is written to this
+// file when it is stopped (SIGTERM) and read back when it starts, so a provider stopped and
+// started again still honours the grants it issued (an upstream outage, not a reset).
+//
 // Prints "READY <issuer>" on stdout once listening. Test use only.
 
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 
 import Provider, { errors } from 'oidc-provider';
+import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const cfg = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const prefix = cfg.issuer_path || '';
@@ -39,7 +44,41 @@ function resourceServer(_ctx, resource) {
   };
 }
 
+// The storage MemoryAdapter expects (get / set with maxAge / delete), kept in a file across runs.
+class FileStore {
+  #entries = new Map();
+
+  constructor(path) {
+    this.path = path;
+    if (!existsSync(path)) return;
+    const revive = (_key, v) => (Array.isArray(v?.__map__) ? new Map(v.__map__.map(([k, at]) => [k, at ?? Infinity])) : v);
+    this.#entries = new Map(JSON.parse(readFileSync(path, 'utf8'), revive));
+  }
+
+  get(key) {
+    const entry = this.#entries.get(key);
+    if (entry?.expiry && entry.expiry <= Date.now()) this.#entries.delete(key);
+    return this.#entries.get(key)?.value;
+  }
+
+  set(key, value, { maxAge } = {}) {
+    this.#entries.set(key, { value, expiry: maxAge ? Date.now() + maxAge : undefined });
+  }
+
+  delete(key) {
+    this.#entries.delete(key);
+  }
+
+  save() {
+    const replace = (_key, v) => (v instanceof Map ? { __map__: [...v] } : v); // Infinity → null
+    writeFileSync(this.path, JSON.stringify([...this.#entries], replace));
+  }
+}
+
+const fileStore = cfg.store_file ? new FileStore(cfg.store_file) : undefined;
+
 const configuration = {
+  ...(fileStore ? { adapter: (model) => new MemoryAdapter(model, fileStore) } : {}),
   clients: cfg.clients ?? [],
   jwks: { keys: cfg.keys },
   cookies: { keys: ['authgate-test-cookie-key'] },
@@ -154,5 +193,8 @@ server.listen(cfg.port, '127.0.0.1', () => {
 });
 
 for (const signal of ['SIGTERM', 'SIGINT']) {
-  process.on(signal, () => process.exit(0));
+  process.on(signal, () => {
+    fileStore?.save();
+    process.exit(0);
+  });
 }
