@@ -121,8 +121,8 @@ async def _check_before_rotation(auth: Authority, family: RefreshFamily, now: fl
         return
     try:
         await check(family.user_id)
-    except InvalidGrant:
-        await auth.store.revoke_family(family.family_id, "the upstream sign-in ended", now)
+    except InvalidGrant as exc:
+        await auth.store.revoke_family(family.family_id, exc.description or "refused by the refresh check", now)
         raise
 
 
