@@ -171,6 +171,7 @@ async def test_an_unreachable_upstream_is_a_retry_later_and_revokes_nothing(
 
         r = _refresh(gate, client_id, tokens["refresh_token"])
         assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
+        assert int(r.headers["retry-after"]) > 0  # RFC 9110 §10.2.3: when to come back
         assert "stays valid" in r.json()["error_description"]
         assert _family_revoked(gate) == [(False, None)]
         assert _stored_upstream_tokens(gate, subject)[0] == before

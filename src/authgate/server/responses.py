@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from authgate.errors import InvalidClient, OAuthError, SlowDown
+from authgate.errors import InvalidClient, OAuthError, SlowDown, TemporarilyUnavailable
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
@@ -20,6 +20,6 @@ def oauth_error(exc: OAuthError, *, basic_attempted: bool = False) -> JSONRespon
     status = exc.status
     if isinstance(exc, InvalidClient) and basic_attempted:
         headers["WWW-Authenticate"] = 'Basic realm="authgate"'  # RFC 6749 §5.2
-    if isinstance(exc, SlowDown):
+    if isinstance(exc, SlowDown | TemporarilyUnavailable):  # RFC 9110 §10.2.3
         headers["Retry-After"] = str(exc.retry_after)
     return json_response(exc.as_dict(), status, headers)
