@@ -1,6 +1,11 @@
 """The apps the benchmarks load: one trivial MCP server, served bare or behind authgate.
 
-    python -m bench.apps bare|authgate PORT DATA_DIR
+    python -m bench.apps bare|authgate|guard PORT DATA_DIR
+
+`guard` is authgate with the resource guard alone: the token check, Origin/Host and the request
+log, without the per-operation policy and audit trail (issue 6) — what issue 2's "auth
+costs ≤ 5 %" target is about. Not a configuration authgate offers: the bench swaps the
+policy layer out.
 
 Both run with the same garbage-collector settings: authgate applies its `gc_tuning` once
 started (authgate.server.heap), so the bare app gets the same at start-up; otherwise the
@@ -39,7 +44,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)  # the SDK's INFO logging halves throughput
     app = mcp_app()
     tuned = os.environ.get("BENCH_GC", "tuned") != "default"
-    if kind == "authgate":
+    if kind == "guard":
+        from authgate.policy.layer import PolicyLayer
+
+        PolicyLayer.wrap = lambda self, inner: inner  # type: ignore[method-assign]
+    if kind in ("authgate", "guard"):
         app = authgate.protect(app, public_url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir,
                                log_level="warning", gc_tuning=tuned)
     elif tuned:

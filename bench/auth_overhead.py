@@ -1,4 +1,5 @@
-"""What authgate's guard costs: throughput of a trivial MCP tools/call, bare vs protected.
+"""What authgate costs in library mode: throughput of a trivial MCP tools/call, bare, behind
+the whole of authgate (guard, per-operation policy, audit trail), and behind the guard alone.
 
     .venv/bin/python -m bench.auth_overhead [--seconds 10] [--connections 32] [--write]
 
@@ -82,7 +83,7 @@ def measure(kind: str, seconds: int, connections: int) -> float:
         proc = start(kind, port, Path(tmp))
         try:
             base = f"http://127.0.0.1:{port}"
-            token = machine_token(base) if kind == "authgate" else None
+            token = machine_token(base) if kind != "bare" else None
             wrk(base, token, 2, connections, Path(tmp))  # warm-up
             return wrk(base, token, seconds, connections, Path(tmp))
         finally:
@@ -99,16 +100,19 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
         raise SystemExit("needs wrk and taskset (apt-get install wrk util-linux)")
-    runs: dict[str, list[float]] = {"bare": [], "authgate": []}
+    runs: dict[str, list[float]] = {"bare": [], "authgate": [], "guard": []}
     for _ in range(args.rounds):  # interleaved, so drift on the machine hits both alike
         for kind, results in runs.items():
             results.append(measure(kind, args.seconds, args.connections))
     print("raw req/s:", runs)
     bare, guarded = statistics.median(runs["bare"]), statistics.median(runs["authgate"])
+    guard_only = statistics.median(runs["guard"])
     cost = 100 * (1 - guarded / bare)
     row = (f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | {args.connections} | {bare:.0f} | "
-           f"{guarded:.0f} | {guarded / bare:.3f} | {cost:.1f} % |")
-    print("| date | machine | connections | bare req/s | authgate req/s | ratio | auth cost |")
+           f"{guarded:.0f} | {guarded / bare:.3f} | {cost:.1f} % | {guard_only:.0f} | "
+           f"{100 * (1 - guard_only / bare):.1f} % |")
+    print("| date | machine | connections | bare req/s | authgate req/s | ratio | cost, all layers "
+          "| guard alone req/s | cost, guard alone |")
     print(row)
     if args.write:
         doc = ROOT / "docs" / "benchmarks.md"
