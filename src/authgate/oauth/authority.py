@@ -12,7 +12,7 @@ from authgate.config.settings import Settings
 from authgate.config.urls import PublicUrls
 from authgate.oauth.cimd import CimdResolver
 from authgate.oauth.keys import SigningKeys
-from authgate.oauth.ratelimit import RateLimiter
+from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.store.protocols import Store
 
 
@@ -43,8 +43,8 @@ class Authority:
     keys: SigningKeys
     cimd: CimdResolver | None
     clock: Callable[[], float] = time.time
-    registrations: RateLimiter = field(default_factory=lambda: RateLimiter(10))
-    logins: RateLimiter = field(default_factory=lambda: RateLimiter(5))
+    registrations: RateLimits = field(default_factory=lambda: RateLimiter(10))
+    logins: RateLimits = field(default_factory=lambda: RateLimiter(5))
     hooks: Hooks = field(default_factory=Hooks)
 
     @property

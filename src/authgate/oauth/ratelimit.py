@@ -1,17 +1,51 @@
-"""Sliding-window counters for abuse-prone endpoints (registration, sign-in).
+"""Rate limits for abuse-prone endpoints (registration per source address, sign-in per
+username and address), behind one small async Protocol, `RateLimits`.
 
-Per process: with several replicas each enforces its own window, so the effective limit is
-the configured one times the replica count — documented, and enough to stop a flood.
+Two implementations:
+
+- `RateLimiter` (here): an exact sliding window in this process. Used when authgate has no
+  store (tests, library code building an `Authority` by hand). With several replicas each
+  would enforce its own window, so it is not what `serve` uses on a database.
+- `authgate.store.sql.ratelimits.SqlRateLimits`: counters in the store's database, shared by
+  every replica, so N replicas still allow `limit` attempts a minute, not N × `limit`. Its
+  window is the two-window weighted estimate computed by `weighted_wait` below.
+
+Fail-open: a database error inside the SQL limiter is logged as a WARNING and the request is
+let through (the limit is a brake, not the lock: the password is still checked, a
+registration still needs the store). Failing closed would turn a database hiccup into
+"too many attempts" for everyone, and a rate limiter must not be a way to lock people out.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["RateLimiter", "RateLimits", "weighted_wait"]
+
+
+class RateLimits(Protocol):
+    """Counters of events per key (an address, `username|address`) over a one-minute window."""
+
+    async def hit(self, key: str) -> bool:
+        """Count one event; False (and not counted) if the key is already at its limit."""
+        ...
+
+    async def retry_after(self, key: str) -> int:
+        """Seconds until the key may hit again; 0 if it may now."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget the key's events (a successful sign-in)."""
+        ...
 
 
 class RateLimiter:
+    """`RateLimits` in this process: an exact sliding window, at most `max_keys` keys."""
+
     def __init__(self, limit: int, window: float = 60.0, *, clock: Callable[[], float] = time.monotonic,
                  max_keys: int = 100_000) -> None:
         self.limit = limit
@@ -31,26 +65,41 @@ class RateLimiter:
             hits.popleft()
         return hits
 
-    def allowed(self, key: str) -> bool:
-        return len(self._recent(key)) < self.limit
-
-    def hit(self, key: str) -> bool:
-        """Count one event; False if the key was already at its limit."""
+    async def hit(self, key: str) -> bool:
         hits = self._recent(key)
         if len(hits) >= self.limit:
             return False
         hits.append(self._clock())
         return True
 
-    def retry_after(self, key: str) -> int:
+    async def retry_after(self, key: str) -> int:
         hits = self._recent(key)
         if len(hits) < self.limit:
             return 0
         return max(1, int(self.window - (self._clock() - hits[0])) + 1)
 
-    def reset(self, key: str) -> None:
+    async def reset(self, key: str) -> None:
         self._hits.pop(key, None)
 
     def _evict(self, now: float) -> None:
         for k in [k for k, v in self._hits.items() if not v or now - v[-1] >= self.window]:
             del self._hits[k]
+
+
+def weighted_wait(limit: int, window: float, previous: int, current: int, elapsed: float) -> int:
+    """Whole seconds (a Retry-After) until one more event fits under the two-window weighted
+    estimate; 0 if it fits now.
+
+    The estimate of events in the last `window` seconds, `elapsed` seconds into the current
+    fixed window, counts the previous window's events in proportion to the part of it still
+    inside the sliding window: `current + previous * (1 - elapsed / window)`. An event fits
+    while that is below `limit`. Unlike a plain fixed window, a burst at the end of one
+    window is not followed by a full new allowance at the start of the next.
+    """
+    if current + previous * (1 - elapsed / window) < limit:
+        return 0
+    if current < limit:  # the previous window's share (> 0 here) fades within this one
+        wait = window * (1 - (limit - current) / previous) - elapsed
+    else:  # next window: this one becomes the previous, weighted down as the new one goes on
+        wait = (window - elapsed) + window * (1 - limit / current)
+    return max(1, math.ceil(wait))

@@ -123,7 +123,8 @@ class AuthgateApp:
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
         self.protected = self._guarded(rt.verifier)
-        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store, purges=self._attach_store(rt)))
+        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store,
+                                                  purges=[*rt.purges(), *self._attach_store(rt)]))
         try:
             async with self._inner_lifespan():
                 self._started()

@@ -50,13 +50,14 @@ class BrowserFlow:
         form, req = checked
         username, password = _s(form.get("username")).strip(), _s(form.get("password"))
         key = f"{username.lower()}|{request.client.host if request.client else '-'}"
-        if not self.auth.logins.allowed(key):
+        # Counted before the password check, so parallel guesses cannot all pass a check made
+        # before any of them is counted; a successful sign-in clears the count.
+        if not await self.auth.logins.hit(key):
             return self._login_page(request, req, "Too many attempts. Wait a minute and try again.", username, 429)
         user = await self.auth.store.get_user_by_name(username)
         if not passwords.verify_password(user.password_hash if user else None, password) or user is None:
-            self.auth.logins.hit(key)
             return self._login_page(request, req, "Wrong username or password.", username, 401)
-        self.auth.logins.reset(key)
+        await self.auth.logins.reset(key)
         now = self.auth.clock()
         response = await self._consent_or_code(request, req, user, now)
         session = self.signer.dumps("session", {"uid": user.user_id, "at": now})

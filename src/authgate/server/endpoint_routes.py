@@ -66,9 +66,9 @@ class Endpoints:
         if not settings.registration_enabled:
             raise InvalidRequest("dynamic client registration is disabled on this server")
         source = request.client.host if request.client else "-"
-        if not self.auth.registrations.hit(source):
+        if not await self.auth.registrations.hit(source):
             raise SlowDown("too many registrations from this address; retry later",
-                           retry_after=self.auth.registrations.retry_after(source))
+                           retry_after=max(1, await self.auth.registrations.retry_after(source)))
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise InvalidClientMetadata("registration request is too large")

@@ -21,11 +21,12 @@ from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import hash_password
-from authgate.oauth.ratelimit import RateLimiter
+from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.server.security import Signer
 from authgate.store.models import User
 from authgate.store.protocols import Store
 from authgate.store.sql import SqlStore
+from authgate.store.sql.ratelimits import SqlRateLimits
 
 log = logging.getLogger("authgate")
 
@@ -37,6 +38,12 @@ class Runtime:
     auth: Authority
     verifier: EmbeddedTokenVerifier
     signer: Signer
+
+    def purges(self) -> list[tuple[str, Callable[[], Awaitable[int]]]]:
+        """What housekeeping should purge of the authority's own state: old rate-limit windows."""
+        named = (("registration", self.auth.registrations), ("sign-in", self.auth.logins))
+        return [(f"{what} rate-limit windows", limits.purge_expired) for what, limits in named
+                if isinstance(limits, SqlRateLimits)]
 
     async def close(self) -> None:
         if self.auth.cimd is not None:
@@ -68,6 +75,13 @@ def open_store(settings: Settings) -> Store:
     if settings.effective_database_url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
+
+
+def rate_limits(store: Store, name: str, per_minute: int) -> RateLimits:
+    """Counters shared by every replica through the SQL store; in this process otherwise."""
+    if isinstance(store, SqlStore):
+        return SqlRateLimits(store, name, per_minute)
+    return RateLimiter(per_minute)
 
 
 async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
@@ -142,6 +156,6 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
                                        timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
                             ssl_context=ssl_context)
     auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
-                     registrations=RateLimiter(settings.registrations_per_minute),
-                     logins=RateLimiter(settings.login_attempts_per_minute))
+                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute),
+                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute))
     return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))

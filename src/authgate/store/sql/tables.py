@@ -157,12 +157,24 @@ session_bindings = sa.Table(
     sa.Column("held_until", sa.Double, nullable=False),
 )
 
+# Sign-in and registration attempts per (limiter, SHA-256 of the key) and fixed window
+# (`window_start`, whole Unix seconds), shared by every replica (`sql/ratelimits.py`).
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("limiter", sa.String(32), primary_key=True),
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("window_start", sa.BigInteger, primary_key=True, autoincrement=False, index=True),
+    sa.Column("hits", sa.Integer, nullable=False),
+)
+
 __all__ = [
     "audit_events",
     "authorization_codes",
     "clients",
     "consents",
     "metadata",
+    "rate_limits",
     "refresh_families",
     "refresh_tokens",
     "session_bindings",
