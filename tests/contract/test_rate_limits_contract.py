@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import logging
 from typing import Any
 
@@ -110,6 +111,18 @@ async def test_keys_are_stored_only_as_sha256(store: SqlStore, clock: Clock) -> 
     assert row["key_hash"] == hashlib.sha256(b"alice|203.0.113.9").hexdigest()
     assert "alice" not in repr(row) and "203.0.113.9" not in repr(row)
     assert row["limiter"] == "logins" and row["window_start"] == START
+
+
+async def test_with_a_key_secret_the_stored_digest_is_an_hmac(store: SqlStore, clock: Clock) -> None:
+    # A plain SHA-256 of an IPv4 address is undone by hashing all 2^32 of them.
+    secret = b"k" * 32
+    rl = SqlRateLimits(store, "logins", 5, WINDOW, key_secret=secret, clock=clock)
+    assert await rl.hit("203.0.113.9")
+    [row] = await _rows(store)
+    assert row["key_hash"] == hmac.new(secret, b"203.0.113.9", hashlib.sha256).hexdigest()
+    assert row["key_hash"] != hashlib.sha256(b"203.0.113.9").hexdigest()
+    other = SqlRateLimits(store, "logins", 5, WINDOW, key_secret=secret, clock=clock)  # another replica
+    assert [await other.hit("203.0.113.9") for _ in range(5)] == [True] * 4 + [False]
 
 
 async def test_limiters_with_different_names_count_apart(store: SqlStore, clock: Clock) -> None:

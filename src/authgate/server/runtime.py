@@ -22,6 +22,7 @@ from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import hash_password
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
+from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
 from authgate.store.models import User
 from authgate.store.protocols import Store
@@ -77,10 +78,11 @@ def open_store(settings: Settings) -> Store:
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 
-def rate_limits(store: Store, name: str, per_minute: int) -> RateLimits:
-    """Counters shared by every replica through the SQL store; in this process otherwise."""
+def rate_limits(store: Store, name: str, per_minute: int, secret: bytes) -> RateLimits:
+    """Counters shared by every replica through the SQL store (keys kept as HMACs under a key
+    derived from secret_key, the same on every replica); in this process otherwise."""
     if isinstance(store, SqlStore):
-        return SqlRateLimits(store, name, per_minute)
+        return SqlRateLimits(store, name, per_minute, key_secret=derive_key(secret, "rate-limit-keys"))
     return RateLimiter(per_minute)
 
 
@@ -156,6 +158,6 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
                                        timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
                             ssl_context=ssl_context)
     auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
-                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute),
-                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute))
+                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute, secret),
+                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret))
     return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))

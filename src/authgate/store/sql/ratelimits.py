@@ -1,8 +1,11 @@
 """`SqlRateLimits`: the `RateLimits` Protocol on the SQL store's database, shared by replicas.
 
 A companion of `SqlStore` (like `SqlAuditStore`): same engine, same transaction rules. One
-row per (limiter, SHA-256 of the key, fixed window): keys are IP addresses and usernames,
-which have no business sitting in clear in a table nobody reads.
+row per (limiter, digest of the key, fixed window): keys are IP addresses and usernames,
+which have no business sitting in clear in a table nobody reads. The digest is an
+HMAC-SHA-256 under a key derived from `secret_key` when one is given (authgate always gives
+it): a plain hash of an IPv4 address or a common username is undone by hashing every
+candidate.
 
 **Window.** Fixed windows of `window` seconds on the wall clock (shared by the replicas: keep
 their clocks in step, NTP), read as the two-window weighted estimate of
@@ -19,6 +22,7 @@ means refused, and refused attempts are not counted (as in memory).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import math
 import time
@@ -40,15 +44,17 @@ LIMITS = t.rate_limits
 log = logging.getLogger("authgate")
 
 
-def _digest(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+def _digest(key: str, secret: bytes | None) -> str:
+    if secret is None:
+        return hashlib.sha256(key.encode("utf-8")).hexdigest()
+    return hmac.new(secret, key.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 class SqlRateLimits:
     """`RateLimits` named `name` (e.g. "logins") in the `rate_limits` table."""
 
     def __init__(self, store: SqlStore, name: str, limit: int, window: int = 60, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 key_secret: bytes | None = None, clock: Callable[[], float] = time.time) -> None:
         if limit < 1 or window < 1:
             raise ValueError(f"limit and window must be at least 1, not {limit} and {window}")
         self.name = name
@@ -56,12 +62,13 @@ class SqlRateLimits:
         self.window = window
         self._store = store
         self._clock = clock  # wall-clock seconds: the windows are shared between replicas
+        self._key_secret = key_secret
 
     # -- the RateLimits Protocol --------------------------------------------------------------
 
     async def hit(self, key: str) -> bool:
         start, elapsed = self._now()
-        digest = _digest(key)
+        digest = _digest(key, self._key_secret)
         try:
             async with self._store._tx() as conn:  # same package: the store's transaction rules
                 previous = await self._hits(conn, digest, start - self.window)
@@ -77,7 +84,7 @@ class SqlRateLimits:
 
     async def retry_after(self, key: str) -> int:
         start, elapsed = self._now()
-        digest = _digest(key)
+        digest = _digest(key, self._key_secret)
         try:
             async with self._store._tx(write=False) as conn:
                 previous = await self._hits(conn, digest, start - self.window)
@@ -91,7 +98,7 @@ class SqlRateLimits:
         try:
             async with self._store._tx() as conn:
                 await conn.execute(sa.delete(LIMITS).where(LIMITS.c.limiter == self.name,
-                                                           LIMITS.c.key_hash == _digest(key)))
+                                                           LIMITS.c.key_hash == _digest(key, self._key_secret)))
         except StoreError as exc:  # the attempts then count until their windows pass
             log.warning("rate limit %s not reset: %s", self.name, exc)
 
