@@ -186,7 +186,8 @@ class AuthgateApp:
             # Most MCP clients are not browsers: no Origin, no CORS layer (it would only add
             # `Vary: Origin` to answers no cache keeps).
             browser = any(key == b"origin" for key, _ in scope["headers"])
-            await (self.protected if browser or self._without_cors is None else self._without_cors)(scope, receive, send)
+            target = self.protected if browser or self._without_cors is None else self._without_cors
+            await target(scope, receive, send)
         elif scope["type"] == "http" and path in self._cors_paths:
             await self.public_api(scope, receive, send)
         else:
