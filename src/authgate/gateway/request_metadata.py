@@ -30,7 +30,7 @@ from authgate.gateway.errors import HeaderMismatch
 from authgate.gateway.jsonrpc import Body, Message
 from authgate.gateway.tool_schemas import ToolSchemas
 
-__all__ = ["MirroredHeaders", "check_request_metadata"]
+__all__ = ["MirroredHeaders", "check_param_headers", "check_request_metadata", "param_headers"]
 
 MODERN_SINCE = "2026-07-28"  # the first revision with per-request metadata headers
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -134,14 +134,31 @@ def _check_method_and_name(message: Message, headers: MirroredHeaders, modern: b
 
 
 def _check_params(message: Message, headers: MirroredHeaders, schemas: ToolSchemas, modern: bool) -> None:
+    present = param_headers(message, headers)
+    if modern:  # otherwise an unknown annotation is forwarded and ignored (transports: Server Behavior)
+        check_param_headers(schemas, message, present)
+
+
+def param_headers(message: Message, headers: MirroredHeaders) -> dict[str, str]:
+    """A `tools/call`'s `Mcp-Param-*` headers (lowercase names), checked for what needs no
+    schema: one sent twice (first-copy and last-copy readers would disagree) or a malformed
+    `=?base64?…?=` value (it never matches) is a mismatch."""
+    if duplicated := [n for n in headers.duplicated if n.startswith(_PARAM_PREFIX)]:
+        raise _mismatch(message, f"the {duplicated[0]} header appears more than once")
     present = headers.params()
     for name, value in present.items():
         if decode_header_value(value) is None:
             raise _mismatch(message, f"the {name} header carries a malformed =?base64?…?= value")
+    return present
+
+
+def check_param_headers(schemas: ToolSchemas, message: Message, present: dict[str, str]) -> None:
+    """Raise HeaderMismatch unless the headers mirror the body's arguments as the tool's schema
+    asks: present and equal (after decoding) exactly when the argument is present."""
     tool = message.params.get("name")
     schema = schemas.get(tool) if isinstance(tool, str) else None
-    if schema is None or not modern:
-        return  # an unknown annotation is forwarded and ignored (transports: Server Behavior)
+    if schema is None:
+        return  # no x-mcp-header in the tool's schema, or a tool not listed yet
     arguments = message.params.get("arguments")
     rejection = validate_mcp_param_headers(schema, arguments if isinstance(arguments, dict) else {}, present)
     if rejection is not None:

@@ -48,6 +48,7 @@ from starlette.types import Receive, Scope, Send
 from authgate import __version__
 from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidRequest, error_object
 from authgate.gateway.jsonrpc import Message
+from authgate.gateway.request_metadata import MirroredHeaders, check_param_headers, param_headers
 from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild
 from authgate.gateway.stdio_envelope import LEVELS, complete, status_of, strip_envelope, wanted
 from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
@@ -55,7 +56,7 @@ from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpRepl
 from authgate.gateway.stdio_pool import ChildPool, Owner
 from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_response, next_item
 from authgate.gateway.stdio_subscriptions import Subscriptions, requested_filter
-from authgate.gateway.stdio_tools import ChildTools, check_param_headers, param_headers
+from authgate.gateway.stdio_tools import ChildTools
 
 __all__ = ["StatelessHandler"]
 
@@ -239,7 +240,7 @@ class StatelessHandler:
         method = msg.method or ""
         check = None
         if method == "tools/call":
-            headers = param_headers(scope, msg)  # a duplicated or malformed one: refused before any child
+            headers = _param_headers(scope, msg)  # a duplicated or malformed one: refused before any child
 
             async def check(child: StdioChild) -> None:
                 await self._check_params(child, msg, headers)
@@ -259,7 +260,7 @@ class StatelessHandler:
         handle, state = self._claim(owner, msg)
         if msg.method == "tools/call":
             try:
-                await self._check_params(state.child, msg, param_headers(scope, msg))
+                await self._check_params(state.child, msg, _param_headers(scope, msg))
             except HeaderMismatch:
                 self.suspended[handle] = state  # not used up: the client may retry it with the right headers
                 raise
@@ -371,3 +372,7 @@ class StatelessHandler:
             tools.close()
         self.tools.clear()
 
+
+def _param_headers(scope: Scope, msg: Message) -> dict[str, str]:
+    """A duplicated or malformed `Mcp-Param-*` header is refused before any child is involved."""
+    return param_headers(msg, MirroredHeaders.from_scope(scope.get("headers", [])))

@@ -4,7 +4,8 @@ MCP 2026-07-28 transports, "Custom Headers from Tool Parameters": a tool's `inpu
 mark arguments with `x-mcp-header`; clients mirror them into `Mcp-Param-{Name}` headers and a
 server that reads the body MUST reject a request whose headers disagree with it (400,
 -32020 HeaderMismatch). The bridge is that server (its children speak stdio and never see a
-header), so it checks before a call reaches a child.
+header), so it checks before a call reaches a child, with the same checks as the HTTP proxy
+(`request_metadata.param_headers` / `check_param_headers`).
 
 Schemas are kept per child (`ChildTools`), not bridge-wide: the headers must agree with the
 schema of the process that will run the call, and processes of the same command can list
@@ -26,53 +27,15 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from mcp.shared.inbound import decode_header_value, validate_mcp_param_headers
-from starlette.types import Scope
-
-from authgate.gateway.errors import GatewayError, HeaderMismatch
-from authgate.gateway.jsonrpc import Message
-from authgate.gateway.request_metadata import MirroredHeaders
+from authgate.gateway.errors import GatewayError
 from authgate.gateway.stdio_child import StdioChild
 from authgate.gateway.stdio_relay import ask
 from authgate.gateway.tool_schemas import ToolSchemas
 
-__all__ = ["ChildTools", "check_param_headers", "param_headers"]
+__all__ = ["ChildTools"]
 
 logger = logging.getLogger("authgate.stdio")
 MAX_PAGES = 100  # of one tools/list: a server that pages forever is not listed further
-PARAM_PREFIX = "mcp-param-"
-
-
-def _mismatch(msg: Message, text: str) -> HeaderMismatch:
-    return HeaderMismatch(f"Header mismatch: {text}", request_id=msg.id)
-
-
-def param_headers(scope: Scope, msg: Message) -> dict[str, str]:
-    """The request's `Mcp-Param-*` headers (lowercase names). Checks what needs no schema: a
-    header sent twice, or a malformed `=?base64?…?=` value, is a mismatch (first-copy and
-    last-copy readers would disagree; a corrupt value never matches)."""
-    found = MirroredHeaders.from_scope(scope.get("headers", []))
-    for name in found.duplicated:
-        if name.startswith(PARAM_PREFIX):
-            raise _mismatch(msg, f"the {name} header appears more than once")
-    params = found.params()
-    for name, value in params.items():
-        if decode_header_value(value) is None:
-            raise _mismatch(msg, f"the {name} header carries a malformed =?base64?…?= value")
-    return params
-
-
-def check_param_headers(schemas: ToolSchemas, msg: Message, headers: dict[str, str]) -> None:
-    """Raise HeaderMismatch unless the headers mirror the body's arguments as the tool's schema
-    asks: present and equal (after decoding) exactly when the argument is present."""
-    tool = msg.params.get("name")
-    schema = schemas.get(tool) if isinstance(tool, str) else None
-    if schema is None:
-        return  # no x-mcp-header in the tool's schema, or a tool the child never listed
-    arguments = msg.params.get("arguments")
-    rejection = validate_mcp_param_headers(schema, arguments if isinstance(arguments, dict) else {}, headers)
-    if rejection is not None:
-        raise _mismatch(msg, rejection.message)
 
 
 class ChildTools:
