@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.errors import StoreError
@@ -127,8 +126,7 @@ class SqlRateLimits:
 
     def _count(self, digest: str, start: int, cap: int) -> sa.Insert:
         values = {"limiter": self.name, "key_hash": digest, "window_start": start, "hits": 1}
-        insert = postgresql.insert(LIMITS) if self._store.dialect == "postgresql" else sqlite.insert(LIMITS)
-        return insert.values(values).on_conflict_do_update(
+        return self._store.upsert(LIMITS).values(values).on_conflict_do_update(
             index_elements=["limiter", "key_hash", "window_start"],
             set_={"hits": LIMITS.c.hits + 1}, where=LIMITS.c.hits < cap,
         ).returning(LIMITS.c.hits)

@@ -47,7 +47,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.errors import StoreError
 from authgate.gateway.sessions import Owner
@@ -268,6 +267,4 @@ class SqlSessionBindings:
     def _insert_new(self, digest: str, owner: Owner, now: float) -> sa.Insert:
         values = {"session_hash": digest, "subject": owner.subject, "client_id": owner.client_id,
                   "created_at": now, "last_seen": now, "held_until": 0.0}
-        if self._store.dialect == "postgresql":
-            return postgresql.insert(SESSIONS).values(values).on_conflict_do_nothing(index_elements=["session_hash"])
-        return sqlite.insert(SESSIONS).values(values).on_conflict_do_nothing(index_elements=["session_hash"])
+        return self._store.upsert(SESSIONS).values(values).on_conflict_do_nothing(index_elements=["session_hash"])

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from authgate.errors import StoreError
@@ -75,6 +76,11 @@ class SqlStore:
     def dialect(self) -> str:
         """The backend: "sqlite" or "postgresql"."""
         return self._url.get_backend_name()
+
+    def upsert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+        """An INSERT of this backend's dialect, which offers `on_conflict_do_nothing` and
+        `on_conflict_do_update` (both backends spell ON CONFLICT the same way)."""
+        return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     async def open(self) -> None:
         if self._engine is not None:
