@@ -1,21 +1,18 @@
 """Fixtures running every contract test against each backend: SQLite and PostgreSQL.
 
 Each test gets its own empty database: a file under `tmp_path`, or a freshly created
-PostgreSQL database (`authgate_test_<random>`) dropped at teardown. PostgreSQL is found at
-$AUTHGATE_TEST_POSTGRES_URL (default below); when it is unreachable the postgres cases are
-skipped, or failed when CI=true so that CI never passes by skipping.
+PostgreSQL database (`authgate_test_<random>`) dropped at teardown (tests/integration/pg.py:
+$AUTHGATE_TEST_POSTGRES_URL; when it is unreachable the postgres cases are skipped, or failed
+when CI=true so that CI never passes by skipping).
 """
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import pytest
-import sqlalchemy as sa
+from pg import fresh_database
 
 from authgate.store.models import (
     AuthorizationCode,
@@ -28,35 +25,7 @@ from authgate.store.models import (
 )
 from authgate.store.sql import SqlStore
 
-PG_ADMIN_URL = os.environ.get(
-    "AUTHGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
-PG_START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
 NOW = 1_700_000_000.0
-
-_pg_unreachable: list[str] = []  # remembered so each test does not wait on the timeout again
-
-
-def _asyncpg_dsn(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _pg_admin() -> asyncpg.Connection:
-    admin_url = sa.make_url(PG_ADMIN_URL)
-    if not _pg_unreachable:
-        try:
-            return await asyncpg.connect(_asyncpg_dsn(admin_url), timeout=5)
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-            _pg_unreachable.append(f"{type(exc).__name__}: {exc}")
-    message = (
-        f"PostgreSQL is not reachable at {admin_url.render_as_string()} "
-        f"({_pg_unreachable[0]}). Start it with: {PG_START_HINT} "
-        "(or point AUTHGATE_TEST_POSTGRES_URL at a server)"
-    )
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -66,15 +35,8 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIt
         # A directory that does not exist yet: the store must create it.
         yield f"sqlite+aiosqlite:///{tmp_path / 'data' / 'authgate.db'}"
         return
-    admin = await _pg_admin()
-    name = f"authgate_test_{secrets.token_hex(6)}"
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        # FORCE: a test that failed half-way may have left connections open.
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database() as url:
+        yield url.render_as_string(hide_password=False)
 
 
 StoreFactory = Callable[..., Awaitable[SqlStore]]

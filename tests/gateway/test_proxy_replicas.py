@@ -5,50 +5,27 @@ its owner's alone (the bindings live in the database, hashed; authgate.store.sql
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
+from pg import asyncpg_dsn, fresh_database
 
 from .conftest import AuthgateServer, serve_in_thread, service_token, start_gateway
 from .mcp_wire import initialize_request, legacy_headers
 from .upstream_app import build_upstream
 
-PG_ADMIN_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
-PG_START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-
 pytestmark = pytest.mark.postgres
 
 
-def _dsn(url: sa.URL) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin() -> asyncpg.Connection:
-    try:
-        return await asyncpg.connect(_dsn(sa.make_url(PG_ADMIN_URL)), timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        message = f"PostgreSQL is not reachable at {PG_ADMIN_URL} ({exc}); start it with: {PG_START_HINT}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 @pytest.fixture
-async def database() -> Any:
-    admin = await _admin()
-    name = f"authgate_replicas_{secrets.token_hex(6)}"
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield sa.make_url(PG_ADMIN_URL).set(database=name)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+async def database() -> AsyncIterator[sa.URL]:
+    async with fresh_database("authgate_replicas") as url:
+        yield url
 
 
 @pytest.fixture
@@ -90,7 +67,7 @@ async def test_any_replica_serves_a_session_and_only_to_its_owner(
         r = await http.post(on_second, json=listing, headers=legacy_headers(intruder, sid))
         assert r.status_code == 404 and r.json()["error"]["code"] == -32600
 
-        admin = await asyncpg.connect(_dsn(database))
+        admin = await asyncpg.connect(asyncpg_dsn(database))
         try:
             rows = await admin.fetch("SELECT session_hash FROM session_bindings")
         finally:
