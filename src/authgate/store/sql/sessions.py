@@ -49,7 +49,7 @@ import sqlalchemy as sa
 
 from authgate.errors import StoreError
 from authgate.gateway.sessions import Owner
-from authgate.oauth.opaque import digest  # a session id is a random secret too: SHA-256 suffices
+from authgate.oauth import opaque  # a session id is a random secret too: its SHA-256 suffices
 from authgate.store.sql import tables as t
 from authgate.store.sql.store import SqlStore
 
@@ -116,7 +116,7 @@ class SqlSessionBindings:
         now = self._clock()
         if (entry := self._fresh(session_id, now)) is not None:
             return entry.owner
-        digest = digest(session_id)
+        digest = opaque.digest(session_id)
         for _ in range(3):  # the winner's row read back, unless dropped in between: then again
             async with self._store._tx() as conn:  # same package: the store's transaction rules
                 # An expired binding of this id gives way, as in memory; a live one wins.
@@ -164,7 +164,7 @@ class SqlSessionBindings:
         self._cache.pop(session_id, None)
         self._streams.pop(session_id, None)
         async with self._store._tx() as conn:
-            await conn.execute(sa.delete(SESSIONS).where(SESSIONS.c.session_hash == digest(session_id)))
+            await conn.execute(sa.delete(SESSIONS).where(SESSIONS.c.session_hash == opaque.digest(session_id)))
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -201,7 +201,7 @@ class SqlSessionBindings:
 
     async def _load(self, session_id: str, now: float) -> _Entry | None:
         """Read the binding; an expired one is deleted (unless a stream here still holds it)."""
-        digest = digest(session_id)
+        digest = opaque.digest(session_id)
         async with self._store._tx(write=False) as conn:
             row = (await conn.execute(sa.select(SESSIONS).where(SESSIONS.c.session_hash == digest))
                    ).mappings().first()
@@ -219,7 +219,7 @@ class SqlSessionBindings:
     async def _touch(self, session_id: str, now: float) -> bool:
         """Record a use; False if the binding is gone."""
         async with self._store._tx() as conn:
-            result = await conn.execute(sa.update(SESSIONS).where(SESSIONS.c.session_hash == digest(session_id))
+            result = await conn.execute(sa.update(SESSIONS).where(SESSIONS.c.session_hash == opaque.digest(session_id))
                                         .values(last_seen=now))
         if result.rowcount == 0:
             self._cache.pop(session_id, None)
@@ -232,7 +232,7 @@ class SqlSessionBindings:
         held_until = now + self.lease_ttl
         async with self._store._tx() as conn:
             for start in range(0, len(session_ids), _RENEW_BATCH):
-                digests = [digest(s) for s in session_ids[start:start + _RENEW_BATCH]]
+                digests = [opaque.digest(s) for s in session_ids[start:start + _RENEW_BATCH]]
                 await conn.execute(sa.update(SESSIONS).where(SESSIONS.c.session_hash.in_(digests))
                                    .values(held_until=held_until))
         for session_id in session_ids:
