@@ -3,10 +3,13 @@
 #
 #   bash scripts/test.sh [extra pytest args or test paths...]
 #
-# Idempotent. Steps: Python venv + `pip install -e '.[test]'`, Debian chromium (only if
-# /usr/bin/chromium is missing), Debian glewlwyd (only if /usr/{s,}bin/glewlwyd is missing),
-# the pinned Node.js peers in tests/node (`npm ci`), a check that PostgreSQL answers at
-# 127.0.0.1:5432 (started if not), then pytest over tests/.
+# Idempotent; a second run reuses what is installed. Steps: Python venv + `pip install -e
+# '.[test]'`; Debian chromium + chromium-driver and glewlwyd (installed only when missing); the
+# pinned Node.js peers in tests/node (`npm ci`); PostgreSQL: Debian's server (installed only
+# when missing) running a throw-away instance of the suite's own in .pg/ on a free loopback
+# port, stopped when the script exits (unless AUTHGATE_TEST_POSTGRES_URL names a server to
+# use instead); mypy --strict; then pytest over tests/.
+# Under CI=true a step that cannot be done stops the run with one line naming it and the fix.
 # Exits with pytest's exit code; "no tests collected" (5) counts as a failure.
 set -euo pipefail
 
@@ -21,6 +24,21 @@ START_TS=$(date +%s)
 section() { printf '\n==== [%4ss] %s ====\n' "$(( $(date +%s) - START_TS ))" "$*"; }
 warn() { printf 'WARNING: %s\n' "$*" >&2; }
 die() { printf 'ERROR: %s\n' "$*" >&2; exit 2; }
+
+# Under CI=true a tool or service the suite needs and cannot have is a failure, not a warning.
+need() {
+    if [ "${CI:-}" = "true" ]; then die "$*"; else warn "$*"; fi
+}
+
+APT_UPDATED=""
+apt_update_once() {
+    [ -n "$APT_UPDATED" ] && return 0
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null && APT_UPDATED=1
+}
+
+apt_install() {
+    apt_update_once && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+}
 
 as_root() {
     if [ "$(id -u)" -eq 0 ]; then
@@ -63,17 +81,13 @@ section "pip install -e '.[test]'"
     | grep -i -E '^(authgate|mcp|pytest|playwright|httpx) ' || true
 
 # ---------------------------------------------------------------------------
-section "Chromium (Debian package, for the browser tests)"
-if [ -x /usr/bin/chromium ]; then
+section "Chromium (Debian packages chromium + chromium-driver, for the browser tests)"
+if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
     echo "found /usr/bin/chromium"
 else
-    echo "/usr/bin/chromium missing: installing Debian chromium + chromium-driver"
-    if as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; then
-        echo "installed chromium"
-    else
-        warn "could not install chromium (not root, or apt failed); browser tests will not pass"
-    fi
+    echo "chromium missing: installing Debian chromium + chromium-driver"
+    apt_install chromium chromium-driver \
+        || need "step 'install chromium' failed: run as root (or with sudo) so apt-get can install chromium chromium-driver; tests marked 'browser' need it"
 fi
 /usr/bin/chromium --version 2>/dev/null || true
 
@@ -84,13 +98,9 @@ if [ -x /usr/sbin/glewlwyd ] || [ -x /usr/bin/glewlwyd ]; then
 else
     echo "glewlwyd missing: installing Debian glewlwyd (debconf: no database configuration)"
     # The tests run it with their own config and SQLite DB; the package must not set one up.
-    if echo 'glewlwyd glewlwyd/config_type select No configuration' | as_root debconf-set-selections \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q \
-        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q glewlwyd; then
-        echo "installed glewlwyd"
-    else
-        warn "could not install glewlwyd (not root, or apt failed); tests/idp/test_glewlwyd.py will not pass"
-    fi
+    { echo 'glewlwyd glewlwyd/config_type select No configuration' | as_root debconf-set-selections \
+        && apt_install glewlwyd; } \
+        || need "step 'install glewlwyd' failed: run as root (or with sudo) so apt-get can install glewlwyd; tests/idp/test_glewlwyd.py needs it"
 fi
 glewlwyd --version 2>/dev/null | sed 's/^/glewlwyd /' || true
 
@@ -116,32 +126,133 @@ else
 fi
 
 # ---------------------------------------------------------------------------
-section "PostgreSQL at 127.0.0.1:5432"
-pg_up() {
-    "$PYBIN" - <<'PY'
+section "PostgreSQL (a throw-away instance of the suite's own, in .pg/)"
+# An existing server is used as it is when AUTHGATE_TEST_POSTGRES_URL is set. Otherwise the
+# script runs its own instance: Debian's server binaries (installed when missing), initdb into
+# .pg/data as the `postgres` user (initdb refuses root), trust auth, listening on 127.0.0.1
+# only, on a free port; database `test`; stopped by the EXIT trap, also when pytest fails.
+PG_ROOT="$REPO_ROOT/.pg"
+PG_DATA="$PG_ROOT/data"
+PG_LOG="$PG_ROOT/server.log"
+PG_BIN=""
+PG_STARTED=""
+
+find_pg_bin() {
+    local dir
+    for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+        [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && [ -x "$dir/postgres" ] && { echo "$dir"; return 0; }
+    done
+    dir="$(dirname "$(command -v pg_ctl 2>/dev/null || echo /nonexistent/pg_ctl)")"
+    [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ] && { echo "$dir"; return 0; }
+    return 1
+}
+
+install_postgres() {
+    # The package would create and start a system cluster ("main", port 5432): a drop-in of
+    # postgresql-common's createcluster.conf says not to, so nothing outlives the test run.
+    as_root mkdir -p /etc/postgresql-common/createcluster.d \
+        && echo 'create_main_cluster = false' \
+            | as_root tee /etc/postgresql-common/createcluster.d/50-authgate-tests.conf >/dev/null \
+        && apt_update_once \
+        && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold postgresql
+}
+
+# Runs a PostgreSQL program as the `postgres` user when we are root (initdb and the server
+# refuse root), as ourselves otherwise.
+pg_as_owner() {
+    if [ "$(id -u)" -eq 0 ]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+stop_own_postgres() {
+    if [ -n "$PG_STARTED" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+        echo "stopping the suite's PostgreSQL (port $PG_PORT)"
+        pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m fast -t 30 -w stop >/dev/null 2>&1 \
+            || pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -t 10 -w stop >/dev/null 2>&1 \
+            || warn "could not stop PostgreSQL in $PG_DATA; stop it with: $PG_BIN/pg_ctl -D $PG_DATA stop"
+    fi
+}
+
+free_port() {
+    "$PYBIN" - "$@" <<'PY'
 import socket, sys
-try:
-    socket.create_connection(("127.0.0.1", 5432), timeout=2).close()
-except OSError:
-    sys.exit(1)
+def free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+if free(5432):
+    print(5432)
+else:
+    # Below the kernel's ephemeral range, like tests/integration/ports.py, so a port the kernel
+    # hands to a test's client socket never collides with the server.
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    for port in range(low - 1000, low - 2000, -1):
+        if free(port):
+            print(port)
+            break
+    else:
+        sys.exit(1)
 PY
 }
-if pg_up; then
-    echo "PostgreSQL is reachable"
+
+if [ -n "${AUTHGATE_TEST_POSTGRES_URL:-}" ]; then
+    echo "using the PostgreSQL at AUTHGATE_TEST_POSTGRES_URL (not starting one)"
 else
-    echo "PostgreSQL not reachable; trying to start it"
-    if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
-        for ver in $(ls /etc/postgresql); do
-            as_root pg_ctlcluster --skip-systemctl-redirect "$ver" main start || true
-        done
-        for _ in $(seq 1 30); do pg_up && break; sleep 1; done
+    if ! PG_BIN="$(find_pg_bin)"; then
+        echo "no PostgreSQL server binaries: installing Debian's postgresql"
+        install_postgres \
+            || die "step 'install PostgreSQL' failed: run as root (or with sudo) so apt-get can install 'postgresql', or set AUTHGATE_TEST_POSTGRES_URL to a server of yours"
+        PG_BIN="$(find_pg_bin)" || die "step 'find PostgreSQL' failed: postgresql installed but no initdb under /usr/lib/postgresql/*/bin"
     fi
-    if pg_up; then
-        echo "PostgreSQL started"
-    else
-        warn "PostgreSQL is still not reachable at 127.0.0.1:5432; tests marked 'postgres' will not pass"
+    echo "server binaries: $PG_BIN ($("$PG_BIN/postgres" --version))"
+    if [ "$(id -u)" -eq 0 ] && ! id postgres >/dev/null 2>&1; then
+        useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres \
+            || die "step 'create the postgres user' failed: useradd postgres (initdb refuses to run as root)"
     fi
+    mkdir -p "$PG_ROOT"
+    [ "$(id -u)" -eq 0 ] && chown postgres "$PG_ROOT"
+    chmod 700 "$PG_ROOT"
+    # A data directory of another major version, or a half-written one, is thrown away.
+    if [ -f "$PG_DATA/PG_VERSION" ] && [ "$(cat "$PG_DATA/PG_VERSION")" != "$("$PG_BIN/postgres" --version | sed -E 's/.* ([0-9]+)(\.[0-9]+)*.*/\1/')" ]; then
+        echo "discarding $PG_DATA (made by PostgreSQL $(cat "$PG_DATA/PG_VERSION"))"
+        rm -rf "$PG_DATA"
+    fi
+    [ -f "$PG_DATA/PG_VERSION" ] || rm -rf "$PG_DATA"
+    # A server left running by an interrupted earlier run is stopped before ours starts.
+    if [ -f "$PG_DATA/postmaster.pid" ]; then
+        pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -m immediate -t 10 -w stop >/dev/null 2>&1 || true
+        rm -f "$PG_DATA/postmaster.pid"
+    fi
+    if [ ! -d "$PG_DATA" ]; then
+        echo "initdb $PG_DATA"
+        pg_as_owner "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 \
+            --locale=C.UTF-8 --no-sync >"$PG_ROOT/initdb.log" 2>&1 \
+            || { cat "$PG_ROOT/initdb.log" >&2; die "step 'initdb' failed (log above): remove $PG_DATA and rerun"; }
+    fi
+    PG_PORT="$(free_port)" || die "step 'pick a port for PostgreSQL' failed: no free loopback port"
+    trap stop_own_postgres EXIT
+    PG_STARTED=1
+    # Loopback only; the socket lives in the data directory (no /var/run/postgresql needed).
+    pg_as_owner "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -t 60 -w \
+        -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+        start >/dev/null \
+        || { tail -n 20 "$PG_LOG" >&2; die "step 'start PostgreSQL' failed (log above, $PG_LOG)"; }
+    pg_as_owner "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAq \
+        -c "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+        || pg_as_owner "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -q \
+            -c "CREATE DATABASE test" \
+        || die "step 'create database test' failed (log: $PG_LOG)"
+    export AUTHGATE_TEST_POSTGRES_URL="postgresql+asyncpg://postgres@127.0.0.1:$PG_PORT/test"
+    echo "PostgreSQL $(pg_as_owner "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d test -tAq -c 'SHOW server_version') listening on 127.0.0.1:$PG_PORT"
 fi
+echo "AUTHGATE_TEST_POSTGRES_URL=$AUTHGATE_TEST_POSTGRES_URL"
 
 # ---------------------------------------------------------------------------
 section "mypy --strict (src/authgate)"

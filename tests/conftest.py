@@ -1,0 +1,22 @@
+"""Suite-wide hooks: the closing summary says how many PostgreSQL-backed tests ran, so a run
+that silently lost its database shows it (scripts/test.sh starts the server)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+_postgres_outcomes: Counter[str] = Counter()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "postgres" not in report.keywords:
+        return
+    if report.when == "call" or (report.when == "setup" and not report.passed):
+        _postgres_outcomes[report.outcome] += 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_postgres_outcomes.items()))
+    terminalreporter.write_line(f"postgres-marked tests: {counts or 'none ran'}")
