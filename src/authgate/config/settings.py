@@ -140,7 +140,7 @@ class Settings(BaseSettings):
     )
 
     @field_validator("tool_scopes", "resource_scopes", "prompt_scopes", "scope_implications",
-                     "role_scopes", mode="before")
+                     "role_scopes", "user_role_scopes", mode="before")
     @classmethod
     def _policy_maps_from_text(cls, v: Any) -> Any:
         from authgate.policy.checks import map_from_text
@@ -165,6 +165,34 @@ class Settings(BaseSettings):
     )
     login_attempts_per_minute: int = Field(
         5, ge=1, description="failed sign-ins allowed per username and source address per minute"
+    )
+    dcr_grant_types: list[str] = Field(
+        default_factory=lambda: ["authorization_code", "refresh_token"],
+        description="grant types open dynamic registration may ask for; grants without a person "
+        "(client_credentials) are only for clients an operator creates with `authgate clients add`",
+    )
+    max_unverified_clients: int = Field(
+        1000, ge=10,
+        description="dynamically registered clients that no user has consented to yet; when the pool is "
+        "full the oldest is removed, so a new registration always succeeds",
+    )
+    login_attempts_per_account: int = Field(
+        20, ge=1,
+        description="failed sign-ins allowed per account per hour from addresses that have not signed "
+        "in to it before, however many addresses they come from (IPv6 counted by /64)",
+    )
+    max_concurrent_password_checks: int = Field(
+        4, ge=1, le=64,
+        description="password verifications (argon2) running at once, in worker threads; more wait",
+    )
+    user_role_scopes: dict[str, list[str]] = Field(
+        default_factory=lambda: {"admin": ["*"]},
+        description='embedded mode: scopes a user with each role may grant at consent ("*" = every '
+        "offered scope); a user with no listed role may grant only `scopes`; the first user is admin",
+    )
+    mcp_max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024,
+        description="largest request body accepted on /mcp, bytes (larger: 413 before it is read)",
     )
     cimd_enabled: bool = Field(True, description="accept Client ID Metadata Documents (HTTPS client_id)")
     cimd_allow_loopback_http: bool = Field(
