@@ -157,9 +157,13 @@ class Settings(BaseSettings):
 
     registration_enabled: bool = Field(True, description="allow RFC 7591 dynamic client registration")
     registrations_per_minute: int = Field(
-        10, ge=1, description="dynamic registrations allowed per source address per minute"
+        10, ge=1, description="dynamic registrations allowed per source address (IPv6: per /64) per minute"
     )
-    max_clients: int = Field(10000, ge=1, description="cap on registered clients")
+    max_clients: int = Field(
+        10000, ge=1,
+        description="cap on registered clients outside the unverified pool: those a user has consented to "
+        "and operator-made ones; a registration is refused (503) only when these fill it",
+    )
     client_idle_days: int = Field(
         30, ge=1, description="registered clients unused this long and holding no grant are pruned"
     )

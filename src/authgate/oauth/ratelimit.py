@@ -18,13 +18,30 @@ registration still needs the store). Failing closed would turn a database hiccup
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["RateLimiter", "RateLimits", "weighted_wait"]
+__all__ = ["RateLimiter", "RateLimits", "address_key", "weighted_wait"]
+
+
+def address_key(address: str) -> str:
+    """The part of a client address a limit counts by: an IPv4 address whole, an IPv6 address
+    by its /64 (one subscriber's usual allocation, RFC 6177 §3, so rotating addresses inside
+    it counts as one source). IPv4-mapped IPv6 is the IPv4 address; anything unparseable (a
+    Unix socket, "-") is kept as is."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone ("fe80::1%eth0")
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class RateLimits(Protocol):

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
+from authgate.oauth.ratelimit import address_key
 from authgate.server.responses import json_response, oauth_error
 
 MAX_BODY = 64 * 1024
@@ -65,7 +66,7 @@ class Endpoints:
         settings = self.auth.settings
         if not settings.registration_enabled:
             raise InvalidRequest("dynamic client registration is disabled on this server")
-        source = request.client.host if request.client else "-"
+        source = address_key(request.client.host if request.client else "-")  # IPv6 by /64
         if not await self.auth.registrations.hit(source):
             raise SlowDown("too many registrations from this address; retry later",
                            retry_after=max(1, await self.auth.registrations.retry_after(source)))
