@@ -17,6 +17,7 @@ from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import load_settings
 
 if TYPE_CHECKING:
+    from authgate.kb.indexer import Indexer, IndexReport
     from authgate.kb.models import KnowledgeBase
     from authgate.kb.store import KnowledgeStore
 
@@ -25,10 +26,25 @@ def _store(args: argparse.Namespace) -> KnowledgeStore:
     from authgate.kb.service import index_path
     from authgate.kb.store import KnowledgeStore
 
-    settings = load_settings(args.config, **setting_overrides(args))
-    store = KnowledgeStore(index_path(settings.data_dir))
+    store = KnowledgeStore(index_path(_data_dir(args)))
     store.open()
     return store
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    return load_settings(args.config, **setting_overrides(args)).data_dir
+
+
+def _indexer(args: argparse.Namespace, store: KnowledgeStore) -> Indexer:
+    from authgate.kb.indexer import Indexer
+
+    return Indexer(store, excluded=(_data_dir(args),))  # never publish authgate's own secrets
+
+
+def _print_report(report: IndexReport) -> None:
+    print(report.summary())
+    for line in report.skipped:
+        print(f"  skipped {line}")
 
 
 def _when(timestamp: float | None) -> str:
@@ -50,14 +66,12 @@ def _folders(raw: list[str]) -> list[Path]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from authgate.kb.indexer import Indexer
-
     folders = _folders(args.dirs)
     store = _store(args)
     kb = store.add_knowledge_base(args.name, folders, description=args.description or "", now=time.time())
     print(f"knowledge base {kb.kb_id}: {', '.join(ds.ds_id for ds in kb.data_sources)}")
     if not args.no_index:
-        print(Indexer(store).reindex(kb.kb_id).summary())
+        _print_report(_indexer(args, store).reindex(kb.kb_id))
     return 0
 
 
@@ -82,14 +96,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    from authgate.kb.indexer import Indexer
-
-    indexer = Indexer(_store(args))
+    indexer = _indexer(args, _store(args))
     reports = [indexer.reindex(args.name)] if args.name else indexer.reindex_all()
     for report in reports:
-        print(report.summary())
-        for line in report.skipped:
-            print(f"  skipped {line}")
+        _print_report(report)
     return 1 if any(r.missing_sources for r in reports) else 0
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import stat as stat_mode
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -62,13 +63,16 @@ class IndexReport:
 
 
 class Indexer:
-    """Indexes knowledge bases of one store. `should_stop` is polled between files."""
+    """Indexes knowledge bases of one store. `should_stop` is polled between files; `excluded`
+    folders (authgate's own data directory) are never indexed, even inside a data source."""
 
     def __init__(self, store: KnowledgeStore, *, clock: Callable[[], float] = time.time,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 excluded: tuple[Path, ...] = ()) -> None:
         self.store = store
         self.clock = clock
         self.should_stop = should_stop
+        self.excluded = tuple(Path(os.path.realpath(p)) for p in excluded)
 
     def reindex_all(self) -> list[IndexReport]:
         return [self.reindex(kb.kb_id) for kb in self.store.list_knowledge_bases()]
@@ -92,11 +96,12 @@ class Indexer:
         known = self.store.indexed_files(source.kb_id, source.ds_id)
         seen: set[str] = set()
         batch: list[Change] = []
-        for rel_path, path in walk_folder(source.path):
+        root = Path(os.path.realpath(source.path))
+        for rel_path, path in walk_folder(source.path, report.skipped, excluded=self.excluded):
             if self.should_stop():
                 report.stopped = True
                 break
-            change = self._examine(rel_path, path, known.get(rel_path), report)
+            change = self._examine(root, rel_path, path, known.get(rel_path), report)
             if change is not False:
                 seen.add(rel_path)
             if isinstance(change, (Upsert, Touch)):
@@ -113,21 +118,20 @@ class Indexer:
             self.store.mark_indexed(source.kb_id, source.ds_id, "ok", started)
 
     @staticmethod
-    def _examine(rel_path: str, path: Path, known: IndexedFile | None,
+    def _examine(root: Path, rel_path: str, path: Path, known: IndexedFile | None,
                  report: IndexReport) -> Change | None | bool:
         """The change a file needs, None when up to date, False when it cannot be indexed."""
         try:
-            stat = path.stat()
-            if stat.st_size > MAX_FILE_BYTES:
-                report.skipped.append(f"{rel_path}: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
-                return False
-            if known is not None and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
-                report.unchanged += 1
-                return None
-            raw = path.read_bytes()
+            stat, raw = read_inside(root, path, known)
+        except SkippedFile as why:
+            report.skipped.append(f"{rel_path}: {why}")
+            return False
         except OSError as exc:
             report.skipped.append(f"{rel_path}: {exc.strerror or exc}")
             return False
+        if raw is None:
+            report.unchanged += 1
+            return None
         digest = hashlib.sha256(raw).hexdigest()
         if known is not None and known.sha256 == digest:
             report.unchanged += 1
@@ -141,18 +145,81 @@ class Indexer:
         return Upsert(rel_path, document, chunks, stat.st_mtime_ns, stat.st_size, digest)
 
 
-def walk_folder(root: Path) -> Iterator[tuple[str, Path]]:
+class SkippedFile(Exception):
+    """A file the indexer refuses to read; the message says why (shown by `kb add`/`reindex`)."""
+
+
+def read_inside(root: Path, path: Path, known: IndexedFile | None) -> tuple[os.stat_result, bytes | None]:
+    """Open `path` without following a link and read it, only if it is a plain file with one
+    name whose real path is under `root`. The checks are made on the open descriptor, so a file
+    swapped for a link after the folder was listed is refused too. Returns (stat, None) when the
+    file is unchanged since `known`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        stat = os.fstat(fd)
+        _refuse_unless_own_file(root, fd, stat)
+        if stat.st_size > MAX_FILE_BYTES:
+            raise SkippedFile(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        if known is not None and (known.mtime_ns, known.size) == (stat.st_mtime_ns, stat.st_size):
+            return stat, None
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise SkippedFile(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+        return stat, raw
+    finally:
+        os.close(fd)
+
+
+def _refuse_unless_own_file(root: Path, fd: int, stat: os.stat_result) -> None:
+    if not stat_mode.S_ISREG(stat.st_mode):
+        raise SkippedFile("not a regular file")
+    if stat.st_nlink > 1:
+        # Another name of the same file may live anywhere on the disk (e.g. a hard link to a
+        # secret): its content is not the folder owner's to publish.
+        raise SkippedFile("hard link (the file has other names; copy it into the folder instead)")
+    real = _real_path_of(fd)
+    if real is not None and not real.is_relative_to(root):
+        raise SkippedFile("resolves outside the data source's folder")
+
+
+def _real_path_of(fd: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:  # no /proc (not Linux): the O_NOFOLLOW open and the walk's checks remain
+        return None
+def walk_folder(root: Path, skipped: list[str] | None = None, *,
+                excluded: tuple[Path, ...] = ()) -> Iterator[tuple[str, Path]]:
     """(relative POSIX path, path) of every indexable file under `root`, in a stable order.
 
     Hidden files and folders (a leading dot), and dependency/cache folders, are left out.
-    Symbolic links to folders are not followed (no cycles, no escaping the data source).
+    Symbolic links, to files or folders, are never followed: a knowledge base publishes what is
+    in its folder, not what a link points at (no cycles, no escaping the data source). Folders
+    in `excluded` (real paths) are left out. What is left out for safety is noted in `skipped`.
     """
+    note = skipped.append if skipped is not None else (lambda _: None)
     for directory, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in SKIPPED_DIRS)
+        here = Path(directory)
+        if any(Path(os.path.realpath(here)).is_relative_to(ex) for ex in excluded):
+            note(f"{here.relative_to(root).as_posix()}/: authgate's own data directory")
+            dirs[:] = []
+            continue
+        kept = []
+        for d in sorted(dirs):
+            if d.startswith(".") or d in SKIPPED_DIRS:
+                continue
+            if (here / d).is_symlink():
+                note(f"{(here / d).relative_to(root).as_posix()}/: symbolic link (not followed)")
+                continue
+            kept.append(d)
+        dirs[:] = kept
         for name in sorted(files):
             if name.startswith(".") or file_type_of(name) is None:
                 continue
-            path = Path(directory) / name
+            path = here / name
+            if path.is_symlink():
+                note(f"{path.relative_to(root).as_posix()}: symbolic link (not followed)")
+                continue
             yield path.relative_to(root).as_posix(), path
 
 

@@ -46,7 +46,7 @@ class KnowledgeService:
         self.store = KnowledgeStore(index_path(data_dir))
         self.reindex_interval = reindex_interval
         self._stop = threading.Event()
-        self._indexer = Indexer(self.store, should_stop=self._stop.is_set)
+        self._indexer = Indexer(self.store, should_stop=self._stop.is_set, excluded=(data_dir,))
         self._indexing: set[str] = set()
         self._first_pass: anyio.Event | None = None
         self._prepared = False
