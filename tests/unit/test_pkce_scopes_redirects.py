@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from authgate.errors import InvalidGrant, InvalidRedirectUri, InvalidRequest
@@ -88,3 +90,44 @@ def test_form_action_source_allows_the_redirect_target() -> None:
     assert redirect_uris.form_action_source("http://127.0.0.1:5173/cb") == "http://127.0.0.1:*"
     assert redirect_uris.form_action_source("https://claude.ai/api/mcp/auth_callback") == "https://claude.ai"
     assert redirect_uris.form_action_source("com.example.app:/cb") == "com.example.app:"
+
+
+@pytest.mark.requirement("RFC 9700 §4.1.3 / RFC 3986 §2: no userinfo, control characters or whitespace")
+@pytest.mark.parametrize("uri, says", [
+    ("https://claude.ai@evil.example/cb", "user information"),
+    ("https://:pw@evil.example/cb", "user information"),
+    ("http://claude.ai@127.0.0.1:3000/cb", "user information"),
+    ("https://a.example\\@b.example/cb", "user information"),
+    ("https://a.example\\.b.example/cb", "backslash"),
+    ("https://ok.example/cb\r\nSet-Cookie: x=1", "U+000D"),
+    ("https://ok.example/cb\n", "U+000A"),
+    ("https://ok.example/c\x00b", "U+0000"),
+    ("https://ok.example/c\x1bb", "U+001B"),
+    ("https://ok.example/c\x7fb", "U+007F"),
+    ("https://ok.example/a b", "U+0020"),
+    ("\thttps://ok.example/cb", "U+0009"),
+    ("https://ok.example/\u202ebc", "U+202E"),
+    ("https://ok.example/\u200bcb", "U+200B"),
+])
+def test_deceptive_redirect_uris_are_refused_at_registration(uri: str, says: str) -> None:
+    with pytest.raises(InvalidRedirectUri, match=re.escape(says)):
+        redirect_uris.validate_for_registration(uri)
+
+
+def test_loopback_port_exception_does_not_admit_userinfo_or_control_characters() -> None:
+    registered = ["http://127.0.0.1/cb"]
+    assert redirect_uris.matches(registered, "http://127.0.0.1:4321/cb")
+    assert not redirect_uris.matches(registered, "http://x@127.0.0.1:4321/cb")
+    assert not redirect_uris.matches(registered, "http://127.0.0.1:4321/cb\r\n")
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("https://claude.ai/api/mcp/auth_callback", "claude.ai"),
+    ("https://EXAMPLE.com:8443/path?next=https://claude.ai", "example.com"),
+    ("http://127.0.0.1:33418/callback", "127.0.0.1"),
+    ("http://[::1]:3000/cb", "[::1]"),
+    ("https://ex\u0430mple.com/cb", "xn--exmple-4nf.com"),  # a Cyrillic "а"
+    ("cursor://anysphere.cursor-mcp/oauth/callback", "cursor:"),
+])
+def test_display_host_is_the_host_alone(uri: str, shown: str) -> None:
+    assert redirect_uris.display_host(uri) == shown

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from authgate.oauth.ratelimit import RateLimiter, weighted_wait
+from authgate.oauth.ratelimit import RateLimiter, address_key, weighted_wait
 
 
 class Clock:
@@ -37,3 +37,16 @@ async def test_the_in_process_limiter_refuses_over_the_limit_and_slides() -> Non
 ])
 def test_weighted_wait(previous: int, current: int, elapsed: float, wait: int) -> None:
     assert weighted_wait(5, 60, previous, current, elapsed) == wait
+
+
+@pytest.mark.parametrize("address, key", [
+    ("203.0.113.7", "203.0.113.7"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:DB8:1:2:ffff:eeee:dddd:cccc", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:203.0.113.7", "203.0.113.7"),
+    ("fe80::1%eth0", "fe80::/64"),
+    ("-", "-"),
+])
+def test_address_key_counts_ipv4_whole_and_ipv6_by_64(address: str, key: str) -> None:
+    assert address_key(address) == key

@@ -52,6 +52,7 @@ class AuthorizationRequest:
     code_challenge: str
     via_cimd: bool
     loopback_only: bool  # every redirect URI is loopback: anyone could claim to be this client
+    unverified_client: bool = True  # it described itself (DCR, CIMD): its name is its own claim
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in
@@ -59,13 +60,14 @@ class AuthorizationRequest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuthorizationRequest:
-        values: dict[str, Any] = {f: data[f] for f in cls.__slots__}
+        # a request signed before `unverified_client` existed is shown as unverified
+        values: dict[str, Any] = {f: data[f] for f in cls.__slots__ if f in data or f != "unverified_client"}
         values["scopes"], values["resources"] = tuple(data["scopes"]), tuple(data["resources"])
         return cls(**values)
 
     @property
     def redirect_host(self) -> str:
-        return urlsplit(self.redirect_uri).netloc or self.redirect_uri.split(":", 1)[0] + ":"
+        return redirect_uris.display_host(self.redirect_uri)
 
 
 def canonical_resources(auth: Authority, requested: list[str]) -> tuple[str, ...]:
@@ -128,6 +130,7 @@ async def validate(auth: Authority, params: list[tuple[str, str]]) -> Authorizat
         code_challenge=challenge,
         via_cimd=client.source == "cimd",
         loopback_only=redirect_uris.all_loopback(client.redirect_uris),
+        unverified_client=client.source in ("dcr", "cimd"),
     )
 
 

@@ -95,7 +95,8 @@ class BrowserFlow:
         scopes = [{**d, "unlocks": self.policy.unlocked_by(d["name"])} for d in describe_scopes(asked)]
         token = csrf_token(request)
         response = render("consent.html", form_targets=[form_action_source(req.redirect_uri)],
-                          client_name=req.client_name, username=user.username, redirect_host=req.redirect_host,
+                          client_name=req.client_name, unverified_client=req.unverified_client,
+                          username=user.username, redirect_host=req.redirect_host,
                           loopback_warning=req.via_cimd and req.loopback_only,
                           scopes=scopes, already=[s for s in req.scopes if s in held],
                           action=self.auth.urls.endpoint("consent"),

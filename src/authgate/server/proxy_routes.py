@@ -111,7 +111,8 @@ class ProxyFlow(BrowserFlow):
         scopes = [{**d, "unlocks": self.policy.unlocked_by(d["name"])} for d in describe_scopes(req.scopes)]
         token = csrf_token(request)
         response = render("consent.html", form_targets=[form_action_source(req.redirect_uri), self.upstream_origin],
-                          client_name=req.client_name, username=None, upstream_name=self.upstream.upstream.name,
+                          client_name=req.client_name, unverified_client=req.unverified_client,
+                          username=None, upstream_name=self.upstream.upstream.name,
                           redirect_host=req.redirect_host, loopback_warning=req.via_cimd and req.loopback_only,
                           scopes=scopes, already=[], action=self.auth.urls.endpoint("consent"),
                           csrf_token=token, request_token=self.signer.dumps("authz", req.to_dict()))
