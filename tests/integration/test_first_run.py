@@ -66,3 +66,32 @@ def test_wrong_secret_key_is_named_at_start(tmp_path: Path) -> None:
                           timeout=60)
     assert done.returncode == 2
     assert "setting 'secret_key'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_fresh_data_dir_is_private_to_its_owner(tmp_path: Path) -> None:
+    """Issue 11, done-when 9: database files 0600 in a 0700 directory, from the first command
+    on (`users add` creates the database before `serve` ever runs)."""
+    server = AuthgateServer(tmp_path / "gate")
+    fresh = tmp_path / "new" / "authgate-data"
+    server.data_dir = fresh
+    server.env["AUTHGATE_DATA_DIR"] = str(fresh)
+    server.add_user()
+    server.start()
+    try:
+        assert httpx.get(server.endpoint("health")).status_code == 200
+    finally:
+        server.stop()
+    assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+    files = {p.name: stat.S_IMODE(p.stat().st_mode) for p in fresh.iterdir() if p.is_file()}
+    assert {"authgate.db", "kb.sqlite3", "secret.key"} <= set(files), files
+    assert all(mode == 0o600 for mode in files.values()), files
+    assert "readable by other users" not in server.logs()
+
+
+def test_a_loose_data_dir_is_named_at_start(tmp_path: Path) -> None:
+    server = AuthgateServer(tmp_path)  # made by the test with the default umask: 0755
+    server.data_dir.chmod(0o755)
+    server.add_user()
+    server.start()
+    server.stop()
+    assert f"chmod 700 {server.data_dir}" in server.logs()

@@ -1,4 +1,4 @@
-"""`authgate` command line: serve, users, db, keys."""
+"""`authgate` command line: serve, users, db, keys (and kb, doctor, idp, audit, clients in their modules)."""
 
 from __future__ import annotations
 
@@ -113,11 +113,12 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
+    from authgate.store.files import private_dir
     from authgate.store.sql import upgrade
 
     settings = _settings(args)
     if settings.effective_database_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     revision = asyncio.run(upgrade(settings.effective_database_url))
     print(f"database schema at revision {revision}")
     return 0
@@ -183,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_idp(sub)
     from authgate.cli.audit_cmd import add_parser as add_audit
     add_audit(sub)
+    from authgate.cli.clients_cmd import add_parser as add_clients
+    add_clients(sub)
     return parser
 
 

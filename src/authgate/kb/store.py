@@ -36,6 +36,7 @@ from authgate.kb.models import (
     Upsert,
 )
 from authgate.kb.query import fts_query, meta_key, meta_rows, meta_value
+from authgate.store.files import private_file
 
 SCHEMA_VERSION = 1
 # BM25 column weights: a word in the title counts more than in a heading, more than in the text.
@@ -117,7 +118,7 @@ class KnowledgeStore:
 
     def open(self) -> None:
         """Create the file and schema if needed; refuse a schema from a newer authgate."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # 0600 in a 0700 folder: the index holds the documents' text
         with self._connect() as conn:
             conn.execute("PRAGMA journal_mode = WAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]

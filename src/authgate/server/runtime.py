@@ -24,6 +24,7 @@ from authgate.oauth.passwords import hash_password
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
+from authgate.store.files import private_dir
 from authgate.store.models import User
 from authgate.store.protocols import Store
 from authgate.store.sql import SqlStore
@@ -53,7 +54,7 @@ class Runtime:
 
 
 def _write_private(path: Path, data: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(data)
@@ -74,7 +75,7 @@ def load_secret(settings: Settings) -> bytes:
 
 def open_store(settings: Settings) -> Store:
     if settings.effective_database_url.startswith("sqlite"):
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir)
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from authgate.errors import StoreError
+from authgate.store.files import private_file
 
 # Execution option marking a connection that will write: on SQLite it begins IMMEDIATE.
 WRITE_OPTION = "authgate_write"
@@ -69,7 +70,7 @@ def make_engine(url: URL) -> AsyncEngine:
     path = sqlite_file(url)
     if path is not None:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)  # 0600 in a 0700 folder before SQLite creates it
         except OSError as exc:
             raise StoreError(f"cannot create the directory for {path}: {exc}") from None
     engine = create_async_engine(url)

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authgate.errors import StoreError
+from authgate.store.files import private_file
 from authgate.store.sql.engine import WRITE_OPTION, is_sqlite, make_engine, parse_url, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -142,6 +143,7 @@ async def _pg_advisory_lock(engine: AsyncEngine) -> AsyncIterator[None]:
 async def _file_lock(path: Path) -> AsyncIterator[None]:
     # flock, not lockf: flock locks belong to the open file, so two stores in one process
     # exclude each other too. Polling keeps the event loop free and cancellation clean.
+    private_file(path)
     with open(path, "a+b") as handle:
         while True:
             try:
