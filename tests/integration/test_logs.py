@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 import httpx
+import pytest
 from authgate_server import AuthgateServer
+from stdio_support import machine_token
 
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
            "MCP-Protocol-Version": "2025-06-18"}
@@ -43,3 +45,35 @@ def test_json_request_log_names_the_caller_and_never_the_secrets(tmp_path: Path)
     assert "session_id" in mcp[0]
     for secret in (token, reg["client_secret"], server.password):
         assert secret not in logs
+
+
+FORGED = "2026-12-04 10:32:00,000 INFO authgate.request: GET /admin 200 subject=root"
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_newline_from_a_request_never_starts_a_log_line(tmp_path: Path, log_format: str) -> None:
+    """Issue 11, done-when 8: a path, tool name or method carrying CR/LF (or another control
+    character) cannot forge a log record."""
+    server = AuthgateServer(tmp_path, extra_env={"AUTHGATE_LOG_FORMAT": log_format})
+    server.add_user()
+    server.start()
+    try:
+        with httpx.Client(timeout=10) as http:
+            assert http.get(f"{server.url}/x%0A{FORGED}%0D%0A").status_code in (401, 404)
+            token, _ = machine_token(server)
+            auth = {**HEADERS, "Authorization": f"Bearer {token}"}
+            for body in ({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                          "params": {"name": f"whoami\n{FORGED}", "arguments": {}}},
+                         {"jsonrpc": "2.0", "id": 2, "method": f"tools/list\r\n{FORGED}\u2028x"}):
+                assert http.post(server.mcp_url, json=body, headers=auth).status_code < 500
+    finally:
+        server.stop()
+    stderr = "".join(p.read_text() for p in sorted(server.logs_dir.glob("serve-*.stderr")))
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert sum("x\\x0a2026-12-04" in line or "x\\n2026-12-04" in line for line in lines) >= 1, stderr
+    for line in lines:
+        assert not line.startswith("2026-12-04 10:32"), f"forged record in the log:\n{stderr}"
+        if log_format == "json":
+            json.loads(line)  # every line is one whole record
+        else:
+            assert line.startswith(("| ", "20")), line  # a record's timestamp, or a traceback line

@@ -58,15 +58,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+# Characters that could end a text log line early or disguise one: C0/C1 controls, DEL and
+# Unicode's line and paragraph separators. A request path, tool or method name is attacker text.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    """`text` on one line: every control character written as a \\xNN / \\uNNNN escape."""
+    return _UNSAFE.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 class TextFormatter(logging.Formatter):
+    """One line per record, whatever the message and fields hold; a traceback follows on lines
+    that start with "| ", so no text from a request can pass for a record of its own."""
+
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.converter = time.gmtime
 
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+    def formatException(self, ei: Any) -> str:
+        return "\n".join("| " + escape_controls(line) for line in super().formatException(ei).splitlines())
+
+    def formatStack(self, stack_info: str) -> str:
+        return "\n".join("| " + escape_controls(line) for line in stack_info.splitlines())
+
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
+        text = super().format(record)
+        line, newline, rest = text.partition("\n")  # the record's line, then any traceback
         fields = getattr(record, "fields", {})
-        return line + "".join(f" {k}={fields[k]}" for k in _FIELDS if k in fields and k not in ("method", "path", "status"))
+        line += "".join(f" {k}={escape_controls(str(fields[k]))}" for k in _FIELDS
+                        if k in fields and k not in ("method", "path", "status"))
+        return line + newline + rest
 
 
 def configure_logging(level: str, fmt: str) -> None:
