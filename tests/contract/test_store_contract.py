@@ -60,6 +60,14 @@ async def test_client_cap_holds_across_concurrent_replicas(
     assert await store.count_clients() == 5
 
 
+async def test_list_clients_returns_every_source_oldest_first(store: SqlStore, build: type[Build]) -> None:
+    await store.add_client(dataclasses.replace(build.client("late", source="operator"), created_at=NOW + 5))
+    await store.add_client(build.client("early"))
+    listed = await store.list_clients()
+    assert [(c.client_id, c.source) for c in listed] == [("early", "dcr"), ("late", "operator")]
+    assert listed[1] == await store.get_client("late")
+
+
 async def test_touch_client_records_last_use(store: SqlStore, build: type[Build]) -> None:
     await store.add_client(build.client("c", last_used_at=NOW))
     await store.touch_client("c", NOW + 100)

@@ -6,7 +6,7 @@ import pytest
 
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth.opaque import digest
-from authgate.oauth.registration import register
+from authgate.oauth.registration import machine_client, register
 
 CB = ["https://claude.ai/api/mcp/auth_callback"]
 
@@ -48,9 +48,27 @@ def test_invalid_metadata_is_refused_with_rfc_7591_errors(body: dict[str, object
         register(body, 1.0)
 
 
-def test_machine_client_needs_no_redirect_uri() -> None:
-    _, body = register({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}, 1.0)
-    assert body["redirect_uris"] == []
+@pytest.mark.parametrize("grants", [["client_credentials"], ["authorization_code", "client_credentials"]])
+def test_open_registration_refuses_client_credentials_naming_the_operator_path(grants: list[str]) -> None:
+    body = {"grant_types": grants, "redirect_uris": CB, "token_endpoint_auth_method": "client_secret_post"}
+    with pytest.raises(InvalidClientMetadata, match="authgate clients add"):
+        register(body, 1.0, ["authorization_code", "refresh_token"])
+
+
+def test_open_registration_refuses_grants_outside_dcr_grant_types() -> None:
+    with pytest.raises(InvalidClientMetadata, match="not open to dynamic registration"):
+        register({"redirect_uris": CB, "grant_types": ["authorization_code", "refresh_token"]}, 1.0,
+                 ["authorization_code"])
+    _, body = register({"redirect_uris": CB}, 1.0, ["authorization_code"])  # the default follows the setting
+    assert body["grant_types"] == ["authorization_code"]
+
+
+def test_machine_client_is_operator_made_with_its_scopes_and_a_hashed_secret() -> None:
+    client, secret = machine_client("backup", ["mcp", "kb:read"], None, 5.0)
+    assert client.source == "operator" and client.metadata["grant_types"] == ["client_credentials"]
+    assert client.metadata["scope"] == "mcp kb:read" and client.metadata["subject"] == client.client_id
+    assert client.client_secret_hash == digest(secret) and secret not in str(client)
+    assert machine_client("b", ["mcp"], "svc-backup", 5.0)[0].metadata["subject"] == "svc-backup"
 
 
 def test_unknown_metadata_is_ignored_not_echoed() -> None:

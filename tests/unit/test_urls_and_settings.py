@@ -90,3 +90,14 @@ def test_offline_access_cannot_be_a_resource_scope(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(scopes=["mcp", "offline_access"], data_dir=tmp_path)
     assert err.value.setting == "scopes"
+
+
+@pytest.mark.parametrize(("grants", "named"), [
+    (["authorization_code", "client_credentials"], "operator"),
+    (["authorization_code", "implicit"], "implicit"),
+])
+def test_dcr_grant_types_allow_only_grants_with_a_user(tmp_path: Path, grants: list[str], named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(dcr_grant_types=grants, data_dir=tmp_path)
+    assert err.value.setting == "dcr_grant_types" and named in err.value.problem
+    assert "authgate clients add" in err.value.fix

@@ -40,6 +40,8 @@ _FIXES: dict[str, str] = {
     "introspection_client_secret": "set introspection_client_id and introspection_client_secret to a client "
     "the IdP allows to introspect",
     "mirror_as_metadata": "remove mirror_as_metadata, or set auth_mode = \"external\"",
+    "dcr_grant_types": "list only authorization_code and refresh_token; create a machine client with "
+    "`authgate clients add NAME --grant client_credentials --scopes …`",
 }
 
 
@@ -175,6 +177,18 @@ class Settings(BaseSettings):
         description="grant types open dynamic registration may ask for; grants without a person "
         "(client_credentials) are only for clients an operator creates with `authgate clients add`",
     )
+
+    @field_validator("dcr_grant_types")
+    @classmethod
+    def _dcr_grants_have_a_user(cls, v: list[str]) -> list[str]:
+        # A grant without a person would hand anyone who can reach /register a token (issue 11)
+        if "client_credentials" in v:
+            raise ValueError("client_credentials is for machine clients an operator creates, never "
+                             "for open registration")
+        if unknown := [g for g in v if g not in ("authorization_code", "refresh_token")]:
+            raise ValueError(f"{', '.join(unknown)} is not a grant type open registration can offer")
+        return v
+
     max_unverified_clients: int = Field(
         1000, ge=10,
         description="dynamically registered clients that no user has consented to yet; when the pool is "

@@ -59,8 +59,11 @@ class EmbeddedTokenVerifier:
     async def _live_username(self, claims: access_tokens.AccessTokenClaims) -> str | None:
         store = self._auth.store
         if claims.grant_id is None:  # client_credentials: the client itself must still exist
-            if await store.get_client(claims.client_id) is None:
+            client = await store.get_client(claims.client_id)
+            if client is None:
                 raise InvalidToken("the client of this token no longer exists")
+            if client.source != "operator":  # a dynamically registered one, as older versions allowed
+                raise InvalidToken("tokens without a user are only for clients an operator creates")
             return None
         if not await store.family_is_live(claims.grant_id):
             raise InvalidToken("the grant behind this token was revoked")

@@ -38,7 +38,7 @@ async def token(auth: Authority, form: dict[str, str], resources: list[str], aut
     if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
         raise UnauthorizedClient(f"this client did not register the {grant_type} grant")
     response = await handler(auth, client, form, resources)
-    if client.source == "dcr":
+    if client.source in ("dcr", "operator"):  # pruning spares it; `authgate clients list` shows it
         await auth.store.touch_client(client.client_id, auth.clock())
     return response
 
@@ -171,11 +171,19 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
 
 
 async def _client_credentials(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
-    if client.client_secret_hash is None:
-        raise UnauthorizedClient("client_credentials needs a confidential client")
-    granted = scopes.grantable(scopes.parse(form.get("scope")), offered_scopes(auth.settings), auth.settings.scopes)
-    granted = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
-    return _access_token_response(auth, subject=client.client_id, client_id=client.client_id, granted=granted,
+    # Only operator-made clients: one registered dynamically (by an older version) is anyone's
+    if client.source != "operator" or client.client_secret_hash is None:
+        raise UnauthorizedClient("client_credentials is only for machine clients an operator creates with "
+                                 "`authgate clients add`; this client was registered dynamically")
+    offered = set(offered_scopes(auth.settings))
+    allowed = tuple(s for s in scopes.parse(client.metadata.get("scope")) if s in offered)
+    requested = scopes.parse(form.get("scope"))
+    # RFC 6749 §3.3: the response's `scope` says what was granted, never more than allowed
+    granted = tuple(s for s in requested if s in allowed) if requested else allowed
+    if not granted:
+        raise InvalidScope(f"this client may be granted only: {scopes.render(allowed) or '(no scope)'}")
+    subject = str(client.metadata.get("subject") or client.client_id)
+    return _access_token_response(auth, subject=subject, client_id=client.client_id, granted=granted,
                                   resources=canonical_resources(auth, resources), grant_id=None)
 
 

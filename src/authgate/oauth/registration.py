@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
@@ -12,6 +13,7 @@ from authgate.store.models import Client
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+OPEN_GRANTS = ("authorization_code", "refresh_token")  # `dcr_grant_types` default: grants with a user
 _STRING_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
                   "software_version", "scope")
 
@@ -23,18 +25,30 @@ def _string_list(body: dict[str, Any], name: str, default: list[str]) -> list[st
     return list(value)
 
 
-def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
-    """Return the metadata we keep; unknown fields are ignored (RFC 7591 §2)."""
+def _check_grants(grants: list[str], open_grants: Sequence[str]) -> None:
+    """Open registration offers only grants with a user behind them (`dcr_grant_types`)."""
+    if unknown := [g for g in grants if g not in GRANT_TYPES]:
+        raise InvalidClientMetadata(f"grant_types {unknown} are not supported")
+    if "client_credentials" in grants:
+        raise InvalidClientMetadata(
+            "grant_types client_credentials cannot be registered here: machine clients are created by "
+            "an operator of this server with `authgate clients add NAME --grant client_credentials`")
+    if closed := [g for g in grants if g not in open_grants]:
+        raise InvalidClientMetadata(f"grant_types {closed} are not open to dynamic registration on this "
+                                    f"server; it offers {', '.join(open_grants) or 'none'}")
+
+
+def validate_metadata(body: dict[str, Any], open_grants: Sequence[str] = OPEN_GRANTS) -> dict[str, Any]:
+    """Return the metadata we keep; unknown fields are ignored (RFC 7591 §2). `open_grants`
+    is the `dcr_grant_types` setting."""
     method = body.get("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
     if method not in AUTH_METHODS:
         raise InvalidClientMetadata(
             f"token_endpoint_auth_method {method!r} is not supported; use one of {', '.join(AUTH_METHODS)}"
         )
-    grants = _string_list(body, "grant_types", ["authorization_code", "refresh_token"])
-    if unknown := [g for g in grants if g not in GRANT_TYPES]:
-        raise InvalidClientMetadata(f"grant_types {unknown} are not supported")
-    if "client_credentials" in grants and method == "none":
-        raise InvalidClientMetadata("client_credentials needs a confidential client (not auth method none)")
+    default = [g for g in OPEN_GRANTS if g in open_grants]
+    grants = _string_list(body, "grant_types", default)
+    _check_grants(grants, open_grants)
     responses = _string_list(body, "response_types", ["code"] if "authorization_code" in grants else [])
     if any(r != "code" for r in responses):
         raise InvalidClientMetadata("only response_type 'code' is supported (OAuth 2.1)")
@@ -66,10 +80,11 @@ def validate_metadata(body: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def register(body: dict[str, Any], now: float) -> tuple[Client, dict[str, Any]]:
+def register(body: dict[str, Any], now: float,
+             open_grants: Sequence[str] = OPEN_GRANTS) -> tuple[Client, dict[str, Any]]:
     """Mint a client from validated metadata. Returns the record and the 201 response body
     (which alone carries the plaintext secret)."""
-    metadata = validate_metadata(body)
+    metadata = validate_metadata(body, open_grants)
     client_id = str(uuid.uuid4())
     secret = None if metadata["token_endpoint_auth_method"] == "none" else new_secret("ags_")
     client = Client(
@@ -85,3 +100,19 @@ def register(body: dict[str, Any], now: float) -> tuple[Client, dict[str, Any]]:
         response["client_secret"] = secret
         response["client_secret_expires_at"] = 0  # RFC 7591 §3.2.1: REQUIRED with a secret
     return client, response
+
+
+def machine_client(name: str, scopes: Sequence[str], subject: str | None, now: float) -> tuple[Client, str]:
+    """An operator-made client_credentials client (`authgate clients add`): the record and
+    its plaintext secret, shown once. `scopes` bounds every token it gets; `subject` is their
+    `sub` (default: the client_id)."""
+    client_id = str(uuid.uuid4())
+    secret = new_secret("ags_")
+    metadata: dict[str, Any] = {
+        "client_name": name, "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
+        "token_endpoint_auth_method": "client_secret_basic", "scope": " ".join(scopes),
+        "subject": subject or client_id,
+    }
+    client = Client(client_id=client_id, metadata=metadata, created_at=now, last_used_at=now,
+                    client_secret_hash=digest(secret), source="operator")
+    return client, secret

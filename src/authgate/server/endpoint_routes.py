@@ -80,7 +80,7 @@ class Endpoints:
         if not isinstance(body, dict):
             raise InvalidClientMetadata("the body must be a JSON object")
         now = self.auth.clock()
-        client, response = registration.register(body, now)
+        client, response = registration.register(body, now, settings.dcr_grant_types)
         store = self.auth.store
         if not await store.add_client(client, max_clients=settings.max_clients):
             await store.prune_clients(now - settings.client_idle_days * 86400, now)

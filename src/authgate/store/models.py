@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-ClientSource = Literal["dcr", "static", "cimd"]
+ClientSource = Literal["dcr", "static", "cimd", "operator"]  # operator: `authgate clients add`
 KeyState = Literal["next", "active", "retired"]
 
 

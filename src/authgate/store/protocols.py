@@ -38,6 +38,9 @@ class ClientStore(Protocol):
 
     async def count_clients(self) -> int: ...
 
+    async def list_clients(self) -> list[Client]:
+        """Every stored client, oldest first (`authgate clients list`)."""
+
     async def prune_clients(self, unused_since: float, now: float) -> int:
         """Delete DCR clients last used before `unused_since` that hold no live refresh family."""
 

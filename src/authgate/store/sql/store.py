@@ -180,6 +180,10 @@ class SqlStore:
     async def count_clients(self) -> int:
         return await self._count(CLIENTS)
 
+    async def list_clients(self) -> list[Client]:
+        found = await self._all(sa.select(CLIENTS).order_by(CLIENTS.c.created_at, CLIENTS.c.client_id))
+        return [rows.to_client(row) for row in found]
+
     async def prune_clients(self, unused_since: float, now: float) -> int:
         live_grant = (
             sa.select(sa.literal(1))
