@@ -12,6 +12,7 @@ from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
 from authgate.server.responses import json_response, oauth_error
+from authgate.store.models import Client
 
 MAX_BODY = 64 * 1024
 
@@ -81,11 +82,20 @@ class Endpoints:
             raise InvalidClientMetadata("the body must be a JSON object")
         now = self.auth.clock()
         client, response = registration.register(body, now, settings.dcr_grant_types)
-        store = self.auth.store
-        if not await store.add_client(client, max_clients=settings.max_clients):
-            await store.prune_clients(now - settings.client_idle_days * 86400, now)
-            if not await store.add_client(client, max_clients=settings.max_clients):
-                raise TemporarilyUnavailable(
-                    f"this server holds its maximum of {settings.max_clients} registered clients; "
-                    "an operator must raise max_clients or prune idle clients")
+        await self._store_client(client, now)
         return json_response(response, 201)
+
+    async def _store_client(self, client: Client, now: float) -> None:
+        """A new client joins the unverified pool, which drops its oldest when full, so
+        registrations from anywhere cannot lock out the next one; only clients users have
+        consented to (or an operator made) count against `max_clients`."""
+        settings, store = self.auth.settings, self.auth.store
+        for attempt in range(2):
+            if await store.add_client(client, max_clients=settings.max_clients,
+                                      unverified_pool=settings.max_unverified_clients):
+                return
+            if attempt == 0:
+                await store.prune_clients(now - settings.client_idle_days * 86400, now)
+        raise TemporarilyUnavailable(
+            f"this server holds its maximum of {settings.max_clients} clients that users have consented "
+            "to or an operator created; an operator must raise max_clients or remove clients")

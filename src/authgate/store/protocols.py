@@ -26,8 +26,12 @@ from authgate.store.models import (
 
 
 class ClientStore(Protocol):
-    async def add_client(self, client: Client, *, max_clients: int | None = None) -> bool:
-        """Insert; returns False (and inserts nothing) when `max_clients` would be exceeded."""
+    async def add_client(self, client: Client, *, max_clients: int | None = None,
+                         unverified_pool: int | None = None) -> bool:
+        """Insert; returns False (and inserts nothing) when `max_clients` would be exceeded.
+        With `unverified_pool`, the client joins the pool of DCR clients no user has consented
+        to, whose oldest are deleted to keep it at that size, and `max_clients` counts only
+        the clients outside it (consented to, operator-made)."""
 
     async def get_client(self, client_id: str) -> Client | None: ...
 
@@ -43,6 +47,9 @@ class ClientStore(Protocol):
 
     async def prune_clients(self, unused_since: float, now: float) -> int:
         """Delete DCR clients last used before `unused_since` that hold no live refresh family."""
+
+    async def prune_unverified_clients(self, unused_since: float) -> int:
+        """Delete DCR clients no user has consented to, last used before `unused_since`."""
 
 
 class UserStore(Protocol):

@@ -137,17 +137,21 @@ class SqlStore:
 
     # -- clients ----------------------------------------------------------------------------
 
-    async def add_client(self, client: Client, *, max_clients: int | None = None) -> bool:
+    async def add_client(self, client: Client, *, max_clients: int | None = None,
+                         unverified_pool: int | None = None) -> bool:
         async with self._tx() as conn:
+            if (max_clients is not None or unverified_pool is not None) and self.dialect == "postgresql":
+                # Count-then-insert must not interleave between replicas; SQLite's
+                # BEGIN IMMEDIATE already serialises writers.
+                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLIENT_CAP_LOCK_KEY)))
             if max_clients is not None:
-                if self.dialect == "postgresql":
-                    # Count-then-insert must not interleave between replicas; SQLite's
-                    # BEGIN IMMEDIATE already serialises writers.
-                    lock = sa.func.pg_advisory_xact_lock(CLIENT_CAP_LOCK_KEY)
-                    await conn.execute(sa.select(lock))
-                count = await conn.scalar(sa.select(sa.func.count()).select_from(CLIENTS))
-                if (count or 0) >= max_clients:
+                counted = sa.select(sa.func.count()).select_from(CLIENTS)
+                if unverified_pool is not None:  # the pool is bounded on its own
+                    counted = counted.where(~_unverified())
+                if (await conn.scalar(counted) or 0) >= max_clients:
                     return False
+            if unverified_pool is not None:
+                await conn.execute(_evict_unverified(keep=max(0, unverified_pool - 1)))
             try:
                 await conn.execute(sa.insert(CLIENTS).values(rows.client_values(client)))
             except sa.exc.IntegrityError:
@@ -202,6 +206,12 @@ class SqlStore:
                     ~live_grant.exists(),
                 )
             )
+            return result.rowcount
+
+    async def prune_unverified_clients(self, unused_since: float) -> int:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                sa.delete(CLIENTS).where(_unverified(), CLIENTS.c.last_used_at < unused_since))
             return result.rowcount
 
     # -- users ------------------------------------------------------------------------------
@@ -413,6 +423,21 @@ class SqlStore:
     async def delete_key(self, kid: str) -> None:
         async with self._tx() as conn:
             await conn.execute(sa.delete(KEYS).where(KEYS.c.kid == kid))
+
+
+def _unverified() -> sa.ColumnElement[bool]:
+    """A client that registered itself and no user has consented to (yet). Derived from the
+    consents, so the consent that verifies a client needs no write of its own."""
+    consented = sa.select(sa.literal(1)).where(CONSENTS.c.client_id == CLIENTS.c.client_id).exists()
+    return sa.and_(CLIENTS.c.source == "dcr", ~consented)
+
+
+def _evict_unverified(keep: int) -> sa.Delete:
+    """Delete the unverified clients older than the newest `keep` of them (they hold no grant:
+    a grant needs a consent)."""
+    newest_first = CLIENTS.c.created_at.desc(), CLIENTS.c.client_id.desc()
+    older = sa.select(CLIENTS.c.client_id).where(_unverified()).order_by(*newest_first).offset(keep)
+    return sa.delete(CLIENTS).where(CLIENTS.c.client_id.in_(older.correlate(None)))
 
 
 def _revoke(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
