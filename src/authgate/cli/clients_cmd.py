@@ -1,5 +1,6 @@
 """`authgate clients …`: machine clients made by the operator (`add`), and every stored client
-listed (`list`) or removed with its grants (`remove`).
+listed (`list`) or removed with its grants (`remove`); registrations no user has consented to
+pruned now (`prune`).
 
 Open registration (/register) never creates a client_credentials client: a token without a
 user behind it is only for a client an operator made here, bounded by `--scopes`.
@@ -56,6 +57,12 @@ def client_scopes(settings: Settings, values: list[str]) -> list[str]:
     return wanted
 
 
+def _minutes(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of minutes")
+    return int(value)
+
+
 def _check_text(flag: str, value: str, limit: int) -> str:
     if not value.strip() or len(value) > limit or _UNPRINTABLE.search(value):
         raise ConfigError(flag, f"{value!r} is empty, longer than {limit} characters or holds control characters",
@@ -100,6 +107,17 @@ async def _remove(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
+async def _prune(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+    """Registrations nobody signed in with go now, not when the pool overflows or in 30 days."""
+    now = time.time()
+    unverified = await store.prune_unverified_clients(now - args.idle_minutes * 60)
+    idle = await store.prune_clients(now - settings.client_idle_days * 86400, now)
+    print(f"removed {unverified} unverified client(s) (registered, never consented to by a user) unused for "
+          f"{args.idle_minutes} minutes, and {idle} registered client(s) unused for {settings.client_idle_days} "
+          "days (client_idle_days) with no live grant")
+    return 0
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **setting_overrides(args))
 
@@ -108,6 +126,8 @@ def cmd_clients(args: argparse.Namespace) -> int:
             return await _add(args, settings, store)
         if args.clients_command == "list":
             return await _list(args, store)
+        if args.clients_command == "prune":
+            return await _prune(args, settings, store)
         return await _remove(args, store)
 
     return asyncio.run(_with_store(settings, run))
@@ -134,5 +154,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     remove = clients_sub.add_parser("remove", help="remove a client and revoke its grants")
     remove.add_argument("client_id")
     add_setting_flags(remove)
-    for parser in (add, listing, remove):
+    prune = clients_sub.add_parser("prune", help="remove idle unverified clients (registered, never consented "
+                                   "to) now, and clients unused for client_idle_days; says how many")
+    prune.add_argument("--idle-minutes", type=_minutes, default=60, metavar="N",
+                       help="unverified clients unused this long go (default 60; 0: every one)")
+    add_setting_flags(prune)
+    for parser in (add, listing, remove, prune):
         parser.set_defaults(func=cmd_clients)
