@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record the result in docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
-        raise SystemExit("needs wrk and taskset (apt-get install wrk util-linux)")
+        raise SystemExit("needs wrk and taskset (bash scripts/bench-deps.sh installs them)")
     runs: dict[str, list[float]] = {"bare": [], "authgate": [], "guard": []}
     for _ in range(args.rounds):  # interleaved, so drift on the machine hits both alike
         for kind, results in runs.items():

@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="record the result in docs/benchmarks.md")
     args = parser.parse_args()
     if not shutil.which("wrk") or not shutil.which("taskset"):
-        raise SystemExit("needs wrk and taskset (apt-get install wrk util-linux)")
+        raise SystemExit("needs wrk and taskset (bash scripts/bench-deps.sh installs them)")
     runs: dict[str, list[Run]] = {"direct": [], "proxy": [], "gateway": []}
     for _ in range(args.rounds):
         for kind, results in runs.items():
