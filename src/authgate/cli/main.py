@@ -16,6 +16,7 @@ from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
 from authgate.errors import AuthgateError, ConfigError, StoreError
 from authgate.oauth.passwords import check_new_password, hash_password
+from authgate.oauth.roles import ADMIN_ROLE, ROLE_NAME, may_grant
 from authgate.server.runtime import load_secret, open_store
 from authgate.store.models import User
 from authgate.store.protocols import Store
@@ -91,25 +92,50 @@ def cmd_users(args: argparse.Namespace) -> int:
     async def run(store: Store) -> int:
         if args.users_command == "list":
             for user in await store.list_users():
-                print(f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}")
+                print(f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}"
+                      f"\t{','.join(user.roles) or '-'}")
             return 0
         if args.users_command == "add":
-            await store.add_user(User(str(uuid.uuid4()), args.name, hash_password(password), time.time()))
-            print(f"added user {args.name}")
-            return 0
+            return await _add_user(settings, store, args.name, args.role, password)
         found = await store.get_user_by_name(args.name)
         if found is None:
             print(f"authgate: no user named {args.name!r}", file=sys.stderr)
             return 1
         if args.users_command == "remove":
             await store.remove_user(found.user_id, time.time())
-            print(f"removed user {args.name}; their grants are revoked")
+            print(f"removed user {args.name}; their grants and sign-in sessions are revoked")
+        elif args.users_command == "roles":
+            await store.set_roles(found.user_id, args.roles)
+            _print_roles(settings, args.name, args.roles)
         else:
-            await store.set_password(found.user_id, hash_password(password))
-            print(f"password of {args.name} changed")
+            await store.set_password(found.user_id, hash_password(password), time.time())
+            print(f"password of {args.name} changed; their grants and sign-in sessions are revoked")
         return 0
 
     return asyncio.run(_with_store(settings, run))
+
+
+async def _add_user(settings: Settings, store: Store, name: str, roles: list[str] | None, password: str) -> int:
+    # the first user is the deployment's owner: admin unless told otherwise (as `serve` does)
+    if roles is None:
+        roles = [ADMIN_ROLE] if await store.count_users() == 0 else []
+    await store.add_user(User(str(uuid.uuid4()), name, hash_password(password), time.time(), roles=tuple(roles)))
+    print(f"added user {name}")
+    _print_roles(settings, name, roles)
+    return 0
+
+
+def _print_roles(settings: Settings, name: str, roles: list[str]) -> None:
+    unknown = [r for r in roles if r not in settings.user_role_scopes]
+    print(f"roles of {name}: {', '.join(roles) or '(none)'}; may grant: {' '.join(may_grant(settings, roles))}")
+    if unknown:
+        print(f"authgate: note: {', '.join(unknown)} not in user_role_scopes (they add no scope)", file=sys.stderr)
+
+
+def _role(value: str) -> str:
+    if not ROLE_NAME.fullmatch(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a role name (letters, digits, . _ : -)")
+    return value
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -155,12 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     users = sub.add_parser("users", help="manage local users")
     users_sub = users.add_subparsers(dest="users_command", required=True)
     for name, text in (("add", "add a user"), ("remove", "remove a user and revoke their grants"),
-                       ("set-password", "change a user's password"), ("list", "list users")):
+                       ("set-password", "change a user's password (revokes their grants and sessions)"),
+                       ("roles", "set a user's roles (user_role_scopes says what each may grant)"),
+                       ("list", "list users and their roles")):
         p = users_sub.add_parser(name, help=text)
         if name != "list":
             p.add_argument("name")
         if name in ("add", "set-password"):
             p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+        if name == "add":
+            p.add_argument("--role", action="append", type=_role, metavar="ROLE",
+                           help="a role (repeatable); default: admin for the first user, none after")
+        if name == "roles":
+            p.add_argument("roles", nargs="*", type=_role, metavar="ROLE", help="the roles (none: clear them)")
         add_setting_flags(p)
         p.set_defaults(func=cmd_users)
 

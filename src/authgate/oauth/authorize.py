@@ -7,23 +7,24 @@ Errors found before the redirect URI is verified are shown to the user, never re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 from authgate.errors import (
     InvalidRequest,
+    InvalidScope,
     InvalidTarget,
     OAuthError,
     UnauthorizedClient,
     UnsupportedResponseType,
 )
-from authgate.oauth import pkce, redirect_uris, scopes
+from authgate.oauth import pkce, redirect_uris, roles, scopes
 from authgate.oauth.authority import Authority
 from authgate.oauth.clients import require_client
 from authgate.oauth.opaque import digest, new_secret
 from authgate.policy.model import offered_scopes
-from authgate.store.models import AuthorizationCode, Client
+from authgate.store.models import AuthorizationCode, Client, User
 
 
 class UnverifiedRedirect(OAuthError):
@@ -132,6 +133,17 @@ async def validate(auth: Authority, params: list[tuple[str, str]]) -> Authorizat
         loopback_only=redirect_uris.all_loopback(client.redirect_uris),
         unverified_client=client.source in ("dcr", "cimd"),
     )
+
+
+def for_user(auth: Authority, req: AuthorizationRequest, user: User) -> AuthorizationRequest:
+    """The request narrowed to the scopes `user` may grant (oauth/roles.py), before the consent
+    page lists them. Nothing requested left: invalid_scope to the client (RFC 6749 §4.1.2.1),
+    not a silent fallback to scopes the client did not ask for."""
+    granted = roles.limit(req.scopes, roles.grantable_by(auth.settings, user))
+    if roles.grants_nothing(granted) and not roles.grants_nothing(req.scopes):
+        refused = scopes.render([s for s in req.scopes if s not in granted])
+        raise RedirectError(InvalidScope(f"the signed-in user may not grant {refused}"), req.redirect_uri, req.state)
+    return replace(req, scopes=granted)
 
 
 async def issue_code(auth: Authority, req: AuthorizationRequest, user_id: str, auth_time: float) -> str:

@@ -12,7 +12,7 @@ from authgate.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from authgate.oauth import access_tokens, pkce, scopes
+from authgate.oauth import access_tokens, pkce, roles, scopes
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import canonical_resources
 from authgate.oauth.clients import authenticate
@@ -79,20 +79,31 @@ async def _authorization_code(auth: Authority, client: Client, form: dict[str, s
     granted_resources = canonical_resources(auth, resources) if resources else stored.resources
     if not set(granted_resources) <= set(stored.resources):
         raise InvalidGrant("resource was not part of the authorization")  # RFC 8707 §2.2
-    if await auth.store.get_user(stored.user_id) is None:
-        raise InvalidGrant("the user no longer exists")
+    granted = await _user_may_grant(auth, stored.user_id, stored.scopes)
     body = _access_token_response(
-        auth, subject=stored.user_id, client_id=client.client_id, granted=stored.scopes,
+        auth, subject=stored.user_id, client_id=client.client_id, granted=granted,
         resources=granted_resources, grant_id=stored.family_id, auth_time=stored.auth_time,
     )
     refresh = new_secret("agr_")
     family = RefreshFamily(family_id=stored.family_id, client_id=client.client_id, user_id=stored.user_id,
-                           scopes=stored.scopes, resources=stored.resources, created_at=now)
+                           scopes=granted, resources=stored.resources, created_at=now)
     await auth.store.create_family(family, RefreshToken(
         token_hash=digest(refresh), family_id=family.family_id, issued_at=now,
         expires_at=now + auth.settings.refresh_token_ttl))
     body["refresh_token"] = refresh
     return body
+
+
+async def _user_may_grant(auth: Authority, user_id: str, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """`wanted` narrowed to what the user may grant now (oauth/roles.py): their roles may have
+    changed since they consented. Nothing left of what was granted: invalid_grant."""
+    user = await auth.store.get_user(user_id)
+    if user is None:
+        raise InvalidGrant("the user no longer exists")
+    granted = roles.limit(wanted, roles.grantable_by(auth.settings, user))
+    if granted != wanted and roles.grants_nothing(granted):
+        raise InvalidGrant("the user's roles no longer allow any scope of this authorization")
+    return granted
 
 
 def _successor_key(refresh_token: str) -> bytes:
@@ -153,9 +164,10 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
     narrowed = canonical_resources(auth, resources) if resources else family.resources
     if not set(narrowed) <= set(family.resources):
         raise InvalidGrant("resource was not part of the original grant")
+    granted = await _user_may_grant(auth, family.user_id, requested or family.scopes)
     await _check_before_rotation(auth, family, now)
     body = _access_token_response(auth, subject=family.user_id, client_id=client.client_id,
-                                  granted=requested or family.scopes, resources=narrowed, grant_id=family.family_id)
+                                  granted=granted, resources=narrowed, grant_id=family.family_id)
     successor = new_secret("agr_")
     body["refresh_token"] = successor
     new = RefreshToken(token_hash=digest(successor), family_id=family.family_id, issued_at=now,

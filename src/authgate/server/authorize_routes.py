@@ -60,7 +60,7 @@ class BrowserFlow:
         await self.auth.logins.reset(key)
         now = self.auth.clock()
         response = await self._consent_or_code(request, req, user, now)
-        session = self.signer.dumps("session", {"uid": user.user_id, "at": now})
+        session = self.signer.dumps("session", {"uid": user.user_id, "at": now, "v": user.session_version})
         set_cookie(response, SESSION_COOKIE, session, secure=self.secure, path=self.cookie_path,
                    max_age=self.auth.settings.login_session_ttl)
         return response
@@ -77,12 +77,20 @@ class BrowserFlow:
             url = authorize.redirect_url(self.auth, req.redirect_uri, {
                 "error": "access_denied", "error_description": "the user denied access", "state": req.state})
             return RedirectResponse(url, status_code=303)
+        narrowed = self._for_user(req, user)  # the signed-in user may differ from the page's
+        if isinstance(narrowed, Response):
+            return narrowed
+        req = narrowed
         await self.auth.store.save_consent(Consent(user.user_id, req.client_id, req.scopes, req.resources,
                                                    self.auth.clock()))
         return await self._code_redirect(req, user, self._auth_time(request))
 
     # -- steps -------------------------------------------------------------------------
     async def _consent_or_code(self, request: Request, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
+        narrowed = self._for_user(req, user)  # the page lists only what this user may grant
+        if isinstance(narrowed, Response):
+            return narrowed
+        req = narrowed
         consent = await self.auth.store.get_consent(user.user_id, req.client_id)
         remembered = (consent is not None and is_subset(req.scopes, consent.scopes)
                       and is_subset(req.resources, consent.resources))
@@ -103,6 +111,12 @@ class BrowserFlow:
                           csrf_token=token, request_token=self.signer.dumps("authz", req.to_dict()))
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
+
+    def _for_user(self, req: AuthorizationRequest, user: User) -> AuthorizationRequest | Response:
+        try:
+            return authorize.for_user(self.auth, req, user)
+        except RedirectError as err:
+            return RedirectResponse(authorize.error_redirect(self.auth, err), status_code=303)
 
     async def _code_redirect(self, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
         code = await authorize.issue_code(self.auth, req, user.user_id, auth_time)
@@ -144,7 +158,11 @@ class BrowserFlow:
                                  self.auth.settings.login_session_ttl)
         if not isinstance(data, dict):
             return None
-        return await self.auth.store.get_user(str(data.get("uid")))
+        user = await self.auth.store.get_user(str(data.get("uid")))
+        # a password change bumps the version: cookies signed before it end (on every replica)
+        if user is None or data.get("v", 0) != user.session_version:
+            return None
+        return user
 
     def _auth_time(self, request: Request) -> float:
         data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),

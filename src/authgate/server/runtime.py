@@ -22,6 +22,7 @@ from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import hash_password
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
+from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
 from authgate.store.files import private_dir
@@ -96,8 +97,8 @@ async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
     path = settings.data_dir / FIRST_PASSWORD_FILE
     path.unlink(missing_ok=True)
     _write_private(path, password + "\n")
-    await store.add_user(User(user_id=str(uuid.uuid4()), username="admin",
-                              password_hash=hash_password(password), created_at=time.time()))
+    await store.add_user(User(user_id=str(uuid.uuid4()), username="admin", password_hash=hash_password(password),
+                              created_at=time.time(), roles=(ADMIN_ROLE,)))
     print(f"authgate: created user 'admin'; its one-time password is in {path} "
           "(change it with `authgate users set-password admin`)", file=sys.stderr, flush=True)
     return path

@@ -46,6 +46,10 @@ class User:
     username: str
     password_hash: str
     created_at: float
+    # names looked up in the `user_role_scopes` setting: which scopes this person may grant
+    roles: tuple[str, ...] = ()
+    # carried by sign-in cookies; a password change bumps it, so older cookies stop working
+    session_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -64,7 +64,12 @@ class UserStore(Protocol):
 
     async def count_users(self) -> int: ...
 
-    async def set_password(self, user_id: str, password_hash: str) -> bool: ...
+    async def set_password(self, user_id: str, password_hash: str, now: float) -> bool:
+        """Replace the hash and end what the old password opened, atomically: revoke the user's
+        refresh families, delete their unredeemed codes, bump `session_version` (sign-in
+        cookies carrying an older one are refused)."""
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool: ...
 
     async def remove_user(self, user_id: str, now: float) -> bool:
         """Delete the user, their consents, and revoke their refresh families, atomically."""

@@ -49,6 +49,8 @@ def user_values(user: User) -> dict[str, Any]:
         "username": user.username,
         "password_hash": user.password_hash,
         "created_at": user.created_at,
+        "roles": list(user.roles),
+        "session_version": user.session_version,
     }
 
 
@@ -58,6 +60,8 @@ def to_user(row: RowMapping) -> User:
         username=row["username"],
         password_hash=row["password_hash"],
         created_at=row["created_at"],
+        roles=tuple(row["roles"] or ()),
+        session_version=int(row["session_version"]),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -238,12 +238,23 @@ class SqlStore:
     async def count_users(self) -> int:
         return await self._count(USERS)
 
-    async def set_password(self, user_id: str, password_hash: str) -> bool:
+    async def set_password(self, user_id: str, password_hash: str, now: float) -> bool:
         async with self._tx() as conn:
             result = await conn.execute(
                 sa.update(USERS)
                 .where(USERS.c.user_id == user_id)
-                .values(password_hash=password_hash)
+                .values(password_hash=password_hash, session_version=USERS.c.session_version + 1)
+            )
+            if result.rowcount != 1:
+                return False
+            await conn.execute(_revoke(FAMILIES.c.user_id == user_id, "password changed", now))
+            await conn.execute(sa.delete(CODES).where(CODES.c.user_id == user_id, CODES.c.consumed_at.is_(None)))
+            return True
+
+    async def set_roles(self, user_id: str, roles: Sequence[str]) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(
+                sa.update(USERS).where(USERS.c.user_id == user_id).values(roles=list(dict.fromkeys(roles)))
             )
             return result.rowcount == 1
 

@@ -41,6 +41,10 @@ users = sa.Table(
     sa.Column("username", sa.String(255), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),
+    # role names (the user_role_scopes setting says what each may grant), a JSON array
+    sa.Column("roles", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
+    # carried by sign-in cookies; bumped by a password change, which ends older sessions
+    sa.Column("session_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 authorization_codes = sa.Table(
