@@ -159,15 +159,36 @@ async def test_purge_removes_only_windows_older_than_the_previous(store: SqlStor
                     ("registrations", START)}
 
 
-async def test_a_database_failure_lets_the_attempt_through_with_a_warning(
+async def test_a_database_failure_never_lets_an_attempt_over_the_limit_through(
     open_store: StoreFactory, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # The store stops answering mid-window: this process's own count decides, and it already
+    # holds the attempts the store counted, so the limit holds across the failure.
     store = await open_store()
-    rl = limits(store, clock, 1)
-    await rl.hit("k")
+    rl = limits(store, clock, 3)
+    assert await rl.hit("k") and await rl.hit("k")
     await store.close()  # every query now fails with StoreError
-    with caplog.at_level(logging.WARNING, logger="authgate"):
-        assert await rl.hit("k")
-        assert await rl.retry_after("k") == 0
-        await rl.reset("k")
-    assert sum("rate limit logins" in r.getMessage() for r in caplog.records) == 3
+    with caplog.at_level(logging.INFO, logger="authgate"):
+        assert [await rl.hit("k") for _ in range(3)] == [True, False, False]
+        assert await rl.retry_after("k") == WINDOW - 1
+        assert [await rl.hit("other") for _ in range(4)] == [True] * 3 + [False]
+        await rl.reset("other")
+        assert await rl.hit("other")
+    failures = [r for r in caplog.records if "rate limit logins" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].levelno == logging.WARNING  # logged once per outage
+
+
+async def test_after_an_outage_the_store_counts_again_and_says_so(
+    open_store: StoreFactory, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, other = await open_store(), await open_store()
+    rl = SqlRateLimits(store, "logins", 2, WINDOW, clock=clock, store_retry_after=0.0)
+    await store.close()
+    with caplog.at_level(logging.INFO, logger="authgate"):
+        assert await rl.hit("k")  # counted in this process only: the store never saw it
+        await store.open()
+        assert await rl.hit("k")  # counted in the store again
+        assert not await rl.hit("k")  # this process has seen two
+    view = limits(other, clock, 2)  # another replica: the store holds one of the two
+    assert [await view.hit("k") for _ in range(2)] == [True, False]
+    assert any("counted in the store again" in r.getMessage() for r in caplog.records)

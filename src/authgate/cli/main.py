@@ -49,7 +49,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
           f"(listening on {settings.host}:{settings.port})", file=sys.stderr, flush=True)
     configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
-                access_log=False, proxy_headers=True, forwarded_allow_ips=settings.trusted_proxies,
+                # authgate reads the forwarded address itself (trusted_proxies, forwarded_header)
+                access_log=False, proxy_headers=False,
                 server_header=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout)
     return 0
 

@@ -346,8 +346,14 @@ class Settings(BaseSettings):
     )
     trusted_proxies: list[str] = Field(
         default_factory=lambda: ["127.0.0.1"],
-        description="addresses whose X-Forwarded-For/-Proto are believed (the TLS proxy in front); "
-        '"*" trusts every peer',
+        description="addresses or networks (CIDR) of the proxies in front, whose forwarded client address "
+        '(`forwarded_header`) and scheme are believed; "*" trusts every peer',
+    )
+    forwarded_header: Literal["x-forwarded-for", "forwarded"] = Field(
+        "x-forwarded-for",
+        description="the one header trusted_proxies write the client address into: X-Forwarded-For "
+        "(with X-Forwarded-Proto) or Forwarded (RFC 7239); the other is ignored, since a proxy passes "
+        "it on from the client untouched",
     )
     # -- external identity provider (authgate.idp): the IdP issues the tokens, authgate guards --
     auth_mode: Literal["embedded", "external", "proxy"] = Field(

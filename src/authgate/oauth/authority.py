@@ -12,7 +12,9 @@ from authgate.config.settings import Settings
 from authgate.config.urls import PublicUrls
 from authgate.oauth.cimd import CimdResolver
 from authgate.oauth.keys import SigningKeys
+from authgate.oauth.passwords import PasswordChecks
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
+from authgate.oauth.signin import KnownAddresses, KnownAddressesInMemory
 from authgate.store.protocols import Store
 
 
@@ -45,6 +47,10 @@ class Authority:
     clock: Callable[[], float] = time.time
     registrations: RateLimits = field(default_factory=lambda: RateLimiter(10))
     logins: RateLimits = field(default_factory=lambda: RateLimiter(5))
+    # sign-in (oauth/signin.py): per account an hour, the addresses exempt from it, argon2 off the loop
+    login_accounts: RateLimits = field(default_factory=lambda: RateLimiter(20, 3600))
+    known_addresses: KnownAddresses = field(default_factory=KnownAddressesInMemory)
+    password_checks: PasswordChecks = field(default_factory=lambda: PasswordChecks(4))
     hooks: Hooks = field(default_factory=Hooks)
 
     @property

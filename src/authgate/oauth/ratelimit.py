@@ -10,10 +10,9 @@ Two implementations:
   every replica, so N replicas still allow `limit` attempts a minute, not N × `limit`. Its
   window is the two-window weighted estimate computed by `weighted_wait` below.
 
-Fail-open: a database error inside the SQL limiter is logged as a WARNING and the request is
-let through (the limit is a brake, not the lock: the password is still checked, a
-registration still needs the store). Failing closed would turn a database hiccup into
-"too many attempts" for everyone, and a rate limiter must not be a way to lock people out.
+Never fail open: when the store cannot count, the SQL limiter's in-process count decides
+alone (see `authgate.store.sql.ratelimits`). A limit that lets attempts through whenever the
+database is busy is no limit under the very load it exists for.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from authgate.server.logs import RequestLog
 from authgate.server.proxy_routes import open_proxy_flow
 from authgate.server.endpoint_routes import Endpoints
 from authgate.server.heap import settle_after_startup
+from authgate.server.forwarded import TrustedProxies
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
@@ -54,6 +55,7 @@ class AuthgateApp:
         self.protected: ASGIApp | None = None
         self._without_cors: ASGIApp | None = None
         self._logged = RequestLog(self._dispatch)  # outermost: request id and the access log
+        self.proxies = TrustedProxies(settings.trusted_proxies, settings.forwarded_header)
         self.handlers: dict[str, Any] | None = None
 
     def _public_paths(self) -> list[str]:
@@ -173,6 +175,7 @@ class AuthgateApp:
                               expose_headers=MCP_EXPOSED, max_age=3600)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self.proxies.resolve(scope)  # the one place the client address is decided (server/forwarded.py)
         await self._logged(scope, receive, send)
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -8,13 +8,15 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.oauth import authorize, passwords
+from authgate.errors import SlowDown
+from authgate.oauth import authorize, signin
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
 from authgate.oauth.redirect_uris import form_action_source
 from authgate.oauth.scopes import is_subset
 from authgate.policy.model import Policy
 from authgate.store.models import Consent, User
+from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_ok, csrf_token, set_cookie
 
@@ -49,15 +51,14 @@ class BrowserFlow:
             return checked
         form, req = checked
         username, password = _s(form.get("username")).strip(), _s(form.get("password"))
-        key = f"{username.lower()}|{request.client.host if request.client else '-'}"
-        # Counted before the password check, so parallel guesses cannot all pass a check made
-        # before any of them is counted; a successful sign-in clears the count.
-        if not await self.auth.logins.hit(key):
-            return self._login_page(request, req, "Too many attempts. Wait a minute and try again.", username, 429)
-        user = await self.auth.store.get_user_by_name(username)
-        if not passwords.verify_password(user.password_hash if user else None, password) or user is None:
+        try:  # the limits, then argon2 in a worker thread (oauth/signin.py)
+            user = await signin.sign_in(self.auth, username, password, client_host(request.scope))
+        except SlowDown as exc:
+            response = self._login_page(request, req, "Too many attempts. Wait a while and try again.", username, 429)
+            response.headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
+            return response
+        if user is None:
             return self._login_page(request, req, "Wrong username or password.", username, 401)
-        await self.auth.logins.reset(key)
         now = self.auth.clock()
         response = await self._consent_or_code(request, req, user, now)
         session = self.signer.dumps("session", {"uid": user.user_id, "at": now, "v": user.session_version})

@@ -11,6 +11,7 @@ from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, S
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
+from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
 from authgate.store.models import Client
 
@@ -67,7 +68,7 @@ class Endpoints:
         settings = self.auth.settings
         if not settings.registration_enabled:
             raise InvalidRequest("dynamic client registration is disabled on this server")
-        source = address_key(request.client.host if request.client else "-")  # IPv6 by /64
+        source = address_key(client_host(request.scope))  # IPv6 by /64
         if not await self.auth.registrations.hit(source):
             raise SlowDown("too many registrations from this address; retry later",
                            retry_after=max(1, await self.auth.registrations.retry_after(source)))

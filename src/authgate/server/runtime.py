@@ -20,15 +20,17 @@ from authgate.guard.verifier import EmbeddedTokenVerifier
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.keys import SigningKeys
-from authgate.oauth.passwords import hash_password
+from authgate.oauth.passwords import PasswordChecks, hash_password
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
+from authgate.oauth.signin import KnownAddresses, KnownAddressesInMemory
 from authgate.server.security import Signer
 from authgate.store.files import private_dir
 from authgate.store.models import User
 from authgate.store.protocols import Store
 from authgate.store.sql import SqlStore
+from authgate.store.sql.known_addresses import SqlKnownAddresses
 from authgate.store.sql.ratelimits import SqlRateLimits
 
 log = logging.getLogger("authgate")
@@ -44,11 +46,17 @@ class Runtime:
 
     def purges(self) -> list[tuple[str, Callable[[], Awaitable[int]]]]:
         """What housekeeping should purge of the authority's own state: old rate-limit windows."""
-        named = (("registration", self.auth.registrations), ("sign-in", self.auth.logins))
-        return [(f"{what} rate-limit windows", limits.purge_expired) for what, limits in named
-                if isinstance(limits, SqlRateLimits)]
+        named = (("registration", self.auth.registrations), ("sign-in", self.auth.logins),
+                 ("per-account sign-in", self.auth.login_accounts))
+        purges: list[tuple[str, Callable[[], Awaitable[int]]]] = [
+            (f"{what} rate-limit windows", limits.purge_expired) for what, limits in named
+            if isinstance(limits, SqlRateLimits)]
+        if isinstance(self.auth.known_addresses, SqlKnownAddresses):
+            purges.append(("known sign-in addresses", self.auth.known_addresses.purge_expired))
+        return purges
 
     async def close(self) -> None:
+        self.auth.password_checks.close()
         if self.auth.cimd is not None:
             await self.auth.cimd.aclose()
         await self.auth.store.close()
@@ -80,12 +88,19 @@ def open_store(settings: Settings) -> Store:
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 
-def rate_limits(store: Store, name: str, per_minute: int, secret: bytes) -> RateLimits:
+def rate_limits(store: Store, name: str, limit: int, secret: bytes, window: int = 60) -> RateLimits:
     """Counters shared by every replica through the SQL store (keys kept as HMACs under a key
     derived from secret_key, the same on every replica); in this process otherwise."""
     if isinstance(store, SqlStore):
-        return SqlRateLimits(store, name, per_minute, key_secret=derive_key(secret, "rate-limit-keys"))
-    return RateLimiter(per_minute)
+        return SqlRateLimits(store, name, limit, window, key_secret=derive_key(secret, "rate-limit-keys"))
+    return RateLimiter(limit, window)
+
+
+def known_addresses(store: Store, secret: bytes) -> KnownAddresses:
+    """Addresses that signed in to an account before (oauth/signin.py), shared like the limits."""
+    if isinstance(store, SqlStore):
+        return SqlKnownAddresses(store, key_secret=derive_key(secret, "rate-limit-keys"))
+    return KnownAddressesInMemory()
 
 
 async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
@@ -161,5 +176,9 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
                             ssl_context=ssl_context)
     auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
                      registrations=rate_limits(store, "registrations", settings.registrations_per_minute, secret),
-                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret))
+                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret),
+                     login_accounts=rate_limits(store, "login-accounts", settings.login_attempts_per_account,
+                                                secret, window=3600),
+                     known_addresses=known_addresses(store, secret),
+                     password_checks=PasswordChecks(settings.max_concurrent_password_checks))
     return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))
