@@ -420,7 +420,8 @@ def test_client_cap_gives_a_clear_error(tmp_path: Path) -> None:
     srv.start()
     try:
         body = {"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}
-        assert httpx.post(srv.endpoint("register"), json=body).status_code == 201
+        assert httpx.post(srv.endpoint("register"), json=body).status_code == 201  # unverified: no count
+        tokens(srv, register(srv))  # consented to by alice: counts against max_clients
         r = httpx.post(srv.endpoint("register"), json=body)
         assert r.status_code == 503 and "max_clients" in r.json()["error_description"]
     finally:
