@@ -7,7 +7,8 @@ enforces a CSP `form-action` directive on the redirect that follows a form submi
 real loopback listener must receive `code`, `state` and `iss`. The code is then redeemed at
 /token to prove it is genuine.
 
-Screenshots of both pages go to test-artifacts/ (login.png, consent.png).
+Screenshots of both pages go to test-artifacts/ (login.png, consent.png), and of the consent page
+for a self-registered client to consent-unverified.png.
 """
 
 from __future__ import annotations
@@ -207,3 +208,50 @@ def test_login_and_consent_in_chromium(authgate: Any, callback: _Callback) -> No
     assert body["access_token"], body
     assert body["token_type"].lower() == "bearer", body
     http.close()
+
+
+def test_consent_page_for_a_self_registered_client_in_chromium(authgate: Any, callback: _Callback) -> None:
+    """What a person sees for a DCR client that claims a famous name and hides another name in
+    its redirect path: the name in quotes as the app's own claim, "Not verified by this server",
+    and the redirect host alone. Screenshot: test-artifacts/consent-unverified.png."""
+    from playwright.sync_api import sync_playwright
+
+    redirect_uri = callback.redirect_uri.replace("/callback", "/claude.ai/callback") + "?next=claude.ai"
+    http = httpx.Client(timeout=10.0)
+    refused = http.post(authgate.endpoint("register"), json={
+        "redirect_uris": [redirect_uri.replace("http://", "http://claude.ai@")], "token_endpoint_auth_method": "none"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_redirect_uri", refused.text
+    reg = http.post(authgate.endpoint("register"), json={
+        "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "client_name": "Claude"})
+    assert reg.status_code == 201, reg.text
+    _, challenge = _pkce()
+    auth_url = authgate.endpoint("authorize") + "?" + urlencode({
+        "response_type": "code", "client_id": reg.json()["client_id"], "redirect_uri": redirect_uri,
+        "code_challenge": challenge, "code_challenge_method": "S256", "state": "s", "scope": "mcp"})
+    http.close()
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "consent-unverified.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport={"width": 1024, "height": 768}).new_page()
+            page.set_default_timeout(STEP_TIMEOUT_MS)
+            page.goto(auth_url)
+            page.fill('input[name="username"]', authgate.username)
+            page.fill('input[name="password"]', authgate.password)
+            with page.expect_navigation():
+                page.locator("form:has(input[name=password]) button").first.click()
+            page.locator('button[name="decision"][value="allow"]').wait_for(state="visible")
+            page.screenshot(path=str(shot), full_page=True)
+            heading = page.locator("h1").inner_text()
+            badge = page.locator(".badge").inner_text()
+            hosts = page.locator(".host").all_inner_texts()
+            shown = page.locator("main").inner_text()
+        finally:
+            browser.close()
+    print(f"consent page screenshot: {shot}")
+    assert heading == "Allow “Claude”?", heading
+    assert badge.strip().lower() == "not verified by this server", badge
+    assert hosts == ["127.0.0.1"], hosts
+    assert "claude.ai" not in shown.lower(), shown
