@@ -5,7 +5,8 @@ the whole of authgate (guard, per-operation policy, audit trail), and behind the
 
 Each server runs alone on CPU 0 (`taskset`), wrk on CPU 1, one after the other, with the
 SDK's logging at WARNING. The protected run uses a real token from the embedded AS
-(client_credentials). `--write` records the table in docs/benchmarks.md. Not a test.
+(client_credentials, for a machine client made with `authgate clients add`). `--write` records
+the table in docs/benchmarks.md. Not a test.
 """
 
 from __future__ import annotations
@@ -48,11 +49,15 @@ def start(kind: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     raise SystemExit(f"{kind} server did not start")
 
 
-def machine_token(base: str) -> str:
-    reg = httpx.post(f"{base}/register", json={"grant_types": ["client_credentials"],
-                                                "token_endpoint_auth_method": "client_secret_basic"}).json()
+def machine_token(base: str, data_dir: Path) -> str:
+    """A client_credentials token of a machine client made with `authgate clients add`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    out = subprocess.run([sys.executable, "-m", "authgate", "clients", "add", "bench", "--grant",
+                          "client_credentials", "--scopes", "mcp", "--data-dir", str(data_dir)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split("\t", 1) for line in out.splitlines())
     tok = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"},
-                     auth=(reg["client_id"], reg["client_secret"]))
+                     auth=(fields["client_id"], fields["client_secret"]))
     return str(tok.json()["access_token"])
 
 
@@ -83,7 +88,7 @@ def measure(kind: str, seconds: int, connections: int) -> float:
         proc = start(kind, port, Path(tmp))
         try:
             base = f"http://127.0.0.1:{port}"
-            token = machine_token(base) if kind != "bare" else None
+            token = machine_token(base, Path(tmp)) if kind != "bare" else None
             wrk(base, token, 2, connections, Path(tmp))  # warm-up
             return wrk(base, token, seconds, connections, Path(tmp))
         finally:

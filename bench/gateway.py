@@ -97,11 +97,15 @@ def start_front(kind: str, port: int, upstream_port: int, data_dir: Path) -> sub
     return proc
 
 
-def machine_token(base: str) -> str:
-    reg = httpx.post(f"{base}/register", json={"grant_types": ["client_credentials"],
-                                                "token_endpoint_auth_method": "client_secret_basic"}).json()
+def machine_token(base: str, data_dir: Path) -> str:
+    """A client_credentials token of a machine client made with `authgate clients add`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    out = subprocess.run([sys.executable, "-m", "authgate", "clients", "add", "bench", "--grant",
+                          "client_credentials", "--scopes", "mcp", "--data-dir", str(data_dir)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    fields = dict(line.split("\t", 1) for line in out.splitlines())
     tok = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"},
-                     auth=(reg["client_id"], reg["client_secret"]))
+                     auth=(fields["client_id"], fields["client_secret"]))
     return str(tok.json()["access_token"])
 
 
@@ -135,7 +139,7 @@ def measure(kind: str, seconds: int, connections: int) -> Run:
                 front = start_front(kind, port, up_port, Path(tmp) / "data")
                 url = f"http://127.0.0.1:{port}/mcp"
                 if kind == "gateway":
-                    headers["Authorization"] = "Bearer " + machine_token(f"http://127.0.0.1:{port}")
+                    headers["Authorization"] = "Bearer " + machine_token(f"http://127.0.0.1:{port}", Path(tmp) / "data")
             wrk(url, headers, 2, connections, Path(tmp))  # warm-up: token cache, connection pools
             cpu0 = (cpu_seconds(front.pid) if front else 0.0, cpu_seconds(upstream.pid))
             rps, requests = wrk(url, headers, seconds, connections, Path(tmp))

@@ -4,8 +4,8 @@
   thread *with its lifespan* (the SDK's session manager needs it);
 * `start_gateway(tmp, upstream_url, **env)` runs `python -m authgate serve` as a subprocess
   (tests/integration/conftest.py's `AuthgateServer`, reused) with `AUTHGATE_UPSTREAM` set;
-* `service_token(server, name)` registers a confidential client and gets an access token
-  from the embedded AS with `client_credentials` (subject = that client).
+* `service_token(server, name)` makes a machine client with `authgate clients add` (open
+  registration makes none) and gets its `client_credentials` token (subject = that client).
 
 Every wait is bounded.
 """
@@ -45,17 +45,9 @@ def start_gateway(workdir: Path, upstream_url: str, **env: str) -> Any:
 
 
 def service_token(server: Any, name: str = "gateway-test-service") -> str:
-    """An access token for a new confidential client (client_credentials; subject = client)."""
-    r = httpx.post(server.endpoint("register"), json={
-        "client_name": name, "grant_types": ["client_credentials"],
-        "token_endpoint_auth_method": "client_secret_post"}, timeout=10)
-    assert r.status_code == 201, r.text
-    client = r.json()
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "client_id": client["client_id"],
-        "client_secret": client["client_secret"], "scope": "mcp", "resource": server.mcp_url}, timeout=10)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
+    """An access token for a new operator-made machine client (client_credentials; subject = client)."""
+    token, _ = server.machine_token("mcp", name=name, scope="mcp")
+    return str(token)
 
 
 @pytest.fixture(scope="module")

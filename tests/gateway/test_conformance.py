@@ -11,8 +11,8 @@ scenario — that passes directly may fail through the gateway.
   scenarios ask for (every scenario passes against it directly).
 * Authentication: the gateway wants a bearer token on every `/mcp` request and the CLI has
   no option for a request header, so it talks to `BearerInjectingShim`, a loopback
-  forwarder in this file that adds `Authorization: Bearer <token>` (a client_credentials
-  token from the embedded AS) and changes nothing else: Host, Origin, `Mcp-Session-Id`,
+  forwarder in this file that adds `Authorization: Bearer <token>` (the client_credentials
+  token of a machine client made with `authgate clients add`) and changes nothing else: Host, Origin, `Mcp-Session-Id`,
   `Last-Event-ID`… pass as sent, bodies stream both ways unbuffered, and a client that
   hangs up closes the forwarded request. authgate sees the shim's loopback Host and the
   CLI's Origin, which its own Host/Origin checks judge exactly as they would the CLI's.

@@ -102,6 +102,22 @@ class AuthgateServer:
                 f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
             )
 
+    def add_machine_client(self, name: str, scopes: str, *, subject: str | None = None) -> tuple[str, str]:
+        """`authgate clients add` on this server's database: (client_id, client_secret)."""
+        return add_machine_client(name, scopes, subject=subject, env=self.env)
+
+    def machine_token(self, scopes: str = "mcp", *, name: str = "test-machine", scope: str | None = None,
+                      resource: str | None = None) -> tuple[str, str]:
+        """(access token, client_id) of a new operator-made machine client allowed `scopes`,
+        asking for `scope` (none: all it is allowed)."""
+        client_id, secret = self.add_machine_client(name, scopes)
+        form = {"grant_type": "client_credentials", "resource": resource or self.mcp_url}
+        if scope:
+            form["scope"] = scope
+        r = httpx.post(self.endpoint("token"), data=form, auth=(client_id, secret), timeout=10)
+        assert r.status_code == 200, r.text
+        return str(r.json()["access_token"]), client_id
+
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.runs += 1
@@ -173,6 +189,21 @@ class AuthgateServer:
             if text.strip():
                 parts.append(f"----- {path.name} -----\n{text[-20000:]}")
         return "\n".join(parts) or "(authgate wrote nothing)"
+
+
+def add_machine_client(name: str, scopes: str, *settings_flags: str, subject: str | None = None,
+                       env: dict[str, str] | None = None) -> tuple[str, str]:
+    """Run `authgate clients add NAME --grant client_credentials --scopes …` (open registration
+    makes no machine clients) with `env` (default: no AUTHGATE_* variables) and the settings
+    flags naming the database, e.g. `--data-dir DIR`: (client_id, client_secret)."""
+    extra = ("--subject", subject) if subject else ()
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "clients", "add", name, "--grant", "client_credentials",
+         "--scopes", scopes, *extra, *settings_flags],
+        env=env or _clean_environ(), capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    assert done.returncode == 0, f"`authgate clients add` exited {done.returncode}: {done.stderr}"
+    fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
+    return fields["client_id"], fields["client_secret"]
 
 
 def _clean_environ() -> dict[str, str]:

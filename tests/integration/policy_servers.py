@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from authgate_server import STARTUP_TIMEOUT, STOP_TIMEOUT, find_free_port
+from authgate_server import STARTUP_TIMEOUT, STOP_TIMEOUT, add_machine_client, find_free_port
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -55,6 +55,7 @@ def _echo(name: str) -> Any:
 class Protected:
     url: str
     data_dir: Path
+    config_file: Path | None = None
 
     @property
     def mcp_url(self) -> str:
@@ -65,11 +66,12 @@ class Protected:
         return (self.data_dir / "initial-admin-password").read_text().strip()
 
     def token(self, scope: str) -> str:
-        """A client_credentials access token holding `scope`."""
-        reg = httpx.post(f"{self.url}/register", json={
-            "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}).json()
+        """A client_credentials access token holding `scope`, for a machine client made with
+        `authgate clients add` on this app's database and settings."""
+        config = ("--config", str(self.config_file)) if self.config_file else ()
+        client_id, secret = add_machine_client("policy-test", scope, "--data-dir", str(self.data_dir), *config)
         r = httpx.post(f"{self.url}/token", data={"grant_type": "client_credentials", "scope": scope,
-                                                  "client_id": reg["client_id"], "client_secret": reg["client_secret"]})
+                                                  "client_id": client_id, "client_secret": secret})
         assert r.status_code == 200, r.text
         assert r.json()["scope"] == scope
         return str(r.json()["access_token"])
@@ -90,7 +92,7 @@ def serve_protected(app: Any, data_dir: Path, config_file: Path | None = None, *
         assert thread.is_alive() and time.monotonic() < deadline, "library-mode app did not start"
         time.sleep(0.05)
     try:
-        yield Protected(url, data_dir)
+        yield Protected(url, data_dir, config_file)
     finally:
         server.should_exit = True
         thread.join(timeout=STOP_TIMEOUT)

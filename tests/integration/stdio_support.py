@@ -41,17 +41,8 @@ def start_stdio_gate(workdir: Path, command: tuple[str, ...], **env: str) -> Aut
 
 
 def machine_token(server: AuthgateServer) -> tuple[str, str]:
-    """(access token, client_id) of a new client_credentials client: a caller of its own."""
-    r = httpx.post(server.endpoint("register"), json={
-        "client_name": "stdio-test", "redirect_uris": [], "grant_types": ["client_credentials"],
-        "token_endpoint_auth_method": "client_secret_post"}, timeout=10)
-    assert r.status_code == 201, r.text
-    client = r.json()
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "client_id": client["client_id"],
-        "client_secret": client["client_secret"], "resource": server.mcp_url}, timeout=10)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"]), str(client["client_id"])
+    """(access token, client_id) of a new operator-made machine client: a caller of its own."""
+    return server.machine_token("mcp", name="stdio-test")
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from authgate_server import find_free_port
+from authgate_server import add_machine_client, find_free_port
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -40,7 +40,7 @@ def notes_app() -> object:
 
 
 @pytest.fixture
-def protected(tmp_path: Path) -> Iterator[str]:
+def protected(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port = find_free_port()
     app = authgate.protect(notes_app(), public_url=f"http://127.0.0.1:{port}", data_dir=tmp_path)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -51,22 +51,22 @@ def protected(tmp_path: Path) -> Iterator[str]:
         assert thread.is_alive() and time.monotonic() < deadline, "library-mode app did not start"
         time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", tmp_path
     finally:
         server.should_exit = True
         thread.join(timeout=10)
 
 
-def test_protect_wraps_an_sdk_app_with_the_whole_as_and_guard(protected: str) -> None:
+def test_protect_wraps_an_sdk_app_with_the_whole_as_and_guard(protected: tuple[str, Path]) -> None:
+    base, data_dir = protected
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "caller", "arguments": {}}}
-    r = httpx.post(f"{protected}/mcp", headers=HEADERS, json=call)
+    r = httpx.post(f"{base}/mcp", headers=HEADERS, json=call)
     assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
-    assert httpx.get(f"{protected}/.well-known/oauth-protected-resource/mcp").json()["resource"] == f"{protected}/mcp"
-    reg = httpx.post(f"{protected}/register", json={"grant_types": ["client_credentials"],
-                                                   "token_endpoint_auth_method": "client_secret_post"}).json()
-    token = httpx.post(f"{protected}/token", data={"grant_type": "client_credentials", "client_id": reg["client_id"],
-                                                  "client_secret": reg["client_secret"]}).json()["access_token"]
-    r = httpx.post(f"{protected}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"}, json=call)
+    assert httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp").json()["resource"] == f"{base}/mcp"
+    client_id, secret = add_machine_client("library-test", "mcp", "--data-dir", str(data_dir))
+    token = httpx.post(f"{base}/token", data={"grant_type": "client_credentials", "client_id": client_id,
+                                             "client_secret": secret}).json()["access_token"]
+    r = httpx.post(f"{base}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"}, json=call)
     assert r.status_code == 200, r.text
     seen = json.loads(r.json()["result"]["content"][0]["text"])
-    assert seen == {"subject": reg["client_id"], "client_id": reg["client_id"], "sdk_client_id": reg["client_id"]}
+    assert seen == {"subject": client_id, "client_id": client_id, "sdk_client_id": client_id}

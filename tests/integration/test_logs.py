@@ -20,11 +20,10 @@ def test_json_request_log_names_the_caller_and_never_the_secrets(tmp_path: Path)
     server.add_user()
     server.start()
     try:
-        reg = httpx.post(server.endpoint("register"), json={"grant_types": ["client_credentials"],
-                                                           "token_endpoint_auth_method": "client_secret_post"}).json()
+        client_id, client_secret = server.add_machine_client("log-test", "mcp")
         token = httpx.post(server.endpoint("token"), data={
-            "grant_type": "client_credentials", "client_id": reg["client_id"],
-            "client_secret": reg["client_secret"]}).json()["access_token"]
+            "grant_type": "client_credentials", "client_id": client_id,
+            "client_secret": client_secret}).json()["access_token"]
         init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
         r = httpx.post(server.mcp_url, json=init,
@@ -40,10 +39,10 @@ def test_json_request_log_names_the_caller_and_never_the_secrets(tmp_path: Path)
     lines = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
     mcp = [d for d in lines if d.get("request_id") == "req-42"]
     assert mcp, logs
-    assert mcp[0]["subject"] == reg["client_id"] and mcp[0]["client_id"] == reg["client_id"]
+    assert mcp[0]["subject"] == client_id and mcp[0]["client_id"] == client_id
     assert mcp[0]["mcp_method"] == "initialize" and mcp[0]["status"] == 200 and mcp[0]["path"] == "/mcp"
     assert "session_id" in mcp[0]
-    for secret in (token, reg["client_secret"], server.password):
+    for secret in (token, client_secret, server.password):
         assert secret not in logs
 
 

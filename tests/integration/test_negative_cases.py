@@ -216,10 +216,10 @@ def test_token_endpoint_needs_a_form_body(server: AuthgateServer) -> None:
 
 
 def test_client_credentials_for_machine_clients(server: AuthgateServer) -> None:
-    machine = register(server, "client_secret_post", grant_types=["client_credentials"], redirect_uris=[])
+    client_id, secret = server.add_machine_client("negative-machine", "mcp")
     r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "client_id": machine["client_id"],
-        "client_secret": machine["client_secret"], "resource": server.mcp_url})
+        "grant_type": "client_credentials", "client_id": client_id,
+        "client_secret": secret, "resource": server.mcp_url})
     assert r.status_code == 200, r.text
     assert "refresh_token" not in r.json()
     assert call_mcp(server, r.json()["access_token"]).status_code == 200
@@ -295,10 +295,10 @@ def forge(server: AuthgateServer, *, audience: str | None = None, now: float | N
 
 
 def test_valid_forged_control_token_is_accepted_so_the_forgery_is_sound(server: AuthgateServer) -> None:
-    machine = register(server, "client_secret_post", grant_types=["client_credentials"], redirect_uris=[])
+    machine_id, _ = server.add_machine_client("forgery-control", "mcp")
     keys, _ = _server_keys(server)
-    token, _ = access_tokens.issue(keys, issuer=server.issuer, subject=machine["client_id"],
-                                   client_id=machine["client_id"], scopes=("mcp",), resources=(server.mcp_url,),
+    token, _ = access_tokens.issue(keys, issuer=server.issuer, subject=machine_id,
+                                   client_id=machine_id, scopes=("mcp",), resources=(server.mcp_url,),
                                    now=time.time(), ttl=300, grant_id=None)
     assert call_mcp(server, token).status_code == 200
 
@@ -436,10 +436,7 @@ def test_foreign_host_header_is_refused(server: AuthgateServer) -> None:
 
 @pytest.mark.requirement("MCP Streamable HTTP: Accept must list application/json and text/event-stream")
 def test_built_in_server_explains_wrong_accept_and_content_type(server: AuthgateServer) -> None:
-    machine = register(server, "client_secret_post", grant_types=["client_credentials"], redirect_uris=[])
-    token = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "client_id": machine["client_id"],
-        "client_secret": machine["client_secret"]}).json()["access_token"]
+    token, _ = server.machine_token()
     auth = {"Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2025-06-18"}
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     wrong_accept = httpx.post(server.mcp_url, json=body, headers={**auth, "Accept": "text/html"})

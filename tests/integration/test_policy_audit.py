@@ -23,13 +23,7 @@ POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.a
 
 
 def _token(server: AuthgateServer, scope: str = "mcp") -> tuple[str, str]:
-    reg = httpx.post(server.endpoint("register"), json={
-        "grant_types": ["client_credentials"], "token_endpoint_auth_method": "client_secret_post"}).json()
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "scope": scope, "client_id": reg["client_id"],
-        "client_secret": reg["client_secret"]})
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"]), str(reg["client_id"])
+    return server.machine_token(scope, name="audit-test")
 
 
 async def _use_tools(server: AuthgateServer, token: str) -> None:

@@ -1,5 +1,6 @@
 """`authgate serve -- CMD ARGS…`: a stdio MCP server behind the guard, through the stdio bridge
-(issue 3, done-when 2), with a token from the embedded AS (client_credentials).
+(issue 3, done-when 2), with a token from the embedded AS (client_credentials, for a machine
+client made with `authgate clients add`).
 
 The `mcp` 2.3.0 SDK client gets the same tools/list and tools/call results through authgate
 as it gets from the stdio server started directly, including the server→client round trips

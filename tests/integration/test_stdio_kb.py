@@ -36,11 +36,7 @@ def test_knowledge_base_over_stdio_through_the_bridge(tmp_path: Path) -> None:
     server.add_user()
     server.start()
     try:
-        reg = httpx.post(server.endpoint("register"), json={"grant_types": ["client_credentials"],
-                                                           "token_endpoint_auth_method": "client_secret_post"}).json()
-        token = httpx.post(server.endpoint("token"), data={
-            "grant_type": "client_credentials", "client_id": reg["client_id"],
-            "client_secret": reg["client_secret"]}).json()["access_token"]
+        token, _ = server.machine_token()
         headers = {**HEADERS, "Authorization": f"Bearer {token}"}
         init = _rpc(server, headers, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
