@@ -529,6 +529,12 @@ def test_redirect_uris_are_checked(uris: Any) -> None:
         validate_metadata(_doc(CID) | {"redirect_uris": uris}, CID)
 
 
+@pytest.mark.parametrize("uri", ["https://claude.ai@evil.example/cb", "https://a.example/cb\r\n", "https://a.example/c b"])
+def test_deceptive_redirect_uris_are_refused_as_at_registration(uri: str) -> None:
+    with pytest.raises(InvalidClientMetadata, match="user information|control characters"):
+        validate_metadata(_doc(CID) | {"redirect_uris": [uri]}, CID)
+
+
 def test_loopback_redirect_uri_is_accepted() -> None:
     doc = _doc(CID) | {"redirect_uris": ["http://localhost/callback", "http://127.0.0.1:33418/cb"]}
     assert validate_metadata(doc, CID)["redirect_uris"] == doc["redirect_uris"]
