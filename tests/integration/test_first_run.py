@@ -25,7 +25,8 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
         assert str(password_file) in logs and password not in logs  # the path, never the secret
         assert stat.S_IMODE((server.data_dir / "secret.key").stat().st_mode) == 0o600
         listed = server.cli("users", "list")
-        assert listed.stdout.split()[0] == "admin"
+        name, _, _, roles = listed.stdout.splitlines()[0].split("\t")
+        assert (name, roles) == ("admin", "admin")  # the first user may grant every scope
         # the password works on the sign-in form
         reg = httpx.post(server.endpoint("register"), json={
             "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}).json()
@@ -38,7 +39,7 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
         server.stop()
     server.start()  # a second start creates no second admin and keeps the password
     try:
-        assert server.cli("users", "list").stdout.count("admin") == 1
+        assert [line.split("\t")[0] for line in server.cli("users", "list").stdout.splitlines()] == ["admin"]
         assert (server.data_dir / "initial-admin-password").read_text().strip() == password
     finally:
         server.stop()
