@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from authgate_server import AuthgateServer
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
@@ -23,7 +27,7 @@ from authgate.store.sql import SqlStore
 
 # list_knowledge_bases needs kb.admin; every other tool the default scope (mcp)
 POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]}),
-              "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"}
+              "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true"}
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
            "MCP-Protocol-Version": "2025-06-18"}
 
@@ -97,6 +101,23 @@ def test_open_registration_refuses_client_credentials(server: AuthgateServer, gr
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_client_metadata"
     assert "authgate clients add" in r.json()["error_description"] and "client_secret" not in r.json()
+
+
+@pytest.mark.requirement("RFC 6749 §5.2: unauthorized_client for a grant type the client may not use")
+def test_a_client_metadata_document_cannot_claim_client_credentials(
+        server: AuthgateServer, loopback_app: Callable[..., str]) -> None:
+    """CIMD is open registration too: anyone can publish a document naming any grant."""
+    doc: dict[str, Any] = {}
+
+    async def serve_doc(request: Request) -> JSONResponse:
+        return JSONResponse(doc)
+
+    client_id = loopback_app(Starlette(routes=[Route("/client.json", serve_doc)])) + "/client.json"
+    doc.update({"client_id": client_id, "client_name": "self-published", "token_endpoint_auth_method": "none",
+                "grant_types": ["client_credentials"], "redirect_uris": ["http://127.0.0.1:53682/callback"]})
+    r = httpx.post(server.endpoint("token"), data={"grant_type": "client_credentials", "client_id": client_id,
+                                                    "scope": "mcp kb.admin", "resource": server.mcp_url})
+    assert r.status_code == 400 and r.json()["error"] == "unauthorized_client", r.text
 
 
 @pytest.mark.requirement("RFC 6749 §5.2: unauthorized_client for a grant type the client may not use")
