@@ -438,9 +438,10 @@ class SqlStore:
 
 def _unverified() -> sa.ColumnElement[bool]:
     """A client that registered itself and no user has consented to (yet). Derived from the
-    consents, so the consent that verifies a client needs no write of its own."""
-    consented = sa.select(sa.literal(1)).where(CONSENTS.c.client_id == CLIENTS.c.client_id).exists()
-    return sa.and_(CLIENTS.c.source == "dcr", ~consented)
+    consents, so the consent that verifies a client needs no write of its own. NOT IN, not a
+    correlated NOT EXISTS: consents has no index on client_id alone, and both backends run an
+    uncorrelated subquery once (a hashed or ephemeral set; client_id is never NULL there)."""
+    return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.client_id.not_in(sa.select(CONSENTS.c.client_id)))
 
 
 def _evict_unverified(keep: int) -> sa.Delete:
