@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from authgate.store.sql import SqlStore
-from authgate.store.sql.ratelimits import SqlRateLimits
+from authgate.store.sql.ratelimits import SqlRateLimits, StoreOutage
 from authgate.store.sql.tables import rate_limits
 
 from .conftest import NOW, StoreFactory
@@ -48,7 +48,9 @@ async def _rows(store: SqlStore) -> list[dict[str, Any]]:
 async def test_the_hit_over_the_limit_is_refused_with_a_retry_after(store: SqlStore, clock: Clock) -> None:
     rl = limits(store, clock)
     assert [await rl.hit("alice|10.0.0.1") for _ in range(6)] == [True] * 5 + [False]
-    assert await rl.retry_after("alice|10.0.0.1") == WINDOW - 1  # at START + 1: the window ends at START + 60
+    # at START + 1: the shared window ends at START + 60, but this process's exact sliding
+    # window frees a hit only when the first is 60 s old; the later of the two is the answer
+    assert await rl.retry_after("alice|10.0.0.1") == WINDOW
     assert await rl.retry_after("bob|10.0.0.1") == 0  # other keys are untouched
     assert await rl.hit("bob|10.0.0.1")
     assert [r["hits"] for r in await _rows(store) if r["key_hash"] == hashlib.sha256(b"alice|10.0.0.1").hexdigest()] == [5]
@@ -77,8 +79,9 @@ async def test_a_full_window_waits_into_the_next(store: SqlStore, clock: Clock) 
     for _ in range(5):
         await rl.hit("k")
     clock.now = START + WINDOW - 10
-    # 10 s to the next window, where the 5 weigh 5 * (1 - e/60) < 5 at once (e > 0)
-    assert await rl.retry_after("k") == 10
+    # 10 s to the next window, where the 5 weigh 5 * (1 - e/60) < 5 at once (e > 0); and 11 s
+    # until this process's exact window lets go of the first hit, made at START + 1
+    assert await rl.retry_after("k") == 11
     clock.now = START + WINDOW + 1
     assert await rl.hit("k")
 
@@ -170,7 +173,7 @@ async def test_a_database_failure_never_lets_an_attempt_over_the_limit_through(
     await store.close()  # every query now fails with StoreError
     with caplog.at_level(logging.INFO, logger="authgate"):
         assert [await rl.hit("k") for _ in range(3)] == [True, False, False]
-        assert await rl.retry_after("k") == WINDOW - 1
+        assert await rl.retry_after("k") == WINDOW  # the in-process window, first hit at START + 1
         assert [await rl.hit("other") for _ in range(4)] == [True] * 3 + [False]
         await rl.reset("other")
         assert await rl.hit("other")
@@ -182,7 +185,7 @@ async def test_after_an_outage_the_store_counts_again_and_says_so(
     open_store: StoreFactory, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store, other = await open_store(), await open_store()
-    rl = SqlRateLimits(store, "logins", 2, WINDOW, clock=clock, store_retry_after=0.0)
+    rl = SqlRateLimits(store, "logins", 2, WINDOW, clock=clock, outage=StoreOutage(rest=0.0))
     await store.close()
     with caplog.at_level(logging.INFO, logger="authgate"):
         assert await rl.hit("k")  # counted in this process only: the store never saw it

@@ -170,7 +170,8 @@ class Settings(BaseSettings):
         30, ge=1, description="registered clients unused this long and holding no grant are pruned"
     )
     login_attempts_per_minute: int = Field(
-        5, ge=1, description="failed sign-ins allowed per username and source address per minute"
+        5, ge=1, description="sign-in attempts allowed per username and source address (IPv6 by /64) per "
+        "minute; a successful sign-in clears the count"
     )
     dcr_grant_types: list[str] = Field(
         default_factory=lambda: ["authorization_code", "refresh_token"],
@@ -196,8 +197,9 @@ class Settings(BaseSettings):
     )
     login_attempts_per_account: int = Field(
         20, ge=1,
-        description="failed sign-ins allowed per account per hour from addresses that have not signed "
-        "in to it before, however many addresses they come from (IPv6 counted by /64)",
+        description="sign-in attempts allowed per account per hour from addresses that have not signed "
+        "in to it successfully before, however many addresses they come from (IPv6 counted by /64); "
+        "known addresses are held only by login_attempts_per_minute, so an attack cannot lock the owner out",
     )
     max_concurrent_password_checks: int = Field(
         4, ge=1, le=64,

@@ -92,7 +92,7 @@ class RateLimiter:
         hits = self._recent(key)
         if len(hits) < self.limit:
             return 0
-        return max(1, int(self.window - (self._clock() - hits[0])) + 1)
+        return max(1, math.ceil(self.window - (self._clock() - hits[0])))  # the oldest hit leaves the window
 
     async def reset(self, key: str) -> None:
         self._hits.pop(key, None)

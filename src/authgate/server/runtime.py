@@ -31,7 +31,7 @@ from authgate.store.models import User
 from authgate.store.protocols import Store
 from authgate.store.sql import SqlStore
 from authgate.store.sql.known_addresses import SqlKnownAddresses
-from authgate.store.sql.ratelimits import SqlRateLimits
+from authgate.store.sql.ratelimits import SqlRateLimits, StoreOutage
 
 log = logging.getLogger("authgate")
 
@@ -88,18 +88,21 @@ def open_store(settings: Settings) -> Store:
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 
-def rate_limits(store: Store, name: str, limit: int, secret: bytes, window: int = 60) -> RateLimits:
+def rate_limits(store: Store, name: str, limit: int, secret: bytes, window: int = 60,
+                outage: StoreOutage | None = None) -> RateLimits:
     """Counters shared by every replica through the SQL store (keys kept as HMACs under a key
-    derived from secret_key, the same on every replica); in this process otherwise."""
+    derived from secret_key, the same on every replica); in this process otherwise. Limiters
+    given one `outage` rest together when the store fails."""
     if isinstance(store, SqlStore):
-        return SqlRateLimits(store, name, limit, window, key_secret=derive_key(secret, "rate-limit-keys"))
+        return SqlRateLimits(store, name, limit, window, key_secret=derive_key(secret, "rate-limit-keys"),
+                             outage=outage)
     return RateLimiter(limit, window)
 
 
-def known_addresses(store: Store, secret: bytes) -> KnownAddresses:
+def known_addresses(store: Store, secret: bytes, outage: StoreOutage | None = None) -> KnownAddresses:
     """Addresses that signed in to an account before (oauth/signin.py), shared like the limits."""
     if isinstance(store, SqlStore):
-        return SqlKnownAddresses(store, key_secret=derive_key(secret, "rate-limit-keys"))
+        return SqlKnownAddresses(store, key_secret=derive_key(secret, "rate-limit-keys"), outage=outage)
     return KnownAddressesInMemory()
 
 
@@ -174,11 +177,13 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
         cimd = CimdResolver(CimdPolicy(allow_loopback_http=settings.cimd_allow_loopback_http,
                                        timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
                             ssl_context=ssl_context)
+    outage = StoreOutage()  # one store: its limiters rest together when it fails
     auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
-                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute, secret),
-                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret),
+                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute, secret,
+                                               outage=outage),
+                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret, outage=outage),
                      login_accounts=rate_limits(store, "login-accounts", settings.login_attempts_per_account,
-                                                secret, window=3600),
-                     known_addresses=known_addresses(store, secret),
+                                                secret, window=3600, outage=outage),
+                     known_addresses=known_addresses(store, secret, outage),
                      password_checks=PasswordChecks(settings.max_concurrent_password_checks))
     return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))
