@@ -9,6 +9,7 @@ from typing import Any
 from authgate.errors import InvalidToken
 from authgate.guard.identity import Identity
 from authgate.idp.profiles import IdpProfile
+from authgate.oauth.access_tokens import check_times
 
 LEEWAY = 60  # seconds of clock skew tolerated between authgate and the IdP
 
@@ -62,24 +63,13 @@ def _check_audience(claims: dict[str, Any], policy: TokenPolicy) -> tuple[str, .
     return (accepted[0], *(a for a in values if a != accepted[0]))
 
 
-def _check_times(claims: dict[str, Any], policy: TokenPolicy, now: float) -> int:
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-        raise InvalidToken("token has no expiry (exp)")
-    if exp + policy.leeway < now:
-        raise InvalidToken("token has expired")
-    if isinstance(nbf, (int, float)) and nbf - policy.leeway > now:
-        raise InvalidToken("token is not valid yet (nbf)")
-    return int(exp)
-
-
 def identity_from_claims(claims: dict[str, Any], policy: TokenPolicy, now: float) -> Identity:
     """`iss` exact, an accepted audience, exp/nbf with leeway, not an ID token → the caller."""
     if claims.get("iss") != policy.issuer:
         raise InvalidToken(f"token issuer {claims.get('iss')!r} is not {policy.issuer!r}")
     refuse_id_token(claims, policy.profile)
     audience = _check_audience(claims, policy)
-    expires_at = _check_times(claims, policy, now)
+    expires_at = check_times(claims, now=now, leeway=policy.leeway)  # exp, nbf, iat: any JSON number
     subject = claims.get("sub")
     if not isinstance(subject, str) or not subject:
         raise InvalidToken("token has no subject (sub)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -102,11 +103,7 @@ def _check_claims(claims: dict[str, Any], *, issuer: str, audience: str, now: fl
     auds = tuple(aud) if isinstance(aud, list) else (aud,)
     if audience not in auds:
         raise InvalidToken("token audience is not this resource (RFC 8707)")
-    exp, nbf = claims.get("exp"), claims.get("nbf", claims.get("iat", 0))
-    if not isinstance(exp, int) or exp + LEEWAY < now:
-        raise InvalidToken("token has expired")
-    if isinstance(nbf, int) and nbf - LEEWAY > now:
-        raise InvalidToken("token is not valid yet")
+    exp = check_times(claims, now=now, leeway=LEEWAY)
     sub, client_id = claims.get("sub"), claims.get("client_id")
     if not isinstance(sub, str) or not isinstance(client_id, str):
         raise InvalidToken("token lacks sub or client_id")
@@ -116,8 +113,34 @@ def _check_claims(claims: dict[str, Any], *, issuer: str, audience: str, now: fl
         scopes=tuple(str(claims.get("scope", "")).split()),
         audience=tuple(str(a) for a in auds),
         expires_at=exp,
-        issued_at=int(claims.get("iat", 0)),
+        issued_at=int(claims.get("iat", 0)),  # checked: a number when present
         jti=str(claims.get("jti", "")),
         grant_id=claims.get("gid"),
         raw=claims,
     )
+
+
+def check_times(claims: dict[str, Any], *, now: float, leeway: int) -> int:
+    """`exp` (required), `nbf` and `iat` as any JSON number (RFC 7519 §2 NumericDate: an
+    integer or not, never NaN, Infinity, a string or a boolean), with `leeway` seconds of clock
+    skew: a float `nbf` in the future is refused like an integer one. Returns `exp`."""
+    exp, nbf, iat = (_numeric_date(claims, name) for name in ("exp", "nbf", "iat"))
+    if exp is None:
+        raise InvalidToken("token has no expiry (exp)")
+    if exp + leeway < now:
+        raise InvalidToken("token has expired")
+    if nbf is not None and nbf - leeway > now:
+        raise InvalidToken("token is not valid yet (nbf)")
+    if iat is not None and iat - leeway > now:
+        raise InvalidToken("token was issued in the future (iat)")
+    return int(exp)
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)):  # an int is finite; JSON allows NaN
+        raise InvalidToken(f"token claim {name} is not a NumericDate (RFC 7519 §2)")
+    return value
