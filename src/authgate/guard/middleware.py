@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -39,28 +40,61 @@ async def _send_json(send: Send, status: int, body: Mapping[str, object], header
 _SDK_VIEWS_MAX = 10_000
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_key(value: str) -> tuple[str, str, int] | None:
+    """An RFC 6454 origin as (scheme, host, port), the default port filled in; None when the
+    value is not an http(s) origin (`null`, a path, userinfo, a bad port or IPv6 literal)."""
+    try:
+        parts = urlsplit(value.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if (parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc
+            or parts.path not in ("", "/") or parts.query or parts.fragment):
+        return None
+    return parts.scheme, parts.hostname, port if port is not None else _DEFAULT_PORTS[parts.scheme]
+
+
+def host_name(value: str) -> str | None:
+    """The host of a `Host` header (RFC 9110 §7.2), lowercased, IPv6 without brackets, the
+    port dropped; None when malformed."""
+    try:
+        parts = urlsplit("//" + value.strip())
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if not parts.hostname or "@" in parts.netloc or parts.path or parts.query or parts.fragment:
+        return None
+    return parts.hostname
+
+
 class OriginGuard:
     """MCP transport security (2025-11-25): a present, non-allowlisted Origin gets 403; a Host
-    that is neither the public host nor loopback gets 421 (DNS rebinding)."""
+    that is neither the public host nor loopback gets 421 (DNS rebinding). Both are parsed as
+    URLs, so `http://[::1]` and `http://[::1]:80` are one origin and a malformed value is
+    refused, never guessed at."""
 
     def __init__(self, app: ASGIApp, *, public_host: str, allowed_origins: Iterable[str]) -> None:
         self.app = app
-        self.public_host = public_host.lower()
-        self.allowed = {o.rstrip("/").lower() for o in allowed_origins}
-        self.any_origin = "*" in self.allowed
-        self.loopback_origins = is_loopback_host(public_host.split(":")[0].strip("[]"))
+        self.public_host = host_name(public_host) or public_host.lower()
+        keys = [(o, origin_key(o)) for o in allowed_origins]
+        self.any_origin = any(o == "*" for o, _ in keys)
+        self.allowed = {k for _, k in keys if k is not None}
+        self.loopback_origins = is_loopback_host(self.public_host)
 
     def _origin_ok(self, origin: str) -> bool:
-        o = origin.rstrip("/").lower()
-        if self.any_origin or o in self.allowed:
+        if self.any_origin:
             return True
-        host = o.split("://", 1)[-1].rsplit(":", 1)[0] if "://" in o else ""
-        return self.loopback_origins and o.startswith("http://") and is_loopback_host(host)
+        key = origin_key(origin)
+        if key is None:
+            return False
+        return key in self.allowed or (self.loopback_origins and key[0] == "http" and is_loopback_host(key[1]))
 
     def _host_ok(self, host: str) -> bool:
-        h = host.lower()
-        bare = h.rsplit(":", 1)[0] if not h.endswith("]") else h
-        return h == self.public_host or bare == self.public_host.rsplit(":", 1)[0] or is_loopback_host(bare)
+        name = host_name(host)
+        return name is not None and (name == self.public_host or is_loopback_host(name))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
