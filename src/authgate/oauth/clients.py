@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import base64
 import hmac
+import logging
 from urllib.parse import unquote_plus
 
 from authgate.errors import FetchError, InvalidClient, InvalidClientMetadata, InvalidRequest, OAuthError
 from authgate.oauth.authority import Authority
 from authgate.oauth.opaque import digest
 from authgate.store.models import Client
+
+log = logging.getLogger("authgate.cimd")
+
+# What a client (and the browser showing its error page) learns about a failed CIMD fetch. The
+# detail (a private address, a DNS answer, a status code) names the server's network: log only.
+FETCH_FAILED = "the client's metadata document could not be fetched"
 
 
 async def find_client(auth: Authority, client_id: str) -> Client | None:
@@ -26,7 +33,10 @@ async def require_client(auth: Authority, client_id: str, error: type[OAuthError
     """`find_client`, with every way of not finding it turned into `error`."""
     try:
         client = await find_client(auth, client_id)
-    except (FetchError, InvalidClientMetadata) as exc:
+    except FetchError as exc:
+        log.warning("client metadata document not fetched: %s", exc)
+        raise error(FETCH_FAILED) from None
+    except InvalidClientMetadata as exc:  # the fetched document itself: its author may read this
         raise error(f"the client's metadata document cannot be used: {exc}") from None
     if client is None:
         raise error("unknown client_id: the client must register again")
