@@ -131,3 +131,15 @@ def test_loopback_port_exception_does_not_admit_userinfo_or_control_characters()
 ])
 def test_display_host_is_the_host_alone(uri: str, shown: str) -> None:
     assert redirect_uris.display_host(uri) == shown
+
+
+def test_a_pending_request_signed_before_the_unverified_flag_reads_as_unverified() -> None:
+    from authgate.oauth.authorize import AuthorizationRequest
+
+    req = AuthorizationRequest(client_id="c", client_name="Claude", redirect_uri="https://claude.ai@evil.example/cb",
+                               state=None, scopes=("mcp",), resources=("https://r/mcp",), code_challenge="x",
+                               via_cimd=False, loopback_only=False, unverified_client=False)
+    assert AuthorizationRequest.from_dict(req.to_dict()) == req
+    older = {k: v for k, v in req.to_dict().items() if k != "unverified_client"}
+    assert AuthorizationRequest.from_dict(older).unverified_client is True
+    assert req.redirect_host == "evil.example"
