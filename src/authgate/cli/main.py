@@ -39,6 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from authgate.server.app import build_app
+    from authgate.server.http_protocol import BoundedHttpToolsProtocol
     from authgate.server.logs import configure_logging
 
     settings = _settings(args) if not args.stdio_command else load_settings(
@@ -51,7 +52,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
                 # authgate reads the forwarded address itself (trusted_proxies, forwarded_header)
                 access_log=False, proxy_headers=False,
-                server_header=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout)
+                server_header=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout,
+                http=BoundedHttpToolsProtocol)  # 431 for an oversized request head (server/http_protocol.py)
     return 0
 
 

@@ -311,7 +311,7 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
                              first_byte_timeout=settings.upstream_first_byte_timeout,
                              idle_timeout=settings.upstream_idle_timeout, upstream_headers=static,
                              identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
-                             mount_path=settings.urls.mcp_path)
+                             mount_path=settings.urls.mcp_path, max_body=settings.mcp_max_body_bytes)
 
 
 def _private_host(host: str) -> bool:

@@ -208,4 +208,4 @@ def bridge_from_settings(settings: Settings) -> StdioBridge:
     if not settings.upstream_command:
         raise ValueError("upstream_command is not set")
     return StdioBridge(settings.upstream_command, path=settings.urls.mcp_path,
-                       identity_env=settings.identity_headers)
+                       identity_env=settings.identity_headers, max_body=settings.mcp_max_body_bytes)

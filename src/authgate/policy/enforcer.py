@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from authgate.audit.events import audit_event, is_audited
 from authgate.audit.log import AuditLog
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
-from authgate.gateway.errors import BodyTooLarge, GatewayError, HeaderMismatch, InvalidRequest, send_error
+from authgate.gateway.errors import BodyTooLarge, GatewayError, HeaderMismatch, InvalidRequest, ParseError, send_error
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.oauth.scopes import OFFLINE_ACCESS
 from authgate.policy import answers
@@ -40,6 +40,7 @@ from authgate.policy.operations import (
     parse_body,
 )
 from authgate.policy.responses import ResponseTap, Rewrite
+from authgate.server.json_depth import TooDeep
 from authgate.server.logs import note
 
 log = logging.getLogger("authgate.policy")
@@ -75,13 +76,14 @@ class _Call:
 
 class PolicyEnforcer:
     def __init__(self, app: ASGIApp, policy: Policy, *, resource_metadata: str, clients: ClientRecognizer,
-                 audit: AuditLog | None, audit_arguments: bool = False) -> None:
+                 audit: AuditLog | None, audit_arguments: bool = False, max_body: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.policy = policy
         self.resource_metadata = resource_metadata
         self.clients = clients
         self.audit = audit
         self.audit_arguments = audit_arguments
+        self.max_body = max_body
         self._warned_missing = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -91,7 +93,7 @@ class PolicyEnforcer:
         identity = scope.get(SCOPE_KEY)
         call = _Call(scope, identity if isinstance(identity, Identity) else None, time.time(), time.monotonic())
         try:
-            raw = await read_body(receive, MAX_BODY_BYTES)
+            raw = await read_body(receive, self.max_body)
         except ClientGone:
             return
         except BodyTooLarge as exc:
@@ -101,6 +103,9 @@ class PolicyEnforcer:
             body = parse_body(raw)
         except AmbiguousBody as exc:
             await send_error(send, InvalidRequest(f"Invalid Request: {exc}"))
+            return
+        except TooDeep as exc:  # JSON-RPC 2.0 §5.1: the body cannot be parsed (here)
+            await send_error(send, ParseError(f"Parse error: {exc}"))
             return
         if body is not None and (named := body.requests):
             note(scope, mcp_method=",".join(op.method for _, op in named),
@@ -224,7 +229,7 @@ class AnonymousGate:
         try:
             raw = await read_body(receive, MAX_BODY_BYTES)
             body = parse_body(raw)
-        except (ClientGone, BodyTooLarge, AmbiguousBody):
+        except (ClientGone, BodyTooLarge, AmbiguousBody, TooDeep):
             return None
         requests = body.requests if body is not None else []
         if body is None or not requests:

@@ -27,7 +27,8 @@ class PolicyLayer:
     def wrap(self, app: ASGIApp) -> ASGIApp:
         return PolicyEnforcer(app, self.policy, resource_metadata=self.settings.urls.prm_url,
                               clients=self.clients, audit=self.audit,
-                              audit_arguments=self.settings.audit_arguments)
+                              audit_arguments=self.settings.audit_arguments,
+                              max_body=self.settings.mcp_max_body_bytes)
 
     @property
     def anonymous(self) -> AnonymousGate | None:

@@ -17,6 +17,7 @@ from typing import Any
 from starlette.types import Scope
 
 from authgate.policy.model import Operation
+from authgate.server import json_depth
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"  # MCP 2026-07-28 request _meta
 CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
@@ -60,13 +61,12 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)
 
 def parse_body(raw: bytes) -> Body | None:
     """The body's messages, or None when it is not JSON-RPC at all (the app answers that).
-    Raises AmbiguousBody for duplicated members and for nesting too deep to parse."""
+    Raises AmbiguousBody for duplicated members, json_depth.TooDeep for nesting past
+    json_depth.MAX_DEPTH (never passed on: a deeper parser upstream could read what we did not)."""
     try:
-        decoded = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))  # as json.loads
+        decoded = json_depth.loads(raw, decoder=_DECODER)
     except AmbiguousBody:
         raise
-    except RecursionError:  # never pass on a body that could not be judged
-        raise AmbiguousBody("the body is nested too deeply to be read") from None
     except (ValueError, UnicodeDecodeError):
         return None
     if isinstance(decoded, dict):

@@ -26,6 +26,7 @@ from authgate.guard.verifier import TokenVerifier
 from authgate.idp.backend import open_external, served_routes
 from authgate.policy.layer import PolicyLayer
 from authgate.server.authorize_routes import BrowserFlow
+from authgate.server.body_limit import BodyLimit
 from authgate.server.discovery_routes import Discovery
 from authgate.server.logs import RequestLog
 from authgate.server.proxy_routes import open_proxy_flow
@@ -54,7 +55,9 @@ class AuthgateApp:
         self._cors_paths = set(self._public_paths())
         self.protected: ASGIApp | None = None
         self._without_cors: ASGIApp | None = None
-        self._logged = RequestLog(self._dispatch)  # outermost: request id and the access log
+        # every body bounded per route before anything reads it (server/body_limit.py)
+        bounded = BodyLimit(self._dispatch, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
+        self._logged = RequestLog(bounded)  # outermost: request id and the access log
         self.proxies = TrustedProxies(settings.trusted_proxies, settings.forwarded_header)
         self.handlers: dict[str, Any] | None = None
 

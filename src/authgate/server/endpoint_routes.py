@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -11,18 +10,23 @@ from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, S
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
+from authgate.server import json_depth
 from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
 from authgate.store.models import Client
 
 MAX_BODY = 64 * 1024
+MAX_FIELD = 32 * 1024  # one form field; the whole body is bounded by server/body_limit.py
 
 
 async def _form(request: Request) -> tuple[dict[str, str], list[str]]:
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "application/x-www-form-urlencoded":
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")  # RFC 6749 §3.2
-    form = await request.form(max_files=0, max_fields=50)
+    try:
+        form = await request.form(max_files=0, max_fields=50, max_part_size=MAX_FIELD)
+    except HTTPException as exc:  # python-multipart's limits: still JSON (RFC 6749 §5.2, RFC 7009 §2.2.1)
+        raise InvalidRequest(f"the form body cannot be read: {exc.detail}") from None
     single: dict[str, str] = {}
     resources: list[str] = []
     for key, value in form.multi_items():
@@ -76,7 +80,9 @@ class Endpoints:
         if len(raw) > MAX_BODY:
             raise InvalidClientMetadata("registration request is too large")
         try:
-            body = json.loads(raw)
+            body = json_depth.loads(raw)
+        except json_depth.TooDeep as exc:
+            raise InvalidClientMetadata(str(exc)) from None
         except ValueError:
             raise InvalidClientMetadata("the body must be a JSON object") from None
         if not isinstance(body, dict):
