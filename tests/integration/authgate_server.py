@@ -53,7 +53,7 @@ class AuthgateServer:
         self.workdir = workdir
         self.serve_args = serve_args  # after `serve`, e.g. ("--", "python", "server.py")
         self.data_dir = workdir / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as authgate makes it
         self.logs_dir = workdir / "logs"
         self.logs_dir.mkdir(exist_ok=True)
         self.port = find_free_port()

@@ -44,11 +44,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args) if not args.stdio_command else load_settings(
         args.config, **{**setting_overrides(args), "upstream_command": _stdio_command(args.stdio_command)})
+    configure_logging(settings.log_level, settings.log_format)  # before anything may warn
     asyncio.run(_preflight(settings))  # a wrong secret or database fails here, readably
     app = build_app(settings)
     print(f"authgate {__version__}: MCP endpoint {settings.urls.resource} "
           f"(listening on {settings.host}:{settings.port})", file=sys.stderr, flush=True)
-    configure_logging(settings.log_level, settings.log_format)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
                 # authgate reads the forwarded address itself (trusted_proxies, forwarded_header)
                 access_log=False, proxy_headers=False,
