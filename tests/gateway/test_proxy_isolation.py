@@ -31,7 +31,7 @@ FORGED = {
     "X-Authgate-Subject": "someone-else", "X-Authgate-Client-Id": "forged-client",
     "X-Authgate-Scopes": "admin", "X-Authgate-Username": "root",
     "Cookie": "authgate_session=stolen; authgate_csrf=stolen; other=1",
-    # (X-Forwarded-For from a loopback client is uvicorn's trusted-proxy business, not ours)
+    # (X-Forwarded-For from a loopback client is believed: trusted_proxies, server/forwarded.py)
     "Forwarded": "for=203.0.113.9", "X-Real-IP": "203.0.113.9",
     "X-Upstream-Key": "client-chosen-key",
 }
