@@ -202,8 +202,9 @@ class Settings(BaseSettings):
         "known addresses are held only by login_attempts_per_minute, so an attack cannot lock the owner out",
     )
     max_concurrent_password_checks: int = Field(
-        4, ge=1, le=64,
-        description="password verifications (argon2) running at once, in worker threads; more wait",
+        2, ge=1, le=64,
+        description="password verifications (argon2) running at once, in worker threads; more wait "
+        "(argon2 already uses several cores for one check: about the machine's core count)",
     )
     user_role_scopes: dict[str, list[str]] = Field(
         default_factory=lambda: {"admin": ["*"]},
