@@ -98,15 +98,15 @@ async def _read_small(receive: Receive, send: Send, limit: int, error: bytes) ->
 
 
 class _Counted:
-    """A streamed body, counted. Past the limit the client gets the 413 (if nothing was
-    answered yet) and the app hears a disconnect, which every ASGI app handles; whatever the
-    app sends after that is dropped."""
+    """A streamed body, counted. Past the limit the app hears a disconnect, which every ASGI
+    app handles, and the client gets the 413 unless the app had begun answering (then that
+    answer ends unfinished and the connection closes); what the app sends after a 413 is dropped."""
 
     def __init__(self, receive: Receive, send: Send, limit: int, error: bytes) -> None:
         self._receive, self._send = receive, send
         self.limit, self.error = limit, error
         self.size = 0
-        self.started = self.refused = False
+        self.started = self.refused = self.answered = False
 
     async def receive(self) -> Message:
         if self.refused:
@@ -117,12 +117,13 @@ class _Counted:
             if self.size > self.limit:
                 self.refused = True
                 if not self.started:
+                    self.answered = True
                     await refuse(self._send, self._receive, self.error)
                 return {"type": "http.disconnect"}
         return message
 
     async def send(self, message: Message) -> None:
-        if self.refused:
+        if self.answered:
             return
         self.started = self.started or message["type"] == "http.response.start"
         await self._send(message)
