@@ -25,6 +25,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.tokens import machine_token
+
 ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
 
@@ -47,18 +49,6 @@ def start(kind: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit(f"{kind} server did not start")
-
-
-def machine_token(base: str, data_dir: Path) -> str:
-    """A client_credentials token of a machine client made with `authgate clients add`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    out = subprocess.run([sys.executable, "-m", "authgate", "clients", "add", "bench", "--grant",
-                          "client_credentials", "--scopes", "mcp", "--data-dir", str(data_dir)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    fields = dict(line.split("\t", 1) for line in out.splitlines())
-    tok = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"},
-                     auth=(fields["client_id"], fields["client_secret"]))
-    return str(tok.json()["access_token"])
 
 
 def wrk(base: str, token: str | None, seconds: int, connections: int, workdir: Path) -> float:

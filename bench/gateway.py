@@ -36,6 +36,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.tokens import machine_token
+
 ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
@@ -95,18 +97,6 @@ def start_front(kind: str, port: int, upstream_port: int, data_dir: Path) -> sub
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, proc, kind)
     return proc
-
-
-def machine_token(base: str, data_dir: Path) -> str:
-    """A client_credentials token of a machine client made with `authgate clients add`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    out = subprocess.run([sys.executable, "-m", "authgate", "clients", "add", "bench", "--grant",
-                          "client_credentials", "--scopes", "mcp", "--data-dir", str(data_dir)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
-    fields = dict(line.split("\t", 1) for line in out.splitlines())
-    tok = httpx.post(f"{base}/token", data={"grant_type": "client_credentials"},
-                     auth=(fields["client_id"], fields["client_secret"]))
-    return str(tok.json()["access_token"])
 
 
 def wrk(url: str, headers: dict[str, str], seconds: int, connections: int, workdir: Path) -> tuple[float, int]:

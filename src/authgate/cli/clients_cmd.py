@@ -13,7 +13,6 @@ import asyncio
 import re
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
@@ -31,17 +30,6 @@ def _printable(text: str) -> str:
 
 def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    from authgate.server.runtime import open_store
-
-    store = open_store(settings)
-    await store.open()
-    try:
-        return await action(store)
-    finally:
-        await store.close()
 
 
 def client_scopes(settings: Settings, values: list[str]) -> list[str]:
@@ -130,7 +118,9 @@ def cmd_clients(args: argparse.Namespace) -> int:
             return await _prune(args, settings, store)
         return await _remove(args, store)
 
-    return asyncio.run(_with_store(settings, run))
+    from authgate.server.runtime import with_store
+
+    return asyncio.run(with_store(settings, run))
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

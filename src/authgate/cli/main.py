@@ -8,7 +8,6 @@ import getpass
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from authgate import __version__
@@ -17,7 +16,7 @@ from authgate.config.settings import Settings, load_settings
 from authgate.errors import AuthgateError, ConfigError, StoreError
 from authgate.oauth.passwords import check_new_password, hash_password
 from authgate.oauth.roles import ADMIN_ROLE, ROLE_NAME, may_grant
-from authgate.server.runtime import load_secret, open_store
+from authgate.server.runtime import load_secret, with_store
 from authgate.store.models import User
 from authgate.store.protocols import Store
 
@@ -79,15 +78,6 @@ def _read_password(args: argparse.Namespace) -> str:
     return password
 
 
-async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    store = open_store(settings)
-    await store.open()
-    try:
-        return await action(store)
-    finally:
-        await store.close()
-
-
 def cmd_users(args: argparse.Namespace) -> int:
     settings = _settings(args)
     password = _read_password(args) if args.users_command in ("add", "set-password") else ""
@@ -115,7 +105,7 @@ def cmd_users(args: argparse.Namespace) -> int:
             print(f"password of {args.name} changed; their grants and sign-in sessions are revoked")
         return 0
 
-    return asyncio.run(_with_store(settings, run))
+    return asyncio.run(with_store(settings, run))
 
 
 async def _add_user(settings: Settings, store: Store, name: str, roles: list[str] | None, password: str) -> int:
@@ -167,7 +157,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(key["kid"])
         return 0
 
-    return asyncio.run(_with_store(settings, run))
+    return asyncio.run(with_store(settings, run))
 
 
 def build_parser() -> argparse.ArgumentParser:

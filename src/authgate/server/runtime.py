@@ -88,6 +88,16 @@ def open_store(settings: Settings) -> Store:
     return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 
+async def with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
+    """Open the configured store, run `action` on it, close it (the CLI's one-shot commands)."""
+    store = open_store(settings)
+    await store.open()
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
 def rate_limits(store: Store, name: str, limit: int, secret: bytes, window: int = 60,
                 outage: StoreOutage | None = None) -> RateLimits:
     """Counters shared by every replica through the SQL store (keys kept as HMACs under a key
