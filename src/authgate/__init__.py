@@ -3,14 +3,21 @@
 The public API is small: `protect()` wraps an ASGI MCP app, `current_identity()` tells a tool
 who is calling, `Settings`/`load_settings()` hold the configuration, and every error authgate
 raises derives from `AuthgateError`.
+
+The names are resolved on first use (PEP 562), so `import authgate.oauth.pkce` or
+`authgate --version` does not load the server, the store and their frameworks.
 """
 
-__version__ = "0.1.0"
+import importlib as _importlib
+import typing as _typing
 
-from authgate.config.settings import Settings, load_settings  # noqa: E402
-from authgate.errors import AuthgateError, ConfigError, OAuthError  # noqa: E402
-from authgate.guard.identity import Identity, current_identity  # noqa: E402
-from authgate.library import protect  # noqa: E402
+from authgate._version import __version__
+
+if _typing.TYPE_CHECKING:
+    from authgate.config.settings import Settings, load_settings
+    from authgate.errors import AuthgateError, ConfigError, OAuthError
+    from authgate.guard.identity import Identity, current_identity
+    from authgate.library import protect
 
 __all__ = [
     "AuthgateError",
@@ -23,3 +30,30 @@ __all__ = [
     "load_settings",
     "protect",
 ]
+
+# public name -> the module that defines it
+_LAZY = {
+    "AuthgateError": "authgate.errors",
+    "ConfigError": "authgate.errors",
+    "OAuthError": "authgate.errors",
+    "Settings": "authgate.config.settings",
+    "load_settings": "authgate.config.settings",
+    "Identity": "authgate.guard.identity",
+    "current_identity": "authgate.guard.identity",
+    "protect": "authgate.library",
+}
+
+
+def __getattr__(name: str) -> object:
+    """PEP 562: import a public name's module the first time the name is read."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'authgate' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    # what is defined plus what can be: test_public_api_all_is_exact compares it with __all__
+    return sorted(set(globals()) | set(_LAZY))

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.idp.check import CheckOptions, render_text, run_check
 from authgate.idp.profiles import PROFILES
 

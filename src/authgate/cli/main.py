@@ -10,7 +10,7 @@ import time
 import uuid
 from typing import Any
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
 from authgate.errors import AuthgateError, ConfigError, StoreError

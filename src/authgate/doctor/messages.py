@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.doctor.profiles import ClientProfile
 from authgate.doctor.wire import ACCEPT_MCP
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from authgate import __version__
+from authgate._version import __version__
 
 ACCEPT_MCP = "application/json, text/event-stream"
 _MAX_BODY = 1 << 20

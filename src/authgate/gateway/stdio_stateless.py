@@ -45,7 +45,7 @@ from mcp.shared.inbound import (
 from mcp.shared.subscriptions import LISTEN_STREAM_METHODS
 from starlette.types import Receive, Scope, Send
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.request_metadata import MirroredHeaders, check_param_headers, param_headers

@@ -17,7 +17,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.config.settings import Settings
 from authgate.errors import TemporarilyUnavailable
 from authgate.guard.prm import protected_resource_metadata

@@ -24,7 +24,7 @@ from mcp_types import ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.applications import Starlette
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.kb.errors import KnowledgeBaseError
 from authgate.kb.models import KnowledgeBase, Passage, SearchRequest
 from authgate.kb.service import DEFAULT_REINDEX_INTERVAL, IndexStatus, KnowledgeService

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
-from authgate import __version__
+from authgate._version import __version__
 from authgate.guard.identity import current_identity
 
 
