@@ -34,6 +34,8 @@ whole. OAuth errors are rendered in exactly one place per surface: JSON bodies i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import ClassVar
 
 
@@ -41,14 +43,37 @@ class AuthgateError(Exception):
     """Base of every error authgate raises on purpose."""
 
 
-class ConfigError(AuthgateError):
-    """A setting is wrong. The message names the setting, what was wrong, and the fix."""
+@dataclass(frozen=True, slots=True)
+class SettingProblem:
+    """One refused setting: its name, what was wrong, and how to fix it."""
 
-    def __init__(self, setting: str, problem: str, fix: str) -> None:
+    setting: str
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"setting '{self.setting}': {self.problem}. Fix: {self.fix}"
+
+
+class ConfigError(AuthgateError):
+    """One or more settings are wrong: each problem names its setting, what was wrong, and the fix.
+
+    `setting`, `problem` and `fix` are the first problem's; `problems` holds them all, so a
+    config with several mistakes is refused once, listing every one (one line each).
+    """
+
+    def __init__(self, setting: str, problem: str, fix: str, *, more: Sequence[SettingProblem] = ()) -> None:
         self.setting = setting
         self.problem = problem
         self.fix = fix
-        super().__init__(f"setting '{setting}': {problem}. Fix: {fix}")
+        self.problems = (SettingProblem(setting, problem, fix), *more)
+        lines = [str(p) for p in self.problems]
+        super().__init__(lines[0] if len(lines) == 1 else f"{len(lines)} problems:\n  " + "\n  ".join(lines))
+
+    @classmethod
+    def of(cls, problems: Sequence[SettingProblem]) -> ConfigError:
+        first, *rest = problems
+        return cls(first.setting, first.problem, first.fix, more=rest)
 
 
 class StoreError(AuthgateError):
@@ -168,6 +193,7 @@ __all__ = [
     "InvalidToken",
     "OAuthError",
     "ServerError",
+    "SettingProblem",
     "SlowDown",
     "StoreError",
     "TemporarilyUnavailable",

@@ -1,6 +1,7 @@
 """External identity providers: the IdP issues the access tokens, authgate guards /mcp.
 
-    profiles.py       each IdP's quirks (issuer shape, claims, traps) and the setting that fixes each
+    profiles.py       each IdP's quirks (claims, traps) and the setting that fixes each; issuer
+                      shapes per profile are checked in config/issuers.py
     discovery.py      OIDC discovery / RFC 8414 documents
     jwks.py           the IdP's signing keys, cached; refetched on an unknown `kid` (rate-limited)
     claims.py         the checks every access token passes, JWT or introspected

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import httpx
 
+from authgate.config.issuers import issuer_problem
 from authgate.idp.discovery import Fetched, fetch_all, fetch_document
-from authgate.idp.profiles import IdpProfile, get_profile, guess_profile, issuer_problem
+from authgate.idp.profiles import IdpProfile, get_profile, guess_profile
 
 Level = Literal["ok", "info", "warn", "fail"]
 CHECK_REDIRECT_URI = "http://127.0.0.1:9/authgate-idp-check/callback"  # never listened on

@@ -3,7 +3,7 @@
 A profile tells the verifier where the IdP puts the client id, the scopes and the user name,
 whether it stamps RFC 9068 `typ: at+jwt`, and which claim carries the audience. Its traps are
 what `authgate idp check` and docs/idp/<name>.md name, each with the exact setting to change
-(at authgate or at the IdP). Plain data: no I/O, no settings import (settings imports this).
+(at authgate or at the IdP). Plain data: no I/O. Issuer checks per profile are in config/issuers.py.
 """
 
 from __future__ import annotations
@@ -11,10 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from authgate.config.urls import is_loopback_host
-
-SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,35 +157,6 @@ def get_profile(name: str) -> IdpProfile:
         return PROFILES[name]
     except KeyError:
         raise ValueError(f"unknown IdP profile {name!r}; one of {', '.join(PROFILES)}") from None
-
-
-def _profile_issuer_problem(issuer: str, profile: str) -> str | None:
-    path = urlsplit(issuer).path
-    if profile == "auth0" and not issuer.endswith("/"):
-        return f"Auth0's issuer ends with '/': use '{issuer}/'"
-    if profile == "keycloak" and not re.fullmatch(r"(/auth)?/realms/[^/]+", path):
-        return f"a Keycloak issuer is https://HOST/realms/REALM, not '{issuer}'"
-    if profile == "okta" and not path.startswith("/oauth2/"):
-        return (f"'{issuer}' is Okta's org authorization server; use a custom one, e.g. "
-                f"{issuer.rstrip('/')}/oauth2/default")
-    if profile == "entra" and not re.fullmatch(r"/[^/]+/v2\.0", path):
-        return f"an Entra ID issuer is https://login.microsoftonline.com/TENANT-ID/v2.0, not '{issuer}'"
-    if profile == "entra" and path.split("/")[1] in ("common", "organizations", "consumers"):
-        return "an Entra ID issuer names one tenant id, not common/organizations/consumers"
-    return None
-
-
-def issuer_problem(issuer: str, profile: str = "generic") -> str | None:
-    """What is wrong with `issuer` for this profile, or None. Never normalizes: the value is
-    compared with tokens' `iss` byte for byte."""
-    parts = urlsplit(issuer)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"issuer '{issuer}' is not an https:// URL"
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        return f"issuer '{issuer}' uses http on a non-loopback host; HTTPS is required"
-    if parts.query or parts.fragment or parts.username or parts.password:
-        return f"issuer '{issuer}' must not carry a query, fragment or credentials (RFC 8414 §2)"
-    return _profile_issuer_problem(issuer, profile)
 
 
 _HOST_HINTS = ((".auth0.com", "auth0"), (".okta.com", "okta"), ("login.microsoftonline.com", "entra"),

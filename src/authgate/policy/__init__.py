@@ -1,7 +1,6 @@
 """Per-operation authorization: which scopes each tool, resource and prompt needs.
 
     model.py      the policy itself (framework-free): requirements, implications, roles, anonymity
-    checks.py     start-up validation of the policy settings
     operations.py what a POST body asks for; the Mcp-Method / Mcp-Name cross-check
     enforcer.py   the ASGI middleware between BearerGuard and the protected app; the anonymous gate
     lists.py      filtering or marking list results; ChatGPT `securitySchemes`
@@ -10,7 +9,7 @@
     clients.py    which clients want the tool-error form
     layer.py      all of it wired for one running authgate
 
-See docs/policy.md.
+The policy settings and their start-up checks are in config/policy.py. See docs/policy.md.
 """
 
 from authgate.policy.model import Decision, Operation, Policy, offered_scopes

@@ -1,0 +1,127 @@
+"""Gateway section: the upstream MCP server behind the guard (authgate.gateway), HTTP or stdio."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+
+from authgate.config.problems import Refusal
+
+# Headers the gateway or the client own: an operator's static header must not replace them.
+_GATEWAY_OWNED = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade",
+                  "trailer", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name"}
+
+FIXES: dict[str, str] = {
+    "upstream": "set it to the Streamable HTTP URL of the MCP server to protect, e.g. "
+    "http://127.0.0.1:9000/mcp, or leave it unset to serve the built-in server",
+    "upstream_headers": 'give header names and values, e.g. {"X-Api-Key": "..."} (on the command line: '
+    "that JSON object or one 'Name: value'); never Host, Mcp-*, X-Authgate-* or hop-by-hop headers",
+    "upstream_bearer_token": "keep either upstream_bearer_token or an Authorization entry in upstream_headers",
+    "upstream_command": "give the program and its arguments, e.g. ['npx','-y','@modelcontextprotocol/"
+    "server-everything'] (on the command line: `authgate serve -- CMD ARGS…`), and unset upstream",
+}
+
+
+class GatewaySettings(BaseModel):
+    # -- gateway: an upstream MCP server behind the guard (authgate.gateway) --------------
+    upstream: str | None = Field(
+        None,
+        description="Streamable HTTP URL of the MCP server to protect, e.g. http://127.0.0.1:9000/mcp; "
+        "default: the built-in server",
+    )
+    upstream_connect_timeout: float = Field(
+        5.0, gt=0, le=300, description="seconds to open a connection to the upstream"
+    )
+    upstream_first_byte_timeout: float = Field(
+        300.0, gt=0, le=86400,
+        description="seconds the upstream may take to start answering a request (a long tool answering "
+        "in JSON counts here); past it the client gets 504",
+    )
+    upstream_idle_timeout: float = Field(
+        300.0, gt=0, le=86400,
+        description="seconds a streaming (SSE) answer may stay silent before the gateway ends it",
+    )
+    upstream_headers: dict[str, str] = Field(
+        default_factory=dict,
+        description='static headers sent upstream, e.g. an API key: {"X-Api-Key": "..."} '
+        "(on the command line: a JSON object or one 'Name: value')",
+    )
+    upstream_bearer_token: SecretStr | None = Field(
+        None, description="sent upstream as `Authorization: Bearer …` (the client's own token never is)"
+    )
+    upstream_command: list[str] | None = Field(
+        None,
+        description="a stdio MCP server to run and protect, e.g. "
+        "['npx','-y','@modelcontextprotocol/server-everything'] (on the command line: "
+        "`authgate serve -- CMD ARGS…`); one process per session / caller",
+    )
+    identity_headers: bool = Field(
+        False,
+        description="tell the upstream who is calling in X-Authgate-Subject, X-Authgate-Client-Id, "
+        "X-Authgate-Scopes and X-Authgate-Username (copies sent by clients are always removed)",
+    )
+
+    @field_validator("upstream")
+    @classmethod
+    def _gateway_upstream_is_http_url(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"'{v}' is not an http:// or https:// URL of a Streamable HTTP MCP endpoint")
+        if parts.username or parts.password or parts.fragment:
+            raise ValueError("the URL carries credentials or a #fragment; send credentials with "
+                             "upstream_bearer_token or upstream_headers")
+        return v
+
+    @field_validator("upstream_command")
+    @classmethod
+    def _gateway_command_is_given(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or not v[0].strip()):
+            raise ValueError("the command is empty; give the program and its arguments")
+        return v
+
+    @field_validator("upstream_headers", mode="before")
+    @classmethod
+    def _gateway_headers_from_text(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        text = v.strip()
+        if text.startswith("{"):
+            return json.loads(text)  # a ValueError names the JSON problem
+        name, colon, value = text.partition(":")
+        if not colon:
+            raise ValueError("expected a JSON object or one 'Name: value'")
+        return {name.strip(): value.strip()}
+
+    @field_validator("upstream_headers")
+    @classmethod
+    def _gateway_headers_are_sendable(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", name):  # RFC 9110 §5.6.2 token
+                raise ValueError(f"{name!r} is not a valid HTTP header name")
+            if name.lower() in _GATEWAY_OWNED or name.lower().startswith(("x-authgate-", "mcp-param-")):
+                raise ValueError(f"{name} is set by the gateway itself or by the client; remove it")
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"the value of {name} contains a line break or NUL")
+        return v
+
+
+def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
+    """Rules across settings: one upstream, not authgate itself, one Authorization header."""
+    found = []
+    if s.upstream is not None and s.upstream.rstrip("/") == public_url + "/mcp":
+        found.append(Refusal("upstream", f"'{s.upstream}' is authgate's own MCP endpoint; name the server "
+                             "to protect"))
+    if s.upstream_command is not None and s.upstream:
+        found.append(Refusal("upstream_command", "upstream is set too; protect either an HTTP upstream or a "
+                             "stdio command"))
+    if s.upstream_bearer_token is not None and any(n.lower() == "authorization" for n in s.upstream_headers):
+        found.append(Refusal("upstream_bearer_token", "upstream_headers already sets Authorization; keep one "
+                             "of the two"))
+    return found

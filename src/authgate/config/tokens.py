@@ -1,0 +1,40 @@
+"""Tokens section: lifetimes of codes, access and refresh tokens, and the scopes offered."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, field_validator
+
+FIXES: dict[str, str] = {
+    "scopes": 'list scope-tokens without spaces or quotes, e.g. ["mcp"] or ["notes.read", "notes.write"] '
+    "(offline_access is added by authgate itself)",
+}
+
+
+class TokenSettings(BaseModel):
+    access_token_ttl: int = Field(900, ge=30, le=86400, description="access token lifetime, seconds")
+    refresh_token_ttl: int = Field(
+        30 * 86400, ge=300, description="refresh token lifetime (renewed at each rotation), seconds"
+    )
+    code_ttl: int = Field(60, ge=10, le=600, description="authorization code lifetime, seconds")
+    refresh_grace_seconds: int = Field(
+        10, ge=0, le=120,
+        description="window in which a just-rotated refresh token returns the same successor",
+    )
+    token_cache_seconds: int = Field(
+        30, ge=0, le=300,
+        description="how long the guard trusts a verified token before re-checking its grant and user "
+        "(a revoked grant or removed user stops working within this time)",
+    )
+    scopes: list[str] = Field(
+        default_factory=lambda: ["mcp"], description="scopes the protected MCP server offers"
+    )
+
+    @field_validator("scopes")
+    @classmethod
+    def _tokens_scopes_are_tokens(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not s or any(c.isspace() or c in '"\\' for c in s):
+                raise ValueError(f"scope {s!r} is not a valid scope-token (RFC 6749 §3.3)")
+        if "offline_access" in v:
+            raise ValueError("offline_access is not a resource scope; authgate handles it itself")
+        return v
