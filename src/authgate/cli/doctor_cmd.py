@@ -7,11 +7,12 @@ import asyncio
 import getpass
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from authgate.doctor.flow import DoctorOptions
 from authgate.doctor.profiles import PROFILES, parse_host_map
-from authgate.doctor.report import ProgressPrinter, render_json, summary
-from authgate.doctor.runner import run_doctor
+
+if TYPE_CHECKING:
+    from authgate.doctor.flow import DoctorOptions
 
 _EPILOG = """exit status: 0 when no step failed (with --strict: and none warned), 1 otherwise,
 2 for a usage error. See docs/doctor.md for every step and its fixes."""
@@ -49,6 +50,8 @@ def _password(args: argparse.Namespace) -> str | None:
 
 
 def options_from_args(args: argparse.Namespace) -> DoctorOptions:
+    from authgate.doctor.flow import DoctorOptions
+
     if args.password_stdin and not args.user:
         raise SystemExit("authgate doctor: --password-stdin needs --user NAME")
     try:
@@ -71,6 +74,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor(options: DoctorOptions, *, as_json: bool) -> int:
+    from authgate.doctor.report import ProgressPrinter, render_json, summary
+    from authgate.doctor.runner import run_doctor
+
     if as_json:
         report = asyncio.run(run_doctor(options))
         print(render_json(report, strict=options.strict))

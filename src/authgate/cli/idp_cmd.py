@@ -8,16 +8,17 @@ import json
 import os
 from typing import Any
 
-import httpx
-
 from authgate._version import __version__
-from authgate.idp.check import CheckOptions, render_text, run_check
 from authgate.idp.profiles import PROFILES
 
 TIMEOUT = 10.0  # per request; what Claude allows for discovery and registration
 
 
 def cmd_idp_check(args: argparse.Namespace) -> int:
+    import httpx
+
+    from authgate.idp.check import CheckOptions, render_text, run_check
+
     options = CheckOptions(issuer=args.issuer, profile=args.profile, register=args.register,
                            client_id=args.client_id, client_secret=args.client_secret,
                            resource=args.resource, scope=args.scope)

@@ -1,4 +1,8 @@
-"""`authgate` command line: serve, users, db, keys (and kb, doctor, idp, audit, clients in their modules)."""
+"""`authgate` command line: serve, users, db, keys (and kb, doctor, idp, audit, clients in their modules).
+
+Each command imports what it runs, inside its function: `authgate --version` loads no other
+authgate module, and `authgate users list` no server, gateway or doctor.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,19 @@ import getpass
 import sys
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authgate._version import __version__
-from authgate.cli.settings_flags import add_setting_flags, setting_overrides
-from authgate.config.settings import Settings, load_settings
-from authgate.errors import AuthgateError, ConfigError, StoreError
-from authgate.oauth.passwords import check_new_password, hash_password
-from authgate.oauth.roles import ADMIN_ROLE, ROLE_NAME, may_grant
-from authgate.server.runtime import load_secret, with_store
-from authgate.store.models import User
-from authgate.store.protocols import Store
+
+if TYPE_CHECKING:
+    from authgate.config.settings import Settings
+    from authgate.store.protocols import Store
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    from authgate.cli.settings_flags import setting_overrides
+    from authgate.config.settings import load_settings
+
     return load_settings(args.config, **setting_overrides(args))
 
 
@@ -37,6 +40,8 @@ async def _preflight(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from authgate.cli.settings_flags import setting_overrides
+    from authgate.config.settings import load_settings
     from authgate.server.app import build_app
     from authgate.server.http_protocol import BoundedHttpToolsProtocol
     from authgate.server.logs import configure_logging
@@ -58,6 +63,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _stdio_command(argv: list[str]) -> list[str]:
     """`authgate serve [flags] -- CMD ARGS…`: the stdio MCP server to run (upstream_command)."""
+    from authgate.errors import ConfigError
+
     if argv[0] != "--" or len(argv) < 2:
         raise ConfigError("upstream_command", f"unexpected arguments {' '.join(argv)!r}",
                           "put the stdio server's command after `--`: authgate serve -- CMD ARGS…")
@@ -65,6 +72,8 @@ def _stdio_command(argv: list[str]) -> list[str]:
 
 
 def _read_password(args: argparse.Namespace) -> str:
+    from authgate.oauth.passwords import check_new_password
+
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -79,6 +88,9 @@ def _read_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    from authgate.oauth.passwords import hash_password
+    from authgate.server.runtime import with_store
+
     settings = _settings(args)
     password = _read_password(args) if args.users_command in ("add", "set-password") else ""
 
@@ -109,6 +121,10 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 async def _add_user(settings: Settings, store: Store, name: str, roles: list[str] | None, password: str) -> int:
+    from authgate.oauth.passwords import hash_password
+    from authgate.oauth.roles import ADMIN_ROLE
+    from authgate.store.models import User
+
     # the first user is the deployment's owner: admin unless told otherwise (as `serve` does)
     if roles is None:
         roles = [ADMIN_ROLE] if await store.count_users() == 0 else []
@@ -119,6 +135,8 @@ async def _add_user(settings: Settings, store: Store, name: str, roles: list[str
 
 
 def _print_roles(settings: Settings, name: str, roles: list[str]) -> None:
+    from authgate.oauth.roles import may_grant
+
     unknown = [r for r in roles if r not in settings.user_role_scopes]
     print(f"roles of {name}: {', '.join(roles) or '(none)'}; may grant: {' '.join(may_grant(settings, roles))}")
     if unknown:
@@ -126,6 +144,8 @@ def _print_roles(settings: Settings, name: str, roles: list[str]) -> None:
 
 
 def _role(value: str) -> str:
+    from authgate.oauth.roles import ROLE_NAME
+
     if not ROLE_NAME.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{value!r} is not a role name (letters, digits, . _ : -)")
     return value
@@ -145,6 +165,7 @@ def cmd_db(args: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from authgate.oauth.keys import SigningKeys
+    from authgate.server.runtime import load_secret, with_store
 
     settings = _settings(args)
 
@@ -161,6 +182,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from authgate.cli.settings_flags import add_setting_flags
+
     parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 in front of MCP servers.")
     parser.add_argument("--version", action="version", version=f"authgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,7 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:  # answered before the parser, whose flags come from the settings model
+        print(f"authgate {__version__}")
+        return 0
     args = build_parser().parse_args(argv)
+    from authgate.errors import AuthgateError, ConfigError, StoreError
+
     try:
         result: Any = args.func(args)
     except ConfigError as exc:

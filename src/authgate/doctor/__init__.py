@@ -11,10 +11,17 @@ Inspector, the MCP SDK) do against any MCP server, and name the step that fails.
 Framework-free: httpx for HTTP, no Starlette (except in standin.py).
 """
 
+from __future__ import annotations
+
+import importlib as _importlib
+import typing as _typing
+
 from authgate.doctor.findings import ClientReport, DoctorReport, Finding, Registration, Status
-from authgate.doctor.flow import DoctorOptions
 from authgate.doctor.profiles import PROFILES, ClientProfile
-from authgate.doctor.runner import run_doctor
+
+if _typing.TYPE_CHECKING:
+    from authgate.doctor.flow import DoctorOptions
+    from authgate.doctor.runner import run_doctor
 
 __all__ = [
     "PROFILES",
@@ -27,3 +34,13 @@ __all__ = [
     "Status",
     "run_doctor",
 ]
+
+# the flow and runner load httpx: resolved on first use (PEP 562), so the CLI can offer the
+# profile names (`--client`) without loading them
+_LAZY = {"DoctorOptions": "authgate.doctor.flow", "run_doctor": "authgate.doctor.runner"}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'authgate.doctor' has no attribute {name!r}")
+    return getattr(_importlib.import_module(_LAZY[name]), name)
