@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from authgate.server import json_depth
-from authgate.server.json_depth import MAX_DEPTH, TooDeep
+from authgate import json_depth
+from authgate.json_depth import MAX_DEPTH, TooDeep
 
 
 def nested(depth: int, open_: str = "[", close: str = "]") -> bytes:

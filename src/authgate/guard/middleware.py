@@ -19,7 +19,7 @@ from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
 from authgate.guard.challenge import bearer_challenge
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.guard.verifier import TokenVerifier
-from authgate.server.logs import note
+from authgate.observe import note
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

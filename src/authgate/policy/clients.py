@@ -11,12 +11,13 @@ the decision.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
-
-from starlette.types import Scope
+from typing import TYPE_CHECKING, Any
 
 from authgate.guard.identity import Identity
 from authgate.policy.operations import client_name, header
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
 
 MAX_SESSIONS = 10_000
 

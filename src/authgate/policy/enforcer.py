@@ -26,7 +26,9 @@ from authgate.audit.log import AuditLog
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
 from authgate.gateway.errors import BodyTooLarge, GatewayError, HeaderMismatch, InvalidRequest, ParseError, send_error
 from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.json_depth import TooDeep
 from authgate.oauth.scopes import OFFLINE_ACCESS
+from authgate.observe import note
 from authgate.policy import answers
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.lists import LIST_METHODS, ListRewriter, missing_tools
@@ -40,8 +42,6 @@ from authgate.policy.operations import (
     parse_body,
 )
 from authgate.policy.responses import ResponseTap, Rewrite
-from authgate.server.json_depth import TooDeep
-from authgate.server.logs import note
 
 log = logging.getLogger("authgate.policy")
 

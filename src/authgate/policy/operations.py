@@ -12,12 +12,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from starlette.types import Scope
-
+from authgate import json_depth
 from authgate.policy.model import Operation
-from authgate.server import json_depth
+
+if TYPE_CHECKING:
+    from starlette.types import Scope
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"  # MCP 2026-07-28 request _meta
 CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"

@@ -10,7 +10,7 @@ from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, S
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
-from authgate.server import json_depth
+from authgate import json_depth
 from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
 from authgate.store.models import Client

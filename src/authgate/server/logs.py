@@ -3,8 +3,8 @@
 `RequestLog` is the outermost layer. It takes the caller's `X-Request-Id` when it looks like
 one (or mints one), returns it on the response, and after the response logs method, path
 (never the query string: it may carry codes or state), status, duration and whatever the
-inner layers noted about the request with `note()` — the guard notes the subject and client,
-the policy layer the MCP method and tool. Headers and bodies are never logged.
+inner layers noted about the request with `authgate.observe.note()` — the guard notes the
+subject and client, the policy layer the MCP method and tool. Headers and bodies are never logged.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-REQUEST_KEY = "authgate.request"  # the ASGI scope entry inner layers add fields to
+from authgate.observe import REQUEST_KEY
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _FIELDS = ("request_id", "method", "path", "status", "duration_ms", "subject", "client_id", "mcp_method",
            "mcp_target", "session_id")
@@ -35,13 +35,6 @@ _ID_COUNTER = itertools.count(1)
 
 def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
-
-
-def note(scope: Scope, **fields: Any) -> None:
-    """Add fields to this request's log line (no-op outside a RequestLog)."""
-    record = scope.get(REQUEST_KEY)
-    if isinstance(record, dict):
-        record.update({k: v for k, v in fields.items() if v is not None})
 
 
 class JsonFormatter(logging.Formatter):
