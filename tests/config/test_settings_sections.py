@@ -42,6 +42,20 @@ def test_three_cross_field_mistakes_are_reported_together(tmp_path: Path) -> Non
     assert "needs role_claim" in problems["role_scopes"][0] and "set role_claim" in problems["role_scopes"][1]
 
 
+def test_field_and_cross_field_mistakes_are_reported_together(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, port=0, code_ttl=1, mirror_as_metadata=True)
+    assert list(problems) == ["port", "code_ttl", "mirror_as_metadata"]
+    assert "external only" in problems["mirror_as_metadata"][0]
+
+
+def test_a_rule_that_read_a_wrong_setting_is_not_reported(tmp_path: Path) -> None:
+    # auth_mode is wrong: whether the mirror or idp_preset fit it cannot be judged
+    problems = _problems(tmp_path, auth_mode="bogus", mirror_as_metadata=True, idp_preset="github",
+                         role_claim="a..b", role_scopes={"x": ["mcp"]}, code_ttl=1)
+    assert list(problems) == ["code_ttl", "role_claim", "auth_mode"]
+    assert problems["auth_mode"][1] == "use embedded, external or proxy"
+
+
 def test_several_problems_print_one_line_each(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, data_dir=tmp_path, port=0, code_ttl=1, log_level="loud")

@@ -114,13 +114,15 @@ def external_refusals(s: ExternalSettings) -> list[Refusal]:
     """Rules across settings: external mode needs an issuer valid for its profile, and so on."""
     found = []
     if s.issuer is None and s.auth_mode == "external":
-        found.append(Refusal("issuer", "auth_mode = external needs the identity provider's issuer"))
+        found.append(Refusal("issuer", "auth_mode = external needs the identity provider's issuer",
+                             depends=("auth_mode",)))
     elif s.issuer is not None and (problem := issuer_problem(s.issuer, s.idp_profile)):
-        found.append(Refusal("issuer", problem))
+        found.append(Refusal("issuer", problem, depends=("idp_profile",)))
     if s.introspection_endpoint and (s.introspection_client_secret is None or not s.introspection_client_id):
         found.append(Refusal("introspection_client_secret", "introspection_endpoint needs introspection_client_id "
-                             "and introspection_client_secret (RFC 7662 §2.1: the resource server authenticates)"))
+                             "and introspection_client_secret (RFC 7662 §2.1: the resource server authenticates)",
+                             depends=("introspection_endpoint", "introspection_client_id")))
     if s.mirror_as_metadata and s.auth_mode != "external":
         found.append(Refusal("mirror_as_metadata", "the mirror applies to auth_mode = external only (embedded "
-                             "mode serves its own metadata)"))
+                             "mode serves its own metadata)", depends=("auth_mode",)))
     return found

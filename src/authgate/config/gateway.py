@@ -117,11 +117,11 @@ def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
     found = []
     if s.upstream is not None and s.upstream.rstrip("/") == public_url + "/mcp":
         found.append(Refusal("upstream", f"'{s.upstream}' is authgate's own MCP endpoint; name the server "
-                             "to protect"))
+                             "to protect", depends=("public_url", "port", "host")))
     if s.upstream_command is not None and s.upstream:
         found.append(Refusal("upstream_command", "upstream is set too; protect either an HTTP upstream or a "
-                             "stdio command"))
+                             "stdio command", depends=("upstream",)))
     if s.upstream_bearer_token is not None and any(n.lower() == "authorization" for n in s.upstream_headers):
         found.append(Refusal("upstream_bearer_token", "upstream_headers already sets Authorization; keep one "
-                             "of the two"))
+                             "of the two", depends=("upstream_headers",)))
     return found

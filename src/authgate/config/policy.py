@@ -21,6 +21,7 @@ TARGETED_METHODS = ("tools/call", "resources/read", "resources/subscribe", "reso
                     "prompts/get", "completion/complete")
 _METHOD = re.compile(r"[A-Za-z_]+(/[A-Za-z_]+)*")
 _SCOPE_MAPS = ("tool_scopes", "resource_scopes", "prompt_scopes")
+_KNOWN = ("scopes", *_SCOPE_MAPS, "default_operation_scopes")  # what known_scopes reads
 _MAP_FIX = ' (on the command line: that JSON object)'
 
 FIXES: dict[str, str] = {
@@ -208,13 +209,14 @@ def policy_refusals(s: PolicySettings, scopes: list[str]) -> list[Refusal]:
     known, found = known_scopes(s, scopes), []
     for scope, implied in s.scope_implications.items():
         if problem := _unknown([scope, *implied], known, f"implication of {scope!r}"):
-            found.append(Refusal("scope_implications", problem))
+            found.append(Refusal("scope_implications", problem, depends=_KNOWN))
             break
     if s.role_scopes and s.role_claim is None:
-        found.append(Refusal("role_scopes", "role_scopes needs role_claim: the token claim that holds the roles"))
+        found.append(Refusal("role_scopes", "role_scopes needs role_claim: the token claim that holds the roles",
+                             depends=("role_claim",)))
     elif s.role_scopes:
         for role, granted in s.role_scopes.items():
             if problem := _unknown(granted, known, f"role {role!r}"):
-                found.append(Refusal("role_scopes", problem))
+                found.append(Refusal("role_scopes", problem, depends=(*_KNOWN, "role_claim")))
                 break
     return found

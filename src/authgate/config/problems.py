@@ -14,16 +14,22 @@ from types import NoneType, UnionType
 from typing import Any, Literal
 
 import annotated_types
+from pydantic import ValidationError
 from pydantic.fields import FieldInfo
+
+UNKNOWN_FIX = "remove it or check its spelling (see `authgate serve --help` for every setting)"
 
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """What is wrong with one setting; `fix` when this problem needs another fix than the setting's."""
+    """What is wrong with one setting; `fix` when this problem needs another fix than the setting's;
+    `depends`: the other settings a cross-field rule read (when one of them is wrong itself, the
+    rule's verdict is not reported: it was judged on that setting's default)."""
 
     setting: str
     problem: str
     fix: str | None = None
+    depends: tuple[str, ...] = ()
 
 
 class Refusals(ValueError):
@@ -32,6 +38,23 @@ class Refusals(ValueError):
     def __init__(self, refusals: Sequence[Refusal]) -> None:
         self.refusals = tuple(refusals)
         super().__init__("; ".join(f"{r.setting}: {r.problem}" for r in refusals))
+
+
+def refusals_of(exc: ValidationError) -> list[Refusal]:
+    """Every problem a validation error holds: the fields' own, and the cross-field `Refusals`."""
+    found: list[Refusal] = []
+    for error in exc.errors():
+        cause = error.get("ctx", {}).get("error")
+        if isinstance(cause, Refusals):
+            found += cause.refusals
+            continue
+        loc = error.get("loc", ())
+        setting = str(loc[0]) if loc else "settings"
+        if error.get("type") == "extra_forbidden":
+            found.append(Refusal(setting, "is not a known setting", UNKNOWN_FIX))
+        else:
+            found.append(Refusal(setting, str(error.get("msg", "invalid value")).removeprefix("Value error, ")))
+    return found
 
 
 def _without_none(annotation: Any) -> Any:

@@ -15,6 +15,7 @@ from authgate.config.problems import Refusal
 
 _URL_SETTINGS = ("idp_issuer", "idp_authorize_url", "idp_token_url", "idp_userinfo_url")
 _URL_FIX = "(https, or http on loopback)"
+_MODE, _PRESET = ("auth_mode",), ("auth_mode", "idp_preset")  # what a rule read besides its setting
 
 FIXES: dict[str, str] = {
     "idp_preset": 'set auth_mode = "proxy" and idp_preset to github, google, entra, oidc or oauth2 '
@@ -65,39 +66,40 @@ class ProxySettings(BaseModel):
 
 def _url_refusal(name: str, value: str) -> Refusal | None:
     problem = issuer_problem(value, "generic")
-    return Refusal(name, problem.replace("issuer", name)) if problem else None
+    return Refusal(name, problem.replace("issuer", name), depends=_MODE) if problem else None
 
 
 def _endpoint_refusals(s: ProxySettings) -> list[Refusal]:
     found = [r for name in _URL_SETTINGS if (value := getattr(s, name)) and (r := _url_refusal(name, value))]
     if s.idp_preset in ("oidc", "entra") and not s.idp_issuer:
         found.append(Refusal("idp_issuer", f"idp_preset = \"{s.idp_preset}\" needs the upstream's issuer "
-                             "(OIDC discovery)"))
+                             "(OIDC discovery)", depends=_PRESET))
     if s.idp_preset == "oauth2":
-        found += [Refusal(name, "idp_preset = \"oauth2\" needs explicit endpoints") for name in _URL_SETTINGS[1:]
-                  if not getattr(s, name)]
+        found += [Refusal(name, "idp_preset = \"oauth2\" needs explicit endpoints", depends=_PRESET)
+                  for name in _URL_SETTINGS[1:] if not getattr(s, name)]
     return found
 
 
 def proxy_refusals(s: ProxySettings, auth_mode: str) -> list[Refusal]:
     """Empty when the proxy settings are consistent; else every problem, each naming its setting."""
     if auth_mode != "proxy":
-        return [Refusal("idp_preset", "applies to auth_mode = \"proxy\" only")] if s.idp_preset else []
+        return [Refusal("idp_preset", "applies to auth_mode = \"proxy\" only", depends=_MODE)] if s.idp_preset else []
     found = []
     if s.idp_preset is None:
         found.append(Refusal("idp_preset", "auth_mode = \"proxy\" needs the upstream IdP: github, google, "
-                             "entra, oidc or oauth2"))
+                             "entra, oidc or oauth2", depends=_MODE))
     if not s.idp_client_id:
         found.append(Refusal("idp_client_id", "proxy mode needs the client_id registered for authgate at the "
-                             "upstream IdP"))
+                             "upstream IdP", depends=_MODE))
     if s.idp_client_secret is None or not s.idp_client_secret.get_secret_value():
-        found.append(Refusal("idp_client_secret", "proxy mode needs the client secret of idp_client_id"))
+        found.append(Refusal("idp_client_secret", "proxy mode needs the client secret of idp_client_id",
+                             depends=_MODE))
     found += _endpoint_refusals(s)
     if s.allowed_github_orgs and s.idp_preset != "github":
-        found.append(Refusal("allowed_github_orgs", "applies to idp_preset = \"github\" only"))
+        found.append(Refusal("allowed_github_orgs", "applies to idp_preset = \"github\" only", depends=_PRESET))
     for domain in s.allowed_email_domains:
         if not domain or "@" in domain or domain != domain.strip().lower():
             found.append(Refusal("allowed_email_domains", f"{domain!r} is not a lower-case domain like "
-                                 "example.com"))
+                                 "example.com", depends=_MODE))
             break
     return found

@@ -128,8 +128,8 @@ def server_refusals(s: ServerSettings) -> list[Refusal]:
     """Rules across server settings, checked once every field is valid."""
     found = []
     if not s.public_url:
-        found.append(Refusal("public_url", "is empty"))
+        found.append(Refusal("public_url", "is empty", depends=("port", "host")))
     if s.effective_database_url.startswith("postgresql") and s.secret_key is None:
         found.append(Refusal("secret_key", "PostgreSQL may be shared by several replicas, which must all "
-                             "hold the same secret_key"))
+                             "hold the same secret_key", depends=("database_url", "data_dir")))
     return found

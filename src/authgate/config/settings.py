@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError, model_validator
+from pydantic import ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -29,7 +29,7 @@ from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals
 from authgate.config.logs import LogSettings
 from authgate.config.policy import PolicySettings, policy_refusals
-from authgate.config.problems import Refusal, Refusals, constraint_fix
+from authgate.config.problems import UNKNOWN_FIX, Refusals, constraint_fix, refusals_of
 from authgate.config.proxy import ProxySettings, proxy_refusals
 from authgate.config.registration import RegistrationSettings
 from authgate.config.server import ServerSettings, server_refusals
@@ -38,8 +38,6 @@ from authgate.config.tokens import TokenSettings
 from authgate.errors import ConfigError, SettingProblem
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authgate_toml", default=None)
-
-_UNKNOWN_FIX = "remove it or check its spelling (see `authgate serve --help` for every setting)"
 
 
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
@@ -59,6 +57,25 @@ class Settings(ProxySettings, ExternalSettings, LogSettings, GatewaySettings, Po
         if refusals:
             raise Refusals(refusals)
         return self
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _every_problem(cls, data: Any, handler: ModelWrapValidatorHandler[Settings]) -> Settings:
+        # pydantic runs the cross-field rules only when every field is valid: when some are not,
+        # validate again without them (their defaults stand in) to report the rules' verdicts too,
+        # except those that read a wrong setting.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            if not isinstance(data, dict) or not all(error["loc"] for error in exc.errors()):
+                raise  # the rules ran: every field was valid
+            wrong = refusals_of(exc)
+            names = {r.setting for r in wrong}
+        try:
+            handler({k: v for k, v in data.items() if k not in names})
+        except ValidationError as again:
+            wrong += [r for r in refusals_of(again) if not names & {r.setting, *r.depends}]
+        raise Refusals(wrong) from None
 
     @classmethod
     def settings_customise_sources(
@@ -86,30 +103,18 @@ def fix_for(setting: str) -> str:
     """The fix to tell the user when `setting` is refused: its own, or what its type and bounds imply."""
     field = Settings.model_fields.get(setting)
     if field is None:
-        return _UNKNOWN_FIX
+        return UNKNOWN_FIX
     fix = FIXES.get(setting) or constraint_fix(field)
     if fix is None:  # tests/config/test_settings_sections.py keeps every setting covered
         raise KeyError(f"no fix for setting {setting!r}")
     return fix
 
 
-def _refusals(error: Any) -> tuple[Refusal, ...]:
-    cause = error.get("ctx", {}).get("error")
-    if isinstance(cause, Refusals):
-        return cause.refusals
-    loc = error.get("loc", ())
-    setting = str(loc[0]) if loc else "settings"
-    if error.get("type") == "extra_forbidden":
-        return (Refusal(setting, "is not a known setting", _UNKNOWN_FIX),)
-    return (Refusal(setting, str(error.get("msg", "invalid value")).removeprefix("Value error, ")),)
-
-
 def config_error(exc: ValidationError) -> ConfigError:
     """Every refused setting, each once (its first problem) and with its fix, in one error."""
     problems: dict[str, SettingProblem] = {}
-    for error in exc.errors():
-        for r in _refusals(error):
-            problems.setdefault(r.setting, SettingProblem(r.setting, r.problem, r.fix or fix_for(r.setting)))
+    for r in refusals_of(exc):
+        problems.setdefault(r.setting, SettingProblem(r.setting, r.problem, r.fix or fix_for(r.setting)))
     return ConfigError.of(list(problems.values()))
 
 
