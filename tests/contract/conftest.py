@@ -1,4 +1,5 @@
-"""Fixtures running every contract test against each backend: SQLite and PostgreSQL.
+"""Fixtures running every contract test against each backend: SQLite and PostgreSQL, over
+the `Stores` bundle the backend builds (`sql_stores`), as `authgate serve` opens it.
 
 Each test gets its own empty database: a file under `tmp_path`, or a freshly created
 PostgreSQL database (`authgate_test_<random>`) dropped at teardown (tests/integration/pg.py:
@@ -9,7 +10,7 @@ when CI=true so that CI never passes by skipping).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pg import fresh_database
@@ -23,7 +24,8 @@ from authgate.store.models import (
     SigningKey,
     User,
 )
-from authgate.store.sql import SqlStore
+from authgate.store.bundle import Stores
+from authgate.store.sql import SqlStore, sql_stores
 
 NOW = 1_700_000_000.0
 
@@ -39,28 +41,45 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIt
         yield url.render_as_string(hide_password=False)
 
 
+StoresFactory = Callable[..., Awaitable[Stores]]
 StoreFactory = Callable[..., Awaitable[SqlStore]]
 
 
 @pytest.fixture
-async def open_store(database_url: str) -> AsyncIterator[StoreFactory]:
-    """Opens extra stores on the test's database (another replica); closes them all after."""
-    opened: list[SqlStore] = []
+async def open_stores(database_url: str) -> AsyncIterator[StoresFactory]:
+    """Opens bundles on the test's database (one per replica); closes them all after."""
+    opened: list[Stores] = []
 
-    async def factory(*, migrate: bool = True) -> SqlStore:
-        store = SqlStore(database_url, migrate=migrate)
-        opened.append(store)
-        await store.open()
-        return store
+    async def factory(*, migrate: bool = True) -> Stores:
+        stores = sql_stores(database_url, migrate=migrate)
+        opened.append(stores)
+        await stores.open()
+        return stores
 
     yield factory
-    for store in opened:
-        await store.close()
+    for stores in opened:
+        await stores.close()
 
 
 @pytest.fixture
-async def store(open_store: StoreFactory) -> SqlStore:
-    return await open_store()
+async def stores(open_stores: StoresFactory) -> Stores:
+    return await open_stores()
+
+
+@pytest.fixture
+def open_store(open_stores: StoresFactory) -> StoreFactory:
+    """The core store of a new bundle: SQL companions (limits, bindings) are built on it, and
+    some tests read its tables."""
+
+    async def factory(*, migrate: bool = True) -> SqlStore:
+        return cast(SqlStore, (await open_stores(migrate=migrate)).core)
+
+    return factory
+
+
+@pytest.fixture
+async def store(stores: Stores) -> SqlStore:
+    return cast(SqlStore, stores.core)
 
 
 @pytest.fixture

@@ -29,8 +29,6 @@ from authgate.proxy.upstream import UpstreamClient
 from authgate.proxy.vault import UpstreamVault
 from authgate.server.runtime import Runtime, open_runtime
 from authgate.store.models import RefreshFamily, RefreshToken
-from authgate.store.sql import SqlStore
-from authgate.store.sql.upstream_tokens import SqlUpstreamTokenStore
 
 USER = "https://idp.test|alice"
 TOKEN_URL = "https://idp.test/token"
@@ -89,8 +87,7 @@ async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
     upstream (tokens as given by each test) and holds an authgate refresh token."""
     assert runtime.auth.hooks.refresh_check is None  # embedded mode: nothing installed
     store = runtime.auth.store
-    assert isinstance(store, SqlStore)
-    vault = UpstreamVault(SqlUpstreamTokenStore(store), b"k" * 32, "oidc")
+    vault = UpstreamVault(runtime.stores.upstream_tokens, b"k" * 32, "oidc")
     upstream = Upstream(name="oidc", kind="oidc", issuer="https://idp.test", authorize_url="https://idp.test/auth",
                         token_url=TOKEN_URL, userinfo_url=None, scopes=("openid",), token_auth="basic",
                         extra_params={})

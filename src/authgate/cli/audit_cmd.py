@@ -45,20 +45,16 @@ def _line(e: AuditEvent) -> str:
 
 async def _read(args: argparse.Namespace) -> list[AuditEvent]:
     from authgate.server.runtime import open_store
-    from authgate.store.sql import SqlStore
-    from authgate.store.sql.audit import SqlAuditStore
 
     settings = load_settings(args.config, **setting_overrides(args))
-    store = open_store(settings)
-    if not isinstance(store, SqlStore):
-        raise ConfigError("database_url", "the audit trail lives in the SQL store", "use the SQL store")
-    await store.open()
+    stores = open_store(settings)
+    await stores.open()
     try:
-        return await SqlAuditStore(store).list_audit_events(
+        return await stores.audit.list_audit_events(
             since=parse_since(args.since) if args.since else None, subject=args.subject, target=args.tool,
             limit=args.limit)
     finally:
-        await store.close()
+        await stores.close()
 
 
 def cmd_audit(args: argparse.Namespace) -> int:

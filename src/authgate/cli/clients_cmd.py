@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
 from authgate.errors import ConfigError
-from authgate.store.protocols import Store
+from authgate.store.bundle import Stores
+from authgate.store.protocols import ClientStore
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -58,7 +59,7 @@ def _check_text(flag: str, value: str, limit: int) -> str:
     return value
 
 
-async def _add(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+async def _add(args: argparse.Namespace, settings: Settings, store: ClientStore) -> int:
     from authgate.oauth.registration import machine_client
 
     name = _check_text("NAME", args.name, 100)
@@ -74,7 +75,7 @@ async def _add(args: argparse.Namespace, settings: Settings, store: Store) -> in
     return 0
 
 
-async def _list(args: argparse.Namespace, store: Store) -> int:
+async def _list(args: argparse.Namespace, store: ClientStore) -> int:
     for c in await store.list_clients():
         if args.source and c.source != args.source:
             continue
@@ -85,7 +86,7 @@ async def _list(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-async def _remove(args: argparse.Namespace, store: Store) -> int:
+async def _remove(args: argparse.Namespace, store: ClientStore) -> int:
     client = await store.get_client(args.client_id)
     if client is None or not await store.delete_client(args.client_id):
         print(f"authgate: no stored client {_printable(args.client_id)!r}", file=sys.stderr)
@@ -95,7 +96,7 @@ async def _remove(args: argparse.Namespace, store: Store) -> int:
     return 0
 
 
-async def _prune(args: argparse.Namespace, settings: Settings, store: Store) -> int:
+async def _prune(args: argparse.Namespace, settings: Settings, store: ClientStore) -> int:
     """Registrations nobody signed in with go now, not when the pool overflows or in 30 days."""
     now = time.time()
     unverified = await store.prune_unverified_clients(now - args.idle_minutes * 60)
@@ -109,7 +110,8 @@ async def _prune(args: argparse.Namespace, settings: Settings, store: Store) -> 
 def cmd_clients(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, **setting_overrides(args))
 
-    async def run(store: Store) -> int:
+    async def run(stores: Stores) -> int:
+        store = stores.clients
         if args.clients_command == "add":
             return await _add(args, settings, store)
         if args.clients_command == "list":

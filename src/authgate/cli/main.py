@@ -18,7 +18,8 @@ from authgate._version import __version__
 
 if TYPE_CHECKING:
     from authgate.config.settings import Settings
-    from authgate.store.protocols import Store
+    from authgate.store.bundle import Stores
+    from authgate.store.protocols import UserStore
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -94,7 +95,8 @@ def cmd_users(args: argparse.Namespace) -> int:
     settings = _settings(args)
     password = _read_password(args) if args.users_command in ("add", "set-password") else ""
 
-    async def run(store: Store) -> int:
+    async def run(stores: Stores) -> int:
+        store = stores.users
         if args.users_command == "list":
             for user in await store.list_users():
                 print(f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}"
@@ -120,7 +122,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     return asyncio.run(with_store(settings, run))
 
 
-async def _add_user(settings: Settings, store: Store, name: str, roles: list[str] | None, password: str) -> int:
+async def _add_user(settings: Settings, store: UserStore, name: str, roles: list[str] | None, password: str) -> int:
     from authgate.oauth.passwords import hash_password
     from authgate.oauth.roles import ADMIN_ROLE
     from authgate.store.models import User
@@ -169,8 +171,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
 
-    async def run(store: Store) -> int:
-        keys = SigningKeys(store, load_secret(settings), retire_after=settings.access_token_ttl + 300)
+    async def run(stores: Stores) -> int:
+        keys = SigningKeys(stores.keys, load_secret(settings), retire_after=settings.access_token_ttl + 300)
         await keys.load()
         if args.keys_command == "rotate":
             print(f"active signing key is now {await keys.rotate()}")

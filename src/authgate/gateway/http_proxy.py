@@ -54,6 +54,7 @@ from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBin
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.gateway.upstream import Upstream
 from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.store.bundle import Stores
 
 __all__ = ["HttpUpstreamProxy"]
 
@@ -111,14 +112,11 @@ class HttpUpstreamProxy:
         if closing is not None:
             await closing()
 
-    def attach_store(self, store: object) -> SessionBindings:
+    def attach_store(self, stores: Stores) -> SessionBindings:
         """Keep session bindings in authgate's database (called at start-up by AuthgateApp), so
         that every replica honours every session; returns the bindings in use."""
-        from authgate.store.sql import SqlStore
-        from authgate.store.sql.sessions import SqlSessionBindings
-
-        if self._own_sessions and isinstance(store, SqlStore):
-            self.sessions = SqlSessionBindings(store)
+        if self._own_sessions:
+            self.sessions = stores.session_bindings
             self._own_sessions = False
         return self.sessions
 

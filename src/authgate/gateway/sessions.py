@@ -6,11 +6,13 @@ upstream hands out to the (subject, client) that received it, and answers 404 to
 else presenting it — the same answer as for an unknown id, so a stolen id reveals nothing
 (MCP 2025-11-25 security best practices: session hijacking). 2026-07-28 has no sessions.
 
-Bindings live behind the `SessionBindings` Protocol. `InMemorySessionBindings` keeps them
+Bindings live behind the `SessionBindings` Protocol, and `Owner` is the store's value
+(`authgate.store.protocols`, `authgate.store.models`). `InMemorySessionBindings` keeps them
 in process memory: several gateways then need sticky load balancing, and a gateway that
 restarts answers 404 for the sessions it forgot (clients then start a new session, as the
-transport requires of them). `authgate.store.sql.sessions.SqlSessionBindings` keeps them in
-the database, so that any replica serves any session of an HTTP upstream.
+transport requires of them). The store's `SessionBindingStore` (`Stores.session_bindings`,
+`authgate.store.sql.sessions.SqlSessionBindings`) keeps them in the database, so that any
+replica serves any session of an HTTP upstream.
 """
 
 from __future__ import annotations
@@ -18,34 +20,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+
+from authgate.store.models import Owner
+from authgate.store.protocols import SessionBindings
 
 __all__ = ["InMemorySessionBindings", "Owner", "SessionBindings"]
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    subject: str
-    client_id: str
-
-
-class SessionBindings(Protocol):
-    """Where session ids are bound to their owners."""
-
-    async def owner(self, session_id: str) -> Owner | None:
-        """The owner of a live binding (refreshing its idle clock), or None."""
-
-    async def bind(self, session_id: str, owner: Owner) -> Owner:
-        """Bind an id the upstream just issued; the first binding wins and is returned."""
-
-    async def hold(self, session_id: str) -> None:
-        """A stream of this session opened: it does not expire while any is open."""
-
-    async def release(self, session_id: str) -> None:
-        """A stream of this session closed."""
-
-    async def drop(self, session_id: str) -> None:
-        """The session ended (DELETE, or the upstream no longer knows it)."""
 
 
 @dataclass(slots=True)

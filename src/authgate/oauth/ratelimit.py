@@ -1,12 +1,13 @@
 """Rate limits for abuse-prone endpoints (registration per source address, sign-in per
-username and address), behind one small async Protocol, `RateLimits`.
+username and address), behind one small async Protocol, `RateLimits` (a store Protocol,
+`authgate.store.protocols`: the `Stores` bundle makes shared ones, `rate_limits.limiter`).
 
 Two implementations:
 
 - `RateLimiter` (here): an exact sliding window in this process. Used when authgate has no
   store (tests, library code building an `Authority` by hand). With several replicas each
   would enforce its own window, so it is not what `serve` uses on a database.
-- `authgate.store.sql.ratelimits.SqlRateLimits`: counters in the store's database, shared by
+- `authgate.store.sql.ratelimits.SqlRateLimits` (`Stores.rate_limits`): counters in the store's database, shared by
   every replica, so N replicas still allow `limit` attempts a minute, not N × `limit`. Its
   window is the two-window weighted estimate computed by `weighted_wait` below.
 
@@ -22,7 +23,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+
+from authgate.store.protocols import RateLimits  # a store Protocol; named here too
 
 __all__ = ["RateLimiter", "RateLimits", "address_key", "weighted_wait"]
 
@@ -41,22 +43,6 @@ def address_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
-
-
-class RateLimits(Protocol):
-    """Counters of events per key (an address, `username|address`) over a one-minute window."""
-
-    async def hit(self, key: str) -> bool:
-        """Count one event; False (and not counted) if the key is already at its limit."""
-        ...
-
-    async def retry_after(self, key: str) -> int:
-        """Seconds until the key may hit again; 0 if it may now."""
-        ...
-
-    async def reset(self, key: str) -> None:
-        """Forget the key's events (a successful sign-in)."""
-        ...
 
 
 class RateLimiter:

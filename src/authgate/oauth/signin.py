@@ -28,11 +28,12 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from authgate.errors import SlowDown
 from authgate.oauth.ratelimit import address_key
 from authgate.store.models import User
+from authgate.store.protocols import KnownAddresses  # a store Protocol; named here too
 
 if TYPE_CHECKING:
     from authgate.oauth.authority import Authority
@@ -40,14 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["KNOWN_FOR", "KnownAddresses", "KnownAddressesInMemory", "sign_in"]
 
 KNOWN_FOR = 90 * 86400  # seconds an address stays known after its last successful sign-in
-
-
-class KnownAddresses(Protocol):
-    """Which (account, address) keys have signed in successfully within `KNOWN_FOR`."""
-
-    async def is_known(self, key: str) -> bool: ...
-
-    async def remember(self, key: str) -> None: ...
 
 
 class KnownAddressesInMemory:

@@ -10,19 +10,16 @@ from authgate.config.settings import Settings
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
 from authgate.policy.model import Policy
-from authgate.store.protocols import Store
+from authgate.store.protocols import AuditStore
 
 
 class PolicyLayer:
-    def __init__(self, settings: Settings, store: Store | None) -> None:
-        """`store` None (external IdP mode: no database): the policy without an audit trail."""
-        from authgate.store.sql import SqlStore
-        from authgate.store.sql.audit import SqlAuditStore
-
+    def __init__(self, settings: Settings, audit: AuditStore | None) -> None:
+        """`audit` None (external IdP mode: no database): the policy without an audit trail."""
         self.settings = settings
         self.policy = Policy.from_settings(settings)
         self.clients = ClientRecognizer(settings.tool_error_clients)
-        self.audit = AuditLog(SqlAuditStore(store)) if isinstance(store, SqlStore) else None
+        self.audit = AuditLog(audit) if audit is not None else None
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         return PolicyEnforcer(app, self.policy, resource_metadata=self.settings.urls.prm_url,

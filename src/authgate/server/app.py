@@ -128,8 +128,8 @@ class AuthgateApp:
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
         self.protected = self._guarded(rt.verifier)
-        chores = asyncio.create_task(housekeeping(self.settings, rt.auth.store,
-                                                  purges=[*rt.purges(), *self._attach_store(rt)]))
+        self._attach_store(rt)
+        chores = asyncio.create_task(housekeeping(self.settings, rt.stores))
         try:
             async with self._inner_lifespan():
                 self._started()
@@ -142,14 +142,12 @@ class AuthgateApp:
                 await self.policy.aclose()  # the audit events still queued, before the store closes
             await self.runtime.close()
 
-    def _attach_store(self, rt: Runtime) -> list[tuple[str, Any]]:
-        """Parts of the MCP app that keep state in authgate's database (the gateway's session
-        bindings, so any replica serves any session); what housekeeping should purge."""
+    def _attach_store(self, rt: Runtime) -> None:
+        """Hand the stores to an MCP app that keeps state in authgate's database (the gateway's
+        session bindings, so any replica serves any session; housekeeping purges them)."""
         attach = getattr(self.mcp_app, "attach_store", None)
-        if attach is None:
-            return []
-        purge = getattr(attach(rt.auth.store), "purge_expired", None)
-        return [("MCP session bindings", purge)] if purge is not None else []
+        if attach is not None:
+            attach(rt.stores)
 
     def _started(self) -> None:
         if self.settings.gc_tuning:
@@ -164,7 +162,7 @@ class AuthgateApp:
         urls = self.settings.urls
         origins = [urls.origin, *self.settings.allowed_origins]
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
-        self.policy = policy = PolicyLayer(self.settings, self.runtime.auth.store if self.runtime else None)
+        self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
         guarded: ASGIApp = BearerGuard(policy.wrap(self.mcp_app), verifier, resource_metadata=urls.prm_url,
                                        scopes=tuple(self.settings.scopes), anonymous=policy.anonymous)
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)

@@ -37,8 +37,6 @@ from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.runtime import Runtime, load_secret
 from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
 from authgate.store.models import Consent, User
-from authgate.store.sql import SqlStore
-from authgate.store.sql.upstream_tokens import SqlUpstreamTokenStore
 
 UPSTREAM_COOKIE = "authgate_upstream"
 log = logging.getLogger("authgate.proxy")
@@ -135,12 +133,9 @@ async def open_proxy_flow(rt: Runtime) -> AsyncIterator[ProxyFlow]:
     upstream (closed on exit). The upstream's discovery document is read once, here. While it
     is open, the core checks the upstream grant before rotating a refresh token (grant_check.py)."""
     settings = rt.auth.settings
-    store = rt.auth.store
-    if not isinstance(store, SqlStore):
-        raise TypeError("proxy mode needs the SQL store")
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
         upstream = await resolve(settings, http)
-        vault = UpstreamVault(SqlUpstreamTokenStore(store), load_secret(settings), upstream.name, rt.auth.clock)
+        vault = UpstreamVault(rt.stores.upstream_tokens, load_secret(settings), upstream.name, rt.auth.clock)
         client = UpstreamClient(settings, upstream, http)
         rt.auth.hooks.refresh_check = UpstreamGrantCheck(vault, client, upstream.name)
         try:

@@ -21,17 +21,14 @@ from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks, hash_password
-from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
-from authgate.oauth.signin import KnownAddresses, KnownAddressesInMemory
 from authgate.server.security import Signer
 from authgate.store.files import private_dir
 from authgate.store.models import User
-from authgate.store.protocols import Store
-from authgate.store.sql import SqlStore
-from authgate.store.sql.known_addresses import SqlKnownAddresses
-from authgate.store.sql.ratelimits import SqlRateLimits, StoreOutage
+from authgate.store.bundle import Purge, Stores
+from authgate.store.protocols import ClientStore, GrantStore, UserStore
+from authgate.store.sql import sql_stores
 
 log = logging.getLogger("authgate")
 
@@ -40,26 +37,16 @@ FIRST_PASSWORD_FILE = "initial-admin-password"
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    stores: Stores  # `auth.store` is `stores.core`; the limiters come from `stores.rate_limits`
     auth: Authority
     verifier: EmbeddedTokenVerifier
     signer: Signer
-
-    def purges(self) -> list[tuple[str, Callable[[], Awaitable[int]]]]:
-        """What housekeeping should purge of the authority's own state: old rate-limit windows."""
-        named = (("registration", self.auth.registrations), ("sign-in", self.auth.logins),
-                 ("per-account sign-in", self.auth.login_accounts))
-        purges: list[tuple[str, Callable[[], Awaitable[int]]]] = [
-            (f"{what} rate-limit windows", limits.purge_expired) for what, limits in named
-            if isinstance(limits, SqlRateLimits)]
-        if isinstance(self.auth.known_addresses, SqlKnownAddresses):
-            purges.append(("known sign-in addresses", self.auth.known_addresses.purge_expired))
-        return purges
 
     async def close(self) -> None:
         self.auth.password_checks.close()
         if self.auth.cimd is not None:
             await self.auth.cimd.aclose()
-        await self.auth.store.close()
+        await self.stores.close()
 
 
 def _write_private(path: Path, data: str) -> None:
@@ -82,41 +69,24 @@ def load_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings) -> Stores:
+    """The configured database's stores, not opened yet."""
     if settings.effective_database_url.startswith("sqlite"):
         private_dir(settings.data_dir)
-    return SqlStore(settings.effective_database_url, migrate=settings.migrate == "auto")
+    return sql_stores(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 
-async def with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    """Open the configured store, run `action` on it, close it (the CLI's one-shot commands)."""
-    store = open_store(settings)
-    await store.open()
+async def with_store(settings: Settings, action: Callable[[Stores], Awaitable[int]]) -> int:
+    """Open the configured stores, run `action` on them, close them (the CLI's one-shot commands)."""
+    stores = open_store(settings)
+    await stores.open()
     try:
-        return await action(store)
+        return await action(stores)
     finally:
-        await store.close()
+        await stores.close()
 
 
-def rate_limits(store: Store, name: str, limit: int, secret: bytes, window: int = 60,
-                outage: StoreOutage | None = None) -> RateLimits:
-    """Counters shared by every replica through the SQL store (keys kept as HMACs under a key
-    derived from secret_key, the same on every replica); in this process otherwise. Limiters
-    given one `outage` rest together when the store fails."""
-    if isinstance(store, SqlStore):
-        return SqlRateLimits(store, name, limit, window, key_secret=derive_key(secret, "rate-limit-keys"),
-                             outage=outage)
-    return RateLimiter(limit, window)
-
-
-def known_addresses(store: Store, secret: bytes, outage: StoreOutage | None = None) -> KnownAddresses:
-    """Addresses that signed in to an account before (oauth/signin.py), shared like the limits."""
-    if isinstance(store, SqlStore):
-        return SqlKnownAddresses(store, key_secret=derive_key(secret, "rate-limit-keys"), outage=outage)
-    return KnownAddressesInMemory()
-
-
-async def ensure_first_user(settings: Settings, store: Store) -> Path | None:
+async def ensure_first_user(settings: Settings, store: UserStore) -> Path | None:
     """No user yet: create `admin` with a random one-time password written to a 0600 file.
     The password never goes to a log; only the file's path is printed."""
     if await store.count_users() > 0:
@@ -136,33 +106,34 @@ HOUSEKEEPING_INTERVAL = 6 * 3600.0
 PURGE_AFTER = 86400.0  # expired codes and refresh tokens are kept a day, then deleted
 
 
-async def prune_idle_clients(settings: Settings, store: Store) -> int:
+async def prune_idle_clients(settings: Settings, store: ClientStore) -> int:
     """Open registration grows the client table (Claude registers on every connect): drop
     clients unused for client_idle_days that hold no live grant."""
     now = time.time()
     return await store.prune_clients(now - settings.client_idle_days * 86400, now)
 
 
-async def purge_expired_grants(settings: Settings, store: Store) -> int:
+async def purge_expired_grants(settings: Settings, store: GrantStore) -> int:
     """Codes and refresh tokens expired for a day (and at least an access token's lifetime,
     so no live access token names a deleted grant), and the grants left with neither."""
     keep = max(PURGE_AFTER, float(settings.access_token_ttl))
     return await store.purge_expired(time.time() - keep)
 
 
-async def housekeeping(settings: Settings, store: Store, interval: float = HOUSEKEEPING_INTERVAL,
-                       purges: Sequence[tuple[str, Callable[[], Awaitable[int]]]] = ()) -> None:
+async def housekeeping(settings: Settings, stores: Stores, interval: float = HOUSEKEEPING_INTERVAL,
+                       purges: Sequence[Purge] = ()) -> None:
     """Runs for the life of the server; every replica may run it (pruning is idempotent).
-    `purges`: (what, delete-what-expired) pairs of other parts, e.g. the gateway's session bindings."""
+    Purges what the stores hold (`Stores.purges`), then `purges`: (what, delete-what-expired)
+    pairs of other parts."""
     while True:
         await asyncio.sleep(interval)
         try:
-            pruned = await prune_idle_clients(settings, store)
+            pruned = await prune_idle_clients(settings, stores.clients)
             if pruned:
                 log.info("pruned %d idle clients", pruned)
-            if purged := await purge_expired_grants(settings, store):
+            if purged := await purge_expired_grants(settings, stores.grants):
                 log.info("purged %d expired codes, refresh tokens and grants", purged)
-            for what, purge in purges:
+            for what, purge in [*stores.purges(), *purges]:
                 if removed := await purge():
                     log.info("purged %d expired %s", removed, what)
         except Exception:  # noqa: BLE001 - a failed round must not end the loop
@@ -170,14 +141,14 @@ async def housekeeping(settings: Settings, store: Store, interval: float = HOUSE
 
 
 async def open_runtime(settings: Settings, *, create_first_user: bool = True) -> Runtime:
-    store = open_store(settings)
-    await store.open()
+    stores = open_store(settings)
+    await stores.open()
     secret = load_secret(settings)
-    keys = SigningKeys(store, secret, retire_after=settings.access_token_ttl + 300)
+    keys = SigningKeys(stores.keys, secret, retire_after=settings.access_token_ttl + 300)
     await keys.load()
     if create_first_user and settings.auth_mode != "proxy":  # proxy mode: people sign in upstream
-        await ensure_first_user(settings, store)
-    await prune_idle_clients(settings, store)
+        await ensure_first_user(settings, stores.users)
+    await prune_idle_clients(settings, stores.clients)
     cimd = None
     if settings.cimd_enabled:
         ssl_context = None
@@ -187,13 +158,16 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
         cimd = CimdResolver(CimdPolicy(allow_loopback_http=settings.cimd_allow_loopback_http,
                                        timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
                             ssl_context=ssl_context)
-    outage = StoreOutage()  # one store: its limiters rest together when it fails
-    auth = Authority(settings=settings, store=store, keys=keys, cimd=cimd,
-                     registrations=rate_limits(store, "registrations", settings.registrations_per_minute, secret,
-                                               outage=outage),
-                     logins=rate_limits(store, "logins", settings.login_attempts_per_minute, secret, outage=outage),
-                     login_accounts=rate_limits(store, "login-accounts", settings.login_attempts_per_account,
-                                                secret, window=3600, outage=outage),
-                     known_addresses=known_addresses(store, secret, outage),
+    # Shared by every replica; keys kept as HMACs under a key derived from secret_key (the same
+    # on every replica). One store: its limiters rest together when it fails.
+    limits, key_secret = stores.rate_limits, derive_key(secret, "rate-limit-keys")
+    auth = Authority(settings=settings, store=stores.core, keys=keys, cimd=cimd,
+                     registrations=limits.limiter("registrations", settings.registrations_per_minute,
+                                                  key_secret=key_secret),
+                     logins=limits.limiter("logins", settings.login_attempts_per_minute, key_secret=key_secret),
+                     login_accounts=limits.limiter("login-accounts", settings.login_attempts_per_account, 3600,
+                                                   key_secret=key_secret),
+                     known_addresses=limits.known_addresses(key_secret=key_secret),
                      password_checks=PasswordChecks(settings.max_concurrent_password_checks))
-    return Runtime(auth=auth, verifier=EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds), signer=Signer(secret))
+    verifier = EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds)
+    return Runtime(stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))

@@ -165,3 +165,11 @@ class UpstreamTokens:
     email: str | None
     sealed_tokens: bytes
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Who opened an MCP session at the gateway: the (subject, client) its id is bound to."""
+
+    subject: str
+    client_id: str

@@ -1,8 +1,10 @@
 """The seams between the OAuth core and storage: small Protocols, one per concern.
 
-One SQL implementation (`authgate.store.sql.SqlStore`) provides all of them for SQLite and
-PostgreSQL; the contract suite in `tests/contract/` runs against each backend. Every method
-that changes state has committed durably when it returns.
+`authgate.store.bundle.Stores` holds one of each, built by a backend: the SQL one
+(`authgate.store.sql.sql_stores`) provides all of them for SQLite and PostgreSQL, and the
+contract suite in `tests/contract/` runs over its bundle on each backend. Every method that
+changes state has committed durably when it returns. This module imports no database or web
+library, so the core may import it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from authgate.store.models import (
     CodeRedemption,
     Consent,
     KeyState,
+    Owner,
     RefreshFamily,
     RefreshToken,
     SigningKey,
@@ -129,7 +132,7 @@ class KeyStore(Protocol):
 
 
 class AuditStore(Protocol):
-    """The audit trail (`authgate.audit`): append-only; kept beside `Store`, not in it."""
+    """The audit trail (`authgate.audit`): append-only."""
 
     async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
         """Insert, in one transaction committed on return."""
@@ -141,8 +144,7 @@ class AuditStore(Protocol):
 
 
 class UpstreamTokenStore(Protocol):
-    """Proxy mode (`authgate.proxy`): upstream identities and their sealed tokens; kept beside
-    `Store`, not in it."""
+    """Proxy mode (`authgate.proxy`): upstream identities and their sealed tokens."""
 
     async def save_upstream(self, record: UpstreamTokens) -> None:
         """Insert or replace the record of `record.user_id`, and create or update its local user
@@ -151,7 +153,86 @@ class UpstreamTokenStore(Protocol):
     async def get_upstream(self, user_id: str) -> UpstreamTokens | None: ...
 
 
-class Store(ClientStore, UserStore, CodeStore, RefreshStore, ConsentStore, KeyStore, Protocol):
+class RateLimits(Protocol):
+    """Counters of events per key (an address, `username|address`) over a window
+    (`authgate.oauth.ratelimit`: the in-process one, and how keys and windows are read)."""
+
+    async def hit(self, key: str) -> bool:
+        """Count one event; False (and not counted) if the key is already at its limit."""
+        ...
+
+    async def retry_after(self, key: str) -> int:
+        """Seconds until the key may hit again; 0 if it may now."""
+        ...
+
+    async def reset(self, key: str) -> None:
+        """Forget the key's events (a successful sign-in)."""
+        ...
+
+
+class KnownAddresses(Protocol):
+    """Which (account, address) keys have signed in successfully lately
+    (`authgate.oauth.signin`: why a known address skips the per-account limit)."""
+
+    async def is_known(self, key: str) -> bool: ...
+
+    async def remember(self, key: str) -> None: ...
+
+
+class RateLimitStore(Protocol):
+    """Where the sign-in and registration limits and the known sign-in addresses are counted,
+    shared by every replica. Keys are kept as HMAC-SHA-256 under `key_secret` (a plain hash of
+    an IPv4 address or a common username is undone by hashing every candidate)."""
+
+    def limiter(self, name: str, limit: int, window: int = 60, *,
+                key_secret: bytes | None = None) -> RateLimits:
+        """The limiter `name`: at most `limit` events per key in `window` seconds."""
+        ...
+
+    def known_addresses(self, *, key_secret: bytes | None = None) -> KnownAddresses: ...
+
+    async def purge_expired(self) -> int:
+        """Delete the windows of the limiters made here that no longer count, and addresses
+        no longer known; returns how many rows."""
+        ...
+
+
+class SessionBindings(Protocol):
+    """Where the gateway binds MCP session ids to their owners (`authgate.gateway.sessions`:
+    why a session id is never authentication)."""
+
+    async def owner(self, session_id: str) -> Owner | None:
+        """The owner of a live binding (refreshing its idle clock), or None."""
+
+    async def bind(self, session_id: str, owner: Owner) -> Owner:
+        """Bind an id the upstream just issued; the first binding wins and is returned."""
+
+    async def hold(self, session_id: str) -> None:
+        """A stream of this session opened: it does not expire while any is open."""
+
+    async def release(self, session_id: str) -> None:
+        """A stream of this session closed."""
+
+    async def drop(self, session_id: str) -> None:
+        """The session ended (DELETE, or the upstream no longer knows it)."""
+
+
+class SessionBindingStore(SessionBindings, Protocol):
+    """`SessionBindings` kept in a store, shared by every replica."""
+
+    async def purge_expired(self) -> int:
+        """Delete every expired binding; returns how many."""
+        ...
+
+    async def close(self) -> None:
+        """Stop what runs in the background (lease renewal); the store stays open."""
+
+
+class GrantStore(CodeStore, RefreshStore, ConsentStore, Protocol):
+    """What a user granted a client: consents, authorization codes, refresh families."""
+
+
+class Store(ClientStore, UserStore, GrantStore, KeyStore, Protocol):
     """Everything the embedded authorization server needs, behind one handle."""
 
     async def open(self) -> None:

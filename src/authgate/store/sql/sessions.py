@@ -1,4 +1,4 @@
-"""`SqlSessionBindings`: the gateway's `SessionBindings` Protocol on the SQL store's database.
+"""`SqlSessionBindings`: the `SessionBindingStore` Protocol (the gateway's session bindings) on the SQL store's database.
 
 With the bindings in the database every authgate replica knows every session, so a load
 balancer may send any request of an HTTP upstream's session to any replica: the session
@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from authgate.errors import StoreError
-from authgate.gateway.sessions import Owner
 from authgate.oauth import opaque  # a session id is a random secret too: its SHA-256 suffices
+from authgate.store.models import Owner
 from authgate.store.sql import tables as t
 from authgate.store.sql.store import SqlStore
 
