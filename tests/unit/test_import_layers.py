@@ -40,11 +40,7 @@ POLICY_ASGI = ("authgate.policy.enforcer", "authgate.policy.answers", "authgate.
                "authgate.policy.responses")
 
 # (importing unit, imported unit): why it is still there
-ALLOWED: dict[tuple[str, str], str] = {
-    # store/sql/sessions.py reads `Owner` from gateway/sessions.py, while gateway/http_proxy.py
-    # opens SqlSessionBindings: a cycle until Owner moves to the store (issue 12, the store bundle)
-    ("authgate.store.sql", "authgate.gateway"): "issue 12: Owner moves from gateway to store",
-}
+ALLOWED: dict[tuple[str, str], str] = {}
 
 
 def _layer_of() -> dict[str, int]:
