@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from authgate.errors import StoreError
-from authgate.gateway.sessions import Owner
+from authgate.store.models import Owner
 from authgate.store.sql import SqlStore
 from authgate.store.sql.sessions import SqlSessionBindings
 from authgate.store.sql.tables import session_bindings
