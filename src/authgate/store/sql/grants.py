@@ -1,0 +1,189 @@
+"""`SqlGrants`: authorization codes, refresh-token families and consents on a `SqlDatabase`.
+
+Races between replicas are settled by the database, never by a read-then-write in Python:
+conditional UPDATEs whose row count says who won (code redemption, refresh rotation,
+revocation).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from authgate.errors import StoreError
+from authgate.store.models import (
+    AuthorizationCode,
+    CodeRedemption,
+    Consent,
+    RefreshFamily,
+    RefreshToken,
+)
+from authgate.store.sql import rows
+from authgate.store.sql import tables as t
+from authgate.store.sql.database import SqlDatabase
+
+CODES = t.authorization_codes
+FAMILIES = t.refresh_families
+TOKENS = t.refresh_tokens
+CLIENTS = t.clients
+USERS = t.users
+CONSENTS = t.consents
+
+# CIMD clients (client_id is the metadata document's URL) are fetched, not stored.
+CIMD_PREFIXES = ("https://", "http://")
+
+
+class SqlGrants(SqlDatabase):
+    """The grant half of `SqlStore` (`authgate.store.protocols.GrantStore`)."""
+
+    # -- authorization codes ----------------------------------------------------------------
+
+    async def save_code(self, code: AuthorizationCode) -> None:
+        async with self._tx() as conn:
+            await conn.execute(sa.insert(CODES).values(rows.code_values(code)))
+
+    async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
+        # RFC 6749 §4.1.2: single use. The conditional UPDATE is the arbiter: in PostgreSQL
+        # the loser waits on the row lock and then matches nothing; SQLite has one writer.
+        async with self._tx() as conn:
+            won = await conn.execute(
+                sa.update(CODES)
+                .where(CODES.c.code_hash == code_hash, CODES.c.consumed_at.is_(None))
+                .values(consumed_at=now)
+            )
+            row = (
+                await conn.execute(sa.select(CODES).where(CODES.c.code_hash == code_hash))
+            ).mappings().first()
+        if row is None:
+            return CodeRedemption(code=None)
+        code = rows.to_code(row)
+        if won.rowcount == 1:
+            return CodeRedemption(code=code)
+        return CodeRedemption(code=None, replayed=code)
+
+    # -- refresh tokens ---------------------------------------------------------------------
+
+    async def create_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        async with self._tx() as conn:
+            await conn.execute(sa.insert(FAMILIES).values(rows.family_values(family)))
+            await conn.execute(sa.insert(TOKENS).values(rows.token_values(first)))
+
+    async def get_family(self, family_id: str) -> RefreshFamily | None:
+        row = await self._one(sa.select(FAMILIES).where(FAMILIES.c.family_id == family_id))
+        return rows.to_family(row) if row is not None else None
+
+    async def get_refresh_token(self, token_hash: str) -> RefreshToken | None:
+        row = await self._one(sa.select(TOKENS).where(TOKENS.c.token_hash == token_hash))
+        return rows.to_token(row) if row is not None else None
+
+    async def rotate_refresh_token(
+        self, old_hash: str, new: RefreshToken, successor: bytes, now: float
+    ) -> bool:
+        async with self._tx() as conn:
+            won = await conn.execute(
+                sa.update(TOKENS)
+                .where(TOKENS.c.token_hash == old_hash, TOKENS.c.rotated_at.is_(None))
+                .values(rotated_at=now, successor=successor)
+            )
+            if won.rowcount != 1:
+                # Nothing was written; leaving the block commits an empty transaction.
+                return False
+            await conn.execute(sa.insert(TOKENS).values(rows.token_values(new)))
+        return True
+
+    async def revoke_family(self, family_id: str, reason: str, now: float) -> bool:
+        async with self._tx() as conn:
+            result = await conn.execute(revoke_where(FAMILIES.c.family_id == family_id, reason, now))
+            return result.rowcount == 1
+
+    async def revoke_families(self, *, client_id: str | None = None, user_id: str | None = None,
+                              reason: str, now: float) -> int:
+        conditions = []
+        if client_id is not None:
+            conditions.append(FAMILIES.c.client_id == client_id)
+        if user_id is not None:
+            conditions.append(FAMILIES.c.user_id == user_id)
+        if not conditions:
+            # Refuse rather than revoke every grant on the server by omission.
+            raise ValueError("revoke_families needs client_id or user_id")
+        async with self._tx() as conn:
+            result = await conn.execute(revoke_where(sa.and_(*conditions), reason, now))
+            return result.rowcount
+
+    async def family_is_live(self, family_id: str) -> bool:
+        client_exists = sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id)
+        is_cimd = sa.or_(*(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES))
+        query = (
+            sa.select(sa.literal(1))
+            .select_from(FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id))
+            .where(
+                FAMILIES.c.family_id == family_id,
+                FAMILIES.c.revoked_at.is_(None),
+                sa.or_(client_exists, is_cimd),
+            )
+        )
+        return await self._one(query) is not None
+
+    async def purge_expired(self, before: float) -> int:
+        # Rotated tokens stay until they expire: presenting one is how reuse is detected
+        # (OAuth 2.1 §4.3.1), and that needs the row. A family goes with its last token and
+        # code, created before `before` so that a family just made is never caught between
+        # its insert and its first token.
+        has_token = sa.exists().where(TOKENS.c.family_id == FAMILIES.c.family_id)
+        has_code = sa.exists().where(CODES.c.family_id == FAMILIES.c.family_id)
+        async with self._tx() as conn:
+            codes = await conn.execute(sa.delete(CODES).where(CODES.c.expires_at < before))
+            tokens = await conn.execute(sa.delete(TOKENS).where(TOKENS.c.expires_at < before))
+            families = await conn.execute(sa.delete(FAMILIES).where(
+                FAMILIES.c.created_at < before, ~has_token, ~has_code))
+        return int(codes.rowcount + tokens.rowcount + families.rowcount)
+
+    # -- consents ---------------------------------------------------------------------------
+
+    async def get_consent(self, user_id: str, client_id: str) -> Consent | None:
+        row = await self._one(
+            sa.select(CONSENTS).where(
+                CONSENTS.c.user_id == user_id, CONSENTS.c.client_id == client_id
+            )
+        )
+        return rows.to_consent(row) if row is not None else None
+
+    async def save_consent(self, consent: Consent) -> None:
+        # Two first consents may race to INSERT in PostgreSQL; the loser retries as an update.
+        for attempt in range(3):
+            try:
+                await self._merge_consent(consent)
+                return
+            except StoreError as exc:
+                if not isinstance(exc.__cause__, sa.exc.IntegrityError) or attempt == 2:
+                    raise
+
+    async def _merge_consent(self, consent: Consent) -> None:
+        key = (CONSENTS.c.user_id == consent.user_id, CONSENTS.c.client_id == consent.client_id)
+        async with self._tx() as conn:
+            old = (
+                await conn.execute(sa.select(CONSENTS).where(*key).with_for_update())
+            ).mappings().first()
+            scopes = set(consent.scopes) | set(old["scopes"] if old else ())
+            resources = set(consent.resources) | set(old["resources"] if old else ())
+            values = {
+                "scopes": sorted(scopes),
+                "resources": sorted(resources),
+                "granted_at": consent.granted_at,
+            }
+            if old is None:
+                await conn.execute(
+                    sa.insert(CONSENTS).values(
+                        user_id=consent.user_id, client_id=consent.client_id, **values
+                    )
+                )
+            else:
+                await conn.execute(sa.update(CONSENTS).where(*key).values(**values))
+
+
+def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
+    """Revoke the matching families that are still live (revocation is never overwritten)."""
+    return (
+        sa.update(FAMILIES)
+        .where(condition, FAMILIES.c.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
