@@ -4,11 +4,26 @@
     ├── ConfigError                  a setting is wrong: names it, says why and how to fix it
     ├── StoreError                   the database failed or is out of date
     ├── FetchError                   an outbound fetch (CIMD document) was refused or failed
+    ├── Unreachable                  an outbound HTTP request got no answer (DNS, TCP, TLS,
+    │                                timeout): httpx's exceptions become it in one place,
+    │                                `authgate.httpx_errors` (aiohttp's, the gateway's only
+    │                                client, become UpstreamError in gateway/upstream.py)
     ├── SealError                    sealed data does not open (oauth/sealing.py)
     ├── GatewayError                 JSON-RPC-level errors of the gateway, each with its code and
     │                                HTTP status (gateway/errors.py: parse, header mismatch,
     │                                session not found, upstream refused/timeout/exited, …)
+    ├── ClientGone                   the client hung up before its body arrived: nothing to
+    │                                answer (gateway/body.py)
+    ├── AmbiguousBody                a JSON object names one member twice (policy/operations.py;
+    │                                also a ValueError, as json.loads' own refusals are)
+    ├── TooDeep                      a JSON body nests past 128 levels (json_depth.py)
     ├── KnowledgeBaseError           the built-in knowledge base (kb/errors.py)
+    │   └── SkippedFile              a file the indexer will not read (kb/indexer.py)
+    ├── UpstreamError                proxy mode's upstream IdP refused or failed (proxy/upstream.py)
+    ├── SignInError                  the doctor could not play a sign-in: what it saw, the fix
+    │                                (doctor/login.py)
+    ├── RedirectError                an OAuthError to deliver to a verified redirect URI, with
+    │                                the request's `state` (oauth/authorize.py)
     └── OAuthError                   rendered as an RFC 6749 error response, keyed by `error`
         ├── InvalidRequest           invalid_request
         ├── InvalidClient            invalid_client            (401 at /token)
@@ -27,9 +42,17 @@
         └── InvalidToken             invalid_token             (RFC 6750, at the resource)
 
 Branches that belong to one part are declared in that part, listed here so the tree stays
-whole. OAuth errors are rendered in exactly one place per surface: JSON bodies in
-`authgate.server.responses`, redirects in `authgate.oauth.authorize`, challenges in
-`authgate.guard.challenge`.
+whole. An OAuthError knows its status and its own headers (`headers()`: `Retry-After` on 429
+and 503, RFC 9110 §10.2.3; `WWW-Authenticate` on a 401 `invalid_client` after HTTP Basic,
+RFC 6749 §5.2). Each family of errors is rendered by one function: OAuth JSON bodies by
+`authgate.error_responses.oauth_error` (every route, the guard's 503, the IdP mirror's),
+error redirects by `authgate.oauth.authorize.error_redirect` (RFC 6749 §4.1.2.1 `state`,
+RFC 9207 `iss`), JSON-RPC errors by `authgate.gateway.errors.send_error`, bearer challenges
+by `authgate.guard.challenge`.
+
+One exception stays outside on purpose: `server/http_protocol.py`'s `_TooManyHeaders`, raised
+from the HTTP parser's callback and caught in the same module, never seen beyond it.
+Pydantic carries `config.problems.Refusals` (a ValueError) from a validator to `ConfigError`.
 """
 
 from __future__ import annotations
@@ -84,6 +107,16 @@ class FetchError(AuthgateError):
     """An outbound fetch was refused by policy or failed."""
 
 
+class Unreachable(AuthgateError):
+    """An outbound HTTP request got no answer: DNS, TCP, TLS, a timeout, a broken exchange.
+    `what` names the request (`GET https://…`), `kind` the client library's name for the
+    failure (`ConnectError`), `detail` its message; `timed_out` when it was a timeout."""
+
+    def __init__(self, what: str, kind: str, detail: str = "", *, timed_out: bool = False) -> None:
+        self.what, self.kind, self.detail, self.timed_out = what, kind, detail, timed_out
+        super().__init__(f"{what}: {kind}: {detail[:160] or 'no answer'}")
+
+
 class OAuthError(AuthgateError):
     """An OAuth protocol error. `error` is the RFC code; `status` the HTTP status at /token."""
 
@@ -103,6 +136,11 @@ class OAuthError(AuthgateError):
             body["error_uri"] = self.uri
         return body
 
+    def headers(self, *, basic_attempted: bool = False) -> dict[str, str]:
+        """The HTTP headers this error's answer carries (`basic_attempted`: the client sent
+        HTTP Basic credentials)."""
+        return {}
+
 
 class InvalidRequest(OAuthError):
     error = "invalid_request"
@@ -111,6 +149,10 @@ class InvalidRequest(OAuthError):
 class InvalidClient(OAuthError):
     error = "invalid_client"
     status = 401
+
+    def headers(self, *, basic_attempted: bool = False) -> dict[str, str]:
+        # RFC 6749 §5.2: a client that tried HTTP Basic is answered with that scheme's challenge
+        return {"WWW-Authenticate": 'Basic realm="authgate"'} if basic_attempted else {}
 
 
 class InvalidGrant(OAuthError):
@@ -155,6 +197,9 @@ class TemporarilyUnavailable(OAuthError):
         self.retry_after = retry_after  # seconds, for the Retry-After header
         super().__init__(description)
 
+    def headers(self, *, basic_attempted: bool = False) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}  # RFC 9110 §10.2.3
+
 
 class InvalidRedirectUri(OAuthError):
     error = "invalid_redirect_uri"
@@ -171,6 +216,9 @@ class SlowDown(OAuthError):
     def __init__(self, description: str = "", *, retry_after: int = 60) -> None:
         self.retry_after = retry_after
         super().__init__(description)
+
+    def headers(self, *, basic_attempted: bool = False) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}  # RFC 6585 §4, RFC 9110 §10.2.3
 
 
 class InvalidToken(OAuthError):
@@ -198,6 +246,7 @@ __all__ = [
     "StoreError",
     "TemporarilyUnavailable",
     "UnauthorizedClient",
+    "Unreachable",
     "UnsupportedGrantType",
     "UnsupportedResponseType",
 ]

@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from authgate.errors import AuthgateError
+
 MAX_DEPTH = 128
 
 _PLAIN = json.JSONDecoder()
 
 
-class TooDeep(Exception):
+class TooDeep(AuthgateError):
     """The body nests deeper than MAX_DEPTH. Not a ValueError on purpose: callers that treat
     a ValueError as "not JSON, pass it on" must not pass this one on unjudged."""
 

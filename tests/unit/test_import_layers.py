@@ -24,6 +24,8 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("neutral", ("authgate", "authgate._version", "authgate.errors", "authgate.observe",
                  "authgate.json_depth",
+                 # outbound httpx failures and OAuth error answers, for the core and adapters alike
+                 "authgate.httpx_errors", "authgate.error_responses",
                  # the Identity value the guard hands on: policy, audit and the adapters read it
                  "authgate.guard.identity")),
     ("config and store contracts", ("authgate.config", "authgate.store")),

@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 import httpx
 
 from authgate.doctor.profiles import LOOPBACK_HOSTS
+from authgate.errors import AuthgateError, Unreachable
+from authgate.httpx_errors import translated
 
 _MAX_STEPS = 12
 _ALLOW = ("allow", "approve", "accept", "authorize", "yes", "consent", "grant")
@@ -31,7 +33,9 @@ _HIDDEN = ("style", "script", "title")
 _NEVER_FOLLOW = ("chatgpt.com", "claude.ai", "claude.com")
 
 
-class SignInError(Exception):
+class SignInError(AuthgateError):
+    """The sign-in could not be played: `seen` says what the doctor met, `fix` what to do."""
+
     def __init__(self, seen: str, fix: str) -> None:
         super().__init__(seen)
         self.seen, self.fix = seen, fix
@@ -126,12 +130,15 @@ async def form_sign_in(url: str, redirect_uri: str, username: str, password: str
         raise SignInError(f"no redirect to {redirect_uri} after {_MAX_STEPS} pages", "use --token or --interactive")
 
 
+_REACH = "check that the authorization server is reachable"
+
+
 async def _get(http: httpx.AsyncClient, url: str) -> httpx.Response:
     try:
-        return await http.get(url)
-    except httpx.HTTPError as exc:
-        raise SignInError(f"GET {url}: {type(exc).__name__}",
-                          "check that the authorization server is reachable") from None
+        with translated(f"GET {url}"):
+            return await http.get(url)
+    except Unreachable as exc:
+        raise SignInError(f"{exc.what}: {exc.kind}", _REACH) from None
 
 
 async def _submit(http: httpx.AsyncClient, forms: list[_Form], username: str, password: str,
@@ -158,12 +165,12 @@ async def _submit(http: httpx.AsyncClient, forms: list[_Form], username: str, pa
 
 async def _send(http: httpx.AsyncClient, form: _Form, data: dict[str, str]) -> httpx.Response:
     try:
-        if form.method == "get":
-            return await http.get(form.action, params=data)
-        return await http.post(form.action, data=data)
-    except httpx.HTTPError as exc:
-        raise SignInError(f"{form.method.upper()} {form.action}: {type(exc).__name__}",
-                          "check that the authorization server is reachable") from None
+        with translated(f"{form.method.upper()} {form.action}"):
+            if form.method == "get":
+                return await http.get(form.action, params=data)
+            return await http.post(form.action, data=data)
+    except Unreachable as exc:
+        raise SignInError(f"{exc.what}: {exc.kind}", _REACH) from None
 
 
 def fix_for_page(html: str) -> str:

@@ -13,7 +13,8 @@ from authgate.doctor.flow import DoctorOptions, Flow, free_loopback_port
 from authgate.doctor.profiles import ClientProfile, select
 from authgate.doctor.steps import authorization as authz
 from authgate.doctor.steps import cors, discovery, mcp, registration
-from authgate.doctor.wire import Unreachable, Wire
+from authgate.doctor.wire import Wire
+from authgate.errors import Unreachable
 
 StepFunc = Callable[[Flow], Awaitable[Verdict]]
 

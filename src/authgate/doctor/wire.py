@@ -12,13 +12,11 @@ from typing import Any
 import httpx
 
 from authgate._version import __version__
+from authgate.errors import Unreachable
+from authgate.httpx_errors import translated
 
 ACCEPT_MCP = "application/json, text/event-stream"
 _MAX_BODY = 1 << 20
-
-
-class Unreachable(Exception):
-    """The request got no HTTP answer (DNS, TCP, TLS, timeout)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +60,11 @@ class Wire:
 
     async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = await self.http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
+            with translated(f"{method} {url}"):
+                response = await self.http.request(method, url, **kwargs)
+        except Unreachable:  # no HTTP answer (DNS, TCP, TLS, timeout)
             self.log.append(Exchange(method, url, None))
-            raise Unreachable(f"{method} {url}: {type(exc).__name__}: {str(exc)[:160] or 'no answer'}") from None
+            raise
         self.log.append(Exchange(method, url, response.status_code))
         self.http.cookies.clear()  # API clients keep no cookies between requests
         return response
@@ -81,19 +80,23 @@ class Wire:
     async def rpc(self, url: str, message: dict[str, Any], headers: dict[str, str]) -> RpcAnswer:
         """POST one JSON-RPC message; read a JSON body or the SSE stream until our response."""
         try:
-            async with self.http.stream("POST", url, json=message, headers=headers) as response:
-                self.log.append(Exchange("POST", url, response.status_code))
-                ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
-                if ctype == "text/event-stream" and response.status_code == 200:
-                    text, found = await _read_sse(response, message.get("id"))
-                else:
-                    text = (await _read_bounded(response)).decode("utf-8", "replace")
-                    found = _json_object(text)
-                self.http.cookies.clear()
-                return RpcAnswer(response.status_code, response.headers, found, text[:2000])
-        except httpx.HTTPError as exc:
+            with translated(f"POST {url}"):
+                return await self._rpc(url, message, headers)
+        except Unreachable:
             self.log.append(Exchange("POST", url, None))
-            raise Unreachable(f"POST {url}: {type(exc).__name__}: {str(exc)[:160] or 'no answer'}") from None
+            raise
+
+    async def _rpc(self, url: str, message: dict[str, Any], headers: dict[str, str]) -> RpcAnswer:
+        async with self.http.stream("POST", url, json=message, headers=headers) as response:
+            self.log.append(Exchange("POST", url, response.status_code))
+            ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype == "text/event-stream" and response.status_code == 200:
+                text, found = await _read_sse(response, message.get("id"))
+            else:
+                text = (await _read_bounded(response)).decode("utf-8", "replace")
+                found = _json_object(text)
+            self.http.cookies.clear()
+            return RpcAnswer(response.status_code, response.headers, found, text[:2000])
 
 
 async def _read_bounded(response: httpx.Response) -> bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.types import Receive
 
+from authgate.errors import AuthgateError
 from authgate.gateway.errors import BodyTooLarge
 
 
@@ -14,7 +15,7 @@ from authgate.gateway.errors import BodyTooLarge
 PARSED_BODY_KEY = "authgate.parsed_body"
 
 
-class ClientGone(Exception):
+class ClientGone(AuthgateError):
     """The client disconnected before its whole body arrived: nothing to answer."""
 
 

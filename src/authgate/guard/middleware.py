@@ -15,6 +15,7 @@ from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.urls import is_loopback_host
+from authgate.error_responses import oauth_error
 from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
 from authgate.guard.challenge import bearer_challenge
 from authgate.guard.identity import SCOPE_KEY, Identity
@@ -148,7 +149,7 @@ class BearerGuard:
         except TemporarilyUnavailable as exc:
             # The token could not be checked (the IdP is unreachable): no challenge, or the
             # client would start a sign-in that cannot help.
-            await _send_json(send, 503, exc.as_dict(), [(b"retry-after", str(exc.retry_after).encode())])
+            await oauth_error(exc)(scope, receive, send)  # 503 with its Retry-After
             return
         except OAuthError as exc:
             await self._challenge(send, 401, InvalidToken.error, exc.description)

@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from authgate._version import __version__
 from authgate.config.settings import Settings
+from authgate.error_responses import oauth_error
 from authgate.errors import TemporarilyUnavailable
 from authgate.guard.prm import protected_resource_metadata
 from authgate.idp.claims import TokenPolicy
@@ -92,7 +93,7 @@ class ExternalBackend:
         try:
             document = await self.mirror.document()
         except TemporarilyUnavailable as exc:
-            return JSONResponse(exc.as_dict(), status_code=503, headers={"Retry-After": str(exc.retry_after)})
+            return oauth_error(exc)  # 503 with its Retry-After
         return JSONResponse(document, headers=_PUBLIC)
 
 

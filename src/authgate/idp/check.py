@@ -18,6 +18,8 @@ from typing import Any, Literal
 import httpx
 
 from authgate.config.issuers import issuer_problem
+from authgate.errors import Unreachable
+from authgate.httpx_errors import translated
 from authgate.idp.discovery import Fetched, fetch_all, fetch_document
 from authgate.idp.profiles import IdpProfile, get_profile, guess_profile
 
@@ -193,11 +195,12 @@ async def _client_credentials_token(options: CheckOptions, meta: dict[str, Any],
     data = {"grant_type": "client_credentials", "resource": options.resource or ""}
     if options.scope:
         data["scope"] = options.scope
+    endpoint = str(meta.get("token_endpoint"))
     try:
-        response = await http.post(str(meta.get("token_endpoint")), data=data,
-                                   auth=(options.client_id or "", options.client_secret or ""))
-    except httpx.HTTPError as exc:
-        return None, {"error": type(exc).__name__, "error_description": str(exc)}
+        with translated(f"POST {endpoint}"):
+            response = await http.post(endpoint, data=data, auth=(options.client_id or "", options.client_secret or ""))
+    except Unreachable as exc:
+        return None, {"error": exc.kind, "error_description": exc.detail}
     try:
         body = response.json()
     except ValueError:
@@ -257,10 +260,11 @@ async def _delete_registration(report: CheckReport, body: dict[str, Any], http: 
                    f"delete client {client_id} at the IdP by hand")
         return
     try:
-        response = await http.delete(uri, headers={"Authorization": f"Bearer {rat}"})
-    except httpx.HTTPError as exc:
+        with translated(f"DELETE {uri}"):
+            response = await http.delete(uri, headers={"Authorization": f"Bearer {rat}"})
+    except Unreachable as exc:
         response = None
-        detail = type(exc).__name__
+        detail = exc.kind
     if response is not None and response.status_code == 204:
         report.add("registration-deleted", "ok", f"test client {client_id} deleted again (RFC 7592)")
     else:
@@ -278,10 +282,12 @@ async def check_registration(report: CheckReport, meta: dict[str, Any], http: ht
                 "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
                 "token_endpoint_auth_method": "none"}
     try:
-        response = await http.post(endpoint, json=metadata)
+        with translated(f"POST {endpoint}"):
+            response = await http.post(endpoint, json=metadata)
         body = response.json() if response.content else {}
-    except (httpx.HTTPError, ValueError) as exc:
-        report.add("registration-failed", "fail", f"test registration failed: {type(exc).__name__}")
+    except (Unreachable, ValueError) as exc:
+        report.add("registration-failed", "fail", f"test registration failed: "
+                   f"{exc.kind if isinstance(exc, Unreachable) else type(exc).__name__}")
         return
     if response.status_code != 201 or not isinstance(body, dict) or "client_id" not in body:
         report.add("registration-failed", "fail", f"test registration refused: HTTP {response.status_code} "

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import httpx
 
 from authgate.config.urls import insert_well_known
-from authgate.errors import FetchError
+from authgate.errors import FetchError, Unreachable
+from authgate.httpx_errors import translated
 
 Kind = Literal["rfc8414", "oidc"]
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -56,9 +57,10 @@ class Fetched:
 async def fetch_json(http: httpx.AsyncClient, url: str) -> tuple[int | None, dict[str, Any] | None, str | None]:
     """GET a JSON object: (status, document, error)."""
     try:
-        response = await http.get(url, headers={"Accept": "application/json"})
-    except httpx.HTTPError as exc:
-        return None, None, f"unreachable: {type(exc).__name__}: {exc}"
+        with translated(f"GET {url}"):
+            response = await http.get(url, headers={"Accept": "application/json"})
+    except Unreachable as exc:
+        return None, None, f"unreachable: {exc.kind}: {exc.detail}"
     if response.status_code != 200:
         return response.status_code, None, f"HTTP {response.status_code}"
     if len(response.content) > MAX_DOCUMENT_BYTES:

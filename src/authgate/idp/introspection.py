@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import httpx
 
-from authgate.errors import InvalidToken, TemporarilyUnavailable
+from authgate.errors import InvalidToken, TemporarilyUnavailable, Unreachable
 from authgate.guard.identity import Identity
+from authgate.httpx_errors import translated
 from authgate.idp.claims import TokenPolicy, identity_from_claims
 
 log = logging.getLogger("authgate.idp")
@@ -72,11 +73,12 @@ class IntrospectionVerifier:
     async def _ask(self, token: str, now: float) -> _Answer:
         c = self._client
         try:
-            response = await self._http.post(c.endpoint, data={"token": token, "token_type_hint": "access_token"},
-                                             auth=(c.client_id, c.client_secret),
-                                             headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
-            raise TemporarilyUnavailable(f"the introspection endpoint is unreachable ({type(exc).__name__})",
+            with translated(f"POST {c.endpoint}"):
+                response = await self._http.post(c.endpoint, data={"token": token, "token_type_hint": "access_token"},
+                                                 auth=(c.client_id, c.client_secret),
+                                                 headers={"Accept": "application/json"})
+        except Unreachable as exc:
+            raise TemporarilyUnavailable(f"the introspection endpoint is unreachable ({exc.kind})",
                                          retry_after=RETRY_AFTER) from None
         if response.status_code != 200:
             # Our own credentials refused, or the IdP failing: either way not the caller's fault.

@@ -5,7 +5,9 @@
         ├── UnknownKnowledgeBase       no knowledge base has that id
         ├── UnknownDataSource          a data source id is not in that knowledge base
         ├── InvalidQuery               the query has no searchable words, or a filter is malformed
-        └── InvalidKnowledgeBase       a name or folder given to `kb add` is not acceptable
+        ├── InvalidKnowledgeBase       a name or folder given to `kb add` is not acceptable
+        └── SkippedFile                a file the indexer will not read (kb/indexer.py; reported,
+                                       never raised past the indexer)
 
 Each message says what is wrong and what to do instead: the MCP tools hand it to the model
 verbatim (as a tool error), the CLI prints it.

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from authgate.kb.chunking import chunk_document
 from authgate.kb.documents import file_type_of, parse_document
+from authgate.kb.errors import KnowledgeBaseError
 from authgate.kb.models import Change, DataSource, Delete, IndexedFile, KnowledgeBase, Touch, Upsert
 from authgate.kb.store import KnowledgeStore
 
@@ -145,7 +146,7 @@ class Indexer:
         return Upsert(rel_path, document, chunks, stat.st_mtime_ns, stat.st_size, digest)
 
 
-class SkippedFile(Exception):
+class SkippedFile(KnowledgeBaseError):
     """A file the indexer refuses to read; the message says why (shown by `kb add`/`reindex`)."""
 
 

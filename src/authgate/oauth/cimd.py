@@ -27,7 +27,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from authgate.errors import FetchError, InvalidClientMetadata, InvalidRedirectUri
+from authgate.errors import FetchError, InvalidClientMetadata, InvalidRedirectUri, Unreachable
+from authgate.httpx_errors import translated
 from authgate.oauth.redirect_uris import validate_for_registration
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -310,13 +311,15 @@ class CimdResolver:
 
     async def _fetch(self, client_id: str) -> tuple[Any, httpx.Headers]:
         where = f"CIMD document {client_id}"
+        timed_out = FetchError(f"{where}: no complete response within {self._policy.timeout:g}s")
         try:
             async with asyncio.timeout(self._policy.timeout):
-                return await self._follow(client_id, where)
-        except (TimeoutError, httpx.TimeoutException):
-            raise FetchError(f"{where}: no complete response within {self._policy.timeout:g}s") from None
-        except httpx.HTTPError as exc:
-            raise FetchError(f"{where}: {type(exc).__name__}: {str(exc)[:200]}") from None
+                with translated(where):
+                    return await self._follow(client_id, where)
+        except TimeoutError:
+            raise timed_out from None
+        except Unreachable as exc:
+            raise (timed_out if exc.timed_out else FetchError(f"{where}: {exc.kind}: {exc.detail[:200]}")) from None
 
     async def _follow(self, client_id: str, where: str) -> tuple[Any, httpx.Headers]:
         """GET the document, following at most `max_redirects` hops, each one re-vetted."""

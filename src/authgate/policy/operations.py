@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from authgate import json_depth
+from authgate.errors import AuthgateError
 from authgate.policy.model import Operation
 
 if TYPE_CHECKING:
@@ -29,8 +30,9 @@ _BY_URI = ("resources/read", "resources/subscribe", "resources/unsubscribe")
 _MIRRORED = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}  # what Mcp-Name mirrors
 
 
-class AmbiguousBody(ValueError):
-    """A JSON object gives one member twice: parsers disagree on which one counts."""
+class AmbiguousBody(AuthgateError, ValueError):
+    """A JSON object gives one member twice: parsers disagree on which one counts. A ValueError
+    too, like json.loads' own refusals of a body."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,8 @@ from typing import Literal
 import httpx
 
 from authgate.config.settings import Settings
-from authgate.errors import ConfigError
+from authgate.errors import ConfigError, Unreachable
+from authgate.httpx_errors import translated
 
 Kind = Literal["oidc", "github", "oauth2"]
 
@@ -81,10 +82,12 @@ async def resolve(settings: Settings, http: httpx.AsyncClient) -> Upstream:
 async def _discover(http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
     url = issuer.rstrip("/") + "/.well-known/openid-configuration"
     try:
-        r = await http.get(url)
-        r.raise_for_status()
+        with translated(f"GET {url}"):
+            r = await http.get(url)
+        if not r.is_success:  # as raise_for_status: 1xx and 3xx too
+            raise ValueError(f"HTTP {r.status_code}")
         doc = r.json()
-    except (httpx.HTTPError, ValueError) as exc:
+    except (Unreachable, ValueError) as exc:
         raise ConfigError("idp_issuer", f"no OIDC discovery document at {url} ({exc})",
                           "check idp_issuer, or use idp_preset = \"oauth2\" with explicit endpoints") from None
     if not isinstance(doc, dict) or doc.get("issuer") != issuer:

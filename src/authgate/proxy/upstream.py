@@ -18,7 +18,8 @@ from urllib.parse import quote, urlencode, urlsplit
 import httpx
 
 from authgate.config.settings import Settings
-from authgate.errors import AuthgateError
+from authgate.errors import AuthgateError, Unreachable
+from authgate.httpx_errors import translated
 from authgate.proxy import identity
 from authgate.proxy.identity import UpstreamIdentity
 from authgate.proxy.presets import Upstream
@@ -83,9 +84,10 @@ class UpstreamClient:
             pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}".encode()
             headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
         try:
-            r = await self.http.post(self.upstream.token_url, data=form, headers=headers)
-        except httpx.HTTPError as exc:
-            raise TokenEndpointUnavailable(f"the upstream token endpoint is unreachable ({type(exc).__name__})") from None
+            with translated(f"POST {self.upstream.token_url}"):
+                r = await self.http.post(self.upstream.token_url, data=form, headers=headers)
+        except Unreachable as exc:
+            raise TokenEndpointUnavailable(f"the upstream token endpoint is unreachable ({exc.kind})") from None
         if r.status_code >= 500 or r.status_code == 429:
             raise TokenEndpointUnavailable(f"the upstream token endpoint answered HTTP {r.status_code}")
         try:
@@ -139,11 +141,13 @@ class UpstreamClient:
 
     async def _get_json(self, url: str | None, token: str) -> Any:
         try:
-            r = await self.http.get(url or "", headers={"Authorization": f"Bearer {token}",
-                                                        "Accept": "application/json"})
-            r.raise_for_status()
+            with translated(f"GET {url}"):
+                r = await self.http.get(url or "", headers={"Authorization": f"Bearer {token}",
+                                                            "Accept": "application/json"})
+            if not r.is_success:  # as raise_for_status: 1xx and 3xx too
+                raise ValueError(f"HTTP {r.status_code}")
             return r.json()
-        except (httpx.HTTPError, ValueError) as exc:
+        except (Unreachable, ValueError) as exc:
             raise UpstreamError(f"the upstream's user info failed: {exc}") from None
 
 

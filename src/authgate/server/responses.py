@@ -1,25 +1,26 @@
-"""Rendering of OAuth errors and JSON bodies: the one place they become HTTP responses."""
+"""The routes' answers: JSON bodies never cached, OAuth errors as JSON (rendered in
+`authgate.error_responses`, shared with the guard) and as redirects to the client."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse
 
-from authgate.errors import InvalidClient, OAuthError, SlowDown, TemporarilyUnavailable
-
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
+from authgate.error_responses import NO_STORE, oauth_error
+from authgate.oauth import authorize
+from authgate.oauth.authority import Authority
+from authgate.oauth.authorize import RedirectError
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
-def oauth_error(exc: OAuthError, *, basic_attempted: bool = False) -> JSONResponse:
-    headers: dict[str, str] = {}
-    status = exc.status
-    if isinstance(exc, InvalidClient) and basic_attempted:
-        headers["WWW-Authenticate"] = 'Basic realm="authgate"'  # RFC 6749 §5.2
-    if isinstance(exc, SlowDown | TemporarilyUnavailable):  # RFC 9110 §10.2.3
-        headers["Retry-After"] = str(exc.retry_after)
-    return json_response(exc.as_dict(), status, headers)
+def error_redirect(auth: Authority, err: RedirectError, status: int = 303) -> RedirectResponse:
+    """The browser sent back to the client with the error (RFC 6749 §4.1.2.1, RFC 9207 `iss`):
+    302 answering GET /authorize, 303 after a form POST."""
+    return RedirectResponse(authorize.error_redirect(auth, err), status_code=status)
+
+
+__all__ = ["NO_STORE", "error_redirect", "json_response", "oauth_error"]
