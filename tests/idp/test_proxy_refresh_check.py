@@ -104,7 +104,7 @@ async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream_token_endpoint)) as http:
         runtime.auth.hooks.refresh_check = UpstreamGrantCheck(
-            vault, UpstreamClient(runtime.auth.settings, upstream, http), upstream.name)
+            vault, UpstreamClient(runtime.settings, upstream, http), upstream.name)
         await vault.save(UpstreamIdentity(USER, "alice"), {"access_token": "at-1", "refresh_token": "rt-1",
                                                            "expires_in": 3600}, now)
         await store.create_family(

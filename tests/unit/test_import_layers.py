@@ -190,3 +190,11 @@ def test_a_known_upward_import_is_reported() -> None:
     edge = (unit_of("authgate.guard.middleware"), unit_of("authgate.server.logs"))
     assert layer_of(edge[1]) > layer_of(edge[0])
     assert cycles({edge, ("authgate.server", "authgate.guard")}) == [["authgate.guard", "authgate.server"]]
+
+
+def test_the_oauth_core_never_imports_the_settings_model() -> None:
+    # the core is given CoreConfig (oauth/config.py), the values it reads; Settings is named for
+    # the type checker only, where the config is built from it
+    found = [where for source, target, where in imports()
+             if unit_of(source) == "authgate.oauth" and target == "authgate.config.settings"]
+    assert not found, f"the OAuth core imports the settings model at run time: {found}"

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from authgate.config.settings import Settings, load_settings
+from authgate.config.settings import load_settings
 from authgate.oauth import roles
+from authgate.oauth.config import CoreConfig
 from authgate.store.models import User
 
 
-def _settings(tmp_path: Path) -> Settings:
-    return load_settings(None, data_dir=tmp_path, scopes=["mcp"],
-                         tool_scopes={"docs.create": ["docs.write"], "wipe": ["admin"]},
-                         user_role_scopes={"admin": ["*"], "writer": ["docs.write"]})
+def _config(tmp_path: Path, **changes: object) -> CoreConfig:
+    settings = load_settings(None, data_dir=tmp_path, scopes=["mcp"],
+                             tool_scopes={"docs.create": ["docs.write"], "wipe": ["admin"]},
+                             user_role_scopes={"admin": ["*"], "writer": ["docs.write"]})
+    return CoreConfig.from_settings(settings.model_copy(update=changes))
 
 
 def _user(*user_roles: str) -> User:
@@ -20,20 +22,20 @@ def _user(*user_roles: str) -> User:
 
 
 def test_each_role_adds_its_scopes_to_the_base_and_star_is_every_offered_scope(tmp_path: Path) -> None:
-    settings = _settings(tmp_path)
-    assert roles.may_grant(settings, []) == ("mcp",)
-    assert roles.may_grant(settings, ["writer"]) == ("mcp", "docs.write")
-    assert roles.may_grant(settings, ["admin"]) == ("mcp", "docs.write", "admin")
-    assert roles.may_grant(settings, ["unlisted"]) == ("mcp",)  # a role the setting does not name adds nothing
+    config = _config(tmp_path)
+    assert roles.may_grant(config, []) == ("mcp",)
+    assert roles.may_grant(config, ["writer"]) == ("mcp", "docs.write")
+    assert roles.may_grant(config, ["admin"]) == ("mcp", "docs.write", "admin")
+    assert roles.may_grant(config, ["unlisted"]) == ("mcp",)  # a role the setting does not name adds nothing
 
 
 def test_the_grant_is_narrowed_to_the_user_and_offline_access_stays(tmp_path: Path) -> None:
-    allowed = roles.grantable_by(_settings(tmp_path), _user("writer"))
+    allowed = roles.grantable_by(_config(tmp_path), _user("writer"))
     assert roles.limit(("docs.write", "admin", "offline_access"), allowed) == ("docs.write", "offline_access")
     assert roles.grants_nothing(roles.limit(("admin", "offline_access"), allowed))
 
 
 def test_proxy_mode_has_no_per_user_limit(tmp_path: Path) -> None:
-    settings = _settings(tmp_path).model_copy(update={"auth_mode": "proxy"})  # its upstream settings aside
-    assert roles.grantable_by(settings, _user()) is None
+    config = _config(tmp_path, auth_mode="proxy")  # its upstream settings aside
+    assert roles.grantable_by(config, _user()) is None
     assert roles.limit(("admin",), None) == ("admin",)

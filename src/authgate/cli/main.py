@@ -137,10 +137,12 @@ async def _add_user(settings: Settings, store: UserStore, name: str, roles: list
 
 
 def _print_roles(settings: Settings, name: str, roles: list[str]) -> None:
+    from authgate.oauth.config import CoreConfig
     from authgate.oauth.roles import may_grant
 
     unknown = [r for r in roles if r not in settings.user_role_scopes]
-    print(f"roles of {name}: {', '.join(roles) or '(none)'}; may grant: {' '.join(may_grant(settings, roles))}")
+    granted = may_grant(CoreConfig.from_settings(settings), roles)
+    print(f"roles of {name}: {', '.join(roles) or '(none)'}; may grant: {' '.join(granted)}")
     if unknown:
         print(f"authgate: note: {', '.join(unknown)} not in user_role_scopes (they add no scope)", file=sys.stderr)
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from authgate.config.settings import Settings
 from authgate.config.urls import PublicUrls
 from authgate.oauth.cimd import CimdResolver
+from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
@@ -40,7 +40,7 @@ class Hooks:
 
 @dataclass(frozen=True, slots=True)
 class Authority:
-    settings: Settings
+    config: CoreConfig  # the settings the core reads (oauth/config.py)
     store: Store
     keys: SigningKeys
     cimd: CimdResolver | None
@@ -55,13 +55,13 @@ class Authority:
 
     @property
     def urls(self) -> PublicUrls:
-        return self.settings.urls
+        return self.config.urls
 
     @property
     def issuer(self) -> str:
-        return self.settings.urls.issuer
+        return self.config.urls.issuer
 
     @property
     def resources(self) -> tuple[str, ...]:
         """Every resource this authority issues tokens for (one MCP endpoint today)."""
-        return (self.settings.urls.resource,)
+        return (self.config.urls.resource,)

@@ -23,7 +23,6 @@ from authgate.oauth import pkce, redirect_uris, roles, scopes
 from authgate.oauth.authority import Authority
 from authgate.oauth.clients import require_client
 from authgate.oauth.opaque import digest, new_secret
-from authgate.policy.model import offered_scopes
 from authgate.store.models import AuthorizationCode, Client, User
 
 
@@ -120,7 +119,7 @@ async def validate(auth: Authority, params: list[tuple[str, str]]) -> Authorizat
     except OAuthError as exc:
         raise RedirectError(exc, redirect_uri, state) from None
     # the policy's per-tool scopes are offered too; `scopes` stays the default grant (docs/policy.md)
-    granted = scopes.grantable(scopes.parse(single.get("scope")), offered_scopes(auth.settings), auth.settings.scopes)
+    granted = scopes.grantable(scopes.parse(single.get("scope")), auth.config.offered_scopes, auth.config.scopes)
     return AuthorizationRequest(
         client_id=client.client_id,
         client_name=client.name,
@@ -139,7 +138,7 @@ def for_user(auth: Authority, req: AuthorizationRequest, user: User) -> Authoriz
     """The request narrowed to the scopes `user` may grant (oauth/roles.py), before the consent
     page lists them. Nothing requested left: invalid_scope to the client (RFC 6749 §4.1.2.1),
     not a silent fallback to scopes the client did not ask for."""
-    granted = roles.limit(req.scopes, roles.grantable_by(auth.settings, user))
+    granted = roles.limit(req.scopes, roles.grantable_by(auth.config, user))
     if roles.grants_nothing(granted) and not roles.grants_nothing(req.scopes):
         refused = scopes.render([s for s in req.scopes if s not in granted])
         raise RedirectError(InvalidScope(f"the signed-in user may not grant {refused}"), req.redirect_uri, req.state)
@@ -152,7 +151,7 @@ async def issue_code(auth: Authority, req: AuthorizationRequest, user_id: str, a
     await auth.store.save_code(AuthorizationCode(
         code_hash=digest(code), client_id=req.client_id, user_id=user_id, redirect_uri=req.redirect_uri,
         scopes=req.scopes, resources=req.resources, code_challenge=req.code_challenge,
-        family_id=new_secret(), created_at=now, expires_at=now + auth.settings.code_ttl, auth_time=auth_time,
+        family_id=new_secret(), created_at=now, expires_at=now + auth.config.code_ttl, auth_time=auth_time,
     ))
     return code
 

@@ -18,7 +18,6 @@ from authgate.oauth.authorize import canonical_resources
 from authgate.oauth.clients import authenticate
 from authgate.oauth.opaque import digest, new_secret
 from authgate.oauth.sealing import SealError, derive_key, seal, unseal
-from authgate.policy.model import offered_scopes
 from authgate.store.models import Client, RefreshFamily, RefreshToken
 
 TokenResponse = dict[str, Any]
@@ -48,7 +47,7 @@ def _access_token_response(
     grant_id: str | None, auth_time: float | None = None,
 ) -> TokenResponse:
     now = auth.clock()
-    ttl = auth.settings.access_token_ttl
+    ttl = auth.config.access_token_ttl
     token_scopes = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
     at, _ = access_tokens.issue(
         auth.keys, issuer=auth.issuer, subject=subject, client_id=client_id, scopes=token_scopes,
@@ -89,7 +88,7 @@ async def _authorization_code(auth: Authority, client: Client, form: dict[str, s
                            scopes=granted, resources=stored.resources, created_at=now)
     await auth.store.create_family(family, RefreshToken(
         token_hash=digest(refresh), family_id=family.family_id, issued_at=now,
-        expires_at=now + auth.settings.refresh_token_ttl))
+        expires_at=now + auth.config.refresh_token_ttl))
     body["refresh_token"] = refresh
     return body
 
@@ -100,7 +99,7 @@ async def _user_may_grant(auth: Authority, user_id: str, wanted: tuple[str, ...]
     user = await auth.store.get_user(user_id)
     if user is None:
         raise InvalidGrant("the user no longer exists")
-    granted = roles.limit(wanted, roles.grantable_by(auth.settings, user))
+    granted = roles.limit(wanted, roles.grantable_by(auth.config, user))
     if granted != wanted and roles.grants_nothing(granted):
         raise InvalidGrant("the user's roles no longer allow any scope of this authorization")
     return granted
@@ -114,7 +113,7 @@ def _replay_successor(auth: Authority, presented: str, record: RefreshToken) -> 
     """Within the grace window the holder of a just-rotated token gets the same successor."""
     if record.rotated_at is None or record.successor is None:
         return None
-    if auth.clock() - record.rotated_at > auth.settings.refresh_grace_seconds:
+    if auth.clock() - record.rotated_at > auth.config.refresh_grace_seconds:
         return None
     try:
         body: TokenResponse = json.loads(unseal(_successor_key(presented), record.successor))
@@ -171,7 +170,7 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
     successor = new_secret("agr_")
     body["refresh_token"] = successor
     new = RefreshToken(token_hash=digest(successor), family_id=family.family_id, issued_at=now,
-                       expires_at=now + auth.settings.refresh_token_ttl)
+                       expires_at=now + auth.config.refresh_token_ttl)
     sealed = seal(_successor_key(presented), json.dumps(body).encode())
     if await auth.store.rotate_refresh_token(record.token_hash, new, sealed, now):
         return body
@@ -187,7 +186,7 @@ async def _client_credentials(auth: Authority, client: Client, form: dict[str, s
     if client.source != "operator" or client.client_secret_hash is None:
         raise UnauthorizedClient("client_credentials is only for machine clients an operator creates with "
                                  "`authgate clients add`; this client was registered dynamically")
-    offered = set(offered_scopes(auth.settings))
+    offered = set(auth.config.offered_scopes)
     allowed = tuple(s for s in scopes.parse(client.metadata.get("scope")) if s in offered)
     requested = scopes.parse(form.get("scope"))
     # RFC 6749 §3.3: the response's `scope` says what was granted, never more than allowed

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from authgate.config.settings import Settings
+from authgate.oauth.config import CoreConfig
 from authgate.oauth.registration import AUTH_METHODS
 from authgate.oauth.scopes import OFFLINE_ACCESS
-from authgate.policy.model import offered_scopes
 
 
-def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
-    urls = settings.urls
+def authorization_server_metadata(config: CoreConfig) -> dict[str, Any]:
+    urls = config.urls
     doc: dict[str, Any] = {
         "issuer": urls.issuer,
         "authorization_endpoint": urls.endpoint("authorize"),
         "token_endpoint": urls.endpoint("token"),
         "jwks_uri": urls.endpoint("jwks.json"),
         "revocation_endpoint": urls.endpoint("revoke"),
-        "scopes_supported": [*offered_scopes(settings), OFFLINE_ACCESS],  # baseline + the policy's
+        "scopes_supported": [*config.offered_scopes, OFFLINE_ACCESS],  # baseline + the policy's
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
@@ -33,10 +32,10 @@ def authorization_server_metadata(settings: Settings) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
-        "client_id_metadata_document_supported": settings.cimd_enabled,
+        "client_id_metadata_document_supported": config.cimd_enabled,
         "resource_indicators_supported": True,
     }
-    if settings.registration_enabled:
+    if config.registration_enabled:
         doc["registration_endpoint"] = urls.endpoint("register")
     return doc
 

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import re
 
-from authgate.config.settings import Settings
+from authgate.oauth.config import CoreConfig
 from authgate.oauth.scopes import OFFLINE_ACCESS
-from authgate.policy.model import offered_scopes
 from authgate.store.models import User
 
 ADMIN_ROLE = "admin"  # the first user's role; the default user_role_scopes gives it "*"
@@ -21,22 +20,22 @@ EVERY_SCOPE = "*"
 ROLE_NAME = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def may_grant(settings: Settings, roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def may_grant(config: CoreConfig, roles: tuple[str, ...] | list[str]) -> tuple[str, ...]:
     """The offered scopes a person holding `roles` may grant, in offered order."""
-    offered = offered_scopes(settings)
-    allowed = set(settings.scopes)
+    offered = config.offered_scopes
+    allowed = set(config.scopes)
     for role in roles:
-        named = settings.user_role_scopes.get(role, [])
+        named = config.user_role_scopes.get(role, ())
         allowed.update(offered if EVERY_SCOPE in named else named)
     return tuple(s for s in offered if s in allowed)
 
 
-def grantable_by(settings: Settings, user: User) -> frozenset[str] | None:
+def grantable_by(config: CoreConfig, user: User) -> frozenset[str] | None:
     """What `user` may grant (`offline_access` always: it is no permission of its own);
     None when no per-user limit applies (auth_mode proxy)."""
-    if settings.auth_mode != "embedded":
+    if config.auth_mode != "embedded":
         return None
-    return frozenset((*may_grant(settings, user.roles), OFFLINE_ACCESS))
+    return frozenset((*may_grant(config, user.roles), OFFLINE_ACCESS))
 
 
 def limit(granted: tuple[str, ...], allowed: frozenset[str] | None) -> tuple[str, ...]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 OFFLINE_ACCESS = "offline_access"
 
 
@@ -18,7 +20,7 @@ def render(scopes: tuple[str, ...] | list[str]) -> str:
     return " ".join(scopes)
 
 
-def grantable(requested: tuple[str, ...], offered: list[str], default: list[str]) -> tuple[str, ...]:
+def grantable(requested: tuple[str, ...], offered: Sequence[str], default: Sequence[str]) -> tuple[str, ...]:
     """Unknown scopes are dropped, not refused (a client asking for OIDC scopes we do not
     serve still gets a token; the token response says what was granted). No scope → the
     defaults. `offline_access` is understood but never needed: refresh tokens are always issued

@@ -117,9 +117,10 @@ class AuthgateApp:
         proxy = self.settings.auth_mode == "proxy"  # people sign in at the upstream IdP
         self.runtime = rt = await open_runtime(self.settings)
         stack = contextlib.AsyncExitStack()
-        discovery = Discovery(rt.auth, upstream_ready=getattr(self.mcp_app, "check_ready", None))
-        flow = await stack.enter_async_context(open_proxy_flow(rt)) if proxy else BrowserFlow(rt.auth, rt.signer)
-        endpoints = Endpoints(rt.auth)
+        discovery = Discovery(rt.auth, rt.settings, upstream_ready=getattr(self.mcp_app, "check_ready", None))
+        flow = (await stack.enter_async_context(open_proxy_flow(rt)) if proxy
+                else BrowserFlow(rt.auth, rt.signer, rt.settings))
+        endpoints = Endpoints(rt.auth, rt.settings)
         self.handlers = {
             "as_metadata": discovery.as_metadata, "prm": discovery.prm, "jwks": discovery.jwks,
             "health": discovery.health, "ready": discovery.ready, "authorize": flow.authorize,

@@ -8,6 +8,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authgate.config.settings import Settings
 from authgate.errors import SlowDown
 from authgate.oauth import authorize, signin
 from authgate.oauth.authority import Authority
@@ -24,12 +25,13 @@ REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
 
 
 class BrowserFlow:
-    def __init__(self, auth: Authority, signer: Signer) -> None:
+    def __init__(self, auth: Authority, signer: Signer, settings: Settings) -> None:
         self.auth = auth
         self.signer = signer
+        self.settings = settings  # what the pages read beyond the core's config (cookie lifetime, policy)
         self.secure = auth.urls.secure_cookies
         self.cookie_path = auth.urls.base_path or "/"
-        self.policy = Policy.from_settings(auth.settings)  # which tools each scope unlocks
+        self.policy = Policy.from_settings(settings)  # which tools each scope unlocks
 
     # -- endpoints ---------------------------------------------------------------------
     async def authorize(self, request: Request) -> Response:
@@ -63,7 +65,7 @@ class BrowserFlow:
         response = await self._consent_or_code(request, req, user, now)
         session = self.signer.dumps("session", {"uid": user.user_id, "at": now, "v": user.session_version})
         set_cookie(response, SESSION_COOKIE, session, secure=self.secure, path=self.cookie_path,
-                   max_age=self.auth.settings.login_session_ttl)
+                   max_age=self.settings.login_session_ttl)
         return response
 
     async def consent(self, request: Request) -> Response:
@@ -156,7 +158,7 @@ class BrowserFlow:
 
     async def _session_user(self, request: Request) -> User | None:
         data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
-                                 self.auth.settings.login_session_ttl)
+                                 self.settings.login_session_ttl)
         if not isinstance(data, dict):
             return None
         user = await self.auth.store.get_user(str(data.get("uid")))
@@ -167,7 +169,7 @@ class BrowserFlow:
 
     def _auth_time(self, request: Request) -> float:
         data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
-                                 self.auth.settings.login_session_ttl)
+                                 self.settings.login_session_ttl)
         return float(data.get("at", self.auth.clock())) if isinstance(data, dict) else self.auth.clock()
 
 

@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from authgate.config.settings import Settings
 from authgate.guard.prm import protected_resource_metadata
 from authgate.oauth.authority import Authority
 from authgate.oauth.metadata import authorization_server_metadata
@@ -15,12 +16,12 @@ _PUBLIC = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin"
 
 
 class Discovery:
-    def __init__(self, auth: Authority,
+    def __init__(self, auth: Authority, settings: Settings,
                  upstream_ready: Callable[[], Awaitable[tuple[bool, str]]] | None = None) -> None:
         self.auth = auth
         self.upstream_ready = upstream_ready  # the gateway's upstream, when there is one
-        self._as = authorization_server_metadata(auth.settings)
-        self._prm = protected_resource_metadata(auth.settings)
+        self._as = authorization_server_metadata(auth.config)
+        self._prm = protected_resource_metadata(settings)  # the policy's scope map too
 
     async def as_metadata(self, request: Request) -> Response:
         return JSONResponse(self._as, headers=_PUBLIC)

@@ -6,6 +6,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authgate.config.settings import Settings
 from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
@@ -42,8 +43,9 @@ async def _form(request: Request) -> tuple[dict[str, str], list[str]]:
 
 
 class Endpoints:
-    def __init__(self, auth: Authority) -> None:
+    def __init__(self, auth: Authority, settings: Settings) -> None:
         self.auth = auth
+        self.settings = settings  # registration: its grant types, the client pools
 
     async def token(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
@@ -69,7 +71,7 @@ class Endpoints:
             return oauth_error(exc)
 
     async def _register(self, request: Request) -> Response:
-        settings = self.auth.settings
+        settings = self.settings
         if not settings.registration_enabled:
             raise InvalidRequest("dynamic client registration is disabled on this server")
         source = address_key(client_host(request.scope))  # IPv6 by /64
@@ -96,7 +98,7 @@ class Endpoints:
         """A new client joins the unverified pool, which drops its oldest when full, so
         registrations from anywhere cannot lock out the next one; only clients users have
         consented to (or an operator made) count against `max_clients`."""
-        settings, store = self.auth.settings, self.auth.store
+        settings, store = self.settings, self.auth.store
         for attempt in range(2):
             if await store.add_client(client, max_clients=settings.max_clients,
                                       unverified_pool=settings.max_unverified_clients):

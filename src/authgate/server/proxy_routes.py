@@ -23,6 +23,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authgate.config.settings import Settings
 from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
@@ -43,8 +44,9 @@ log = logging.getLogger("authgate.proxy")
 
 
 class ProxyFlow(BrowserFlow):
-    def __init__(self, auth: Authority, signer: Signer, upstream: UpstreamClient, vault: UpstreamVault) -> None:
-        super().__init__(auth, signer)
+    def __init__(self, auth: Authority, signer: Signer, settings: Settings, upstream: UpstreamClient,
+                 vault: UpstreamVault) -> None:
+        super().__init__(auth, signer, settings)
         self.upstream = upstream
         self.vault = vault
         parts = urlsplit(upstream.upstream.authorize_url)
@@ -94,7 +96,7 @@ class ProxyFlow(BrowserFlow):
         except UpstreamError as exc:
             log.warning("upstream sign-in failed: %s", exc)
             return self._done(self._client_error(req, "server_error", "the identity provider sign-in failed"))
-        reason = refusal(self.auth.settings, who)
+        reason = refusal(self.settings, who)
         if reason is not None:
             log.info("refused %s at the upstream callback: %s", who.subject, reason)
             return self._done(self._client_error(req, "access_denied", reason))
@@ -132,13 +134,13 @@ async def open_proxy_flow(rt: Runtime) -> AsyncIterator[ProxyFlow]:
     """The proxy-mode browser flow over the runtime's store, with its own HTTP client for the
     upstream (closed on exit). The upstream's discovery document is read once, here. While it
     is open, the core checks the upstream grant before rotating a refresh token (grant_check.py)."""
-    settings = rt.auth.settings
+    settings = rt.settings
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
         upstream = await resolve(settings, http)
         vault = UpstreamVault(rt.stores.upstream_tokens, load_secret(settings), upstream.name, rt.auth.clock)
         client = UpstreamClient(settings, upstream, http)
         rt.auth.hooks.refresh_check = UpstreamGrantCheck(vault, client, upstream.name)
         try:
-            yield ProxyFlow(rt.auth, rt.signer, client, vault)
+            yield ProxyFlow(rt.auth, rt.signer, settings, client, vault)
         finally:
             rt.auth.hooks.refresh_check = None  # its HTTP client closes now

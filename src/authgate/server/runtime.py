@@ -19,6 +19,7 @@ from authgate.config.settings import Settings
 from authgate.guard.verifier import EmbeddedTokenVerifier
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
+from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks, hash_password
 from authgate.oauth.roles import ADMIN_ROLE
@@ -37,6 +38,7 @@ FIRST_PASSWORD_FILE = "initial-admin-password"
 
 @dataclass(frozen=True, slots=True)
 class Runtime:
+    settings: Settings  # all of them, for the HTTP adapters; the core reads `auth.config`
     stores: Stores  # `auth.store` is `stores.core`; the limiters come from `stores.rate_limits`
     auth: Authority
     verifier: EmbeddedTokenVerifier
@@ -161,7 +163,7 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
     # Shared by every replica; keys kept as HMACs under a key derived from secret_key (the same
     # on every replica). One store: its limiters rest together when it fails.
     limits, key_secret = stores.rate_limits, derive_key(secret, "rate-limit-keys")
-    auth = Authority(settings=settings, store=stores.core, keys=keys, cimd=cimd,
+    auth = Authority(config=CoreConfig.from_settings(settings), store=stores.core, keys=keys, cimd=cimd,
                      registrations=limits.limiter("registrations", settings.registrations_per_minute,
                                                   key_secret=key_secret),
                      logins=limits.limiter("logins", settings.login_attempts_per_minute, key_secret=key_secret),
@@ -170,4 +172,4 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
                      known_addresses=limits.known_addresses(key_secret=key_secret),
                      password_checks=PasswordChecks(settings.max_concurrent_password_checks))
     verifier = EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds)
-    return Runtime(stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))
+    return Runtime(settings=settings, stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))

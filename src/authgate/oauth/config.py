@@ -1,0 +1,50 @@
+"""What the OAuth core reads of the settings: a small frozen value, built once at start-up
+(server/runtime.py) and held by the Authority, instead of the whole `Settings` object.
+
+The core never imports the settings model at run time; `from_settings` only names it for
+the type checker. Values only the HTTP adapters read (cookie lifetimes, registration pool
+sizes, the policy) stay with the adapters, which keep the settings themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
+
+from authgate.config.urls import PublicUrls
+
+if TYPE_CHECKING:
+    from authgate.config.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    urls: PublicUrls
+    auth_mode: Literal["embedded", "external", "proxy"]  # per-user scope limits apply in embedded mode only
+    scopes: tuple[str, ...]  # the baseline: the default grant, what PRM and the 401 challenge advertise
+    offered_scopes: tuple[str, ...]  # `scopes`, then every scope the policy names (docs/policy.md)
+    user_role_scopes: Mapping[str, tuple[str, ...]]  # role → the scopes it may grant ("*" = every offered one)
+    code_ttl: int
+    access_token_ttl: int
+    refresh_token_ttl: int
+    refresh_grace_seconds: int  # a just-rotated refresh token replays its successor this long
+    registration_enabled: bool
+    cimd_enabled: bool
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CoreConfig:
+        # the policy's model reads the policy sections; imported here so the core module does not
+        # load the settings model (policy.model imports it) just to be imported
+        from authgate.policy.model import offered_scopes
+
+        return cls(
+            urls=settings.urls, auth_mode=settings.auth_mode, scopes=tuple(settings.scopes),
+            offered_scopes=tuple(offered_scopes(settings)),
+            user_role_scopes=MappingProxyType({role: tuple(named) for role, named
+                                               in settings.user_role_scopes.items()}),
+            code_ttl=settings.code_ttl, access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl, refresh_grace_seconds=settings.refresh_grace_seconds,
+            registration_enabled=settings.registration_enabled, cimd_enabled=settings.cimd_enabled,
+        )
