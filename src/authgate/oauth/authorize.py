@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
 
 from authgate.errors import (
+    AuthgateError,
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
@@ -33,8 +34,9 @@ class UnverifiedRedirect(OAuthError):
 
 
 @dataclass(frozen=True, slots=True)
-class RedirectError(Exception):
-    """An error to deliver to the (verified) redirect URI."""
+class RedirectError(AuthgateError):
+    """An error to deliver to the (verified) redirect URI, with the request's `state`; it
+    becomes a redirect in `error_redirect` only."""
 
     error: OAuthError
     redirect_uri: str
@@ -68,6 +70,10 @@ class AuthorizationRequest:
     @property
     def redirect_host(self) -> str:
         return redirect_uris.display_host(self.redirect_uri)
+
+    def refused(self, error: OAuthError) -> RedirectError:
+        """`error` for this request's client, at its redirect URI with its `state`."""
+        return RedirectError(error, self.redirect_uri, self.state)
 
 
 def canonical_resources(auth: Authority, requested: list[str]) -> tuple[str, ...]:
@@ -141,7 +147,7 @@ def for_user(auth: Authority, req: AuthorizationRequest, user: User) -> Authoriz
     granted = roles.limit(req.scopes, roles.grantable_by(auth.config, user))
     if roles.grants_nothing(granted) and not roles.grants_nothing(req.scopes):
         refused = scopes.render([s for s in req.scopes if s not in granted])
-        raise RedirectError(InvalidScope(f"the signed-in user may not grant {refused}"), req.redirect_uri, req.state)
+        raise req.refused(InvalidScope(f"the signed-in user may not grant {refused}"))
     return replace(req, scopes=granted)
 
 
@@ -167,6 +173,8 @@ def redirect_url(auth: Authority, redirect_uri: str, params: dict[str, str | Non
 
 
 def error_redirect(auth: Authority, err: RedirectError) -> str:
+    """The one way an OAuth error reaches a client by redirect (RFC 6749 §4.1.2.1): `error`,
+    `error_description`, the request's `state` when it sent one, and RFC 9207 `iss`."""
     return redirect_url(auth, err.redirect_uri, {
         "error": err.error.error, "error_description": err.error.description or None, "state": err.state,
     })

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authgate.config.settings import Settings
-from authgate.errors import SlowDown
+from authgate.errors import AccessDenied, SlowDown
 from authgate.oauth import authorize, signin
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
@@ -19,6 +19,7 @@ from authgate.policy.model import Policy
 from authgate.store.models import Consent, User
 from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
+from authgate.server.responses import error_redirect
 from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_ok, csrf_token, set_cookie
 
 REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
@@ -41,7 +42,7 @@ class BrowserFlow:
             return error_page("This app cannot sign in", exc.description,
                               "Go back to the app and connect again; if it keeps failing, tell its developer.")
         except RedirectError as err:
-            return RedirectResponse(authorize.error_redirect(self.auth, err), status_code=302)
+            return error_redirect(self.auth, err, 302)
         user = await self._session_user(request)
         if user is None:
             return self._login_page(request, req)
@@ -57,7 +58,7 @@ class BrowserFlow:
             user = await signin.sign_in(self.auth, username, password, client_host(request.scope))
         except SlowDown as exc:
             response = self._login_page(request, req, "Too many attempts. Wait a while and try again.", username, 429)
-            response.headers["Retry-After"] = str(exc.retry_after)  # RFC 6585 §4
+            response.headers.update(exc.headers())  # its Retry-After (RFC 6585 §4)
             return response
         if user is None:
             return self._login_page(request, req, "Wrong username or password.", username, 401)
@@ -77,9 +78,7 @@ class BrowserFlow:
         if user is None:
             return self._login_page(request, req)
         if form.get("decision") != "allow":
-            url = authorize.redirect_url(self.auth, req.redirect_uri, {
-                "error": "access_denied", "error_description": "the user denied access", "state": req.state})
-            return RedirectResponse(url, status_code=303)
+            return error_redirect(self.auth, req.refused(AccessDenied("the user denied access")))
         narrowed = self._for_user(req, user)  # the signed-in user may differ from the page's
         if isinstance(narrowed, Response):
             return narrowed
@@ -119,7 +118,7 @@ class BrowserFlow:
         try:
             return authorize.for_user(self.auth, req, user)
         except RedirectError as err:
-            return RedirectResponse(authorize.error_redirect(self.auth, err), status_code=303)
+            return error_redirect(self.auth, err)
 
     async def _code_redirect(self, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
         code = await authorize.issue_code(self.auth, req, user.user_id, auth_time)

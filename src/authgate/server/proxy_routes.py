@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from authgate.config.settings import Settings
+from authgate.errors import AccessDenied, OAuthError, ServerError
 from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
@@ -35,6 +36,7 @@ from authgate.proxy.upstream import TIMEOUT, UpstreamClient, UpstreamError, pkce
 from authgate.proxy.vault import UpstreamVault
 from authgate.server.authorize_routes import REQUEST_MAX_AGE, BrowserFlow
 from authgate.server.pages import describe_scopes, error_page, render
+from authgate.server.responses import error_redirect
 from authgate.server.runtime import Runtime, load_secret
 from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
 from authgate.store.models import Consent, User
@@ -59,7 +61,7 @@ class ProxyFlow(BrowserFlow):
             return error_page("This app cannot sign in", exc.description,
                               "Go back to the app and connect again; if it keeps failing, tell its developer.")
         except RedirectError as err:
-            return RedirectResponse(authorize.error_redirect(self.auth, err), status_code=302)
+            return error_redirect(self.auth, err, 302)
         return self._consent_page(request, req)
 
     async def consent(self, request: Request) -> Response:
@@ -68,7 +70,7 @@ class ProxyFlow(BrowserFlow):
             return checked
         form, req = checked
         if form.get("decision") != "allow":
-            return self._client_error(req, "access_denied", "the user denied access")
+            return self._client_error(req, AccessDenied("the user denied access"))
         verifier, challenge = pkce_pair()
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         response = RedirectResponse(self.upstream.authorize_url(state, challenge, nonce), status_code=303)
@@ -89,17 +91,17 @@ class ProxyFlow(BrowserFlow):
         code = request.query_params.get("code")
         if not code:
             error = request.query_params.get("error", "access_denied")
-            return self._done(self._client_error(req, "access_denied", f"the identity provider said {error}"))
+            return self._done(self._client_error(req, AccessDenied(f"the identity provider said {error}")))
         try:
             tokens = await self.upstream.exchange(code, str(pending["verifier"]))
             who = await self.upstream.identity(tokens, str(pending["nonce"]))
         except UpstreamError as exc:
             log.warning("upstream sign-in failed: %s", exc)
-            return self._done(self._client_error(req, "server_error", "the identity provider sign-in failed"))
+            return self._done(self._client_error(req, ServerError("the identity provider sign-in failed")))
         reason = refusal(self.settings, who)
         if reason is not None:
             log.info("refused %s at the upstream callback: %s", who.subject, reason)
-            return self._done(self._client_error(req, "access_denied", reason))
+            return self._done(self._client_error(req, AccessDenied(reason)))
         now = self.auth.clock()
         await self.vault.save(who, tokens, now)  # also creates/updates the local user
         await self.auth.store.save_consent(Consent(who.subject, req.client_id, req.scopes, req.resources, now))
@@ -119,10 +121,8 @@ class ProxyFlow(BrowserFlow):
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 
-    def _client_error(self, req: AuthorizationRequest, error: str, description: str) -> Response:
-        url = authorize.redirect_url(self.auth, req.redirect_uri, {
-            "error": error, "error_description": description, "state": req.state})
-        return RedirectResponse(url, status_code=303)
+    def _client_error(self, req: AuthorizationRequest, error: OAuthError) -> Response:
+        return error_redirect(self.auth, req.refused(error))
 
     def _done(self, response: Response) -> Response:
         response.delete_cookie(UPSTREAM_COOKIE, path=self.cookie_path)  # one use
