@@ -8,6 +8,7 @@ import dataclasses
 import pytest
 
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 from .conftest import NOW, Build
 
@@ -22,7 +23,7 @@ async def test_consumed_code_comes_back_whole(store: SqlStore, build: type[Build
     assert redemption.replayed is None
 
 
-@pytest.mark.requirement("RFC 6749 §4.1.2: an authorization code MUST NOT be used more than once")
+@pytest.mark.requirement(req.RFC6749_4_1_2_CODE_SINGLE_USE)
 async def test_code_is_single_use(store: SqlStore, build: type[Build]) -> None:
     await store.save_code(build.code("h1"))
     await store.consume_code("h1", NOW + 1)
@@ -38,7 +39,7 @@ async def test_unknown_code_redeems_nothing(store: SqlStore) -> None:
     assert (redemption.code, redemption.replayed) == (None, None)
 
 
-@pytest.mark.requirement("RFC 6749 §4.1.2: an authorization code MUST NOT be used more than once")
+@pytest.mark.requirement(req.RFC6749_4_1_2_CODE_SINGLE_USE)
 async def test_code_is_single_use_across_replicas(
     store: SqlStore, replica: SqlStore, build: type[Build]
 ) -> None:
@@ -65,7 +66,7 @@ async def test_family_round_trip(store: SqlStore, build: type[Build]) -> None:
     assert await store.get_refresh_token("nope") is None
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: a rotated refresh token is replaced by exactly one")
+@pytest.mark.requirement(req.RFC9700_4_14_2_ONE_SUCCESSOR)
 async def test_rotation_marks_the_old_token_and_keeps_its_successor(
     store: SqlStore, build: type[Build]
 ) -> None:
@@ -98,7 +99,7 @@ async def test_rotating_a_rotated_token_changes_nothing(
     assert await store.get_refresh_token("t4") is None
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: a rotated refresh token is replaced by exactly one")
+@pytest.mark.requirement(req.RFC9700_4_14_2_ONE_SUCCESSOR)
 async def test_concurrent_rotations_have_one_winner(
     store: SqlStore, replica: SqlStore, build: type[Build]
 ) -> None:
@@ -119,7 +120,7 @@ async def test_concurrent_rotations_have_one_winner(
         assert rotated is not None and rotated.successor == winner.encode()
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: on refresh token reuse, revoke the whole family")
+@pytest.mark.requirement(req.RFC9700_4_14_2_REUSE_REVOKES_FAMILY)
 async def test_revoke_family_is_idempotent_and_keeps_the_first_reason(
     store: SqlStore, build: type[Build]
 ) -> None:
@@ -221,7 +222,7 @@ async def test_purge_removes_expired_codes_tokens_and_the_grants_left_empty(
     assert await store.purge_expired(NOW - 3600) == 0  # nothing more
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.3.1: refresh token reuse detection needs the rotated token")
+@pytest.mark.requirement(req.OAUTH21_4_3_1_KEEP_ROTATED_TOKEN)
 async def test_purge_keeps_a_rotated_token_until_it_expires(store: SqlStore, build: type[Build]) -> None:
     await store.add_client(build.client())
     await store.add_user(build.user())

@@ -20,6 +20,7 @@ from authgate.doctor.profiles import PROFILES
 from authgate.doctor.runner import run_client, run_doctor
 from authgate.doctor.standin import make_test_ca, serve_standin
 from authgate.doctor.wire import Wire
+from support import requirements as req
 from .support import AuthgateServer, Standin
 
 CLI_TIMEOUT = 180
@@ -52,9 +53,9 @@ def _problems(report: DoctorReport | ClientReport) -> list[str]:
             if f.status in ("fail", "warn", "skip")]
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: client ID metadata documents")
-@pytest.mark.requirement("RFC 9207 iss")
-@pytest.mark.requirement("RFC 8707 §2: token audience")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_CIMD)
+@pytest.mark.requirement(req.RFC9207_ISS)
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 @pytest.mark.parametrize("client", [
     "chatgpt", "claude", "claude-code", "inspector", "sdk",
 ])
@@ -80,8 +81,8 @@ async def test_chatgpt_cimd_document_authenticates_with_none(served: tuple[Authg
     assert token is not None and token.status == "pass", _problems(report)
 
 
-@pytest.mark.requirement("RFC 7591 §3.2.1")
-@pytest.mark.requirement("RFC 6749 §2.3.1")
+@pytest.mark.requirement(req.RFC7591_3_2_1_CLIENT_INFORMATION)
+@pytest.mark.requirement(req.RFC6749_2_3_1_CLIENT_PASSWORD)
 async def test_chatgpt_and_claude_register_by_dcr_when_cimd_is_off(
     authgate_factory: Callable[..., AuthgateServer],
 ) -> None:

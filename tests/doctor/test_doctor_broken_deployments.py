@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from authgate.cli.main import main
+from support import requirements as req
 from .fakes import Breakage, FakeDeployment, broken
 from .sdk_client import run_sdk_client
 
@@ -38,46 +39,46 @@ def _all(step: str, status: str = "fail") -> dict[str, tuple[str, str]]:
 CASES = {
     "prm-resource-differs": pytest.param(Case(
         broken(prm_resource="{base}/other"), _all("prm.resource"),
-        "does not match", 1), marks=pytest.mark.requirement("RFC 9728 §3.3: resource identical to the URL")),
+        "does not match", 1), marks=pytest.mark.requirement(req.RFC9728_3_3_RESOURCE_IDENTICAL)),
     "prm-resource-trailing-slash": pytest.param(Case(
         broken(prm_resource="{url}/"),
         {"chatgpt": ("prm.resource", "fail"), "claude": ("prm.resource", "fail"),
          # the SDKs treat the slash as equal, then send the PRM's form and the AS refuses it
          "claude-code": ("prm.resource", "warn"), "inspector": ("prm.resource", "warn"),
          "sdk": ("prm.resource", "warn")},
-        "invalid_target", 1), marks=pytest.mark.requirement("RFC 9728 §3.3: resource identical to the URL")),
+        "invalid_target", 1), marks=pytest.mark.requirement(req.RFC9728_3_3_RESOURCE_IDENTICAL)),
     "prm-only-at-root": pytest.param(Case(
         broken(prm_at=frozenset({"root"}), header_metadata="root"), _all("prm.discovery", "warn"),
-        None, 0, {"sdk": "path-suffixed"}), marks=pytest.mark.requirement("MCP 2025-11-25 authorization: PRM discovery")),
+        None, 0, {"sdk": "path-suffixed"}), marks=pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PRM_DISCOVERY)),
     "prm-only-path-suffixed": pytest.param(Case(
         broken(prm_at=frozenset({"path"})), _all("prm.discovery", "warn"),
-        None, 0, {c: "Claude Code" for c in ALL}), marks=pytest.mark.requirement("MCP 2025-11-25 authorization: PRM discovery")),
+        None, 0, {c: "Claude Code" for c in ALL}), marks=pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PRM_DISCOVERY)),
     "challenge-without-resource-metadata": pytest.param(Case(
         broken(header_metadata="none"), _all("mcp.www_authenticate", "warn"),
-        None, 0, {"sdk": "resource_metadata"}), marks=pytest.mark.requirement("RFC 9728 §5.1 resource_metadata")),
+        None, 0, {"sdk": "resource_metadata"}), marks=pytest.mark.requirement(req.RFC9728_5_1_WWW_AUTHENTICATE)),
     "issuer-mismatch": pytest.param(Case(
         broken(issuer="{base}/other"), _all("as.issuer"),
-        "issuer mismatch", 1), marks=pytest.mark.requirement("RFC 8414 §3.3: issuer identical")),
+        "issuer mismatch", 1), marks=pytest.mark.requirement(req.RFC8414_3_3_ISSUER_IDENTICAL)),
     "s256-not-advertised": pytest.param(Case(
         broken(s256=False),
         {"chatgpt": ("as.pkce", "fail"), "claude": ("as.pkce", "fail"), "claude-code": ("as.pkce", "fail"),
          "inspector": ("as.pkce", "fail"), "sdk": ("as.pkce", "warn")},
-        None, 1), marks=pytest.mark.requirement("MCP 2025-11-25 authorization: clients refuse without S256")),
+        None, 1), marks=pytest.mark.requirement(req.MCP_2025_11_25_AUTH_S256_ADVERTISED)),
     "no-registration-path": pytest.param(Case(
         broken(registration=False),
         {"inspector": ("register", "fail"), "sdk": ("register", "fail")},  # the others present CIMD
         "Registration failed: 404", 1, {"inspector": "registration_endpoint"}),
-        marks=pytest.mark.requirement("MCP 2025-11-25 authorization: client registration")),
+        marks=pytest.mark.requirement(req.MCP_2025_11_25_AUTH_CLIENT_REGISTRATION)),
     "token-audience-wrong": pytest.param(Case(
         broken(token_aud="https://api.example.com"), _all("token.claims"),
-        "401", 1, {c: "aud" for c in ALL}), marks=pytest.mark.requirement("RFC 8707 §2: token audience")),
+        "401", 1, {c: "aud" for c in ALL}), marks=pytest.mark.requirement(req.RFC8707_2_AUDIENCE)),
     "200-instead-of-401": pytest.param(Case(
         broken(open_without_token=True), _all("mcp.challenge"),
-        None, 1), marks=pytest.mark.requirement("MCP authorization: 401 starts sign-in")),
+        None, 1), marks=pytest.mark.requirement(req.MCP_2025_11_25_AUTH_401_STARTS_SIGN_IN)),
     "accept-not-handled": pytest.param(Case(
         broken(strict_accept=True), _all("mcp.initialize"),
         "406", 1, {c: "text/event-stream" for c in ALL}),
-        marks=pytest.mark.requirement("MCP Streamable HTTP: Accept application/json, text/event-stream")),
+        marks=pytest.mark.requirement(req.MCP_2025_11_25_ACCEPT)),
     "cors-missing-on-mcp": pytest.param(Case(
         broken(cors_on_mcp=False), {"inspector": ("cors.mcp", "fail")},
         None, 1, {"inspector": "CORS"})),
@@ -161,7 +162,7 @@ def test_only_the_selected_client_is_replayed(
     assert code == 0, "CORS does not concern the SDK, which does not run in a browser"
 
 
-@pytest.mark.requirement("RFC 7592 §2.3: delete the registration")
+@pytest.mark.requirement(req.RFC7592_2_3_DELETE)
 def test_registered_clients_are_deleted_with_rfc7592_when_the_server_offers_it(
     fake: Callable[[Breakage], FakeDeployment], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],

@@ -58,6 +58,7 @@ from authgate.doctor.profiles import PROFILES
 from authgate.doctor.runner import run_doctor
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
+from support import requirements as req
 
 SHAPES: dict[str, tuple[Callable[[int, str], ProviderShape], str]] = {
     "auth0-like": (auth0_like, "auth0"),
@@ -196,11 +197,11 @@ def _assert_found_the_idp(deployment: Deployment, report: DoctorReport) -> None:
     assert found["mcp.tools_list"].seen == "tools/list → 1 tool(s): whoami"
 
 
-@pytest.mark.requirement("RFC 9728 §2 authorization_servers")
-@pytest.mark.requirement("RFC 8414 §3.3")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: OIDC discovery")
-@pytest.mark.requirement("RFC 7591 §3")
-@pytest.mark.requirement("RFC 8707 §2: token audience")
+@pytest.mark.requirement(req.RFC9728_2_AUTHORIZATION_SERVERS)
+@pytest.mark.requirement(req.RFC8414_3_3_ISSUER_IDENTICAL)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_OIDC_DISCOVERY)
+@pytest.mark.requirement(req.RFC7591_3_REGISTRATION)
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 @pytest.mark.parametrize("client", list(PROFILES))
 async def test_every_profile_passes_against_external_mode_with_an_idp_token(
     deployment: Deployment, client: str,
@@ -231,9 +232,9 @@ async def test_every_profile_passes_against_external_mode_with_an_idp_token(
         assert _findings(report)["mcp.discover"].status == "pass"
 
 
-@pytest.mark.requirement("RFC 9207 iss")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: PKCE S256")
-@pytest.mark.requirement("RFC 8707 §2: token audience")
+@pytest.mark.requirement(req.RFC9207_ISS)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PKCE_S256)
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 @pytest.mark.parametrize("client", ["claude-code", "sdk"])  # loopback redirect URIs on free ports
 async def test_loopback_clients_sign_in_at_the_idp_interactively(
     deployment: Deployment, client: str, monkeypatch: pytest.MonkeyPatch,

@@ -17,6 +17,7 @@ from authgate.doctor.report import finding_lines, render_json, render_text
 from authgate.doctor.standin import standin_documents
 from authgate.doctor.steps import discovery
 from authgate.doctor.wire import Wire, parse_challenges
+from support import requirements as req
 from .support import find_free_port
 
 
@@ -52,7 +53,7 @@ def test_host_map_arguments_are_checked() -> None:
         parse_host_map(["chatgpt.com"])
 
 
-@pytest.mark.requirement("OAuth 2.1 §1.5: TLS outside loopback")
+@pytest.mark.requirement(req.OAUTH21_1_5_TLS)
 @pytest.mark.parametrize(("url", "status"), [
     ("https://mcp.example.com/mcp", "pass"), ("http://127.0.0.1:8000/mcp", "pass"),
     ("http://localhost/mcp", "pass"), ("http://mcp.example.com/mcp", "fail"), ("ftp://x/mcp", "fail"),

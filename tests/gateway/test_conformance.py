@@ -39,13 +39,14 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+from support import requirements as req
 
 from .conformance_upstream import build_conformance_upstream
 from .conftest import serve_in_thread, service_token, start_gateway
 
 pytestmark = [
     pytest.mark.node,
-    pytest.mark.requirement("MCP Streamable HTTP transport: gateway is transparent"),
+    pytest.mark.requirement(req.MCP_2025_11_25_TRANSPARENT_GATEWAY),
     # the upstream serves 2025-11-25 logging and sampling, which 2026-07-28 deprecates
     pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from support import requirements as req
 
 from .conftest import find_free_port, serve_in_thread, service_token, start_gateway
 from .mcp_wire import mcp_client, modern_headers, modern_request
@@ -53,7 +54,7 @@ def _call(token: str, request_id: int = 3) -> tuple[dict[str, object], dict[str,
     return body, modern_headers(token, "tools/call", "echo")
 
 
-@pytest.mark.requirement("issue 3 Done-when 4: upstream down → 502, recovery when it returns")
+@pytest.mark.requirement(req.ISSUE3_UPSTREAM_DOWN_502)
 async def test_connection_refused_is_502_and_the_gateway_recovers(tmp_path: Path) -> None:
     port = find_free_port()
     gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}/mcp")
@@ -81,7 +82,7 @@ async def test_connection_refused_is_502_and_the_gateway_recovers(tmp_path: Path
         gateway.stop()
 
 
-@pytest.mark.requirement("issue 3 Done-when 4: a silent upstream with a 1 s timeout → 504, /health answers")
+@pytest.mark.requirement(req.ISSUE3_SILENT_UPSTREAM_504)
 async def test_a_silent_upstream_is_504_after_the_first_byte_timeout(tmp_path: Path) -> None:
     with silent_upstream() as port:
         gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}/mcp",
@@ -122,7 +123,7 @@ async def _open_tool_stream(http: httpx.AsyncClient, url: str, token: str, label
     return response
 
 
-@pytest.mark.requirement("issue 3: connect, first-byte and stream-idle timeouts are separate")
+@pytest.mark.requirement(req.ISSUE3_SEPARATE_TIMEOUTS)
 async def test_a_streaming_tool_outlives_the_first_byte_timeout_but_not_silence(tmp_path: Path) -> None:
     upstream = build_upstream(stateless=True)
     with serve_in_thread(upstream.app) as base:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
 from .mcp_wire import (
@@ -74,8 +75,8 @@ def _assert_nothing_leaked(upstream: Upstream, tokens: dict[str, str]) -> None:
         assert seen["x-forwarded-for"] == "127.0.0.1"
 
 
-@pytest.mark.requirement("MCP 2025-06-18 authorization: no token passthrough")
-@pytest.mark.requirement("issue 3 Done-when 8: forged identity headers never reach the upstream")
+@pytest.mark.requirement(req.MCP_2025_06_18_NO_TOKEN_PASSTHROUGH)
+@pytest.mark.requirement(req.ISSUE3_NO_FORGED_IDENTITY)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_only_the_gateway_speaks_for_the_caller(
     upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str], mode_id: str,
@@ -102,8 +103,8 @@ async def test_a_signed_in_user_is_named_upstream(
     _assert_nothing_leaked(upstream[0], tokens)
 
 
-@pytest.mark.requirement("issue 3 Done-when 8: a session opened by one identity is 404 for another")
-@pytest.mark.requirement("MCP 2025-11-25 security best practices: session hijacking")
+@pytest.mark.requirement(req.ISSUE3_SESSION_PER_IDENTITY)
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_HIJACKING)
 async def test_a_session_belongs_to_who_opened_it(gateway: Any, tokens: dict[str, str]) -> None:
     async with httpx.AsyncClient(timeout=15) as http:
         url = gateway.mcp_url
@@ -137,7 +138,7 @@ async def _post_modern(gateway: Any, body: dict[str, Any], headers: dict[str, st
         return await http.post(gateway.mcp_url, json=body, headers=headers)
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports §Server Validation: HeaderMismatch -32020")
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 @pytest.mark.parametrize("case", ["method", "name", "name-base64", "missing-name", "version", "missing-method"])
 async def test_mirrored_headers_that_disagree_with_the_body_are_refused_before_the_upstream(
     upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str], case: str,
@@ -166,7 +167,7 @@ async def test_mirrored_headers_that_disagree_with_the_body_are_refused_before_t
     assert r.status_code == 200 and '"x"' in r.text
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports: Custom Headers from Tool Parameters (x-mcp-header)")
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_mcp_param_headers_are_checked_once_the_schema_was_listed(
     upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str],
 ) -> None:

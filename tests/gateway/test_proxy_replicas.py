@@ -14,6 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from pg import asyncpg_dsn, fresh_database
+from support import requirements as req
 
 from .conftest import AuthgateServer, serve_in_thread, service_token, start_gateway
 from .mcp_wire import initialize_request, legacy_headers
@@ -47,7 +48,7 @@ def replicas(database: sa.URL, tmp_path: Any) -> Iterator[tuple[Any, Any]]:
             first.stop()
 
 
-@pytest.mark.requirement("MCP 2025-11-25 security best practices: session hijacking")
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_HIJACKING)
 async def test_any_replica_serves_a_session_and_only_to_its_owner(
     replicas: tuple[Any, Any], database: sa.URL,
 ) -> None:

@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 from mcp_types import CallToolResult
+from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
 from .mcp_wire import MODES, mcp_client, modern_headers, modern_request
@@ -66,7 +67,7 @@ async def _session(url: str, token: str | None, mode: str) -> dict[str, Any]:
             }
 
 
-@pytest.mark.requirement("issue 3 Done-when 1: same results through the gateway as direct")
+@pytest.mark.requirement(req.ISSUE3_SAME_RESULTS)
 @pytest.mark.parametrize("mode_id", list(MODES))
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_tools_list_and_call_are_the_same_through_the_gateway(
@@ -89,7 +90,7 @@ async def test_tools_list_and_call_are_the_same_through_the_gateway(
     assert through["in_region"]["content"][0]["text"] == "eu-west:q"
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: the whole flow, then the upstream")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_FLOW)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_sdk_client_signs_in_and_reaches_the_upstream(gateways: dict[str, Any], mode_id: str) -> None:
     server = gateways["stateful"]
@@ -104,7 +105,7 @@ async def test_sdk_client_signs_in_and_reaches_the_upstream(gateways: dict[str, 
     assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
 
 
-@pytest.mark.requirement("issue 3 Done-when 3: SSE streaming is incremental")
+@pytest.mark.requirement(req.ISSUE3_SSE_INCREMENTAL)
 @pytest.mark.parametrize("mode_id", list(MODES))
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_progress_reaches_the_client_while_the_tool_is_still_blocked(
@@ -136,7 +137,7 @@ async def test_progress_reaches_the_client_while_the_tool_is_still_blocked(
     assert _result(results[0])["content"][0]["text"] == f"{label}: released"
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports §Cancellation: closing the stream cancels")
+@pytest.mark.requirement(req.MCP_2026_07_28_CLOSED_STREAM_CANCELS)
 async def test_client_disconnect_cancels_the_upstream_request(
     upstreams: dict[str, tuple[Upstream, str]], gateways: dict[str, Any], tokens: dict[str, str],
 ) -> None:
@@ -161,7 +162,7 @@ async def test_client_disconnect_cancels_the_upstream_request(
     assert not upstream.gate(label).is_set()
 
 
-@pytest.mark.requirement("issue 3: /health/ready reports the upstream")
+@pytest.mark.requirement(req.ISSUE3_HEALTH_READY)
 async def test_health_ready_names_the_upstream(gateways: dict[str, Any]) -> None:
     async with httpx.AsyncClient() as http:
         r = await http.get(gateways["stateless"].url + "/health/ready")

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway
 from .mcp_wire import ACCEPT
@@ -44,7 +45,7 @@ def _request(i: int, method: str = "tools/list") -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": i, "method": method}
 
 
-@pytest.mark.requirement("JSON-RPC 2.0 §6 batches (MCP 2025-03-26)")
+@pytest.mark.requirement(req.JSONRPC_6_BATCH)
 def test_a_valid_batch_is_forwarded_byte_for_byte(upstream: tuple[Upstream, str], gateway: Any, token: str) -> None:
     raw = json.dumps([_request(1), {"jsonrpc": "2.0", "method": "notifications/initialized"}, _request(2, "ping")],
                      indent=1).encode()
@@ -54,7 +55,7 @@ def test_a_valid_batch_is_forwarded_byte_for_byte(upstream: tuple[Upstream, str]
     assert upstream[0].bodies[-1] == raw
 
 
-@pytest.mark.requirement("JSON-RPC 2.0 §6: each malformed batch element gets its own error")
+@pytest.mark.requirement(req.JSONRPC_6_BATCH_ELEMENT_ERRORS)
 def test_malformed_batch_elements_are_answered_here_and_the_rest_forwarded(
     upstream: tuple[Upstream, str], gateway: Any, token: str,
 ) -> None:
@@ -86,7 +87,7 @@ def test_batches_nothing_can_be_done_with(upstream: tuple[Upstream, str], gatewa
     assert len(upstream[0].bodies) == before
 
 
-@pytest.mark.requirement("MCP transports: SSE id:/retry: lines pass byte for byte; X-Accel-Buffering: no")
+@pytest.mark.requirement(req.MCP_2025_11_25_SSE_BYTE_FOR_BYTE)
 def test_an_sse_answer_passes_byte_for_byte(gateway: Any, token: str) -> None:
     with httpx.stream("POST", gateway.mcp_url, timeout=15, json=_request(3, "raw/sse"), headers={
             "Authorization": f"Bearer {token}", "Accept": ACCEPT}) as r:
@@ -101,7 +102,7 @@ def test_upstream_cookies_never_reach_the_client(gateway: Any, token: str) -> No
     assert r.status_code == 200 and "set-cookie" not in r.headers
 
 
-@pytest.mark.requirement("issue 3: a clear JSON-RPC error when the upstream refuses authgate's credential")
+@pytest.mark.requirement(req.ISSUE3_UPSTREAM_401)
 def test_an_upstream_401_is_the_gateways_problem_not_the_clients(gateway: Any, token: str) -> None:
     r = _post(gateway, token, json.dumps(_request(5, "auth/test")).encode())
     assert r.status_code == 502

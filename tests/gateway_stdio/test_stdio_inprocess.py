@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from authgate.gateway.stdio_bridge import StdioBridge
+from support import requirements as req
 
 from .conftest import DEMO, Asgi, identity, open_session, rpc
 
@@ -110,7 +111,7 @@ async def test_an_unanswered_input_request_expires(bridge: StdioBridge, asgi: As
     assert len(bridge.pool.entries) == 1, "the child survives an expired request"
 
 
-@pytest.mark.requirement("MCP 2025-03-26 transports §Listening for Messages from the Server (GET)")
+@pytest.mark.requirement(req.MCP_2025_03_26_GET_STREAM)
 async def test_the_get_stream_carries_what_the_child_sends_outside_requests(asgi: Asgi) -> None:
     session = await open_session(asgi, ALICE)
     stream = await asgi.call(ALICE, "GET", headers={"mcp-session-id": session, "accept": "text/event-stream"})
@@ -124,7 +125,7 @@ async def test_the_get_stream_carries_what_the_child_sends_outside_requests(asgi
     await stream.close()
 
 
-@pytest.mark.requirement("MCP 2025-11-25 cancellation: notifications/cancelled stops the request")
+@pytest.mark.requirement(req.MCP_2025_11_25_CANCELLED_NOTIFICATION)
 async def test_a_cancelled_notification_reaches_the_child_and_ends_the_stream(asgi: Asgi, tmp_path: Path) -> None:
     session = await open_session(asgi, ALICE)
     marker = tmp_path / "cancelled"

@@ -16,6 +16,7 @@ import pytest
 
 from authgate.gateway import stdio_subscriptions
 from authgate.gateway.stdio_bridge import StdioBridge
+from support import requirements as req
 
 from .conftest import WATCH, Asgi, Reply, identity, modern
 
@@ -40,7 +41,7 @@ async def tool(asgi: Asgi, who: Any, name: str, **arguments: Any) -> Any:
     return (await (await asgi.post(who, body, headers)).answer())["result"]["structuredContent"]["result"]
 
 
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions §Acknowledgment: first message, the honored subset")
+@pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTIONS_ACK)
 async def test_the_acknowledgment_comes_first_with_what_the_child_supports(watch: Asgi) -> None:
     reply, events = await listen(watch, ALICE, "sub-1", toolsListChanged=True, promptsListChanged=True,
                                  resourcesListChanged=True, resourceSubscriptions=["memo://a"])
@@ -51,8 +52,8 @@ async def test_the_acknowledgment_comes_first_with_what_the_child_supports(watch
     await reply.close()
 
 
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions: every notification carries the subscriptionId")
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions: the server MUST NOT send types the client did not request")
+@pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTION_ID)
+@pytest.mark.requirement(req.MCP_2026_07_28_ONLY_REQUESTED_TYPES)
 async def test_change_notifications_reach_the_streams_that_asked_for_them(watch: Asgi) -> None:
     tools_reply, tools_stream = await listen(watch, ALICE, 7, toolsListChanged=True)
     uri_reply, uri_stream = await listen(watch, ALICE, 8, resourceSubscriptions=["memo://a"])
@@ -74,7 +75,7 @@ async def test_change_notifications_reach_the_streams_that_asked_for_them(watch:
     await uri_reply.close()
 
 
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions §Cancellation: closing the SSE stream ends the subscription")
+@pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTION_CANCEL)
 async def test_closing_the_stream_unsubscribes_at_the_child(watch: Asgi) -> None:
     first, events = await listen(watch, ALICE, 1, resourceSubscriptions=["memo://a", "memo://b"])
     await next_event(events)
@@ -87,7 +88,7 @@ async def test_closing_the_stream_unsubscribes_at_the_child(watch: Asgi) -> None
     assert await tool(watch, ALICE, "subscribed") == []
 
 
-@pytest.mark.requirement("MCP 2025-11-25 security best practices: session hijacking (bind sessions to the user)")
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_HIJACKING)
 async def test_a_stream_never_carries_another_callers_notifications(watch: Asgi) -> None:
     alice_reply, alice = await listen(watch, ALICE, 1, toolsListChanged=True, resourceSubscriptions=["memo://a"])
     bob_reply, bob = await listen(watch, BOB, 1, toolsListChanged=True, resourceSubscriptions=["memo://a"])
@@ -131,7 +132,7 @@ async def test_an_idle_stream_sends_keepalive_comments(watch: Asgi, monkeypatch:
     await reply.close()
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports: a listen response is an SSE stream")
+@pytest.mark.requirement(req.MCP_2026_07_28_LISTEN_IS_SSE)
 async def test_listen_requests_the_bridge_refuses(watch: Asgi) -> None:
     body, headers = modern("subscriptions/listen", {"notifications": {"toolsListChanged": True}})
     json_only = await watch.post(ALICE, body, {**headers, "accept": "application/json"})
@@ -142,7 +143,7 @@ async def test_listen_requests_the_bridge_refuses(watch: Asgi) -> None:
         "code": -32602, "message": "Invalid params: notifications.resourceSubscriptions must be a list of URIs"}
 
 
-@pytest.mark.requirement("MCP 2026-07-28 schema: SubscriptionsListenResult closes a stream gracefully")
+@pytest.mark.requirement(req.MCP_2026_07_28_LISTEN_RESULT)
 async def test_stopping_the_bridge_closes_streams_with_the_listen_result() -> None:
     app = StdioBridge([sys.executable, str(WATCH)])
     async with app:

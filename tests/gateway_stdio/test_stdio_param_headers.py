@@ -8,11 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from support import requirements as req
 
 from .conftest import Asgi, identity, modern
 
 ALICE, BOB = identity("alice"), identity("bob")
-SPEC = "MCP 2026-07-28 transports §Custom Headers from Tool Parameters: headers MUST match the body (400, HeaderMismatch)"
 
 
 def route(arguments: dict[str, Any], request_id: Any = 1, **headers: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -25,7 +25,7 @@ async def calls_reaching(asgi: Asgi, who: Any = ALICE) -> int:
     return int((await (await asgi.post(who, body, headers)).answer())["result"]["structuredContent"]["result"])
 
 
-@pytest.mark.requirement(SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_headers_that_mirror_the_body_pass_without_a_prior_tools_list(watch: Asgi) -> None:
     plain = await watch.post(ALICE, *route({"region": "us-west1", "priority": 7, "query": "q"},
                                            Region="us-west1", Priority="7"))
@@ -40,7 +40,7 @@ async def test_headers_that_mirror_the_body_pass_without_a_prior_tools_list(watc
     assert (await absent.answer())["result"]["structuredContent"]["result"]["calls"] == 3
 
 
-@pytest.mark.requirement(SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 @pytest.mark.parametrize(("arguments", "headers", "repeated", "says"), [
     ({"region": "us-west1", "query": "q"}, {}, (), "Mcp-Param-Region header is missing"),
     ({"region": "us-west1", "query": "q"}, {"Region": "eu-west1"}, (), "does not match"),
@@ -62,7 +62,7 @@ async def test_a_mismatched_header_is_refused_before_the_child_sees_the_call(
     assert await calls_reaching(watch) == 0
 
 
-@pytest.mark.requirement(SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_tools_announced_by_list_changed_are_checked_too(watch: Asgi) -> None:
     body, headers = modern("tools/call", {"name": "add_tool", "arguments": {}})
     assert (await (await watch.post(ALICE, body, headers)).answer())["result"]["structuredContent"]["result"] == "added"
@@ -86,7 +86,7 @@ async def test_schemas_are_those_of_the_callers_own_child(watch: Asgi) -> None:
     assert alices.status == 400 and (await alices.json())["error"]["code"] == -32020
 
 
-@pytest.mark.requirement(SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_a_retry_with_input_responses_is_checked_and_keeps_its_request_state(watch: Asgi) -> None:
     """`confirm` asks the client first (an InputRequiredResult); the retry carries the headers too."""
     body, headers = modern("tools/call", {"name": "confirm", "arguments": {"region": "us-west1"}})

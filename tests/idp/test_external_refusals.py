@@ -31,6 +31,7 @@ from idp_peers import (
     keycloak_like,
     signing_key,
 )
+from support import requirements as req
 
 POLL_TIMEOUT = 10.0
 
@@ -88,7 +89,7 @@ def code_flow_tokens(provider: OidcProvider, mcp_url: str) -> dict[str, Any]:
     return body
 
 
-@pytest.mark.requirement("RFC 9068 §4")
+@pytest.mark.requirement(req.RFC9068_4_AUD)
 def test_a_token_from_the_idp_is_accepted_and_one_for_another_resource_is_not(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
@@ -99,8 +100,8 @@ def test_a_token_from_the_idp_is_accepted_and_one_for_another_resource_is_not(
     assert_refused(mcp_post(gate, "not-a-token"), "not a JWT")
 
 
-@pytest.mark.requirement("RFC 9068 §4: iss")
-@pytest.mark.requirement("RFC 9068 §4: exp")
+@pytest.mark.requirement(req.RFC9068_4_ISS)
+@pytest.mark.requirement(req.RFC9068_4_EXP)
 def test_wrong_issuer_and_expired_tokens_are_refused(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
@@ -118,7 +119,7 @@ def test_wrong_issuer_and_expired_tokens_are_refused(
     assert_refused(mcp_post(gate, early), "not valid yet")
 
 
-@pytest.mark.requirement("RFC 8725 §3.1")
+@pytest.mark.requirement(req.RFC8725_3_1_ALGORITHM_PINNED)
 def test_unsigned_symmetric_and_unlisted_algorithms_are_refused(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
@@ -138,8 +139,8 @@ def test_unsigned_symmetric_and_unlisted_algorithms_are_refused(
     assert_refused(mcp_post(gate, tampered), "signature")
 
 
-@pytest.mark.requirement("RFC 9068 §2.1 typ at+jwt")
-@pytest.mark.requirement("OIDC Core §2: ID tokens are not access tokens")
+@pytest.mark.requirement(req.RFC9068_2_1_TYP_AT_JWT)
+@pytest.mark.requirement(req.OIDC_CORE_2_ID_TOKEN_NOT_ACCESS_TOKEN)
 @pytest.mark.parametrize("profile, reason", [("generic", "typ must be at+jwt"), ("keycloak", "ID token")])
 def test_an_id_token_presented_as_an_access_token_is_refused(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
@@ -166,7 +167,7 @@ def poll_status(gate: ExternalAuthgate, token: str, status: int) -> httpx.Respon
         time.sleep(0.25)
 
 
-@pytest.mark.requirement("RFC 7517 §4.5 kid; RFC 8414 jwks_uri rotation")
+@pytest.mark.requirement(req.RFC7517_4_5_KID_REFETCH)
 def test_a_token_signed_by_an_unpublished_key_is_refused_until_the_idp_publishes_it(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
@@ -181,7 +182,7 @@ def test_a_token_signed_by_an_unpublished_key_is_refused_until_the_idp_publishes
     assert mcp_post(gate, fresh).status_code == 200
 
 
-@pytest.mark.requirement("availability: cached keys outlive an IdP outage")
+@pytest.mark.requirement(req.AUTHGATE_CACHED_KEYS_OUTLIVE_IDP)
 def test_idp_down_with_keys_cached_still_accepts_tokens(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
@@ -198,7 +199,7 @@ def test_idp_down_with_keys_cached_still_accepts_tokens(
     assert down.status_code == 503 and "www-authenticate" not in down.headers
 
 
-@pytest.mark.requirement("MCP authorization: no sign-in loop while the IdP is unreachable")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_NO_SIGN_IN_LOOP)
 def test_idp_down_and_no_key_cached_answers_503_with_retry_after_and_no_challenge(
     keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
 ) -> None:
@@ -217,7 +218,7 @@ def test_idp_down_and_no_key_cached_answers_503_with_retry_after_and_no_challeng
     assert ready.status_code == 503 and "retry-after" in ready.headers
 
 
-@pytest.mark.requirement("RFC 7662 §2")
+@pytest.mark.requirement(req.RFC7662_2_INTROSPECTION)
 def test_opaque_tokens_are_checked_by_introspection(
     idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
 ) -> None:

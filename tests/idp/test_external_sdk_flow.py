@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 from sdk_oauth import MemoryTokenStorage
+from support import requirements as req
 
 REDIRECT_URI = "http://127.0.0.1:38972/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0
@@ -63,10 +64,10 @@ async def _sign_in_and_whoami(gate: ExternalAuthgate, browser: IdpBrowser, stora
                 return [t.name for t in tools.tools], _whoami(await client.call_tool("whoami", {}))
 
 
-@pytest.mark.requirement("RFC 9728 §2 authorization_servers")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: OIDC discovery")
-@pytest.mark.requirement("RFC 7591 §3")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: PKCE S256")
+@pytest.mark.requirement(req.RFC9728_2_AUTHORIZATION_SERVERS)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_OIDC_DISCOVERY)
+@pytest.mark.requirement(req.RFC7591_3_REGISTRATION)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PKCE_S256)
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 @pytest.mark.parametrize("shape_id", list(SHAPES))
 async def test_sdk_client_signs_in_at_the_idp_and_calls_whoami_through_authgate(
@@ -102,7 +103,7 @@ async def test_sdk_client_signs_in_at_the_idp_and_calls_whoami_through_authgate(
                    for _, u, _ in seen)
 
 
-@pytest.mark.requirement("RFC 9728 §3.2")
+@pytest.mark.requirement(req.RFC9728_3_2_RESPONSE)
 @pytest.mark.parametrize("shape_id", list(SHAPES))
 def test_external_mode_serves_prm_naming_the_idp_and_no_authorization_server(
     idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
@@ -125,7 +126,7 @@ def test_external_mode_serves_prm_naming_the_idp_and_no_authorization_server(
         assert 'resource_metadata="' + gate.url + '/.well-known/oauth-protected-resource/mcp"' in challenge
 
 
-@pytest.mark.requirement("RFC 8414 §3.3")
+@pytest.mark.requirement(req.RFC8414_3_3_ISSUER_IDENTICAL)
 def test_mirror_serves_the_idp_metadata_under_authgates_own_issuer(
     idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
 ) -> None:

@@ -49,6 +49,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 from sdk_oauth import MemoryTokenStorage
+from support import requirements as req
 
 GLEWLWYD_BINARIES = ("/usr/bin/glewlwyd", "/usr/sbin/glewlwyd")
 # The package's SQLite schema + seed data; the dbconfig-common copy survives images that drop /usr/share/doc.
@@ -293,7 +294,7 @@ def _jwt_part(token: str, index: int) -> dict[str, Any]:
     return decoded
 
 
-@pytest.mark.requirement("RFC 9068: JWT access tokens from a second real IdP")
+@pytest.mark.requirement(req.RFC9068_EXTERNAL_IDP)
 async def test_sdk_client_signs_in_at_glewlwyd_and_calls_whoami_through_authgate(
     glewlwyd: Glewlwyd, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
 ) -> None:

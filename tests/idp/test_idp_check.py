@@ -12,6 +12,7 @@ import pytest
 from idp_peers import CHECKER_ID, CHECKER_SECRET, OidcProvider, ProviderShape, auth0_like, free_port, keycloak_like
 
 from authgate.idp.check import CheckOptions, CheckReport, render_text, run_check
+from support import requirements as req
 
 MCP_URL = "https://mcp.example.com/mcp"
 
@@ -53,7 +54,7 @@ async def test_keycloaks_path_appended_metadata_and_traps_are_named(idp: Callabl
     assert finding(report, "keycloak-audience")[0] == "info"  # the profile's traps are still named
 
 
-@pytest.mark.requirement("RFC 7591: DCR endpoint")
+@pytest.mark.requirement(req.RFC7591_3_REGISTRATION)
 async def test_dcr_off_is_named_with_the_setting_to_change(idp: Callable[..., OidcProvider]) -> None:
     shape = auth0_like(free_port(), MCP_URL)
     shape.dcr = False
@@ -63,7 +64,7 @@ async def test_dcr_off_is_named_with_the_setting_to_change(idp: Callable[..., Oi
     assert fix is not None and "Dynamic Client Registration" in fix and "Promote Connection" in fix
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: PKCE S256 advertised")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_S256_ADVERTISED)
 async def test_s256_missing_is_a_failure(idp: Callable[..., OidcProvider]) -> None:
     shape = keycloak_like(free_port(), MCP_URL)
     shape.s256 = False
@@ -73,7 +74,7 @@ async def test_s256_missing_is_a_failure(idp: Callable[..., OidcProvider]) -> No
     assert report.failed
 
 
-@pytest.mark.requirement("RFC 8414 §3")
+@pytest.mark.requirement(req.RFC8414_3_METADATA_DOCUMENT)
 async def test_no_rfc8414_document_is_named_and_the_mirror_offered(idp: Callable[..., OidcProvider]) -> None:
     report = await check(idp(auth0_like(free_port(), MCP_URL)), "auth0")
     level, message, fix = finding(report, "no-rfc8414")
@@ -83,7 +84,7 @@ async def test_no_rfc8414_document_is_named_and_the_mirror_offered(idp: Callable
     assert not report.failed, render_text(report)
 
 
-@pytest.mark.requirement("RFC 8707 §2")
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 async def test_an_ignored_resource_is_seen_in_the_token_audience(idp: Callable[..., OidcProvider]) -> None:
     shape = auth0_like(free_port(), MCP_URL)
     shape.fixed_audience = "https://api.example.com/"  # the tenant's Default Audience, not the MCP URL

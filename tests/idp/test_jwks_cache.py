@@ -12,6 +12,7 @@ from idp_peers import OidcProvider, free_port, keycloak_like
 
 from authgate.errors import InvalidToken, TemporarilyUnavailable
 from authgate.idp.jwks import JwksCache
+from support import requirements as req
 
 
 class FakeClock:
@@ -22,7 +23,7 @@ class FakeClock:
         return self.now
 
 
-@pytest.mark.requirement("RFC 7517 §4.5 kid: refetch on unknown key, rate-limited")
+@pytest.mark.requirement(req.RFC7517_4_5_KID_REFETCH)
 async def test_unknown_kids_refetch_at_most_once_per_interval_and_cached_keys_outlive_the_idp(
     idp: Callable[..., OidcProvider], mcp_port: int,
 ) -> None:
@@ -58,7 +59,7 @@ async def test_unknown_kids_refetch_at_most_once_per_interval_and_cached_keys_ou
         assert cache.loaded and cache.last_error is not None
 
 
-@pytest.mark.requirement("MCP authorization: no sign-in loop while the IdP is unreachable")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_NO_SIGN_IN_LOOP)
 async def test_a_cache_that_never_held_a_key_is_temporarily_unavailable() -> None:
     clock = FakeClock()
     async with httpx.AsyncClient(timeout=2.0) as http:

@@ -43,8 +43,8 @@ from idp_peers import (
     keycloak_like,
 )
 from stdio_support import CALL_TIMEOUT, LEGACY_HEADERS, last_message, legacy_call, legacy_session
+from support import requirements as req
 
-INSUFFICIENT_SCOPE = "MCP 2025-11-25 authorization: insufficient_scope challenge"
 TOOL_SCOPES = {"docs.search": ["search.read"], "docs.create": ["docs.write"], "memory.delete": ["memory.delete"]}
 
 # A stdio MCP server with seed 002's kind of tools, one permission each; written to the test's
@@ -215,7 +215,7 @@ AUTH0_USERS = {
 }
 
 
-@pytest.mark.requirement(INSUFFICIENT_SCOPE)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 @pytest.mark.parametrize("profile", ["auth0", "generic"])
 def test_auth0_rbac_permissions_map_to_tools(roles_setup: Callable[..., RolesSetup], profile: str) -> None:
     setup = roles_setup(auth0_like, AUTH0_USERS, idp_profile=profile, role_claim="permissions")
@@ -248,7 +248,7 @@ def test_auth0_rbac_permissions_map_to_tools(roles_setup: Callable[..., RolesSet
                               {"search.read", "mcp", *(["memory.delete"] if profile == "auth0" else [])})
 
 
-@pytest.mark.requirement(INSUFFICIENT_SCOPE)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 def test_without_role_claim_the_generic_profile_grants_nothing_from_permissions(
         roles_setup: Callable[..., RolesSetup]) -> None:
     """The control case: the same tokens, no `role_claim`: `permissions` is just another claim."""
@@ -268,7 +268,7 @@ KEYCLOAK_USERS = {
 KEYCLOAK_ROLE_SCOPES = {"editor": ["docs.write", "search.read"], "viewer": ["search.read"]}
 
 
-@pytest.mark.requirement(INSUFFICIENT_SCOPE)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 def test_keycloak_realm_roles_map_to_tools_through_role_scopes(roles_setup: Callable[..., RolesSetup]) -> None:
     setup = roles_setup(keycloak_like, KEYCLOAK_USERS, idp_profile="keycloak", role_claim="realm_access.roles",
                         role_scopes=KEYCLOAK_ROLE_SCOPES)

@@ -36,6 +36,7 @@ from proxy_harness import SECRET_KEY, ProxyBrowser, proxy_gate
 from test_external_sdk_flow import MemoryTokenStorage
 
 from authgate.oauth.sealing import derive_key, unseal
+from support import requirements as req
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0
@@ -89,8 +90,8 @@ def _stored_upstream_tokens(gate: AuthgateServer, user_id: str) -> tuple[dict[st
     return opened, raw
 
 
-@pytest.mark.requirement("MCP 2025-11-25 security: confused deputy (consent before the upstream)")
-@pytest.mark.requirement("RFC 7591 §3")
+@pytest.mark.requirement(req.MCP_2025_11_25_CONFUSED_DEPUTY)
+@pytest.mark.requirement(req.RFC7591_3_REGISTRATION)
 async def test_sdk_client_signs_in_through_the_proxy_and_survives_a_sigkill(
     tmp_path: Path, idp: Callable[..., OidcProvider],
 ) -> None:
@@ -147,7 +148,7 @@ def _register_and_authorize_url(gate: AuthgateServer) -> tuple[str, str]:
     return client_id, f"{gate.url}/authorize?{query}"
 
 
-@pytest.mark.requirement("RFC 6749 §4.1.2.1 access_denied")
+@pytest.mark.requirement(req.RFC6749_4_1_2_1_ACCESS_DENIED)
 async def test_a_user_outside_the_allow_list_is_refused_at_the_callback(
     tmp_path: Path, idp: Callable[..., OidcProvider],
 ) -> None:

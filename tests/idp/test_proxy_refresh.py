@@ -31,6 +31,7 @@ from idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_up
 from proxy_harness import ProxyBrowser, proxy_gate
 from proxy_standins import FakeGitHub
 from test_proxy_flow import REDIRECT_URI, _stored_upstream_tokens
+from support import requirements as req
 
 UPSTREAM_TTL = 5  # seconds an upstream access token lives
 EXPIRY_WAIT = 20.0
@@ -99,7 +100,7 @@ def _mcp_status(gate: AuthgateServer, access_token: str) -> int:
     return r.status_code
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.3.1: refresh tokens for public clients rotate")
+@pytest.mark.requirement(req.OAUTH21_4_3_1_REFRESH_ROTATES)
 async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_authgate_rotates(
     tmp_path: Path, idp: Callable[..., OidcProvider],
 ) -> None:
@@ -130,8 +131,8 @@ async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_aut
         gate.stop()
 
 
-@pytest.mark.requirement("RFC 6749 §5.2 invalid_grant")
-@pytest.mark.requirement("RFC 9700 §4.14.2: on refresh token reuse, revoke the whole family")
+@pytest.mark.requirement(req.RFC6749_5_2_INVALID_GRANT)
+@pytest.mark.requirement(req.RFC9700_4_14_2_REUSE_REVOKES_FAMILY)
 async def test_a_grant_revoked_at_the_upstream_ends_the_authgate_grant(
     tmp_path: Path, idp: Callable[..., OidcProvider],
 ) -> None:

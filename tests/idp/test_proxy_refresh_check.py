@@ -29,6 +29,7 @@ from authgate.proxy.upstream import UpstreamClient
 from authgate.proxy.vault import UpstreamVault
 from authgate.server.runtime import Runtime, open_runtime
 from authgate.store.models import RefreshFamily, RefreshToken
+from support import requirements as req
 
 USER = "https://idp.test|alice"
 TOKEN_URL = "https://idp.test/token"
@@ -124,7 +125,7 @@ async def test_a_valid_upstream_token_costs_no_upstream_call(rig: Rig) -> None:
     assert rig.calls == [] and (await rig.stored())["access_token"] == "at-1"
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: a rotated refresh token is replaced by exactly one")
+@pytest.mark.requirement(req.RFC9700_4_14_2_ONE_SUCCESSOR)
 async def test_concurrent_refreshes_share_one_upstream_refresh_and_one_successor(rig: Rig) -> None:
     await _upstream_tokens(rig, {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 30})
     rig.answer = answer(200, {"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}, delay=0.3)
@@ -148,7 +149,7 @@ async def test_an_expiring_upstream_token_is_renewed_and_sealed(rig: Rig, answer
     assert rig.calls == [{"grant_type": "refresh_token", "refresh_token": "rt-1"}]
 
 
-@pytest.mark.requirement("RFC 6749 §5.2 invalid_grant")
+@pytest.mark.requirement(req.RFC6749_5_2_INVALID_GRANT)
 @pytest.mark.parametrize("status, body", [
     (400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),  # Google
     (200, {"error": "bad_refresh_token"}),  # GitHub apps with expiring user tokens: 200 with an error

@@ -24,6 +24,7 @@ from joserfc import jwt
 
 from authgate.oauth.keys import ALG, SigningKeys
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 MCP_LIMIT = 256 * 1024  # AUTHGATE_MCP_MAX_BODY_BYTES of the server below
 CALLBACK = "http://127.0.0.1:53682/callback"
@@ -129,7 +130,7 @@ def chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 # -- body size -------------------------------------------------------------------------------
 
-@pytest.mark.requirement("issue 11 hole 4: a registration body over the limit is 413 JSON before it is read")
+@pytest.mark.requirement(req.ISSUE11_REGISTRATION_BODY_413)
 @pytest.mark.parametrize("size", [4 * 1024 * 1024, 100 * 1024 * 1024], ids=["4MB", "100MB"])
 @pytest.mark.parametrize("framing", ["declared", "chunked"])
 def test_an_oversized_registration_body_is_413_json_before_it_has_been_sent(
@@ -159,7 +160,7 @@ def test_a_registration_body_under_the_limit_is_still_read_when_chunked(server: 
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.requirement("issue 11 hole 4: /mcp bodies over mcp_max_body_bytes are 413, before authentication")
+@pytest.mark.requirement(req.ISSUE11_MCP_BODY_413)
 def test_an_oversized_mcp_body_is_413_jsonrpc_declared_or_chunked(server: AuthgateServer, token: str) -> None:
     size = 4 * MCP_LIMIT
     head = request_head(server, "/mcp", "Content-Type: application/json", f"Content-Length: {size}")
@@ -175,7 +176,7 @@ def test_an_oversized_mcp_body_is_413_jsonrpc_declared_or_chunked(server: Authga
 
 # -- header size and count ---------------------------------------------------------------------
 
-@pytest.mark.requirement("RFC 6585 §5: request headers over the limit are 431, not read whole")
+@pytest.mark.requirement(req.RFC6585_5_HEADERS_TOO_LARGE)
 def test_a_1_mib_header_is_431_and_the_connection_closes(server: AuthgateServer) -> None:
     before = rss_kib(server)
     head = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Big: ".encode()
@@ -202,7 +203,7 @@ def test_more_than_100_header_fields_is_431(server: AuthgateServer) -> None:
 DEEP = b"[" * 32_000 + b"]" * 32_000
 
 
-@pytest.mark.requirement("issue 11 hole 4: 32 000 nested brackets are a 400 JSON error, never a traceback")
+@pytest.mark.requirement(req.ISSUE11_NESTED_JSON_400)
 def test_deeply_nested_json_is_400_at_register_and_a_parse_error_at_mcp(server: AuthgateServer, token: str) -> None:
     r = httpx.post(server.endpoint("register"), content=DEEP, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"] == "invalid_client_metadata"
@@ -218,7 +219,7 @@ def test_deeply_nested_json_is_400_at_register_and_a_parse_error_at_mcp(server: 
 
 # -- /token and /revoke answer JSON whatever the form ------------------------------------------
 
-@pytest.mark.requirement("RFC 6749 §5.2 / RFC 7009 §2.2.1: token and revocation errors are JSON")
+@pytest.mark.requirement(req.RFC6749_5_2_JSON_ERRORS)
 @pytest.mark.parametrize("endpoint", ["token", "revoke"])
 def test_oversized_form_fields_get_json_errors(server: AuthgateServer, endpoint: str) -> None:
     url = server.endpoint(endpoint)
@@ -253,7 +254,7 @@ def _token_with(server: AuthgateServer, keys: SigningKeys, client_id: str, **tim
     return jwt.encode({"alg": ALG, "typ": "at+jwt", "kid": kid}, claims, key, algorithms=[ALG])
 
 
-@pytest.mark.requirement("RFC 7519 §4.1.5: nbf is a NumericDate, any JSON number; the token MUST NOT be accepted before it")
+@pytest.mark.requirement(req.RFC7519_4_1_5_NBF)
 def test_a_float_nbf_in_the_future_is_refused(server: AuthgateServer) -> None:
     client_id, _ = server.add_machine_client("numeric-dates", "mcp")
     keys = _signer(server)
@@ -275,7 +276,7 @@ def test_a_float_nbf_in_the_future_is_refused(server: AuthgateServer) -> None:
 
 # -- Origin and Host -------------------------------------------------------------------------
 
-@pytest.mark.requirement("MCP 2025-11-25 transport security: Origin validated; parsed as a URL")
+@pytest.mark.requirement(req.MCP_2025_11_25_ORIGIN)
 def test_an_ipv6_loopback_origin_without_a_port_is_answered_like_one_with_a_port(server: AuthgateServer) -> None:
     def post(**headers: str) -> httpx.Response:
         return httpx.post(server.mcp_url, headers={**MCP_HEADERS, **headers},
@@ -298,7 +299,7 @@ def test_an_ipv6_loopback_origin_without_a_port_is_answered_like_one_with_a_port
 GENERIC = "the client&#39;s metadata document could not be fetched"
 
 
-@pytest.mark.requirement("issue 11 hole 8: a CIMD fetch failure shows the browser no internal address or DNS answer")
+@pytest.mark.requirement(req.ISSUE11_CIMD_ERROR_GENERIC)
 def test_cimd_fetch_failures_show_the_browser_one_generic_message(server: AuthgateServer) -> None:
     pages = {}
     for client_id in ("https://10.0.0.5/client.json", "https://127.0.0.1/client.json",

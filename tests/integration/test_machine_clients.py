@@ -24,6 +24,7 @@ from authgate.oauth.keys import SigningKeys
 from authgate.oauth.opaque import digest, new_secret
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 # list_knowledge_bases needs kb.admin; every other tool the default scope (mcp)
 POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]}),
@@ -92,7 +93,7 @@ def _token(server: AuthgateServer, client_id: str, secret: str, scope: str | Non
     return httpx.post(server.endpoint("token"), data=form, auth=(client_id, secret), timeout=10)
 
 
-@pytest.mark.requirement("RFC 7591 §3.2.2: invalid_client_metadata for metadata the server refuses")
+@pytest.mark.requirement(req.RFC7591_3_2_2_INVALID_METADATA)
 @pytest.mark.parametrize("grants", [["client_credentials"], ["authorization_code", "client_credentials"]])
 def test_open_registration_refuses_client_credentials(server: AuthgateServer, grants: list[str]) -> None:
     r = httpx.post(server.endpoint("register"), json={
@@ -103,7 +104,7 @@ def test_open_registration_refuses_client_credentials(server: AuthgateServer, gr
     assert "authgate clients add" in r.json()["error_description"] and "client_secret" not in r.json()
 
 
-@pytest.mark.requirement("RFC 6749 §5.2: unauthorized_client for a grant type the client may not use")
+@pytest.mark.requirement(req.RFC6749_5_2_UNAUTHORIZED_CLIENT)
 def test_a_client_metadata_document_cannot_claim_client_credentials(
         server: AuthgateServer, loopback_app: Callable[..., str]) -> None:
     """CIMD is open registration too: anyone can publish a document naming any grant."""
@@ -120,7 +121,7 @@ def test_a_client_metadata_document_cannot_claim_client_credentials(
     assert r.status_code == 400 and r.json()["error"] == "unauthorized_client", r.text
 
 
-@pytest.mark.requirement("RFC 6749 §5.2: unauthorized_client for a grant type the client may not use")
+@pytest.mark.requirement(req.RFC6749_5_2_UNAUTHORIZED_CLIENT)
 def test_client_credentials_client_stored_by_an_older_version_gets_no_token_and_its_old_token_fails(
         server: AuthgateServer) -> None:
     secret = new_secret("ags_")

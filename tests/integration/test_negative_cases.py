@@ -24,6 +24,7 @@ from headless import HeadlessUserAgent, authorize
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback"
 
@@ -93,7 +94,7 @@ def redirect_params(resp: httpx.Response) -> dict[str, str]:
 
 # -- authorization endpoint ------------------------------------------------------------------
 
-@pytest.mark.requirement("OAuth 2.1 §4.1.1 / MCP authorization: PKCE required")
+@pytest.mark.requirement(req.OAUTH21_4_1_1_PKCE_REQUIRED)
 def test_authorization_without_pkce_is_refused_by_redirect(server: AuthgateServer) -> None:
     client = register(server)
     params = redirect_params(httpx.get(auth_url(server, client["client_id"])))
@@ -102,14 +103,14 @@ def test_authorization_without_pkce_is_refused_by_redirect(server: AuthgateServe
     assert params["iss"] == server.issuer  # RFC 9207: iss on error responses too
 
 
-@pytest.mark.requirement("MCP authorization: code_challenge_method S256 only")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_S256_ONLY)
 def test_plain_pkce_is_refused(server: AuthgateServer) -> None:
     client = register(server)
     url = auth_url(server, client["client_id"], code_challenge="a" * 43, code_challenge_method="plain")
     assert redirect_params(httpx.get(url))["error"] == "invalid_request"
 
 
-@pytest.mark.requirement("RFC 6749 §4.1.2.1: never redirect to an unverified redirect URI")
+@pytest.mark.requirement(req.RFC6749_4_1_2_1_NO_REDIRECT_UNVERIFIED)
 def test_redirect_uri_mismatch_shows_an_error_page_and_does_not_redirect(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
@@ -125,7 +126,7 @@ def test_unknown_client_shows_an_error_page(server: AuthgateServer) -> None:
     assert r.status_code == 400 and "location" not in r.headers and "register again" in r.text
 
 
-@pytest.mark.requirement("RFC 8707 §2: invalid_target for a resource this AS does not serve")
+@pytest.mark.requirement(req.RFC8707_2_INVALID_TARGET)
 def test_foreign_resource_is_invalid_target(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
@@ -168,7 +169,7 @@ def test_denied_consent_returns_access_denied_with_state_and_iss(server: Authgat
 
 # -- token endpoint ----------------------------------------------------------------------------
 
-@pytest.mark.requirement("RFC 7636 §4.6: wrong code_verifier → invalid_grant")
+@pytest.mark.requirement(req.RFC7636_4_6_VERIFIER_MATCHES)
 def test_wrong_verifier_is_invalid_grant(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
@@ -179,7 +180,7 @@ def test_wrong_verifier_is_invalid_grant(server: AuthgateServer) -> None:
     assert r.headers["cache-control"] == "no-store"
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.1.3: a replayed code fails and revokes the tokens it issued")
+@pytest.mark.requirement(req.OAUTH21_4_1_3_CODE_REPLAY_REVOKES)
 def test_replayed_code_is_refused_and_revokes_what_it_issued(server: AuthgateServer) -> None:
     client = register(server)
     verifier, challenge = pkce_pair()
@@ -196,7 +197,7 @@ def test_replayed_code_is_refused_and_revokes_what_it_issued(server: AuthgateSer
     assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
 
 
-@pytest.mark.requirement("RFC 6749 §5.2: invalid_client is 401, with a Basic challenge when Basic was used")
+@pytest.mark.requirement(req.RFC6749_5_2_INVALID_CLIENT)
 def test_wrong_client_secret_is_invalid_client(server: AuthgateServer) -> None:
     client = register(server, "client_secret_basic")
     r = httpx.post(server.endpoint("token"), data={"grant_type": "client_credentials"},
@@ -229,7 +230,7 @@ def test_client_credentials_for_machine_clients(server: AuthgateServer) -> None:
     assert r.json()["error"] == "unauthorized_client"
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: refresh token reuse revokes the family")
+@pytest.mark.requirement(req.RFC9700_4_14_2_REUSE_REVOKES_FAMILY)
 def test_reused_refresh_token_after_grace_revokes_the_family(server: AuthgateServer) -> None:
     client = register(server)
     first = tokens(server, client)
@@ -252,7 +253,7 @@ def test_refresh_within_grace_returns_the_same_successor(server: AuthgateServer)
     assert a["refresh_token"] == b["refresh_token"] and a["access_token"] == b["access_token"]
 
 
-@pytest.mark.requirement("RFC 6749 §6: a refresh may narrow but never widen scope")
+@pytest.mark.requirement(req.RFC6749_6_REFRESH_SCOPE)
 def test_refresh_cannot_widen_scope(server: AuthgateServer) -> None:
     client = register(server)
     first = tokens(server, client)
@@ -303,20 +304,20 @@ def test_valid_forged_control_token_is_accepted_so_the_forgery_is_sound(server: 
     assert call_mcp(server, token).status_code == 200
 
 
-@pytest.mark.requirement("RFC 8707 / MCP authorization: tokens for another audience are refused")
+@pytest.mark.requirement(req.RFC9068_4_AUD)
 def test_token_for_another_audience_is_refused(server: AuthgateServer) -> None:
     r = call_mcp(server, forge(server, audience="https://other.example/mcp"))
     assert r.status_code == 401
     assert 'error="invalid_token"' in r.headers["www-authenticate"] and "audience" in r.json()["error_description"]
 
 
-@pytest.mark.requirement("RFC 6750 §3.1: expired token → invalid_token")
+@pytest.mark.requirement(req.RFC6750_3_1_INVALID_TOKEN)
 def test_expired_token_is_refused(server: AuthgateServer) -> None:
     r = call_mcp(server, forge(server, now=time.time() - 3600, ttl=60))
     assert r.status_code == 401 and "expired" in r.json()["error_description"]
 
 
-@pytest.mark.requirement("RFC 8725 §3.1: alg none is never accepted")
+@pytest.mark.requirement(req.RFC8725_3_1_ALGORITHM_PINNED)
 def test_alg_none_token_is_refused(server: AuthgateServer) -> None:
     def b64(obj: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
@@ -329,7 +330,7 @@ def test_alg_none_token_is_refused(server: AuthgateServer) -> None:
     assert r.status_code == 401 and "algorithm" in r.json()["error_description"]
 
 
-@pytest.mark.requirement("MCP authorization / RFC 9728 §5.1: 401 carries resource_metadata and scope")
+@pytest.mark.requirement(req.RFC9728_5_1_WWW_AUTHENTICATE)
 def test_missing_token_gets_the_rfc_9728_challenge(server: AuthgateServer) -> None:
     r = httpx.post(server.mcp_url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
     assert r.status_code == 401
@@ -339,7 +340,7 @@ def test_missing_token_gets_the_rfc_9728_challenge(server: AuthgateServer) -> No
     assert 'scope="mcp"' in challenge
 
 
-@pytest.mark.requirement("MCP 2025-11-25 transport: invalid Origin → 403")
+@pytest.mark.requirement(req.MCP_2025_11_25_ORIGIN)
 def test_foreign_origin_is_forbidden(server: AuthgateServer) -> None:
     r = httpx.post(server.mcp_url, headers={"Origin": "https://evil.example"}, json={})
     assert r.status_code == 403
@@ -358,7 +359,7 @@ def test_cors_preflight_on_mcp_for_a_loopback_browser_client(server: AuthgateSer
 
 # -- discovery ---------------------------------------------------------------------------------
 
-@pytest.mark.requirement("RFC 8414 §2 REQUIRED fields; MCP: S256 advertised; RFC 9207 iss support")
+@pytest.mark.requirement(req.RFC8414_2_METADATA_FIELDS)
 def test_authorization_server_metadata(server: AuthgateServer) -> None:
     doc = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
     assert doc["issuer"] == server.issuer
@@ -373,7 +374,7 @@ def test_authorization_server_metadata(server: AuthgateServer) -> None:
     assert httpx.get(f"{server.url}/.well-known/openid-configuration").status_code == 404
 
 
-@pytest.mark.requirement("RFC 9728 §3: PRM at the path-suffixed and root well-known URLs")
+@pytest.mark.requirement(req.RFC9728_3_WELL_KNOWN)
 def test_protected_resource_metadata_at_both_paths(server: AuthgateServer) -> None:
     for path in ("/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"):
         doc = httpx.get(server.url + path).json()
@@ -389,7 +390,7 @@ def test_jwks_publishes_active_and_next_keys(server: AuthgateServer) -> None:
     assert "max-age" in r.headers["cache-control"]
 
 
-@pytest.mark.requirement("RFC 7009 §2.1: revoking a refresh token revokes its grant")
+@pytest.mark.requirement(req.RFC7009_2_1_REVOKE_GRANT)
 def test_revoked_refresh_token_is_refused(server: AuthgateServer) -> None:
     client = register(server)
     first = tokens(server, client)
@@ -428,13 +429,13 @@ def test_client_cap_gives_a_clear_error(tmp_path: Path) -> None:
         srv.stop()
 
 
-@pytest.mark.requirement("MCP transport security: Host checked against DNS rebinding")
+@pytest.mark.requirement(req.MCP_2025_11_25_HOST)
 def test_foreign_host_header_is_refused(server: AuthgateServer) -> None:
     r = httpx.post(server.mcp_url, headers={"Host": "rebound.attacker.example"}, json={})
     assert r.status_code == 421 and "public host" in r.json()["error_description"]
 
 
-@pytest.mark.requirement("MCP Streamable HTTP: Accept must list application/json and text/event-stream")
+@pytest.mark.requirement(req.MCP_2025_11_25_ACCEPT)
 def test_built_in_server_explains_wrong_accept_and_content_type(server: AuthgateServer) -> None:
     token, _ = server.machine_token()
     auth = {"Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2025-06-18"}

@@ -17,6 +17,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from policy_servers import Protected, seed_app, seed_config, serve_protected
 from test_sdk_client import MODES
+from support import requirements as req
 
 READ = "search.read memory.read"
 
@@ -63,14 +64,14 @@ def _call(name: str, rid: int = 1) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": {}}}
 
 
-@pytest.mark.requirement("filtering is not the security boundary: a hidden tool is refused when called")
+@pytest.mark.requirement(req.AUTHGATE_FILTER_NOT_BOUNDARY)
 def test_a_hidden_tool_is_still_refused(server: Protected) -> None:
     r = _post(server, server.token(READ), _call("local_memory_delete"))
     assert r.status_code == 403
     assert 'scope="memory.delete search.read memory.read"' in r.headers["www-authenticate"]
 
 
-@pytest.mark.requirement("MCP 2025-03-26 transports: every element of a batch is authorized")
+@pytest.mark.requirement(req.MCP_2025_03_26_BATCH_AUTHORIZED)
 def test_a_batch_hiding_a_forbidden_call_behind_an_allowed_one_is_refused(server: Protected) -> None:
     r = _post(server, server.token(READ), [_call("codebase.search", 1), _call("docs.create", 2)],
               **{"MCP-Protocol-Version": "2025-03-26"})
@@ -78,7 +79,7 @@ def test_a_batch_hiding_a_forbidden_call_behind_an_allowed_one_is_refused(server
     assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports: Mcp-Name must match the body (HeaderMismatch -32020)")
+@pytest.mark.requirement(req.MCP_2026_07_28_MCP_NAME_MATCHES)
 def test_mcp_name_naming_an_allowed_tool_cannot_cover_a_forbidden_call(server: Protected) -> None:
     meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
             "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},

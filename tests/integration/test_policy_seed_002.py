@@ -22,6 +22,7 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import TextContent
 from policy_servers import Protected, seed_app, seed_config, serve_protected
 from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
+from support import requirements as req
 
 FLOW_TIMEOUT = 90.0
 
@@ -80,8 +81,8 @@ def test_prm_keeps_the_baseline_and_publishes_the_tool_scope_map(seed_server: Pr
     assert offered == ["search.read", "memory.read", "docs.write", "memory.write", "memory.delete", "offline_access"]
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: scope challenge handling (step-up)")
-@pytest.mark.requirement("RFC 6750 §3.1 insufficient_scope")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
+@pytest.mark.requirement(req.RFC6750_3_1_INSUFFICIENT_SCOPE)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_a_read_token_steps_up_to_the_write_tool_through_incremental_consent(
         seed_server: Protected, mode_id: str) -> None:

@@ -24,6 +24,7 @@ from headless import HeadlessUserAgent, Page
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
 from test_negative_cases import auth_url, call_mcp, pkce_pair, redeem
+from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback"  # the one test_negative_cases' helpers redeem at
 
@@ -59,7 +60,7 @@ def _consent_page(server: AuthgateServer, client_id: str, redirect_uri: str = CA
     return page
 
 
-@pytest.mark.requirement("RFC 9700 §4.1.3 / RFC 3986 §2: a redirect URI is one exact, printable URI")
+@pytest.mark.requirement(req.RFC9700_4_1_3_REDIRECT_URI)
 @pytest.mark.parametrize("uri, says", [
     ("https://claude.ai@evil.example/cb", "user information"),
     ("http://claude.ai@127.0.0.1:53682/callback", "user information"),

@@ -46,6 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from sdk_oauth import MemoryTokenStorage
+from support import requirements as req
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -216,10 +217,10 @@ def _assert_mode(outcome: McpOutcome, wire: WireLog, mode_id: str) -> None:
 # -- 1. DCR with each token endpoint auth method, in both eras --------------------------------
 
 
-@pytest.mark.requirement("RFC 7591 §3.2.1")
-@pytest.mark.requirement("RFC 6749 §2.3.1")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: PKCE S256")
-@pytest.mark.requirement("RFC 9207 iss")
+@pytest.mark.requirement(req.RFC7591_3_2_1_CLIENT_INFORMATION)
+@pytest.mark.requirement(req.RFC6749_2_3_1_CLIENT_PASSWORD)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PKCE_S256)
+@pytest.mark.requirement(req.RFC9207_ISS)
 @pytest.mark.parametrize("mode_id", list(MODES))
 @pytest.mark.parametrize("auth_method", AUTH_METHODS)
 async def test_sdk_client_registers_signs_in_and_calls_whoami(
@@ -305,8 +306,8 @@ class ClientMetadataDocument:
         return JSONResponse(self.document)
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: client ID metadata documents")
-@pytest.mark.requirement("MCP 2025-11-25 authorization: PKCE S256")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_CIMD)
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PKCE_S256)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_sdk_client_uses_client_id_metadata_document_without_registering(
     authgate_factory: Callable[..., AuthgateServer], loopback_app: Callable[..., str],
@@ -424,8 +425,8 @@ async def test_registration_survives_sigkill_right_after_201(authgate: AuthgateS
     assert outcome.whoami["client_id"] == registration["client_id"]
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.3.1: refresh tokens for public clients rotate")
-@pytest.mark.requirement("RFC 6749 §5.2 invalid_grant")
+@pytest.mark.requirement(req.OAUTH21_4_3_1_REFRESH_ROTATES)
+@pytest.mark.requirement(req.RFC6749_5_2_INVALID_GRANT)
 async def test_rotated_refresh_token_survives_sigkill_and_old_one_dies_after_grace(
     authgate_factory: Callable[..., AuthgateServer],
 ) -> None:

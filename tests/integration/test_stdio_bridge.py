@@ -36,6 +36,7 @@ from stdio_support import (
     start_stdio_gate,
     tool_view,
 )
+from support import requirements as req
 
 MODES = {"legacy": ("legacy", "2025-11-25"), "2026-07-28": ("auto", "2026-07-28")}
 
@@ -72,8 +73,8 @@ async def _demo_session(client: Any, callbacks: Callbacks) -> dict[str, Any]:
     }
 
 
-@pytest.mark.requirement("MCP 2025-11-25 transports: server→client requests over SSE, responses POSTed back")
-@pytest.mark.requirement("MCP 2026-07-28 MRTR: InputRequiredResult, requestState, inputResponses")
+@pytest.mark.requirement(req.MCP_2025_11_25_SERVER_REQUESTS_OVER_SSE)
+@pytest.mark.requirement(req.MCP_2026_07_28_MRTR)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_demo_server_through_the_bridge_matches_direct(demo_gate: AuthgateServer, mode_id: str) -> None:
     token, _ = machine_token(demo_gate)
@@ -101,7 +102,7 @@ async def test_demo_server_through_the_bridge_matches_direct(demo_gate: Authgate
 
 
 @pytest.mark.node
-@pytest.mark.requirement("MCP 2025-11-25 transports: server→client requests over SSE, responses POSTed back")
+@pytest.mark.requirement(req.MCP_2025_11_25_SERVER_REQUESTS_OVER_SSE)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_server_everything_through_the_bridge_matches_direct(everything_gate: AuthgateServer,
                                                                    mode_id: str) -> None:

@@ -32,6 +32,7 @@ from stdio_support import (
     start_stdio_gate,
     wait_gone,
 )
+from support import requirements as req
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def _delete(server: AuthgateServer, token: str, session: str) -> httpx.Response:
 # -- crash -------------------------------------------------------------------------------------
 
 
-@pytest.mark.requirement("MCP 2025-11-25 transports §Session Management: 404 → the client starts a new session")
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_404_NEW_SESSION)
 def test_child_crash_is_a_clear_jsonrpc_error_and_the_next_session_works(gate: AuthgateServer) -> None:
     token, _ = machine_token(gate)
     session = legacy_session(gate, token)
@@ -99,7 +100,7 @@ def test_stateless_crash_then_a_new_child(gate: AuthgateServer) -> None:
 # -- isolation ---------------------------------------------------------------------------------
 
 
-@pytest.mark.requirement("MCP 2025-11-25 security best practices: session hijacking (bind sessions to the user)")
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_HIJACKING)
 def test_a_legacy_child_serves_only_the_caller_that_started_it(gate: AuthgateServer) -> None:
     (alice, alice_client), (bob, bob_client) = machine_token(gate), machine_token(gate)
     a_session, b_session = legacy_session(gate, alice), legacy_session(gate, bob)
@@ -118,7 +119,7 @@ def test_a_legacy_child_serves_only_the_caller_that_started_it(gate: AuthgateSer
     assert _delete(gate, bob, b_session).status_code == 200
 
 
-@pytest.mark.requirement("MCP 2026-07-28 MRTR: requestState is untrusted input, verified before use")
+@pytest.mark.requirement(req.MCP_2026_07_28_MRTR_STATE_UNTRUSTED)
 def test_stateless_children_and_request_states_are_per_caller(gate: AuthgateServer) -> None:
     (alice, alice_client), (bob, _) = machine_token(gate), machine_token(gate)
     pid_call = modern_request("tools/call", {"name": "pid", "arguments": {}})
@@ -148,7 +149,7 @@ def test_stateless_children_and_request_states_are_per_caller(gate: AuthgateServ
 # -- lifecycle ---------------------------------------------------------------------------------
 
 
-@pytest.mark.requirement("MCP 2025-11-25 transports §Session Management: DELETE ends the session")
+@pytest.mark.requirement(req.MCP_2025_11_25_SESSION_DELETE)
 def test_delete_ends_the_session_and_its_child(gate: AuthgateServer) -> None:
     token, _ = machine_token(gate)
     session = legacy_session(gate, token)
@@ -158,7 +159,7 @@ def test_delete_ends_the_session_and_its_child(gate: AuthgateServer) -> None:
     assert legacy_call(gate, token, session, "pid", {}).status_code == 404
 
 
-@pytest.mark.requirement("MCP 2026-07-28 cancellation: a closed stream is cancellation; stdio uses notifications/cancelled")
+@pytest.mark.requirement(req.MCP_2026_07_28_CLOSED_STREAM_CANCELS)
 @pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
 def test_closing_the_stream_cancels_the_request_at_the_child(gate: AuthgateServer, tmp_path: Path,
                                                             era: str) -> None:
@@ -183,7 +184,7 @@ def test_closing_the_stream_cancels_the_request_at_the_child(gate: AuthgateServe
     assert marker.read_text() == "cancelled"
 
 
-@pytest.mark.requirement("MCP 2025-11-25 lifecycle §Shutdown (stdio): the client ends the server process")
+@pytest.mark.requirement(req.MCP_2025_11_25_STDIO_SHUTDOWN)
 def test_shutdown_stops_every_child(tmp_path: Path) -> None:
     server = start_stdio_gate(tmp_path, DEMO_COMMAND)
     try:
@@ -196,7 +197,7 @@ def test_shutdown_stops_every_child(tmp_path: Path) -> None:
     assert wait_gone(legacy_pid) and wait_gone(stateless_pid)
 
 
-@pytest.mark.requirement("MCP 2025-11-25 lifecycle §Shutdown (stdio): the client ends the server process")
+@pytest.mark.requirement(req.MCP_2025_11_25_STDIO_SHUTDOWN)
 def test_an_open_stream_does_not_hold_a_stop_up(tmp_path: Path) -> None:
     """A legacy GET stream never ends by itself: SIGTERM waits `shutdown_timeout`, then closes
     it and stops every child, instead of hanging until the process is killed."""

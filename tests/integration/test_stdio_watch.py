@@ -29,9 +29,9 @@ from stdio_support import (
     modern_request,
     start_stdio_gate,
 )
+from support import requirements as req
 
 WATCH_COMMAND = (sys.executable, str(HERE / "stdio_servers" / "watch_server.py"))
-PARAMS_SPEC = "MCP 2026-07-28 transports §Custom Headers from Tool Parameters: headers MUST match the body (400, HeaderMismatch)"
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +52,7 @@ def _result(response: httpx.Response) -> Any:
     return last_message(response)["result"]["structuredContent"]["result"]
 
 
-@pytest.mark.requirement(PARAMS_SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 def test_mismatched_param_headers_never_reach_the_server(gate: AuthgateServer) -> None:
     """A caller that never listed the tools: the bridge listed them when it started the child."""
     token, _ = machine_token(gate)
@@ -69,7 +69,7 @@ def test_mismatched_param_headers_never_reach_the_server(gate: AuthgateServer) -
     assert _result(accepted)["calls"] == 1
 
 
-@pytest.mark.requirement(PARAMS_SPEC)
+@pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_the_sdk_clients_mirrored_headers_pass(gate: AuthgateServer) -> None:
     token, _ = machine_token(gate)
     wire: list[dict[str, Any]] = []
@@ -89,8 +89,8 @@ async def test_the_sdk_clients_mirrored_headers_pass(gate: AuthgateServer) -> No
     # the bridge refuses a call without the headers (test above): this one carried them, base64 for "Zürich"
 
 
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions §Acknowledgment: first message, the honored subset")
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions: the server MUST NOT send types the client did not request")
+@pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTIONS_ACK)
+@pytest.mark.requirement(req.MCP_2026_07_28_ONLY_REQUESTED_TYPES)
 async def test_sdk_listen_gets_the_honored_subset_and_the_changes(gate: AuthgateServer) -> None:
     token, _ = machine_token(gate)
     with anyio.fail_after(CALL_TIMEOUT):
@@ -127,7 +127,7 @@ async def test_a_crash_ends_the_sdk_subscription(gate: AuthgateServer) -> None:
                     await anext(sub)
 
 
-@pytest.mark.requirement("MCP 2026-07-28 subscriptions: every notification carries the subscriptionId")
+@pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTION_ID)
 def test_raw_listen_stream_is_tagged_and_per_caller(gate: AuthgateServer) -> None:
     (alice, _), (bob, _) = machine_token(gate), machine_token(gate)
     body = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, 41)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from headless import AuthorizationResponse, HeadlessUserAgent, Page
+from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53711/cb"
 # `mcp:tools` is the base scope (every user may grant it, the guard asks for it); `admin`, which
@@ -104,7 +105,7 @@ def _scopes_listed(page: Page) -> str:
     return page.text.split("It will be able to:")[1].split("Deny")[0]
 
 
-@pytest.mark.requirement("RFC 6749 §3.3: the token response's scope says what was granted when it differs")
+@pytest.mark.requirement(req.RFC6749_3_3_GRANTED_SCOPE)
 def test_a_user_allowed_only_mcp_tools_gets_mcp_tools_and_is_refused_the_admin_tool(server: AuthgateServer) -> None:
     password = add_user(server, "bob", "tools")
     flow = Flow(server, "mcp:tools admin")
@@ -131,7 +132,7 @@ def test_a_user_allowed_only_mcp_tools_gets_mcp_tools_and_is_refused_the_admin_t
     assert call_tool(server, admin_tokens["access_token"], "whoami").status_code == 200
 
 
-@pytest.mark.requirement("RFC 6749 §4.1.2.1: invalid_scope, with state and iss, to the verified redirect URI")
+@pytest.mark.requirement(req.RFC6749_4_1_2_1_INVALID_SCOPE)
 def test_asking_only_for_what_the_user_may_not_grant_is_invalid_scope(server: AuthgateServer) -> None:
     password = add_user(server, "erin")  # no role: the base scopes only
     flow = Flow(server, "admin")
@@ -164,7 +165,7 @@ def _signed_in_with_tokens(server: AuthgateServer, agent: HeadlessUserAgent, nam
     return flow, tokens
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: a password change ends the user's refresh tokens")
+@pytest.mark.requirement(req.RFC9700_4_14_2_USER_CHANGE_ENDS_TOKENS)
 def test_password_change_ends_refresh_tokens_and_the_sign_in_cookie(server: AuthgateServer) -> None:
     password = add_user(server, "carol")
     with HeadlessUserAgent() as agent:
@@ -183,7 +184,7 @@ def test_password_change_ends_refresh_tokens_and_the_sign_in_cookie(server: Auth
         assert fresh.authorize(flow.url, "carol", new_password).code
 
 
-@pytest.mark.requirement("RFC 9700 §4.14.2: removing a user ends their refresh tokens")
+@pytest.mark.requirement(req.RFC9700_4_14_2_USER_CHANGE_ENDS_TOKENS)
 def test_user_removal_ends_refresh_tokens_and_the_sign_in_cookie(server: AuthgateServer) -> None:
     password = add_user(server, "dave")
     with HeadlessUserAgent() as agent:

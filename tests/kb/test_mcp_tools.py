@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 
 from authgate.kb.server import build_app
 from authgate.kb.store import KnowledgeStore
+from support import requirements as req
 
 CALL_TIMEOUT = 60.0
 KB_TOOLS = {"list_knowledge_bases", "list_data_sources", "query_knowledge_base"}
@@ -50,7 +51,7 @@ def company_dir(tmp_path: Path, corpus: Path) -> Path:
 
 
 @pytest.mark.parametrize("mode", MODES)
-@pytest.mark.requirement("MCP 2025-11-25 tools: structured content MUST conform to the tool's outputSchema")
+@pytest.mark.requirement(req.MCP_2025_11_25_TOOLS_OUTPUT_SCHEMA)
 async def test_tools_are_listed_with_schemas_and_answer_over_http(
         company_dir: Path, serve_app: Callable[[Starlette], str], mode: str) -> None:
     client_mode, version = MODES[mode]
@@ -113,7 +114,7 @@ async def test_query_filters_and_metadata_switch_through_the_tool(
     ({"knowledge_base_id": "company", "query": "days", "top_k": 0}, "top_k"),
     ({"knowledge_base_id": "company"}, "query"),
 ])
-@pytest.mark.requirement("MCP 2025-11-25 tools: tool execution errors are reported in the result with isError")
+@pytest.mark.requirement(req.MCP_2025_11_25_TOOLS_IS_ERROR)
 async def test_bad_calls_get_clear_tool_errors(
         company_dir: Path, serve_app: Callable[[Starlette], str], arguments: dict[str, Any], message: str) -> None:
     base = serve_app(build_app(company_dir, reindex_interval=None))

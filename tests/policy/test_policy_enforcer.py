@@ -20,6 +20,7 @@ from authgate.guard.middleware import BearerGuard
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
 from authgate.policy.model import Policy
+from support import requirements as req
 
 PRM = "http://testserver/.well-known/oauth-protected-resource/mcp"
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -79,7 +80,7 @@ async def test_an_allowed_call_reaches_the_app_byte_for_byte(make: Client) -> No
     assert app.seen[0][0] == raw and app.seen[0][1] is not None
 
 
-@pytest.mark.requirement("MCP 2025-11-25 authorization: scope challenge (403 insufficient_scope)")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 async def test_a_read_token_calling_a_write_tool_gets_the_scope_challenge(make: Client) -> None:
     app = McpApp()
     async with make(app) as http:
@@ -99,7 +100,7 @@ async def test_an_implied_scope_is_enough(make: Client) -> None:
     assert r.status_code == 200
 
 
-@pytest.mark.requirement("MCP 2025-03-26 transports: batches — every element is authorized")
+@pytest.mark.requirement(req.MCP_2025_03_26_BATCH_AUTHORIZED)
 async def test_a_batch_hiding_a_forbidden_call_behind_an_allowed_one_is_refused(make: Client) -> None:
     app = McpApp()
     batch = [call("search", 1), call("delete", 2)]
@@ -112,7 +113,7 @@ async def test_a_batch_hiding_a_forbidden_call_behind_an_allowed_one_is_refused(
     assert app.seen == []
 
 
-@pytest.mark.requirement("MCP 2026-07-28 transports: Mcp-Name must match the body (-32020)")
+@pytest.mark.requirement(req.MCP_2026_07_28_MCP_NAME_MATCHES)
 async def test_mcp_name_naming_an_allowed_tool_while_the_body_calls_a_forbidden_one_is_refused(make: Client) -> None:
     app = McpApp()
     async with make(app) as http:
@@ -179,7 +180,7 @@ async def test_a_body_that_is_not_json_rpc_goes_to_the_app(make: Client) -> None
 
 # -- the tool-error form (ChatGPT) --------------------------------------------------------------
 
-@pytest.mark.requirement("OpenAI Apps SDK: tool error with _meta['mcp/www_authenticate']")
+@pytest.mark.requirement(req.OPENAI_APPS_WWW_AUTHENTICATE_META)
 async def test_a_chatgpt_client_gets_a_tool_error_carrying_the_challenge(make: Client) -> None:
     meta = {"io.modelcontextprotocol/clientInfo": {"name": "openai-mcp", "version": "1.0.0"},
             "io.modelcontextprotocol/protocolVersion": "2026-07-28"}
@@ -273,7 +274,7 @@ async def test_tools_list_marks_everything_in_mark_mode(make: Client) -> None:
     assert tools["search"]["securitySchemes"] == [{"type": "noauth"}, {"type": "oauth2", "scopes": ["search.read"]}]
 
 
-@pytest.mark.requirement("MCP 2026-07-28 caching: a per-caller list is cacheScope private")
+@pytest.mark.requirement(req.MCP_2026_07_28_CACHE_SCOPE_PRIVATE)
 async def test_a_filtered_list_is_private_for_2026_07_28_clients(make: Client) -> None:
     async with make(McpApp()) as http:
         r = await http.post("/mcp", json=tools_list(**{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}),
@@ -282,7 +283,7 @@ async def test_a_filtered_list_is_private_for_2026_07_28_clients(make: Client) -
     assert r.json()["result"]["ttlMs"] == 60000
 
 
-@pytest.mark.requirement("filtering is not the security boundary")
+@pytest.mark.requirement(req.AUTHGATE_FILTER_NOT_BOUNDARY)
 async def test_a_hidden_tool_is_still_refused_when_called(make: Client) -> None:
     async with make(McpApp()) as http:
         listed = await http.post("/mcp", json=tools_list(), headers=auth("search.read"))

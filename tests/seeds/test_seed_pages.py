@@ -23,6 +23,7 @@ from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from gateway.upstream_app import Upstream, build_upstream  # tests/gateway (tests/ is on sys.path)
+from support import requirements as req
 
 from .seed_support import (
     SeedGate,
@@ -70,8 +71,8 @@ def _client_credentials(provider: OidcProvider, resource: str) -> str:
 PAGE_000 = "000-auth0-knowledge-base.md"
 
 
-@pytest.mark.requirement("RFC 9728 §2 authorization_servers")
-@pytest.mark.requirement("RFC 8707 §2: token audience")
+@pytest.mark.requirement(req.RFC9728_2_AUTHORIZATION_SERVERS)
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 async def test_seed_000_auth0_knowledge_base_page(tmp_path: Path, stack: list[object]) -> None:
     gate, provider = _gate_and_idp(tmp_path, stack, auth0_like)
     subs = {PUBLIC_URL: gate.url, AUTH0_ISSUER: provider.issuer}
@@ -110,7 +111,7 @@ async def _call_with_bearer(mcp_url: str, token: str, tool: str, arguments: dict
             return await client.call_tool(tool, arguments)
 
 
-@pytest.mark.requirement("RFC 8707 §2: token audience")
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 async def test_seed_001_auth0_gateway_with_client_credentials_page(tmp_path: Path, stack: list[object]) -> None:
     upstream: Upstream = build_upstream(stateless=False)
     with serve_in_thread(upstream.app, free_port()) as upstream_base:  # lifespan on: the SDK needs it
@@ -151,8 +152,8 @@ async def test_seed_001_auth0_gateway_with_client_credentials_page(tmp_path: Pat
 PAGE_003 = "003-keycloak.md"
 
 
-@pytest.mark.requirement("RFC 8707 §2: token audience")
-@pytest.mark.requirement("RFC 9728 §2 authorization_servers")
+@pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
+@pytest.mark.requirement(req.RFC9728_2_AUTHORIZATION_SERVERS)
 async def test_seed_003_keycloak_page(tmp_path: Path, stack: list[object]) -> None:
     gate, provider = _gate_and_idp(tmp_path, stack, keycloak_like)
     assert provider.issuer.endswith("/realms/mcp")

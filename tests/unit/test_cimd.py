@@ -40,6 +40,7 @@ from authgate.oauth.cimd import (
     is_cimd_client_id,
     validate_metadata,
 )
+from support import requirements as req
 
 REDIRECT = "https://app.example.com/callback"
 
@@ -230,7 +231,7 @@ def unique(prefix: str = "/doc/") -> str:
 # ---------------------------------------------------------------- client_id syntax
 
 
-@pytest.mark.requirement("CIMD client identifier: https, a path, no fragment, userinfo or dot segments")
+@pytest.mark.requirement(req.CIMD_CLIENT_ID_URL)
 @pytest.mark.parametrize(
     ("client_id", "ok"),
     [
@@ -279,7 +280,7 @@ async def test_fetches_and_validates_document(docs: DocServer, resolver: CimdRes
     assert metadata["token_endpoint_auth_method"] == "none"  # defaulted
 
 
-@pytest.mark.requirement("CIMD security, SSRF: connect only to the address checked (no DNS rebinding)")
+@pytest.mark.requirement(req.CIMD_SSRF_PINNED_ADDRESS)
 async def test_dials_the_vetted_address_and_keeps_the_host_header(docs: DocServer) -> None:
     dns = fake_dns({"docs.test": ["127.0.0.1"]})
     r = CimdResolver(TEST_POLICY, resolver=dns)
@@ -293,7 +294,7 @@ async def test_dials_the_vetted_address_and_keeps_the_host_header(docs: DocServe
     assert dns.calls == [("docs.test", docs.port)]
 
 
-@pytest.mark.requirement("CIMD security, SSRF: TLS verified for the client_id host, pinned IP dialled")
+@pytest.mark.requirement(req.CIMD_SSRF_TLS_FOR_HOST)
 async def test_https_verifies_certificate_for_original_hostname(
     tls: tuple[DocServer, ssl.SSLContext],
 ) -> None:
@@ -311,7 +312,7 @@ async def test_https_verifies_certificate_for_original_hostname(
         await r.aclose()
 
 
-@pytest.mark.requirement("CIMD security, SSRF: refuse private, link-local, loopback and embedded addresses")
+@pytest.mark.requirement(req.CIMD_SSRF_PUBLIC_ADDRESSES)
 @pytest.mark.parametrize(
     "address",
     [
@@ -344,7 +345,7 @@ async def test_refuses_non_public_addresses(address: str) -> None:
         await r.aclose()
 
 
-@pytest.mark.requirement("CIMD security, SSRF: every resolved address must be public")
+@pytest.mark.requirement(req.CIMD_SSRF_PUBLIC_ADDRESSES)
 async def test_refuses_if_any_address_is_private() -> None:
     r = CimdResolver(CimdPolicy(), resolver=fake_dns({"evil.example": ["93.184.216.34", "10.0.0.5"]}))
     try:
@@ -360,7 +361,7 @@ def test_public_addresses_pass() -> None:
     assert address_problem(ipaddress.ip_address("127.0.0.1"), allow_loopback=True) is None
 
 
-@pytest.mark.requirement("CIMD security, SSRF: loopback refused outside testing mode")
+@pytest.mark.requirement(req.CIMD_SSRF_PUBLIC_ADDRESSES)
 @pytest.mark.parametrize("url", ["https://docs.test/c.json", "https://127.0.0.1/c.json", "https://[::1]/c"])
 async def test_loopback_refused_in_production_mode(url: str) -> None:
     r = CimdResolver(CimdPolicy(), resolver=fake_dns({"docs.test": ["127.0.0.1"]}))
@@ -393,7 +394,7 @@ async def test_follows_redirect_and_matches_original_url(docs: DocServer, resolv
     assert (await resolver.resolve(url))["client_id"] == url
 
 
-@pytest.mark.requirement("CIMD client metadata: client_id equals the requested URL, not the redirect target")
+@pytest.mark.requirement(req.CIMD_CLIENT_ID_EQUALS_URL)
 async def test_document_naming_the_redirect_target_is_refused(
     docs: DocServer, resolver: CimdResolver
 ) -> None:
@@ -402,7 +403,7 @@ async def test_document_naming_the_redirect_target_is_refused(
         await resolver.resolve(docs.url(f"/redirect/a?to={final}"))
 
 
-@pytest.mark.requirement("CIMD security, SSRF: each redirect hop is checked like the first request")
+@pytest.mark.requirement(req.CIMD_SSRF_REDIRECT_HOPS)
 @pytest.mark.parametrize(
     ("location", "message"),
     [
@@ -443,7 +444,7 @@ async def test_redirect_limit(docs: DocServer) -> None:
 # ---------------------------------------------------------------- body rules
 
 
-@pytest.mark.requirement("CIMD security, response size: bound the response size")
+@pytest.mark.requirement(req.CIMD_RESPONSE_SIZE)
 @pytest.mark.parametrize("query", ["", "?declared=1"])
 async def test_oversized_document_is_refused(docs: DocServer, query: str) -> None:
     r = CimdResolver(CimdPolicy(allow_loopback_http=True, max_bytes=65536))
@@ -489,7 +490,7 @@ async def test_bad_responses_are_refused(
 CID = "https://app.example.com/client.json"
 
 
-@pytest.mark.requirement("CIMD client metadata: no shared secret and no secret-based auth method")
+@pytest.mark.requirement(req.CIMD_NO_SHARED_SECRET)
 @pytest.mark.parametrize(
     "extra",
     [
@@ -513,7 +514,7 @@ def test_private_key_jwt_needs_keys() -> None:
     assert validate_metadata(doc, CID)["token_endpoint_auth_method"] == "private_key_jwt"
 
 
-@pytest.mark.requirement("CIMD client metadata: client_id equals the URL by simple string comparison")
+@pytest.mark.requirement(req.CIMD_CLIENT_ID_EQUALS_URL)
 @pytest.mark.parametrize("other", [CID + "/", "https://APP.example.com/client.json", None])
 def test_client_id_must_match_exactly(other: str | None) -> None:
     with pytest.raises(InvalidClientMetadata, match="does not equal"):
@@ -566,7 +567,7 @@ async def _counted(docs: DocServer, r: CimdResolver, url: str, path: str) -> int
     return docs.hits[path]
 
 
-@pytest.mark.requirement("CIMD metadata caching: cache per HTTP cache headers, within bounds")
+@pytest.mark.requirement(req.CIMD_CACHE_HEADERS)
 async def test_cache_honours_max_age_and_clamps(docs: DocServer) -> None:
     clock = Clock()
     r = CimdResolver(TEST_POLICY, clock=clock)

@@ -10,6 +10,7 @@ import pytest
 
 from authgate.errors import InvalidToken
 from authgate.oauth.access_tokens import check_times
+from support import requirements as req
 
 NOW = 1_800_000_000.0
 
@@ -18,7 +19,7 @@ def check(**claims: Any) -> int:
     return check_times(claims, now=NOW, leeway=30)
 
 
-@pytest.mark.requirement("RFC 7519 §4.1.5: the JWT MUST NOT be accepted before nbf, a NumericDate (any JSON number)")
+@pytest.mark.requirement(req.RFC7519_4_1_5_NBF)
 @pytest.mark.parametrize("nbf", [NOW + 3600.5, NOW + 31.0, int(NOW) + 3600])
 def test_an_nbf_in_the_future_is_refused_integer_or_not(nbf: float) -> None:
     with pytest.raises(InvalidToken, match="not valid yet"):
@@ -40,7 +41,7 @@ def test_out_of_range_dates_are_refused(claims: dict[str, Any]) -> None:
         check(**claims)
 
 
-@pytest.mark.requirement("RFC 7519 §2: a NumericDate is a JSON number; anything else is refused, not ignored")
+@pytest.mark.requirement(req.RFC7519_2_NUMERIC_DATE)
 @pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
 @pytest.mark.parametrize("value", ['"1800000000"', "true", "NaN", "Infinity", "null", "[1]"])
 def test_a_date_that_is_not_a_finite_number_is_refused(name: str, value: str) -> None:

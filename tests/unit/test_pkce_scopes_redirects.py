@@ -8,29 +8,30 @@ import pytest
 
 from authgate.errors import InvalidGrant, InvalidRedirectUri, InvalidRequest
 from authgate.oauth import pkce, redirect_uris, scopes
+from support import requirements as req
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 
 
-@pytest.mark.requirement("RFC 7636 Appendix B: S256 test vector")
+@pytest.mark.requirement(req.RFC7636_B_S256_VECTOR)
 def test_s256_matches_rfc_7636_vector() -> None:
     assert pkce.s256(VERIFIER) == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.1.1: code_challenge REQUIRED")
+@pytest.mark.requirement(req.OAUTH21_4_1_1_PKCE_REQUIRED)
 def test_missing_challenge_is_refused() -> None:
     with pytest.raises(InvalidRequest, match="code_challenge is required"):
         pkce.check_challenge(None, None)
 
 
-@pytest.mark.requirement("MCP authorization: clients MUST use S256; plain is refused")
+@pytest.mark.requirement(req.MCP_2025_11_25_AUTH_S256_ONLY)
 @pytest.mark.parametrize("method", [None, "plain", "s256"])
 def test_only_s256_is_accepted(method: str | None) -> None:
     with pytest.raises(InvalidRequest, match="S256"):
         pkce.check_challenge(pkce.s256(VERIFIER), method)
 
 
-@pytest.mark.requirement("RFC 7636 §4.6: verifier must match the challenge")
+@pytest.mark.requirement(req.RFC7636_4_6_VERIFIER_MATCHES)
 def test_wrong_verifier_is_invalid_grant() -> None:
     challenge = pkce.check_challenge(pkce.s256(VERIFIER), "S256")
     pkce.verify(VERIFIER, challenge)
@@ -55,7 +56,7 @@ def test_scope_parse_dedupes_and_keeps_order() -> None:
     assert scopes.parse(None) == ()
 
 
-@pytest.mark.requirement("RFC 8252 §7.3: loopback redirect URIs match on any port")
+@pytest.mark.requirement(req.RFC8252_7_3_LOOPBACK_ANY_PORT)
 def test_loopback_redirect_matches_any_port_but_same_host_and_path() -> None:
     registered = ["http://127.0.0.1:6276/oauth/callback"]
     assert redirect_uris.matches(registered, "http://127.0.0.1:51234/oauth/callback")
@@ -63,7 +64,7 @@ def test_loopback_redirect_matches_any_port_but_same_host_and_path() -> None:
     assert not redirect_uris.matches(registered, "http://127.0.0.1:6276/other")
 
 
-@pytest.mark.requirement("OAuth 2.1 §4.1.1: redirect URI compared by exact string")
+@pytest.mark.requirement(req.OAUTH21_4_1_1_REDIRECT_URI_EXACT)
 def test_non_loopback_redirect_requires_exact_match() -> None:
     registered = ["https://chatgpt.com/connector_platform_oauth_redirect"]
     assert redirect_uris.matches(registered, registered[0])
@@ -71,7 +72,7 @@ def test_non_loopback_redirect_requires_exact_match() -> None:
     assert not redirect_uris.matches(registered, "https://chatgpt.com:443/connector_platform_oauth_redirect")
 
 
-@pytest.mark.requirement("RFC 7591 §2 / OAuth 2.1 §2.3.1: HTTPS or loopback, no fragment")
+@pytest.mark.requirement(req.RFC7591_2_REDIRECT_URIS)
 @pytest.mark.parametrize("uri", ["http://evil.example/cb", "https://ok.example/cb#frag", "javascript:alert(1)",
                                  "/relative", "myapp:/cb"])
 def test_bad_redirect_uris_are_refused_at_registration(uri: str) -> None:
@@ -79,7 +80,7 @@ def test_bad_redirect_uris_are_refused_at_registration(uri: str) -> None:
         redirect_uris.validate_for_registration(uri)
 
 
-@pytest.mark.requirement("MCP 2026-07-28 / OIDC Registration: application_type respected")
+@pytest.mark.requirement(req.MCP_2026_07_28_APPLICATION_TYPE)
 def test_custom_schemes_are_for_native_apps_only() -> None:
     redirect_uris.validate_for_registration("cursor://anysphere.cursor-mcp/oauth/callback", "native")
     with pytest.raises(InvalidRedirectUri, match="native"):
@@ -92,7 +93,7 @@ def test_form_action_source_allows_the_redirect_target() -> None:
     assert redirect_uris.form_action_source("com.example.app:/cb") == "com.example.app:"
 
 
-@pytest.mark.requirement("RFC 9700 §4.1.3 / RFC 3986 §2: no userinfo, control characters or whitespace")
+@pytest.mark.requirement(req.RFC9700_4_1_3_REDIRECT_URI)
 @pytest.mark.parametrize("uri, says", [
     ("https://claude.ai@evil.example/cb", "user information"),
     ("https://:pw@evil.example/cb", "user information"),

@@ -7,11 +7,12 @@ import pytest
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth.opaque import digest
 from authgate.oauth.registration import machine_client, register
+from support import requirements as req
 
 CB = ["https://claude.ai/api/mcp/auth_callback"]
 
 
-@pytest.mark.requirement("RFC 7591 §3.2.1: client_secret_expires_at REQUIRED when a secret is issued")
+@pytest.mark.requirement(req.RFC7591_3_2_1_CLIENT_INFORMATION)
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 def test_confidential_client_gets_secret_and_expiry_and_only_a_hash_is_kept(method: str) -> None:
     client, body = register({"redirect_uris": CB, "token_endpoint_auth_method": method}, 1000.0)
@@ -26,7 +27,7 @@ def test_public_client_gets_no_secret() -> None:
     assert "client_secret" not in body and client.client_secret_hash is None
 
 
-@pytest.mark.requirement("RFC 7591 §2: default token_endpoint_auth_method is client_secret_basic")
+@pytest.mark.requirement(req.RFC7591_2_DEFAULT_AUTH_METHOD)
 def test_default_auth_method_is_basic() -> None:
     _, body = register({"redirect_uris": CB}, 1.0)
     assert body["token_endpoint_auth_method"] == "client_secret_basic"
@@ -76,7 +77,7 @@ def test_unknown_metadata_is_ignored_not_echoed() -> None:
     assert "x_custom" not in body and body["client_name"] == "Claude"
 
 
-@pytest.mark.requirement("MCP 2026-07-28 / OIDC Registration: application_type respected")
+@pytest.mark.requirement(req.MCP_2026_07_28_APPLICATION_TYPE)
 def test_application_type_is_respected_and_inferred_when_absent() -> None:
     uri = ["com.example.app:/oauth/callback"]
     _, body = register({"redirect_uris": uri, "token_endpoint_auth_method": "none"}, 1.0)

@@ -14,6 +14,7 @@ from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.sealing import SealError, derive_key, seal, unseal
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 ISS, AUD = "https://as.example", "https://as.example/mcp"
 
@@ -52,7 +53,7 @@ def segments(token: str) -> list[dict[str, object]]:
     return [json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4))) for p in token.split(".")[:2]]
 
 
-@pytest.mark.requirement("RFC 9068 §2: typ at+jwt and the required claims")
+@pytest.mark.requirement(req.RFC9068_2_SHAPE)
 async def test_access_token_has_rfc_9068_shape(keys: SigningKeys) -> None:
     header, claims = segments(issue(keys, 1000.0))
     assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
@@ -66,7 +67,8 @@ async def test_valid_token_verifies(keys: SigningKeys) -> None:
     assert (claims.subject, claims.client_id, claims.scopes, claims.grant_id) == ("u1", "c1", ("mcp",), "g1")
 
 
-@pytest.mark.requirement("RFC 8707 / RFC 9068 §4: aud must name this resource; iss must match")
+@pytest.mark.requirement(req.RFC9068_4_AUD)
+@pytest.mark.requirement(req.RFC9068_4_ISS)
 @pytest.mark.parametrize(("kw", "message"), [
     ({"resources": ("https://other.example/mcp",)}, "audience"),
     ({"issuer": "https://evil.example"}, "issuer"),
@@ -76,7 +78,7 @@ async def test_wrong_audience_or_issuer_is_refused(keys: SigningKeys, kw: dict[s
         await access_tokens.verify(issue(keys, 1000.0, **kw), keys, issuer=ISS, audience=AUD, now=1000.0)
 
 
-@pytest.mark.requirement("RFC 9068 §4: exp checked (with small leeway)")
+@pytest.mark.requirement(req.RFC9068_4_EXP)
 async def test_expiry_with_leeway(keys: SigningKeys) -> None:
     token = issue(keys, 1000.0)
     await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1900 + access_tokens.LEEWAY)
@@ -84,7 +86,8 @@ async def test_expiry_with_leeway(keys: SigningKeys) -> None:
         await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1901 + access_tokens.LEEWAY)
 
 
-@pytest.mark.requirement("RFC 8725 §3.1: the algorithm is pinned; typ must be at+jwt (an ID token is refused)")
+@pytest.mark.requirement(req.RFC8725_3_1_ALGORITHM_PINNED)
+@pytest.mark.requirement(req.RFC9068_2_1_TYP_AT_JWT)
 async def test_algorithm_and_type_confusion_is_refused(keys: SigningKeys) -> None:
     token = issue(keys, 1000.0)
     head, body, sig = token.split(".")

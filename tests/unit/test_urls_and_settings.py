@@ -9,6 +9,7 @@ import pytest
 from authgate.config.settings import load_settings
 from authgate.config.urls import PublicUrls, canonicalize_public_url
 from authgate.errors import ConfigError
+from support import requirements as req
 
 
 @pytest.mark.parametrize(("raw", "canonical"), [
@@ -22,7 +23,7 @@ def test_public_url_is_canonicalized_once(raw: str, canonical: str) -> None:
     assert canonicalize_public_url(raw) == canonical
 
 
-@pytest.mark.requirement("OAuth 2.1 §1.5: HTTPS required except on loopback")
+@pytest.mark.requirement(req.OAUTH21_1_5_TLS)
 @pytest.mark.parametrize("raw", ["http://mcp.example.com", "http://10.0.0.1:8000"])
 def test_plain_http_is_refused_off_loopback(raw: str) -> None:
     with pytest.raises(ValueError, match="HTTPS is required"):
@@ -35,7 +36,7 @@ def test_public_url_rejects_query_fragment_scheme_and_credentials(raw: str) -> N
         canonicalize_public_url(raw)
 
 
-@pytest.mark.requirement("RFC 8414 §3.1 and RFC 9728 §3.1: well-known URI by path insertion")
+@pytest.mark.requirement(req.RFC8414_3_1_PATH_INSERTION)
 def test_well_known_urls_use_path_insertion() -> None:
     urls = PublicUrls("https://h.example/tenant")
     assert urls.as_metadata_url == "https://h.example/.well-known/oauth-authorization-server/tenant"
