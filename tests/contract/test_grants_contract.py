@@ -6,9 +6,9 @@ import asyncio
 import dataclasses
 
 import pytest
+from support import requirements as req
 
 from authgate.store.sql import SqlStore
-from support import requirements as req
 
 from .conftest import NOW, Build
 

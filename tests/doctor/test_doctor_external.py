@@ -49,6 +49,7 @@ from idp_peers import (
     keycloak_like,
     require_oidc_provider,
 )
+from support import requirements as req
 
 from authgate.config.settings import load_settings
 from authgate.doctor import login
@@ -58,7 +59,6 @@ from authgate.doctor.profiles import PROFILES
 from authgate.doctor.runner import run_doctor
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
-from support import requirements as req
 
 SHAPES: dict[str, tuple[Callable[[int, str], ProviderShape], str]] = {
     "auth0-like": (auth0_like, "auth0"),

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import requirements as req
 
 from authgate.gateway.stdio_bridge import StdioBridge
-from support import requirements as req
 
 from .conftest import DEMO, Asgi, identity, open_session, rpc
 

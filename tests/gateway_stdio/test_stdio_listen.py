@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from support import requirements as req
 
 from authgate.gateway import stdio_subscriptions
 from authgate.gateway.stdio_bridge import StdioBridge
-from support import requirements as req
 
 from .conftest import WATCH, Asgi, Reply, identity, modern
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from idp_peers import OidcProvider, free_port, keycloak_like
+from support import requirements as req
 
 from authgate.errors import InvalidToken, TemporarilyUnavailable
 from authgate.idp.jwks import JwksCache
-from support import requirements as req
 
 
 class FakeClock:

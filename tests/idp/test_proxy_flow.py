@@ -33,10 +33,10 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata, OAuthToken
 from mcp_types import TextContent
 from proxy_harness import SECRET_KEY, ProxyBrowser, proxy_gate
+from support import requirements as req
 from test_external_sdk_flow import MemoryTokenStorage
 
 from authgate.oauth.sealing import derive_key, unseal
-from support import requirements as req
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0

@@ -18,13 +18,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from support import requirements as req
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.opaque import digest, new_secret
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
-from support import requirements as req
 
 # list_knowledge_bases needs kb.admin; every other tool the default scope (mcp)
 POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]}),

@@ -20,11 +20,11 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from headless import HeadlessUserAgent, authorize
+from support import requirements as req
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.store.sql import SqlStore
-from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback"
 

@@ -16,8 +16,8 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 from policy_servers import Protected, seed_app, seed_config, serve_protected
-from test_sdk_client import MODES
 from support import requirements as req
+from test_sdk_client import MODES
 
 READ = "search.read memory.read"
 

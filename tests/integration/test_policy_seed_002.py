@@ -21,8 +21,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import TextContent
 from policy_servers import Protected, seed_app, seed_config, serve_protected
-from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
 from support import requirements as req
+from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
 
 FLOW_TIMEOUT = 90.0
 

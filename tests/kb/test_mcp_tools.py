@@ -19,10 +19,10 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 from starlette.applications import Starlette
+from support import requirements as req
 
 from authgate.kb.server import build_app
 from authgate.kb.store import KnowledgeStore
-from support import requirements as req
 
 CALL_TIMEOUT = 60.0
 KB_TOOLS = {"list_knowledge_bases", "list_data_sources", "query_knowledge_base"}

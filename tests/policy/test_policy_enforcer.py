@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes import McpApp, MemoryAuditStore, Verifier
+from support import requirements as req
 
 from authgate.audit.log import AuditLog
 from authgate.config.settings import load_settings
@@ -20,7 +21,6 @@ from authgate.guard.middleware import BearerGuard
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
 from authgate.policy.model import Policy
-from support import requirements as req
 
 PRM = "http://testserver/.well-known/oauth-protected-resource/mcp"
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
+from support import requirements as req
 
 from authgate.errors import InvalidToken
 from authgate.oauth.access_tokens import check_times
-from support import requirements as req
 
 NOW = 1_800_000_000.0
 

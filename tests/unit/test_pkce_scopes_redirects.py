@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
+from support import requirements as req
 
 from authgate.errors import InvalidGrant, InvalidRedirectUri, InvalidRequest
 from authgate.oauth import pkce, redirect_uris, scopes
-from support import requirements as req
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 

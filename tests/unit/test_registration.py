@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from support import requirements as req
 
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth.opaque import digest
 from authgate.oauth.registration import machine_client, register
-from support import requirements as req
 
 CB = ["https://claude.ai/api/mcp/auth_callback"]
 

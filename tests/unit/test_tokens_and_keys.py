@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from support import requirements as req
 
 from authgate.errors import ConfigError, InvalidToken
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.sealing import SealError, derive_key, seal, unseal
 from authgate.store.sql import SqlStore
-from support import requirements as req
 
 ISS, AUD = "https://as.example", "https://as.example/mcp"
 

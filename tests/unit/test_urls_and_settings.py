@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import requirements as req
 
 from authgate.config.settings import load_settings
 from authgate.config.urls import PublicUrls, canonicalize_public_url
 from authgate.errors import ConfigError
-from support import requirements as req
 
 
 @pytest.mark.parametrize(("raw", "canonical"), [
