@@ -90,6 +90,8 @@ RFC6749_4_1_2_1_INVALID_SCOPE = Requirement(
     "RFC 6749", "§4.1.2.1", "invalid_scope, with state and iss, to the verified redirect URI")
 RFC6749_4_1_2_1_NO_REDIRECT_UNVERIFIED = Requirement(
     "RFC 6749", "§4.1.2.1", "never redirect to an unverified redirect URI")
+RFC6749_4_1_2_1_ERROR_STATE = Requirement(
+    "RFC 6749", "§4.1.2.1", "an error redirect carries the request's state, and none when it sent none")
 RFC6749_5_2_JSON_ERRORS = Requirement(
     "RFC 6749", "§5.2", "token and revocation errors are JSON (and RFC 7009 §2.2.1)")
 RFC6749_5_2_INVALID_GRANT = Requirement(

@@ -27,7 +27,12 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from authgate.errors import FetchError, InvalidClientMetadata, InvalidRedirectUri, Unreachable
+from authgate.errors import (
+    FetchError,
+    InvalidClientMetadata,
+    InvalidRedirectUri,
+    Unreachable,
+)
 from authgate.httpx_errors import translated
 from authgate.oauth.redirect_uris import validate_for_registration
 
