@@ -34,7 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from authgate.config.settings import Settings
 from authgate.gateway.body import ClientGone, read_body
-from authgate.gateway.errors import GatewayError, MethodNotAllowed, ParseError, send_error
+from authgate.gateway.errors import GatewayError, MethodNotAllowed, ParseError, error_object, send_error
 from authgate.gateway.stdio_child import StdioChild
 from authgate.gateway.stdio_http import accepts, header, send_json, send_status
 from authgate.gateway.stdio_legacy import LegacyHandler
@@ -166,8 +166,7 @@ class StdioBridge:
         identity = scope.get(SCOPE_KEY)
         if not self.started or not isinstance(identity, Identity):
             reason = "the stdio bridge is not started" if not self.started else "no authenticated caller"
-            await send_json(send, 503 if not self.started else 401,
-                            {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": reason}})
+            await send_json(send, 503 if not self.started else 401, error_object(-32603, reason))
             return
         owner = Owner(identity.subject, identity.client_id)
         version = header(scope, "mcp-protocol-version")
