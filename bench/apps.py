@@ -35,8 +35,10 @@ def mcp_app():  # type: ignore[no-untyped-def]
         return text
 
     return server.streamable_http_app(
-        stateless_http=True, json_response=True,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
 
 def main() -> None:
@@ -49,8 +51,14 @@ def main() -> None:
 
         PolicyLayer.wrap = lambda self, inner: inner  # type: ignore[method-assign]
     if kind in ("authgate", "guard"):
-        app = authgate.protect(app, public_url=f"http://127.0.0.1:{port}", port=port, data_dir=data_dir,
-                               log_level="warning", gc_tuning=tuned)
+        app = authgate.protect(
+            app,
+            public_url=f"http://127.0.0.1:{port}",
+            port=port,
+            data_dir=data_dir,
+            log_level="warning",
+            gc_tuning=tuned,
+        )
     elif tuned:
         from authgate.server.heap import settle_after_startup
 

@@ -15,8 +15,8 @@ import argparse
 import os
 import re
 import shutil
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,8 +52,11 @@ def start(kind: str, port: int, data_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def wrk(base: str, token: str | None, seconds: int, connections: int, workdir: Path) -> float:
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-               "MCP-Protocol-Version": "2025-06-18"}
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2025-06-18",
+    }
     if token:
         headers["Authorization"] = f"Bearer {token}"
     check = httpx.post(f"{base}/mcp", content=BODY, headers=headers)
@@ -63,8 +66,12 @@ def wrk(base: str, token: str | None, seconds: int, connections: int, workdir: P
     lines = ['wrk.method = "POST"', f"wrk.body = '{BODY}'"]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
-                          "-s", str(script), f"{base}/mcp"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), f"{base}/mcp"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     if "Non-2xx" in out:
         raise SystemExit("wrk saw non-2xx responses:\n" + out)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -103,11 +110,15 @@ def main() -> None:
     bare, guarded = statistics.median(runs["bare"]), statistics.median(runs["authgate"])
     guard_only = statistics.median(runs["guard"])
     cost = 100 * (1 - guarded / bare)
-    row = (f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | {args.connections} | {bare:.0f} | "
-           f"{guarded:.0f} | {guarded / bare:.3f} | {cost:.1f} % | {guard_only:.0f} | "
-           f"{100 * (1 - guard_only / bare):.1f} % |")
-    print("| date | machine | connections | bare req/s | authgate req/s | ratio | cost, all layers "
-          "| guard alone req/s | cost, guard alone |")
+    row = (
+        f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | {args.connections} | {bare:.0f} | "
+        f"{guarded:.0f} | {guarded / bare:.3f} | {cost:.1f} % | {guard_only:.0f} | "
+        f"{100 * (1 - guard_only / bare):.1f} % |"
+    )
+    print(
+        "| date | machine | connections | bare req/s | authgate req/s | ratio | cost, all layers "
+        "| guard alone req/s | cost, guard alone |"
+    )
     print(row)
     if args.write:
         doc = ROOT / "docs" / "benchmarks.md"

@@ -40,8 +40,11 @@ from bench.tokens import machine_token
 
 ROOT = Path(__file__).resolve().parents[1]
 BODY = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
-HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
-           "MCP-Protocol-Version": "2025-06-18"}
+HEADERS = {
+    "Content-Type": "application/json",
+    "Accept": "application/json, text/event-stream",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -79,8 +82,12 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str) -> None:
 
 
 def start_upstream(port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "bench.gateway", "upstream", str(port)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "bench.gateway", "upstream", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, proc, "upstream")
     return proc
 
@@ -88,13 +95,25 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 def start_front(kind: str, port: int, upstream_port: int, data_dir: Path) -> subprocess.Popen[bytes]:
     """authgate --upstream (kind "gateway") or the bare proxy (kind "proxy"), on CPU 1."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env.update(AUTHGATE_PORT=str(port), AUTHGATE_DATA_DIR=str(data_dir), AUTHGATE_LOG_LEVEL="warning",
-               AUTHGATE_GC_TUNING="false" if os.environ.get("BENCH_GC") == "default" else "true",
-               AUTHGATE_UPSTREAM=f"http://127.0.0.1:{upstream_port}/mcp")
-    command = ["-m", "authgate", "serve"] if kind == "gateway" else \
-        ["-m", "bench.gateway", "proxy", str(port), str(upstream_port)]
-    proc = subprocess.Popen(["taskset", "-c", "1", sys.executable, *command], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        AUTHGATE_PORT=str(port),
+        AUTHGATE_DATA_DIR=str(data_dir),
+        AUTHGATE_LOG_LEVEL="warning",
+        AUTHGATE_GC_TUNING="false" if os.environ.get("BENCH_GC") == "default" else "true",
+        AUTHGATE_UPSTREAM=f"http://127.0.0.1:{upstream_port}/mcp",
+    )
+    command = (
+        ["-m", "authgate", "serve"]
+        if kind == "gateway"
+        else ["-m", "bench.gateway", "proxy", str(port), str(upstream_port)]
+    )
+    proc = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, *command],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_for_port(port, proc, kind)
     return proc
 
@@ -107,8 +126,12 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int, workd
     lines = ['wrk.method = "POST"', f"wrk.body = '{BODY}'"]
     lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["taskset", "-c", "1", "wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise SystemExit("wrk saw errors:\n" + out)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
@@ -134,7 +157,7 @@ def measure(kind: str, seconds: int, connections: int) -> Run:
             cpu0 = (cpu_seconds(front.pid) if front else 0.0, cpu_seconds(upstream.pid))
             rps, requests = wrk(url, headers, seconds, connections, Path(tmp))
             cpu1 = (cpu_seconds(front.pid) if front else 0.0, cpu_seconds(upstream.pid))
-            per = [(b - a) / requests * 1e6 for a, b in zip(cpu0, cpu1)]
+            per = [(b - a) / requests * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
             return Run(rps, requests, per[0] if front else None, per[1])
         finally:
             for proc in (front, upstream):
@@ -149,8 +172,13 @@ def serve_upstream(port: int) -> None:
     from bench.apps import mcp_app
 
     logging.basicConfig(level=logging.WARNING)  # the SDK's INFO logging halves throughput
-    uvicorn.run(mcp_app(), host="127.0.0.1", port=port, log_level="warning",  # type: ignore[no-untyped-call]
-                access_log=False)
+    uvicorn.run(
+        mcp_app(),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",  # type: ignore[no-untyped-call]
+        access_log=False,
+    )
 
 
 def serve_proxy(port: int, upstream_port: int) -> None:
@@ -190,12 +218,16 @@ def main() -> None:
     rps = {kind: statistics.median(r.rps for r in results) for kind, results in runs.items()}
     cpu = {kind: statistics.median(r.front_us or 0.0 for r in results) for kind, results in runs.items()}
     upstream_cpu = statistics.median(r.upstream_us for r in runs["direct"])
-    row = (f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | -t2 -c{args.connections} "
-           f"| {rps['direct']:.0f} | {rps['gateway']:.0f} | {rps['gateway'] / rps['direct']:.2f} "
-           f"| {cpu['gateway']:.0f} µs | {rps['proxy'] / rps['direct']:.2f} | {cpu['proxy']:.0f} µs "
-           f"| {upstream_cpu:.0f} µs |")
-    print("| date | machine | wrk | direct req/s | gateway req/s | gateway/direct | gateway CPU / req "
-          "| proxy alone/direct | proxy alone CPU / req | upstream CPU / req |")
+    row = (
+        f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | -t2 -c{args.connections} "
+        f"| {rps['direct']:.0f} | {rps['gateway']:.0f} | {rps['gateway'] / rps['direct']:.2f} "
+        f"| {cpu['gateway']:.0f} µs | {rps['proxy'] / rps['direct']:.2f} | {cpu['proxy']:.0f} µs "
+        f"| {upstream_cpu:.0f} µs |"
+    )
+    print(
+        "| date | machine | wrk | direct req/s | gateway req/s | gateway/direct | gateway CPU / req "
+        "| proxy alone/direct | proxy alone CPU / req | upstream CPU / req |"
+    )
     print(row)
     if args.write:
         doc = ROOT / "docs" / "benchmarks.md"

@@ -46,12 +46,23 @@ def free_port() -> int:
 def start(port: int, data_dir: Path, src: Path | None, settings: list[str]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
     env.update({f"AUTHGATE_{name.upper()}": value for name, _, value in (s.partition("=") for s in settings)})
-    env.update({"AUTHGATE_DATA_DIR": str(data_dir), "AUTHGATE_PORT": str(port), "AUTHGATE_LOG_LEVEL": "warning",
-                "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{port}"})
+    env.update(
+        {
+            "AUTHGATE_DATA_DIR": str(data_dir),
+            "AUTHGATE_PORT": str(port),
+            "AUTHGATE_LOG_LEVEL": "warning",
+            "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        }
+    )
     if src is not None:
         env["PYTHONPATH"] = str(src)
-    proc = subprocess.Popen([sys.executable, "-m", "authgate", "serve"], cwd=data_dir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authgate", "serve"],
+        cwd=data_dir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -66,9 +77,16 @@ def start(port: int, data_dir: Path, src: Path | None, settings: list[str]) -> s
 def authorization_url(base: str) -> str:
     r = httpx.post(f"{base}/register", json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"})
     r.raise_for_status()
-    query = httpx.QueryParams({"response_type": "code", "client_id": r.json()["client_id"], "redirect_uri": CALLBACK,
-                               "state": "s", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-                               "code_challenge_method": "S256"})
+    query = httpx.QueryParams(
+        {
+            "response_type": "code",
+            "client_id": r.json()["client_id"],
+            "redirect_uri": CALLBACK,
+            "state": "s",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+    )
     return f"{base}/authorize?{query}"
 
 
@@ -117,8 +135,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--attackers", type=int, default=12)
     parser.add_argument("--src", type=Path, help="run the authgate of this source tree (its src/ dir)")
-    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
-                        help="an authgate setting, e.g. max_concurrent_password_checks=2")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an authgate setting, e.g. max_concurrent_password_checks=2",
+    )
     parser.add_argument("--label", default="", help="what is measured, for the row (e.g. a commit)")
     parser.add_argument("--write", action="store_true", help="record the result in docs/benchmarks.md")
     args = parser.parse_args()
@@ -142,13 +165,17 @@ def main() -> None:
     busy.sort()
     p95 = busy[int(0.95 * (len(busy) - 1))]
     attempts = sum(counts.values()) / (args.seconds + 1)
-    print(f"/health idle: median {statistics.median(idle):.1f} ms; under attack: {len(busy)} probes, "
-          f"median {statistics.median(busy):.1f} ms, p95 {p95:.1f} ms, max {busy[-1]:.1f} ms; "
-          f"sign-in answers {counts} ({attempts:.1f}/s)")
+    print(
+        f"/health idle: median {statistics.median(idle):.1f} ms; under attack: {len(busy)} probes, "
+        f"median {statistics.median(busy):.1f} ms, p95 {p95:.1f} ms, max {busy[-1]:.1f} ms; "
+        f"sign-in answers {counts} ({attempts:.1f}/s)"
+    )
     label = " ".join([args.label or "this tree", *args.setting])
-    row = (f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | {label} | "
-           f"{args.attackers} | {statistics.median(idle):.1f} | {statistics.median(busy):.1f} | {p95:.1f} | "
-           f"{busy[-1]:.0f} | {attempts:.1f} |")
+    row = (
+        f"| {time.strftime('%Y-%m-%d')} | {os.cpu_count()} cores | {label} | "
+        f"{args.attackers} | {statistics.median(idle):.1f} | {statistics.median(busy):.1f} | {p95:.1f} | "
+        f"{busy[-1]:.0f} | {attempts:.1f} |"
+    )
     print(row)
     if args.write:
         doc = ROOT / "docs" / "benchmarks.md"

@@ -64,22 +64,57 @@ def run(output: Path) -> int:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-            env.update(AUTHGATE_DATA_DIR=str(work / "data"), AUTHGATE_PORT=str(port), AUTHGATE_PUBLIC_URL=base,
-                       AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP="true", AUTHGATE_CIMD_CA_FILE=str(ca.ca_file),
-                       AUTHGATE_LOG_LEVEL="warning", PYTHONUNBUFFERED="1")
+            env.update(
+                AUTHGATE_DATA_DIR=str(work / "data"),
+                AUTHGATE_PORT=str(port),
+                AUTHGATE_PUBLIC_URL=base,
+                AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP="true",
+                AUTHGATE_CIMD_CA_FILE=str(ca.ca_file),
+                AUTHGATE_LOG_LEVEL="warning",
+                PYTHONUNBUFFERED="1",
+            )
             password = secrets.token_urlsafe(16)
             authgate = [sys.executable, "-m", "authgate"]
-            subprocess.run([*authgate, "users", "add", "alice", "--password-stdin"], input=password + "\n",
-                           env=env, check=True, capture_output=True, text=True, timeout=60)
+            subprocess.run(
+                [*authgate, "users", "add", "alice", "--password-stdin"],
+                input=password + "\n",
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
             with (work / "serve.log").open("wb") as log:
-                server = subprocess.Popen([*authgate, "serve"], env=env, stdout=log, stderr=log,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+                server = subprocess.Popen(
+                    [*authgate, "serve"],
+                    env=env,
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             try:
                 wait_healthy(base, server)
-                shown = ["authgate", "doctor", f"{base}/mcp", "--user", "alice", "--password-stdin",
-                         "--cimd-host-map", f"chatgpt.com={standin}", "--cimd-host-map", f"claude.ai={standin}"]
-                doctor = subprocess.run([*authgate, *shown[1:]], input=password + "\n", env=env,
-                                        capture_output=True, text=True, timeout=DOCTOR_TIMEOUT)
+                shown = [
+                    "authgate",
+                    "doctor",
+                    f"{base}/mcp",
+                    "--user",
+                    "alice",
+                    "--password-stdin",
+                    "--cimd-host-map",
+                    f"chatgpt.com={standin}",
+                    "--cimd-host-map",
+                    f"claude.ai={standin}",
+                ]
+                doctor = subprocess.run(
+                    [*authgate, *shown[1:]],
+                    input=password + "\n",
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=DOCTOR_TIMEOUT,
+                )
             finally:
                 server.terminate()
                 try:

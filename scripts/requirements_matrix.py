@@ -48,9 +48,13 @@ def tagged_tests(tests: Path = TESTS) -> dict[str, list[str]]:
 
 
 def _is_tag(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "requirement" and isinstance(node.func.value, ast.Attribute)
-            and node.func.value.attr == "mark")
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "requirement"
+        and isinstance(node.func.value, ast.Attribute)
+        and node.func.value.attr == "mark"
+    )
 
 
 def _file_tags(tree: ast.Module, rel: str) -> Iterator[tuple[str, str]]:
@@ -66,8 +70,10 @@ def _constant(call: ast.Call, where: str) -> str:
     arg = call.args[0] if len(call.args) == 1 and not call.keywords else None
     name = arg.attr if isinstance(arg, ast.Attribute) else arg.id if isinstance(arg, ast.Name) else None
     if name not in requirements.REGISTRY:
-        raise TagError(f"{where}: a requirement tag names one constant of tests/support/requirements.py "
-                       "(`@pytest.mark.requirement(req.NAME)`)")
+        raise TagError(
+            f"{where}: a requirement tag names one constant of tests/support/requirements.py "
+            "(`@pytest.mark.requirement(req.NAME)`)"
+        )
     return name
 
 
@@ -113,9 +119,12 @@ def _module_level(statement: ast.AST, case: str, tree: ast.Module, rel: str) -> 
     if targets == ["pytestmark"]:
         return everything
     if case and targets:
-        users = [top for top in tree.body if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef))
-                 and any(isinstance(n, ast.Name) and n.id == targets[0]
-                         for d in top.decorator_list for n in ast.walk(d))]
+        users = [
+            top
+            for top in tree.body
+            if isinstance(top, (ast.FunctionDef, ast.AsyncFunctionDef))
+            and any(isinstance(n, ast.Name) and n.id == targets[0] for d in top.decorator_list for n in ast.walk(d))
+        ]
         if users:
             return [f"{test}{case}" for top in users for test in _tests_in(top, f"{rel}::", {})]
     raise TagError(f"{rel}:{getattr(statement, 'lineno', 0)}: cannot tell which tests this requirement tag is for")

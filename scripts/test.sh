@@ -8,7 +8,7 @@
 # pinned Node.js peers in tests/node (`npm ci`); PostgreSQL: Debian's server (installed only
 # when missing) running a throw-away instance of the suite's own in .pg/ on a free loopback
 # port, stopped when the script exits (unless AUTHGATE_TEST_POSTGRES_URL names a server to
-# use instead); mypy --strict; then pytest over tests/.
+# use instead); ruff (lint, format check); mypy --strict; then pytest over tests/.
 # Under CI=true a step that cannot be done stops the run with one line naming it and the fix.
 # Exits with pytest's exit code; "no tests collected" (5) counts as a failure.
 set -euo pipefail
@@ -268,6 +268,11 @@ else
     echo "PostgreSQL $(pg_as_owner "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d test -tAq -c 'SHOW server_version') listening on 127.0.0.1:$PG_PORT"
 fi
 echo "AUTHGATE_TEST_POSTGRES_URL=$AUTHGATE_TEST_POSTGRES_URL"
+
+# ---------------------------------------------------------------------------
+section "ruff (lint and format check)"
+"$PYBIN" -m ruff check . || die "ruff found problems: fix them, or run '.venv/bin/ruff check --fix .'"
+"$PYBIN" -m ruff format --check . || die "files are not formatted: run '.venv/bin/ruff format .'"
 
 # ---------------------------------------------------------------------------
 section "mypy --strict (src/authgate)"

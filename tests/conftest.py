@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+
 from support.requirements import tag_problems
 
 _postgres_outcomes: Counter[str] = Counter()

@@ -41,8 +41,12 @@ def _deeper_than(value: Any, limit: int) -> bool:
     """Level by level, without recursion; only containers are visited."""
     level = [value] if isinstance(value, dict | list) else []
     for _ in range(limit):
-        level = [child for node in level for child in (node.values() if isinstance(node, dict) else node)
-                 if isinstance(child, dict | list)]
+        level = [
+            child
+            for node in level
+            for child in (node.values() if isinstance(node, dict) else node)
+            if isinstance(child, dict | list)
+        ]
         if not level:
             return False
     return True

@@ -24,8 +24,9 @@ from authgate.config.settings import Settings, load_settings
 from authgate.server.app import AuthgateApp, build_app
 
 
-def protect(app: ASGIApp, settings: Settings | None = None, *, config_file: Path | None = None,
-            **overrides: Any) -> AuthgateApp:
+def protect(
+    app: ASGIApp, settings: Settings | None = None, *, config_file: Path | None = None, **overrides: Any
+) -> AuthgateApp:
     """Wrap `app` (an ASGI MCP app serving `/mcp`) with authgate. Settings come from
     `settings`, or from `config_file`, AUTHGATE_* env vars and keyword overrides."""
     if settings is None:

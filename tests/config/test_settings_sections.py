@@ -34,8 +34,13 @@ def test_three_independent_mistakes_are_reported_together_each_with_its_fix(tmp_
 
 
 def test_three_cross_field_mistakes_are_reported_together(tmp_path: Path) -> None:
-    problems = _problems(tmp_path, port=8123, upstream="http://127.0.0.1:8123/mcp", mirror_as_metadata=True,
-                         role_scopes={"editors": ["mcp"]})
+    problems = _problems(
+        tmp_path,
+        port=8123,
+        upstream="http://127.0.0.1:8123/mcp",
+        mirror_as_metadata=True,
+        role_scopes={"editors": ["mcp"]},
+    )
     assert set(problems) == {"upstream", "mirror_as_metadata", "role_scopes"}
     assert "own MCP endpoint" in problems["upstream"][0] and "9000" in problems["upstream"][1]
     assert "external only" in problems["mirror_as_metadata"][0] and "auth_mode" in problems["mirror_as_metadata"][1]
@@ -50,8 +55,15 @@ def test_field_and_cross_field_mistakes_are_reported_together(tmp_path: Path) ->
 
 def test_a_rule_that_read_a_wrong_setting_is_not_reported(tmp_path: Path) -> None:
     # auth_mode is wrong: whether the mirror or idp_preset fit it cannot be judged
-    problems = _problems(tmp_path, auth_mode="bogus", mirror_as_metadata=True, idp_preset="github",
-                         role_claim="a..b", role_scopes={"x": ["mcp"]}, code_ttl=1)
+    problems = _problems(
+        tmp_path,
+        auth_mode="bogus",
+        mirror_as_metadata=True,
+        idp_preset="github",
+        role_claim="a..b",
+        role_scopes={"x": ["mcp"]},
+        code_ttl=1,
+    )
     assert list(problems) == ["code_ttl", "role_claim", "auth_mode"]
     assert problems["auth_mode"][1] == "use embedded, external or proxy"
 
@@ -73,7 +85,7 @@ def test_every_setting_has_a_fix_of_its_own() -> None:
     assert bounded["access_token_ttl"] == "use a whole number between 30 and 86400"
     assert fixes["cimd_timeout"] == "use a number greater than 0 and at most 30"
     assert fixes["list_mode"] == "use one of: filter, mark"
-    assert fixes["idp_preset"].startswith("set auth_mode = \"proxy\"")
+    assert fixes["idp_preset"].startswith('set auth_mode = "proxy"')
 
 
 def test_a_port_that_is_not_a_number_is_a_port_problem(tmp_path: Path) -> None:
@@ -81,27 +93,39 @@ def test_a_port_that_is_not_a_number_is_a_port_problem(tmp_path: Path) -> None:
     assert list(problems) == ["port"]
 
 
-def test_a_list_in_the_environment_that_is_not_json_names_its_setting(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_list_in_the_environment_that_is_not_json_names_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AUTHGATE_SCOPES", "notes.read notes.write")
     problems = _problems(tmp_path)
     assert list(problems) == ["scopes"] and "AUTHGATE_SCOPES is not valid JSON" in problems["scopes"][0]
 
 
-@pytest.mark.parametrize(("env", "args", "problem"), [
-    ({"AUTHGATE_PORT": "abc"}, [], "Input should be a valid integer, unable to parse string as an integer"),
-    ({}, ["--port", "99999"], "Input should be less than or equal to 65535"),
-])
-def test_serve_with_a_wrong_port_names_port_on_one_line_and_exits_2(tmp_path: Path, env: dict[str, str],
-                                                                     args: list[str], problem: str) -> None:
+@pytest.mark.parametrize(
+    ("env", "args", "problem"),
+    [
+        ({"AUTHGATE_PORT": "abc"}, [], "Input should be a valid integer, unable to parse string as an integer"),
+        ({}, ["--port", "99999"], "Input should be less than or equal to 65535"),
+    ],
+)
+def test_serve_with_a_wrong_port_names_port_on_one_line_and_exits_2(
+    tmp_path: Path, env: dict[str, str], args: list[str], problem: str
+) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
     clean.update(env, AUTHGATE_DATA_DIR=str(tmp_path / "data"))
-    done = subprocess.run([sys.executable, "-m", "authgate", "serve", *args], env=clean, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "serve", *args],
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert done.stderr.splitlines() == [
-        f"authgate: configuration error: setting 'port': {problem}. Fix: use a TCP port between 1 and 65535"]
+        f"authgate: configuration error: setting 'port': {problem}. Fix: use a TCP port between 1 and 65535"
+    ]
     assert not (tmp_path / "data").exists()  # refused before anything was created
 
 
@@ -109,8 +133,14 @@ def test_config_imports_nothing_above_it() -> None:
     upward = []
     for module in sorted(CONFIG_DIR.glob("*.py")):
         for node in ast.walk(ast.parse(module.read_text())):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            upward += [f"{module.name}: {n}" for n in names
-                       if n.startswith("authgate") and not n.startswith(("authgate.config", "authgate.errors"))]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
+            upward += [
+                f"{module.name}: {n}"
+                for n in names
+                if n.startswith("authgate") and not n.startswith(("authgate.config", "authgate.errors"))
+            ]
     assert not upward

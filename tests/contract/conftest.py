@@ -15,6 +15,7 @@ from typing import Any, cast
 import pytest
 from pg import fresh_database
 
+from authgate.store.bundle import Stores
 from authgate.store.models import (
     AuthorizationCode,
     Client,
@@ -24,7 +25,6 @@ from authgate.store.models import (
     SigningKey,
     User,
 )
-from authgate.store.bundle import Stores
 from authgate.store.sql import SqlStore, sql_stores
 
 NOW = 1_700_000_000.0
@@ -92,47 +92,69 @@ class Build:
     """Model values with sensible defaults; override only what a test is about."""
 
     @staticmethod
-    def client(client_id: str = "client-1", *, source: ClientSource = "dcr",
-               last_used_at: float = NOW, **kw: Any) -> Client:
+    def client(
+        client_id: str = "client-1", *, source: ClientSource = "dcr", last_used_at: float = NOW, **kw: Any
+    ) -> Client:
         metadata = {"redirect_uris": ["https://app.example/cb"], "client_name": client_id}
-        return Client(client_id=client_id, metadata=metadata, created_at=NOW - 10,
-                      last_used_at=last_used_at, source=source, **kw)
+        return Client(
+            client_id=client_id, metadata=metadata, created_at=NOW - 10, last_used_at=last_used_at, source=source, **kw
+        )
 
     @staticmethod
     def user(username: str = "alice", *, user_id: str | None = None) -> User:
-        return User(user_id=user_id or f"uid-{username}", username=username,
-                    password_hash=f"$argon2id$fake${username}", created_at=NOW)
+        return User(
+            user_id=user_id or f"uid-{username}",
+            username=username,
+            password_hash=f"$argon2id$fake${username}",
+            created_at=NOW,
+        )
 
     @staticmethod
     def code(code_hash: str = "code-hash-1", **kw: Any) -> AuthorizationCode:
         values: dict[str, Any] = dict(
-            client_id="client-1", user_id="uid-alice", redirect_uri="https://app.example/cb",
-            scopes=("mcp:read", "mcp:write"), resources=("https://mcp.example/mcp",),
+            client_id="client-1",
+            user_id="uid-alice",
+            redirect_uri="https://app.example/cb",
+            scopes=("mcp:read", "mcp:write"),
+            resources=("https://mcp.example/mcp",),
             code_challenge="E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-            family_id="family-1", created_at=NOW, expires_at=NOW + 60, auth_time=NOW - 5,
+            family_id="family-1",
+            created_at=NOW,
+            expires_at=NOW + 60,
+            auth_time=NOW - 5,
         )
         values.update(kw)
         return AuthorizationCode(code_hash=code_hash, **values)
 
     @staticmethod
-    def family(family_id: str = "family-1", *, client_id: str = "client-1",
-               user_id: str = "uid-alice") -> RefreshFamily:
-        return RefreshFamily(family_id=family_id, client_id=client_id, user_id=user_id,
-                             scopes=("mcp:read",), resources=("https://mcp.example/mcp",),
-                             created_at=NOW)
+    def family(
+        family_id: str = "family-1", *, client_id: str = "client-1", user_id: str = "uid-alice"
+    ) -> RefreshFamily:
+        return RefreshFamily(
+            family_id=family_id,
+            client_id=client_id,
+            user_id=user_id,
+            scopes=("mcp:read",),
+            resources=("https://mcp.example/mcp",),
+            created_at=NOW,
+        )
 
     @staticmethod
-    def token(token_hash: str = "rt-hash-1", *, family_id: str = "family-1",
-              expires_at: float = NOW + 3600) -> RefreshToken:
-        return RefreshToken(token_hash=token_hash, family_id=family_id, issued_at=NOW,
-                            expires_at=expires_at)
+    def token(
+        token_hash: str = "rt-hash-1", *, family_id: str = "family-1", expires_at: float = NOW + 3600
+    ) -> RefreshToken:
+        return RefreshToken(token_hash=token_hash, family_id=family_id, issued_at=NOW, expires_at=expires_at)
 
     @staticmethod
     def key(kid: str = "key-1", *, created_at: float = NOW) -> SigningKey:
-        return SigningKey(kid=kid, alg="ES256", state="next",
-                          public_jwk={"kty": "EC", "crv": "P-256", "kid": kid, "x": "x", "y": "y"},
-                          private_jwk_encrypted=b"\x00\xffsealed" + kid.encode(),
-                          created_at=created_at)
+        return SigningKey(
+            kid=kid,
+            alg="ES256",
+            state="next",
+            public_jwk={"kty": "EC", "crv": "P-256", "kid": kid, "x": "x", "y": "y"},
+            private_jwk_encrypted=b"\x00\xffsealed" + kid.encode(),
+            created_at=created_at,
+        )
 
 
 @pytest.fixture

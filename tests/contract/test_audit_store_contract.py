@@ -11,10 +11,18 @@ from .conftest import NOW, StoreFactory
 
 
 def _event(i: int, **kw: object) -> AuditEvent:
-    values: dict[str, object] = {"at": NOW + i, "method": "tools/call", "decision": "allowed",
-                                 "target": f"tool-{i % 2}", "subject": f"sub-{i % 3}", "username": f"user-{i % 3}",
-                                 "client_id": "https://chatgpt.com/oauth/client.json", "status": 200,
-                                 "latency_ms": 12.5, **kw}
+    values: dict[str, object] = {
+        "at": NOW + i,
+        "method": "tools/call",
+        "decision": "allowed",
+        "target": f"tool-{i % 2}",
+        "subject": f"sub-{i % 3}",
+        "username": f"user-{i % 3}",
+        "client_id": "https://chatgpt.com/oauth/client.json",
+        "status": 200,
+        "latency_ms": 12.5,
+        **kw,
+    }
     return AuditEvent(**values)  # type: ignore[arg-type]
 
 
@@ -31,18 +39,30 @@ async def test_events_come_back_newest_limit_oldest_first_with_ids(store: SqlSto
 async def test_filters_by_time_subject_or_username_and_target(store: SqlStore) -> None:
     audit = SqlAuditStore(store)
     await audit.add_audit_events([_event(i) for i in range(6)])
-    await audit.add_audit_events([_event(9, decision="refused", reason="insufficient_scope: needs x",
-                                         status=None, latency_ms=None, arguments='{"a":1}')])
+    await audit.add_audit_events(
+        [
+            _event(
+                9,
+                decision="refused",
+                reason="insufficient_scope: needs x",
+                status=None,
+                latency_ms=None,
+                arguments='{"a":1}',
+            )
+        ]
+    )
     assert {e.at for e in await audit.list_audit_events(since=NOW + 4)} == {NOW + 4, NOW + 5, NOW + 9}
     assert {e.subject for e in await audit.list_audit_events(subject="user-1")} == {"sub-1"}
     assert {e.subject for e in await audit.list_audit_events(subject="sub-2")} == {"sub-2"}
     refused = await audit.list_audit_events(target="tool-1", since=NOW + 9)
     assert [(e.decision, e.reason, e.arguments) for e in refused] == [
-        ("refused", "insufficient_scope: needs x", '{"a":1}')]
+        ("refused", "insufficient_scope: needs x", '{"a":1}')
+    ]
 
 
 async def test_events_written_by_one_replica_are_read_by_another_after_reopening(
-        store: SqlStore, open_store: StoreFactory) -> None:
+    store: SqlStore, open_store: StoreFactory
+) -> None:
     await SqlAuditStore(store).add_audit_events([_event(1)])
     await store.close()
     other = await open_store(migrate=False)

@@ -50,11 +50,14 @@ async def test_max_clients_counts_only_clients_outside_the_pool(store: SqlStore,
 async def test_the_pool_bound_holds_across_concurrent_replicas(
     store: SqlStore, replica: SqlStore, build: type[Build]
 ) -> None:
-    results = await asyncio.gather(*(
-        (store if i % 2 else replica).add_client(_dcr(build, f"c{i:02}", 100 - i), max_clients=100,
-                                                 unverified_pool=5)
-        for i in range(12)
-    ))
+    results = await asyncio.gather(
+        *(
+            (store if i % 2 else replica).add_client(
+                _dcr(build, f"c{i:02}", 100 - i), max_clients=100, unverified_pool=5
+            )
+            for i in range(12)
+        )
+    )
     assert all(results)
     assert await store.count_clients() == 5
 

@@ -6,9 +6,9 @@ import asyncio
 import dataclasses
 
 import pytest
-from support import requirements as req
 
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 from .conftest import NOW, Build
 
@@ -40,9 +40,7 @@ async def test_unknown_code_redeems_nothing(store: SqlStore) -> None:
 
 
 @pytest.mark.requirement(req.RFC6749_4_1_2_CODE_SINGLE_USE)
-async def test_code_is_single_use_across_replicas(
-    store: SqlStore, replica: SqlStore, build: type[Build]
-) -> None:
+async def test_code_is_single_use_across_replicas(store: SqlStore, replica: SqlStore, build: type[Build]) -> None:
     for i in range(10):
         await store.save_code(build.code(f"h{i}"))
     for i in range(10):
@@ -67,9 +65,7 @@ async def test_family_round_trip(store: SqlStore, build: type[Build]) -> None:
 
 
 @pytest.mark.requirement(req.RFC9700_4_14_2_ONE_SUCCESSOR)
-async def test_rotation_marks_the_old_token_and_keeps_its_successor(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_rotation_marks_the_old_token_and_keeps_its_successor(store: SqlStore, build: type[Build]) -> None:
     await store.create_family(build.family("f"), build.token("t1", family_id="f"))
     new = build.token("t2", family_id="f")
     successor = b"\x00\xff\x80sealed token response\x00"
@@ -82,27 +78,19 @@ async def test_rotation_marks_the_old_token_and_keeps_its_successor(
     assert await store.get_refresh_token("t2") == new
 
 
-async def test_rotating_a_rotated_token_changes_nothing(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_rotating_a_rotated_token_changes_nothing(store: SqlStore, build: type[Build]) -> None:
     await store.create_family(build.family("f"), build.token("t1", family_id="f"))
     assert await store.rotate_refresh_token("t1", build.token("t2", family_id="f"), b"s2", NOW)
-    assert not await store.rotate_refresh_token(
-        "t1", build.token("t3", family_id="f"), b"s3", NOW + 1
-    )
+    assert not await store.rotate_refresh_token("t1", build.token("t3", family_id="f"), b"s3", NOW + 1)
     assert await store.get_refresh_token("t3") is None
     old = await store.get_refresh_token("t1")
     assert old is not None and (old.rotated_at, old.successor) == (NOW, b"s2")
-    assert not await store.rotate_refresh_token(
-        "unknown", build.token("t4", family_id="f"), b"s4", NOW
-    )
+    assert not await store.rotate_refresh_token("unknown", build.token("t4", family_id="f"), b"s4", NOW)
     assert await store.get_refresh_token("t4") is None
 
 
 @pytest.mark.requirement(req.RFC9700_4_14_2_ONE_SUCCESSOR)
-async def test_concurrent_rotations_have_one_winner(
-    store: SqlStore, replica: SqlStore, build: type[Build]
-) -> None:
+async def test_concurrent_rotations_have_one_winner(store: SqlStore, replica: SqlStore, build: type[Build]) -> None:
     for i in range(10):
         old, family_id = f"t{i}", f"f{i}"
         await store.create_family(build.family(family_id), build.token(old, family_id=family_id))
@@ -121,9 +109,7 @@ async def test_concurrent_rotations_have_one_winner(
 
 
 @pytest.mark.requirement(req.RFC9700_4_14_2_REUSE_REVOKES_FAMILY)
-async def test_revoke_family_is_idempotent_and_keeps_the_first_reason(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_revoke_family_is_idempotent_and_keeps_the_first_reason(store: SqlStore, build: type[Build]) -> None:
     await store.create_family(build.family("f"), build.token("t", family_id="f"))
     assert await store.revoke_family("f", "refresh token reused", NOW) is True
     assert await store.revoke_family("f", "later", NOW + 1) is False
@@ -136,38 +122,50 @@ async def test_revoke_family_is_idempotent_and_keeps_the_first_reason(
 async def test_revoke_families_by_client_or_user(store: SqlStore, build: type[Build]) -> None:
     specs = [("f1", "c1", "u1"), ("f2", "c1", "u2"), ("f3", "c2", "u1"), ("f4", "c2", "u2")]
     for family_id, client_id, user_id in specs:
-        await store.create_family(build.family(family_id, client_id=client_id, user_id=user_id),
-                                  build.token(f"t-{family_id}", family_id=family_id))
+        await store.create_family(
+            build.family(family_id, client_id=client_id, user_id=user_id),
+            build.token(f"t-{family_id}", family_id=family_id),
+        )
     assert await store.revoke_families(client_id="c1", reason="client secret reset", now=NOW) == 2
     # Already-revoked families are not counted again.
     assert await store.revoke_families(user_id="u1", reason="password reset", now=NOW) == 1
     assert await store.revoke_families(client_id="c2", user_id="u2", reason="x", now=NOW) == 1
     families = [await store.get_family(f) for f, _, _ in specs]
     reasons = {f.family_id: f.revoked_reason for f in families if f is not None}
-    assert reasons == {"f1": "client secret reset", "f2": "client secret reset",
-                       "f3": "password reset", "f4": "x"}
+    assert reasons == {"f1": "client secret reset", "f2": "client secret reset", "f3": "password reset", "f4": "x"}
     with pytest.raises(ValueError):
         await store.revoke_families(reason="everything", now=NOW)
 
 
-async def test_family_is_live_needs_user_client_and_no_revocation(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_family_is_live_needs_user_client_and_no_revocation(store: SqlStore, build: type[Build]) -> None:
     alice = build.user("alice")
     await store.add_user(alice)
     await store.add_client(build.client("stored"))
     cimd = "https://app.example/oauth/client.json"
-    cases = [("live", "stored"), ("cimd", cimd), ("revoked", "stored"),
-             ("ghost-client", "not-stored"), ("http-cimd", "http://localhost/c")]
+    cases = [
+        ("live", "stored"),
+        ("cimd", cimd),
+        ("revoked", "stored"),
+        ("ghost-client", "not-stored"),
+        ("http-cimd", "http://localhost/c"),
+    ]
     for family_id, client_id in cases:
-        await store.create_family(build.family(family_id, client_id=client_id),
-                                  build.token(f"t-{family_id}", family_id=family_id))
+        await store.create_family(
+            build.family(family_id, client_id=client_id), build.token(f"t-{family_id}", family_id=family_id)
+        )
     await store.revoke_family("revoked", "test", NOW)
 
-    live = {f: await store.family_is_live(f)
-            for f in ("live", "cimd", "revoked", "ghost-client", "http-cimd", "unknown")}
-    assert live == {"live": True, "cimd": True, "revoked": False, "ghost-client": False,
-                    "http-cimd": True, "unknown": False}
+    live = {
+        f: await store.family_is_live(f) for f in ("live", "cimd", "revoked", "ghost-client", "http-cimd", "unknown")
+    }
+    assert live == {
+        "live": True,
+        "cimd": True,
+        "revoked": False,
+        "ghost-client": False,
+        "http-cimd": True,
+        "unknown": False,
+    }
 
 
 async def test_family_dies_with_its_client(store: SqlStore, build: type[Build]) -> None:
@@ -181,8 +179,9 @@ async def test_family_dies_with_its_client(store: SqlStore, build: type[Build]) 
 
 async def test_family_dies_with_its_user(store: SqlStore, build: type[Build]) -> None:
     await store.add_user(build.user("alice"))
-    await store.create_family(build.family("f", client_id="https://app.example/c.json"),
-                              build.token("t", family_id="f"))
+    await store.create_family(
+        build.family("f", client_id="https://app.example/c.json"), build.token("t", family_id="f")
+    )
     assert await store.family_is_live("f")
     await store.remove_user("uid-alice", NOW)
     assert not await store.family_is_live("f")
@@ -192,7 +191,8 @@ async def test_family_dies_with_its_user(store: SqlStore, build: type[Build]) ->
 
 
 async def test_purge_removes_expired_codes_tokens_and_the_grants_left_empty(
-    store: SqlStore, build: type[Build],
+    store: SqlStore,
+    build: type[Build],
 ) -> None:
     await store.add_client(build.client())
     await store.add_user(build.user())
@@ -203,12 +203,14 @@ async def test_purge_removes_expired_codes_tokens_and_the_grants_left_empty(
     # family-live: one expired (rotated) token and one live one -> the family and the live token stay
     live_family = dataclasses.replace(build.family("family-live"), created_at=NOW - 86400)
     await store.create_family(live_family, build.token("rt-live-1", family_id="family-live", expires_at=NOW - 7200))
-    await store.rotate_refresh_token("rt-live-1", build.token("rt-live-2", family_id="family-live",
-                                                              expires_at=NOW + 3600), b"sealed", NOW - 7300)
+    await store.rotate_refresh_token(
+        "rt-live-1", build.token("rt-live-2", family_id="family-live", expires_at=NOW + 3600), b"sealed", NOW - 7300
+    )
     # a fresh code whose family has no token yet (not redeemed) -> both stay
     await store.save_code(build.code("code-new", family_id="family-new", expires_at=NOW + 60))
-    await store.create_family(build.family("family-new"), build.token("rt-new", family_id="family-new",
-                                                                     expires_at=NOW + 3600))
+    await store.create_family(
+        build.family("family-new"), build.token("rt-new", family_id="family-new", expires_at=NOW + 3600)
+    )
 
     removed = await store.purge_expired(NOW - 3600)
 

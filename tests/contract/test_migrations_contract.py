@@ -26,16 +26,12 @@ async def _revision(database_url: str) -> str | None:
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            return await conn.run_sync(
-                lambda sync: MigrationContext.configure(sync).get_current_revision()
-            )
+            return await conn.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
     finally:
         await engine.dispose()
 
 
-async def test_replicas_opening_a_fresh_database_together_both_succeed(
-    database_url: str, build: type[Build]
-) -> None:
+async def test_replicas_opening_a_fresh_database_together_both_succeed(database_url: str, build: type[Build]) -> None:
     stores = [SqlStore(database_url) for _ in range(3)]
     try:
         await asyncio.gather(*(s.open() for s in stores))
@@ -52,18 +48,14 @@ async def test_without_migrate_an_empty_database_is_refused(open_store: StoreFac
         await open_store(migrate=False)
 
 
-async def test_upgrade_then_open_without_migrate(
-    database_url: str, open_store: StoreFactory
-) -> None:
+async def test_upgrade_then_open_without_migrate(database_url: str, open_store: StoreFactory) -> None:
     assert await upgrade(database_url) == head_revision()
     assert await upgrade(database_url) == head_revision()  # idempotent
     store = await open_store(migrate=False)
     assert await store.count_users() == 0
 
 
-async def test_a_schema_from_a_newer_authgate_is_refused(
-    database_url: str, open_store: StoreFactory
-) -> None:
+async def test_a_schema_from_a_newer_authgate_is_refused(database_url: str, open_store: StoreFactory) -> None:
     await upgrade(database_url)
     engine = create_async_engine(database_url)
     async with engine.begin() as conn:
@@ -79,9 +71,7 @@ async def test_migrations_build_exactly_the_declared_tables(database_url: str) -
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
-            diff = await conn.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
-            )
+            diff = await conn.run_sync(lambda sync: compare_metadata(MigrationContext.configure(sync), metadata))
     finally:
         await engine.dispose()
     assert diff == []
@@ -163,9 +153,12 @@ async def test_upgrading_existing_users_makes_the_earliest_admin_and_no_one_else
     try:
         async with engine.begin() as conn:
             await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0005"))
-            await conn.execute(sa.text(
-                "INSERT INTO users (user_id, username, password_hash, created_at) VALUES "
-                "('u-late', 'bob', 'h', 200.0), ('u-first', 'admin', 'h', 100.0), ('u-mid', 'carol', 'h', 150.0)"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO users (user_id, username, password_hash, created_at) VALUES "
+                    "('u-late', 'bob', 'h', 200.0), ('u-first', 'admin', 'h', 100.0), ('u-mid', 'carol', 'h', 150.0)"
+                )
+            )
     finally:
         await engine.dispose()
     store = SqlStore(database_url)

@@ -53,7 +53,9 @@ async def test_the_hit_over_the_limit_is_refused_with_a_retry_after(store: SqlSt
     assert await rl.retry_after("alice|10.0.0.1") == WINDOW
     assert await rl.retry_after("bob|10.0.0.1") == 0  # other keys are untouched
     assert await rl.hit("bob|10.0.0.1")
-    assert [r["hits"] for r in await _rows(store) if r["key_hash"] == hashlib.sha256(b"alice|10.0.0.1").hexdigest()] == [5]
+    assert [
+        r["hits"] for r in await _rows(store) if r["key_hash"] == hashlib.sha256(b"alice|10.0.0.1").hexdigest()
+    ] == [5]
 
 
 async def test_after_the_window_the_previous_one_still_weighs_then_fades(store: SqlStore, clock: Clock) -> None:
@@ -158,8 +160,7 @@ async def test_purge_removes_only_windows_older_than_the_previous(store: SqlStor
     assert await rl.purge_expired() == 1
     assert await rl.purge_expired() == 0
     left = {(r["limiter"], r["window_start"]) for r in await _rows(store)}
-    assert left == {("logins", START + WINDOW), ("logins", START + 2 * WINDOW),
-                    ("registrations", START)}
+    assert left == {("logins", START + WINDOW), ("logins", START + 2 * WINDOW), ("registrations", START)}
 
 
 async def test_a_database_failure_never_lets_an_attempt_over_the_limit_through(

@@ -90,9 +90,7 @@ async def test_the_first_binding_wins_and_is_returned_to_later_binders(
     assert len(await _rows(store)) == 1
 
 
-async def test_an_idle_binding_expires_after_idle_ttl(
-    store: SqlStore, make: Make, clock: Clock
-) -> None:
+async def test_an_idle_binding_expires_after_idle_ttl(store: SqlStore, make: Make, clock: Clock) -> None:
     bindings = make(store)
     await bindings.bind("sid-1", ALICE)
     clock.now += 60
@@ -211,9 +209,7 @@ async def test_purge_expired_removes_only_expired_bindings(store: SqlStore, make
     assert await _rows(store) == []
 
 
-async def test_last_seen_is_written_at_most_once_per_touch_interval(
-    store: SqlStore, make: Make, clock: Clock
-) -> None:
+async def test_last_seen_is_written_at_most_once_per_touch_interval(store: SqlStore, make: Make, clock: Clock) -> None:
     bindings = make(store, cache_ttl=0)
     assert bindings.touch_interval == IDLE / 10
     await bindings.bind("sid-1", ALICE)

@@ -14,6 +14,7 @@ from authgate.store.sql import SqlStore
 
 from .conftest import NOW, Build
 
+
 def test_sql_store_satisfies_the_store_protocol() -> None:
     store: Store = SqlStore("sqlite+aiosqlite:///:memory:")  # mypy checks the structure
     for name in dir(Store):
@@ -25,17 +26,16 @@ def test_sql_store_satisfies_the_store_protocol() -> None:
 
 
 async def test_client_round_trip(store: SqlStore, build: type[Build]) -> None:
-    client = build.client("static-1", source="static", client_secret_hash="$argon2id$secret",
-                          client_secret_expires_at=1_800_000_000)
+    client = build.client(
+        "static-1", source="static", client_secret_hash="$argon2id$secret", client_secret_expires_at=1_800_000_000
+    )
     assert await store.add_client(client) is True
     assert await store.get_client("static-1") == client
     assert await store.get_client("nobody") is None
     assert await store.count_clients() == 1
 
 
-async def test_adding_a_taken_client_id_raises_store_error(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_adding_a_taken_client_id_raises_store_error(store: SqlStore, build: type[Build]) -> None:
     await store.add_client(build.client("c"))
     with pytest.raises(StoreError, match="client 'c' already exists"):
         await store.add_client(build.client("c"))
@@ -52,10 +52,9 @@ async def test_add_client_refuses_beyond_max_clients(store: SqlStore, build: typ
 async def test_client_cap_holds_across_concurrent_replicas(
     store: SqlStore, replica: SqlStore, build: type[Build]
 ) -> None:
-    results = await asyncio.gather(*(
-        (store if i % 2 else replica).add_client(build.client(f"c{i}"), max_clients=5)
-        for i in range(12)
-    ))
+    results = await asyncio.gather(
+        *((store if i % 2 else replica).add_client(build.client(f"c{i}"), max_clients=5) for i in range(12))
+    )
     assert sum(results) == 5
     assert await store.count_clients() == 5
 
@@ -87,26 +86,31 @@ async def test_delete_client_revokes_its_families(store: SqlStore, build: type[B
     assert await store.delete_client("c") is False
 
 
-async def test_prune_clients_removes_idle_dcr_clients_only(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_prune_clients_removes_idle_dcr_clients_only(store: SqlStore, build: type[Build]) -> None:
     old, cutoff = NOW - 1000, NOW - 500
     await store.add_user(build.user("alice"))
     for client_id in ("idle", "granted", "revoked", "expired", "recent"):
         await store.add_client(build.client(client_id, last_used_at=old))
     await store.touch_client("recent", NOW)
     await store.add_client(build.client("static", source="static", last_used_at=old))
-    await store.create_family(build.family("f-granted", client_id="granted"),
-                              build.token("t-granted", family_id="f-granted"))
-    await store.create_family(build.family("f-revoked", client_id="revoked"),
-                              build.token("t-revoked", family_id="f-revoked"))
+    await store.create_family(
+        build.family("f-granted", client_id="granted"), build.token("t-granted", family_id="f-granted")
+    )
+    await store.create_family(
+        build.family("f-revoked", client_id="revoked"), build.token("t-revoked", family_id="f-revoked")
+    )
     await store.revoke_family("f-revoked", "test", NOW)
-    await store.create_family(build.family("f-expired", client_id="expired"),
-                              build.token("t-expired", family_id="f-expired", expires_at=NOW - 1))
+    await store.create_family(
+        build.family("f-expired", client_id="expired"),
+        build.token("t-expired", family_id="f-expired", expires_at=NOW - 1),
+    )
 
     assert await store.prune_clients(unused_since=cutoff, now=NOW) == 3
-    remaining = {c for c in ("idle", "granted", "revoked", "expired", "recent", "static")
-                 if await store.get_client(c) is not None}
+    remaining = {
+        c
+        for c in ("idle", "granted", "revoked", "expired", "recent", "static")
+        if await store.get_client(c) is not None
+    }
     assert remaining == {"granted", "recent", "static"}
 
 
@@ -125,9 +129,7 @@ async def test_user_round_trip(store: SqlStore, build: type[Build]) -> None:
     assert await store.count_users() == 2
 
 
-async def test_taken_username_raises_a_clear_store_error(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_taken_username_raises_a_clear_store_error(store: SqlStore, build: type[Build]) -> None:
     await store.add_user(build.user("alice", user_id="u1"))
     with pytest.raises(StoreError, match="user 'alice' already exists"):
         await store.add_user(build.user("alice", user_id="u2"))
@@ -184,9 +186,7 @@ async def test_roles_round_trip_and_replace(store: SqlStore, replica: SqlStore, 
     assert await store.set_roles("nobody", ["admin"]) is False
 
 
-async def test_remove_user_revokes_families_and_deletes_consents(
-    store: SqlStore, build: type[Build]
-) -> None:
+async def test_remove_user_revokes_families_and_deletes_consents(store: SqlStore, build: type[Build]) -> None:
     alice, bob = build.user("alice"), build.user("bob")
     await store.add_user(alice)
     await store.add_user(bob)
@@ -231,10 +231,9 @@ async def test_save_consent_keeps_the_union_of_grants(store: SqlStore) -> None:
 
 
 async def test_concurrent_consents_lose_no_scope(store: SqlStore, replica: SqlStore) -> None:
-    await asyncio.gather(*(
-        (store if i % 2 else replica).save_consent(Consent("u1", "c", (f"s{i}",), (), NOW))
-        for i in range(8)
-    ))
+    await asyncio.gather(
+        *((store if i % 2 else replica).save_consent(Consent("u1", "c", (f"s{i}",), (), NOW)) for i in range(8))
+    )
     consent = await store.get_consent("u1", "c")
     assert consent is not None and consent.scopes == tuple(sorted(f"s{i}" for i in range(8)))
 

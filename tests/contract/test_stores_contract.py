@@ -48,7 +48,8 @@ async def test_upstream_tokens_round_trip_and_keep_their_local_user(stores: Stor
 
 
 async def test_an_upstream_identity_whose_name_is_taken_is_named_by_its_subject(
-        stores: Stores, build: type[Build]) -> None:
+    stores: Stores, build: type[Build]
+) -> None:
     await stores.users.add_user(build.user("bob"))
     await stores.upstream_tokens.save_upstream(UpstreamTokens("github|42", "github", "bob", None, b"s", NOW))
     named = {u.user_id: u.username for u in await stores.users.list_users()}

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from authgate.doctor.standin import make_test_ca, serve_standin
+
 from .fakes import Breakage, FakeDeployment, serve
 from .support import Standin, find_free_port, integration
 

@@ -88,8 +88,10 @@ class FakeDeployment:
 
     @property
     def prm_url(self) -> dict[str, str]:
-        return {"path": f"{self.base}/.well-known/oauth-protected-resource/mcp",
-                "root": f"{self.base}/.well-known/oauth-protected-resource"}
+        return {
+            "path": f"{self.base}/.well-known/oauth-protected-resource/mcp",
+            "root": f"{self.base}/.well-known/oauth-protected-resource",
+        }
 
     # -- tokens ------------------------------------------------------------------------------
 
@@ -114,9 +116,12 @@ class FakeDeployment:
 
     async def as_metadata(self, request: Request) -> Response:
         doc: dict[str, Any] = {
-            "issuer": self.issuer, "authorization_endpoint": f"{self.base}/authorize",
-            "token_endpoint": f"{self.base}/token", "scopes_supported": ["mcp"],
-            "response_types_supported": ["code"], "grant_types_supported": ["authorization_code", "refresh_token"],
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.base}/authorize",
+            "token_endpoint": f"{self.base}/token",
+            "scopes_supported": ["mcp"],
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post"],
             "authorization_response_iss_parameter_supported": True,
             "client_id_metadata_document_supported": self.breakage.cimd,
@@ -135,8 +140,11 @@ class FakeDeployment:
             record["client_secret"] = secrets.token_urlsafe(16)
         self.clients[client_id] = record
         if self.breakage.rfc7592:  # RFC 7592 §3: where and how to manage the registration
-            record = {**record, "registration_client_uri": f"{self.base}/register/{client_id}",
-                      "registration_access_token": f"rat-{client_id}"}
+            record = {
+                **record,
+                "registration_client_uri": f"{self.base}/register/{client_id}",
+                "registration_access_token": f"rat-{client_id}",
+            }
         return JSONResponse(record, status_code=201)
 
     async def unregister(self, request: Request) -> Response:
@@ -151,8 +159,11 @@ class FakeDeployment:
             return True  # a CIMD client: trusted without fetching (test stand-in)
         uris = self.clients.get(client_id, {}).get("redirect_uris", [])
         loose = urlsplit(redirect_uri)._replace(netloc=urlsplit(redirect_uri).hostname or "").geturl()
-        return redirect_uri in uris or any(urlsplit(u)._replace(netloc=urlsplit(u).hostname or "").geturl() == loose
-                                           for u in uris if urlsplit(u).hostname in ("127.0.0.1", "localhost"))
+        return redirect_uri in uris or any(
+            urlsplit(u)._replace(netloc=urlsplit(u).hostname or "").geturl() == loose
+            for u in uris
+            if urlsplit(u).hostname in ("127.0.0.1", "localhost")
+        )
 
     async def authorize(self, request: Request) -> Response:
         q = request.query_params
@@ -176,18 +187,32 @@ class FakeDeployment:
         challenge = _b64(hashlib.sha256(verifier.encode()).digest())
         if grant is None or grant["code_challenge"] != challenge or grant["redirect_uri"] != form.get("redirect_uri"):
             return JSONResponse({"error": "invalid_grant"}, status_code=400)
-        claims = {"iss": self.issuer, "sub": "alice", "client_id": grant["client_id"], "scope": "mcp",
-                  "aud": self.breakage.token_aud or grant.get("resource", self.url),
-                  "iat": int(time.time()), "exp": int(time.time()) + 600}
-        return JSONResponse({"access_token": self.sign(claims), "token_type": "Bearer", "expires_in": 600,
-                             "scope": "mcp"}, headers={"Cache-Control": "no-store"})
+        claims = {
+            "iss": self.issuer,
+            "sub": "alice",
+            "client_id": grant["client_id"],
+            "scope": "mcp",
+            "aud": self.breakage.token_aud or grant.get("resource", self.url),
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 600,
+        }
+        return JSONResponse(
+            {"access_token": self.sign(claims), "token_type": "Bearer", "expires_in": 600, "scope": "mcp"},
+            headers={"Cache-Control": "no-store"},
+        )
 
     # -- the resource server ------------------------------------------------------------------
 
     async def prm(self, request: Request) -> Response:
         resource = (self.breakage.prm_resource or "{url}").format(url=self.url, base=self.base)
-        return JSONResponse({"resource": resource, "authorization_servers": [self.base],
-                             "scopes_supported": ["mcp"], "bearer_methods_supported": ["header"]})
+        return JSONResponse(
+            {
+                "resource": resource,
+                "authorization_servers": [self.base],
+                "scopes_supported": ["mcp"],
+                "bearer_methods_supported": ["header"],
+            }
+        )
 
     def challenge(self, error: str | None) -> str:
         parts = [f'error="{error}"'] if error else []
@@ -197,8 +222,11 @@ class FakeDeployment:
         return "Bearer " + ", ".join(parts)
 
     def routes(self) -> list[Route]:
-        routes = [Route("/.well-known/oauth-authorization-server", self.as_metadata),
-                  Route("/authorize", self.authorize), Route("/token", self.token, methods=["POST"])]
+        routes = [
+            Route("/.well-known/oauth-authorization-server", self.as_metadata),
+            Route("/authorize", self.authorize),
+            Route("/token", self.token, methods=["POST"]),
+        ]
         if self.breakage.registration:
             routes.append(Route("/register", self.register, methods=["POST"]))
             routes.append(Route("/register/{client_id}", self.unregister, methods=["DELETE"]))
@@ -210,10 +238,21 @@ class FakeDeployment:
 
 
 def _cors(app: ASGIApp) -> ASGIApp:
-    return CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET", "POST", "DELETE"],
-                          allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version", "Mcp-Session-Id",
-                                         "Mcp-Method", "Mcp-Name", "Last-Event-ID"],
-                          expose_headers=["WWW-Authenticate", "Mcp-Session-Id"])
+    return CORSMiddleware(
+        app,
+        allow_origins=["*"],
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "MCP-Protocol-Version",
+            "Mcp-Session-Id",
+            "Mcp-Method",
+            "Mcp-Name",
+            "Last-Event-ID",
+        ],
+        expose_headers=["WWW-Authenticate", "Mcp-Session-Id"],
+    )
 
 
 class Guard:
@@ -229,8 +268,11 @@ class Guard:
             claims = self.d.verify(auth[7:]) if auth.lower().startswith("bearer ") else None
             if claims is None:
                 error = "invalid_token" if auth else None
-                await JSONResponse({"error": error or "unauthorized"}, status_code=401,
-                                   headers={"WWW-Authenticate": self.d.challenge(error)})(scope, receive, send)
+                await JSONResponse(
+                    {"error": error or "unauthorized"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": self.d.challenge(error)},
+                )(scope, receive, send)
                 return
         if scope["type"] == "http" and self.d.breakage.strict_accept and headers.get("accept") != "application/json":
             await Response("Not Acceptable: use Accept: application/json", status_code=406)(scope, receive, send)
@@ -246,8 +288,8 @@ def build_app(deployment: FakeDeployment) -> ASGIApp:
         return text
 
     mcp_app = server.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        streamable_http_path="/mcp", transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    )
     guarded: ASGIApp = Guard(deployment, mcp_app)
     if deployment.breakage.cors_on_mcp:
         guarded = _cors(guarded)

@@ -47,10 +47,15 @@ async def run_sdk_client(url: str) -> SdkOutcome:
             raise RuntimeError(f"authorization failed: {answer}")
         return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"), iss=answer.get("iss"))
 
-    metadata = OAuthClientMetadata(client_name="doctor agreement check", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none", grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(url, metadata, MemoryTokenStorage(), redirect_handler=redirect_handler,
-                                   callback_handler=callback_handler)
+    metadata = OAuthClientMetadata(
+        client_name="doctor agreement check",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        url, metadata, MemoryTokenStorage(), redirect_handler=redirect_handler, callback_handler=callback_handler
+    )
     outcome = SdkOutcome(ok=False)
 
     async def record(response: httpx2.Response) -> None:
@@ -58,8 +63,9 @@ async def run_sdk_client(url: str) -> SdkOutcome:
 
     try:
         with anyio.fail_after(FLOW_TIMEOUT):
-            async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(10.0),
-                                          event_hooks={"response": [record]}) as http:
+            async with httpx2.AsyncClient(
+                auth=provider, timeout=httpx2.Timeout(10.0), event_hooks={"response": [record]}
+            ) as http:
                 async with Client(streamable_http_client(url, http_client=http), mode="auto") as client:
                     tools = await client.list_tools()
         outcome.ok, outcome.tools = True, [t.name for t in tools.tools]

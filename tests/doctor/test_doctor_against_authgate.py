@@ -21,9 +21,11 @@ from authgate.doctor.runner import run_client, run_doctor
 from authgate.doctor.standin import make_test_ca, serve_standin
 from authgate.doctor.wire import Wire
 from support import requirements as req
+
 from .support import AuthgateServer, Standin
 
 CLI_TIMEOUT = 180
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthgateServer, Standin]]:
@@ -42,23 +44,39 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthgateS
 
 
 def _options(server: AuthgateServer, standin: Standin | None, *clients: str, **extra: object) -> DoctorOptions:
-    return DoctorOptions(url=server.mcp_url, clients=clients or ("all",), username=server.username,
-                         password=server.password, cimd_host_map=standin.host_map if standin else {},
-                         **extra)  # type: ignore[arg-type]
+    return DoctorOptions(
+        url=server.mcp_url,
+        clients=clients or ("all",),
+        username=server.username,
+        password=server.password,
+        cimd_host_map=standin.host_map if standin else {},
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def _problems(report: DoctorReport | ClientReport) -> list[str]:
     clients = report.clients if isinstance(report, DoctorReport) else [report]
-    return [f"{f.client} {f.step}: {f.status} {f.seen} | {f.fix}" for c in clients for f in c.findings
-            if f.status in ("fail", "warn", "skip")]
+    return [
+        f"{f.client} {f.step}: {f.status} {f.seen} | {f.fix}"
+        for c in clients
+        for f in c.findings
+        if f.status in ("fail", "warn", "skip")
+    ]
 
 
 @pytest.mark.requirement(req.MCP_2025_11_25_AUTH_CIMD)
 @pytest.mark.requirement(req.RFC9207_ISS)
 @pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
-@pytest.mark.parametrize("client", [
-    "chatgpt", "claude", "claude-code", "inspector", "sdk",
-])
+@pytest.mark.parametrize(
+    "client",
+    [
+        "chatgpt",
+        "claude",
+        "claude-code",
+        "inspector",
+        "sdk",
+    ],
+)
 async def test_every_profile_passes_against_authgate(served: tuple[AuthgateServer, Standin], client: str) -> None:
     server, standin = served
     report = await run_doctor(_options(server, standin, client))
@@ -97,14 +115,30 @@ async def test_chatgpt_and_claude_register_by_dcr_when_cimd_is_off(
 
 
 def _cli(server: AuthgateServer, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "authgate", "doctor", server.mcp_url, *args], input=stdin,
-                          env=server.env, capture_output=True, text=True, timeout=CLI_TIMEOUT)
+    return subprocess.run(
+        [sys.executable, "-m", "authgate", "doctor", server.mcp_url, *args],
+        input=stdin,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+    )
 
 
 def test_cli_passes_prints_progress_and_never_echoes_the_password(served: tuple[AuthgateServer, Standin]) -> None:
     server, standin = served
-    done = _cli(server, "--client", "claude-code", "--client", "sdk", "--user", server.username,
-                "--password-stdin", *standin.cli_args, stdin=server.password + "\n")
+    done = _cli(
+        server,
+        "--client",
+        "claude-code",
+        "--client",
+        "sdk",
+        "--user",
+        server.username,
+        "--password-stdin",
+        *standin.cli_args,
+        stdin=server.password + "\n",
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Claude Code [claude-code]" in done.stdout and "PASS  mcp.tools_list" in done.stdout
     assert "exit status 0" in done.stdout
@@ -114,15 +148,29 @@ def test_cli_passes_prints_progress_and_never_echoes_the_password(served: tuple[
 
 def test_cli_json_reports_every_step_and_the_registrations(served: tuple[AuthgateServer, Standin]) -> None:
     server, standin = served
-    done = _cli(server, "--client", "inspector", "--json", "--user", server.username, "--password-stdin",
-                stdin=server.password + "\n")
+    done = _cli(
+        server,
+        "--client",
+        "inspector",
+        "--json",
+        "--user",
+        server.username,
+        "--password-stdin",
+        stdin=server.password + "\n",
+    )
     report = json.loads(done.stdout)
     assert done.returncode == report["exit_status"] == 0, done.stdout
     steps = [f["step"] for f in report["clients"][0]["findings"]]
     assert steps[:3] == ["url.https", "mcp.challenge", "cors.mcp"] and "cors.oauth" in steps
-    assert report["registrations"] == [{
-        "client": "inspector", "client_id": report["registrations"][0]["client_id"], "method": "dcr",
-        "rfc7592": False, "outcome": "left registered (the server does not support RFC 7592)"}]
+    assert report["registrations"] == [
+        {
+            "client": "inspector",
+            "client_id": report["registrations"][0]["client_id"],
+            "method": "dcr",
+            "rfc7592": False,
+            "outcome": "left registered (the server does not support RFC 7592)",
+        }
+    ]
     cleanup = report["clients"][0]["findings"][-1]
     assert cleanup["step"] == "register.cleanup" and cleanup["status"] == "info"
 
@@ -156,10 +204,20 @@ async def test_a_token_given_with_token_is_used_instead_of_signing_in(served: tu
     assert report.exit_status() == 0
 
 
-def test_a_wrong_password_is_named_at_the_authorize_step(served: tuple[AuthgateServer, Standin], tmp_path: Path) -> None:
+def test_a_wrong_password_is_named_at_the_authorize_step(
+    served: tuple[AuthgateServer, Standin], tmp_path: Path
+) -> None:
     server, _ = served
-    done = _cli(server, "--client", "inspector", "--json", "--user", server.username, "--password-stdin",
-                stdin="wrong-password\n")
+    done = _cli(
+        server,
+        "--client",
+        "inspector",
+        "--json",
+        "--user",
+        server.username,
+        "--password-stdin",
+        stdin="wrong-password\n",
+    )
     report = json.loads(done.stdout)
     assert done.returncode == 1
     failed = next(f for f in report["clients"][0]["findings"] if f["status"] == "fail")

@@ -13,13 +13,23 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_script_runs_the_doctor_against_authgate_and_writes_its_output(tmp_path: Path) -> None:
     output = tmp_path / "doctor-output.txt"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "doctor-demo.py"), "--output", str(output)],
-                          capture_output=True, text=True, timeout=420, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "doctor-demo.py"), "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=420,
+        cwd=ROOT,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     text = output.read_text()
     assert text.startswith("$ authgate doctor http://127.0.0.1:")
-    for label in ("ChatGPT [chatgpt]", "Claude (claude.ai) [claude]", "Claude Code [claude-code]",
-                  "MCP Inspector (browser) [inspector]", "MCP Python SDK (mcp 2.3.0) [sdk]"):
+    for label in (
+        "ChatGPT [chatgpt]",
+        "Claude (claude.ai) [claude]",
+        "Claude Code [claude-code]",
+        "MCP Inspector (browser) [inspector]",
+        "MCP Python SDK (mcp 2.3.0) [sdk]",
+    ):
         assert label in text
     assert "PASS  mcp.tools_list" in text and "Summary" in text and "exit status" in text
     assert (ROOT / "docs" / "doctor-output.txt").is_file(), "commit the output the README shows"

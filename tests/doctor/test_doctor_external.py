@@ -49,7 +49,6 @@ from idp_peers import (
     keycloak_like,
     require_oidc_provider,
 )
-from support import requirements as req
 
 from authgate.config.settings import load_settings
 from authgate.doctor import login
@@ -59,6 +58,7 @@ from authgate.doctor.profiles import PROFILES
 from authgate.doctor.runner import run_doctor
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
+from support import requirements as req
 
 SHAPES: dict[str, tuple[Callable[[int, str], ProviderShape], str]] = {
     "auth0-like": (auth0_like, "auth0"),
@@ -89,9 +89,15 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     provider = OidcProvider(workdir / "idp", make_shape(free_port(), f"http://127.0.0.1:{port}/mcp"))
     provider.start()
     try:
-        settings = load_settings(None, public_url=f"http://127.0.0.1:{port}", port=port,
-                                 data_dir=workdir / "authgate", auth_mode="external",
-                                 issuer=provider.issuer, idp_profile=profile)
+        settings = load_settings(
+            None,
+            public_url=f"http://127.0.0.1:{port}",
+            port=port,
+            data_dir=workdir / "authgate",
+            auth_mode="external",
+            issuer=provider.issuer,
+            idp_profile=profile,
+        )
         with serve_in_thread(build_app(settings, build_whoami()), port) as url:
             yield Deployment(shape, provider, ExternalAuthgate(url, settings))
     finally:
@@ -104,18 +110,34 @@ def user_token(provider: OidcProvider, resource: str) -> str:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     meta = provider.discovery()
-    query = {"client_id": WEBAPP_ID, "response_type": "code", "redirect_uri": WEBAPP_REDIRECT, "scope": "mcp",
-             "resource": resource, "state": secrets.token_urlsafe(8), "code_challenge": challenge,
-             "code_challenge_method": "S256"}
+    query = {
+        "client_id": WEBAPP_ID,
+        "response_type": "code",
+        "redirect_uri": WEBAPP_REDIRECT,
+        "scope": "mcp",
+        "resource": resource,
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     agent = IdpUserAgent("alice")
     try:
         params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
     finally:
         agent.close()
     assert "code" in params, params
-    r = httpx.post(meta["token_endpoint"], auth=(WEBAPP_ID, WEBAPP_SECRET), timeout=10.0, data={
-        "grant_type": "authorization_code", "code": params["code"], "redirect_uri": WEBAPP_REDIRECT,
-        "code_verifier": verifier, "resource": resource})
+    r = httpx.post(
+        meta["token_endpoint"],
+        auth=(WEBAPP_ID, WEBAPP_SECRET),
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": WEBAPP_REDIRECT,
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -173,9 +195,20 @@ def _assert_found_the_idp(deployment: Deployment, report: DoctorReport) -> None:
     again), the token's audience, tools/list through authgate."""
     provider, gate = deployment.provider, deployment.gate
     found = _findings(report)
-    for step in ("prm.discovery", "prm.resource", "as.discovery", "as.issuer", "as.metadata", "as.pkce",
-                 "register", "token.claims", "mcp.initialize", "mcp.tools_list", "mcp.invalid_token",
-                 "register.cleanup"):
+    for step in (
+        "prm.discovery",
+        "prm.resource",
+        "as.discovery",
+        "as.issuer",
+        "as.metadata",
+        "as.pkce",
+        "register",
+        "token.claims",
+        "mcp.initialize",
+        "mcp.tools_list",
+        "mcp.invalid_token",
+        "register.cleanup",
+    ):
         assert found[step].status == "pass", (step, found[step])
     assert found["prm.resource"].seen.startswith(f"resource = {gate.mcp_url} ")
     # as.issuer compares the metadata's issuer with the PRM's authorization_servers[0]: a pass
@@ -204,7 +237,8 @@ def _assert_found_the_idp(deployment: Deployment, report: DoctorReport) -> None:
 @pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 @pytest.mark.parametrize("client", list(PROFILES))
 async def test_every_profile_passes_against_external_mode_with_an_idp_token(
-    deployment: Deployment, client: str,
+    deployment: Deployment,
+    client: str,
 ) -> None:
     gate = deployment.gate
     token = user_token(deployment.provider, gate.mcp_url)
@@ -237,14 +271,17 @@ async def test_every_profile_passes_against_external_mode_with_an_idp_token(
 @pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 @pytest.mark.parametrize("client", ["claude-code", "sdk"])  # loopback redirect URIs on free ports
 async def test_loopback_clients_sign_in_at_the_idp_interactively(
-    deployment: Deployment, client: str, monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment,
+    client: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     provider, gate = deployment.provider, deployment.gate
     browser = UsersBrowser("alice")
     # `loopback_sign_in` prints the URL to `out` (stderr by default): hand it the user's browser.
     monkeypatch.setattr(login, "loopback_sign_in", functools.partial(login.loopback_sign_in, out=browser))
-    report = await run_doctor(DoctorOptions(url=gate.mcp_url, clients=(client,), interactive=True,
-                                            interactive_timeout=BROWSER_TIMEOUT))
+    report = await run_doctor(
+        DoctorOptions(url=gate.mcp_url, clients=(client,), interactive=True, interactive_timeout=BROWSER_TIMEOUT)
+    )
     browser.join()
 
     assert _by_status(report, "fail", "warn", "skip") == {}

@@ -18,12 +18,15 @@ from authgate.doctor.standin import standin_documents
 from authgate.doctor.steps import discovery
 from authgate.doctor.wire import Wire, parse_challenges
 from support import requirements as req
+
 from .support import find_free_port
 
 
 def test_bearer_challenge_params_are_parsed_with_quotes_commas_and_other_schemes() -> None:
-    header = ('Basic realm="x", Bearer error="invalid_token", error_description="a \\"quoted\\", comma", '
-              'scope="mcp files.read", resource_metadata="https://h/.well-known/oauth-protected-resource/mcp"')
+    header = (
+        'Basic realm="x", Bearer error="invalid_token", error_description="a \\"quoted\\", comma", '
+        'scope="mcp files.read", resource_metadata="https://h/.well-known/oauth-protected-resource/mcp"'
+    )
     challenges = parse_challenges(header)
     assert [c.scheme for c in challenges] == ["Basic", "Bearer"]
     bearer = challenges[1]
@@ -44,7 +47,9 @@ def test_cimd_urls_map_to_the_stand_in_and_the_documents_name_themselves() -> No
         assert document["client_id"] == base + path  # CIMD: client_id equals the document URL
     assert pinned_document(chatgpt)["client_id"] == "https://chatgpt.com/oauth/client.json"
     assert pinned_document(PROFILES["claude-code"])["redirect_uris"] == [
-        "http://localhost/callback", "http://127.0.0.1/callback"]
+        "http://localhost/callback",
+        "http://127.0.0.1/callback",
+    ]
 
 
 def test_host_map_arguments_are_checked() -> None:
@@ -54,10 +59,16 @@ def test_host_map_arguments_are_checked() -> None:
 
 
 @pytest.mark.requirement(req.OAUTH21_1_5_TLS)
-@pytest.mark.parametrize(("url", "status"), [
-    ("https://mcp.example.com/mcp", "pass"), ("http://127.0.0.1:8000/mcp", "pass"),
-    ("http://localhost/mcp", "pass"), ("http://mcp.example.com/mcp", "fail"), ("ftp://x/mcp", "fail"),
-])
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [
+        ("https://mcp.example.com/mcp", "pass"),
+        ("http://127.0.0.1:8000/mcp", "pass"),
+        ("http://localhost/mcp", "pass"),
+        ("http://mcp.example.com/mcp", "fail"),
+        ("ftp://x/mcp", "fail"),
+    ],
+)
 async def test_plain_http_is_refused_outside_loopback(url: str, status: str) -> None:
     wire = Wire()
     try:
@@ -70,15 +81,21 @@ async def test_plain_http_is_refused_outside_loopback(url: str, status: str) -> 
 def test_the_redirect_uri_matches_any_port_on_loopback_only() -> None:
     assert login.lands_on("http://localhost:5555/callback?code=x", "http://localhost:1234/callback")
     assert not login.lands_on("http://localhost:5555/other", "http://localhost:1234/callback")
-    assert login.lands_on("https://chatgpt.com/connector_platform_oauth_redirect?code=x",
-                          "https://chatgpt.com/connector_platform_oauth_redirect")
-    assert not login.lands_on("https://chatgpt.com:8443/connector_platform_oauth_redirect",
-                              "https://chatgpt.com/connector_platform_oauth_redirect")
+    assert login.lands_on(
+        "https://chatgpt.com/connector_platform_oauth_redirect?code=x",
+        "https://chatgpt.com/connector_platform_oauth_redirect",
+    )
+    assert not login.lands_on(
+        "https://chatgpt.com:8443/connector_platform_oauth_redirect",
+        "https://chatgpt.com/connector_platform_oauth_redirect",
+    )
 
 
 def test_page_text_skips_styles_and_scripts() -> None:
-    html = "<html><head><title>T</title><style>p{color:red}</style></head><body><p>Unknown client</p>" \
-           "<script>var x=1</script><p>try again</p></body></html>"
+    html = (
+        "<html><head><title>T</title><style>p{color:red}</style></head><body><p>Unknown client</p>"
+        "<script>var x=1</script><p>try again</p></body></html>"
+    )
     assert login.page_text(html) == "Unknown client try again"
 
 
@@ -105,28 +122,43 @@ async def test_interactive_sign_in_waits_for_the_browser_on_the_loopback_redirec
 
     result, _ = await asyncio.gather(
         login.loopback_sign_in("https://as/authorize?x=1", redirect, timeout=10, out=Out()),  # type: ignore[arg-type]
-        browser())
+        browser(),
+    )
     assert result.params == {"code": "c1", "state": "s1", "iss": "https://as"}
     assert "https://as/authorize?x=1" in "".join(printed)
 
 
 async def test_interactive_sign_in_gives_up_in_bounded_time() -> None:
     with pytest.raises(login.SignInError, match="within 0.2s"):
-        await login.loopback_sign_in("https://as/authorize", f"http://127.0.0.1:{find_free_port()}/cb",
-                                     timeout=0.2, out=io.StringIO())
+        await login.loopback_sign_in(
+            "https://as/authorize", f"http://127.0.0.1:{find_free_port()}/cb", timeout=0.2, out=io.StringIO()
+        )
 
 
 def _report(*statuses: str) -> DoctorReport:
-    client = ClientReport("sdk", "SDK", [Finding("sdk", f"step{i}", s, f"seen {i}", f"fix {i}")  # type: ignore[arg-type]
-                                         for i, s in enumerate(statuses)])
+    client = ClientReport(
+        "sdk",
+        "SDK",
+        [
+            Finding("sdk", f"step{i}", s, f"seen {i}", f"fix {i}")  # type: ignore[arg-type]
+            for i, s in enumerate(statuses)
+        ],
+    )
     return DoctorReport("https://h/mcp", [client])
 
 
-@pytest.mark.parametrize(("statuses", "plain", "strict"), [
-    (("pass", "info", "skip"), 0, 0), (("pass", "warn"), 0, 1), (("warn", "fail"), 1, 1),
-])
+@pytest.mark.parametrize(
+    ("statuses", "plain", "strict"),
+    [
+        (("pass", "info", "skip"), 0, 0),
+        (("pass", "warn"), 0, 1),
+        (("warn", "fail"), 1, 1),
+    ],
+)
 def test_exit_status_is_zero_only_without_failures_or_with_strict_without_warnings(
-    statuses: tuple[str, ...], plain: int, strict: int,
+    statuses: tuple[str, ...],
+    plain: int,
+    strict: int,
 ) -> None:
     report = _report(*statuses)
     assert (report.exit_status(), report.exit_status(strict=True)) == (plain, strict)

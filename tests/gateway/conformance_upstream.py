@@ -51,20 +51,27 @@ from mcp_types import (
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 # A 1x1 PNG and a header-only WAV: the scenarios check only type and MIME type.
-PNG_1X1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5E"
-           "rkJggg==")
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = base64.b64encode(
-    b"RIFF" + (36).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-    + (1).to_bytes(2, "little") + (1).to_bytes(2, "little") + (8000).to_bytes(4, "little")
-    + (16000).to_bytes(4, "little") + (2).to_bytes(2, "little") + (16).to_bytes(2, "little")
-    + b"data" + (0).to_bytes(4, "little")).decode()
+    b"RIFF"
+    + (36).to_bytes(4, "little")
+    + b"WAVEfmt "
+    + (16).to_bytes(4, "little")
+    + (1).to_bytes(2, "little")
+    + (1).to_bytes(2, "little")
+    + (8000).to_bytes(4, "little")
+    + (16000).to_bytes(4, "little")
+    + (2).to_bytes(2, "little")
+    + (16).to_bytes(2, "little")
+    + b"data"
+    + (0).to_bytes(4, "little")
+).decode()
 
 # SEP-1613: listed as is, so `$schema`, `$defs` and `additionalProperties` must survive.
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "$defs": {"address": {"type": "object",
-                          "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
+    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
     "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
     "additionalProperties": False,
 }
@@ -104,9 +111,13 @@ class _SessionVersionWins:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            scope = dict(scope, headers=[
-                (k, b"2025-11-25" if k == b"mcp-protocol-version" and v == b"2025-03-26" else v)
-                for k, v in scope["headers"]])
+            scope = dict(
+                scope,
+                headers=[
+                    (k, b"2025-11-25" if k == b"mcp-protocol-version" and v == b"2025-03-26" else v)
+                    for k, v in scope["headers"]
+                ],
+            )
         await self.app(scope, receive, send)
 
 
@@ -134,19 +145,35 @@ def build_conformance_upstream() -> ASGIApp:
 
     @server.tool(description="Returns one embedded text resource.")
     def test_embedded_resource() -> CallToolResult:
-        return CallToolResult(content=[EmbeddedResource(type="resource", resource=TextResourceContents(
-            uri="test://embedded-resource", mime_type="text/plain",
-            text="This is an embedded resource content."))])
+        return CallToolResult(
+            content=[
+                EmbeddedResource(
+                    type="resource",
+                    resource=TextResourceContents(
+                        uri="test://embedded-resource",
+                        mime_type="text/plain",
+                        text="This is an embedded resource content.",
+                    ),
+                )
+            ]
+        )
 
     @server.tool(description="Returns text, an image and an embedded resource.")
     def test_multiple_content_types() -> CallToolResult:
-        return CallToolResult(content=[
-            TextContent(type="text", text="Multiple content types test:"),
-            ImageContent(type="image", data=PNG_1X1, mime_type="image/png"),
-            EmbeddedResource(type="resource", resource=TextResourceContents(
-                uri="test://mixed-content-resource", mime_type="application/json",
-                text=json.dumps({"test": "data", "value": 123}))),
-        ])
+        return CallToolResult(
+            content=[
+                TextContent(type="text", text="Multiple content types test:"),
+                ImageContent(type="image", data=PNG_1X1, mime_type="image/png"),
+                EmbeddedResource(
+                    type="resource",
+                    resource=TextResourceContents(
+                        uri="test://mixed-content-resource",
+                        mime_type="application/json",
+                        text=json.dumps({"test": "data", "value": 123}),
+                    ),
+                ),
+            ]
+        )
 
     @server.tool(description="Sends three info log messages 50 ms apart while it runs.")
     async def test_tool_with_logging(ctx: Context) -> CallToolResult:
@@ -179,53 +206,89 @@ def build_conformance_upstream() -> ASGIApp:
     async def test_sampling(prompt: str, ctx: Context) -> CallToolResult:
         result = await ctx.session.create_message(  # deprecated in 2026-07-28, as above
             messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
-            max_tokens=100, related_request_id=ctx.request_id)
+            max_tokens=100,
+            related_request_id=ctx.request_id,
+        )
         text = getattr(result.content, "text", "No response")
         return _text(f"LLM response: {text}")
 
     @server.tool(description="Asks the client for a username and an email address.")
     async def test_elicitation(message: str, ctx: Context) -> CallToolResult:
-        answer = await ctx.session.elicit_form(message, {
-            "type": "object",
-            "properties": {"username": {"type": "string", "description": "User's response"},
-                           "email": {"type": "string", "description": "User's email address"}},
-            "required": ["username", "email"]}, related_request_id=ctx.request_id)
+        answer = await ctx.session.elicit_form(
+            message,
+            {
+                "type": "object",
+                "properties": {
+                    "username": {"type": "string", "description": "User's response"},
+                    "email": {"type": "string", "description": "User's email address"},
+                },
+                "required": ["username", "email"],
+            },
+            related_request_id=ctx.request_id,
+        )
         return _text(f"User response: action={answer.action}, content={json.dumps(answer.content or {})}")
 
     @server.tool(description="Elicitation whose fields all have defaults (SEP-1034).")
     async def test_elicitation_sep1034_defaults(ctx: Context) -> CallToolResult:
-        answer = await ctx.session.elicit_form("Review these fields", {
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "User name", "default": "John Doe"},
-                "age": {"type": "integer", "description": "User age", "default": 30},
-                "score": {"type": "number", "description": "User score", "default": 95.5},
-                "status": {"type": "string", "description": "User status",
-                           "enum": ["active", "inactive", "pending"], "default": "active"},
-                "verified": {"type": "boolean", "description": "Verified", "default": True},
+        answer = await ctx.session.elicit_form(
+            "Review these fields",
+            {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string", "description": "User name", "default": "John Doe"},
+                    "age": {"type": "integer", "description": "User age", "default": 30},
+                    "score": {"type": "number", "description": "User score", "default": 95.5},
+                    "status": {
+                        "type": "string",
+                        "description": "User status",
+                        "enum": ["active", "inactive", "pending"],
+                        "default": "active",
+                    },
+                    "verified": {"type": "boolean", "description": "Verified", "default": True},
+                },
+                "required": [],
             },
-            "required": []}, related_request_id=ctx.request_id)
+            related_request_id=ctx.request_id,
+        )
         return _text(f"Elicitation completed: action={answer.action}, content={json.dumps(answer.content or {})}")
 
     @server.tool(description="Elicitation with the five enum forms of SEP-1330.")
     async def test_elicitation_sep1330_enums(ctx: Context) -> CallToolResult:
         def titled(prefix: str, word: str) -> list[dict[str, str]]:
-            return [{"const": f"{prefix}{i}", "title": f"{n} {word}"}
-                    for i, n in ((1, "First"), (2, "Second"), (3, "Third"))]
+            return [
+                {"const": f"{prefix}{i}", "title": f"{n} {word}"}
+                for i, n in ((1, "First"), (2, "Second"), (3, "Third"))
+            ]
 
-        answer = await ctx.session.elicit_form("Pick options", {
-            "type": "object",
-            "properties": {
-                "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
-                "titledSingle": {"type": "string", "oneOf": titled("value", "Option")},
-                "legacyEnum": {"type": "string", "enum": ["opt1", "opt2", "opt3"],
-                               "enumNames": ["Option One", "Option Two", "Option Three"]},
-                "untitledMulti": {"type": "array", "minItems": 1, "maxItems": 3,
-                                  "items": {"type": "string", "enum": ["option1", "option2", "option3"]}},
-                "titledMulti": {"type": "array", "minItems": 1, "maxItems": 3,
-                                "items": {"anyOf": titled("value", "Choice")}},
+        answer = await ctx.session.elicit_form(
+            "Pick options",
+            {
+                "type": "object",
+                "properties": {
+                    "untitledSingle": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                    "titledSingle": {"type": "string", "oneOf": titled("value", "Option")},
+                    "legacyEnum": {
+                        "type": "string",
+                        "enum": ["opt1", "opt2", "opt3"],
+                        "enumNames": ["Option One", "Option Two", "Option Three"],
+                    },
+                    "untitledMulti": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 3,
+                        "items": {"type": "string", "enum": ["option1", "option2", "option3"]},
+                    },
+                    "titledMulti": {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": 3,
+                        "items": {"anyOf": titled("value", "Choice")},
+                    },
+                },
+                "required": [],
             },
-            "required": []}, related_request_id=ctx.request_id)
+            related_request_id=ctx.request_id,
+        )
         return _text(f"Elicitation completed: action={answer.action}, content={json.dumps(answer.content or {})}")
 
     @server.tool(description="Has a JSON Schema 2020-12 input schema (SEP-1613).")
@@ -239,23 +302,36 @@ def build_conformance_upstream() -> ASGIApp:
 
     # -- resources ----------------------------------------------------------------------
 
-    @server.resource("test://static-text", name="static-text", mime_type="text/plain",
-                     description="A static text resource")
+    @server.resource(
+        "test://static-text", name="static-text", mime_type="text/plain", description="A static text resource"
+    )
     def static_text() -> str:
         return "This is the content of the static text resource."
 
-    @server.resource("test://static-binary", name="static-binary", mime_type="image/png",
-                     description="A static binary resource (a PNG)")
+    @server.resource(
+        "test://static-binary",
+        name="static-binary",
+        mime_type="image/png",
+        description="A static binary resource (a PNG)",
+    )
     def static_binary() -> bytes:
         return base64.b64decode(PNG_1X1)
 
-    @server.resource("test://template/{id}/data", name="template", mime_type="application/json",
-                     description="A template: the id is substituted")
+    @server.resource(
+        "test://template/{id}/data",
+        name="template",
+        mime_type="application/json",
+        description="A template: the id is substituted",
+    )
     def template(id: str) -> str:
         return json.dumps({"id": id, "templateTest": True, "data": f"Data for ID: {id}"})
 
-    @server.resource("test://watched-resource", name="watched-resource", mime_type="text/plain",
-                     description="A resource clients may subscribe to")
+    @server.resource(
+        "test://watched-resource",
+        name="watched-resource",
+        mime_type="text/plain",
+        description="A resource clients may subscribe to",
+    )
     def watched() -> str:
         return "Watched resource content"
 
@@ -288,14 +364,24 @@ def build_conformance_upstream() -> ASGIApp:
 
     @server.prompt(description="A prompt that embeds a resource")
     def test_prompt_with_embedded_resource(resourceUri: str) -> list[UserMessage]:
-        return [UserMessage(EmbeddedResource(type="resource", resource=TextResourceContents(
-                    uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."))),
-                UserMessage("Please process the embedded resource above.")]
+        return [
+            UserMessage(
+                EmbeddedResource(
+                    type="resource",
+                    resource=TextResourceContents(
+                        uri=resourceUri, mime_type="text/plain", text="Embedded resource content for testing."
+                    ),
+                )
+            ),
+            UserMessage("Please process the embedded resource above."),
+        ]
 
     @server.prompt(description="A prompt with an image")
     def test_prompt_with_image() -> list[UserMessage]:
-        return [UserMessage(ImageContent(type="image", data=PNG_1X1, mime_type="image/png")),
-                UserMessage("Please analyze the image above.")]
+        return [
+            UserMessage(ImageContent(type="image", data=PNG_1X1, mime_type="image/png")),
+            UserMessage("Please analyze the image above."),
+        ]
 
     @server.completion()  # type: ignore[no-untyped-call, untyped-decorator]
     async def complete(ref: Any, argument: Any, context: Any) -> Completion:
@@ -304,6 +390,8 @@ def build_conformance_upstream() -> ASGIApp:
     # Loopback defaults of the SDK: Host and Origin must be 127.0.0.1/localhost/[::1].
     security = TransportSecuritySettings(
         allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
-    return _SessionVersionWins(server.streamable_http_app(
-        event_store=MemoryEventStore(), retry_interval=100, transport_security=security))
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+    return _SessionVersionWins(
+        server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=100, transport_security=security)
+    )

@@ -37,8 +37,9 @@ def serve_in_thread(app: Any, port: int | None = None) -> contextlib.AbstractCon
 
 
 def start_gateway(workdir: Path, upstream_url: str, **env: str) -> Any:
-    server = AuthgateServer(workdir, extra_env={"AUTHGATE_UPSTREAM": upstream_url,
-                                                "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", **env})
+    server = AuthgateServer(
+        workdir, extra_env={"AUTHGATE_UPSTREAM": upstream_url, "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", **env}
+    )
     server.add_user()
     server.start()
     return server
@@ -80,21 +81,47 @@ def user_token(server: Any) -> str:
     import secrets
     from urllib.parse import urlencode
 
-    r = httpx.post(server.endpoint("register"), json={
-        "client_name": "gateway-test-user-client", "redirect_uris": [CALLBACK],
-        "token_endpoint_auth_method": "none"}, timeout=10)
+    r = httpx.post(
+        server.endpoint("register"),
+        json={
+            "client_name": "gateway-test-user-client",
+            "redirect_uris": [CALLBACK],
+            "token_endpoint_auth_method": "none",
+        },
+        timeout=10,
+    )
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    url = server.endpoint("authorize") + "?" + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "s",
-        "scope": "mcp", "resource": server.mcp_url, "code_challenge": challenge,
-        "code_challenge_method": "S256"})
+    url = (
+        server.endpoint("authorize")
+        + "?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": CALLBACK,
+                "state": "s",
+                "scope": "mcp",
+                "resource": server.mcp_url,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+            }
+        )
+    )
     answer = headless.authorize(url, server.username, server.password)
     assert answer.code, answer
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "authorization_code", "code": answer.code, "code_verifier": verifier,
-        "redirect_uri": CALLBACK, "client_id": client_id}, timeout=10)
+    r = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": answer.code,
+            "code_verifier": verifier,
+            "redirect_uri": CALLBACK,
+            "client_id": client_id,
+        },
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])

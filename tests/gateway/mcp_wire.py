@@ -19,8 +19,9 @@ ACCEPT = "application/json, text/event-stream"
 
 
 @asynccontextmanager
-async def mcp_client(url: str, token: str | None, mode: str,
-                     headers: dict[str, str] | None = None) -> AsyncIterator[Client]:
+async def mcp_client(
+    url: str, token: str | None, mode: str, headers: dict[str, str] | None = None
+) -> AsyncIterator[Client]:
     sent = dict(headers or {})
     if token:
         sent["Authorization"] = f"Bearer {token}"
@@ -30,28 +31,48 @@ async def mcp_client(url: str, token: str | None, mode: str,
 
 
 def modern_request(request_id: int, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {},
-            "io.modelcontextprotocol/clientInfo": {"name": "gateway-tests", "version": "1"}}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "gateway-tests", "version": "1"},
+    }
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}}
 
 
 def modern_headers(token: str, method: str, name: str | None = None, **extra: str) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-               "MCP-Protocol-Version": MODERN, "Mcp-Method": method, **extra}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": method,
+        **extra,
+    }
     if name is not None:
         headers["Mcp-Name"] = name
     return headers
 
 
 def legacy_headers(token: str, session_id: str | None = None) -> dict[str, str]:
-    headers = {"Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-               "MCP-Protocol-Version": LEGACY}
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": LEGACY,
+    }
     if session_id:
         headers["Mcp-Session-Id"] = session_id
     return headers
 
 
 def initialize_request(request_id: int = 1) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": request_id, "method": "initialize", "params": {
-        "protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "gateway-tests", "version": "1"}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": LEGACY,
+            "capabilities": {},
+            "clientInfo": {"name": "gateway-tests", "version": "1"},
+        },
+    }

@@ -39,6 +39,7 @@ import pytest
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+
 from support import requirements as req
 
 from .conformance_upstream import build_conformance_upstream
@@ -74,8 +75,9 @@ def _require_conformance() -> None:
     if not missing:
         manifest = json.loads((CONFORMANCE / "package.json").read_text())
         if manifest.get("version") != CONFORMANCE_VERSION:
-            missing.append(f"@modelcontextprotocol/conformance is {manifest.get('version')}, "
-                           f"expected {CONFORMANCE_VERSION}")
+            missing.append(
+                f"@modelcontextprotocol/conformance is {manifest.get('version')}, expected {CONFORMANCE_VERSION}"
+            )
     if not missing:
         return
     msg = "; ".join(missing) + " (run `bash scripts/test.sh`, or `npm ci` in tests/node)"
@@ -87,8 +89,16 @@ def _require_conformance() -> None:
 # -- the shim that adds the bearer token ------------------------------------------------
 
 # Hop-by-hop headers (RFC 9110 §7.6.1) are the shim's own business on each side.
-_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "content-length"}
+_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+}
 
 
 class BearerInjectingShim:
@@ -113,8 +123,7 @@ class BearerInjectingShim:
         assert scope["type"] == "http"
         self.requests += 1
         request = Request(scope, receive)
-        headers = [(k, v) for k, v in request.headers.items()
-                   if k not in _HOP and k != "authorization"]
+        headers = [(k, v) for k, v in request.headers.items() if k not in _HOP and k != "authorization"]
         headers.append(("authorization", f"Bearer {self.token}"))
         body = await request.body()
         url = self.target + scope["raw_path"].decode("latin-1")
@@ -123,12 +132,18 @@ class BearerInjectingShim:
         # A session per request: the shim lives in a uvicorn thread with a loop of its own,
         # and closing the session closes the forwarded connection when the client hangs up.
         # No timeouts but connecting: the suite's own timeout bounds the run.
-        session = aiohttp.ClientSession(auto_decompress=False,
-                                        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5))
+        session = aiohttp.ClientSession(
+            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+        )
         try:
             upstream = await session.request(
-                request.method, url, headers=headers, data=body or None, allow_redirects=False,
-                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"))
+                request.method,
+                url,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+            )
         except BaseException:
             await session.close()
             raise
@@ -142,8 +157,9 @@ class BearerInjectingShim:
                 await session.close()
 
         response: Response = StreamingResponse(relay(), status_code=upstream.status)
-        response.raw_headers = [(k.lower(), v) for k, v in upstream.raw_headers
-                                if k.decode("latin-1").lower() not in _HOP]
+        response.raw_headers = [
+            (k.lower(), v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _HOP
+        ]
         await response(scope, receive, send)
 
 
@@ -158,10 +174,16 @@ def run_suite(url: str, out: Path) -> dict[str, list[dict[str, Any]]]:
     try:
         done = subprocess.run(
             [str(NODE22), str(CONFORMANCE_CLI), "server", "--suite", "all", "--url", url, "-o", str(out)],
-            cwd=out, capture_output=True, text=True, timeout=SUITE_TIMEOUT, stdin=subprocess.DEVNULL)
+            cwd=out,
+            capture_output=True,
+            text=True,
+            timeout=SUITE_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"conformance against {url} did not finish within {SUITE_TIMEOUT}s\n"
-                    f"{(exc.stdout or b'')[-4000:]!r}")
+        pytest.fail(
+            f"conformance against {url} did not finish within {SUITE_TIMEOUT}s\n{(exc.stdout or b'')[-4000:]!r}"
+        )
     (out / "cli.stdout").write_text(done.stdout)
     (out / "cli.stderr").write_text(done.stderr)
     results: dict[str, list[dict[str, Any]]] = {}
@@ -170,7 +192,8 @@ def run_suite(url: str, out: Path) -> dict[str, list[dict[str, Any]]]:
         if match and (folder / "checks.json").exists():
             results[match["scenario"]] = json.loads((folder / "checks.json").read_text())
     assert "=== SUMMARY ===" in done.stdout and results, (
-        f"conformance exited {done.returncode} without results\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}")
+        f"conformance exited {done.returncode} without results\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return results
 
 
@@ -194,23 +217,29 @@ def table(direct: dict[str, list[dict[str, Any]]], gateway: dict[str, list[dict[
             return "not run"
         statuses = [c["status"] for c in checks]
         mark = "pass" if passed(checks) else "FAIL"
-        return (f"{mark} {statuses.count('SUCCESS')}/{statuses.count('FAILURE')}/"
-                f"{statuses.count('WARNING')}")
+        return f"{mark} {statuses.count('SUCCESS')}/{statuses.count('FAILURE')}/{statuses.count('WARNING')}"
 
     width = max(len(s) for s in [*direct, *gateway])
     lines = [f"{'scenario':<{width}}  {'direct':<16}  gateway   (pass|FAIL success/failure/warning checks)"]
     for scenario in sorted({*direct, *gateway}):
         lines.append(f"{scenario:<{width}}  {cell(direct.get(scenario)):<16}  {cell(gateway.get(scenario))}")
-    lines.append(f"{'scenarios passing':<{width}}  {sum(map(passed, direct.values())):<16}  "
-                 f"{sum(map(passed, gateway.values()))}")
+    lines.append(
+        f"{'scenarios passing':<{width}}  {sum(map(passed, direct.values())):<16}  {sum(map(passed, gateway.values()))}"
+    )
     return "\n".join(lines)
 
 
 def failures(checks: list[dict[str, Any]] | None) -> str:
     if checks is None:
         return "  (scenario missing from the gateway run)"
-    return "\n".join(f"  {c['id']}: {c['status']} {c.get('errorMessage', '')}"
-                     for c in checks if c["status"] in ("FAILURE", "WARNING")) or "  (none)"
+    return (
+        "\n".join(
+            f"  {c['id']}: {c['status']} {c.get('errorMessage', '')}"
+            for c in checks
+            if c["status"] in ("FAILURE", "WARNING")
+        )
+        or "  (none)"
+    )
 
 
 @pytest.fixture
@@ -231,23 +260,28 @@ def test_conformance_suite_through_gateway_matches_direct(tmp_path: Path, upstre
             through = run_suite(f"{shim_url}/mcp", tmp_path / "gateway")
     finally:
         gateway.stop()
-    print(f"\nMCP conformance {CONFORMANCE_VERSION} ({time.monotonic() - started:.1f}s), "
-          f"{len(direct)} scenarios; shim forwarded {shim.requests} requests\n{table(direct, through)}")
+    print(
+        f"\nMCP conformance {CONFORMANCE_VERSION} ({time.monotonic() - started:.1f}s), "
+        f"{len(direct)} scenarios; shim forwarded {shim.requests} requests\n{table(direct, through)}"
+    )
 
     direct_pass = {s for s, checks in direct.items() if passed(checks)}
     unexpected = {s for s in direct if not passed(direct[s])} - set(KNOWN_DIRECT_GAPS)
     assert not unexpected, "the upstream fails scenarios it used to pass directly:\n" + "\n".join(
-        f"{s}:\n{failures(direct[s])}" for s in sorted(unexpected))
+        f"{s}:\n{failures(direct[s])}" for s in sorted(unexpected)
+    )
 
     gateway_pass = {s for s, checks in through.items() if passed(checks)}
     lost = direct_pass - gateway_pass - set(DELIBERATE_GATEWAY_DIFFERENCES)
     assert not lost, "scenarios that pass directly but fail through the gateway:\n" + "\n".join(
-        f"{s}:\n{failures(through.get(s))}" for s in sorted(lost))
+        f"{s}:\n{failures(through.get(s))}" for s in sorted(lost)
+    )
 
     lost_checks = [
         f"{s}/{check}: direct SUCCESS, gateway {check_outcomes(through.get(s, [])).get(check, 'missing')}"
         for s in sorted(direct_pass - set(DELIBERATE_GATEWAY_DIFFERENCES))
         for check, status in check_outcomes(direct[s]).items()
-        if status == "SUCCESS" and check_outcomes(through.get(s, [])).get(check) != "SUCCESS"]
+        if status == "SUCCESS" and check_outcomes(through.get(s, [])).get(check) != "SUCCESS"
+    ]
     assert not lost_checks, "checks that succeed directly but not through the gateway:\n" + "\n".join(lost_checks)
     assert gateway_pass >= direct_pass - set(DELIBERATE_GATEWAY_DIFFERENCES)

@@ -46,13 +46,20 @@ def test_a_body_parsed_in_front_is_taken_as_it_is() -> None:
     assert body.single is not None and body.single.obj is decoded and body.upstream_bytes() is raw
 
 
-@pytest.mark.parametrize("raw, error", [
-    (b"{", ParseError), (b"\xff", ParseError), (b"[]", InvalidRequest), (b"42", InvalidRequest),
-    (b'{"jsonrpc": "2.0", "id": 1}', InvalidRequest), (b'{"jsonrpc": "2.0", "id": true, "method": "x"}', InvalidRequest),
-    (b'{"jsonrpc": "2.0", "method": "x", "params": 3}', InvalidRequest),
-    (b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}', InvalidRequest),
-    (b"[" * 100_000 + b"]" * 100_000, ParseError),  # deeper than Python's json can go: 400, not a crash
-])
+@pytest.mark.parametrize(
+    "raw, error",
+    [
+        (b"{", ParseError),
+        (b"\xff", ParseError),
+        (b"[]", InvalidRequest),
+        (b"42", InvalidRequest),
+        (b'{"jsonrpc": "2.0", "id": 1}', InvalidRequest),
+        (b'{"jsonrpc": "2.0", "id": true, "method": "x"}', InvalidRequest),
+        (b'{"jsonrpc": "2.0", "method": "x", "params": 3}', InvalidRequest),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}', InvalidRequest),
+        (b"[" * 100_000 + b"]" * 100_000, ParseError),  # deeper than Python's json can go: 400, not a crash
+    ],
+)
 def test_bodies_nothing_can_be_done_with(raw: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse_body(raw)
@@ -96,8 +103,11 @@ def test_modern_requests_need_their_headers() -> None:
 
 def test_a_base64_name_is_decoded_before_comparing() -> None:
     call = {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": "file:///ü", "_meta": META}}
-    headers = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "resources/read",
-               "Mcp-Name": "=?base64?ZmlsZTovLy/DvA==?="}
+    headers = {
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "resources/read",
+        "Mcp-Name": "=?base64?ZmlsZTovLy/DvA==?=",
+    }
     _check(call, headers)
     with pytest.raises(HeaderMismatch, match="malformed"):
         _check(call, {**headers, "Mcp-Name": "=?base64?!!?="})
@@ -106,22 +116,36 @@ def test_a_base64_name_is_decoded_before_comparing() -> None:
 def test_a_duplicated_routing_header_is_a_mismatch() -> None:
     mirrored = MirroredHeaders.from_scope([(b"mcp-method", b"tools/list"), (b"mcp-method", b"tools/list")])
     with pytest.raises(HeaderMismatch, match="more than once"):
-        check_request_metadata(parse_body(_body({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})),
-                               mirrored, ToolSchemas())
+        check_request_metadata(
+            parse_body(_body({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})), mirrored, ToolSchemas()
+        )
 
 
 def test_param_headers_follow_the_learned_schema() -> None:
     schemas = ToolSchemas()
     tap = ToolsListTap(schemas, 5)
-    listing = {"jsonrpc": "2.0", "id": 5, "result": {"tools": [
-        {"name": "q", "inputSchema": {"type": "object", "properties": {
-            "n": {"type": "integer", "x-mcp-header": "N"}}}},
-        {"name": "plain", "inputSchema": {"type": "object"}}]}}
+    listing = {
+        "jsonrpc": "2.0",
+        "id": 5,
+        "result": {
+            "tools": [
+                {
+                    "name": "q",
+                    "inputSchema": {"type": "object", "properties": {"n": {"type": "integer", "x-mcp-header": "N"}}},
+                },
+                {"name": "plain", "inputSchema": {"type": "object"}},
+            ]
+        },
+    }
     tap.feed(b"event: message\r\ndata: " + _body(listing) + b"\r\n\r\n")
     tap.finish("text/event-stream")
     assert schemas.get("q") is not None and schemas.get("plain") is None
-    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "q", "arguments": {"n": 42},
-                                                                           "_meta": META}}
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "q", "arguments": {"n": 42}, "_meta": META},
+    }
     base = {"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "q"}
     _check(call, {**base, "Mcp-Param-N": "42"}, schemas)
     _check(call, {**base, "Mcp-Param-N": "42.0"}, schemas)  # integers compare numerically
@@ -196,22 +220,59 @@ async def test_bindings_are_capped_oldest_idle_first() -> None:
 
 
 def _scope(headers: dict[str, str]) -> dict[str, Any]:
-    return {"headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
-            "client": ("10.0.0.7", 5555), "scheme": "https"}
+    return {
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+        "client": ("10.0.0.7", 5555),
+        "scheme": "https",
+    }
 
 
 def test_upstream_headers_drop_credentials_cookies_forgeries_and_hop_by_hop() -> None:
-    identity = Identity(subject="sub-1", client_id="https://client.example/cimd", scopes=("mcp", "x"),
-                        audience=("https://gw/mcp",), expires_at=0, username="zoë")
-    built = UpstreamRequestHeaders({"X-Api-Key": "k"}, IdentityHeaderNames()).build(_scope({
-        "Authorization": "Bearer client-token", "Cookie": "authgate_session=1", "X-Authgate-Subject": "evil",
-        "X-Authgate-Anything": "evil", "X-Api-Key": "client", "Connection": "keep-alive, X-Hop",
-        "X-Hop": "1", "Keep-Alive": "5", "TE": "trailers", "Host": "gw", "Content-Length": "3",
-        "Mcp-Session-Id": "s", "Mcp-Param-Region": "eu", "Last-Event-ID": "7", "User-Agent": "ua",
-        "Origin": "https://evil.example", "X-Forwarded-For": "6.6.6.6"}), identity)
+    identity = Identity(
+        subject="sub-1",
+        client_id="https://client.example/cimd",
+        scopes=("mcp", "x"),
+        audience=("https://gw/mcp",),
+        expires_at=0,
+        username="zoë",
+    )
+    built = UpstreamRequestHeaders({"X-Api-Key": "k"}, IdentityHeaderNames()).build(
+        _scope(
+            {
+                "Authorization": "Bearer client-token",
+                "Cookie": "authgate_session=1",
+                "X-Authgate-Subject": "evil",
+                "X-Authgate-Anything": "evil",
+                "X-Api-Key": "client",
+                "Connection": "keep-alive, X-Hop",
+                "X-Hop": "1",
+                "Keep-Alive": "5",
+                "TE": "trailers",
+                "Host": "gw",
+                "Content-Length": "3",
+                "Mcp-Session-Id": "s",
+                "Mcp-Param-Region": "eu",
+                "Last-Event-ID": "7",
+                "User-Agent": "ua",
+                "Origin": "https://evil.example",
+                "X-Forwarded-For": "6.6.6.6",
+            }
+        ),
+        identity,
+    )
     names = [n.lower() for n, _ in built]
-    assert not {"authorization", "cookie", "connection", "x-hop", "keep-alive", "te", "host",
-                "content-length", "x-authgate-anything", "origin"} & set(names)
+    assert not {
+        "authorization",
+        "cookie",
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "te",
+        "host",
+        "content-length",
+        "x-authgate-anything",
+        "origin",
+    } & set(names)
     got = dict(built)
     assert got["X-Api-Key"] == "k" and names.count("x-api-key") == 1 and names.count("x-forwarded-for") == 1
     assert got["X-Authgate-Subject"] == "sub-1" and got["X-Authgate-Scopes"] == "mcp x"
@@ -222,25 +283,38 @@ def test_upstream_headers_drop_credentials_cookies_forgeries_and_hop_by_hop() ->
 
 
 def test_downstream_headers_drop_cookies_challenges_and_hop_by_hop() -> None:
-    out = dict(downstream_headers([(b"Set-Cookie", b"authgate_session=x"), (b"WWW-Authenticate", b"Bearer"),
-                                   (b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"9"),
-                                   (b"Mcp-Session-Id", b"s"), (b"X-Accel-Buffering", b"yes")],
-                                  sse=True, keep_length=False))
+    out = dict(
+        downstream_headers(
+            [
+                (b"Set-Cookie", b"authgate_session=x"),
+                (b"WWW-Authenticate", b"Bearer"),
+                (b"Transfer-Encoding", b"chunked"),
+                (b"Content-Length", b"9"),
+                (b"Mcp-Session-Id", b"s"),
+                (b"X-Accel-Buffering", b"yes"),
+            ],
+            sse=True,
+            keep_length=False,
+        )
+    )
     assert out == {b"mcp-session-id": b"s", b"x-accel-buffering": b"no"}
 
 
 # -- settings --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("overrides, setting", [
-    ({"upstream": "ftp://host/mcp"}, "upstream"),
-    ({"upstream": "http://user:pw@host/mcp"}, "upstream"),
-    ({"upstream": "http://127.0.0.1:8123/mcp", "port": 8123}, "upstream"),
-    ({"upstream_headers": '{"Host": "x"}'}, "upstream_headers"),
-    ({"upstream_headers": '{"X-Authgate-Subject": "x"}'}, "upstream_headers"),
-    ({"upstream_headers": "no colon"}, "upstream_headers"),
-    ({"upstream_headers": "Authorization: Basic x", "upstream_bearer_token": "t"}, "upstream_bearer_token"),
-])
+@pytest.mark.parametrize(
+    "overrides, setting",
+    [
+        ({"upstream": "ftp://host/mcp"}, "upstream"),
+        ({"upstream": "http://user:pw@host/mcp"}, "upstream"),
+        ({"upstream": "http://127.0.0.1:8123/mcp", "port": 8123}, "upstream"),
+        ({"upstream_headers": '{"Host": "x"}'}, "upstream_headers"),
+        ({"upstream_headers": '{"X-Authgate-Subject": "x"}'}, "upstream_headers"),
+        ({"upstream_headers": "no colon"}, "upstream_headers"),
+        ({"upstream_headers": "Authorization: Basic x", "upstream_bearer_token": "t"}, "upstream_bearer_token"),
+    ],
+)
 def test_upstream_settings_are_validated(overrides: dict[str, Any], setting: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(**overrides)

@@ -14,6 +14,7 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+
 from support import requirements as req
 
 from .conftest import find_free_port, serve_in_thread, service_token, start_gateway
@@ -85,8 +86,7 @@ async def test_connection_refused_is_502_and_the_gateway_recovers(tmp_path: Path
 @pytest.mark.requirement(req.ISSUE3_SILENT_UPSTREAM_504)
 async def test_a_silent_upstream_is_504_after_the_first_byte_timeout(tmp_path: Path) -> None:
     with silent_upstream() as port:
-        gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}/mcp",
-                                AUTHGATE_UPSTREAM_FIRST_BYTE_TIMEOUT="1")
+        gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}/mcp", AUTHGATE_UPSTREAM_FIRST_BYTE_TIMEOUT="1")
         try:
             token = service_token(gateway)
             body, headers = _call(token, 8)
@@ -95,8 +95,10 @@ async def test_a_silent_upstream_is_504_after_the_first_byte_timeout(tmp_path: P
                 health: list[float] = []
                 started = time.monotonic()
                 async with anyio.create_task_group() as tg:
+
                     async def call() -> None:
                         answers.append(await http.post(gateway.mcp_url, json=body, headers=headers))
+
                     tg.start_soon(call)
                     await anyio.sleep(0.3)
                     t = time.monotonic()
@@ -127,8 +129,9 @@ async def _open_tool_stream(http: httpx.AsyncClient, url: str, token: str, label
 async def test_a_streaming_tool_outlives_the_first_byte_timeout_but_not_silence(tmp_path: Path) -> None:
     upstream = build_upstream(stateless=True)
     with serve_in_thread(upstream.app) as base:
-        gateway = start_gateway(tmp_path, base + "/mcp", AUTHGATE_UPSTREAM_FIRST_BYTE_TIMEOUT="1",
-                                AUTHGATE_UPSTREAM_IDLE_TIMEOUT="2")
+        gateway = start_gateway(
+            tmp_path, base + "/mcp", AUTHGATE_UPSTREAM_FIRST_BYTE_TIMEOUT="1", AUTHGATE_UPSTREAM_IDLE_TIMEOUT="2"
+        )
         try:
             token = service_token(gateway)
             async with httpx.AsyncClient(timeout=15) as http:

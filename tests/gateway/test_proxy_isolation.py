@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
@@ -29,11 +30,14 @@ from .upstream_app import Upstream, build_upstream
 
 UPSTREAM_SECRET = "upstream-secret-not-the-clients"
 FORGED = {
-    "X-Authgate-Subject": "someone-else", "X-Authgate-Client-Id": "forged-client",
-    "X-Authgate-Scopes": "admin", "X-Authgate-Username": "root",
+    "X-Authgate-Subject": "someone-else",
+    "X-Authgate-Client-Id": "forged-client",
+    "X-Authgate-Scopes": "admin",
+    "X-Authgate-Username": "root",
     "Cookie": "authgate_session=stolen; authgate_csrf=stolen; other=1",
     # (X-Forwarded-For from a loopback client is believed: trusted_proxies, server/forwarded.py)
-    "Forwarded": "for=203.0.113.9", "X-Real-IP": "203.0.113.9",
+    "Forwarded": "for=203.0.113.9",
+    "X-Real-IP": "203.0.113.9",
     "X-Upstream-Key": "client-chosen-key",
 }
 
@@ -46,18 +50,24 @@ def upstream(module_stack: Any) -> tuple[Upstream, str]:
 
 @pytest.fixture(scope="module")
 def gateway(upstream: tuple[Upstream, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    server = start_gateway(tmp_path_factory.mktemp("gw-isolation"), upstream[1],
-                           AUTHGATE_UPSTREAM_BEARER_TOKEN=UPSTREAM_SECRET,
-                           AUTHGATE_UPSTREAM_HEADERS='{"X-Upstream-Key": "configured-key"}',
-                           AUTHGATE_IDENTITY_HEADERS="true")
+    server = start_gateway(
+        tmp_path_factory.mktemp("gw-isolation"),
+        upstream[1],
+        AUTHGATE_UPSTREAM_BEARER_TOKEN=UPSTREAM_SECRET,
+        AUTHGATE_UPSTREAM_HEADERS='{"X-Upstream-Key": "configured-key"}',
+        AUTHGATE_IDENTITY_HEADERS="true",
+    )
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
 def tokens(gateway: Any) -> dict[str, str]:
-    return {"a": service_token(gateway, "service-a"), "b": service_token(gateway, "service-b"),
-            "alice": user_token(gateway)}
+    return {
+        "a": service_token(gateway, "service-a"),
+        "b": service_token(gateway, "service-b"),
+        "alice": user_token(gateway),
+    }
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -79,7 +89,10 @@ def _assert_nothing_leaked(upstream: Upstream, tokens: dict[str, str]) -> None:
 @pytest.mark.requirement(req.ISSUE3_NO_FORGED_IDENTITY)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_only_the_gateway_speaks_for_the_caller(
-    upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str], mode_id: str,
+    upstream: tuple[Upstream, str],
+    gateway: Any,
+    tokens: dict[str, str],
+    mode_id: str,
 ) -> None:
     async with mcp_client(gateway.mcp_url, tokens["a"], MODES[mode_id][0], headers=FORGED) as client:
         result = await client.call_tool("seen_headers", {})
@@ -93,7 +106,9 @@ async def test_only_the_gateway_speaks_for_the_caller(
 
 
 async def test_a_signed_in_user_is_named_upstream(
-    upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str],
+    upstream: tuple[Upstream, str],
+    gateway: Any,
+    tokens: dict[str, str],
 ) -> None:
     async with mcp_client(gateway.mcp_url, tokens["alice"], "auto", headers=FORGED) as client:
         result = await client.call_tool("seen_headers", {})
@@ -141,7 +156,10 @@ async def _post_modern(gateway: Any, body: dict[str, Any], headers: dict[str, st
 @pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 @pytest.mark.parametrize("case", ["method", "name", "name-base64", "missing-name", "version", "missing-method"])
 async def test_mirrored_headers_that_disagree_with_the_body_are_refused_before_the_upstream(
-    upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str], case: str,
+    upstream: tuple[Upstream, str],
+    gateway: Any,
+    tokens: dict[str, str],
+    case: str,
 ) -> None:
     body = modern_request(41, "tools/call", {"name": "echo", "arguments": {"text": "x"}})
     headers = modern_headers(tokens["a"], "tools/call", "echo")
@@ -169,7 +187,9 @@ async def test_mirrored_headers_that_disagree_with_the_body_are_refused_before_t
 
 @pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_mcp_param_headers_are_checked_once_the_schema_was_listed(
-    upstream: tuple[Upstream, str], gateway: Any, tokens: dict[str, str],
+    upstream: tuple[Upstream, str],
+    gateway: Any,
+    tokens: dict[str, str],
 ) -> None:
     r = await _post_modern(gateway, modern_request(1, "tools/list"), modern_headers(tokens["a"], "tools/list"))
     assert r.status_code == 200 and "x-mcp-header" in r.text  # the gateway read this answer too
@@ -179,6 +199,7 @@ async def test_mcp_param_headers_are_checked_once_the_schema_was_listed(
         r = await _post_modern(gateway, call, modern_headers(tokens["a"], "tools/call", "in_region", **params))
         assert r.status_code == 400 and r.json()["error"]["code"] == -32020, (params, r.text)
     assert len(upstream[0].requests) == before
-    r = await _post_modern(gateway, call, modern_headers(tokens["a"], "tools/call", "in_region",
-                                                         **{"Mcp-Param-Region": "us"}))
+    r = await _post_modern(
+        gateway, call, modern_headers(tokens["a"], "tools/call", "in_region", **{"Mcp-Param-Region": "us"})
+    )
     assert r.status_code == 200 and "us:q" in r.text

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from pg import asyncpg_dsn, fresh_database
+
 from support import requirements as req
 
 from .conftest import AuthgateServer, serve_in_thread, service_token, start_gateway
@@ -33,13 +34,17 @@ async def database() -> AsyncIterator[sa.URL]:
 def replicas(database: sa.URL, tmp_path: Any) -> Iterator[tuple[Any, Any]]:
     up = build_upstream(stateless=False)
     with serve_in_thread(up.app) as upstream_base:
-        shared = {"AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
-                  "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32)}
+        shared = {
+            "AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
+            "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32),
+        }
         first = start_gateway(tmp_path / "a", upstream_base + "/mcp", **shared)
         # The second replica answers on another port but is the same public resource, as
         # behind a load balancer: the same issuer, audience and keys.
-        second = AuthgateServer(tmp_path / "b", extra_env={
-            "AUTHGATE_UPSTREAM": upstream_base + "/mcp", "AUTHGATE_PUBLIC_URL": first.url, **shared})
+        second = AuthgateServer(
+            tmp_path / "b",
+            extra_env={"AUTHGATE_UPSTREAM": upstream_base + "/mcp", "AUTHGATE_PUBLIC_URL": first.url, **shared},
+        )
         second.start()
         try:
             yield first, second
@@ -50,7 +55,8 @@ def replicas(database: sa.URL, tmp_path: Any) -> Iterator[tuple[Any, Any]]:
 
 @pytest.mark.requirement(req.MCP_2025_11_25_SESSION_HIJACKING)
 async def test_any_replica_serves_a_session_and_only_to_its_owner(
-    replicas: tuple[Any, Any], database: sa.URL,
+    replicas: tuple[Any, Any],
+    database: sa.URL,
 ) -> None:
     first, second = replicas
     owner, intruder = service_token(first, "owner"), service_token(first, "intruder")

@@ -16,6 +16,7 @@ import anyio
 import httpx
 import pytest
 from mcp_types import CallToolResult
+
 from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
@@ -36,8 +37,9 @@ def upstreams(module_stack: Any) -> dict[str, tuple[Upstream, str]]:
 
 
 @pytest.fixture(scope="module")
-def gateways(upstreams: dict[str, tuple[Upstream, str]],
-             tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def gateways(
+    upstreams: dict[str, tuple[Upstream, str]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     servers = {kind: start_gateway(tmp_path_factory.mktemp(f"gw-{kind}"), url) for kind, (_, url) in upstreams.items()}
     yield servers
     for server in servers.values():
@@ -71,8 +73,11 @@ async def _session(url: str, token: str | None, mode: str) -> dict[str, Any]:
 @pytest.mark.parametrize("mode_id", list(MODES))
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_tools_list_and_call_are_the_same_through_the_gateway(
-    upstreams: dict[str, tuple[Upstream, str]], gateways: dict[str, Any], tokens: dict[str, str],
-    kind: str, mode_id: str,
+    upstreams: dict[str, tuple[Upstream, str]],
+    gateways: dict[str, Any],
+    tokens: dict[str, str],
+    kind: str,
+    mode_id: str,
 ) -> None:
     mode, version = MODES[mode_id]
     direct = await _session(upstreams[kind][1], None, mode)
@@ -100,8 +105,11 @@ async def test_sdk_client_signs_in_and_reaches_the_upstream(gateways: dict[str, 
         result = await client.call_tool("echo", {"text": "signed in"})
     assert _result(result)["content"][0]["text"] == "signed in"
     async with httpx.AsyncClient() as http:  # and without a token: the guard's 401, not the upstream
-        r = await http.post(server.mcp_url, json=modern_request(1, "tools/list"),
-                            headers={"Accept": "application/json, text/event-stream"})
+        r = await http.post(
+            server.mcp_url,
+            json=modern_request(1, "tools/list"),
+            headers={"Accept": "application/json, text/event-stream"},
+        )
     assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
 
 
@@ -109,8 +117,11 @@ async def test_sdk_client_signs_in_and_reaches_the_upstream(gateways: dict[str, 
 @pytest.mark.parametrize("mode_id", list(MODES))
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_progress_reaches_the_client_while_the_tool_is_still_blocked(
-    upstreams: dict[str, tuple[Upstream, str]], gateways: dict[str, Any], tokens: dict[str, str],
-    kind: str, mode_id: str,
+    upstreams: dict[str, tuple[Upstream, str]],
+    gateways: dict[str, Any],
+    tokens: dict[str, str],
+    kind: str,
+    mode_id: str,
 ) -> None:
     upstream = upstreams[kind][0]
     label = f"progress-{kind}-{mode_id}"
@@ -124,9 +135,10 @@ async def test_progress_reaches_the_client_while_the_tool_is_still_blocked(
 
     async with mcp_client(gateways[kind].mcp_url, tokens[kind], MODES[mode_id][0]) as client:
         async with anyio.create_task_group() as tg:
+
             async def call() -> None:
-                results.append(await client.call_tool("wait_for_gate", {"label": label},
-                                                      progress_callback=on_progress))
+                results.append(await client.call_tool("wait_for_gate", {"label": label}, progress_callback=on_progress))
+
             tg.start_soon(call)
             with anyio.fail_after(WAIT):
                 await progressed.wait()
@@ -139,7 +151,9 @@ async def test_progress_reaches_the_client_while_the_tool_is_still_blocked(
 
 @pytest.mark.requirement(req.MCP_2026_07_28_CLOSED_STREAM_CANCELS)
 async def test_client_disconnect_cancels_the_upstream_request(
-    upstreams: dict[str, tuple[Upstream, str]], gateways: dict[str, Any], tokens: dict[str, str],
+    upstreams: dict[str, tuple[Upstream, str]],
+    gateways: dict[str, Any],
+    tokens: dict[str, str],
 ) -> None:
     upstream = upstreams["stateless"][0]
     label = "disconnect"
@@ -168,4 +182,3 @@ async def test_health_ready_names_the_upstream(gateways: dict[str, Any]) -> None
         r = await http.get(gateways["stateless"].url + "/health/ready")
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ready", "store": "ok", "upstream": "ok"}
-

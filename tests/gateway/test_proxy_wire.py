@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support import requirements as req
 
 from .conftest import serve_in_thread, service_token, start_gateway
@@ -36,9 +37,18 @@ def token(gateway: Any) -> str:
 
 
 def _post(gateway: Any, token: str, content: bytes, **headers: str) -> httpx.Response:
-    return httpx.post(gateway.mcp_url, content=content, timeout=15, headers={
-        "Authorization": f"Bearer {token}", "Accept": ACCEPT, "Content-Type": "application/json",
-        "MCP-Protocol-Version": "2025-03-26", **headers})
+    return httpx.post(
+        gateway.mcp_url,
+        content=content,
+        timeout=15,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": ACCEPT,
+            "Content-Type": "application/json",
+            "MCP-Protocol-Version": "2025-03-26",
+            **headers,
+        },
+    )
 
 
 def _request(i: int, method: str = "tools/list") -> dict[str, Any]:
@@ -47,8 +57,9 @@ def _request(i: int, method: str = "tools/list") -> dict[str, Any]:
 
 @pytest.mark.requirement(req.JSONRPC_6_BATCH)
 def test_a_valid_batch_is_forwarded_byte_for_byte(upstream: tuple[Upstream, str], gateway: Any, token: str) -> None:
-    raw = json.dumps([_request(1), {"jsonrpc": "2.0", "method": "notifications/initialized"}, _request(2, "ping")],
-                     indent=1).encode()
+    raw = json.dumps(
+        [_request(1), {"jsonrpc": "2.0", "method": "notifications/initialized"}, _request(2, "ping")], indent=1
+    ).encode()
     r = _post(gateway, token, raw)
     assert r.status_code == 200, r.text
     assert [a["id"] for a in r.json()] == [1, 2]
@@ -57,10 +68,17 @@ def test_a_valid_batch_is_forwarded_byte_for_byte(upstream: tuple[Upstream, str]
 
 @pytest.mark.requirement(req.JSONRPC_6_BATCH_ELEMENT_ERRORS)
 def test_malformed_batch_elements_are_answered_here_and_the_rest_forwarded(
-    upstream: tuple[Upstream, str], gateway: Any, token: str,
+    upstream: tuple[Upstream, str],
+    gateway: Any,
+    token: str,
 ) -> None:
-    batch = [_request(1), 42, {"jsonrpc": "1.0", "id": 9, "method": "x"}, {"jsonrpc": "2.0", "method": 5},
-             {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    batch = [
+        _request(1),
+        42,
+        {"jsonrpc": "1.0", "id": 9, "method": "x"},
+        {"jsonrpc": "2.0", "method": 5},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    ]
     r = _post(gateway, token, json.dumps(batch).encode())
     assert r.status_code == 200, r.text
     answers = r.json()
@@ -89,8 +107,13 @@ def test_batches_nothing_can_be_done_with(upstream: tuple[Upstream, str], gatewa
 
 @pytest.mark.requirement(req.MCP_2025_11_25_SSE_BYTE_FOR_BYTE)
 def test_an_sse_answer_passes_byte_for_byte(gateway: Any, token: str) -> None:
-    with httpx.stream("POST", gateway.mcp_url, timeout=15, json=_request(3, "raw/sse"), headers={
-            "Authorization": f"Bearer {token}", "Accept": ACCEPT}) as r:
+    with httpx.stream(
+        "POST",
+        gateway.mcp_url,
+        timeout=15,
+        json=_request(3, "raw/sse"),
+        headers={"Authorization": f"Bearer {token}", "Accept": ACCEPT},
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         assert r.headers["x-accel-buffering"] == "no"

@@ -35,9 +35,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-RAW_SSE = (b"id: ev-7\r\nretry: 1500\r\n: a comment line\r\nevent: message\r\n"
-           b'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}\r\n\r\n'
-           b'id: ev-8\ndata: {"jsonrpc":"2.0","id":1,\ndata: "result":{}}\n\n')
+RAW_SSE = (
+    b"id: ev-7\r\nretry: 1500\r\n: a comment line\r\nevent: message\r\n"
+    b'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"hi"}}\r\n\r\n'
+    b'id: ev-8\ndata: {"jsonrpc":"2.0","id":1,\ndata: "result":{}}\n\n'
+)
 
 
 @dataclass
@@ -100,8 +102,10 @@ def build_upstream(*, stateless: bool, json_response: bool = False) -> Upstream:
         return f"{region}:{query}"
 
     app = server.streamable_http_app(
-        stateless_http=stateless, json_response=json_response,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        stateless_http=stateless,
+        json_response=json_response,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
     upstream.app = _RecordHeaders(app, upstream.requests)
     return upstream
 
@@ -116,21 +120,30 @@ def scripted_app() -> Upstream:
         upstream.bodies.append(raw)
         body = json.loads(raw)
         if isinstance(body, dict) and body.get("method") == "raw/sse":
+
             async def events() -> Any:
                 yield RAW_SSE[:40]  # split mid-line: the gateway must not re-frame
                 await asyncio.sleep(0.05)
                 yield RAW_SSE[40:]
+
             return StreamingResponse(events(), media_type="text/event-stream")
         if isinstance(body, dict) and body.get("method") == "auth/test":
-            return JSONResponse({"error": "invalid_token"}, status_code=401,
-                                headers={"WWW-Authenticate": 'Bearer resource_metadata="http://elsewhere"'})
+            return JSONResponse(
+                {"error": "invalid_token"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer resource_metadata="http://elsewhere"'},
+            )
         messages = body if isinstance(body, list) else [body]
-        answers = [{"jsonrpc": "2.0", "id": m["id"], "result": {"echo": m["method"]}}
-                   for m in messages if "id" in m and "method" in m]
+        answers = [
+            {"jsonrpc": "2.0", "id": m["id"], "result": {"echo": m["method"]}}
+            for m in messages
+            if "id" in m and "method" in m
+        ]
         if not answers:
             return Response(status_code=202)
-        return JSONResponse(answers if isinstance(body, list) else answers[0],
-                            headers={"Set-Cookie": "authgate_session=evil; Path=/"})
+        return JSONResponse(
+            answers if isinstance(body, list) else answers[0], headers={"Set-Cookie": "authgate_session=evil; Path=/"}
+        )
 
     upstream.app = _RecordHeaders(Starlette(routes=[Route("/mcp", mcp, methods=["POST"])]), upstream.requests)
     return upstream

@@ -85,13 +85,23 @@ class Asgi:
     def __init__(self, app: StdioBridge) -> None:
         self.app = app
 
-    async def call(self, who: Identity | None, method: str, body: Any = None,
-                   headers: dict[str, str] | None = None, repeated: Sequence[tuple[str, str]] = ()) -> Reply:
+    async def call(
+        self,
+        who: Identity | None,
+        method: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        repeated: Sequence[tuple[str, str]] = (),
+    ) -> Reply:
         """`repeated`: header lines added as they are, e.g. a second copy of one in `headers`."""
         raw = json.dumps(body).encode() if body is not None else b""
         lines = [*{**LEGACY, **(headers or {})}.items(), *repeated]
-        scope: dict[str, Any] = {"type": "http", "method": method, "path": "/mcp", "headers": [
-            (k.lower().encode(), v.encode()) for k, v in lines]}
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": method,
+            "path": "/mcp",
+            "headers": [(k.lower().encode(), v.encode()) for k, v in lines],
+        }
         if who is not None:
             scope[SCOPE_KEY] = who
         sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -111,8 +121,13 @@ class Asgi:
 
         return await Reply(asyncio.create_task(self.app(scope, receive, send)), sent, gone).start()
 
-    async def post(self, who: Identity | None, body: Any, headers: dict[str, str] | None = None,
-                   repeated: Sequence[tuple[str, str]] = ()) -> Reply:
+    async def post(
+        self,
+        who: Identity | None,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        repeated: Sequence[tuple[str, str]] = (),
+    ) -> Reply:
         return await self.call(who, "POST", body, headers, repeated)
 
 
@@ -125,11 +140,14 @@ def rpc(method: str, params: dict[str, Any] | None = None, request_id: int | Non
     return message
 
 
-def modern(method: str, params: dict[str, Any] | None = None, request_id: Any = 1,
-           capabilities: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+def modern(
+    method: str, params: dict[str, Any] | None = None, request_id: Any = 1, capabilities: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, str]]:
     """A 2026-07-28 request (envelope in `_meta`) and the metadata headers that mirror it."""
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": capabilities if capabilities is not None else {}}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": capabilities if capabilities is not None else {},
+    }
     body = rpc(method, {**(params or {}), "_meta": meta}, request_id)
     headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": method}
     name = (params or {}).get("name", (params or {}).get("uri"))
@@ -138,8 +156,10 @@ def modern(method: str, params: dict[str, Any] | None = None, request_id: Any = 
     return body, headers
 
 
-INIT = rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}},
-                          "clientInfo": {"name": "t", "version": "1"}})
+INIT = rpc(
+    "initialize",
+    {"protocolVersion": "2025-11-25", "capabilities": {"elicitation": {}}, "clientInfo": {"name": "t", "version": "1"}},
+)
 
 
 async def open_session(asgi: Asgi, who: Identity) -> str:
@@ -167,8 +187,9 @@ def asgi(bridge: StdioBridge) -> Asgi:
 @pytest.fixture
 async def watch_bridge() -> AsyncIterator[StdioBridge]:
     """The bridge in front of watch_server.py (x-mcp-header tools, listChanged, resources.subscribe)."""
-    app = StdioBridge([sys.executable, str(WATCH)], identity_env=True, max_children=4, max_children_per_identity=2,
-                      init_timeout=20)
+    app = StdioBridge(
+        [sys.executable, str(WATCH)], identity_env=True, max_children=4, max_children_per_identity=2, init_timeout=20
+    )
     async with app:
         yield app
 

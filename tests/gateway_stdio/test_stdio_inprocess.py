@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import requirements as req
 
 from authgate.gateway.stdio_bridge import StdioBridge
+from support import requirements as req
 
 from .conftest import DEMO, Asgi, identity, open_session, rpc
 
@@ -68,8 +68,13 @@ async def test_limits_per_caller_and_overall(bridge: StdioBridge, asgi: Asgi) ->
     await open_session(asgi, ALICE)  # at Alice's limit: her least recently used idle child makes room
     assert (await asgi.post(ALICE, call("echo", {"text": "x"}), {"mcp-session-id": first})).status == 404
     await open_session(asgi, BOB)
-    refused = await asgi.post(CAROL, rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                                        "clientInfo": {"name": "c", "version": "1"}}))
+    refused = await asgi.post(
+        CAROL,
+        rpc(
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}},
+        ),
+    )
     assert refused.status == 503
     error = (await refused.json())["error"]
     assert error["data"]["reason"] == "stdio_server_limit" and "limit" in error["message"]
@@ -86,8 +91,10 @@ async def test_idle_children_are_reaped(bridge: StdioBridge, asgi: Asgi) -> None
 
 
 def modern(method: str, params: dict[str, Any], request_id: int = 1) -> tuple[dict[str, Any], dict[str, str]]:
-    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+    }
     body = rpc(method, {**params, "_meta": meta}, request_id)
     headers = {"mcp-protocol-version": "2026-07-28", "mcp-method": method}
     if "name" in params:
@@ -101,8 +108,16 @@ async def test_an_unanswered_input_request_expires(bridge: StdioBridge, asgi: As
     assert first["resultType"] == "input_required"
     assert await bridge.stateless.expire(now=time.monotonic() + FAR_FUTURE) == 1
     (key,) = first["inputRequests"]
-    retry, _ = modern("tools/call", {"name": "ask", "arguments": {"question": "?"}, "requestState": first["requestState"],
-                                     "inputResponses": {key: {"action": "decline"}}}, 2)
+    retry, _ = modern(
+        "tools/call",
+        {
+            "name": "ask",
+            "arguments": {"question": "?"},
+            "requestState": first["requestState"],
+            "inputResponses": {key: {"action": "decline"}},
+        },
+        2,
+    )
     late = await asgi.post(ALICE, retry, headers)
     assert late.status == 400 and (await late.json())["error"]["code"] == -32602
     echo, echo_headers = modern("tools/call", {"name": "echo", "arguments": {"text": "still here"}}, 3)
@@ -129,8 +144,11 @@ async def test_the_get_stream_carries_what_the_child_sends_outside_requests(asgi
 async def test_a_cancelled_notification_reaches_the_child_and_ends_the_stream(asgi: Asgi, tmp_path: Path) -> None:
     session = await open_session(asgi, ALICE)
     marker = tmp_path / "cancelled"
-    pending = await asgi.post(ALICE, call("slow", {"seconds": 60, "marker": str(marker)}, 9, {"progressToken": 1}),
-                              {"mcp-session-id": session})
+    pending = await asgi.post(
+        ALICE,
+        call("slow", {"seconds": 60, "marker": str(marker)}, 9, {"progressToken": 1}),
+        {"mcp-session-id": session},
+    )
     progress = await asyncio.wait_for(anext(pending.events()), 10)
     assert progress["params"]["progressToken"] == 1
     cancel = rpc("notifications/cancelled", {"requestId": 9, "reason": "user"}, None)
@@ -181,7 +199,12 @@ async def test_readiness() -> None:
     async with app:
         ready, why = await app.check_ready()
         assert not ready and "not found" in why
-        refused = await Asgi(app).post(ALICE, rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                                               "clientInfo": {"name": "c", "version": "1"}}))
+        refused = await Asgi(app).post(
+            ALICE,
+            rpc(
+                "initialize",
+                {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "c", "version": "1"}},
+            ),
+        )
         assert refused.status == 502
         assert (await refused.json())["error"]["data"]["reason"] == "stdio_server_failed_to_start"

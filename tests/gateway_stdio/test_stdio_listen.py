@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from support import requirements as req
 
 from authgate.gateway import stdio_subscriptions
 from authgate.gateway.stdio_bridge import StdioBridge
+from support import requirements as req
 
 from .conftest import WATCH, Asgi, Reply, identity, modern
 
@@ -43,12 +43,24 @@ async def tool(asgi: Asgi, who: Any, name: str, **arguments: Any) -> Any:
 
 @pytest.mark.requirement(req.MCP_2026_07_28_SUBSCRIPTIONS_ACK)
 async def test_the_acknowledgment_comes_first_with_what_the_child_supports(watch: Asgi) -> None:
-    reply, events = await listen(watch, ALICE, "sub-1", toolsListChanged=True, promptsListChanged=True,
-                                 resourcesListChanged=True, resourceSubscriptions=["memo://a"])
+    reply, events = await listen(
+        watch,
+        ALICE,
+        "sub-1",
+        toolsListChanged=True,
+        promptsListChanged=True,
+        resourcesListChanged=True,
+        resourceSubscriptions=["memo://a"],
+    )
     ack = await next_event(events)
-    assert ack == {"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged", "params": {
-        "notifications": {"toolsListChanged": True, "resourceSubscriptions": ["memo://a"]},
-        "_meta": {SUBSCRIPTION_ID: "sub-1"}}}, "prompts and resources/list_changed: not advertised, omitted"
+    assert ack == {
+        "jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": {
+            "notifications": {"toolsListChanged": True, "resourceSubscriptions": ["memo://a"]},
+            "_meta": {SUBSCRIPTION_ID: "sub-1"},
+        },
+    }, "prompts and resources/list_changed: not advertised, omitted"
     await reply.close()
 
 
@@ -62,11 +74,17 @@ async def test_change_notifications_reach_the_streams_that_asked_for_them(watch:
 
     assert await tool(watch, ALICE, "announce") == "announced"  # prompts & resources list_changed: nobody's
     assert await tool(watch, ALICE, "add_tool") == "added"  # tools/list_changed during the call
-    assert await next_event(tools_stream) == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
-                                              "params": {"_meta": {SUBSCRIPTION_ID: 7}}}
+    assert await next_event(tools_stream) == {
+        "jsonrpc": "2.0",
+        "method": "notifications/tools/list_changed",
+        "params": {"_meta": {SUBSCRIPTION_ID: 7}},
+    }
     assert await tool(watch, ALICE, "touch", uri="memo://a") is True
-    assert await next_event(uri_stream) == {"jsonrpc": "2.0", "method": "notifications/resources/updated",
-                                            "params": {"uri": "memo://a", "_meta": {SUBSCRIPTION_ID: 8}}}
+    assert await next_event(uri_stream) == {
+        "jsonrpc": "2.0",
+        "method": "notifications/resources/updated",
+        "params": {"uri": "memo://a", "_meta": {SUBSCRIPTION_ID: 8}},
+    }
     assert await tool(watch, ALICE, "later", delay=0.1) == "scheduled"  # after the call: outside any request
     assert (await next_event(tools_stream))["method"] == "notifications/tools/list_changed"
     assert await tool(watch, ALICE, "touch", uri="memo://a") is True
@@ -140,7 +158,9 @@ async def test_listen_requests_the_bridge_refuses(watch: Asgi) -> None:
     body, headers = modern("subscriptions/listen", {"notifications": {"resourceSubscriptions": "memo://a"}}, 2)
     bad = await watch.post(ALICE, body, headers)
     assert bad.status == 400 and (await bad.json())["error"] == {
-        "code": -32602, "message": "Invalid params: notifications.resourceSubscriptions must be a list of URIs"}
+        "code": -32602,
+        "message": "Invalid params: notifications.resourceSubscriptions must be a list of URIs",
+    }
 
 
 @pytest.mark.requirement(req.MCP_2026_07_28_LISTEN_RESULT)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from support import requirements as req
 
 from .conftest import Asgi, identity, modern
@@ -27,32 +28,45 @@ async def calls_reaching(asgi: Asgi, who: Any = ALICE) -> int:
 
 @pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
 async def test_headers_that_mirror_the_body_pass_without_a_prior_tools_list(watch: Asgi) -> None:
-    plain = await watch.post(ALICE, *route({"region": "us-west1", "priority": 7, "query": "q"},
-                                           Region="us-west1", Priority="7"))
+    plain = await watch.post(
+        ALICE, *route({"region": "us-west1", "priority": 7, "query": "q"}, Region="us-west1", Priority="7")
+    )
     assert plain.status == 200, await plain.body()
     assert (await plain.answer())["result"]["structuredContent"]["result"]["calls"] == 1
     # base64 sentinel for a non-ASCII value; an integer compared numerically (42.0 == 42); an absent
     # argument needs no header
-    encoded = await watch.post(ALICE, *route({"region": "Zürich", "priority": 42, "query": "q"}, 2,
-                                             Region="=?base64?WsO8cmljaA==?=", Priority="42.0"))
+    encoded = await watch.post(
+        ALICE,
+        *route(
+            {"region": "Zürich", "priority": 42, "query": "q"}, 2, Region="=?base64?WsO8cmljaA==?=", Priority="42.0"
+        ),
+    )
     assert (await encoded.answer())["result"]["structuredContent"]["result"]["calls"] == 2
     absent = await watch.post(ALICE, *route({"query": "q"}, 3))
     assert (await absent.answer())["result"]["structuredContent"]["result"]["calls"] == 3
 
 
 @pytest.mark.requirement(req.MCP_2026_07_28_PARAM_HEADERS_MATCH)
-@pytest.mark.parametrize(("arguments", "headers", "repeated", "says"), [
-    ({"region": "us-west1", "query": "q"}, {}, (), "Mcp-Param-Region header is missing"),
-    ({"region": "us-west1", "query": "q"}, {"Region": "eu-west1"}, (), "does not match"),
-    ({"region": "us-west1", "priority": 8, "query": "q"}, {"Region": "us-west1", "Priority": "7"}, (), "Priority"),
-    ({"region": "us-west1", "query": "q"}, {"Region": "=?base64?not base64?="}, (), "malformed"),
-    ({"query": "q"}, {"Region": "us-west1"}, (), "argument is absent"),
-    ({"region": "us-west1", "query": "q"}, {"Region": "us-west1"}, (("mcp-param-region", "us-west1"),),
-     "more than once"),
-], ids=["missing", "disagreeing", "integer", "malformed", "without-argument", "duplicated"])
+@pytest.mark.parametrize(
+    ("arguments", "headers", "repeated", "says"),
+    [
+        ({"region": "us-west1", "query": "q"}, {}, (), "Mcp-Param-Region header is missing"),
+        ({"region": "us-west1", "query": "q"}, {"Region": "eu-west1"}, (), "does not match"),
+        ({"region": "us-west1", "priority": 8, "query": "q"}, {"Region": "us-west1", "Priority": "7"}, (), "Priority"),
+        ({"region": "us-west1", "query": "q"}, {"Region": "=?base64?not base64?="}, (), "malformed"),
+        ({"query": "q"}, {"Region": "us-west1"}, (), "argument is absent"),
+        (
+            {"region": "us-west1", "query": "q"},
+            {"Region": "us-west1"},
+            (("mcp-param-region", "us-west1"),),
+            "more than once",
+        ),
+    ],
+    ids=["missing", "disagreeing", "integer", "malformed", "without-argument", "duplicated"],
+)
 async def test_a_mismatched_header_is_refused_before_the_child_sees_the_call(
-        watch: Asgi, arguments: dict[str, Any], headers: dict[str, str], repeated: tuple[tuple[str, str], ...],
-        says: str) -> None:
+    watch: Asgi, arguments: dict[str, Any], headers: dict[str, str], repeated: tuple[tuple[str, str], ...], says: str
+) -> None:
     body, sent = route(arguments, 5, **headers)
     refused = await watch.post(ALICE, body, sent, repeated)
     assert refused.status == 400
@@ -93,9 +107,16 @@ async def test_a_retry_with_input_responses_is_checked_and_keeps_its_request_sta
     first = (await (await watch.post(ALICE, body, {**headers, "mcp-param-region": "us-west1"})).answer())["result"]
     assert first["resultType"] == "input_required"
     (key,) = first["inputRequests"]
-    retry, _ = modern("tools/call", {"name": "confirm", "arguments": {"region": "us-west1"},
-                                     "requestState": first["requestState"],
-                                     "inputResponses": {key: {"action": "accept", "content": {}}}}, 2)
+    retry, _ = modern(
+        "tools/call",
+        {
+            "name": "confirm",
+            "arguments": {"region": "us-west1"},
+            "requestState": first["requestState"],
+            "inputResponses": {key: {"action": "accept", "content": {}}},
+        },
+        2,
+    )
     wrong = await watch.post(ALICE, retry, {**headers, "mcp-param-region": "eu-west1"})
     assert wrong.status == 400 and (await wrong.json())["error"]["code"] == -32020
     right = await watch.post(ALICE, retry, {**headers, "mcp-param-region": "us-west1"})

@@ -47,10 +47,17 @@ def idp(tmp_path: Path) -> Iterator[Callable[..., OidcProvider]]:
 @pytest.fixture
 def external_authgate(tmp_path: Path, mcp_port: int) -> Iterator[Callable[..., ExternalAuthgate]]:
     with ExitStack() as stack:
+
         def start(*, port: int | None = None, **overrides: Any) -> ExternalAuthgate:
             port = port or mcp_port
-            settings = load_settings(None, public_url=f"http://127.0.0.1:{port}", port=port,
-                                     data_dir=tmp_path / f"authgate-{port}", auth_mode="external", **overrides)
+            settings = load_settings(
+                None,
+                public_url=f"http://127.0.0.1:{port}",
+                port=port,
+                data_dir=tmp_path / f"authgate-{port}",
+                auth_mode="external",
+                **overrides,
+            )
             url = stack.enter_context(serve_in_thread(build_app(settings, build_whoami()), port))
             return ExternalAuthgate(url, settings)
 

@@ -26,8 +26,8 @@ import httpx
 import ports
 import pytest
 from joserfc import jwt
-from mcp.shared.auth import AuthorizationCodeResult
 from joserfc.jwk import RSAKey
+from mcp.shared.auth import AuthorizationCodeResult
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
@@ -68,12 +68,21 @@ def signing_key(kid: str) -> RSAKey:
 
 def static_clients() -> list[dict[str, Any]]:
     return [
-        {"client_id": CHECKER_ID, "client_secret": CHECKER_SECRET, "grant_types": ["client_credentials"],
-         "redirect_uris": [], "response_types": []},
-        {"client_id": WEBAPP_ID, "client_secret": WEBAPP_SECRET, "redirect_uris": [WEBAPP_REDIRECT],
-         "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"]},
-        {"client_id": RS_ID, "client_secret": RS_SECRET, "grant_types": [], "redirect_uris": [],
-         "response_types": []},
+        {
+            "client_id": CHECKER_ID,
+            "client_secret": CHECKER_SECRET,
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+            "response_types": [],
+        },
+        {
+            "client_id": WEBAPP_ID,
+            "client_secret": WEBAPP_SECRET,
+            "redirect_uris": [WEBAPP_REDIRECT],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+        },
+        {"client_id": RS_ID, "client_secret": RS_SECRET, "grant_types": [], "redirect_uris": [], "response_types": []},
     ]
 
 
@@ -101,21 +110,41 @@ class ProviderShape:
 def auth0_like(port: int, mcp_url: str) -> ProviderShape:
     """Issuer ending in '/', only OIDC discovery, `resource` ignored for a tenant Default
     Audience (= the MCP URL, seed 000's fix), DCR at /oidc/register, Auth0's endpoint paths."""
-    return ProviderShape(port=port, default_resource=mcp_url, trailing_slash=True, rfc8414=False,
-                         ignore_resource=True, fixed_audience=mcp_url, dcr_path="/oidc/register",
-                         routes={"authorization": "/authorize", "token": "/oauth/token",
-                                 "jwks": "/.well-known/jwks.json", "revocation": "/oauth/revoke",
-                                 "userinfo": "/userinfo"})
+    return ProviderShape(
+        port=port,
+        default_resource=mcp_url,
+        trailing_slash=True,
+        rfc8414=False,
+        ignore_resource=True,
+        fixed_audience=mcp_url,
+        dcr_path="/oidc/register",
+        routes={
+            "authorization": "/authorize",
+            "token": "/oauth/token",
+            "jwks": "/.well-known/jwks.json",
+            "revocation": "/oauth/revoke",
+            "userinfo": "/userinfo",
+        },
+    )
 
 
 def keycloak_like(port: int, mcp_url: str, realm: str = "mcp") -> ProviderShape:
     """Issuer /realms/<realm>, Keycloak's endpoint paths and DCR endpoint."""
     base = "/protocol/openid-connect"
-    return ProviderShape(port=port, default_resource=mcp_url, issuer_path=f"/realms/{realm}",
-                         dcr_path="/clients-registrations/openid-connect",
-                         routes={"authorization": f"{base}/auth", "token": f"{base}/token",
-                                 "jwks": f"{base}/certs", "introspection": f"{base}/token/introspect",
-                                 "revocation": f"{base}/revoke", "userinfo": f"{base}/userinfo"})
+    return ProviderShape(
+        port=port,
+        default_resource=mcp_url,
+        issuer_path=f"/realms/{realm}",
+        dcr_path="/clients-registrations/openid-connect",
+        routes={
+            "authorization": f"{base}/auth",
+            "token": f"{base}/token",
+            "jwks": f"{base}/certs",
+            "introspection": f"{base}/token/introspect",
+            "revocation": f"{base}/revoke",
+            "userinfo": f"{base}/userinfo",
+        },
+    )
 
 
 PROXY_ID, PROXY_SECRET = "authgate-proxy", "authgate-proxy-secret-" + "p" * 32
@@ -125,9 +154,14 @@ def no_dcr_upstream(port: int, callback: str) -> ProviderShape:
     """Proxy mode's upstream (seed 004's shape): no DCR, one static confidential client —
     authgate's own, redirecting to its /upstream/callback — and no default resource, so the
     access token it gets is one for userinfo (as at GitHub, Google, Entra)."""
-    client = {"client_id": PROXY_ID, "client_secret": PROXY_SECRET, "redirect_uris": [callback],
-              "grant_types": ["authorization_code", "refresh_token"], "response_types": ["code"],
-              "token_endpoint_auth_method": "client_secret_basic"}
+    client = {
+        "client_id": PROXY_ID,
+        "client_secret": PROXY_SECRET,
+        "redirect_uris": [callback],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    }
     return ProviderShape(port=port, default_resource=None, dcr=False, clients=[client])
 
 
@@ -142,7 +176,9 @@ class OidcProvider:
 
     @property
     def issuer(self) -> str:
-        return f"http://127.0.0.1:{self.shape.port}{self.shape.issuer_path}" + ("/" if self.shape.trailing_slash else "")
+        return f"http://127.0.0.1:{self.shape.port}{self.shape.issuer_path}" + (
+            "/" if self.shape.trailing_slash else ""
+        )
 
     @property
     def origin(self) -> str:
@@ -159,9 +195,14 @@ class OidcProvider:
         config_path.write_text(json.dumps(config))
         self.log_path = self.workdir / f"provider-{self.runs}.log"
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(["node", str(PROVIDER_SCRIPT), str(config_path)], cwd=NODE_DIR,
-                                         stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                ["node", str(PROVIDER_SCRIPT), str(config_path)],
+                cwd=NODE_DIR,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -204,14 +245,19 @@ class OidcProvider:
         return doc
 
     def client_credentials(self, resource: str, *, scope: str = "mcp") -> dict[str, Any]:
-        r = httpx.post(self.discovery()["token_endpoint"], timeout=10.0, auth=(CHECKER_ID, CHECKER_SECRET),
-                       data={"grant_type": "client_credentials", "resource": resource, "scope": scope})
+        r = httpx.post(
+            self.discovery()["token_endpoint"],
+            timeout=10.0,
+            auth=(CHECKER_ID, CHECKER_SECRET),
+            data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
+        )
         assert r.status_code == 200, r.text
         body: dict[str, Any] = r.json()
         return body
 
-    def forge(self, claims: dict[str, Any], *, key: RSAKey | None = None, typ: str = "at+jwt",
-              alg: str = "RS256") -> str:
+    def forge(
+        self, claims: dict[str, Any], *, key: RSAKey | None = None, typ: str = "at+jwt", alg: str = "RS256"
+    ) -> str:
         """A token signed with one of the IdP's keys (or `key`), every claim as given."""
         key = key or self.keys[0]
         header = {"alg": alg, "kid": key.kid, "typ": typ}
@@ -257,5 +303,6 @@ class IdpBrowser:
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         assert "code" in self.params, f"authorization failed: {self.params}"
-        return AuthorizationCodeResult(code=self.params["code"], state=self.params.get("state"),
-                                       iss=self.params.get("iss"))
+        return AuthorizationCodeResult(
+            code=self.params["code"], state=self.params.get("state"), iss=self.params.get("iss")
+        )

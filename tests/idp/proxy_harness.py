@@ -23,8 +23,7 @@ SECRET_KEY = "proxy-test-secret-" + "s" * 32
 def proxy_gate(workdir: Path, **settings: Any) -> AuthgateServer:
     """Not started: its port is known first (the upstream's static client redirects to it)."""
     env = {f"AUTHGATE_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in settings.items()}
-    return AuthgateServer(workdir, extra_env={"AUTHGATE_AUTH_MODE": "proxy", "AUTHGATE_SECRET_KEY": SECRET_KEY,
-                                              **env})
+    return AuthgateServer(workdir, extra_env={"AUTHGATE_AUTH_MODE": "proxy", "AUTHGATE_SECRET_KEY": SECRET_KEY, **env})
 
 
 def _hidden(html: str, name: str) -> str:
@@ -58,8 +57,11 @@ class ProxyBrowser:
         page = self.gate.get(url)
         assert page.status_code == 200, f"/authorize answered {page.status_code}: {page.text[:300]}"
         self.consent_page = page.text
-        form = {"csrf_token": _hidden(page.text, "csrf_token"), "request": _hidden(page.text, "request"),
-                "decision": self.decision}
+        form = {
+            "csrf_token": _hidden(page.text, "csrf_token"),
+            "request": _hidden(page.text, "request"),
+            "decision": self.decision,
+        }
         r = self.gate.post(urljoin(url, "/consent"), data=form)
         assert r.status_code == 303, r.text[:300]
         location = r.headers["location"]

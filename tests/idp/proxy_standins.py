@@ -29,7 +29,11 @@ class _StandIn:
         self.url = ""  # set once served
 
     async def _record(self, request: Request) -> dict[str, str]:
-        data = dict(request.query_params) if request.method == "GET" else {k: str(v) for k, v in (await request.form()).items()}
+        data = (
+            dict(request.query_params)
+            if request.method == "GET"
+            else {k: str(v) for k, v in (await request.form()).items()}
+        )
         self.requests.append((request.method, request.url.path, data))
         return data
 
@@ -48,19 +52,34 @@ class FakeGitHub(_StandIn):
     /login/oauth/access_token (JSON with Accept: application/json; no refresh token, as for
     OAuth apps), and the REST API's /user, /user/emails, /user/orgs."""
 
-    def __init__(self, client_id: str, client_secret: str, *, user_id: int = 4242, login: str = "octocat",
-                 email: str = "octo@corp.test", orgs: tuple[str, ...] = ("acme",)) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        client_secret: str,
+        *,
+        user_id: int = 4242,
+        login: str = "octocat",
+        email: str = "octo@corp.test",
+        orgs: tuple[str, ...] = ("acme",),
+    ) -> None:
         super().__init__(client_id, client_secret)
         self.user = {"id": user_id, "login": login, "name": "The Octocat"}
-        self.emails = [{"email": "old@elsewhere.test", "primary": False, "verified": True},
-                       {"email": email, "primary": True, "verified": True}]
+        self.emails = [
+            {"email": "old@elsewhere.test", "primary": False, "verified": True},
+            {"email": email, "primary": True, "verified": True},
+        ]
         self.orgs = [{"login": o, "id": i} for i, o in enumerate(orgs)]
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/login/oauth/authorize", self.authorize),
-                                 Route("/login/oauth/access_token", self.token, methods=["POST"]),
-                                 Route("/user", self.api), Route("/user/emails", self.api),
-                                 Route("/user/orgs", self.api)])
+        return Starlette(
+            routes=[
+                Route("/login/oauth/authorize", self.authorize),
+                Route("/login/oauth/access_token", self.token, methods=["POST"]),
+                Route("/user", self.api),
+                Route("/user/emails", self.api),
+                Route("/user/orgs", self.api),
+            ]
+        )
 
     async def token(self, request: Request) -> Response:
         form = await self._record(request)
@@ -84,21 +103,30 @@ class FakeGoogle(_StandIn):
     authorization endpoint, the token endpoint (client_secret_post; an ID token and, with
     access_type=offline, a refresh token) and the userinfo endpoint."""
 
-    def __init__(self, client_id: str, client_secret: str, *, sub: str = "1077",
-                 email: str = "ann@corp.test") -> None:
+    def __init__(self, client_id: str, client_secret: str, *, sub: str = "1077", email: str = "ann@corp.test") -> None:
         super().__init__(client_id, client_secret)
         self.sub, self.email = sub, email
 
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/.well-known/openid-configuration", self.discovery),
-                                 Route("/o/oauth2/v2/auth", self.authorize),
-                                 Route("/token", self.token, methods=["POST"]),
-                                 Route("/v1/userinfo", self.userinfo)])
+        return Starlette(
+            routes=[
+                Route("/.well-known/openid-configuration", self.discovery),
+                Route("/o/oauth2/v2/auth", self.authorize),
+                Route("/token", self.token, methods=["POST"]),
+                Route("/v1/userinfo", self.userinfo),
+            ]
+        )
 
     async def discovery(self, request: Request) -> Response:
-        return JSONResponse({"issuer": self.url, "authorization_endpoint": f"{self.url}/o/oauth2/v2/auth",
-                             "token_endpoint": f"{self.url}/token", "userinfo_endpoint": f"{self.url}/v1/userinfo",
-                             "code_challenge_methods_supported": ["plain", "S256"]})
+        return JSONResponse(
+            {
+                "issuer": self.url,
+                "authorization_endpoint": f"{self.url}/o/oauth2/v2/auth",
+                "token_endpoint": f"{self.url}/token",
+                "userinfo_endpoint": f"{self.url}/v1/userinfo",
+                "code_challenge_methods_supported": ["plain", "S256"],
+            }
+        )
 
     async def token(self, request: Request) -> Response:
         form = await self._record(request)
@@ -107,8 +135,14 @@ class FakeGoogle(_StandIn):
             return JSONResponse({"error": "invalid_grant"}, 400)
         token = "ya29." + secrets.token_urlsafe(24)
         self.tokens.add(token)
-        claims = {"iss": self.url, "aud": self.client_id, "sub": self.sub, "email": self.email,
-                  "email_verified": True, "nonce": asked.get("nonce")}
+        claims = {
+            "iss": self.url,
+            "aud": self.client_id,
+            "sub": self.sub,
+            "email": self.email,
+            "email_verified": True,
+            "nonce": asked.get("nonce"),
+        }
         body = {"access_token": token, "expires_in": 3599, "token_type": "Bearer", "id_token": _unsigned(claims)}
         if asked.get("access_type") == "offline":
             body["refresh_token"] = "1//" + secrets.token_urlsafe(24)
@@ -124,6 +158,8 @@ class FakeGoogle(_StandIn):
 def _unsigned(claims: dict[str, Any]) -> str:
     """A JWS-shaped ID token; authgate reads ID tokens from the token endpoint's back channel
     (OIDC Core §3.1.3.7), so the stand-in's signature is not checked."""
+
     def b64(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
     return f"{b64({'alg': 'RS256', 'kid': 'standin'})}.{b64(claims)}.c2ln"

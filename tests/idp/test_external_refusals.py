@@ -31,6 +31,7 @@ from idp_peers import (
     keycloak_like,
     signing_key,
 )
+
 from support import requirements as req
 
 POLL_TIMEOUT = 10.0
@@ -40,8 +41,16 @@ def mcp_post(gate: ExternalAuthgate, token: str | None) -> httpx.Response:
     headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-11-25"}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
-    body = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "refusals", "version": "0"}}}
+    body = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "refusals", "version": "0"},
+        },
+    }
     return httpx.post(gate.mcp_url, headers=headers, json=body, timeout=10.0)
 
 
@@ -60,8 +69,17 @@ def keycloak_idp(idp: Callable[..., OidcProvider], mcp_port: int) -> OidcProvide
 
 def valid_claims(provider: OidcProvider, audience: str, **changes: Any) -> dict[str, Any]:
     now = int(time.time())
-    claims = {"iss": provider.issuer, "sub": "alice", "aud": audience, "client_id": "some-client",
-              "scope": "mcp", "iat": now, "nbf": now, "exp": now + 300, "jti": secrets.token_hex(8)}
+    claims = {
+        "iss": provider.issuer,
+        "sub": "alice",
+        "aud": audience,
+        "client_id": "some-client",
+        "scope": "mcp",
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": secrets.token_hex(8),
+    }
     claims.update(changes)
     return claims
 
@@ -72,18 +90,35 @@ def code_flow_tokens(provider: OidcProvider, mcp_url: str) -> dict[str, Any]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     meta = provider.discovery()
-    query = {"client_id": WEBAPP_ID, "response_type": "code", "redirect_uri": WEBAPP_REDIRECT,
-             "scope": "openid mcp", "resource": mcp_url, "nonce": secrets.token_urlsafe(8),
-             "state": secrets.token_urlsafe(8), "code_challenge": challenge, "code_challenge_method": "S256"}
+    query = {
+        "client_id": WEBAPP_ID,
+        "response_type": "code",
+        "redirect_uri": WEBAPP_REDIRECT,
+        "scope": "openid mcp",
+        "resource": mcp_url,
+        "nonce": secrets.token_urlsafe(8),
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     agent = IdpUserAgent("alice")
     try:
         params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
     finally:
         agent.close()
     assert "code" in params, params
-    r = httpx.post(meta["token_endpoint"], auth=(WEBAPP_ID, WEBAPP_SECRET), timeout=10.0, data={
-        "grant_type": "authorization_code", "code": params["code"], "redirect_uri": WEBAPP_REDIRECT,
-        "code_verifier": verifier, "resource": mcp_url})
+    r = httpx.post(
+        meta["token_endpoint"],
+        auth=(WEBAPP_ID, WEBAPP_SECRET),
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": WEBAPP_REDIRECT,
+            "code_verifier": verifier,
+            "resource": mcp_url,
+        },
+    )
     assert r.status_code == 200, r.text
     body: dict[str, Any] = r.json()
     return body
@@ -91,7 +126,8 @@ def code_flow_tokens(provider: OidcProvider, mcp_url: str) -> dict[str, Any]:
 
 @pytest.mark.requirement(req.RFC9068_4_AUD)
 def test_a_token_from_the_idp_is_accepted_and_one_for_another_resource_is_not(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
     gate = external_authgate(issuer=keycloak_idp.issuer)
     assert mcp_post(gate, keycloak_idp.client_credentials(gate.mcp_url)["access_token"]).status_code == 200
@@ -103,7 +139,8 @@ def test_a_token_from_the_idp_is_accepted_and_one_for_another_resource_is_not(
 @pytest.mark.requirement(req.RFC9068_4_ISS)
 @pytest.mark.requirement(req.RFC9068_4_EXP)
 def test_wrong_issuer_and_expired_tokens_are_refused(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
     gate = external_authgate(issuer=keycloak_idp.issuer)
     assert mcp_post(gate, keycloak_idp.forge(valid_claims(keycloak_idp, gate.mcp_url))).status_code == 200
@@ -121,7 +158,8 @@ def test_wrong_issuer_and_expired_tokens_are_refused(
 
 @pytest.mark.requirement(req.RFC8725_3_1_ALGORITHM_PINNED)
 def test_unsigned_symmetric_and_unlisted_algorithms_are_refused(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
     gate = external_authgate(issuer=keycloak_idp.issuer, jwt_algorithms=["RS256"])
     claims = valid_claims(keycloak_idp, gate.mcp_url)
@@ -143,13 +181,17 @@ def test_unsigned_symmetric_and_unlisted_algorithms_are_refused(
 @pytest.mark.requirement(req.OIDC_CORE_2_ID_TOKEN_NOT_ACCESS_TOKEN)
 @pytest.mark.parametrize("profile, reason", [("generic", "typ must be at+jwt"), ("keycloak", "ID token")])
 def test_an_id_token_presented_as_an_access_token_is_refused(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
-    profile: str, reason: str,
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
+    profile: str,
+    reason: str,
 ) -> None:
     # The client id is an accepted audience too (seed 003's legacy audience): the ID token, whose
     # `aud` is that client id, gets past the audience check and must be refused for what it is.
-    gate = external_authgate(issuer=keycloak_idp.issuer, idp_profile=profile,
-                             audiences=[f"http://127.0.0.1:{mcp_port}/mcp", WEBAPP_ID])
+    gate = external_authgate(
+        issuer=keycloak_idp.issuer, idp_profile=profile, audiences=[f"http://127.0.0.1:{mcp_port}/mcp", WEBAPP_ID]
+    )
     tokens = code_flow_tokens(keycloak_idp, gate.mcp_url)
     assert mcp_post(gate, tokens["access_token"]).status_code == 200
     assert_refused(mcp_post(gate, tokens["id_token"]), reason)
@@ -169,7 +211,8 @@ def poll_status(gate: ExternalAuthgate, token: str, status: int) -> httpx.Respon
 
 @pytest.mark.requirement(req.RFC7517_4_5_KID_REFETCH)
 def test_a_token_signed_by_an_unpublished_key_is_refused_until_the_idp_publishes_it(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
     gate = external_authgate(issuer=keycloak_idp.issuer, jwks_refetch_seconds=1)
     assert mcp_post(gate, keycloak_idp.client_credentials(gate.mcp_url)["access_token"]).status_code == 200
@@ -184,7 +227,8 @@ def test_a_token_signed_by_an_unpublished_key_is_refused_until_the_idp_publishes
 
 @pytest.mark.requirement(req.AUTHGATE_CACHED_KEYS_OUTLIVE_IDP)
 def test_idp_down_with_keys_cached_still_accepts_tokens(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate],
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
 ) -> None:
     gate = external_authgate(issuer=keycloak_idp.issuer, jwks_refetch_seconds=1)
     first, second = (keycloak_idp.client_credentials(gate.mcp_url)["access_token"] for _ in range(2))
@@ -201,7 +245,9 @@ def test_idp_down_with_keys_cached_still_accepts_tokens(
 
 @pytest.mark.requirement(req.MCP_2025_11_25_AUTH_NO_SIGN_IN_LOOP)
 def test_idp_down_and_no_key_cached_answers_503_with_retry_after_and_no_challenge(
-    keycloak_idp: OidcProvider, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
+    keycloak_idp: OidcProvider,
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
 ) -> None:
     token = keycloak_idp.client_credentials(f"http://127.0.0.1:{mcp_port}/mcp")
     keycloak_idp.stop()
@@ -220,20 +266,27 @@ def test_idp_down_and_no_key_cached_answers_503_with_retry_after_and_no_challeng
 
 @pytest.mark.requirement(req.RFC7662_2_INTROSPECTION)
 def test_opaque_tokens_are_checked_by_introspection(
-    idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
+    idp: Callable[..., OidcProvider],
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
 ) -> None:
     mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
     shape = keycloak_like(free_port(), mcp_url)
     shape.opaque_resources = [mcp_url, "http://127.0.0.1:9/other-mcp"]
     provider = idp(shape)
-    gate = external_authgate(issuer=provider.issuer,
-                             introspection_endpoint=provider.discovery()["introspection_endpoint"],
-                             introspection_client_id=RS_ID, introspection_client_secret=RS_SECRET)
+    gate = external_authgate(
+        issuer=provider.issuer,
+        introspection_endpoint=provider.discovery()["introspection_endpoint"],
+        introspection_client_id=RS_ID,
+        introspection_client_secret=RS_SECRET,
+    )
     token = provider.client_credentials(mcp_url)["access_token"]
     assert token.count(".") == 0  # opaque
     assert mcp_post(gate, token).status_code == 200
-    assert_refused(mcp_post(gate, provider.client_credentials("http://127.0.0.1:9/other-mcp")["access_token"]),
-                   "none of this resource's audiences")
+    assert_refused(
+        mcp_post(gate, provider.client_credentials("http://127.0.0.1:9/other-mcp")["access_token"]),
+        "none of this resource's audiences",
+    )
     assert_refused(mcp_post(gate, "opaque-but-unknown"), "not active")
     provider.stop()
     assert mcp_post(gate, token).status_code == 200  # answered from the short cache

@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 from sdk_oauth import MemoryTokenStorage
+
 from support import requirements as req
 
 REDIRECT_URI = "http://127.0.0.1:38972/oauth/callback"  # never listened on
@@ -45,19 +46,31 @@ def _whoami(result: CallToolResult) -> dict[str, Any]:
     return payload
 
 
-async def _sign_in_and_whoami(gate: ExternalAuthgate, browser: IdpBrowser, storage: MemoryTokenStorage,
-                              mode: str, seen: list[tuple[str, str, int]]) -> tuple[list[str], dict[str, Any]]:
-    metadata = OAuthClientMetadata(client_name="sdk external-mode test", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(gate.mcp_url, metadata, storage, redirect_handler=browser.redirect_handler,
-                                   callback_handler=browser.callback_handler)
+async def _sign_in_and_whoami(
+    gate: ExternalAuthgate,
+    browser: IdpBrowser,
+    storage: MemoryTokenStorage,
+    mode: str,
+    seen: list[tuple[str, str, int]],
+) -> tuple[list[str], dict[str, Any]]:
+    metadata = OAuthClientMetadata(
+        client_name="sdk external-mode test",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        gate.mcp_url,
+        metadata,
+        storage,
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
 
     async def log(response: httpx2.Response) -> None:
         seen.append((response.request.method, str(response.request.url), response.status_code))
 
-    async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0),
-                                  event_hooks={"response": [log]}) as http:
+    async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0), event_hooks={"response": [log]}) as http:
         with anyio.fail_after(FLOW_TIMEOUT):
             async with Client(streamable_http_client(gate.mcp_url, http_client=http), mode=mode) as client:
                 tools = await client.list_tools()
@@ -71,8 +84,11 @@ async def _sign_in_and_whoami(gate: ExternalAuthgate, browser: IdpBrowser, stora
 @pytest.mark.parametrize("mode", ["legacy", "auto"])
 @pytest.mark.parametrize("shape_id", list(SHAPES))
 async def test_sdk_client_signs_in_at_the_idp_and_calls_whoami_through_authgate(
-    idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
-    shape_id: str, mode: str,
+    idp: Callable[..., OidcProvider],
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
+    shape_id: str,
+    mode: str,
 ) -> None:
     make_shape, profile = SHAPES[shape_id]
     mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
@@ -99,14 +115,18 @@ async def test_sdk_client_signs_in_at_the_idp_and_calls_whoami_through_authgate(
     if shape_id == "auth0-like":  # no RFC 8414 document: the client fell back to OIDC discovery
         assert ("GET", "/.well-known/oauth-authorization-server", 404) in at_idp
         assert ("GET", "/.well-known/openid-configuration", 200) in at_idp
-    assert not any(urlsplit(u).netloc == urlsplit(gate.url).netloc and urlsplit(u).path in ("/token", "/register")
-                   for _, u, _ in seen)
+    assert not any(
+        urlsplit(u).netloc == urlsplit(gate.url).netloc and urlsplit(u).path in ("/token", "/register")
+        for _, u, _ in seen
+    )
 
 
 @pytest.mark.requirement(req.RFC9728_3_2_RESPONSE)
 @pytest.mark.parametrize("shape_id", list(SHAPES))
 def test_external_mode_serves_prm_naming_the_idp_and_no_authorization_server(
-    idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
+    idp: Callable[..., OidcProvider],
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
     shape_id: str,
 ) -> None:
     make_shape, profile = SHAPES[shape_id]
@@ -117,9 +137,16 @@ def test_external_mode_serves_prm_naming_the_idp_and_no_authorization_server(
             prm = http.get(path).json()
             assert prm["resource"] == gate.mcp_url
             assert prm["authorization_servers"] == [provider.issuer]
-        for method, path in (("GET", "/.well-known/oauth-authorization-server"), ("GET", "/authorize"),
-                             ("POST", "/token"), ("POST", "/register"), ("POST", "/revoke"),
-                             ("POST", "/login"), ("POST", "/consent"), ("GET", "/jwks.json")):
+        for method, path in (
+            ("GET", "/.well-known/oauth-authorization-server"),
+            ("GET", "/authorize"),
+            ("POST", "/token"),
+            ("POST", "/register"),
+            ("POST", "/revoke"),
+            ("POST", "/login"),
+            ("POST", "/consent"),
+            ("GET", "/jwks.json"),
+        ):
             assert http.request(method, path).status_code == 404, path
         assert http.get("/health/ready").json() == {"status": "ready", "idp": "ok"}
         challenge = http.post("/mcp", json={}).headers["www-authenticate"]
@@ -128,7 +155,9 @@ def test_external_mode_serves_prm_naming_the_idp_and_no_authorization_server(
 
 @pytest.mark.requirement(req.RFC8414_3_3_ISSUER_IDENTICAL)
 def test_mirror_serves_the_idp_metadata_under_authgates_own_issuer(
-    idp: Callable[..., OidcProvider], external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
+    idp: Callable[..., OidcProvider],
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
 ) -> None:
     provider = idp(auth0_like(free_port(), f"http://127.0.0.1:{mcp_port}/mcp"))
     gate = external_authgate(issuer=provider.issuer, idp_profile="auth0", mirror_as_metadata=True)
@@ -138,7 +167,12 @@ def test_mirror_serves_the_idp_metadata_under_authgates_own_issuer(
         assert http.get("/.well-known/oauth-protected-resource").json()["authorization_servers"] == [provider.issuer]
         assert http.post("/token").status_code == 404
     assert mirrored["issuer"] == gate.url  # the URL it is served under, not the IdP's
-    for name in ("authorization_endpoint", "token_endpoint", "registration_endpoint", "jwks_uri",
-                 "code_challenge_methods_supported"):
+    for name in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "registration_endpoint",
+        "jwks_uri",
+        "code_challenge_methods_supported",
+    ):
         assert mirrored[name] == upstream[name]
     assert "authorization_response_iss_parameter_supported" not in mirrored  # RFC 9207: iss names the IdP

@@ -49,12 +49,15 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 from sdk_oauth import MemoryTokenStorage
+
 from support import requirements as req
 
 GLEWLWYD_BINARIES = ("/usr/bin/glewlwyd", "/usr/sbin/glewlwyd")
 # The package's SQLite schema + seed data; the dbconfig-common copy survives images that drop /usr/share/doc.
-INIT_SQL = (Path("/usr/share/dbconfig-common/data/glewlwyd/install/sqlite3"),
-            Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz"))
+INIT_SQL = (
+    Path("/usr/share/dbconfig-common/data/glewlwyd/install/sqlite3"),
+    Path("/usr/share/doc/glewlwyd/database/init.sqlite3.sql.gz"),
+)
 GLEWLWYD_LIB = Path("/usr/lib/glewlwyd")
 ADMIN_USER, ADMIN_PASSWORD = "admin", "password"  # the shipped init script's default admin
 USER, USER_PASSWORD = "alice", "alice-password-" + "a" * 16
@@ -70,8 +73,10 @@ def glewlwyd_binary() -> str:
     found = next((b for b in GLEWLWYD_BINARIES if os.access(b, os.X_OK)), None) or shutil.which("glewlwyd")
     if found and any(p.exists() for p in INIT_SQL):
         return found
-    msg = ("glewlwyd is not installed (Debian package `glewlwyd`: /usr/bin/glewlwyd and its SQLite "
-           f"init script {INIT_SQL[0]}); run `bash scripts/test.sh`, which installs it")
+    msg = (
+        "glewlwyd is not installed (Debian package `glewlwyd`: /usr/bin/glewlwyd and its SQLite "
+        f"init script {INIT_SQL[0]}); run `bash scripts/test.sh`, which installs it"
+    )
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(msg)
     pytest.skip(msg)
@@ -138,8 +143,14 @@ database = {{
 }};
 """)
         with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(config)], cwd=self.workdir, stdout=log,
-                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(config)],
+                cwd=self.workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -147,8 +158,10 @@ database = {{
             try:
                 if httpx.get(f"{self.origin}/config", timeout=1.0).status_code == 200:
                     self.admin = httpx.Client(base_url=f"{self.origin}/api", timeout=10.0)
-                    self._ok(self.admin.post("/auth/", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}),
-                             "admin sign-in")
+                    self._ok(
+                        self.admin.post("/auth/", json={"username": ADMIN_USER, "password": ADMIN_PASSWORD}),
+                        "admin sign-in",
+                    )
                     return
             except httpx.TransportError:
                 pass
@@ -177,40 +190,93 @@ database = {{
 
     def provision(self, mcp_url: str) -> None:
         assert self.admin is not None
-        self._ok(self.admin.post("/scope/", json={
-            "name": "mcp", "display_name": "MCP", "description": "MCP tools through authgate",
-            "password_required": True, "password_max_age": 0, "scheme": {}}), "add scope mcp")
-        self._ok(self.admin.post("/user/", json={
-            "username": USER, "password": USER_PASSWORD, "name": "Alice", "enabled": True,
-            "scope": ["openid", "mcp", "g_profile"]}), "add user")  # g_profile: to grant consent
+        self._ok(
+            self.admin.post(
+                "/scope/",
+                json={
+                    "name": "mcp",
+                    "display_name": "MCP",
+                    "description": "MCP tools through authgate",
+                    "password_required": True,
+                    "password_max_age": 0,
+                    "scheme": {},
+                },
+            ),
+            "add scope mcp",
+        )
+        self._ok(
+            self.admin.post(
+                "/user/",
+                json={
+                    "username": USER,
+                    "password": USER_PASSWORD,
+                    "name": "Alice",
+                    "enabled": True,
+                    "scope": ["openid", "mcp", "g_profile"],
+                },
+            ),
+            "add user",
+        )  # g_profile: to grant consent
         key = signing_key("glewlwyd-1")
         parameters = {
             "iss": self.issuer,
-            "jwt-type": "rsa", "jwt-key-size": "256", "default-kid": "glewlwyd-1",
-            "jwks-private": json.dumps({"keys": [key.as_dict(private=True)]}), "jwks-show": True,
-            "access-token-duration": 600, "refresh-token-duration": 3600, "code-duration": 600,
+            "jwt-type": "rsa",
+            "jwt-key-size": "256",
+            "default-kid": "glewlwyd-1",
+            "jwks-private": json.dumps({"keys": [key.as_dict(private=True)]}),
+            "jwks-show": True,
+            "access-token-duration": 600,
+            "refresh-token-duration": 3600,
+            "code-duration": 600,
             "refresh-token-rolling": True,
             "allow-non-oidc": True,  # MCP clients ask for `mcp`, not necessarily `openid`
-            "auth-type-code-enabled": True, "auth-type-refresh-enabled": True,
-            "auth-type-token-enabled": False, "auth-type-id-token-enabled": True,
-            "auth-type-none-enabled": False, "auth-type-password-enabled": False,
+            "auth-type-code-enabled": True,
+            "auth-type-refresh-enabled": True,
+            "auth-type-token-enabled": False,
+            "auth-type-id-token-enabled": True,
+            "auth-type-none-enabled": False,
+            "auth-type-password-enabled": False,
             "auth-type-client-enabled": False,
-            "scope": [], "additional-parameters": [], "claims": [],
+            "scope": [],
+            "additional-parameters": [],
+            "claims": [],
             "secret-type": "public",  # `sub` is the same for every client
             "allowed-scope": ["openid", "mcp"],
-            "pkce-allowed": True, "pkce-method-plain-allowed": False,
-            "register-client-allowed": True, "register-client-auth-scope": [],
-            "register-client-credentials-scope": [], "register-client-management-allowed": True,
-            "register-resource-specify-allowed": False, "register-resource-default": [],
+            "pkce-allowed": True,
+            "pkce-method-plain-allowed": False,
+            "register-client-allowed": True,
+            "register-client-auth-scope": [],
+            "register-client-credentials-scope": [],
+            "register-client-management-allowed": True,
+            "register-resource-specify-allowed": False,
+            "register-resource-default": [],
             # RFC 8707: `resource` is honoured for scope mcp, and becomes the access token's `aud`
-            "resource-allowed": True, "resource-scope": {"mcp": [mcp_url]}, "resource-client-property": "",
-            "resource-scope-and-client-property": False, "resource-change-allowed": True,
-            "name-claim": "no", "email-claim": "no", "scope-claim": "no", "address-claim": {"type": "no"},
-            "request-parameter-allow": False, "session-management-allowed": False,
+            "resource-allowed": True,
+            "resource-scope": {"mcp": [mcp_url]},
+            "resource-client-property": "",
+            "resource-scope-and-client-property": False,
+            "resource-change-allowed": True,
+            "name-claim": "no",
+            "email-claim": "no",
+            "scope-claim": "no",
+            "address-claim": {"type": "no"},
+            "request-parameter-allow": False,
+            "session-management-allowed": False,
         }
-        self._ok(self.admin.post("/mod/plugin/", json={
-            "module": "oidc", "name": PLUGIN, "display_name": "OpenID Connect", "parameters": parameters,
-            "order_rank": 0, "readonly": False}), "add OIDC plugin instance")
+        self._ok(
+            self.admin.post(
+                "/mod/plugin/",
+                json={
+                    "module": "oidc",
+                    "name": PLUGIN,
+                    "display_name": "OpenID Connect",
+                    "parameters": parameters,
+                    "order_rank": 0,
+                    "readonly": False,
+                },
+            ),
+            "add OIDC plugin instance",
+        )
 
     def client(self, client_id: str) -> dict[str, Any]:
         assert self.admin is not None
@@ -267,8 +333,11 @@ class GlewlwydBrowser:
         assert r.status_code == 200, f"grant: {r.status_code} {r.text}"
         r = self.http.get(callback + ("&" if "?" in callback else "?") + "g_continue")
         location = r.headers.get("location", "")
-        assert r.status_code == 302 and location.startswith(REDIRECT_URI), (r.status_code, location,
-                                                                              self.server.log_tail())
+        assert r.status_code == 302 and location.startswith(REDIRECT_URI), (
+            r.status_code,
+            location,
+            self.server.log_tail(),
+        )
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
     async def redirect_handler(self, url: str) -> None:
@@ -277,8 +346,9 @@ class GlewlwydBrowser:
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         assert "code" in self.params, f"authorization failed: {self.params}"
-        return AuthorizationCodeResult(code=self.params["code"], state=self.params.get("state"),
-                                       iss=self.params.get("iss"))
+        return AuthorizationCodeResult(
+            code=self.params["code"], state=self.params.get("state"), iss=self.params.get("iss")
+        )
 
 
 def _whoami(result: CallToolResult) -> dict[str, Any]:
@@ -296,24 +366,35 @@ def _jwt_part(token: str, index: int) -> dict[str, Any]:
 
 @pytest.mark.requirement(req.RFC9068_EXTERNAL_IDP)
 async def test_sdk_client_signs_in_at_glewlwyd_and_calls_whoami_through_authgate(
-    glewlwyd: Glewlwyd, external_authgate: Callable[..., ExternalAuthgate], mcp_port: int,
+    glewlwyd: Glewlwyd,
+    external_authgate: Callable[..., ExternalAuthgate],
+    mcp_port: int,
 ) -> None:
     mcp_url = f"http://127.0.0.1:{mcp_port}/mcp"
     gate = external_authgate(issuer=glewlwyd.issuer, idp_profile="generic")
     browser, storage = GlewlwydBrowser(glewlwyd), MemoryTokenStorage()
     seen: list[tuple[str, str, int]] = []
-    metadata = OAuthClientMetadata(client_name="sdk glewlwyd test", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(gate.mcp_url, metadata, storage, redirect_handler=browser.redirect_handler,
-                                   callback_handler=browser.callback_handler)
+    metadata = OAuthClientMetadata(
+        client_name="sdk glewlwyd test",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        gate.mcp_url,
+        metadata,
+        storage,
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
 
     async def log(response: httpx2.Response) -> None:
         seen.append((response.request.method, str(response.request.url), response.status_code))
 
     try:
-        async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0),
-                                      event_hooks={"response": [log]}) as http:
+        async with httpx2.AsyncClient(
+            auth=provider, timeout=httpx2.Timeout(30.0), event_hooks={"response": [log]}
+        ) as http:
             with anyio.fail_after(FLOW_TIMEOUT):
                 async with Client(streamable_http_client(gate.mcp_url, http_client=http)) as client:
                     tools = [t.name for t in (await client.list_tools()).tools]
@@ -341,5 +422,7 @@ async def test_sdk_client_signs_in_at_glewlwyd_and_calls_whoami_through_authgate
     assert ("POST", "/api/oidc/token", 200) in at_idp
     query = parse_qs(urlsplit(browser.urls[0]).query)
     assert query["code_challenge_method"] == ["S256"] and query["resource"] == [mcp_url]
-    assert not any(urlsplit(u).netloc == urlsplit(gate.url).netloc and urlsplit(u).path in ("/token", "/register")
-                   for _, u, _ in seen)
+    assert not any(
+        urlsplit(u).netloc == urlsplit(gate.url).netloc and urlsplit(u).path in ("/token", "/register")
+        for _, u, _ in seen
+    )

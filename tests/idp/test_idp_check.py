@@ -17,12 +17,23 @@ from support import requirements as req
 MCP_URL = "https://mcp.example.com/mcp"
 
 
-async def check(provider: OidcProvider, profile: str = "generic", *, issuer: str | None = None,
-                credentials: bool = False, register: bool = False) -> CheckReport:
-    options = CheckOptions(issuer=issuer or provider.issuer, profile=profile, register=register,
-                           client_id=CHECKER_ID if credentials else None,
-                           client_secret=CHECKER_SECRET if credentials else None,
-                           resource=MCP_URL if credentials else None, scope="mcp" if credentials else None)
+async def check(
+    provider: OidcProvider,
+    profile: str = "generic",
+    *,
+    issuer: str | None = None,
+    credentials: bool = False,
+    register: bool = False,
+) -> CheckReport:
+    options = CheckOptions(
+        issuer=issuer or provider.issuer,
+        profile=profile,
+        register=register,
+        client_id=CHECKER_ID if credentials else None,
+        client_secret=CHECKER_SECRET if credentials else None,
+        resource=MCP_URL if credentials else None,
+        scope="mcp" if credentials else None,
+    )
     async with httpx.AsyncClient(timeout=10.0) as http:
         return await run_check(options, http)
 
@@ -39,8 +50,16 @@ async def test_a_healthy_idp_passes_and_the_test_client_is_registered_then_delet
     provider = idp(ProviderShape(port=free_port(), default_resource=MCP_URL))
     report = await check(provider, credentials=True, register=True)
     assert not report.failed, render_text(report)
-    for code in ("rfc8414", "oidc-discovery", "pkce", "dcr", "refresh", "resource", "registration",
-                 "registration-deleted"):
+    for code in (
+        "rfc8414",
+        "oidc-discovery",
+        "pkce",
+        "dcr",
+        "refresh",
+        "resource",
+        "registration",
+        "registration-deleted",
+    ):
         assert finding(report, code)[0] == "ok"
     assert report.codes("warn", "fail") == []
     assert report.registered_client_id and report.registered_client_id in render_text(report)
@@ -106,11 +125,19 @@ def test_the_cli_prints_json_and_exits_1_on_a_failure(idp: Callable[..., OidcPro
     shape: ProviderShape = keycloak_like(free_port(), MCP_URL)
     shape.dcr = False
     provider = idp(shape)
-    done = subprocess.run([sys.executable, "-m", "authgate", "idp", "check", provider.issuer, "--profile",
-                           "keycloak", "--json"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "idp", "check", provider.issuer, "--profile", "keycloak", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     assert report["ok"] is False and "no-dcr" in [f["code"] for f in report["findings"]]
-    text = subprocess.run([sys.executable, "-m", "authgate", "idp", "check", provider.issuer, "--profile",
-                           "keycloak"], capture_output=True, text=True, timeout=60)
+    text = subprocess.run(
+        [sys.executable, "-m", "authgate", "idp", "check", provider.issuer, "--profile", "keycloak"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert "FAIL  no-dcr" in text.stdout and "fix: Keycloak:" in text.stdout

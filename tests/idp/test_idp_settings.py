@@ -19,21 +19,40 @@ from authgate.errors import ConfigError
 STARTUP_TIMEOUT = 20.0
 
 
-@pytest.mark.parametrize("overrides, setting, words", [
-    ({"auth_mode": "external"}, "issuer", "needs the identity provider's issuer"),
-    ({"auth_mode": "external", "issuer": "https://t.eu.auth0.com", "idp_profile": "auth0"}, "issuer",
-     "use 'https://t.eu.auth0.com/'"),
-    ({"auth_mode": "external", "issuer": "http://idp.example.com"}, "issuer", "HTTPS is required"),
-    ({"auth_mode": "external", "issuer": "https://kc.example.com/auth", "idp_profile": "keycloak"}, "issuer",
-     "/realms/REALM"),
-    ({"auth_mode": "external", "issuer": "https://login.microsoftonline.com/common/v2.0",
-      "idp_profile": "entra"}, "issuer", "one tenant id"),
-    ({"jwt_algorithms": ["HS256"]}, "jwt_algorithms", "never accepted"),
-    ({"jwt_algorithms": ["none"]}, "jwt_algorithms", "never accepted"),
-    ({"mirror_as_metadata": True}, "mirror_as_metadata", "auth_mode = external only"),
-    ({"auth_mode": "external", "issuer": "https://idp.example.com", "introspection_endpoint": "https://idp/i"},
-     "introspection_client_secret", "needs introspection_client_id"),
-])
+@pytest.mark.parametrize(
+    "overrides, setting, words",
+    [
+        ({"auth_mode": "external"}, "issuer", "needs the identity provider's issuer"),
+        (
+            {"auth_mode": "external", "issuer": "https://t.eu.auth0.com", "idp_profile": "auth0"},
+            "issuer",
+            "use 'https://t.eu.auth0.com/'",
+        ),
+        ({"auth_mode": "external", "issuer": "http://idp.example.com"}, "issuer", "HTTPS is required"),
+        (
+            {"auth_mode": "external", "issuer": "https://kc.example.com/auth", "idp_profile": "keycloak"},
+            "issuer",
+            "/realms/REALM",
+        ),
+        (
+            {
+                "auth_mode": "external",
+                "issuer": "https://login.microsoftonline.com/common/v2.0",
+                "idp_profile": "entra",
+            },
+            "issuer",
+            "one tenant id",
+        ),
+        ({"jwt_algorithms": ["HS256"]}, "jwt_algorithms", "never accepted"),
+        ({"jwt_algorithms": ["none"]}, "jwt_algorithms", "never accepted"),
+        ({"mirror_as_metadata": True}, "mirror_as_metadata", "auth_mode = external only"),
+        (
+            {"auth_mode": "external", "issuer": "https://idp.example.com", "introspection_endpoint": "https://idp/i"},
+            "introspection_client_secret",
+            "needs introspection_client_id",
+        ),
+    ],
+)
 def test_wrong_external_settings_are_config_errors(overrides: dict[str, object], setting: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, **overrides)
@@ -44,16 +63,24 @@ def test_wrong_external_settings_are_config_errors(overrides: dict[str, object],
 def test_the_issuer_is_kept_exactly_and_audiences_default_to_the_mcp_url() -> None:
     from authgate.idp.backend import token_policy
 
-    settings = load_settings(None, auth_mode="external", issuer="https://t.us.auth0.com/", idp_profile="auth0",
-                             public_url="https://mcp.example.com")
+    settings = load_settings(
+        None,
+        auth_mode="external",
+        issuer="https://t.us.auth0.com/",
+        idp_profile="auth0",
+        public_url="https://mcp.example.com",
+    )
     policy = token_policy(settings)
     assert policy.issuer == "https://t.us.auth0.com/"
     assert policy.audiences == ("https://mcp.example.com/mcp",)
     assert policy.require_at_jwt_typ is False  # Auth0 does not stamp at+jwt
     generic = token_policy(load_settings(None, auth_mode="external", issuer="https://idp.example.com"))
     assert generic.require_at_jwt_typ is True
-    relaxed = token_policy(load_settings(None, auth_mode="external", issuer="https://idp.example.com",
-                                         jwt_require_typ=False, audiences=["a", "b"]))
+    relaxed = token_policy(
+        load_settings(
+            None, auth_mode="external", issuer="https://idp.example.com", jwt_require_typ=False, audiences=["a", "b"]
+        )
+    )
     assert relaxed.require_at_jwt_typ is False and relaxed.audiences == ("a", "b")
 
 
@@ -61,11 +88,19 @@ def test_serve_in_external_mode_opens_no_store_and_serves_no_authorization_serve
     port, idp_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{idp_port}/realms/down"  # nothing listens: the IdP is down
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    env.update({"AUTHGATE_PORT": str(port), "AUTHGATE_DATA_DIR": str(tmp_path / "data"),
-                "AUTHGATE_AUTH_MODE": "external", "AUTHGATE_ISSUER": issuer, "AUTHGATE_IDP_PROFILE": "keycloak"})
+    env.update(
+        {
+            "AUTHGATE_PORT": str(port),
+            "AUTHGATE_DATA_DIR": str(tmp_path / "data"),
+            "AUTHGATE_AUTH_MODE": "external",
+            "AUTHGATE_ISSUER": issuer,
+            "AUTHGATE_IDP_PROFILE": "keycloak",
+        }
+    )
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "authgate", "serve"], env=env, stdout=log, stderr=log,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "authgate", "serve"], env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + STARTUP_TIMEOUT

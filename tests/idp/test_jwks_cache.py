@@ -9,10 +9,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 from idp_peers import OidcProvider, free_port, keycloak_like
-from support import requirements as req
 
 from authgate.errors import InvalidToken, TemporarilyUnavailable
 from authgate.idp.jwks import JwksCache
+from support import requirements as req
 
 
 class FakeClock:
@@ -25,7 +25,8 @@ class FakeClock:
 
 @pytest.mark.requirement(req.RFC7517_4_5_KID_REFETCH)
 async def test_unknown_kids_refetch_at_most_once_per_interval_and_cached_keys_outlive_the_idp(
-    idp: Callable[..., OidcProvider], mcp_port: int,
+    idp: Callable[..., OidcProvider],
+    mcp_port: int,
 ) -> None:
     provider = idp(keycloak_like(free_port(), f"http://127.0.0.1:{mcp_port}/mcp"))
     clock, jwks_fetches = FakeClock(), []

@@ -43,13 +43,14 @@ from idp_peers import (
     keycloak_like,
 )
 from stdio_support import CALL_TIMEOUT, LEGACY_HEADERS, last_message, legacy_call, legacy_session
+
 from support import requirements as req
 
 TOOL_SCOPES = {"docs.search": ["search.read"], "docs.create": ["docs.write"], "memory.delete": ["memory.delete"]}
 
 # A stdio MCP server with seed 002's kind of tools, one permission each; written to the test's
 # tmp dir and run by `authgate serve -- python SCRIPT`.
-STDIO_SERVER = '''
+STDIO_SERVER = """
 from mcp.server.mcpserver import MCPServer
 
 server = MCPServer("roles-demo")
@@ -72,7 +73,7 @@ def memory_delete(key: str = "") -> str:
 
 if __name__ == "__main__":
     server.run("stdio")
-'''
+"""
 
 
 @dataclass
@@ -98,18 +99,34 @@ def user_token(provider: OidcProvider, account: str, mcp_url: str) -> str:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     meta = provider.discovery()
-    query = {"client_id": WEBAPP_ID, "response_type": "code", "redirect_uri": WEBAPP_REDIRECT,
-             "scope": "openid mcp", "resource": mcp_url, "state": secrets.token_urlsafe(8),
-             "code_challenge": challenge, "code_challenge_method": "S256"}
+    query = {
+        "client_id": WEBAPP_ID,
+        "response_type": "code",
+        "redirect_uri": WEBAPP_REDIRECT,
+        "scope": "openid mcp",
+        "resource": mcp_url,
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     agent = IdpUserAgent(account)
     try:
         params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
     finally:
         agent.close()
     assert "code" in params, params
-    r = httpx.post(meta["token_endpoint"], auth=(WEBAPP_ID, WEBAPP_SECRET), timeout=10.0, data={
-        "grant_type": "authorization_code", "code": params["code"], "redirect_uri": WEBAPP_REDIRECT,
-        "code_verifier": verifier, "resource": mcp_url})
+    r = httpx.post(
+        meta["token_endpoint"],
+        auth=(WEBAPP_ID, WEBAPP_SECRET),
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": WEBAPP_REDIRECT,
+            "code_verifier": verifier,
+            "resource": mcp_url,
+        },
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])
 
@@ -131,15 +148,15 @@ def roles_setup(tmp_path: Path, idp: Callable[..., OidcProvider]) -> Iterator[Ca
     script.write_text(STDIO_SERVER)
     gates: list[AuthgateServer] = []
 
-    def start(make_shape: Callable[[int, str], ProviderShape], token_claims: dict[str, dict[str, Any]],
-              **settings: Any) -> RolesSetup:
+    def start(
+        make_shape: Callable[[int, str], ProviderShape], token_claims: dict[str, dict[str, Any]], **settings: Any
+    ) -> RolesSetup:
         gate = AuthgateServer(tmp_path / f"authgate-{len(gates)}", serve_args=("--", sys.executable, str(script)))
         gates.append(gate)
         # the port is known before the IdP starts: the MCP URL is its (default) audience
         provider = idp(ClaimsShape(**vars(make_shape(free_port(), gate.mcp_url)), token_claims=token_claims))
         env = {"auth_mode": "external", "issuer": provider.issuer, "tool_scopes": TOOL_SCOPES, **settings}
-        gate.env.update({f"AUTHGATE_{k.upper()}": v if isinstance(v, str) else json.dumps(v)
-                         for k, v in env.items()})
+        gate.env.update({f"AUTHGATE_{k.upper()}": v if isinstance(v, str) else json.dumps(v) for k, v in env.items()})
         gate.start()
         return RolesSetup(provider, gate)
 
@@ -161,10 +178,18 @@ class McpSession:
         self.ids = iter(range(10, 1000))
 
     def tool_names(self) -> list[str]:
-        headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {self.token}", "Mcp-Session-Id": self.session,
-                   "MCP-Protocol-Version": "2025-11-25"}
-        r = httpx.post(self.gate.mcp_url, headers=headers, timeout=CALL_TIMEOUT,
-                       json={"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/list", "params": {}})
+        headers = {
+            **LEGACY_HEADERS,
+            "Authorization": f"Bearer {self.token}",
+            "Mcp-Session-Id": self.session,
+            "MCP-Protocol-Version": "2025-11-25",
+        }
+        r = httpx.post(
+            self.gate.mcp_url,
+            headers=headers,
+            timeout=CALL_TIMEOUT,
+            json={"jsonrpc": "2.0", "id": next(self.ids), "method": "tools/list", "params": {}},
+        )
         assert r.status_code == 200, r.text
         return sorted(t["name"] for t in last_message(r)["result"]["tools"])
 
@@ -173,8 +198,7 @@ class McpSession:
 
 
 def tool_text(response: httpx.Response) -> str:
-    assert response.status_code == 200, (response.status_code, response.headers.get("www-authenticate"),
-                                         response.text)
+    assert response.status_code == 200, (response.status_code, response.headers.get("www-authenticate"), response.text)
     result = last_message(response)["result"]
     assert result.get("isError") is not True, result
     return str(result["content"][0]["text"])
@@ -194,8 +218,7 @@ def challenge_params(response: httpx.Response) -> dict[str, str]:
     return params
 
 
-def assert_insufficient_scope(response: httpx.Response, gate: AuthgateServer, needed: str,
-                              scopes: set[str]) -> None:
+def assert_insufficient_scope(response: httpx.Response, gate: AuthgateServer, needed: str, scopes: set[str]) -> None:
     """HTTP 403 with the MCP 2025-11-25 scope challenge naming `needed`; `scope` = exactly
     `scopes` (what the operation needs plus what the token already holds)."""
     assert response.status_code == 403, (response.status_code, response.text)
@@ -232,8 +255,9 @@ def test_auth0_rbac_permissions_map_to_tools(roles_setup: Callable[..., RolesSet
     # already granted; with the generic profile they are held only through `role_claim`.
     granted = {"mcp", "search.read"} if profile == "auth0" else {"mcp"}
     assert_insufficient_scope(reader.call("docs.create", {"title": "x"}), gate, "docs.write", {"docs.write", *granted})
-    assert_insufficient_scope(reader.call("memory.delete", {"key": "k"}), gate, "memory.delete",
-                              {"memory.delete", *granted})
+    assert_insufficient_scope(
+        reader.call("memory.delete", {"key": "k"}), gate, "memory.delete", {"memory.delete", *granted}
+    )
 
     writer = McpSession(gate, setup.token("writer"))
     assert writer.tool_names() == ["docs.create", "docs.search"]
@@ -244,13 +268,18 @@ def test_auth0_rbac_permissions_map_to_tools(roles_setup: Callable[..., RolesSet
     janitor = McpSession(gate, setup.token("janitor"))
     assert janitor.tool_names() == ["memory.delete"]
     assert tool_text(janitor.call("memory.delete", {"key": "k"})) == "memory.delete: deleted 'k'"
-    assert_insufficient_scope(janitor.call("docs.search"), gate, "search.read",
-                              {"search.read", "mcp", *(["memory.delete"] if profile == "auth0" else [])})
+    assert_insufficient_scope(
+        janitor.call("docs.search"),
+        gate,
+        "search.read",
+        {"search.read", "mcp", *(["memory.delete"] if profile == "auth0" else [])},
+    )
 
 
 @pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 def test_without_role_claim_the_generic_profile_grants_nothing_from_permissions(
-        roles_setup: Callable[..., RolesSetup]) -> None:
+    roles_setup: Callable[..., RolesSetup],
+) -> None:
     """The control case: the same tokens, no `role_claim`: `permissions` is just another claim."""
     setup = roles_setup(auth0_like, AUTH0_USERS, idp_profile="generic")
     writer = McpSession(setup.gate, setup.token("writer"))
@@ -270,8 +299,13 @@ KEYCLOAK_ROLE_SCOPES = {"editor": ["docs.write", "search.read"], "viewer": ["sea
 
 @pytest.mark.requirement(req.MCP_2025_11_25_AUTH_SCOPE_CHALLENGE)
 def test_keycloak_realm_roles_map_to_tools_through_role_scopes(roles_setup: Callable[..., RolesSetup]) -> None:
-    setup = roles_setup(keycloak_like, KEYCLOAK_USERS, idp_profile="keycloak", role_claim="realm_access.roles",
-                        role_scopes=KEYCLOAK_ROLE_SCOPES)
+    setup = roles_setup(
+        keycloak_like,
+        KEYCLOAK_USERS,
+        idp_profile="keycloak",
+        role_claim="realm_access.roles",
+        role_scopes=KEYCLOAK_ROLE_SCOPES,
+    )
     gate = setup.gate
 
     reader_token = setup.token("reader")
@@ -286,8 +320,9 @@ def test_keycloak_realm_roles_map_to_tools_through_role_scopes(roles_setup: Call
     editor = McpSession(gate, setup.token("editor"))
     assert editor.tool_names() == ["docs.create", "docs.search"]
     assert tool_text(editor.call("docs.create", {"title": "kc"})) == "docs.create: created 'kc'"
-    assert_insufficient_scope(editor.call("memory.delete", {"key": "k"}), gate, "memory.delete",
-                              {"memory.delete", "mcp"})
+    assert_insufficient_scope(
+        editor.call("memory.delete", {"key": "k"}), gate, "memory.delete", {"memory.delete", "mcp"}
+    )
 
     # Roles the map does not name (Keycloak's defaults) grant nothing.
     outsider = McpSession(gate, setup.token("outsider"))

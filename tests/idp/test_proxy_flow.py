@@ -33,18 +33,19 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata, OAuthToken
 from mcp_types import TextContent
 from proxy_harness import SECRET_KEY, ProxyBrowser, proxy_gate
-from support import requirements as req
 from test_external_sdk_flow import MemoryTokenStorage
 
 from authgate.oauth.sealing import derive_key, unseal
+from support import requirements as req
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0
 
 
 def _start(tmp_path: Path, idp: Callable[..., OidcProvider], **settings: Any) -> tuple[AuthgateServer, OidcProvider]:
-    gate = proxy_gate(tmp_path / "gate", idp_client_id=PROXY_ID, idp_client_secret=PROXY_SECRET,
-                      idp_preset="oidc", **settings)
+    gate = proxy_gate(
+        tmp_path / "gate", idp_client_id=PROXY_ID, idp_client_secret=PROXY_SECRET, idp_preset="oidc", **settings
+    )
     provider = idp(no_dcr_upstream(free_port(), f"{gate.url}/upstream/callback"))
     gate.env["AUTHGATE_IDP_ISSUER"] = provider.issuer
     gate.start()
@@ -61,16 +62,25 @@ class SdkBrowser:
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         assert "code" in self.params, f"authorization failed: {self.params}"
-        return AuthorizationCodeResult(code=self.params["code"], state=self.params.get("state"),
-                                       iss=self.params.get("iss"))
+        return AuthorizationCodeResult(
+            code=self.params["code"], state=self.params.get("state"), iss=self.params.get("iss")
+        )
 
 
 async def _whoami(gate: AuthgateServer, storage: MemoryTokenStorage, browser: SdkBrowser) -> dict[str, Any]:
-    metadata = OAuthClientMetadata(client_name="sdk proxy-mode test", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(gate.mcp_url, metadata, storage, redirect_handler=browser.redirect_handler,
-                                   callback_handler=browser.callback_handler)
+    metadata = OAuthClientMetadata(
+        client_name="sdk proxy-mode test",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        gate.mcp_url,
+        metadata,
+        storage,
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
     async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0)) as http:
         with anyio.fail_after(FLOW_TIMEOUT):
             async with Client(streamable_http_client(gate.mcp_url, http_client=http), mode="legacy") as client:
@@ -93,7 +103,8 @@ def _stored_upstream_tokens(gate: AuthgateServer, user_id: str) -> tuple[dict[st
 @pytest.mark.requirement(req.MCP_2025_11_25_CONFUSED_DEPUTY)
 @pytest.mark.requirement(req.RFC7591_3_REGISTRATION)
 async def test_sdk_client_signs_in_through_the_proxy_and_survives_a_sigkill(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, provider = _start(tmp_path, idp)
     browser, storage = SdkBrowser("alice"), MemoryTokenStorage()
@@ -117,17 +128,26 @@ async def test_sdk_client_signs_in_through_the_proxy_and_survives_a_sigkill(
         opened, raw = _stored_upstream_tokens(gate, subject)
         assert opened["access_token"].encode() not in raw and opened["refresh_token"].encode() not in raw
         assert storage.tokens is not None and storage.tokens.access_token != opened["access_token"]
-        userinfo = httpx.get(provider.discovery()["userinfo_endpoint"], timeout=10.0,
-                             headers={"Authorization": f"Bearer {opened['access_token']}"})
+        userinfo = httpx.get(
+            provider.discovery()["userinfo_endpoint"],
+            timeout=10.0,
+            headers={"Authorization": f"Bearer {opened['access_token']}"},
+        )
         assert userinfo.status_code == 200 and userinfo.json()["sub"] == "alice"
 
         # SIGKILL, restart: the client and its grant survived; refresh works
         gate.kill(signal.SIGKILL)
         gate.start()
         assert storage.tokens.refresh_token
-        r = httpx.post(f"{gate.url}/token", timeout=10.0, data={
-            "grant_type": "refresh_token", "refresh_token": storage.tokens.refresh_token,
-            "client_id": storage.client_info.client_id})
+        r = httpx.post(
+            f"{gate.url}/token",
+            timeout=10.0,
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": storage.tokens.refresh_token,
+                "client_id": storage.client_info.client_id,
+            },
+        )
         assert r.status_code == 200, r.text
         storage.tokens = OAuthToken(**r.json())
         again = await _whoami(gate, storage, SdkBrowser("nobody"))  # no new sign-in needed
@@ -138,19 +158,31 @@ async def test_sdk_client_signs_in_through_the_proxy_and_survives_a_sigkill(
 
 
 def _register_and_authorize_url(gate: AuthgateServer) -> tuple[str, str]:
-    r = httpx.post(f"{gate.url}/register", timeout=10.0, json={
-        "client_name": "allow-list test", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"})
+    r = httpx.post(
+        f"{gate.url}/register",
+        timeout=10.0,
+        json={"client_name": "allow-list test", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"},
+    )
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
     challenge = base64.urlsafe_b64encode(hashlib.sha256(secrets.token_bytes(32)).digest()).rstrip(b"=").decode()
-    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-                       "state": "s-123", "code_challenge": challenge, "code_challenge_method": "S256"})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "state": "s-123",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
     return client_id, f"{gate.url}/authorize?{query}"
 
 
 @pytest.mark.requirement(req.RFC6749_4_1_2_1_ACCESS_DENIED)
 async def test_a_user_outside_the_allow_list_is_refused_at_the_callback(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, provider = _start(tmp_path, idp, allowed_users=["alice"], allowed_email_domains=["corp.test"])
     browser = ProxyBrowser("mallory")
@@ -182,7 +214,8 @@ async def test_denying_consent_never_reaches_the_upstream(tmp_path: Path, idp: C
 
 
 async def test_a_forged_callback_without_this_browsers_state_is_refused(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, _ = _start(tmp_path, idp)
     try:

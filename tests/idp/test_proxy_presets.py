@@ -63,16 +63,24 @@ def _code_subject(gate: AuthgateServer) -> str:
 def _vault(gate: AuthgateServer, user_id: str) -> dict[str, Any]:
     with sqlite3.connect(gate.data_dir / "authgate.db") as conn:
         (blob,) = conn.execute("SELECT sealed_tokens FROM upstream_tokens WHERE user_id = ?", (user_id,)).fetchone()
-    data: dict[str, Any] = json.loads(unseal(derive_key(SECRET_KEY.encode(), "upstream-tokens"), blob, user_id.encode()))
+    data: dict[str, Any] = json.loads(
+        unseal(derive_key(SECRET_KEY.encode(), "upstream-tokens"), blob, user_id.encode())
+    )
     return data
 
 
 async def test_github_preset_maps_id_login_email_and_orgs(tmp_path: Path, stack: ExitStack) -> None:
     github = FakeGitHub(CLIENT_ID, CLIENT_SECRET)
     base = _serve(stack, github)
-    gate = _gate(tmp_path, stack, idp_preset="github", idp_authorize_url=f"{base}/login/oauth/authorize",
-                 idp_token_url=f"{base}/login/oauth/access_token", idp_userinfo_url=base,
-                 allowed_github_orgs=["ACME"])
+    gate = _gate(
+        tmp_path,
+        stack,
+        idp_preset="github",
+        idp_authorize_url=f"{base}/login/oauth/authorize",
+        idp_token_url=f"{base}/login/oauth/access_token",
+        idp_userinfo_url=base,
+        allowed_github_orgs=["ACME"],
+    )
     params, _ = await _sign_in(gate)
     assert "code" in params, params
     assert _code_subject(gate) == "github|4242"
@@ -83,7 +91,9 @@ async def test_github_preset_maps_id_login_email_and_orgs(tmp_path: Path, stack:
     assert auth["scope"].split() == ["read:user", "user:email", "read:org"] and auth["code_challenge_method"] == "S256"
     assert "nonce" not in auth  # not OIDC
     token_form = next(q for m, p, q in github.requests if p == "/login/oauth/access_token")
-    assert token_form["client_secret"] == CLIENT_SECRET and token_form["redirect_uri"] == f"{gate.url}/upstream/callback"
+    assert (
+        token_form["client_secret"] == CLIENT_SECRET and token_form["redirect_uri"] == f"{gate.url}/upstream/callback"
+    )
     assert [p for m, p, q in github.requests if p.startswith("/user")] == ["/user", "/user/emails", "/user/orgs"]
     kept = _vault(gate, "github|4242")
     assert kept["access_token"] in github.tokens and "refresh_token" not in kept  # OAuth apps: no refresh
@@ -92,9 +102,15 @@ async def test_github_preset_maps_id_login_email_and_orgs(tmp_path: Path, stack:
 async def test_github_preset_refuses_a_user_outside_the_orgs(tmp_path: Path, stack: ExitStack) -> None:
     github = FakeGitHub(CLIENT_ID, CLIENT_SECRET, orgs=("other",))
     base = _serve(stack, github)
-    gate = _gate(tmp_path, stack, idp_preset="github", idp_authorize_url=f"{base}/login/oauth/authorize",
-                 idp_token_url=f"{base}/login/oauth/access_token", idp_userinfo_url=base,
-                 allowed_github_orgs=["acme"])
+    gate = _gate(
+        tmp_path,
+        stack,
+        idp_preset="github",
+        idp_authorize_url=f"{base}/login/oauth/authorize",
+        idp_token_url=f"{base}/login/oauth/access_token",
+        idp_userinfo_url=base,
+        allowed_github_orgs=["acme"],
+    )
     params, _ = await _sign_in(gate)
     assert params["error"] == "access_denied" and "code" not in params
 
@@ -140,8 +156,13 @@ async def test_seed_004_page_configuration_against_fake_github(tmp_path: Path, s
     github = FakeGitHub(page["idp_client_id"], page["idp_client_secret"], orgs=("acme",))
     base = _serve(stack, github)
     settings = {k: v for k, v in page.items() if k != "public_url"}  # the test's own loopback URL
-    gate = proxy_gate(tmp_path / "gate", **settings, idp_authorize_url=f"{base}/login/oauth/authorize",
-                      idp_token_url=f"{base}/login/oauth/access_token", idp_userinfo_url=base)
+    gate = proxy_gate(
+        tmp_path / "gate",
+        **settings,
+        idp_authorize_url=f"{base}/login/oauth/authorize",
+        idp_token_url=f"{base}/login/oauth/access_token",
+        idp_userinfo_url=base,
+    )
     gate.start()
     stack.callback(gate.stop)
     params, _ = await _sign_in(gate)

@@ -30,19 +30,29 @@ from authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
 from idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
 from proxy_harness import ProxyBrowser, proxy_gate
 from proxy_standins import FakeGitHub
-from support import requirements as req
 from test_proxy_flow import REDIRECT_URI, _stored_upstream_tokens
+
+from support import requirements as req
 
 UPSTREAM_TTL = 5  # seconds an upstream access token lives
 EXPIRY_WAIT = 20.0
 
 
-def _start(tmp_path: Path, idp: Callable[..., OidcProvider], *, persist: bool = False) -> tuple[AuthgateServer, OidcProvider]:
-    gate = proxy_gate(tmp_path / "gate", idp_client_id=PROXY_ID, idp_client_secret=PROXY_SECRET, idp_preset="oidc",
-                      token_cache_seconds=0)  # the guard re-checks the grant of every token
-    shape = dataclasses.replace(no_dcr_upstream(free_port(), f"{gate.url}/upstream/callback"),
-                                access_token_ttl=UPSTREAM_TTL,
-                                store_file=str(tmp_path / "upstream-state.json") if persist else None)
+def _start(
+    tmp_path: Path, idp: Callable[..., OidcProvider], *, persist: bool = False
+) -> tuple[AuthgateServer, OidcProvider]:
+    gate = proxy_gate(
+        tmp_path / "gate",
+        idp_client_id=PROXY_ID,
+        idp_client_secret=PROXY_SECRET,
+        idp_preset="oidc",
+        token_cache_seconds=0,
+    )  # the guard re-checks the grant of every token
+    shape = dataclasses.replace(
+        no_dcr_upstream(free_port(), f"{gate.url}/upstream/callback"),
+        access_token_ttl=UPSTREAM_TTL,
+        store_file=str(tmp_path / "upstream-state.json") if persist else None,
+    )
     provider = idp(shape)
     gate.env["AUTHGATE_IDP_ISSUER"] = provider.issuer
     gate.start()
@@ -52,30 +62,56 @@ def _start(tmp_path: Path, idp: Callable[..., OidcProvider], *, persist: bool = 
 async def _sign_in(gate: AuthgateServer, account: str) -> tuple[str, dict[str, Any]]:
     """An MCP client (public, DCR) signs `account` in through the upstream: its client_id and
     authgate's token response."""
-    r = httpx.post(f"{gate.url}/register", timeout=10.0, json={
-        "client_name": "upstream refresh test", "redirect_uris": [REDIRECT_URI], "token_endpoint_auth_method": "none"})
+    r = httpx.post(
+        f"{gate.url}/register",
+        timeout=10.0,
+        json={
+            "client_name": "upstream refresh test",
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "none",
+        },
+    )
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-                       "state": "s-1", "code_challenge": challenge, "code_challenge_method": "S256"})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+            "state": "s-1",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
     browser = ProxyBrowser(account)
     try:
         params = await anyio.to_thread.run_sync(browser.authorize, f"{gate.url}/authorize?{query}")
     finally:
         browser.close()
     assert "code" in params, params
-    r = httpx.post(f"{gate.url}/token", timeout=10.0, data={
-        "grant_type": "authorization_code", "code": params["code"], "code_verifier": verifier,
-        "client_id": client_id, "redirect_uri": REDIRECT_URI})
+    r = httpx.post(
+        f"{gate.url}/token",
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "code_verifier": verifier,
+            "client_id": client_id,
+            "redirect_uri": REDIRECT_URI,
+        },
+    )
     assert r.status_code == 200, r.text
     return client_id, r.json()
 
 
 def _refresh(gate: AuthgateServer, client_id: str, refresh_token: str) -> httpx.Response:
-    return httpx.post(f"{gate.url}/token", timeout=30.0, data={
-        "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id})
+    return httpx.post(
+        f"{gate.url}/token",
+        timeout=30.0,
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id},
+    )
 
 
 def _wait_until_expired(opened: dict[str, Any]) -> None:
@@ -92,17 +128,32 @@ def _family_revoked(gate: AuthgateServer) -> list[tuple[bool, str | None]]:
 
 
 def _mcp_status(gate: AuthgateServer, access_token: str) -> int:
-    r = httpx.post(gate.mcp_url, timeout=10.0, headers={
-        "Authorization": f"Bearer {access_token}", "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json"}, json={
-        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    r = httpx.post(
+        gate.mcp_url,
+        timeout=10.0,
+        headers={
+            "Authorization": f"Bearer {access_token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+        },
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
     return r.status_code
 
 
 @pytest.mark.requirement(req.OAUTH21_4_3_1_REFRESH_ROTATES)
 async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_authgate_rotates(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, provider = _start(tmp_path, idp)
     try:
@@ -113,8 +164,9 @@ async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_aut
         _wait_until_expired(before)
 
         # two concurrent refreshes of one authgate token: one upstream refresh, one successor
-        first, second = await asyncio.gather(*(anyio.to_thread.run_sync(_refresh, gate, client_id,
-                                                                         tokens["refresh_token"]) for _ in range(2)))
+        first, second = await asyncio.gather(
+            *(anyio.to_thread.run_sync(_refresh, gate, client_id, tokens["refresh_token"]) for _ in range(2))
+        )
         assert first.status_code == second.status_code == 200, (first.text, second.text)
         assert first.json()["refresh_token"] == second.json()["refresh_token"] != tokens["refresh_token"]
 
@@ -123,8 +175,11 @@ async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_aut
         assert after["refresh_token"]  # the upstream's new one, or the old one kept when it did not rotate
         for secret in (after["access_token"], after["refresh_token"], before["access_token"]):
             assert secret.encode() not in raw  # sealed at rest
-        userinfo = httpx.get(provider.discovery()["userinfo_endpoint"], timeout=10.0,
-                             headers={"Authorization": f"Bearer {after['access_token']}"})
+        userinfo = httpx.get(
+            provider.discovery()["userinfo_endpoint"],
+            timeout=10.0,
+            headers={"Authorization": f"Bearer {after['access_token']}"},
+        )
         assert userinfo.status_code == 200 and userinfo.json()["sub"] == "alice"  # a real upstream token
         assert _mcp_status(gate, first.json()["access_token"]) == 200
     finally:
@@ -134,7 +189,8 @@ async def test_an_expired_upstream_token_is_refreshed_at_the_upstream_before_aut
 @pytest.mark.requirement(req.RFC6749_5_2_INVALID_GRANT)
 @pytest.mark.requirement(req.RFC9700_4_14_2_REUSE_REVOKES_FAMILY)
 async def test_a_grant_revoked_at_the_upstream_ends_the_authgate_grant(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, provider = _start(tmp_path, idp)
     try:
@@ -142,8 +198,12 @@ async def test_a_grant_revoked_at_the_upstream_ends_the_authgate_grant(
         opened, _ = _stored_upstream_tokens(gate, f"{provider.issuer}|alice")
         assert _mcp_status(gate, tokens["access_token"]) == 200
         # the person removes authgate at the IdP: RFC 7009 revocation of its refresh token ends the grant
-        r = httpx.post(provider.discovery()["revocation_endpoint"], timeout=10.0, auth=(PROXY_ID, PROXY_SECRET),
-                       data={"token": opened["refresh_token"], "token_type_hint": "refresh_token"})
+        r = httpx.post(
+            provider.discovery()["revocation_endpoint"],
+            timeout=10.0,
+            auth=(PROXY_ID, PROXY_SECRET),
+            data={"token": opened["refresh_token"], "token_type_hint": "refresh_token"},
+        )
         assert r.status_code == 200, r.text
         _wait_until_expired(opened)
 
@@ -160,7 +220,8 @@ async def test_a_grant_revoked_at_the_upstream_ends_the_authgate_grant(
 
 
 async def test_an_unreachable_upstream_is_a_retry_later_and_revokes_nothing(
-    tmp_path: Path, idp: Callable[..., OidcProvider],
+    tmp_path: Path,
+    idp: Callable[..., OidcProvider],
 ) -> None:
     gate, provider = _start(tmp_path, idp, persist=True)
     try:
@@ -192,9 +253,15 @@ async def test_github_without_refresh_token_or_expiry_refreshes_with_no_call_to_
     with ExitStack() as stack:
         port = find_free_port()
         github.url = base = stack.enter_context(serve_asgi_in_thread(github.app(), port))
-        gate = proxy_gate(tmp_path / "gate", idp_preset="github", idp_client_id=client_id, idp_client_secret=secret,
-                          idp_authorize_url=f"{base}/login/oauth/authorize",
-                          idp_token_url=f"{base}/login/oauth/access_token", idp_userinfo_url=base)
+        gate = proxy_gate(
+            tmp_path / "gate",
+            idp_preset="github",
+            idp_client_id=client_id,
+            idp_client_secret=secret,
+            idp_authorize_url=f"{base}/login/oauth/authorize",
+            idp_token_url=f"{base}/login/oauth/access_token",
+            idp_userinfo_url=base,
+        )
         gate.start()
         stack.callback(gate.stop)
         mcp_client, tokens = await _sign_in(gate, "-")

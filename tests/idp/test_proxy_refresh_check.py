@@ -47,8 +47,11 @@ class Rig:
     calls: list[dict[str, str]] = field(default_factory=list)
 
     async def refresh(self, refresh_token: str | None = None) -> dict[str, Any]:
-        form = {"grant_type": "refresh_token", "refresh_token": refresh_token or self.refresh_token,
-                "client_id": self.client_id}
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token or self.refresh_token,
+            "client_id": self.client_id,
+        }
         return await grants.token(self.auth, form, [], None)
 
     async def stored(self) -> dict[str, Any]:
@@ -65,6 +68,7 @@ def answer(status: int, body: dict[str, Any], delay: float = 0.0) -> Answer:
     async def respond(_request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(delay)
         return httpx.Response(status, json=body)
+
     return respond
 
 
@@ -89,12 +93,21 @@ async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
     assert runtime.auth.hooks.refresh_check is None  # embedded mode: nothing installed
     store = runtime.auth.store
     vault = UpstreamVault(runtime.stores.upstream_tokens, b"k" * 32, "oidc")
-    upstream = Upstream(name="oidc", kind="oidc", issuer="https://idp.test", authorize_url="https://idp.test/auth",
-                        token_url=TOKEN_URL, userinfo_url=None, scopes=("openid",), token_auth="basic",
-                        extra_params={})
+    upstream = Upstream(
+        name="oidc",
+        kind="oidc",
+        issuer="https://idp.test",
+        authorize_url="https://idp.test/auth",
+        token_url=TOKEN_URL,
+        userinfo_url=None,
+        scopes=("openid",),
+        token_auth="basic",
+        extra_params={},
+    )
     now = time.time()
-    client, _ = registration.register({"client_name": "t", "redirect_uris": ["http://127.0.0.1:1/cb"],
-                                       "token_endpoint_auth_method": "none"}, now)
+    client, _ = registration.register(
+        {"client_name": "t", "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}, now
+    )
     await store.add_client(client)
     rig = Rig(runtime.auth, vault, client.client_id, "agr_first", "fam-1")
 
@@ -105,12 +118,15 @@ async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream_token_endpoint)) as http:
         runtime.auth.hooks.refresh_check = UpstreamGrantCheck(
-            vault, UpstreamClient(runtime.settings, upstream, http), upstream.name)
-        await vault.save(UpstreamIdentity(USER, "alice"), {"access_token": "at-1", "refresh_token": "rt-1",
-                                                           "expires_in": 3600}, now)
+            vault, UpstreamClient(runtime.settings, upstream, http), upstream.name
+        )
+        await vault.save(
+            UpstreamIdentity(USER, "alice"), {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 3600}, now
+        )
         await store.create_family(
             RefreshFamily(rig.family_id, client.client_id, USER, ("mcp",), runtime.auth.resources, now),
-            RefreshToken(digest(rig.refresh_token), rig.family_id, now, now + 3600))
+            RefreshToken(digest(rig.refresh_token), rig.family_id, now, now + 3600),
+        )
         yield rig
         runtime.auth.hooks.refresh_check = None
 
@@ -135,10 +151,13 @@ async def test_concurrent_refreshes_share_one_upstream_refresh_and_one_successor
     assert (await rig.stored())["access_token"] == "at-2"
 
 
-@pytest.mark.parametrize("answered, kept", [
-    ({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}, "rt-2"),  # rotated upstream
-    ({"access_token": "at-2", "expires_in": 3600}, "rt-1"),  # not rotated: the old one is kept
-])
+@pytest.mark.parametrize(
+    "answered, kept",
+    [
+        ({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": 3600}, "rt-2"),  # rotated upstream
+        ({"access_token": "at-2", "expires_in": 3600}, "rt-1"),  # not rotated: the old one is kept
+    ],
+)
 async def test_an_expiring_upstream_token_is_renewed_and_sealed(rig: Rig, answered: dict[str, Any], kept: str) -> None:
     await _upstream_tokens(rig, {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 10}, age=20)
     rig.answer = answer(200, answered)
@@ -150,10 +169,13 @@ async def test_an_expiring_upstream_token_is_renewed_and_sealed(rig: Rig, answer
 
 
 @pytest.mark.requirement(req.RFC6749_5_2_INVALID_GRANT)
-@pytest.mark.parametrize("status, body", [
-    (400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),  # Google
-    (200, {"error": "bad_refresh_token"}),  # GitHub apps with expiring user tokens: 200 with an error
-])
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}),  # Google
+        (200, {"error": "bad_refresh_token"}),  # GitHub apps with expiring user tokens: 200 with an error
+    ],
+)
 async def test_an_ended_upstream_grant_revokes_the_family(rig: Rig, status: int, body: dict[str, Any]) -> None:
     await _upstream_tokens(rig, {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 1}, age=5)
     rig.answer = answer(status, body)
@@ -165,15 +187,20 @@ async def test_an_ended_upstream_grant_revokes_the_family(rig: Rig, status: int,
     assert len(rig.calls) == 1
 
 
-@pytest.mark.parametrize("failure, error", [
-    (unreachable, TemporarilyUnavailable),
-    (answer(503, {"error": "temporarily_unavailable"}), TemporarilyUnavailable),
-    (answer(502, {}), TemporarilyUnavailable),
-    (answer(429, {"error": "slow_down"}), TemporarilyUnavailable),
-    (answer(401, {"error": "invalid_client"}), ServerError),  # authgate's own secret: the operator's to fix
-])
+@pytest.mark.parametrize(
+    "failure, error",
+    [
+        (unreachable, TemporarilyUnavailable),
+        (answer(503, {"error": "temporarily_unavailable"}), TemporarilyUnavailable),
+        (answer(502, {}), TemporarilyUnavailable),
+        (answer(429, {"error": "slow_down"}), TemporarilyUnavailable),
+        (answer(401, {"error": "invalid_client"}), ServerError),  # authgate's own secret: the operator's to fix
+    ],
+)
 async def test_an_upstream_outage_or_misconfiguration_revokes_nothing(
-    rig: Rig, failure: Answer, error: type[OAuthError],
+    rig: Rig,
+    failure: Answer,
+    error: type[OAuthError],
 ) -> None:
     await _upstream_tokens(rig, {"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 1}, age=5)
     rig.answer = failure
@@ -187,7 +214,8 @@ async def test_an_upstream_outage_or_misconfiguration_revokes_nothing(
 
 
 async def test_an_expired_upstream_token_without_refresh_token_keeps_the_grant(
-    rig: Rig, caplog: pytest.LogCaptureFixture,
+    rig: Rig,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     await _upstream_tokens(rig, {"access_token": "at-1", "expires_in": 1}, age=3600)  # Google, no offline access
     with caplog.at_level(logging.DEBUG, logger="authgate.proxy"):

@@ -21,18 +21,21 @@ from authgate.store.sql.upstream_tokens import SqlUpstreamTokenStore
 OK = {"auth_mode": "proxy", "idp_preset": "github", "idp_client_id": "Iv1.x", "idp_client_secret": "s" * 20}
 
 
-@pytest.mark.parametrize("overrides, setting, words", [
-    ({"auth_mode": "proxy"}, "idp_preset", "needs the upstream IdP"),
-    ({**OK, "idp_client_id": None}, "idp_client_id", "needs the client_id"),
-    ({**OK, "idp_client_secret": ""}, "idp_client_secret", "needs the client secret"),
-    ({**OK, "idp_preset": "oidc"}, "idp_issuer", "needs the upstream's issuer"),
-    ({**OK, "idp_preset": "entra"}, "idp_issuer", "needs the upstream's issuer"),
-    ({**OK, "idp_preset": "oauth2"}, "idp_authorize_url", "explicit endpoints"),
-    ({**OK, "idp_preset": "oidc", "idp_issuer": "http://idp.example.com"}, "idp_issuer", "HTTPS"),
-    ({**OK, "idp_preset": "google", "allowed_github_orgs": ["acme"]}, "allowed_github_orgs", "github"),
-    ({**OK, "allowed_email_domains": ["@corp.test"]}, "allowed_email_domains", "domain"),
-    ({"idp_preset": "github"}, "idp_preset", "auth_mode = \"proxy\" only"),
-])
+@pytest.mark.parametrize(
+    "overrides, setting, words",
+    [
+        ({"auth_mode": "proxy"}, "idp_preset", "needs the upstream IdP"),
+        ({**OK, "idp_client_id": None}, "idp_client_id", "needs the client_id"),
+        ({**OK, "idp_client_secret": ""}, "idp_client_secret", "needs the client secret"),
+        ({**OK, "idp_preset": "oidc"}, "idp_issuer", "needs the upstream's issuer"),
+        ({**OK, "idp_preset": "entra"}, "idp_issuer", "needs the upstream's issuer"),
+        ({**OK, "idp_preset": "oauth2"}, "idp_authorize_url", "explicit endpoints"),
+        ({**OK, "idp_preset": "oidc", "idp_issuer": "http://idp.example.com"}, "idp_issuer", "HTTPS"),
+        ({**OK, "idp_preset": "google", "allowed_github_orgs": ["acme"]}, "allowed_github_orgs", "github"),
+        ({**OK, "allowed_email_domains": ["@corp.test"]}, "allowed_email_domains", "domain"),
+        ({"idp_preset": "github"}, "idp_preset", 'auth_mode = "proxy" only'),
+    ],
+)
 def test_wrong_proxy_settings_are_config_errors(overrides: dict[str, Any], setting: str, words: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(None, **{k: v for k, v in overrides.items()})
@@ -47,21 +50,25 @@ def test_a_complete_proxy_configuration_loads() -> None:
 def test_identity_mapping() -> None:
     who = from_oidc("https://accounts.google.com", {"sub": "1", "email": "a@b.test", "email_verified": True})
     assert (who.subject, who.username, who.email_verified) == ("https://accounts.google.com|1", "a@b.test", True)
-    gh = from_github({"id": 7, "login": "octo"}, [{"email": "x@y.test", "primary": True, "verified": False}],
-                     [{"login": "acme"}])
+    gh = from_github(
+        {"id": 7, "login": "octo"}, [{"email": "x@y.test", "primary": True, "verified": False}], [{"login": "acme"}]
+    )
     assert (gh.subject, gh.username, gh.email, gh.orgs) == ("github|7", "octo", None, ("acme",))
 
 
-@pytest.mark.parametrize("lists, who, allowed", [
-    ({}, UpstreamIdentity("s", "anyone"), True),
-    ({"allowed_users": ["Alice"]}, UpstreamIdentity("s", "alice"), True),
-    ({"allowed_users": ["alice"]}, UpstreamIdentity("s", "bob"), False),
-    ({"allowed_emails": ["b@x.test"]}, UpstreamIdentity("s", "b", "B@x.test", True), True),
-    ({"allowed_emails": ["b@x.test"]}, UpstreamIdentity("s", "b", "b@x.test", False), False),  # unverified
-    ({"allowed_email_domains": ["x.test"]}, UpstreamIdentity("s", "c", "c@x.test", True), True),
-    ({"allowed_email_domains": ["x.test"]}, UpstreamIdentity("s", "c", "c@evil-x.test", True), False),
-    ({"allowed_github_orgs": ["acme"]}, UpstreamIdentity("s", "d", orgs=("Acme",)), True),
-])
+@pytest.mark.parametrize(
+    "lists, who, allowed",
+    [
+        ({}, UpstreamIdentity("s", "anyone"), True),
+        ({"allowed_users": ["Alice"]}, UpstreamIdentity("s", "alice"), True),
+        ({"allowed_users": ["alice"]}, UpstreamIdentity("s", "bob"), False),
+        ({"allowed_emails": ["b@x.test"]}, UpstreamIdentity("s", "b", "B@x.test", True), True),
+        ({"allowed_emails": ["b@x.test"]}, UpstreamIdentity("s", "b", "b@x.test", False), False),  # unverified
+        ({"allowed_email_domains": ["x.test"]}, UpstreamIdentity("s", "c", "c@x.test", True), True),
+        ({"allowed_email_domains": ["x.test"]}, UpstreamIdentity("s", "c", "c@evil-x.test", True), False),
+        ({"allowed_github_orgs": ["acme"]}, UpstreamIdentity("s", "d", orgs=("Acme",)), True),
+    ],
+)
 def test_allow_lists(lists: dict[str, list[str]], who: UpstreamIdentity, allowed: bool) -> None:
     settings = load_settings(None, **OK, **lists)
     assert (refusal(settings, who) is None) is allowed

@@ -47,9 +47,15 @@ class AuthgateStartError(RuntimeError):
 class AuthgateServer:
     """One authgate subprocess bound to one data dir and port, restartable."""
 
-    def __init__(self, workdir: Path, *, extra_env: dict[str, str] | None = None,
-                 username: str = USERNAME, password: str | None = None,
-                 serve_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+        username: str = USERNAME,
+        password: str | None = None,
+        serve_args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.serve_args = serve_args  # after `serve`, e.g. ("--", "python", "server.py")
         self.data_dir = workdir / "data"
@@ -61,11 +67,13 @@ class AuthgateServer:
         self.username = username
         self.password = password or f"pw-{secrets.token_urlsafe(12)}"
         self.env = _clean_environ()
-        self.env.update({
-            "AUTHGATE_DATA_DIR": str(self.data_dir),
-            "AUTHGATE_PORT": str(self.port),
-            "AUTHGATE_PUBLIC_URL": self.url,
-        })
+        self.env.update(
+            {
+                "AUTHGATE_DATA_DIR": str(self.data_dir),
+                "AUTHGATE_PORT": str(self.port),
+                "AUTHGATE_PUBLIC_URL": self.url,
+            }
+        )
         self.env.update(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self.runs = 0
@@ -90,7 +98,11 @@ class AuthgateServer:
         """Run `python -m authgate <args>` with this server's environment (bounded)."""
         return subprocess.run(
             [sys.executable, "-m", "authgate", *args],
-            input=stdin, env=self.env, cwd=self.workdir, capture_output=True, text=True,
+            input=stdin,
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
             timeout=CLI_TIMEOUT,
         )
 
@@ -106,8 +118,9 @@ class AuthgateServer:
         """`authgate clients add` on this server's database: (client_id, client_secret)."""
         return add_machine_client(name, scopes, subject=subject, env=self.env)
 
-    def machine_token(self, scopes: str = "mcp", *, name: str = "test-machine", scope: str | None = None,
-                      resource: str | None = None) -> tuple[str, str]:
+    def machine_token(
+        self, scopes: str = "mcp", *, name: str = "test-machine", scope: str | None = None, resource: str | None = None
+    ) -> tuple[str, str]:
         """(access token, client_id) of a new operator-made machine client allowed `scopes`,
         asking for `scope` (none: all it is allowed)."""
         client_id, secret = self.add_machine_client(name, scopes)
@@ -127,7 +140,11 @@ class AuthgateServer:
         with out.open("wb") as fo, err.open("wb") as fe:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "authgate", "serve", *self.serve_args],
-                env=self.env, cwd=self.workdir, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.workdir,
+                stdout=fo,
+                stderr=fe,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a process group of its own, so kill() hits only it
             )
         self._wait_healthy()
@@ -140,8 +157,7 @@ class AuthgateServer:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise AuthgateStartError(
-                        f"authgate serve exited with {self.proc.returncode} before /health answered\n"
-                        + self.logs()
+                        f"authgate serve exited with {self.proc.returncode} before /health answered\n" + self.logs()
                     )
                 try:
                     r = http.get(f"{self.url}/health")
@@ -191,16 +207,33 @@ class AuthgateServer:
         return "\n".join(parts) or "(authgate wrote nothing)"
 
 
-def add_machine_client(name: str, scopes: str, *settings_flags: str, subject: str | None = None,
-                       env: dict[str, str] | None = None) -> tuple[str, str]:
+def add_machine_client(
+    name: str, scopes: str, *settings_flags: str, subject: str | None = None, env: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Run `authgate clients add NAME --grant client_credentials --scopes …` (open registration
     makes no machine clients) with `env` (default: no AUTHGATE_* variables) and the settings
     flags naming the database, e.g. `--data-dir DIR`: (client_id, client_secret)."""
     extra = ("--subject", subject) if subject else ()
     done = subprocess.run(
-        [sys.executable, "-m", "authgate", "clients", "add", name, "--grant", "client_credentials",
-         "--scopes", scopes, *extra, *settings_flags],
-        env=env or _clean_environ(), capture_output=True, text=True, timeout=CLI_TIMEOUT)
+        [
+            sys.executable,
+            "-m",
+            "authgate",
+            "clients",
+            "add",
+            name,
+            "--grant",
+            "client_credentials",
+            "--scopes",
+            scopes,
+            *extra,
+            *settings_flags,
+        ],
+        env=env or _clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=CLI_TIMEOUT,
+    )
     assert done.returncode == 0, f"`authgate clients add` exited {done.returncode}: {done.stderr}"
     fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
     return fields["client_id"], fields["client_secret"]
@@ -219,8 +252,9 @@ def serve_asgi_in_thread(app: Any, port: int | None = None, *, lifespan: str = "
     import uvicorn
 
     port = port or find_free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan,
-                            timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
@@ -283,6 +317,7 @@ def authgate(authgate_factory: Callable[..., AuthgateServer]) -> AuthgateServer:
 def loopback_app() -> Iterator[Callable[..., str]]:
     """Serve ASGI apps on loopback for the test: `base_url = loopback_app(app, port=None)`."""
     with ExitStack() as stack:
+
         def start(app: Any, port: int | None = None) -> str:
             return stack.enter_context(serve_asgi_in_thread(app, port))
 

@@ -27,16 +27,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx  # noqa: E402
-
 from headless import AuthorizationResponse, HeadlessUserAgent  # noqa: E402
 
 
-def deliver(authorization_url: str, username: str, password: str, *,
-            decision: str = "allow", log=None) -> tuple[AuthorizationResponse, httpx.Response]:
+def deliver(
+    authorization_url: str, username: str, password: str, *, decision: str = "allow", log=None
+) -> tuple[AuthorizationResponse, httpx.Response]:
     """Run login + consent, then GET the client's redirect URI like a browser would."""
     with HeadlessUserAgent(timeout=30.0) as agent:
-        result = agent.authorize(authorization_url, username, password,
-                                 decision=decision)  # type: ignore[arg-type]
+        result = agent.authorize(authorization_url, username, password, decision=decision)  # type: ignore[arg-type]
         if log:
             log(f"authorization response {result.status} -> {result.location}")
         callback = agent.http.get(result.location)

@@ -83,15 +83,11 @@ class Page:
 
     @property
     def login_form(self) -> Form | None:
-        return self.form_posting_to("/login") or next(
-            (f for f in self.forms if "password" in f.fields), None
-        )
+        return self.form_posting_to("/login") or next((f for f in self.forms if "password" in f.fields), None)
 
     @property
     def consent_form(self) -> Form | None:
-        return self.form_posting_to("/consent") or next(
-            (f for f in self.forms if "decision" in f.buttons), None
-        )
+        return self.form_posting_to("/consent") or next((f for f in self.forms if "decision" in f.buttons), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +221,7 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return (p.scheme, (p.hostname or "").lower(), port)
 
 
-def _is_client_redirect(location: str, authgate_origin: tuple[str, str, int | None],
-                        redirect_uri: str | None) -> bool:
+def _is_client_redirect(location: str, authgate_origin: tuple[str, str, int | None], redirect_uri: str | None) -> bool:
     """A redirect leaves authgate when it targets the request's `redirect_uri` (any port on
     loopback, RFC 8252 §7.3) or any other origin."""
     loc = urlsplit(location)
@@ -234,8 +229,7 @@ def _is_client_redirect(location: str, authgate_origin: tuple[str, str, int | No
         want = urlsplit(redirect_uri)
         same_host = (loc.hostname or "").lower() == (want.hostname or "").lower()
         loopback = (want.hostname or "").lower() in _LOOPBACK
-        if (loc.scheme == want.scheme and same_host and loc.path == want.path
-                and (loopback or loc.port == want.port)):
+        if loc.scheme == want.scheme and same_host and loc.path == want.path and (loopback or loc.port == want.port):
             return True
     return _origin(location) != authgate_origin
 
@@ -274,8 +268,7 @@ class HeadlessUserAgent:
         to drop or forge a field, build the data yourself and call `submit_raw`."""
         return self.submit_raw(form.action, form.values(**values), method=form.method)
 
-    def submit_raw(self, action: str, data: dict[str, str], *,
-                   method: str = "post") -> Page | AuthorizationResponse:
+    def submit_raw(self, action: str, data: dict[str, str], *, method: str = "post") -> Page | AuthorizationResponse:
         if self._authgate_origin is None:
             self._authgate_origin = _origin(action)
         if method.lower() == "get":
@@ -303,8 +296,9 @@ class HeadlessUserAgent:
 
     # -- the whole flow -------------------------------------------------------------------
 
-    def authorize(self, authorization_url: str, username: str, password: str, *,
-                  decision: Literal["allow", "deny"] = "allow") -> AuthorizationResponse:
+    def authorize(
+        self, authorization_url: str, username: str, password: str, *, decision: Literal["allow", "deny"] = "allow"
+    ) -> AuthorizationResponse:
         """Sign in and answer the consent page; return the authorization response."""
         step = self.open(authorization_url)
         logged_in = False
@@ -325,15 +319,17 @@ class HeadlessUserAgent:
                 raise HeadlessFlowError("page has neither a login nor a consent form", step)
         raise HeadlessFlowError(f"no authorization response after {_MAX_STEPS} steps")
 
-    async def authorize_async(self, authorization_url: str, username: str, password: str, *,
-                              decision: Literal["allow", "deny"] = "allow") -> AuthorizationResponse:
+    async def authorize_async(
+        self, authorization_url: str, username: str, password: str, *, decision: Literal["allow", "deny"] = "allow"
+    ) -> AuthorizationResponse:
         return await anyio.to_thread.run_sync(
             lambda: self.authorize(authorization_url, username, password, decision=decision)
         )
 
 
-def authorize(authorization_url: str, username: str, password: str, *,
-              decision: Literal["allow", "deny"] = "allow") -> AuthorizationResponse:
+def authorize(
+    authorization_url: str, username: str, password: str, *, decision: Literal["allow", "deny"] = "allow"
+) -> AuthorizationResponse:
     """One-shot flow with a fresh cookie jar."""
     with HeadlessUserAgent() as agent:
         return agent.authorize(authorization_url, username, password, decision=decision)

@@ -16,9 +16,7 @@ import asyncpg
 import pytest
 import sqlalchemy as sa
 
-PG_ADMIN_URL = os.environ.get(
-    "AUTHGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("AUTHGATE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 PG_START_HINT = "bash scripts/test.sh (it starts a throw-away PostgreSQL of its own)"
 
 _unreachable: list[str] = []  # remembered so each test does not wait on the timeout again

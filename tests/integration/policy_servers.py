@@ -22,8 +22,7 @@ import authgate
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_PAGE = ROOT / "docs" / "seeds" / "002-per-tool-scopes.md"
-SEED_TOOLS = ("codebase.search", "docs.create", "local_memory_search", "local_memory_store",
-              "local_memory_delete")
+SEED_TOOLS = ("codebase.search", "docs.create", "local_memory_search", "local_memory_store", "local_memory_delete")
 
 
 def seed_config(tmp_path: Path) -> Path:
@@ -41,13 +40,14 @@ def seed_app() -> Any:
     for name in SEED_TOOLS:
         mcp.tool(name=name, description=f"the {name} tool")(_echo(name))
     return mcp.streamable_http_app(
-        streamable_http_path="/mcp",
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        streamable_http_path="/mcp", transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    )
 
 
 def _echo(name: str) -> Any:
     def tool(text: str = "") -> str:
         return f"{name}: done"
+
     return tool
 
 
@@ -70,8 +70,10 @@ class Protected:
         `authgate clients add` on this app's database and settings."""
         config = ("--config", str(self.config_file)) if self.config_file else ()
         client_id, secret = add_machine_client("policy-test", scope, "--data-dir", str(self.data_dir), *config)
-        r = httpx.post(f"{self.url}/token", data={"grant_type": "client_credentials", "scope": scope,
-                                                  "client_id": client_id, "client_secret": secret})
+        r = httpx.post(
+            f"{self.url}/token",
+            data={"grant_type": "client_credentials", "scope": scope, "client_id": client_id, "client_secret": secret},
+        )
         assert r.status_code == 200, r.text
         assert r.json()["scope"] == scope
         return str(r.json()["access_token"])
@@ -83,8 +85,7 @@ def serve_protected(app: Any, data_dir: Path, config_file: Path | None = None, *
     port = find_free_port()
     url = f"http://127.0.0.1:{port}"
     protected = authgate.protect(app, config_file=config_file, public_url=url, data_dir=data_dir, **settings)
-    server = uvicorn.Server(uvicorn.Config(protected, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(protected, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True, name=f"authgate-{port}")
     thread.start()
     deadline = time.monotonic() + STARTUP_TIMEOUT

@@ -10,8 +10,7 @@ class MemoryTokenStorage:
     """`mcp.client.auth.TokenStorage` in memory, optionally pre-seeded; records every
     registration the client stores."""
 
-    def __init__(self, tokens: OAuthToken | None = None,
-                 client_info: OAuthClientInformationFull | None = None) -> None:
+    def __init__(self, tokens: OAuthToken | None = None, client_info: OAuthClientInformationFull | None = None) -> None:
         self.tokens = tokens
         self.client_info = client_info
         self.client_info_writes: list[OAuthClientInformationFull] = []

@@ -33,8 +33,11 @@ MODERN = "2026-07-28"
 
 def start_stdio_gate(workdir: Path, command: tuple[str, ...], **env: str) -> AuthgateServer:
     """`authgate serve -- COMMAND…` with identity env vars on, started and healthy."""
-    server = AuthgateServer(workdir, serve_args=("--", *command), extra_env={
-        "AUTHGATE_IDENTITY_HEADERS": "true", "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", **env})
+    server = AuthgateServer(
+        workdir,
+        serve_args=("--", *command),
+        extra_env={"AUTHGATE_IDENTITY_HEADERS": "true", "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", **env},
+    )
     server.add_user()
     server.start()
     return server
@@ -61,26 +64,34 @@ class Callbacks:
 
     async def sample(self, context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
         self.samplings.append(params.messages[0].content)
-        return types.CreateMessageResult(role="assistant", model="test-model", stop_reason="endTurn",
-                                         content=types.TextContent(type="text", text="a sampled reply"))
+        return types.CreateMessageResult(
+            role="assistant",
+            model="test-model",
+            stop_reason="endTurn",
+            content=types.TextContent(type="text", text="a sampled reply"),
+        )
 
     async def on_progress(self, progress: float, total: float | None, message: str | None) -> None:
         self.progress.append((progress, total, message))
 
 
 @asynccontextmanager
-async def http_client(server: AuthgateServer, token: str, mode: str, callbacks: Callbacks,
-                      wire: list[dict[str, Any]] | None = None) -> AsyncIterator[Client]:
+async def http_client(
+    server: AuthgateServer, token: str, mode: str, callbacks: Callbacks, wire: list[dict[str, Any]] | None = None
+) -> AsyncIterator[Client]:
     """The SDK client on authgate's /mcp with a bearer token; `wire` collects the POSTed bodies."""
+
     async def record(request: httpx2.Request) -> None:
         if wire is not None and request.method == "POST":
             wire.append(json.loads(request.content))
 
-    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0),
-                                  event_hooks={"request": [record]}) as http:
+    async with httpx2.AsyncClient(
+        headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0), event_hooks={"request": [record]}
+    ) as http:
         transport = streamable_http_client(server.mcp_url, http_client=http)
-        async with Client(transport, mode=mode, elicitation_callback=callbacks.elicit,
-                          sampling_callback=callbacks.sample) as client:
+        async with Client(
+            transport, mode=mode, elicitation_callback=callbacks.elicit, sampling_callback=callbacks.sample
+        ) as client:
             yield client
 
 
@@ -88,15 +99,19 @@ async def http_client(server: AuthgateServer, token: str, mode: str, callbacks: 
 async def direct_client(command: tuple[str, ...], callbacks: Callbacks) -> AsyncIterator[Client]:
     """The SDK client on the same stdio server, started directly (the reference)."""
     params = StdioServerParameters(command=command[0], args=list(command[1:]), env=dict(os.environ))
-    async with Client(params, mode="legacy", elicitation_callback=callbacks.elicit,
-                      sampling_callback=callbacks.sample) as client:
+    async with Client(
+        params, mode="legacy", elicitation_callback=callbacks.elicit, sampling_callback=callbacks.sample
+    ) as client:
         yield client
 
 
 def outcome(result: types.CallToolResult) -> tuple[Any, ...]:
     """What must be equal through the bridge and directly."""
-    return ([c.model_dump(mode="json", exclude_none=True) for c in result.content],
-            result.structured_content, result.is_error)
+    return (
+        [c.model_dump(mode="json", exclude_none=True) for c in result.content],
+        result.structured_content,
+        result.is_error,
+    )
 
 
 def tool_view(tools: types.ListToolsResult) -> dict[str, Any]:
@@ -107,14 +122,20 @@ def tool_view(tools: types.ListToolsResult) -> dict[str, Any]:
 
 
 def modern_request(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
-    meta = {"io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}}}
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"form": {}}},
+    }
     return {"jsonrpc": "2.0", "id": request_id, "method": method, "params": {**(params or {}), "_meta": meta}}
 
 
 def modern_headers(token: str, body: dict[str, Any]) -> dict[str, str]:
-    headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {token}", "MCP-Protocol-Version": MODERN,
-               "Mcp-Method": body["method"]}
+    headers = {
+        **LEGACY_HEADERS,
+        "Authorization": f"Bearer {token}",
+        "MCP-Protocol-Version": MODERN,
+        "Mcp-Method": body["method"],
+    }
     name = body["params"].get("name") or body["params"].get("uri")
     if name:
         headers["Mcp-Name"] = name
@@ -133,23 +154,48 @@ def last_message(response: httpx.Response) -> Any:
 def legacy_session(server: AuthgateServer, token: str) -> str:
     """Open a stateful session by hand; returns its Mcp-Session-Id."""
     headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {token}"}
-    r = httpx.post(server.mcp_url, headers=headers, timeout=30, json={
-        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    r = httpx.post(
+        server.mcp_url,
+        headers=headers,
+        timeout=30,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        },
+    )
     assert r.status_code == 200, r.text
     session = r.headers["mcp-session-id"]
-    r = httpx.post(server.mcp_url, headers={**headers, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"},
-                   json={"jsonrpc": "2.0", "method": "notifications/initialized"}, timeout=10)
+    r = httpx.post(
+        server.mcp_url,
+        headers={**headers, "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"},
+        json={"jsonrpc": "2.0", "method": "notifications/initialized"},
+        timeout=10,
+    )
     assert r.status_code == 202, r.text
     return session
 
 
-def legacy_call(server: AuthgateServer, token: str, session: str, tool: str, args: dict[str, Any],
-                request_id: int = 2) -> httpx.Response:
-    headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {token}", "Mcp-Session-Id": session,
-               "MCP-Protocol-Version": "2025-11-25"}
-    return httpx.post(server.mcp_url, headers=headers, timeout=CALL_TIMEOUT, json={
-        "jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+def legacy_call(
+    server: AuthgateServer, token: str, session: str, tool: str, args: dict[str, Any], request_id: int = 2
+) -> httpx.Response:
+    headers = {
+        **LEGACY_HEADERS,
+        "Authorization": f"Bearer {token}",
+        "Mcp-Session-Id": session,
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    return httpx.post(
+        server.mcp_url,
+        headers=headers,
+        timeout=CALL_TIMEOUT,
+        json={"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {"name": tool, "arguments": args}},
+    )
 
 
 def pid_of(answer: Any) -> int:

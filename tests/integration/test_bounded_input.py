@@ -21,23 +21,32 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from joserfc import jwt
-from support import requirements as req
 
 from authgate.oauth.keys import ALG, SigningKeys
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 MCP_LIMIT = 256 * 1024  # AUTHGATE_MCP_MAX_BODY_BYTES of the server below
 CALLBACK = "http://127.0.0.1:53682/callback"
-INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-               "MCP-Protocol-Version": "2025-06-18"}
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+}
+MCP_HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    srv = AuthgateServer(tmp_path_factory.mktemp("bounded"), extra_env={
-        "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", "AUTHGATE_MCP_MAX_BODY_BYTES": str(MCP_LIMIT)})
+    srv = AuthgateServer(
+        tmp_path_factory.mktemp("bounded"),
+        extra_env={"AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", "AUTHGATE_MCP_MAX_BODY_BYTES": str(MCP_LIMIT)},
+    )
     srv.add_user()
     srv.start()
     yield srv
@@ -57,6 +66,7 @@ def rss_kib(server: AuthgateServer) -> int:
 
 # -- a raw HTTP/1.1 client -----------------------------------------------------------------------
 
+
 class Answer:
     def __init__(self, head: bytes, body: bytes, sent: int, closed: bool) -> None:
         lines = head.decode("latin-1").split("\r\n")
@@ -73,8 +83,9 @@ class Answer:
 
 async def _read_answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                  if line.lower().startswith(b"content-length:"))
+    length = next(
+        int(line.split(b":", 1)[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+    )
     return head[:-4], await reader.readexactly(length)
 
 
@@ -130,11 +141,13 @@ def chunked(pieces: Iterator[bytes]) -> Iterator[bytes]:
 
 # -- body size -------------------------------------------------------------------------------
 
+
 @pytest.mark.requirement(req.ISSUE11_REGISTRATION_BODY_413)
 @pytest.mark.parametrize("size", [4 * 1024 * 1024, 100 * 1024 * 1024], ids=["4MB", "100MB"])
 @pytest.mark.parametrize("framing", ["declared", "chunked"])
 def test_an_oversized_registration_body_is_413_json_before_it_has_been_sent(
-        server: AuthgateServer, size: int, framing: str) -> None:
+    server: AuthgateServer, size: int, framing: str
+) -> None:
     before = rss_kib(server)
     if framing == "declared":
         head = request_head(server, "/register", "Content-Type: application/json", f"Content-Length: {size}")
@@ -143,8 +156,10 @@ def test_an_oversized_registration_body_is_413_json_before_it_has_been_sent(
         head = request_head(server, "/register", "Content-Type: application/json", "Transfer-Encoding: chunked")
         answer = asyncio.run(send_until_answered(server.port, head, chunked(json_pieces(size))))
     grown = rss_kib(server) - before
-    print(f"\n{framing} {size >> 20} MB /register body: answered {answer.status} after {answer.sent} "
-          f"body bytes sent; server RSS {before} KiB before, {before + grown} KiB after ({grown:+d} KiB)")
+    print(
+        f"\n{framing} {size >> 20} MB /register body: answered {answer.status} after {answer.sent} "
+        f"body bytes sent; server RSS {before} KiB before, {before + grown} KiB after ({grown:+d} KiB)"
+    )
     assert answer.status == 413
     assert answer.json()["error"] == "invalid_request" and "larger than" in answer.json()["error_description"]
     assert answer.headers["connection"] == "close" and answer.closed
@@ -155,8 +170,9 @@ def test_an_oversized_registration_body_is_413_json_before_it_has_been_sent(
 
 def test_a_registration_body_under_the_limit_is_still_read_when_chunked(server: AuthgateServer) -> None:
     body = json.dumps({"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}).encode()
-    r = httpx.post(server.endpoint("register"), content=iter([body[:10], body[10:]]),
-                   headers={"Content-Type": "application/json"})
+    r = httpx.post(
+        server.endpoint("register"), content=iter([body[:10], body[10:]]), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 201, r.text
 
 
@@ -165,8 +181,14 @@ def test_an_oversized_mcp_body_is_413_jsonrpc_declared_or_chunked(server: Authga
     size = 4 * MCP_LIMIT
     head = request_head(server, "/mcp", "Content-Type: application/json", f"Content-Length: {size}")
     declared = asyncio.run(send_until_answered(server.port, head, json_pieces(size)))  # no token at all
-    head = request_head(server, "/mcp", "Content-Type: application/json", "Transfer-Encoding: chunked",
-                        f"Authorization: Bearer {token}", "Accept: application/json, text/event-stream")
+    head = request_head(
+        server,
+        "/mcp",
+        "Content-Type: application/json",
+        "Transfer-Encoding: chunked",
+        f"Authorization: Bearer {token}",
+        "Accept: application/json, text/event-stream",
+    )
     streamed = asyncio.run(send_until_answered(server.port, head, chunked(json_pieces(size))))
     for answer in (declared, streamed):
         assert answer.status == 413 and answer.closed
@@ -176,13 +198,16 @@ def test_an_oversized_mcp_body_is_413_jsonrpc_declared_or_chunked(server: Authga
 
 # -- header size and count ---------------------------------------------------------------------
 
+
 @pytest.mark.requirement(req.RFC6585_5_HEADERS_TOO_LARGE)
 def test_a_1_mib_header_is_431_and_the_connection_closes(server: AuthgateServer) -> None:
     before = rss_kib(server)
     head = f"GET /health HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Big: ".encode()
     answer = asyncio.run(send_until_answered(server.port, head, iter([b"a" * 16384] * 64)))
-    print(f"\n1 MiB header: answered {answer.status} after {answer.sent} header bytes; "
-          f"server RSS {rss_kib(server) - before:+d} KiB")
+    print(
+        f"\n1 MiB header: answered {answer.status} after {answer.sent} header bytes; "
+        f"server RSS {rss_kib(server) - before:+d} KiB"
+    )
     assert answer.status == 431 and answer.closed
     assert answer.json()["error"] == "invalid_request"
     assert answer.sent < 1024 * 1024
@@ -219,6 +244,7 @@ def test_deeply_nested_json_is_400_at_register_and_a_parse_error_at_mcp(server: 
 
 # -- /token and /revoke answer JSON whatever the form ------------------------------------------
 
+
 @pytest.mark.requirement(req.RFC6749_5_2_JSON_ERRORS)
 @pytest.mark.parametrize("endpoint", ["token", "revoke"])
 def test_oversized_form_fields_get_json_errors(server: AuthgateServer, endpoint: str) -> None:
@@ -233,6 +259,7 @@ def test_oversized_form_fields_get_json_errors(server: AuthgateServer, endpoint:
 
 
 # -- numeric dates ---------------------------------------------------------------------------
+
 
 def _signer(server: AuthgateServer) -> SigningKeys:
     store = SqlStore(f"sqlite+aiosqlite:///{server.data_dir / 'authgate.db'}", migrate=False)
@@ -249,8 +276,15 @@ def _signer(server: AuthgateServer) -> SigningKeys:
 
 def _token_with(server: AuthgateServer, keys: SigningKeys, client_id: str, **times: Any) -> str:
     kid, key = keys.signing_key()
-    claims = {"iss": server.issuer, "sub": client_id, "aud": server.mcp_url, "client_id": client_id,
-              "scope": "mcp", "jti": f"j-{time.time_ns()}", **times}
+    claims = {
+        "iss": server.issuer,
+        "sub": client_id,
+        "aud": server.mcp_url,
+        "client_id": client_id,
+        "scope": "mcp",
+        "jti": f"j-{time.time_ns()}",
+        **times,
+    }
     return jwt.encode({"alg": ALG, "typ": "at+jwt", "kid": kid}, claims, key, algorithms=[ALG])
 
 
@@ -262,8 +296,7 @@ def test_a_float_nbf_in_the_future_is_refused(server: AuthgateServer) -> None:
 
     def status(**times: Any) -> httpx.Response:
         token = _token_with(server, keys, client_id, **times)
-        return httpx.post(server.mcp_url, headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"},
-                          json=INITIALIZE)
+        return httpx.post(server.mcp_url, headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}, json=INITIALIZE)
 
     accepted = status(iat=now - 5.25, nbf=now - 5.25, exp=now + 300.5)  # floats everywhere: still a token
     assert accepted.status_code == 200, accepted.text
@@ -276,11 +309,13 @@ def test_a_float_nbf_in_the_future_is_refused(server: AuthgateServer) -> None:
 
 # -- Origin and Host -------------------------------------------------------------------------
 
+
 @pytest.mark.requirement(req.MCP_2025_11_25_ORIGIN)
 def test_an_ipv6_loopback_origin_without_a_port_is_answered_like_one_with_a_port(server: AuthgateServer) -> None:
     def post(**headers: str) -> httpx.Response:
-        return httpx.post(server.mcp_url, headers={**MCP_HEADERS, **headers},
-                          json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        return httpx.post(
+            server.mcp_url, headers={**MCP_HEADERS, **headers}, json={"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        )
 
     bare, with_port = post(Origin="http://[::1]"), post(Origin="http://[::1]:3000")
     assert bare.status_code == with_port.status_code == 401  # past the Origin check, at the token check
@@ -302,11 +337,23 @@ GENERIC = "the client&#39;s metadata document could not be fetched"
 @pytest.mark.requirement(req.ISSUE11_CIMD_ERROR_GENERIC)
 def test_cimd_fetch_failures_show_the_browser_one_generic_message(server: AuthgateServer) -> None:
     pages = {}
-    for client_id in ("https://10.0.0.5/client.json", "https://127.0.0.1/client.json",
-                      "https://no-such-host.invalid/client.json"):
-        r = httpx.get(server.endpoint("authorize"), params={
-            "response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "s",
-            "code_challenge": "x" * 43, "code_challenge_method": "S256", "resource": server.mcp_url})
+    for client_id in (
+        "https://10.0.0.5/client.json",
+        "https://127.0.0.1/client.json",
+        "https://no-such-host.invalid/client.json",
+    ):
+        r = httpx.get(
+            server.endpoint("authorize"),
+            params={
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": CALLBACK,
+                "state": "s",
+                "code_challenge": "x" * 43,
+                "code_challenge_method": "S256",
+                "resource": server.mcp_url,
+            },
+        )
         assert r.status_code == 400 and r.headers["content-type"].startswith("text/html")
         assert GENERIC in r.text or GENERIC.replace("&#39;", "'") in r.text, r.text
         for leak in ("private", "loopback", "resolve", "10.0.0.5", "no-such-host", "Errno"):

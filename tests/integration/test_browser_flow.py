@@ -33,8 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 STEP_TIMEOUT_MS = 15_000
 
@@ -73,9 +79,7 @@ class _Callback:
             def do_GET(self) -> None:  # noqa: N802
                 parts = urlsplit(self.path)
                 if parts.path == "/callback":
-                    outer.received.append(
-                        {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-                    )
+                    outer.received.append({k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()})
                     outer.event.set()
                 body = b"<!doctype html><title>client</title><p>Signed in. You can close this tab.</p>"
                 self.send_response(200)
@@ -122,30 +126,39 @@ def test_login_and_consent_in_chromium(authgate: Any, callback: _Callback) -> No
     metadata = meta.json()
     issuer = metadata["issuer"]
 
-    reg = http.post(metadata.get("registration_endpoint", authgate.endpoint("register")), json={
-        "redirect_uris": [callback.redirect_uri],
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "client_name": "Browser Flow Test",
-        "scope": "mcp",
-    })
+    reg = http.post(
+        metadata.get("registration_endpoint", authgate.endpoint("register")),
+        json={
+            "redirect_uris": [callback.redirect_uri],
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "client_name": "Browser Flow Test",
+            "scope": "mcp",
+        },
+    )
     assert reg.status_code == 201, f"POST /register -> {reg.status_code} {reg.text}"
     client_id = reg.json()["client_id"]
 
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(16)
     resource = authgate.mcp_url
-    auth_url = metadata["authorization_endpoint"] + "?" + urlencode({
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": callback.redirect_uri,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "state": state,
-        "resource": resource,
-        "scope": "mcp",
-    })
+    auth_url = (
+        metadata["authorization_endpoint"]
+        + "?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": callback.redirect_uri,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "state": state,
+                "resource": resource,
+                "scope": "mcp",
+            }
+        )
+    )
 
     ARTIFACTS.mkdir(exist_ok=True)
     console: list[str] = []
@@ -184,8 +197,7 @@ def test_login_and_consent_in_chromium(authgate: Any, callback: _Callback) -> No
 
     assert delivered, (
         "the browser never reached the client's redirect URI after Allow "
-        f"(stuck at {final_url}; a CSP form-action that blocks the redirect?)\nconsole:\n"
-        + "\n".join(console)
+        f"(stuck at {final_url}; a CSP form-action that blocks the redirect?)\nconsole:\n" + "\n".join(console)
     )
     params = callback.received[0]
     assert params.get("state") == state, params
@@ -195,14 +207,17 @@ def test_login_and_consent_in_chromium(authgate: Any, callback: _Callback) -> No
     csp_errors = [line for line in console if "Content Security Policy" in line]
     assert not csp_errors, "CSP violations on authgate's pages:\n" + "\n".join(csp_errors)
 
-    token = http.post(metadata["token_endpoint"], data={
-        "grant_type": "authorization_code",
-        "code": params["code"],
-        "redirect_uri": callback.redirect_uri,
-        "client_id": client_id,
-        "code_verifier": verifier,
-        "resource": resource,
-    })
+    token = http.post(
+        metadata["token_endpoint"],
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": callback.redirect_uri,
+            "client_id": client_id,
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+    )
     assert token.status_code == 200, f"POST /token -> {token.status_code} {token.text}"
     body = token.json()
     assert body["access_token"], body
@@ -218,16 +233,35 @@ def test_consent_page_for_a_self_registered_client_in_chromium(authgate: Any, ca
 
     redirect_uri = callback.redirect_uri.replace("/callback", "/claude.ai/callback") + "?next=claude.ai"
     http = httpx.Client(timeout=10.0)
-    refused = http.post(authgate.endpoint("register"), json={
-        "redirect_uris": [redirect_uri.replace("http://", "http://claude.ai@")], "token_endpoint_auth_method": "none"})
+    refused = http.post(
+        authgate.endpoint("register"),
+        json={
+            "redirect_uris": [redirect_uri.replace("http://", "http://claude.ai@")],
+            "token_endpoint_auth_method": "none",
+        },
+    )
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_redirect_uri", refused.text
-    reg = http.post(authgate.endpoint("register"), json={
-        "redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "client_name": "Claude"})
+    reg = http.post(
+        authgate.endpoint("register"),
+        json={"redirect_uris": [redirect_uri], "token_endpoint_auth_method": "none", "client_name": "Claude"},
+    )
     assert reg.status_code == 201, reg.text
     _, challenge = _pkce()
-    auth_url = authgate.endpoint("authorize") + "?" + urlencode({
-        "response_type": "code", "client_id": reg.json()["client_id"], "redirect_uri": redirect_uri,
-        "code_challenge": challenge, "code_challenge_method": "S256", "state": "s", "scope": "mcp"})
+    auth_url = (
+        authgate.endpoint("authorize")
+        + "?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": reg.json()["client_id"],
+                "redirect_uri": redirect_uri,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "state": "s",
+                "scope": "mcp",
+            }
+        )
+    )
     http.close()
 
     ARTIFACTS.mkdir(exist_ok=True)

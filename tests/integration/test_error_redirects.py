@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import httpx
 import pytest
 from authgate_server import AuthgateServer
+
 from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback?app=1"  # a query of its own, kept before ours
@@ -25,8 +26,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
 
 def refused(server: AuthgateServer, **params: str) -> list[tuple[str, str]]:
     """The redirect's query for an authorization request without PKCE (refused by redirect)."""
-    r = httpx.post(server.endpoint("register"), json={"redirect_uris": [CALLBACK], "client_name": "errors",
-                                                      "token_endpoint_auth_method": "none"})
+    r = httpx.post(
+        server.endpoint("register"),
+        json={"redirect_uris": [CALLBACK], "client_name": "errors", "token_endpoint_auth_method": "none"},
+    )
     assert r.status_code == 201, r.text
     query = {"response_type": "code", "client_id": r.json()["client_id"], "redirect_uri": CALLBACK, **params}
     answer = httpx.get(server.endpoint("authorize") + "?" + urlencode(query))

@@ -28,12 +28,18 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
         name, _, _, roles = listed.stdout.splitlines()[0].split("\t")
         assert (name, roles) == ("admin", "admin")  # the first user may grant every scope
         # the password works on the sign-in form
-        reg = httpx.post(server.endpoint("register"), json={
-            "redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"}).json()
+        reg = httpx.post(
+            server.endpoint("register"),
+            json={"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"},
+        ).json()
         from headless import authorize
-        url = (f"{server.endpoint('authorize')}?response_type=code&client_id={reg['client_id']}"
-               "&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge=" + "a" * 43 +
-               "&code_challenge_method=S256&state=s")
+
+        url = (
+            f"{server.endpoint('authorize')}?response_type=code&client_id={reg['client_id']}"
+            "&redirect_uri=http%3A%2F%2F127.0.0.1%3A1%2Fcb&code_challenge="
+            + "a" * 43
+            + "&code_challenge_method=S256&state=s"
+        )
         assert authorize(url, "admin", password).code
     finally:
         server.stop()
@@ -46,8 +52,21 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
 
 
 def test_wrong_setting_stops_serve_with_the_setting_name_and_fix(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "authgate", "serve", "--public-url", "http://mcp.example.com",
-                           "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "authgate",
+            "serve",
+            "--public-url",
+            "http://mcp.example.com",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "setting 'public_url'" in done.stderr and "HTTPS is required" in done.stderr and "Fix:" in done.stderr
     assert "Traceback" not in done.stderr
@@ -63,8 +82,9 @@ def test_wrong_secret_key_is_named_at_start(tmp_path: Path) -> None:
     server.start()
     server.stop()
     env = {**server.env, "AUTHGATE_SECRET_KEY": "not-the-secret-the-keys-were-sealed-with"}
-    done = subprocess.run([sys.executable, "-m", "authgate", "serve"], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "setting 'secret_key'" in done.stderr and "Traceback" not in done.stderr
 

@@ -35,9 +35,16 @@ CLI_TIMEOUT = 120.0
 
 # Variables that would make xdg-open pick a desktop handler instead of $BROWSER.
 _DESKTOP_VARS = (
-    "DISPLAY", "WAYLAND_DISPLAY", "XDG_CURRENT_DESKTOP", "XDG_SESSION_DESKTOP", "DESKTOP_SESSION",
-    "KDE_FULL_SESSION", "GNOME_DESKTOP_SESSION_ID", "MATE_DESKTOP_SESSION_ID",
-    "LXQT_SESSION_CONFIG", "DBUS_SESSION_BUS_ADDRESS",
+    "DISPLAY",
+    "WAYLAND_DISPLAY",
+    "XDG_CURRENT_DESKTOP",
+    "XDG_SESSION_DESKTOP",
+    "DESKTOP_SESSION",
+    "KDE_FULL_SESSION",
+    "GNOME_DESKTOP_SESSION_ID",
+    "MATE_DESKTOP_SESSION_ID",
+    "LXQT_SESSION_CONFIG",
+    "DBUS_SESSION_BUS_ADDRESS",
 )
 
 
@@ -66,31 +73,30 @@ def _browser_wrapper(tmp_path: Path) -> Path:
     so its path must hold neither."""
     wrapper = tmp_path / "browser.sh"
     assert not any(c in str(wrapper) for c in ": \t"), f"unusable BROWSER path {wrapper}"
-    wrapper.write_text(
-        "#!/bin/sh\n"
-        f"exec '{sys.executable}' '{HERE / 'browser_agent.py'}' \"$@\"\n"
-    )
+    wrapper.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{HERE / 'browser_agent.py'}' \"$@\"\n")
     wrapper.chmod(0o755)
     return wrapper
 
 
 def _inspector_env(home: Path, browser: Path, browser_log: Path, server: Any) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _DESKTOP_VARS}
-    env.update({
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local" / "share"),
-        "XDG_CACHE_HOME": str(home / ".cache"),
-        # No OS keychain on a headless machine: keep secrets in $HOME/.mcp-inspector.
-        "MCP_INSPECTOR_SECRET_STORE": "file",
-        "MCP_AUTO_OPEN_ENABLED": "true",
-        "BROWSER": str(browser),
-        "NO_COLOR": "1",
-        "AUTHGATE_TEST_USER": server.username,
-        "AUTHGATE_TEST_PASSWORD": server.password,
-        "AUTHGATE_TEST_DECISION": "allow",
-        "AUTHGATE_BROWSER_LOG": str(browser_log),
-    })
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            # No OS keychain on a headless machine: keep secrets in $HOME/.mcp-inspector.
+            "MCP_INSPECTOR_SECRET_STORE": "file",
+            "MCP_AUTO_OPEN_ENABLED": "true",
+            "BROWSER": str(browser),
+            "NO_COLOR": "1",
+            "AUTHGATE_TEST_USER": server.username,
+            "AUTHGATE_TEST_PASSWORD": server.password,
+            "AUTHGATE_TEST_DECISION": "allow",
+            "AUTHGATE_BROWSER_LOG": str(browser_log),
+        }
+    )
     return env
 
 
@@ -98,7 +104,11 @@ def _run_inspector(args: list[str], env: dict[str, str], cwd: Path) -> subproces
     try:
         return subprocess.run(
             [str(INSPECTOR), "--cli", *args],
-            env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
             timeout=CLI_TIMEOUT,
         )
     except subprocess.TimeoutExpired as exc:
@@ -109,8 +119,10 @@ def _run_inspector(args: list[str], env: dict[str, str], cwd: Path) -> subproces
 
 def _report(done: subprocess.CompletedProcess[str], browser_log: Path) -> str:
     blog = browser_log.read_text(errors="replace") if browser_log.exists() else "(browser never ran)"
-    return (f"exit {done.returncode}\n--- stdout ---\n{done.stdout[-8000:]}\n"
-            f"--- stderr ---\n{done.stderr[-8000:]}\n--- browser agent ---\n{blog}")
+    return (
+        f"exit {done.returncode}\n--- stdout ---\n{done.stdout[-8000:]}\n"
+        f"--- stderr ---\n{done.stderr[-8000:]}\n--- browser agent ---\n{blog}"
+    )
 
 
 def _tool_names(stdout: str) -> list[str]:
@@ -126,21 +138,25 @@ def test_inspector_version_is_pinned() -> None:
 
 
 @pytest.mark.parametrize("era", ["legacy", "modern"])
-def test_inspector_cli_oauth_then_tools_list(
-    era: str, authgate: Any, tmp_path: Path, free_port: int
-) -> None:
+def test_inspector_cli_oauth_then_tools_list(era: str, authgate: Any, tmp_path: Path, free_port: int) -> None:
     home = tmp_path / f"home-{era}"
     home.mkdir()
     browser_log = tmp_path / "browser.log"
     env = _inspector_env(home, _browser_wrapper(tmp_path), browser_log, authgate)
     callback = f"http://127.0.0.1:{free_port}/oauth/callback"
     args = [
-        "--method", "tools/list",
-        "--transport", "http",
-        "--server-url", authgate.mcp_url,
-        "--callback-url", callback,
-        "--protocol-era", era,
-        "--format", "json",
+        "--method",
+        "tools/list",
+        "--transport",
+        "http",
+        "--server-url",
+        authgate.mcp_url,
+        "--callback-url",
+        callback,
+        "--protocol-era",
+        era,
+        "--format",
+        "json",
     ]
 
     done = _run_inspector(args, env, tmp_path)
@@ -165,11 +181,20 @@ def test_inspector_cli_queries_the_built_in_knowledge_base(authgate: Any, tmp_pa
     browser_log = tmp_path / "browser.log"
     env = _inspector_env(home, _browser_wrapper(tmp_path), browser_log, authgate)
     args = [
-        "--method", "tools/call", "--tool-name", "query_knowledge_base",
-        "--tool-args-json", json.dumps({"knowledge_base_id": "authgate-docs", "query": "connect ChatGPT",
-                                        "top_k": 3}),
-        "--transport", "http", "--server-url", authgate.mcp_url,
-        "--callback-url", f"http://127.0.0.1:{free_port}/oauth/callback", "--format", "json",
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "query_knowledge_base",
+        "--tool-args-json",
+        json.dumps({"knowledge_base_id": "authgate-docs", "query": "connect ChatGPT", "top_k": 3}),
+        "--transport",
+        "http",
+        "--server-url",
+        authgate.mcp_url,
+        "--callback-url",
+        f"http://127.0.0.1:{free_port}/oauth/callback",
+        "--format",
+        "json",
     ]
     done = _run_inspector(args, env, tmp_path)
     assert done.returncode == 0, _report(done, browser_log)

@@ -19,8 +19,11 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 import authgate
 
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-           "MCP-Protocol-Version": "2025-06-18"}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 
 
 def notes_app() -> object:
@@ -31,12 +34,19 @@ def notes_app() -> object:
         identity = authgate.current_identity(ctx)
         request = ctx.request_context.request
         sdk_user = getattr(request, "user", None) if request is not None else None
-        return json.dumps({"subject": identity.subject if identity else None,
-                           "client_id": identity.client_id if identity else None,
-                           "sdk_client_id": getattr(sdk_user, "username", None)})
+        return json.dumps(
+            {
+                "subject": identity.subject if identity else None,
+                "client_id": identity.client_id if identity else None,
+                "sdk_client_id": getattr(sdk_user, "username", None),
+            }
+        )
 
-    return mcp.streamable_http_app(stateless_http=True, json_response=True,
-                                   transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+    return mcp.streamable_http_app(
+        stateless_http=True,
+        json_response=True,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+    )
 
 
 @pytest.fixture
@@ -64,8 +74,9 @@ def test_protect_wraps_an_sdk_app_with_the_whole_as_and_guard(protected: tuple[s
     assert r.status_code == 401 and "resource_metadata=" in r.headers["www-authenticate"]
     assert httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp").json()["resource"] == f"{base}/mcp"
     client_id, secret = add_machine_client("library-test", "mcp", "--data-dir", str(data_dir))
-    token = httpx.post(f"{base}/token", data={"grant_type": "client_credentials", "client_id": client_id,
-                                             "client_secret": secret}).json()["access_token"]
+    token = httpx.post(
+        f"{base}/token", data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
+    ).json()["access_token"]
     r = httpx.post(f"{base}/mcp", headers={**HEADERS, "Authorization": f"Bearer {token}"}, json=call)
     assert r.status_code == 200, r.text
     seen = json.loads(r.json()["result"]["content"][0]["text"])

@@ -11,8 +11,11 @@ import pytest
 from authgate_server import AuthgateServer
 from stdio_support import machine_token
 
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-           "MCP-Protocol-Version": "2025-06-18"}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 
 
 def test_json_request_log_names_the_caller_and_never_the_secrets(tmp_path: Path) -> None:
@@ -21,17 +24,29 @@ def test_json_request_log_names_the_caller_and_never_the_secrets(tmp_path: Path)
     server.start()
     try:
         client_id, client_secret = server.add_machine_client("log-test", "mcp")
-        token = httpx.post(server.endpoint("token"), data={
-            "grant_type": "client_credentials", "client_id": client_id,
-            "client_secret": client_secret}).json()["access_token"]
-        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
-        r = httpx.post(server.mcp_url, json=init,
-                       headers={**HEADERS, "Authorization": f"Bearer {token}", "X-Request-Id": "req-42"})
+        token = httpx.post(
+            server.endpoint("token"),
+            data={"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret},
+        ).json()["access_token"]
+        init = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        }
+        r = httpx.post(
+            server.mcp_url, json=init, headers={**HEADERS, "Authorization": f"Bearer {token}", "X-Request-Id": "req-42"}
+        )
         assert r.status_code == 200 and r.headers["x-request-id"] == "req-42"
         minted = httpx.get(server.endpoint("health")).headers["x-request-id"]
         assert len(minted) == 32
-        bad = httpx.get(server.endpoint("health"), headers={"X-Request-Id": "evil id; with=spaces"}).headers["x-request-id"]
+        bad = httpx.get(server.endpoint("health"), headers={"X-Request-Id": "evil id; with=spaces"}).headers[
+            "x-request-id"
+        ]
         assert bad != "evil id; with=spaces" and len(bad) == 32  # not an id we repeat
     finally:
         server.stop()
@@ -61,9 +76,15 @@ def test_a_newline_from_a_request_never_starts_a_log_line(tmp_path: Path, log_fo
             assert http.get(f"{server.url}/x%0A{FORGED}%0D%0A").status_code in (401, 404)
             token, _ = machine_token(server)
             auth = {**HEADERS, "Authorization": f"Bearer {token}"}
-            for body in ({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                          "params": {"name": f"whoami\n{FORGED}", "arguments": {}}},
-                         {"jsonrpc": "2.0", "id": 2, "method": f"tools/list\r\n{FORGED}\u2028x"}):
+            for body in (
+                {
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": f"whoami\n{FORGED}", "arguments": {}},
+                },
+                {"jsonrpc": "2.0", "id": 2, "method": f"tools/list\r\n{FORGED}\u2028x"},
+            ):
                 assert http.post(server.mcp_url, json=body, headers=auth).status_code < 500
     finally:
         server.stop()

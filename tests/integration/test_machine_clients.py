@@ -18,19 +18,25 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from support import requirements as req
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.opaque import digest, new_secret
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 # list_knowledge_bases needs kb.admin; every other tool the default scope (mcp)
-POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]}),
-              "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000", "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true"}
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-           "MCP-Protocol-Version": "2025-06-18"}
+POLICY_ENV = {
+    "AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]}),
+    "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000",
+    "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true",
+}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +51,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
 def _in_store(server: AuthgateServer, action: Any) -> Any:
     """Run `action(store, keys)` on the server's own database and signing keys, as an older
     authgate (or an operator's script) would see them."""
+
     async def run() -> Any:
         store = SqlStore(f"sqlite+aiosqlite:///{server.data_dir / 'authgate.db'}", migrate=False)
         await store.open()
@@ -54,16 +61,27 @@ def _in_store(server: AuthgateServer, action: Any) -> Any:
             return await action(store, keys)
         finally:
             await store.close()
+
     return asyncio.run(run())
 
 
 def _token_as_issued_before(server: AuthgateServer, client_id: str) -> str:
     """The client_credentials token an older authgate handed out: signed by this server's key."""
+
     async def issue(store: SqlStore, keys: SigningKeys) -> str:
-        token, _ = access_tokens.issue(keys, issuer=server.issuer, subject=client_id, client_id=client_id,
-                                       scopes=("mcp", "kb.admin"), resources=(server.mcp_url,), now=time.time(),
-                                       ttl=300, grant_id=None)
+        token, _ = access_tokens.issue(
+            keys,
+            issuer=server.issuer,
+            subject=client_id,
+            client_id=client_id,
+            scopes=("mcp", "kb.admin"),
+            resources=(server.mcp_url,),
+            now=time.time(),
+            ttl=300,
+            grant_id=None,
+        )
         return token
+
     return str(_in_store(server, issue))
 
 
@@ -77,15 +95,31 @@ def _message(r: httpx.Response) -> dict[str, Any]:
 def _call_tool(server: AuthgateServer, token: str, tool: str) -> httpx.Response:
     """initialize, then tools/call `tool` in that session."""
     auth = {**HEADERS, "Authorization": f"Bearer {token}"}
-    init = httpx.post(server.mcp_url, headers=auth, timeout=30, json={
-        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    init = httpx.post(
+        server.mcp_url,
+        headers=auth,
+        timeout=30,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
     if init.status_code != 200:
         return init
     auth["Mcp-Session-Id"] = init.headers["mcp-session-id"]
     httpx.post(server.mcp_url, headers=auth, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    return httpx.post(server.mcp_url, headers=auth, timeout=30, json={
-        "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": {}}})
+    return httpx.post(
+        server.mcp_url,
+        headers=auth,
+        timeout=30,
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool, "arguments": {}}},
+    )
 
 
 def _token(server: AuthgateServer, client_id: str, secret: str, scope: str | None = None) -> httpx.Response:
@@ -96,9 +130,15 @@ def _token(server: AuthgateServer, client_id: str, secret: str, scope: str | Non
 @pytest.mark.requirement(req.RFC7591_3_2_2_INVALID_METADATA)
 @pytest.mark.parametrize("grants", [["client_credentials"], ["authorization_code", "client_credentials"]])
 def test_open_registration_refuses_client_credentials(server: AuthgateServer, grants: list[str]) -> None:
-    r = httpx.post(server.endpoint("register"), json={
-        "client_name": "attacker", "grant_types": grants, "token_endpoint_auth_method": "client_secret_post",
-        "redirect_uris": ["http://127.0.0.1:53682/callback"]})
+    r = httpx.post(
+        server.endpoint("register"),
+        json={
+            "client_name": "attacker",
+            "grant_types": grants,
+            "token_endpoint_auth_method": "client_secret_post",
+            "redirect_uris": ["http://127.0.0.1:53682/callback"],
+        },
+    )
     assert r.status_code == 400, r.text
     assert r.json()["error"] == "invalid_client_metadata"
     assert "authgate clients add" in r.json()["error_description"] and "client_secret" not in r.json()
@@ -106,7 +146,8 @@ def test_open_registration_refuses_client_credentials(server: AuthgateServer, gr
 
 @pytest.mark.requirement(req.RFC6749_5_2_UNAUTHORIZED_CLIENT)
 def test_a_client_metadata_document_cannot_claim_client_credentials(
-        server: AuthgateServer, loopback_app: Callable[..., str]) -> None:
+    server: AuthgateServer, loopback_app: Callable[..., str]
+) -> None:
     """CIMD is open registration too: anyone can publish a document naming any grant."""
     doc: dict[str, Any] = {}
 
@@ -114,24 +155,49 @@ def test_a_client_metadata_document_cannot_claim_client_credentials(
         return JSONResponse(doc)
 
     client_id = loopback_app(Starlette(routes=[Route("/client.json", serve_doc)])) + "/client.json"
-    doc.update({"client_id": client_id, "client_name": "self-published", "token_endpoint_auth_method": "none",
-                "grant_types": ["client_credentials"], "redirect_uris": ["http://127.0.0.1:53682/callback"]})
-    r = httpx.post(server.endpoint("token"), data={"grant_type": "client_credentials", "client_id": client_id,
-                                                    "scope": "mcp kb.admin", "resource": server.mcp_url})
+    doc.update(
+        {
+            "client_id": client_id,
+            "client_name": "self-published",
+            "token_endpoint_auth_method": "none",
+            "grant_types": ["client_credentials"],
+            "redirect_uris": ["http://127.0.0.1:53682/callback"],
+        }
+    )
+    r = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "scope": "mcp kb.admin",
+            "resource": server.mcp_url,
+        },
+    )
     assert r.status_code == 400 and r.json()["error"] == "unauthorized_client", r.text
 
 
 @pytest.mark.requirement(req.RFC6749_5_2_UNAUTHORIZED_CLIENT)
 def test_client_credentials_client_stored_by_an_older_version_gets_no_token_and_its_old_token_fails(
-        server: AuthgateServer) -> None:
+    server: AuthgateServer,
+) -> None:
     secret = new_secret("ags_")
-    legacy = Client(client_id="legacy-machine", created_at=time.time(), last_used_at=time.time(),
-                    client_secret_hash=digest(secret), source="dcr", metadata={
-                        "client_name": "legacy", "grant_types": ["client_credentials"], "redirect_uris": [],
-                        "token_endpoint_auth_method": "client_secret_post"})
+    legacy = Client(
+        client_id="legacy-machine",
+        created_at=time.time(),
+        last_used_at=time.time(),
+        client_secret_hash=digest(secret),
+        source="dcr",
+        metadata={
+            "client_name": "legacy",
+            "grant_types": ["client_credentials"],
+            "redirect_uris": [],
+            "token_endpoint_auth_method": "client_secret_post",
+        },
+    )
 
     async def plant(store: SqlStore, keys: SigningKeys) -> None:
         await store.add_client(legacy)
+
     _in_store(server, plant)
 
     for scope in ("mcp kb.admin", None):
@@ -143,8 +209,17 @@ def test_client_credentials_client_stored_by_an_older_version_gets_no_token_and_
 
 
 def test_operator_made_machine_client_gets_its_token_and_only_its_scopes(server: AuthgateServer) -> None:
-    done = server.cli("clients", "add", "nightly-backup", "--grant", "client_credentials", "--scopes", "mcp",
-                      "--subject", "svc-backup")
+    done = server.cli(
+        "clients",
+        "add",
+        "nightly-backup",
+        "--grant",
+        "client_credentials",
+        "--scopes",
+        "mcp",
+        "--subject",
+        "svc-backup",
+    )
     assert done.returncode == 0, done.stderr
     fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
     client_id, secret = fields["client_id"], fields["client_secret"]
@@ -167,8 +242,14 @@ def test_operator_made_machine_client_gets_its_token_and_only_its_scopes(server:
     # the control for the test above: the same forged-token method works for this client
     assert _call_tool(server, _token_as_issued_before(server, client_id), "whoami").status_code == 200
 
-    attacker = httpx.post(server.endpoint("register"), json={"client_name": "attacker", "grant_types": [
-        "client_credentials"], "token_endpoint_auth_method": "client_secret_basic"})
+    attacker = httpx.post(
+        server.endpoint("register"),
+        json={
+            "client_name": "attacker",
+            "grant_types": ["client_credentials"],
+            "token_endpoint_auth_method": "client_secret_basic",
+        },
+    )
     assert attacker.status_code == 400
     listed = server.cli("clients", "list").stdout.splitlines()
     mine = next(line.split("\t") for line in listed if line.startswith(client_id))

@@ -20,19 +20,21 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from headless import HeadlessUserAgent, authorize
-from support import requirements as req
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback"
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    srv = AuthgateServer(tmp_path_factory.mktemp("negative"), extra_env={
-        "AUTHGATE_REFRESH_GRACE_SECONDS": "1", "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"})
+    srv = AuthgateServer(
+        tmp_path_factory.mktemp("negative"),
+        extra_env={"AUTHGATE_REFRESH_GRACE_SECONDS": "1", "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"},
+    )
     srv.add_user()
     srv.start()
     yield srv
@@ -53,23 +55,39 @@ def register(server: AuthgateServer, method: str = "none", **extra: Any) -> dict
 
 
 def auth_url(server: AuthgateServer, client_id: str, **params: str) -> str:
-    base = {"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK, "state": "st-1",
-            "resource": server.mcp_url, "scope": "mcp"}
+    base = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": CALLBACK,
+        "state": "st-1",
+        "resource": server.mcp_url,
+        "scope": "mcp",
+    }
     base.update(params)
     return server.endpoint("authorize") + "?" + urlencode({k: v for k, v in base.items() if v != ""})
 
 
 def get_code(server: AuthgateServer, client_id: str, challenge: str) -> str:
-    resp = authorize(auth_url(server, client_id, code_challenge=challenge, code_challenge_method="S256"),
-                     server.username, server.password)
+    resp = authorize(
+        auth_url(server, client_id, code_challenge=challenge, code_challenge_method="S256"),
+        server.username,
+        server.password,
+    )
     assert resp.code, resp
     return resp.code
 
 
 def redeem(server: AuthgateServer, client: dict[str, Any], code: str, verifier: str) -> httpx.Response:
-    return httpx.post(server.endpoint("token"), data={
-        "grant_type": "authorization_code", "code": code, "code_verifier": verifier,
-        "redirect_uri": CALLBACK, "client_id": client["client_id"]})
+    return httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": CALLBACK,
+            "client_id": client["client_id"],
+        },
+    )
 
 
 def tokens(server: AuthgateServer, client: dict[str, Any]) -> dict[str, Any]:
@@ -80,11 +98,25 @@ def tokens(server: AuthgateServer, client: dict[str, Any]) -> dict[str, Any]:
 
 
 def call_mcp(server: AuthgateServer, token: str) -> httpx.Response:
-    return httpx.post(server.mcp_url, headers={
-        "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json", "MCP-Protocol-Version": "2025-06-18"},
-        json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    return httpx.post(
+        server.mcp_url,
+        headers={
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+            "Content-Type": "application/json",
+            "MCP-Protocol-Version": "2025-06-18",
+        },
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
 
 
 def redirect_params(resp: httpx.Response) -> dict[str, str]:
@@ -93,6 +125,7 @@ def redirect_params(resp: httpx.Response) -> dict[str, str]:
 
 
 # -- authorization endpoint ------------------------------------------------------------------
+
 
 @pytest.mark.requirement(req.OAUTH21_4_1_1_PKCE_REQUIRED)
 def test_authorization_without_pkce_is_refused_by_redirect(server: AuthgateServer) -> None:
@@ -114,8 +147,13 @@ def test_plain_pkce_is_refused(server: AuthgateServer) -> None:
 def test_redirect_uri_mismatch_shows_an_error_page_and_does_not_redirect(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
-    url = auth_url(server, client["client_id"], redirect_uri="https://attacker.example/cb",
-                   code_challenge=challenge, code_challenge_method="S256")
+    url = auth_url(
+        server,
+        client["client_id"],
+        redirect_uri="https://attacker.example/cb",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
     r = httpx.get(url)
     assert r.status_code == 400 and "location" not in r.headers
     assert "redirect_uri is not registered" in r.text
@@ -130,8 +168,13 @@ def test_unknown_client_shows_an_error_page(server: AuthgateServer) -> None:
 def test_foreign_resource_is_invalid_target(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
-    url = auth_url(server, client["client_id"], resource="https://other.example/mcp",
-                   code_challenge=challenge, code_challenge_method="S256")
+    url = auth_url(
+        server,
+        client["client_id"],
+        resource="https://other.example/mcp",
+        code_challenge=challenge,
+        code_challenge_method="S256",
+    )
     params = redirect_params(httpx.get(url))
     assert params["error"] == "invalid_target" and params["iss"] == server.issuer
 
@@ -139,17 +182,26 @@ def test_foreign_resource_is_invalid_target(server: AuthgateServer) -> None:
 def test_unsupported_response_type(server: AuthgateServer) -> None:
     client = register(server)
     _, challenge = pkce_pair()
-    url = auth_url(server, client["client_id"], response_type="token", code_challenge=challenge,
-                   code_challenge_method="S256")
+    url = auth_url(
+        server, client["client_id"], response_type="token", code_challenge=challenge, code_challenge_method="S256"
+    )
     assert redirect_params(httpx.get(url))["error"] == "unsupported_response_type"
 
 
 def test_unknown_scopes_are_dropped_and_the_token_response_says_what_was_granted(server: AuthgateServer) -> None:
     client = register(server)
     verifier, challenge = pkce_pair()
-    resp = authorize(auth_url(server, client["client_id"], scope="openid profile address mcp",
-                              code_challenge=challenge, code_challenge_method="S256"),
-                     server.username, server.password)
+    resp = authorize(
+        auth_url(
+            server,
+            client["client_id"],
+            scope="openid profile address mcp",
+            code_challenge=challenge,
+            code_challenge_method="S256",
+        ),
+        server.username,
+        server.password,
+    )
     body = redeem(server, client, str(resp.code), verifier).json()
     assert body["scope"] == "mcp"
 
@@ -159,15 +211,19 @@ def test_denied_consent_returns_access_denied_with_state_and_iss(server: Authgat
     _, challenge = pkce_pair()
     agent = HeadlessUserAgent()
     try:
-        resp = agent.authorize(auth_url(server, client["client_id"], code_challenge=challenge,
-                                        code_challenge_method="S256"), server.username, server.password,
-                               decision="deny")
+        resp = agent.authorize(
+            auth_url(server, client["client_id"], code_challenge=challenge, code_challenge_method="S256"),
+            server.username,
+            server.password,
+            decision="deny",
+        )
     finally:
         agent.close()
     assert (resp.error, resp.state, resp.iss) == ("access_denied", "st-1", server.issuer)
 
 
 # -- token endpoint ----------------------------------------------------------------------------
+
 
 @pytest.mark.requirement(req.RFC7636_4_6_VERIFIER_MATCHES)
 def test_wrong_verifier_is_invalid_grant(server: AuthgateServer) -> None:
@@ -189,9 +245,14 @@ def test_replayed_code_is_refused_and_revokes_what_it_issued(server: AuthgateSer
     assert first.status_code == 200
     second = redeem(server, client, code, verifier)
     assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
-    refreshed = httpx.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "refresh_token": first.json()["refresh_token"],
-        "client_id": client["client_id"]})
+    refreshed = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first.json()["refresh_token"],
+            "client_id": client["client_id"],
+        },
+    )
     assert refreshed.json()["error"] == "invalid_grant"
     r = call_mcp(server, first.json()["access_token"])
     assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
@@ -200,12 +261,14 @@ def test_replayed_code_is_refused_and_revokes_what_it_issued(server: AuthgateSer
 @pytest.mark.requirement(req.RFC6749_5_2_INVALID_CLIENT)
 def test_wrong_client_secret_is_invalid_client(server: AuthgateServer) -> None:
     client = register(server, "client_secret_basic")
-    r = httpx.post(server.endpoint("token"), data={"grant_type": "client_credentials"},
-                   auth=(client["client_id"], "wrong"))
+    r = httpx.post(
+        server.endpoint("token"), data={"grant_type": "client_credentials"}, auth=(client["client_id"], "wrong")
+    )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
     assert r.headers["www-authenticate"].startswith("Basic")
-    unknown = httpx.post(server.endpoint("token"), data={"grant_type": "authorization_code", "code": "x",
-                                                         "client_id": "nobody"})
+    unknown = httpx.post(
+        server.endpoint("token"), data={"grant_type": "authorization_code", "code": "x", "client_id": "nobody"}
+    )
     assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
 
 
@@ -218,15 +281,22 @@ def test_token_endpoint_needs_a_form_body(server: AuthgateServer) -> None:
 
 def test_client_credentials_for_machine_clients(server: AuthgateServer) -> None:
     client_id, secret = server.add_machine_client("negative-machine", "mcp")
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "client_credentials", "client_id": client_id,
-        "client_secret": secret, "resource": server.mcp_url})
+    r = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "resource": server.mcp_url,
+        },
+    )
     assert r.status_code == 200, r.text
     assert "refresh_token" not in r.json()
     assert call_mcp(server, r.json()["access_token"]).status_code == 200
     public = register(server)
-    r = httpx.post(server.endpoint("token"), data={"grant_type": "client_credentials",
-                                                    "client_id": public["client_id"]})
+    r = httpx.post(
+        server.endpoint("token"), data={"grant_type": "client_credentials", "client_id": public["client_id"]}
+    )
     assert r.json()["error"] == "unauthorized_client"
 
 
@@ -257,21 +327,30 @@ def test_refresh_within_grace_returns_the_same_successor(server: AuthgateServer)
 def test_refresh_cannot_widen_scope(server: AuthgateServer) -> None:
     client = register(server)
     first = tokens(server, client)
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "client_id": client["client_id"],
-        "refresh_token": first["refresh_token"], "scope": "mcp admin"})
+    r = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "refresh_token",
+            "client_id": client["client_id"],
+            "refresh_token": first["refresh_token"],
+            "scope": "mcp admin",
+        },
+    )
     assert r.status_code == 400 and r.json()["error"] == "invalid_scope"
 
 
 def test_refresh_of_another_clients_token_is_refused(server: AuthgateServer) -> None:
     owner, thief = register(server), register(server)
     first = tokens(server, owner)
-    r = httpx.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "client_id": thief["client_id"], "refresh_token": first["refresh_token"]})
+    r = httpx.post(
+        server.endpoint("token"),
+        data={"grant_type": "refresh_token", "client_id": thief["client_id"], "refresh_token": first["refresh_token"]},
+    )
     assert r.json()["error"] == "invalid_grant"
 
 
 # -- resource guard ----------------------------------------------------------------------------
+
 
 def _server_keys(server: AuthgateServer) -> tuple[SigningKeys, SqlStore]:
     store = SqlStore(f"sqlite+aiosqlite:///{server.data_dir / 'authgate.db'}", migrate=False)
@@ -289,18 +368,34 @@ def _server_keys(server: AuthgateServer) -> tuple[SigningKeys, SqlStore]:
 
 def forge(server: AuthgateServer, *, audience: str | None = None, now: float | None = None, ttl: int = 300) -> str:
     keys, _ = _server_keys(server)
-    token, _ = access_tokens.issue(keys, issuer=server.issuer, subject="someone", client_id="c",
-                                   scopes=("mcp",), resources=(audience or server.mcp_url,),
-                                   now=now or time.time(), ttl=ttl, grant_id=None)
+    token, _ = access_tokens.issue(
+        keys,
+        issuer=server.issuer,
+        subject="someone",
+        client_id="c",
+        scopes=("mcp",),
+        resources=(audience or server.mcp_url,),
+        now=now or time.time(),
+        ttl=ttl,
+        grant_id=None,
+    )
     return token
 
 
 def test_valid_forged_control_token_is_accepted_so_the_forgery_is_sound(server: AuthgateServer) -> None:
     machine_id, _ = server.add_machine_client("forgery-control", "mcp")
     keys, _ = _server_keys(server)
-    token, _ = access_tokens.issue(keys, issuer=server.issuer, subject=machine_id,
-                                   client_id=machine_id, scopes=("mcp",), resources=(server.mcp_url,),
-                                   now=time.time(), ttl=300, grant_id=None)
+    token, _ = access_tokens.issue(
+        keys,
+        issuer=server.issuer,
+        subject=machine_id,
+        client_id=machine_id,
+        scopes=("mcp",),
+        resources=(server.mcp_url,),
+        now=time.time(),
+        ttl=300,
+        grant_id=None,
+    )
     assert call_mcp(server, token).status_code == 200
 
 
@@ -323,9 +418,22 @@ def test_alg_none_token_is_refused(server: AuthgateServer) -> None:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
 
     now = int(time.time())
-    token = b64({"alg": "none", "typ": "at+jwt"}) + "." + b64({
-        "iss": server.issuer, "sub": "x", "aud": server.mcp_url, "client_id": "c", "scope": "mcp",
-        "iat": now, "exp": now + 300}) + "."
+    token = (
+        b64({"alg": "none", "typ": "at+jwt"})
+        + "."
+        + b64(
+            {
+                "iss": server.issuer,
+                "sub": "x",
+                "aud": server.mcp_url,
+                "client_id": "c",
+                "scope": "mcp",
+                "iat": now,
+                "exp": now + 300,
+            }
+        )
+        + "."
+    )
     r = call_mcp(server, token)
     assert r.status_code == 401 and "algorithm" in r.json()["error_description"]
 
@@ -347,24 +455,43 @@ def test_foreign_origin_is_forbidden(server: AuthgateServer) -> None:
 
 
 def test_cors_preflight_on_mcp_for_a_loopback_browser_client(server: AuthgateServer) -> None:
-    r = httpx.options(server.mcp_url, headers={
-        "Origin": "http://localhost:6274", "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type, mcp-protocol-version, mcp-method, mcp-param-uri"})
+    r = httpx.options(
+        server.mcp_url,
+        headers={
+            "Origin": "http://localhost:6274",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": (
+                "authorization, content-type, mcp-protocol-version, mcp-method, mcp-param-uri"
+            ),
+        },
+    )
     assert r.status_code == 200
     assert r.headers["access-control-allow-origin"] == "http://localhost:6274"
     allowed = r.headers["access-control-allow-headers"].lower()
     assert "authorization" in allowed and "mcp-param-uri" in allowed
-    assert "www-authenticate" in httpx.post(server.mcp_url, headers={"Origin": "http://localhost:6274"}, json={}).headers["access-control-expose-headers"].lower()
+    assert (
+        "www-authenticate"
+        in httpx.post(server.mcp_url, headers={"Origin": "http://localhost:6274"}, json={})
+        .headers["access-control-expose-headers"]
+        .lower()
+    )
 
 
 # -- discovery ---------------------------------------------------------------------------------
+
 
 @pytest.mark.requirement(req.RFC8414_2_METADATA_FIELDS)
 def test_authorization_server_metadata(server: AuthgateServer) -> None:
     doc = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
     assert doc["issuer"] == server.issuer
-    for name in ("authorization_endpoint", "token_endpoint", "response_types_supported", "registration_endpoint",
-                 "revocation_endpoint", "jwks_uri"):
+    for name in (
+        "authorization_endpoint",
+        "token_endpoint",
+        "response_types_supported",
+        "registration_endpoint",
+        "revocation_endpoint",
+        "jwks_uri",
+    ):
         assert doc[name]
     assert doc["code_challenge_methods_supported"] == ["S256"]
     assert set(doc["token_endpoint_auth_methods_supported"]) >= {"none", "client_secret_basic", "client_secret_post"}
@@ -396,8 +523,10 @@ def test_revoked_refresh_token_is_refused(server: AuthgateServer) -> None:
     first = tokens(server, client)
     r = httpx.post(server.endpoint("revoke"), data={"token": first["refresh_token"], "client_id": client["client_id"]})
     assert r.status_code == 200
-    refreshed = httpx.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": client["client_id"]})
+    refreshed = httpx.post(
+        server.endpoint("token"),
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": client["client_id"]},
+    )
     assert refreshed.json()["error"] == "invalid_grant"
 
 
@@ -442,8 +571,11 @@ def test_built_in_server_explains_wrong_accept_and_content_type(server: Authgate
     body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
     wrong_accept = httpx.post(server.mcp_url, json=body, headers={**auth, "Accept": "text/html"})
     assert wrong_accept.status_code == 406 and "Accept: application/json, text/event-stream" in wrong_accept.text
-    wrong_type = httpx.post(server.mcp_url, content=b"tools/list", headers={
-        **auth, "Accept": "application/json, text/event-stream", "Content-Type": "text/plain"})
+    wrong_type = httpx.post(
+        server.mcp_url,
+        content=b"tools/list",
+        headers={**auth, "Accept": "application/json, text/event-stream", "Content-Type": "text/plain"},
+    )
     assert wrong_type.status_code == 415 and "Content-Type: application/json" in wrong_type.text
     unauthenticated = httpx.get(server.mcp_url)  # auth comes before the rest (seed 001's bare GET → 401)
     assert unauthenticated.status_code == 401

@@ -20,9 +20,14 @@ CALLBACK = "http://127.0.0.1:53999/cb"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    srv = AuthgateServer(tmp_path_factory.mktemp("pages"), extra_env={
-        "AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE": "3", "AUTHGATE_TOKEN_CACHE_SECONDS": "1",
-        "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"})
+    srv = AuthgateServer(
+        tmp_path_factory.mktemp("pages"),
+        extra_env={
+            "AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE": "3",
+            "AUTHGATE_TOKEN_CACHE_SECONDS": "1",
+            "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000",
+        },
+    )
     srv.add_user()
     srv.start()
     yield srv
@@ -31,13 +36,22 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
 
 def start_url(server: AuthgateServer, client_id: str | None = None) -> tuple[str, str]:
     if client_id is None:
-        r = httpx.post(server.endpoint("register"), json={"redirect_uris": [CALLBACK],
-                                                          "token_endpoint_auth_method": "none"})
+        r = httpx.post(
+            server.endpoint("register"), json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}
+        )
         client_id = r.json()["client_id"]
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    query = urlencode({"response_type": "code", "client_id": client_id, "redirect_uri": CALLBACK,
-                       "state": "s", "code_challenge": challenge, "code_challenge_method": "S256"})
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": CALLBACK,
+            "state": "s",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+    )
     return f"{server.endpoint('authorize')}?{query}", verifier
 
 
@@ -89,27 +103,45 @@ def test_consent_is_remembered_per_user_client_and_scopes(server: AuthgateServer
     assert isinstance(again, AuthorizationResponse) and again.code and again.code != first.code
 
 
-def test_removed_user_loses_access_within_the_token_cache_time(server: AuthgateServer, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_removed_user_loses_access_within_the_token_cache_time(
+    server: AuthgateServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     done = server.cli("users", "add", "bob", "--password-stdin", stdin="bob-password-1\n")
     assert done.returncode == 0, done.stderr
     url, verifier = start_url(server)
     with HeadlessUserAgent() as agent:
         resp = agent.authorize(url, "bob", "bob-password-1")
     client_id = dict(p.split("=", 1) for p in url.split("?", 1)[1].split("&"))["client_id"]
-    tokens = httpx.post(server.endpoint("token"), data={
-        "grant_type": "authorization_code", "code": resp.code, "code_verifier": verifier,
-        "redirect_uri": CALLBACK, "client_id": client_id}).json()
-    headers = {"Authorization": f"Bearer {tokens['access_token']}", "Content-Type": "application/json",
-               "Accept": "application/json, text/event-stream"}
-    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    tokens = httpx.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": resp.code,
+            "code_verifier": verifier,
+            "redirect_uri": CALLBACK,
+            "client_id": client_id,
+        },
+    ).json()
+    headers = {
+        "Authorization": f"Bearer {tokens['access_token']}",
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
     assert httpx.post(server.mcp_url, headers=headers, json=init).status_code == 200
     assert server.cli("users", "remove", "bob").returncode == 0
     time.sleep(1.5)  # AUTHGATE_TOKEN_CACHE_SECONDS=1
     r = httpx.post(server.mcp_url, headers=headers, json=init)
     assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
-    refreshed = httpx.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id})
+    refreshed = httpx.post(
+        server.endpoint("token"),
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id},
+    )
     assert refreshed.json()["error"] == "invalid_grant"
 
 
@@ -125,8 +157,14 @@ def test_loopback_only_cimd_client_always_asks_and_warns(authgate_factory, loopb
 
     base = loopback_app(Starlette(routes=[Route("/client.json", serve_doc)]))
     client_id = f"{base}/client.json"
-    doc.update({"client_id": client_id, "client_name": "Local CLI", "redirect_uris": [CALLBACK],
-                "token_endpoint_auth_method": "none"})
+    doc.update(
+        {
+            "client_id": client_id,
+            "client_name": "Local CLI",
+            "redirect_uris": [CALLBACK],
+            "token_endpoint_auth_method": "none",
+        }
+    )
     server = authgate_factory(AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP="true")
     url, _ = start_url(server, client_id)
     with HeadlessUserAgent() as agent:

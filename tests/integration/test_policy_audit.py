@@ -37,10 +37,16 @@ async def _use_tools(server: AuthgateServer, token: str) -> None:
 
 async def _raw_call(server: AuthgateServer, token: str, tool: str) -> httpx.Response:
     async with httpx.AsyncClient(timeout=10) as http:
-        return await http.post(server.mcp_url, json={
-            "jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": tool, "arguments": {"query": SECRET_ARGUMENT}}}, headers={
-            "Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"})
+        return await http.post(
+            server.mcp_url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 9,
+                "method": "tools/call",
+                "params": {"name": tool, "arguments": {"query": SECRET_ARGUMENT}},
+            },
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"},
+        )
 
 
 def _audit(server: AuthgateServer, *args: str) -> list[dict[str, Any]]:
@@ -54,7 +60,8 @@ def _stored_bytes(server: AuthgateServer) -> bytes:
 
 
 async def test_allowed_and_refused_calls_are_audited_and_survive_a_restart(
-        authgate_factory: Callable[..., AuthgateServer]) -> None:
+    authgate_factory: Callable[..., AuthgateServer],
+) -> None:
     server = authgate_factory(**POLICY_ENV)
     token, client_id = _token(server)
     await _use_tools(server, token)
@@ -81,7 +88,8 @@ async def test_allowed_and_refused_calls_are_audited_and_survive_a_restart(
 
 
 async def test_a_refusal_is_durable_before_its_403_even_across_sigkill(
-        authgate_factory: Callable[..., AuthgateServer]) -> None:
+    authgate_factory: Callable[..., AuthgateServer],
+) -> None:
     server = authgate_factory(**POLICY_ENV)
     token, _client_id = _token(server)
     r = await _raw_call(server, token, "list_knowledge_bases")

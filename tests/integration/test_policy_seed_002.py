@@ -21,8 +21,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import TextContent
 from policy_servers import Protected, seed_app, seed_config, serve_protected
-from support import requirements as req
 from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
+
+from support import requirements as req
 
 FLOW_TIMEOUT = 90.0
 
@@ -85,7 +86,8 @@ def test_prm_keeps_the_baseline_and_publishes_the_tool_scope_map(seed_server: Pr
 @pytest.mark.requirement(req.RFC6750_3_1_INSUFFICIENT_SCOPE)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_a_read_token_steps_up_to_the_write_tool_through_incremental_consent(
-        seed_server: Protected, mode_id: str) -> None:
+    seed_server: Protected, mode_id: str
+) -> None:
     storage, hooks, wire = MemoryTokenStorage(), Hooks(seed_server), WireLog()
     wire_challenges: list[str] = []
 
@@ -93,17 +95,27 @@ async def test_a_read_token_steps_up_to_the_write_tool_through_incremental_conse
         if response.status_code == 403:
             wire_challenges.append(response.headers["www-authenticate"])
 
-    metadata = OAuthClientMetadata(client_name="seed-002", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(seed_server.mcp_url, metadata, storage,
-                                   redirect_handler=hooks.redirect_handler, callback_handler=hooks.callback_handler)
+    metadata = OAuthClientMetadata(
+        client_name="seed-002",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        seed_server.mcp_url,
+        metadata,
+        storage,
+        redirect_handler=hooks.redirect_handler,
+        callback_handler=hooks.callback_handler,
+    )
     try:
-        async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0),
-                                      event_hooks={"response": [wire.on_response, challenges]}) as http:
+        async with httpx2.AsyncClient(
+            auth=provider, timeout=httpx2.Timeout(30.0), event_hooks={"response": [wire.on_response, challenges]}
+        ) as http:
             with anyio.fail_after(FLOW_TIMEOUT):
-                async with Client(streamable_http_client(seed_server.mcp_url, http_client=http),
-                                  mode=MODES[mode_id][0]) as client:
+                async with Client(
+                    streamable_http_client(seed_server.mcp_url, http_client=http), mode=MODES[mode_id][0]
+                ) as client:
                     listed = [t.name for t in (await client.list_tools()).tools]
                     searched = _text(await client.call_tool("codebase.search", {"text": "q"}))
                     assert storage.tokens is not None

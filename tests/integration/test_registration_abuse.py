@@ -20,10 +20,10 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from headless import HeadlessUserAgent, Page
+from test_negative_cases import auth_url, call_mcp, pkce_pair, redeem
 
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
-from test_negative_cases import auth_url, call_mcp, pkce_pair, redeem
 from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53682/callback"  # the one test_negative_cases' helpers redeem at
@@ -33,8 +33,10 @@ CALLBACK = "http://127.0.0.1:53682/callback"  # the one test_negative_cases' hel
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
     # a small pool, and a max_clients that used to mean a 503 for everyone after 5 registrations;
     # registrations_per_minute keeps its default (10)
-    srv = AuthgateServer(tmp_path_factory.mktemp("registration-abuse"), extra_env={
-        "AUTHGATE_MAX_UNVERIFIED_CLIENTS": "10", "AUTHGATE_MAX_CLIENTS": "5"})
+    srv = AuthgateServer(
+        tmp_path_factory.mktemp("registration-abuse"),
+        extra_env={"AUTHGATE_MAX_UNVERIFIED_CLIENTS": "10", "AUTHGATE_MAX_CLIENTS": "5"},
+    )
     srv.add_user()
     srv.start()
     yield srv
@@ -52,8 +54,11 @@ def _register(server: AuthgateServer, source: str, **body: Any) -> httpx.Respons
 def _consent_page(server: AuthgateServer, client_id: str, redirect_uri: str = CALLBACK) -> Page:
     _, challenge = pkce_pair()
     with HeadlessUserAgent() as agent:
-        login = agent.open(auth_url(server, client_id, redirect_uri=redirect_uri, code_challenge=challenge,
-                                    code_challenge_method="S256"))
+        login = agent.open(
+            auth_url(
+                server, client_id, redirect_uri=redirect_uri, code_challenge=challenge, code_challenge_method="S256"
+            )
+        )
         assert isinstance(login, Page) and login.login_form is not None, login
         page = agent.submit(login.login_form, username=server.username, password=server.password)
     assert isinstance(page, Page) and page.consent_form is not None, page
@@ -61,15 +66,18 @@ def _consent_page(server: AuthgateServer, client_id: str, redirect_uri: str = CA
 
 
 @pytest.mark.requirement(req.RFC9700_4_1_3_REDIRECT_URI)
-@pytest.mark.parametrize("uri, says", [
-    ("https://claude.ai@evil.example/cb", "user information"),
-    ("http://claude.ai@127.0.0.1:53682/callback", "user information"),
-    ("https://app.example/cb\r\nLocation: https://evil.example/", "U+000D"),
-    ("https://app.example/cb\n", "U+000A"),
-    ("https://app.example/c\x00b", "U+0000"),
-    ("https://app.example/c\x1b[31mb", "U+001B"),
-    ("https://app.example/a b", "U+0020"),
-])
+@pytest.mark.parametrize(
+    "uri, says",
+    [
+        ("https://claude.ai@evil.example/cb", "user information"),
+        ("http://claude.ai@127.0.0.1:53682/callback", "user information"),
+        ("https://app.example/cb\r\nLocation: https://evil.example/", "U+000D"),
+        ("https://app.example/cb\n", "U+000A"),
+        ("https://app.example/c\x00b", "U+0000"),
+        ("https://app.example/c\x1b[31mb", "U+001B"),
+        ("https://app.example/a b", "U+0020"),
+    ],
+)
 def test_deceptive_redirect_uris_are_refused_at_register(server: AuthgateServer, uri: str, says: str) -> None:
     r = _register(server, "192.0.2.10", redirect_uris=[uri], client_name="Claude")
     assert r.status_code == 400, r.text
@@ -91,8 +99,13 @@ def test_the_consent_page_names_the_redirect_host_alone_and_marks_a_dcr_client_u
 
 def test_a_client_authgate_itself_holds_is_not_marked_unverified(server: AuthgateServer) -> None:
     store = SqlStore(f"sqlite+aiosqlite:///{server.data_dir / 'authgate.db'}", migrate=False)
-    metadata = {"redirect_uris": [CALLBACK], "client_name": "Team Portal", "token_endpoint_auth_method": "none",
-                "grant_types": ["authorization_code"], "response_types": ["code"]}
+    metadata = {
+        "redirect_uris": [CALLBACK],
+        "client_name": "Team Portal",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code"],
+        "response_types": ["code"],
+    }
 
     async def add() -> None:
         await store.open()
@@ -144,8 +157,11 @@ def test_a_registration_flood_from_200_addresses_cannot_lock_out_a_real_user(ser
 def _sign_in_and_redeem(server: AuthgateServer, client: dict[str, Any]) -> str:
     verifier, challenge = pkce_pair()
     with HeadlessUserAgent() as agent:
-        answer = agent.authorize(auth_url(server, client["client_id"], code_challenge=challenge,
-                                          code_challenge_method="S256"), server.username, server.password)
+        answer = agent.authorize(
+            auth_url(server, client["client_id"], code_challenge=challenge, code_challenge_method="S256"),
+            server.username,
+            server.password,
+        )
     assert answer.code, answer
     r = redeem(server, client, answer.code, verifier)
     assert r.status_code == 200, r.text

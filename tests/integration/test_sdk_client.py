@@ -41,11 +41,12 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 from mcp_types import CallToolResult, TextContent
+from sdk_oauth import MemoryTokenStorage
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from sdk_oauth import MemoryTokenStorage
+
 from support import requirements as req
 
 if TYPE_CHECKING:
@@ -99,9 +100,15 @@ class WireLog:
             body = bytes(request.content)
         except Exception:  # a streamed body: not one we inspect
             body = b""
-        self.exchanges.append(Exchange(request.method, str(request.url),
-                                       {k.lower(): v for k, v in request.headers.items()},
-                                       body, response.status_code))
+        self.exchanges.append(
+            Exchange(
+                request.method,
+                str(request.url),
+                {k.lower(): v for k, v in request.headers.items()},
+                body,
+                response.status_code,
+            )
+        )
 
     def to(self, path: str, method: str = "POST") -> list[Exchange]:
         return [e for e in self.exchanges if e.path == path and e.method == method]
@@ -129,8 +136,9 @@ class BrowserHooks:
 
     async def redirect_handler(self, authorization_url: str) -> None:
         self.authorization_urls.append(authorization_url)
-        self.responses.append(await self.agent.authorize_async(
-            authorization_url, self.server.username, self.server.password))
+        self.responses.append(
+            await self.agent.authorize_async(authorization_url, self.server.username, self.server.password)
+        )
 
     async def callback_handler(self) -> AuthorizationCodeResult:
         response = self.responses[-1]
@@ -164,19 +172,20 @@ def _whoami_payload(result: CallToolResult) -> dict[str, Any]:
     return payload
 
 
-async def connect_and_whoami(server: AuthgateServer, provider: OAuthClientProvider, mode: str,
-                             wire: WireLog | None = None) -> McpOutcome:
+async def connect_and_whoami(
+    server: AuthgateServer, provider: OAuthClientProvider, mode: str, wire: WireLog | None = None
+) -> McpOutcome:
     """Connect with the SDK `Client`, list tools and call `whoami`; bounded."""
     wire = wire or WireLog()
-    async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0),
-                                  event_hooks={"response": [wire.on_response]}) as http:
+    async with httpx2.AsyncClient(
+        auth=provider, timeout=httpx2.Timeout(30.0), event_hooks={"response": [wire.on_response]}
+    ) as http:
         with anyio.fail_after(FLOW_TIMEOUT):
             transport = streamable_http_client(server.mcp_url, http_client=http)
             async with Client(transport, mode=mode) as client:
                 tools = await client.list_tools()
                 result = await client.call_tool("whoami", {})
-                return McpOutcome(client.protocol_version, [t.name for t in tools.tools],
-                                  _whoami_payload(result))
+                return McpOutcome(client.protocol_version, [t.name for t in tools.tools], _whoami_payload(result))
 
 
 def _scopes(value: Any) -> set[str]:
@@ -235,8 +244,11 @@ async def test_sdk_client_registers_signs_in_and_calls_whoami(
     hooks = BrowserHooks(authgate)
     wire = WireLog()
     provider = OAuthClientProvider(
-        authgate.mcp_url, _client_metadata(auth_method, f"sdk-e2e-{auth_method}"), storage,
-        redirect_handler=hooks.redirect_handler, callback_handler=hooks.callback_handler,
+        authgate.mcp_url,
+        _client_metadata(auth_method, f"sdk-e2e-{auth_method}"),
+        storage,
+        redirect_handler=hooks.redirect_handler,
+        callback_handler=hooks.callback_handler,
     )
     try:
         outcome = await connect_and_whoami(authgate, provider, MODES[mode_id][0], wire)
@@ -310,8 +322,10 @@ class ClientMetadataDocument:
 @pytest.mark.requirement(req.MCP_2025_11_25_AUTH_PKCE_S256)
 @pytest.mark.parametrize("mode_id", list(MODES))
 async def test_sdk_client_uses_client_id_metadata_document_without_registering(
-    authgate_factory: Callable[..., AuthgateServer], loopback_app: Callable[..., str],
-    free_port: int, mode_id: str,
+    authgate_factory: Callable[..., AuthgateServer],
+    loopback_app: Callable[..., str],
+    free_port: int,
+    mode_id: str,
 ) -> None:
     doc = ClientMetadataDocument(free_port)
     loopback_app(doc.app, free_port)
@@ -324,8 +338,11 @@ async def test_sdk_client_uses_client_id_metadata_document_without_registering(
     hooks = BrowserHooks(server)
     wire = WireLog()
     provider = OAuthClientProvider(
-        server.mcp_url, _client_metadata("none", "sdk-e2e CIMD client"), storage,
-        redirect_handler=hooks.redirect_handler, callback_handler=hooks.callback_handler,
+        server.mcp_url,
+        _client_metadata("none", "sdk-e2e CIMD client"),
+        storage,
+        redirect_handler=hooks.redirect_handler,
+        callback_handler=hooks.callback_handler,
     )
     # The SDK accepts only https client_metadata_url values at construction; authgate under
     # test accepts loopback http (AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP), so set it afterwards.
@@ -355,59 +372,88 @@ def _pkce() -> tuple[str, str]:
 
 
 async def _register_public_client(http: httpx.AsyncClient, server: AuthgateServer) -> dict[str, Any]:
-    r = await http.post(server.endpoint("register"), json={
-        "client_name": "sdk-e2e durable client",
-        "redirect_uris": [REDIRECT_URI],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": "none",
-    })
+    r = await http.post(
+        server.endpoint("register"),
+        json={
+            "client_name": "sdk-e2e durable client",
+            "redirect_uris": [REDIRECT_URI],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "token_endpoint_auth_method": "none",
+        },
+    )
     assert r.status_code == 201, f"POST /register -> {r.status_code} {r.text}"
     body: dict[str, Any] = r.json()
     return body
 
 
-async def _authorize_and_redeem(http: httpx.AsyncClient, server: AuthgateServer,
-                                client_id: str) -> dict[str, Any]:
+async def _authorize_and_redeem(http: httpx.AsyncClient, server: AuthgateServer, client_id: str) -> dict[str, Any]:
     """Raw authorization code flow with PKCE: headless sign-in, then POST /token."""
     verifier, challenge = _pkce()
     state = secrets.token_urlsafe(16)
-    url = server.endpoint("authorize") + "?" + urlencode({
-        "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-        "state": state, "code_challenge": challenge, "code_challenge_method": "S256",
-        "scope": "mcp", "resource": server.mcp_url,
-    })
+    url = (
+        server.endpoint("authorize")
+        + "?"
+        + urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT_URI,
+                "state": state,
+                "code_challenge": challenge,
+                "code_challenge_method": "S256",
+                "scope": "mcp",
+                "resource": server.mcp_url,
+            }
+        )
+    )
     with HeadlessUserAgent() as agent:
         answer = await agent.authorize_async(url, server.username, server.password)
     assert answer.code, f"authorization failed: {answer.location}"
     assert answer.state == state and answer.iss == server.issuer
-    r = await http.post(server.endpoint("token"), data={
-        "grant_type": "authorization_code", "code": answer.code, "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier, "client_id": client_id, "resource": server.mcp_url,
-    })
+    r = await http.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "authorization_code",
+            "code": answer.code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "client_id": client_id,
+            "resource": server.mcp_url,
+        },
+    )
     assert r.status_code == 200, f"POST /token (authorization_code) -> {r.status_code} {r.text}"
     tokens: dict[str, Any] = r.json()
     assert tokens.get("access_token") and tokens.get("refresh_token"), tokens
     return tokens
 
 
-async def _refresh(http: httpx.AsyncClient, server: AuthgateServer, client_id: str,
-                   refresh_token: str) -> httpx.Response:
-    return await http.post(server.endpoint("token"), data={
-        "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id,
-        "resource": server.mcp_url,
-    })
+async def _refresh(
+    http: httpx.AsyncClient, server: AuthgateServer, client_id: str, refresh_token: str
+) -> httpx.Response:
+    return await http.post(
+        server.endpoint("token"),
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
+            "client_id": client_id,
+            "resource": server.mcp_url,
+        },
+    )
 
 
-async def _whoami_with_token(server: AuthgateServer, registration: dict[str, Any],
-                             tokens: dict[str, Any], mode_id: str) -> McpOutcome:
+async def _whoami_with_token(
+    server: AuthgateServer, registration: dict[str, Any], tokens: dict[str, Any], mode_id: str
+) -> McpOutcome:
     """The SDK client with a pre-seeded TokenStorage; any re-authorization fails the test."""
-    client_info = OAuthClientInformationFull.model_validate(
-        {k: v for k, v in registration.items() if k != "issuer"})
+    client_info = OAuthClientInformationFull.model_validate({k: v for k, v in registration.items() if k != "issuer"})
     storage = MemoryTokenStorage(OAuthToken.model_validate(tokens), client_info)
     provider = OAuthClientProvider(
-        server.mcp_url, _client_metadata("none", "sdk-e2e durable client"), storage,
-        redirect_handler=_refuse_redirect, callback_handler=_refuse_callback,
+        server.mcp_url,
+        _client_metadata("none", "sdk-e2e durable client"),
+        storage,
+        redirect_handler=_refuse_redirect,
+        callback_handler=_refuse_callback,
     )
     return await connect_and_whoami(server, provider, MODES[mode_id][0])
 

@@ -29,12 +29,20 @@ WRONG = "not-the-password"
 
 
 def authorization_url(base: str) -> str:
-    r = httpx.post(f"{base}/register", json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
-                   timeout=10)
+    r = httpx.post(
+        f"{base}/register", json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}, timeout=10
+    )
     assert r.status_code == 201, r.text
-    query = httpx.QueryParams({"response_type": "code", "client_id": r.json()["client_id"], "redirect_uri": CALLBACK,
-                               "state": "s", "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-                               "code_challenge_method": "S256"})
+    query = httpx.QueryParams(
+        {
+            "response_type": "code",
+            "client_id": r.json()["client_id"],
+            "redirect_uri": CALLBACK,
+            "state": "s",
+            "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            "code_challenge_method": "S256",
+        }
+    )
     return f"{base}/authorize?{query}"
 
 
@@ -47,8 +55,9 @@ def login_form(base: str) -> Iterator[tuple[HeadlessUserAgent, Form]]:
         yield agent, page.login_form
 
 
-def attempt(agent: HeadlessUserAgent, form: Form, username: str, password: str,
-            address: str | None = None) -> httpx.Response:
+def attempt(
+    agent: HeadlessUserAgent, form: Form, username: str, password: str, address: str | None = None
+) -> httpx.Response:
     headers = {"X-Forwarded-For": address} if address else {}
     return agent.http.post(form.action, data=form.values(username=username, password=password), headers=headers)
 
@@ -63,10 +72,18 @@ def assert_retry_after(r: httpx.Response) -> None:
 
 def test_password_checks_wait_in_worker_threads_while_the_server_answers(tmp_path: Path) -> None:
     port = find_free_port()
-    app = authgate.protect(Starlette(), public_url=f"http://127.0.0.1:{port}", data_dir=tmp_path / "data",
-                           max_concurrent_password_checks=2, log_level="warning")
-    with serve_asgi_in_thread(app, port, lifespan="on") as base, login_form(base) as (agent, form), \
-            ThreadPoolExecutor(3) as pool:
+    app = authgate.protect(
+        Starlette(),
+        public_url=f"http://127.0.0.1:{port}",
+        data_dir=tmp_path / "data",
+        max_concurrent_password_checks=2,
+        log_level="warning",
+    )
+    with (
+        serve_asgi_in_thread(app, port, lifespan="on") as base,
+        login_form(base) as (agent, form),
+        ThreadPoolExecutor(3) as pool,
+    ):
         assert app.runtime is not None
         checks = app.runtime.auth.password_checks
         cookies = dict(agent.cookies)
@@ -126,12 +143,16 @@ def test_no_pair_gets_more_checks_than_its_limit_while_sqlite_is_locked(
 def test_the_owner_signs_in_from_a_known_address_while_an_attack_is_limited(
     authgate_factory: Callable[..., AuthgateServer],
 ) -> None:
-    server = authgate_factory(AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE="5", AUTHGATE_LOGIN_ATTEMPTS_PER_ACCOUNT="10",
-                              AUTHGATE_REGISTRATIONS_PER_MINUTE="4")
+    server = authgate_factory(
+        AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE="5",
+        AUTHGATE_LOGIN_ATTEMPTS_PER_ACCOUNT="10",
+        AUTHGATE_REGISTRATIONS_PER_MINUTE="4",
+    )
     home = "198.51.100.7"
     with HeadlessUserAgent(headers={"X-Forwarded-For": home}) as owner:  # signs in once: a known address
-        assert isinstance(owner.authorize(authorization_url(server.url), server.username, server.password),
-                          AuthorizationResponse)
+        assert isinstance(
+            owner.authorize(authorization_url(server.url), server.username, server.password), AuthorizationResponse
+        )
 
     with login_form(server.url) as (agent, form):
         # 200 addresses in one /64 count as one address: five checks, then 429s
@@ -155,8 +176,10 @@ def test_the_owner_signs_in_from_a_known_address_while_an_attack_is_limited(
 
     # and /register's 429 carries Retry-After too (the token endpoint has no 429)
     body = {"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}
-    registrations = [httpx.post(server.endpoint("register"), json=body, headers={"X-Forwarded-For": "203.0.113.9"},
-                                timeout=10) for _ in range(5)]
+    registrations = [
+        httpx.post(server.endpoint("register"), json=body, headers={"X-Forwarded-For": "203.0.113.9"}, timeout=10)
+        for _ in range(5)
+    ]
     assert [r.status_code for r in registrations] == [201] * 4 + [429]
     assert_retry_after(registrations[-1])
     assert registrations[-1].json()["error"] == "slow_down"
@@ -168,9 +191,12 @@ def test_with_forwarded_header_forwarded_only_rfc_7239_names_the_address(
     # (X-Forwarded-For, the default, is what the tests above send; unit: tests/unit/test_forwarded.py)
     server = authgate_factory(AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE="1", AUTHGATE_FORWARDED_HEADER="forwarded")
     with login_form(server.url) as (agent, form):
+
         def status(header: str, value: str) -> int:
-            return agent.http.post(form.action, data=form.values(username="dave", password=WRONG),
-                                   headers={header: value}).status_code
+            return agent.http.post(
+                form.action, data=form.values(username="dave", password=WRONG), headers={header: value}
+            ).status_code
+
         # each address in Forwarded is its own source: one attempt each passes the limit of 1
         assert [status("Forwarded", f'for="[2001:db8:{i}::1]:4711"') for i in (1, 2, 3)] == [401, 401, 401]
         # X-Forwarded-For is not believed then: all these are 127.0.0.1, one source

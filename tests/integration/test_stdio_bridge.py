@@ -36,6 +36,7 @@ from stdio_support import (
     start_stdio_gate,
     tool_view,
 )
+
 from support import requirements as req
 
 MODES = {"legacy": ("legacy", "2025-11-25"), "2026-07-28": ("auto", "2026-07-28")}
@@ -104,18 +105,25 @@ async def test_demo_server_through_the_bridge_matches_direct(demo_gate: Authgate
 @pytest.mark.node
 @pytest.mark.requirement(req.MCP_2025_11_25_SERVER_REQUESTS_OVER_SSE)
 @pytest.mark.parametrize("mode_id", list(MODES))
-async def test_server_everything_through_the_bridge_matches_direct(everything_gate: AuthgateServer,
-                                                                   mode_id: str) -> None:
+async def test_server_everything_through_the_bridge_matches_direct(
+    everything_gate: AuthgateServer, mode_id: str
+) -> None:
     token, _ = machine_token(everything_gate)
     direct_cb, gate_cb = Callbacks(), Callbacks()
 
     async def session(client: Any, cb: Callbacks) -> dict[str, Any]:
         tools = tool_view(await client.list_tools())
-        long_run = await client.call_tool("trigger-long-running-operation", {"duration": 1, "steps": 2},
-                                          progress_callback=cb.on_progress)
+        long_run = await client.call_tool(
+            "trigger-long-running-operation", {"duration": 1, "steps": 2}, progress_callback=cb.on_progress
+        )
         sampled = await client.call_tool("trigger-sampling-request", {"prompt": "hi", "maxTokens": 10})
-        return {"tools": tools, "echo": outcome(await client.call_tool("echo", {"message": "hi"})),
-                "long": outcome(long_run), "sample": outcome(sampled), "progress": [p[0] for p in cb.progress]}
+        return {
+            "tools": tools,
+            "echo": outcome(await client.call_tool("echo", {"message": "hi"})),
+            "long": outcome(long_run),
+            "sample": outcome(sampled),
+            "progress": [p[0] for p in cb.progress],
+        }
 
     with anyio.fail_after(CALL_TIMEOUT):
         async with direct_client(EVERYTHING_COMMAND, direct_cb) as direct:

@@ -32,6 +32,7 @@ from stdio_support import (
     start_stdio_gate,
     wait_gone,
 )
+
 from support import requirements as req
 
 
@@ -47,8 +48,11 @@ def _modern(server: AuthgateServer, token: str, body: dict[str, Any]) -> httpx.R
 
 
 def _delete(server: AuthgateServer, token: str, session: str) -> httpx.Response:
-    return httpx.delete(server.mcp_url, timeout=10, headers={
-        "Authorization": f"Bearer {token}", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"})
+    return httpx.delete(
+        server.mcp_url,
+        timeout=10,
+        headers={"Authorization": f"Bearer {token}", "Mcp-Session-Id": session, "MCP-Protocol-Version": "2025-11-25"},
+    )
 
 
 # -- crash -------------------------------------------------------------------------------------
@@ -131,12 +135,18 @@ def test_stateless_children_and_request_states_are_per_caller(gate: AuthgateServ
     ask = modern_request("tools/call", {"name": "ask", "arguments": {"question": "Name?"}})
     first = _modern(gate, alice, ask).json()["result"]
     assert first["resultType"] == "input_required"
-    (key, request), = first["inputRequests"].items()
+    ((key, request),) = first["inputRequests"].items()
     assert request["method"] == "elicitation/create" and request["params"]["message"] == "Name?"
-    retry = modern_request("tools/call", {"name": "ask", "arguments": {"question": "Name?"},
-                                          "requestState": first["requestState"],
-                                          "inputResponses": {key: {"action": "accept", "content": {"answer": "al"}}}},
-                           request_id=2)
+    retry = modern_request(
+        "tools/call",
+        {
+            "name": "ask",
+            "arguments": {"question": "Name?"},
+            "requestState": first["requestState"],
+            "inputResponses": {key: {"action": "accept", "content": {"answer": "al"}}},
+        },
+        request_id=2,
+    )
     stolen = _modern(gate, bob, retry)
     assert stolen.status_code == 400 and stolen.json()["error"]["code"] == -32602
     done = last_message(_modern(gate, alice, retry))
@@ -161,8 +171,7 @@ def test_delete_ends_the_session_and_its_child(gate: AuthgateServer) -> None:
 
 @pytest.mark.requirement(req.MCP_2026_07_28_CLOSED_STREAM_CANCELS)
 @pytest.mark.parametrize("era", ["legacy", "2026-07-28"])
-def test_closing_the_stream_cancels_the_request_at_the_child(gate: AuthgateServer, tmp_path: Path,
-                                                            era: str) -> None:
+def test_closing_the_stream_cancels_the_request_at_the_child(gate: AuthgateServer, tmp_path: Path, era: str) -> None:
     token, _ = machine_token(gate)
     marker = tmp_path / "cancelled"
     params = {"name": "slow", "arguments": {"seconds": 60, "marker": str(marker)}, "_meta": {"progressToken": "p1"}}
@@ -190,8 +199,9 @@ def test_shutdown_stops_every_child(tmp_path: Path) -> None:
     try:
         token, _ = machine_token(server)
         legacy_pid = pid_of(last_message(legacy_call(server, token, legacy_session(server, token), "pid", {})))
-        stateless_pid = pid_of(last_message(_modern(server, token, modern_request(
-            "tools/call", {"name": "pid", "arguments": {}}))))
+        stateless_pid = pid_of(
+            last_message(_modern(server, token, modern_request("tools/call", {"name": "pid", "arguments": {}})))
+        )
     finally:
         server.kill(signal.SIGTERM)
     assert wait_gone(legacy_pid) and wait_gone(stateless_pid)
@@ -209,8 +219,12 @@ def test_an_open_stream_does_not_hold_a_stop_up(tmp_path: Path) -> None:
         token, _ = machine_token(server)
         session = legacy_session(server, token)
         pid = pid_of(last_message(legacy_call(server, token, session, "pid", {})))
-        headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session,
-                   "MCP-Protocol-Version": "2025-11-25", "Accept": "text/event-stream"}
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Mcp-Session-Id": session,
+            "MCP-Protocol-Version": "2025-11-25",
+            "Accept": "text/event-stream",
+        }
 
         def listen() -> None:
             try:
@@ -249,7 +263,9 @@ def test_stateless_wire_rules(gate: AuthgateServer) -> None:
 
     body = modern_request("tools/list")
     listed = last_message(_modern(gate, token, body))["result"]
-    assert listed["resultType"] == "complete" and listed["ttlMs"] == 0 and "echo" in {t["name"] for t in listed["tools"]}
+    assert (
+        listed["resultType"] == "complete" and listed["ttlMs"] == 0 and "echo" in {t["name"] for t in listed["tools"]}
+    )
     wrong = httpx.post(gate.mcp_url, json=body, timeout=10, headers={**modern_headers(token, body), "Mcp-Method": "x"})
     assert wrong.status_code == 400 and wrong.json()["error"]["code"] == -32020
     headers = modern_headers(token, body)

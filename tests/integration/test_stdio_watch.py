@@ -29,6 +29,7 @@ from stdio_support import (
     modern_request,
     start_stdio_gate,
 )
+
 from support import requirements as req
 
 WATCH_COMMAND = (sys.executable, str(HERE / "stdio_servers" / "watch_server.py"))
@@ -41,8 +42,9 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
     server.stop()
 
 
-def _call(gate: AuthgateServer, token: str, tool: str, arguments: dict[str, Any], request_id: int = 1,
-          **params: str) -> httpx.Response:
+def _call(
+    gate: AuthgateServer, token: str, tool: str, arguments: dict[str, Any], request_id: int = 1, **params: str
+) -> httpx.Response:
     body = modern_request("tools/call", {"name": tool, "arguments": arguments}, request_id)
     headers = {**modern_headers(token, body), **{f"Mcp-Param-{k}": v for k, v in params.items()}}
     return httpx.post(gate.mcp_url, headers=headers, json=body, timeout=CALL_TIMEOUT)
@@ -57,9 +59,11 @@ def test_mismatched_param_headers_never_reach_the_server(gate: AuthgateServer) -
     """A caller that never listed the tools: the bridge listed them when it started the child."""
     token, _ = machine_token(gate)
     arguments = {"region": "us-west1", "priority": 3, "query": "q"}
-    for params, says in [({"Priority": "3"}, "Mcp-Param-Region header is missing"),
-                         ({"Region": "eu-west1", "Priority": "3"}, "does not match"),
-                         ({"Region": "=?base64?%%%?=", "Priority": "3"}, "malformed")]:
+    for params, says in [
+        ({"Priority": "3"}, "Mcp-Param-Region header is missing"),
+        ({"Region": "eu-west1", "Priority": "3"}, "does not match"),
+        ({"Region": "=?base64?%%%?=", "Priority": "3"}, "malformed"),
+    ]:
         refused = _call(gate, token, "route", arguments, 7, **params)
         assert refused.status_code == 400, refused.text
         error = refused.json()
@@ -95,8 +99,9 @@ async def test_sdk_listen_gets_the_honored_subset_and_the_changes(gate: Authgate
     token, _ = machine_token(gate)
     with anyio.fail_after(CALL_TIMEOUT):
         async with http_client(gate, token, "auto", Callbacks()) as client:
-            async with client.listen(tools_list_changed=True, prompts_list_changed=True,
-                                     resource_subscriptions=["memo://a"]) as sub:
+            async with client.listen(
+                tools_list_changed=True, prompts_list_changed=True, resource_subscriptions=["memo://a"]
+            ) as sub:
                 assert sub.honored.tools_list_changed is True and sub.honored.prompts_list_changed is None
                 assert sub.honored.resource_subscriptions == ["memo://a"]
                 await client.call_tool("announce", {})  # prompts/list_changed: requested, not supported
@@ -131,19 +136,25 @@ async def test_a_crash_ends_the_sdk_subscription(gate: AuthgateServer) -> None:
 def test_raw_listen_stream_is_tagged_and_per_caller(gate: AuthgateServer) -> None:
     (alice, _), (bob, _) = machine_token(gate), machine_token(gate)
     body = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, 41)
-    json_only = httpx.post(gate.mcp_url, json=body, timeout=10,
-                           headers={**modern_headers(alice, body), "Accept": "application/json"})
+    json_only = httpx.post(
+        gate.mcp_url, json=body, timeout=10, headers={**modern_headers(alice, body), "Accept": "application/json"}
+    )
     assert json_only.status_code == 406
-    with httpx.stream("POST", gate.mcp_url, headers=modern_headers(alice, body), json=body,
-                      timeout=CALL_TIMEOUT) as alices, \
-            httpx.stream("POST", gate.mcp_url, headers=modern_headers(bob, body), json=body,
-                         timeout=CALL_TIMEOUT) as bobs:
+    with (
+        httpx.stream(
+            "POST", gate.mcp_url, headers=modern_headers(alice, body), json=body, timeout=CALL_TIMEOUT
+        ) as alices,
+        httpx.stream("POST", gate.mcp_url, headers=modern_headers(bob, body), json=body, timeout=CALL_TIMEOUT) as bobs,
+    ):
         alice_events, bob_events = _events(alices), _events(bobs)
         assert next(alice_events)["method"] == "notifications/subscriptions/acknowledged"
         assert next(bob_events)["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == 41
         assert _result(_call(gate, bob, "later", {"delay": 0.1})) == "scheduled"
-        assert next(bob_events) == {"jsonrpc": "2.0", "method": "notifications/tools/list_changed",
-                                    "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": 41}}}
+        assert next(bob_events) == {
+            "jsonrpc": "2.0",
+            "method": "notifications/tools/list_changed",
+            "params": {"_meta": {"io.modelcontextprotocol/subscriptionId": 41}},
+        }
         assert _result(_call(gate, alice, "add_tool", {})) == "added"
         assert next(alice_events)["method"] == "notifications/tools/list_changed"
         assert _result(_call(gate, bob, "later", {"delay": 0.1})) == "scheduled"

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from authgate_server import AuthgateServer
 from headless import AuthorizationResponse, HeadlessUserAgent, Page
+
 from support import requirements as req
 
 CALLBACK = "http://127.0.0.1:53711/cb"
@@ -32,10 +33,15 @@ TOOL_SCOPES = {"list_knowledge_bases": ["mcp:tools"], "whoami": ["admin"]}
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    srv = AuthgateServer(tmp_path_factory.mktemp("user-scopes"), extra_env={
-        "AUTHGATE_SCOPES": '["mcp:tools"]', "AUTHGATE_USER_ROLE_SCOPES": json.dumps(ROLE_SCOPES),
-        "AUTHGATE_TOOL_SCOPES": json.dumps(TOOL_SCOPES),
-        "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"})
+    srv = AuthgateServer(
+        tmp_path_factory.mktemp("user-scopes"),
+        extra_env={
+            "AUTHGATE_SCOPES": '["mcp:tools"]',
+            "AUTHGATE_USER_ROLE_SCOPES": json.dumps(ROLE_SCOPES),
+            "AUTHGATE_TOOL_SCOPES": json.dumps(TOOL_SCOPES),
+            "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000",
+        },
+    )
     srv.add_user()  # alice, the first user: admin
     srv.start()
     yield srv
@@ -55,28 +61,50 @@ class Flow:
 
     def __init__(self, server: AuthgateServer, scope: str) -> None:
         self.server = server
-        r = httpx.post(server.endpoint("register"), json={"redirect_uris": [CALLBACK],
-                                                          "token_endpoint_auth_method": "none"})
+        r = httpx.post(
+            server.endpoint("register"), json={"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}
+        )
         assert r.status_code == 201, r.text
         self.client_id = r.json()["client_id"]
         self.verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(self.verifier.encode()).digest()).rstrip(b"=").decode()
-        self.url = server.endpoint("authorize") + "?" + urlencode({
-            "response_type": "code", "client_id": self.client_id, "redirect_uri": CALLBACK, "state": "st",
-            "code_challenge": challenge, "code_challenge_method": "S256", "scope": scope,
-            "resource": server.mcp_url})
+        self.url = (
+            server.endpoint("authorize")
+            + "?"
+            + urlencode(
+                {
+                    "response_type": "code",
+                    "client_id": self.client_id,
+                    "redirect_uri": CALLBACK,
+                    "state": "st",
+                    "code_challenge": challenge,
+                    "code_challenge_method": "S256",
+                    "scope": scope,
+                    "resource": server.mcp_url,
+                }
+            )
+        )
 
     def redeem(self, code: str | None) -> dict[str, Any]:
         assert code
-        r = httpx.post(self.server.endpoint("token"), data={
-            "grant_type": "authorization_code", "code": code, "code_verifier": self.verifier,
-            "redirect_uri": CALLBACK, "client_id": self.client_id})
+        r = httpx.post(
+            self.server.endpoint("token"),
+            data={
+                "grant_type": "authorization_code",
+                "code": code,
+                "code_verifier": self.verifier,
+                "redirect_uri": CALLBACK,
+                "client_id": self.client_id,
+            },
+        )
         assert r.status_code == 200, r.text
         return dict(r.json())
 
     def refresh(self, refresh_token: str) -> httpx.Response:
-        return httpx.post(self.server.endpoint("token"), data={
-            "grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id})
+        return httpx.post(
+            self.server.endpoint("token"),
+            data={"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": self.client_id},
+        )
 
 
 def sign_in_to_consent(agent: HeadlessUserAgent, flow: Flow, username: str, password: str) -> Page:
@@ -89,16 +117,33 @@ def sign_in_to_consent(agent: HeadlessUserAgent, flow: Flow, username: str, pass
 
 def call_tool(server: AuthgateServer, token: str, name: str) -> httpx.Response:
     """initialize, initialized, then tools/call `name`: the answer to the call."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-               "Content-Type": "application/json"}
-    init = httpx.post(server.mcp_url, headers=headers, json={
-        "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    init = httpx.post(
+        server.mcp_url,
+        headers=headers,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
     assert init.status_code == 200, init.text
     headers |= {"Mcp-Session-Id": init.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
     httpx.post(server.mcp_url, headers=headers, json={"jsonrpc": "2.0", "method": "notifications/initialized"})
-    return httpx.post(server.mcp_url, headers=headers, json={
-        "jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}})
+    return httpx.post(
+        server.mcp_url,
+        headers=headers,
+        json={"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": name, "arguments": {}}},
+    )
 
 
 def _scopes_listed(page: Page) -> str:
@@ -156,8 +201,9 @@ def test_taking_a_role_away_narrows_the_next_refresh(server: AuthgateServer) -> 
     assert any(line.startswith("alice\t") and line.endswith("\tadmin") for line in listed.splitlines())
 
 
-def _signed_in_with_tokens(server: AuthgateServer, agent: HeadlessUserAgent, name: str,
-                           password: str) -> tuple[Flow, dict[str, Any]]:
+def _signed_in_with_tokens(
+    server: AuthgateServer, agent: HeadlessUserAgent, name: str, password: str
+) -> tuple[Flow, dict[str, Any]]:
     flow = Flow(server, "mcp:tools")
     tokens = flow.redeem(agent.authorize(flow.url, name, password).code)
     again = agent.open(flow.url)  # the sign-in cookie works: no login page, consent remembered

@@ -17,7 +17,6 @@ from starlette.applications import Starlette
 from authgate.kb.indexer import Indexer
 from authgate.kb.store import KnowledgeStore
 
-
 # A corpus where each question has exactly one right document.
 CORPUS: dict[str, str] = {
     "handbook/vacation.md": """\
@@ -105,8 +104,9 @@ def store(tmp_path: Path) -> KnowledgeStore:
 @pytest.fixture
 def company(store: KnowledgeStore, corpus: Path) -> KnowledgeStore:
     """`store` with knowledge base `company` = handbook/ + engineering/, indexed."""
-    store.add_knowledge_base("company", [corpus / "handbook", corpus / "engineering"],
-                             description="company docs", now=time.time())
+    store.add_knowledge_base(
+        "company", [corpus / "handbook", corpus / "engineering"], description="company docs", now=time.time()
+    )
     Indexer(store).reindex("company")
     return store
 

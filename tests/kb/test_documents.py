@@ -8,7 +8,7 @@ from authgate.kb.documents import parse_document, split_front_matter
 def test_yaml_front_matter_scalars_and_lists_become_metadata() -> None:
     text = (
         "---\n"
-        "title: \"Quoted: title\"\n"
+        'title: "Quoted: title"\n'
         "tags: [alpha, 'beta', 3]\n"
         "draft: false\n"
         "weight: 2.5\n"
@@ -22,8 +22,14 @@ def test_yaml_front_matter_scalars_and_lists_become_metadata() -> None:
         "# Heading\n\nBody.\n"
     )
     meta, body = split_front_matter(text)
-    assert meta == {"title": "Quoted: title", "tags": ["alpha", "beta", 3], "draft": False,
-                    "weight": 2.5, "authors": ["ann", "bo"], "nested": None}
+    assert meta == {
+        "title": "Quoted: title",
+        "tags": ["alpha", "beta", 3],
+        "draft": False,
+        "weight": 2.5,
+        "authors": ["ann", "bo"],
+        "nested": None,
+    }
     assert body == "# Heading\n\nBody.\n"
 
 
@@ -47,10 +53,12 @@ def test_title_comes_from_front_matter_then_first_heading_then_file_name() -> No
 
 
 def test_html_keeps_visible_text_headings_and_metadata() -> None:
-    html = (b"<html><head><title>Page title</title><meta name='description' content='About it'>"
-            b"<meta name='viewport' content='width=device-width'><style>p {}</style></head>"
-            b"<body><script>alert('no')</script><h2>Section &amp; more</h2><p>First <b>bold</b> para.</p>"
-            b"<ul><li>one</li><li>two</li></ul></body></html>")
+    html = (
+        b"<html><head><title>Page title</title><meta name='description' content='About it'>"
+        b"<meta name='viewport' content='width=device-width'><style>p {}</style></head>"
+        b"<body><script>alert('no')</script><h2>Section &amp; more</h2><p>First <b>bold</b> para.</p>"
+        b"<ul><li>one</li><li>two</li></ul></body></html>"
+    )
     doc = parse_document("page.html", html)
     assert doc.title == "Page title"
     assert doc.file_type == "html"

@@ -29,7 +29,9 @@ def test_sqlite_has_fts5() -> None:
 def test_indexing_reads_every_supported_file_and_records_counts(company: KnowledgeStore) -> None:
     kb = company.get_knowledge_base("company")
     assert [(ds.ds_id, ds.document_count, ds.status) for ds in kb.data_sources] == [
-        ("engineering", 2, "ok"), ("handbook", 3, "ok")]
+        ("engineering", 2, "ok"),
+        ("handbook", 3, "ok"),
+    ]
     assert kb.document_count == 5
     assert kb.chunk_count >= 7  # sections become passages
     assert kb.indexed_at is not None
@@ -76,19 +78,22 @@ def test_top_k_limits_results(company: KnowledgeStore) -> None:
     assert len(search(company, "policy days deploy laptop", top_k=2)) == 2
 
 
-@pytest.mark.parametrize(("filters", "expected"), [
-    ({"category": "hr"}, {"vacation.md"}),
-    ({"category": "HR"}, {"vacation.md"}),  # case-insensitive
-    ({"tags": "policy"}, {"vacation.md", "expenses.md"}),  # a list value matches any item
-    ({"tags": "policy", "year": 2023}, {"expenses.md"}),  # all filters must hold
-    ({"year": "2024"}, {"vacation.md"}),  # 2024 == "2024"
-    ({"file_type": "html"}, {"oncall.html"}),
-    ({"category": "nope"}, set()),
-])
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ({"category": "hr"}, {"vacation.md"}),
+        ({"category": "HR"}, {"vacation.md"}),  # case-insensitive
+        ({"tags": "policy"}, {"vacation.md", "expenses.md"}),  # a list value matches any item
+        ({"tags": "policy", "year": 2023}, {"expenses.md"}),  # all filters must hold
+        ({"year": "2024"}, {"vacation.md"}),  # 2024 == "2024"
+        ({"file_type": "html"}, {"oncall.html"}),
+        ({"category": "nope"}, set()),
+    ],
+)
 def test_metadata_filters_keep_only_matching_documents(
-        company: KnowledgeStore, filters: dict[str, object], expected: set[str]) -> None:
-    found = search(company, "policy days receipts paged deploys laptop engineer", top_k=50,
-                   metadata_filters=filters)
+    company: KnowledgeStore, filters: dict[str, object], expected: set[str]
+) -> None:
+    found = search(company, "policy days receipts paged deploys laptop engineer", top_k=50, metadata_filters=filters)
     assert set(found) == expected
 
 
@@ -110,11 +115,30 @@ def test_an_unknown_knowledge_base_is_refused_with_the_known_ones(company: Knowl
         company.search(SearchRequest("nope", "days"))
 
 
-@pytest.mark.parametrize("hostile", [
-    '"', '"unbalanced quote', "vacation AND", "AND OR NOT", "NEAR(vacation days, 2)", "vaca*", "*",
-    "(days", "days)", "title:vacation", "^days", "col:(x OR y)", "a - b + c", "'; DROP TABLE documents; --",
-    "ü ß 日本語", "{days}", "days\x00", "-vacation", "vacation NOT days",
-])
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        '"',
+        '"unbalanced quote',
+        "vacation AND",
+        "AND OR NOT",
+        "NEAR(vacation days, 2)",
+        "vaca*",
+        "*",
+        "(days",
+        "days)",
+        "title:vacation",
+        "^days",
+        "col:(x OR y)",
+        "a - b + c",
+        "'; DROP TABLE documents; --",
+        "ü ß 日本語",
+        "{days}",
+        "days\x00",
+        "-vacation",
+        "vacation NOT days",
+    ],
+)
 def test_fts_syntax_in_queries_is_never_an_error(company: KnowledgeStore, hostile: str) -> None:
     try:
         company.search(SearchRequest("company", hostile))
@@ -178,7 +202,8 @@ def test_a_missing_folder_keeps_its_passages_and_is_reported(company: KnowledgeS
 
 
 def test_an_oversized_file_is_skipped_and_leaves_the_index(
-        company: KnowledgeStore, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    company: KnowledgeStore, corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import authgate.kb.indexer as indexer
 
     monkeypatch.setattr(indexer, "MAX_FILE_BYTES", 100)
@@ -218,7 +243,8 @@ def test_knowledge_base_names_are_checked(store: KnowledgeStore, name: str, tmp_
 
 
 def test_the_sample_corpus_is_registered_only_when_there_is_no_knowledge_base(
-        store: KnowledgeStore, tmp_path: Path) -> None:
+    store: KnowledgeStore, tmp_path: Path
+) -> None:
     kb = ensure_sample(store, time.time())
     assert kb is not None and kb.kb_id == SAMPLE_KB and kb.builtin
     assert kb.data_sources[0].path == SAMPLE_DIR

@@ -17,8 +17,17 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_add_list_reindex_remove(tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = ["--data-dir", str(tmp_path / "data")]
-    code, out, _ = run(capsys, "kb", "add", "company", str(corpus / "handbook"), str(corpus / "engineering"),
-                       "--description", "company docs", *data)
+    code, out, _ = run(
+        capsys,
+        "kb",
+        "add",
+        "company",
+        str(corpus / "handbook"),
+        str(corpus / "engineering"),
+        "--description",
+        "company docs",
+        *data,
+    )
     assert code == 0
     assert "knowledge base company: engineering, handbook" in out
     assert "company: 5 added, 0 updated, 0 removed, 0 unchanged" in out
@@ -39,7 +48,8 @@ def test_add_list_reindex_remove(tmp_path: Path, corpus: Path, capsys: pytest.Ca
 
 
 def test_data_dir_comes_from_the_environment(
-        tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, corpus: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "env-data"))
     assert run(capsys, "kb", "add", "hb", str(corpus / "handbook"), "--no-index")[0] == 0
     code, out, _ = run(capsys, "kb", "list")
@@ -55,14 +65,18 @@ def test_reindex_reports_a_missing_folder(tmp_path: Path, corpus: Path, capsys: 
     assert code == 1 and "missing folders: engineering" in out
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["kb", "add", "bad name", "."], "is not a valid id"),
-    (["kb", "add", "x", "/definitely/not/here"], "is not a folder"),
-    (["kb", "reindex", "nope"], "unknown knowledge base 'nope'"),
-    (["kb", "remove", "nope"], "unknown knowledge base 'nope'"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["kb", "add", "bad name", "."], "is not a valid id"),
+        (["kb", "add", "x", "/definitely/not/here"], "is not a folder"),
+        (["kb", "reindex", "nope"], "unknown knowledge base 'nope'"),
+        (["kb", "remove", "nope"], "unknown knowledge base 'nope'"),
+    ],
+)
 def test_mistakes_get_a_message_not_a_traceback(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
     code, _, err = run(capsys, *argv, "--data-dir", str(tmp_path / "data"))
     assert code == 1
     assert message in err and "Traceback" not in err

@@ -21,28 +21,52 @@ from stdio_support import machine_token
 from authgate.kb.indexer import Indexer
 from authgate.kb.store import KnowledgeStore
 
-HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json",
-           "MCP-Protocol-Version": "2025-06-18"}
+HEADERS = {
+    "Accept": "application/json, text/event-stream",
+    "Content-Type": "application/json",
+    "MCP-Protocol-Version": "2025-06-18",
+}
 
 
 def _session(server: AuthgateServer, token: str) -> dict[str, str]:
     """Headers of an initialized MCP session of a caller holding `token`."""
     headers = {**HEADERS, "Authorization": f"Bearer {token}"}
-    init = httpx.post(server.mcp_url, headers=headers, timeout=30, json={
-        "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+    init = httpx.post(
+        server.mcp_url,
+        headers=headers,
+        timeout=30,
+        json={
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+    )
     assert init.status_code == 200, init.text
     headers["Mcp-Session-Id"] = init.headers["mcp-session-id"]
-    httpx.post(server.mcp_url, headers=headers, timeout=30,
-               json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+    httpx.post(
+        server.mcp_url, headers=headers, timeout=30, json={"jsonrpc": "2.0", "method": "notifications/initialized"}
+    )
     return headers
 
 
 def _query(server: AuthgateServer, headers: dict[str, str], words: str) -> list[str]:
     """The paths `query_knowledge_base` returns for `words` in the `notes` knowledge base."""
-    r = httpx.post(server.mcp_url, timeout=30, headers=headers, json={
-        "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-            "name": "query_knowledge_base", "arguments": {"knowledge_base_id": "notes", "query": words}}})
+    r = httpx.post(
+        server.mcp_url,
+        timeout=30,
+        headers=headers,
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "query_knowledge_base", "arguments": {"knowledge_base_id": "notes", "query": words}},
+        },
+    )
     assert r.status_code == 200, r.text
     lines = [line[5:] for line in r.text.splitlines() if line.startswith("data:")] or [r.text]
     result: dict[str, Any] = json.loads(lines[-1])["result"]
@@ -80,8 +104,13 @@ def test_links_and_the_data_dir_are_never_served(server: AuthgateServer, tmp_pat
 
     done = server.cli("kb", "add", "notes", str(notes))
     assert done.returncode == 0, done.stderr
-    for line in ("key.md: symbolic link", "private.md: symbolic link", "linked/: symbolic link",
-                 "hard.md: hard link", "key-hard.txt: hard link"):
+    for line in (
+        "key.md: symbolic link",
+        "private.md: symbolic link",
+        "linked/: symbolic link",
+        "hard.md: hard link",
+        "key-hard.txt: hard link",
+    ):
         assert f"skipped {line}" in done.stdout, done.stdout
     assert "notes: 2 added" in done.stdout, done.stdout
 

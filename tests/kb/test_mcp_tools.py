@@ -19,10 +19,10 @@ from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp_types import CallToolResult, TextContent
 from starlette.applications import Starlette
-from support import requirements as req
 
 from authgate.kb.server import build_app
 from authgate.kb.store import KnowledgeStore
+from support import requirements as req
 
 CALL_TIMEOUT = 60.0
 KB_TOOLS = {"list_knowledge_bases", "list_data_sources", "query_knowledge_base"}
@@ -45,15 +45,17 @@ def company_dir(tmp_path: Path, corpus: Path) -> Path:
     data = tmp_path / "data"
     store = KnowledgeStore(data / "kb.sqlite3")
     store.open()
-    store.add_knowledge_base("company", [corpus / "handbook", corpus / "engineering"],
-                             description="company docs", now=time.time())
+    store.add_knowledge_base(
+        "company", [corpus / "handbook", corpus / "engineering"], description="company docs", now=time.time()
+    )
     return data  # not indexed yet: the server's start-up pass does it
 
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.requirement(req.MCP_2025_11_25_TOOLS_OUTPUT_SCHEMA)
 async def test_tools_are_listed_with_schemas_and_answer_over_http(
-        company_dir: Path, serve_app: Callable[[Starlette], str], mode: str) -> None:
+    company_dir: Path, serve_app: Callable[[Starlette], str], mode: str
+) -> None:
     client_mode, version = MODES[mode]
     base = serve_app(build_app(company_dir, reindex_interval=None))
     with anyio.fail_after(CALL_TIMEOUT):
@@ -69,7 +71,8 @@ async def test_tools_are_listed_with_schemas_and_answer_over_http(
             query_schema = tools["query_knowledge_base"].input_schema
             assert query_schema["required"] == ["knowledge_base_id", "query"]
             assert {"top_k", "data_source_ids", "metadata_filters", "include_metadata"} <= set(
-                query_schema["properties"])
+                query_schema["properties"]
+            )
 
             listed = structured(await client.call_tool("list_knowledge_bases", {}))
             jsonschema.validate(listed, tools["list_knowledge_bases"].output_schema)
@@ -81,8 +84,12 @@ async def test_tools_are_listed_with_schemas_and_answer_over_http(
             assert [s["data_source_id"] for s in sources["data_sources"]] == ["engineering", "handbook"]
             assert all(not s["name"].startswith("/") for s in sources["data_sources"])
 
-            found = structured(await client.call_tool("query_knowledge_base", {
-                "knowledge_base_id": "company", "query": "how many vacation days", "top_k": 3}))
+            found = structured(
+                await client.call_tool(
+                    "query_knowledge_base",
+                    {"knowledge_base_id": "company", "query": "how many vacation days", "top_k": 3},
+                )
+            )
             jsonschema.validate(found, tools["query_knowledge_base"].output_schema)
             top = found["results"][0]
             assert top["rank"] == 1 and top["score"] > 0
@@ -92,31 +99,45 @@ async def test_tools_are_listed_with_schemas_and_answer_over_http(
 
 
 async def test_query_filters_and_metadata_switch_through_the_tool(
-        company_dir: Path, serve_app: Callable[[Starlette], str]) -> None:
+    company_dir: Path, serve_app: Callable[[Starlette], str]
+) -> None:
     base = serve_app(build_app(company_dir, reindex_interval=None))
     with anyio.fail_after(CALL_TIMEOUT):
         async with Client(f"{base}/mcp", mode="legacy") as client:
             query = {"knowledge_base_id": "company", "query": "policy days paged", "top_k": 10}
-            by_meta = structured(await client.call_tool("query_knowledge_base", {
-                **query, "metadata_filters": {"tags": "policy", "year": 2023}}))
+            by_meta = structured(
+                await client.call_tool(
+                    "query_knowledge_base", {**query, "metadata_filters": {"tags": "policy", "year": 2023}}
+                )
+            )
             assert {r["source"]["path"] for r in by_meta["results"]} == {"expenses.md"}
-            by_source = structured(await client.call_tool("query_knowledge_base", {
-                **query, "data_source_ids": ["engineering"], "include_metadata": False}))
+            by_source = structured(
+                await client.call_tool(
+                    "query_knowledge_base", {**query, "data_source_ids": ["engineering"], "include_metadata": False}
+                )
+            )
             assert {r["source"]["path"] for r in by_source["results"]} == {"oncall.html"}
             assert all(r["metadata"] is None for r in by_source["results"])
 
 
-@pytest.mark.parametrize(("arguments", "message"), [
-    ({"knowledge_base_id": "nope", "query": "days"}, "unknown knowledge base 'nope'; the knowledge bases are: company"),
-    ({"knowledge_base_id": "company", "query": "   "}, "query is empty"),
-    ({"knowledge_base_id": "company", "query": "?!"}, "no searchable words"),
-    ({"knowledge_base_id": "company", "query": "days", "data_source_ids": ["wiki"]}, "no data source 'wiki'"),
-    ({"knowledge_base_id": "company", "query": "days", "top_k": 0}, "top_k"),
-    ({"knowledge_base_id": "company"}, "query"),
-])
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            {"knowledge_base_id": "nope", "query": "days"},
+            "unknown knowledge base 'nope'; the knowledge bases are: company",
+        ),
+        ({"knowledge_base_id": "company", "query": "   "}, "query is empty"),
+        ({"knowledge_base_id": "company", "query": "?!"}, "no searchable words"),
+        ({"knowledge_base_id": "company", "query": "days", "data_source_ids": ["wiki"]}, "no data source 'wiki'"),
+        ({"knowledge_base_id": "company", "query": "days", "top_k": 0}, "top_k"),
+        ({"knowledge_base_id": "company"}, "query"),
+    ],
+)
 @pytest.mark.requirement(req.MCP_2025_11_25_TOOLS_IS_ERROR)
 async def test_bad_calls_get_clear_tool_errors(
-        company_dir: Path, serve_app: Callable[[Starlette], str], arguments: dict[str, Any], message: str) -> None:
+    company_dir: Path, serve_app: Callable[[Starlette], str], arguments: dict[str, Any], message: str
+) -> None:
     base = serve_app(build_app(company_dir, reindex_interval=None))
     with anyio.fail_after(CALL_TIMEOUT):
         async with Client(f"{base}/mcp", mode="legacy") as client:
@@ -128,7 +149,8 @@ async def test_bad_calls_get_clear_tool_errors(
 
 
 async def test_zero_configuration_serves_the_sample_corpus_and_whoami(
-        tmp_path: Path, serve_app: Callable[[Starlette], str]) -> None:
+    tmp_path: Path, serve_app: Callable[[Starlette], str]
+) -> None:
     started = time.monotonic()
     base = serve_app(build_app(tmp_path / "fresh", reindex_interval=None))
     assert time.monotonic() - started < 10, "start-up must not wait for indexing"
@@ -136,8 +158,12 @@ async def test_zero_configuration_serves_the_sample_corpus_and_whoami(
         async with Client(f"{base}/mcp", mode="auto") as client:
             listed = structured(await client.call_tool("list_knowledge_bases", {}))
             assert [kb["knowledge_base_id"] for kb in listed["knowledge_bases"]] == ["authgate-docs"]
-            found = structured(await client.call_tool("query_knowledge_base", {
-                "knowledge_base_id": "authgate-docs", "query": "Claude Code authenticate", "top_k": 1}))
+            found = structured(
+                await client.call_tool(
+                    "query_knowledge_base",
+                    {"knowledge_base_id": "authgate-docs", "query": "Claude Code authenticate", "top_k": 1},
+                )
+            )
             assert found["results"][0]["source"]["path"] == "connecting-claude.md"
             whoami = await client.call_tool("whoami", {})
             assert not whoami.is_error
@@ -152,12 +178,16 @@ async def test_the_stdio_server_answers_the_sdk_stdio_client(tmp_path: Path, cor
     cli = [sys.executable, "-m", "authgate", "kb", "add", "company", str(corpus / "handbook")]
     proc = await anyio.run_process(cli, env={**os.environ, **env}, check=False)
     assert proc.returncode == 0, proc.stderr.decode()
-    params = StdioServerParameters(command=sys.executable, args=["-m", "authgate", "kb", "serve", "--stdio"],
-                                   env=env, cwd=str(tmp_path))
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "authgate", "kb", "serve", "--stdio"], env=env, cwd=str(tmp_path)
+    )
     with anyio.fail_after(CALL_TIMEOUT):
         async with Client(params, mode="legacy") as client:
             listed = structured(await client.call_tool("list_knowledge_bases", {}))
             assert [kb["knowledge_base_id"] for kb in listed["knowledge_bases"]] == ["company"]
-            found = structured(await client.call_tool("query_knowledge_base", {
-                "knowledge_base_id": "company", "query": "laptop encrypt"}))
+            found = structured(
+                await client.call_tool(
+                    "query_knowledge_base", {"knowledge_base_id": "company", "query": "laptop encrypt"}
+                )
+            )
             assert found["results"][0]["source"]["path"] == "security.txt"

@@ -38,7 +38,8 @@ async def test_changes_on_disk_are_picked_up_in_the_background(tmp_path: Path, c
 
 
 async def test_start_up_does_not_wait_for_indexing_and_shutdown_stops_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "many"
     folder.mkdir()
     for i in range(200):

@@ -17,8 +17,14 @@ TOOLS = [{"name": n, "inputSchema": {"type": "object"}} for n in ("search", "wri
 
 
 def identity(*scopes: str, client_id: str = "client-1") -> Identity:
-    return Identity(subject="sub-1", client_id=client_id, scopes=scopes, audience=("http://testserver/mcp",),
-                    expires_at=2**40, username="alice")
+    return Identity(
+        subject="sub-1",
+        client_id=client_id,
+        scopes=scopes,
+        audience=("http://testserver/mcp",),
+        expires_at=2**40,
+        username="alice",
+    )
 
 
 class Verifier:
@@ -55,8 +61,13 @@ class McpApp:
         if self.sse:
             events = [b'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}\n\n']
             events += [b"event: message\nid: 7\ndata: " + json.dumps(a).encode() + b"\n\n" for a in answers]
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-type", b"text/event-stream"), *headers]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"text/event-stream"), *headers],
+                }
+            )
             for event in events:  # in two pieces each, to cut events across chunks
                 await send({"type": "http.response.body", "body": event[:20], "more_body": True})
                 await send({"type": "http.response.body", "body": event[20:], "more_body": True})
@@ -67,15 +78,27 @@ class McpApp:
             await send({"type": "http.response.body", "body": b""})
             return
         payload = json.dumps(answers if isinstance(decoded, list) else answers[0]).encode()
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()), *headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                    *headers,
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": payload})
 
     @staticmethod
     def _answer(message: dict[str, Any]) -> dict[str, Any]:
         if message["method"] == "tools/list":
-            return {"jsonrpc": "2.0", "id": message["id"], "result": {"tools": TOOLS, "ttlMs": 60000,
-                                                                      "cacheScope": "public"}}
+            return {
+                "jsonrpc": "2.0",
+                "id": message["id"],
+                "result": {"tools": TOOLS, "ttlMs": 60000, "cacheScope": "public"},
+            }
         return {"jsonrpc": "2.0", "id": message["id"], "result": {"content": [], "isError": False}}
 
 
@@ -92,6 +115,7 @@ class MemoryAuditStore:
             raise StoreError("database is locked")
         self.events.extend(events)
 
-    async def list_audit_events(self, *, since: float | None = None, subject: str | None = None,
-                                target: str | None = None, limit: int = 100) -> list[AuditEvent]:
+    async def list_audit_events(
+        self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
         return self.events[-limit:]

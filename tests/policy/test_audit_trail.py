@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,9 +22,17 @@ NOW = 1_800_000_000.0
 
 
 def event(i: int, **kw: object) -> AuditEvent:
-    values: dict[str, object] = {"at": NOW + i, "method": "tools/call", "decision": "allowed", "target": f"t{i % 3}",
-                                 "subject": f"s{i % 2}", "username": f"user{i % 2}", "status": 200,
-                                 "latency_ms": 1.5, **kw}
+    values: dict[str, object] = {
+        "at": NOW + i,
+        "method": "tools/call",
+        "decision": "allowed",
+        "target": f"t{i % 3}",
+        "subject": f"s{i % 2}",
+        "username": f"user{i % 2}",
+        "status": 200,
+        "latency_ms": 1.5,
+        **kw,
+    }
     return AuditEvent(**values)  # type: ignore[arg-type]
 
 
@@ -96,7 +104,7 @@ def test_since_takes_durations_and_dates() -> None:
     assert parse_since("15m", now=NOW) == NOW - 900
     assert parse_since("2d", now=NOW) == NOW - 2 * 86400
     assert parse_since("2027-01-15T08:00:00Z") == parse_since("2027-01-15T08:00:00+00:00")
-    assert parse_since("2027-01-15") == datetime(2027, 1, 15, tzinfo=timezone.utc).timestamp()  # UTC by default
+    assert parse_since("2027-01-15") == datetime(2027, 1, 15, tzinfo=UTC).timestamp()  # UTC by default
     with pytest.raises(ConfigError):
         parse_since("yesterday")
 
@@ -105,8 +113,11 @@ async def _seed(path: Path) -> None:
     store = SqlStore(f"sqlite+aiosqlite:///{path}")
     await store.open()
     await SqlAuditStore(store).add_audit_events(
-        [event(1, decision="refused", reason="insufficient_scope: needs docs.write", status=None, latency_ms=None),
-         event(2)])
+        [
+            event(1, decision="refused", reason="insufficient_scope: needs docs.write", status=None, latency_ms=None),
+            event(2),
+        ]
+    )
     await store.close()
 
 

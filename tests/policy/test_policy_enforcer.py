@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 from fakes import McpApp, MemoryAuditStore, Verifier
-from support import requirements as req
 
 from authgate.audit.log import AuditLog
 from authgate.config.settings import load_settings
@@ -21,11 +20,16 @@ from authgate.guard.middleware import BearerGuard
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
 from authgate.policy.model import Policy
+from support import requirements as req
 
 PRM = "http://testserver/.well-known/oauth-protected-resource/mcp"
 HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-POLICY = {"scopes": ["search.read"], "tool_scopes": {"write": ["docs.write"], "delete": ["memory.delete"]},
-          "scope_implications": {"memory.delete": ["docs.write"]}, "tool_error_clients": []}
+POLICY = {
+    "scopes": ["search.read"],
+    "tool_scopes": {"write": ["docs.write"], "delete": ["memory.delete"]},
+    "scope_implications": {"memory.delete": ["docs.write"]},
+    "tool_error_clients": [],
+}
 
 Client = Callable[..., Any]
 
@@ -44,10 +48,16 @@ async def make(tmp_path: Path, audit_store: MemoryAuditStore) -> AsyncIterator[C
         policy = Policy.from_settings(settings)
         clients = ClientRecognizer(settings.tool_error_clients)
         logs.append(audit := AuditLog(audit_store))
-        enforcer = PolicyEnforcer(app, policy, resource_metadata=PRM, clients=clients, audit=audit,
-                                  audit_arguments=settings.audit_arguments)
-        guard = BearerGuard(enforcer, Verifier(), resource_metadata=PRM, scopes=tuple(settings.scopes),
-                            anonymous=AnonymousGate(policy, clients))
+        enforcer = PolicyEnforcer(
+            app, policy, resource_metadata=PRM, clients=clients, audit=audit, audit_arguments=settings.audit_arguments
+        )
+        guard = BearerGuard(
+            enforcer,
+            Verifier(),
+            resource_metadata=PRM,
+            scopes=tuple(settings.scopes),
+            anonymous=AnonymousGate(policy, clients),
+        )
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://testserver")
 
     yield build
@@ -56,8 +66,12 @@ async def make(tmp_path: Path, audit_store: MemoryAuditStore) -> AsyncIterator[C
 
 
 def call(name: str, rid: int = 1, **params: Any) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": rid, "method": "tools/call",
-            "params": {"name": name, "arguments": {"q": "secret text"}, **params}}
+    return {
+        "jsonrpc": "2.0",
+        "id": rid,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": {"q": "secret text"}, **params},
+    }
 
 
 def auth(*scopes: str) -> dict[str, str]:
@@ -70,6 +84,7 @@ def challenge_params(header: str) -> dict[str, str]:
 
 
 # -- calls ----------------------------------------------------------------------------------
+
 
 async def test_an_allowed_call_reaches_the_app_byte_for_byte(make: Client) -> None:
     app = McpApp()
@@ -117,10 +132,16 @@ async def test_a_batch_hiding_a_forbidden_call_behind_an_allowed_one_is_refused(
 async def test_mcp_name_naming_an_allowed_tool_while_the_body_calls_a_forbidden_one_is_refused(make: Client) -> None:
     app = McpApp()
     async with make(app) as http:
-        r = await http.post("/mcp", json=call("delete"),
-                            headers={**auth("search.read"), "Mcp-Method": "tools/call", "Mcp-Name": "search"})
-        r2 = await http.post("/mcp", json=call("search"),
-                             headers={**auth("search.read"), "Mcp-Method": "tools/list", "Mcp-Name": "search"})
+        r = await http.post(
+            "/mcp",
+            json=call("delete"),
+            headers={**auth("search.read"), "Mcp-Method": "tools/call", "Mcp-Name": "search"},
+        )
+        r2 = await http.post(
+            "/mcp",
+            json=call("search"),
+            headers={**auth("search.read"), "Mcp-Method": "tools/list", "Mcp-Name": "search"},
+        )
     assert r.status_code == 400 and r.json()["error"]["code"] == -32020
     assert r2.status_code == 400 and r2.json()["error"]["code"] == -32020
     assert app.seen == []
@@ -166,8 +187,11 @@ async def test_a_utf8_bom_body_is_judged_like_any_other(make: Client) -> None:
 
 async def test_a_call_naming_no_tool_is_refused(make: Client) -> None:
     async with make(McpApp()) as http:
-        r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["write"]},
-                            headers=auth("search.read"))
+        r = await http.post(
+            "/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["write"]},
+            headers=auth("search.read"),
+        )
     assert r.status_code == 400
 
 
@@ -180,10 +204,13 @@ async def test_a_body_that_is_not_json_rpc_goes_to_the_app(make: Client) -> None
 
 # -- the tool-error form (ChatGPT) --------------------------------------------------------------
 
+
 @pytest.mark.requirement(req.OPENAI_APPS_WWW_AUTHENTICATE_META)
 async def test_a_chatgpt_client_gets_a_tool_error_carrying_the_challenge(make: Client) -> None:
-    meta = {"io.modelcontextprotocol/clientInfo": {"name": "openai-mcp", "version": "1.0.0"},
-            "io.modelcontextprotocol/protocolVersion": "2026-07-28"}
+    meta = {
+        "io.modelcontextprotocol/clientInfo": {"name": "openai-mcp", "version": "1.0.0"},
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    }
     async with make(McpApp(), tool_error_clients=["openai-mcp"]) as http:
         r = await http.post("/mcp", json=call("write", _meta=meta), headers=auth("search.read"))
         batch = await http.post("/mcp", json=[call("write", _meta=meta)], headers=auth("search.read"))
@@ -196,8 +223,12 @@ async def test_a_chatgpt_client_gets_a_tool_error_carrying_the_challenge(make: C
 
 
 async def test_a_session_remembers_its_client_from_initialize(make: Client) -> None:
-    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "openai-mcp"}}}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "openai-mcp"}},
+    }
     async with make(McpApp(session_id="s-1"), tool_error_clients=["openai-mcp"]) as http:
         await http.post("/mcp", json=init, headers=auth("search.read"))
         same = await http.post("/mcp", json=call("write"), headers={**auth("search.read"), "Mcp-Session-Id": "s-1"})
@@ -207,6 +238,7 @@ async def test_a_session_remembers_its_client_from_initialize(make: Client) -> N
 
 
 # -- anonymous operations ---------------------------------------------------------------------
+
 
 async def test_named_operations_run_without_a_token_and_the_rest_get_401(make: Client) -> None:
     app = McpApp()
@@ -223,8 +255,9 @@ async def test_named_operations_run_without_a_token_and_the_rest_get_401(make: C
 
 async def test_without_anonymous_operations_nothing_passes_without_a_token(make: Client) -> None:
     async with make(McpApp()) as http:
-        r = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}},
-                            headers=HEADERS)
+        r = await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}, headers=HEADERS
+        )
     assert r.status_code == 401
 
 
@@ -239,6 +272,7 @@ async def test_chatgpt_without_a_token_gets_the_sign_in_tool_error(make: Client)
 
 
 # -- lists ------------------------------------------------------------------------------------
+
 
 def tools_list(rid: int = 5, **meta: Any) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": {"_meta": meta} if meta else {}}
@@ -277,8 +311,11 @@ async def test_tools_list_marks_everything_in_mark_mode(make: Client) -> None:
 @pytest.mark.requirement(req.MCP_2026_07_28_CACHE_SCOPE_PRIVATE)
 async def test_a_filtered_list_is_private_for_2026_07_28_clients(make: Client) -> None:
     async with make(McpApp()) as http:
-        r = await http.post("/mcp", json=tools_list(**{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}),
-                            headers={**auth("search.read"), "MCP-Protocol-Version": "2026-07-28"})
+        r = await http.post(
+            "/mcp",
+            json=tools_list(**{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}),
+            headers={**auth("search.read"), "MCP-Protocol-Version": "2026-07-28"},
+        )
     assert r.json()["result"]["cacheScope"] == "private"
     assert r.json()["result"]["ttlMs"] == 60000
 
@@ -301,6 +338,7 @@ async def test_a_batch_list_answer_is_rewritten_element_by_element(make: Client)
 
 # -- audit ------------------------------------------------------------------------------------
 
+
 async def settled(store: MemoryAuditStore, count: int) -> list[Any]:
     """The store's events once `count` have arrived (the writer runs off the request path)."""
     for _ in range(200):
@@ -311,18 +349,24 @@ async def settled(store: MemoryAuditStore, count: int) -> list[Any]:
 
 
 async def test_refusals_and_allowed_calls_are_audited_without_tokens_or_arguments(
-        make: Client, audit_store: MemoryAuditStore) -> None:
+    make: Client, audit_store: MemoryAuditStore
+) -> None:
     async with make(McpApp()) as http:
         await http.post("/mcp", json=call("write"), headers=auth("search.read"))
         refused_first = list(audit_store.events)  # committed before the 403 was sent
         await http.post("/mcp", json=call("search"), headers=auth("search.read"))
-        await http.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"},
-                        headers=auth("search.read"))
+        await http.post(
+            "/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=auth("search.read")
+        )
         events = await settled(audit_store, 2)
     assert [e.decision for e in refused_first] == ["refused"]
     refused, allowed = events  # the notification is no operation: not audited
     assert (refused.target, refused.subject, refused.username, refused.client_id) == (
-        "write", "sub-1", "alice", "client-1")
+        "write",
+        "sub-1",
+        "alice",
+        "client-1",
+    )
     assert refused.reason == "insufficient_scope: needs docs.write" and refused.status is None
     assert allowed.decision == "allowed" and allowed.target == "search"
     assert allowed.status == 200 and allowed.latency_ms is not None and allowed.latency_ms >= 0
@@ -337,7 +381,8 @@ async def test_arguments_are_recorded_only_when_asked(make: Client, audit_store:
 
 
 async def test_tools_the_policy_names_but_the_server_lacks_are_warned_about_once(
-        make: Client, caplog: pytest.LogCaptureFixture) -> None:
+    make: Client, caplog: pytest.LogCaptureFixture
+) -> None:
     rules = {"write": ["docs.write"], "delete": ["memory.delete"], "gone": ["x"]}
     async with make(McpApp(), tool_scopes=rules) as http:
         await http.post("/mcp", json=tools_list(), headers=auth("search.read"))

@@ -14,8 +14,12 @@ from authgate.policy.model import Operation, Policy, offered_scopes, published_s
 
 SEED = {  # seed 002: one permission per tool
     "scopes": ["search.read"],
-    "tool_scopes": {"codebase.search": ["search.read"], "docs.create": ["docs.write"],
-                    "local_memory_delete": ["memory.delete"], "admin.*": ["admin"]},
+    "tool_scopes": {
+        "codebase.search": ["search.read"],
+        "docs.create": ["docs.write"],
+        "local_memory_delete": ["memory.delete"],
+        "admin.*": ["admin"],
+    },
     "scope_implications": {"docs.write": ["search.read"]},
 }
 
@@ -25,8 +29,9 @@ def settings(tmp_path: Path, **overrides: Any) -> Any:
 
 
 def ident(*scopes: str, **claims: Any) -> Identity:
-    return Identity(subject="u1", client_id="c1", scopes=scopes, audience=("https://x/mcp",), expires_at=0,
-                    claims=claims)
+    return Identity(
+        subject="u1", client_id="c1", scopes=scopes, audience=("https://x/mcp",), expires_at=0, claims=claims
+    )
 
 
 def tool(name: str) -> Operation:
@@ -41,8 +46,9 @@ def test_a_tool_needs_its_own_scope_and_others_the_default(tmp_path: Path) -> No
 
 
 def test_exact_names_win_over_patterns_and_longer_patterns_over_shorter(tmp_path: Path) -> None:
-    policy = Policy.from_settings(settings(tmp_path, tool_scopes={"a.*": ["x"], "a.b*": ["y"], "a.bc": ["z"]},
-                                           scope_implications={}))
+    policy = Policy.from_settings(
+        settings(tmp_path, tool_scopes={"a.*": ["x"], "a.b*": ["y"], "a.bc": ["z"]}, scope_implications={})
+    )
     assert policy.requirement(tool("a.q")) == ("x",)
     assert policy.requirement(tool("a.bq")) == ("y",)
     assert policy.requirement(tool("a.bc")) == ("z",)
@@ -58,18 +64,22 @@ def test_read_token_is_refused_the_write_tool_with_the_missing_scope(tmp_path: P
 
 
 def test_implications_are_transitive(tmp_path: Path) -> None:
-    policy = Policy.from_settings(settings(tmp_path, scope_implications={
-        "memory.delete": ["docs.write"], "docs.write": ["search.read"]}))
+    policy = Policy.from_settings(
+        settings(tmp_path, scope_implications={"memory.delete": ["docs.write"], "docs.write": ["search.read"]})
+    )
     assert policy.decide(tool("codebase.search"), ident("memory.delete")).allowed
     assert not policy.decide(tool("local_memory_delete"), ident("docs.write")).allowed
 
 
-@pytest.mark.parametrize(("claim", "claims"), [
-    ("permissions", {"permissions": ["docs.write"]}),  # Auth0 RBAC: the values are scopes
-    ("realm_access.roles", {"realm_access": {"roles": ["docs.write", "other"]}}),  # Keycloak
-    ("scp", {"scp": "docs.write other"}),  # one space-separated string
-    ("https://example.com/roles", {"https://example.com/roles": ["docs.write"]}),  # Auth0 namespaced claim
-])
+@pytest.mark.parametrize(
+    ("claim", "claims"),
+    [
+        ("permissions", {"permissions": ["docs.write"]}),  # Auth0 RBAC: the values are scopes
+        ("realm_access.roles", {"realm_access": {"roles": ["docs.write", "other"]}}),  # Keycloak
+        ("scp", {"scp": "docs.write other"}),  # one space-separated string
+        ("https://example.com/roles", {"https://example.com/roles": ["docs.write"]}),  # Auth0 namespaced claim
+    ],
+)
 def test_roles_from_a_claim_path_grant_scopes(tmp_path: Path, claim: str, claims: dict[str, Any]) -> None:
     policy = Policy.from_settings(settings(tmp_path, role_claim=claim))
     assert policy.decide(tool("docs.create"), ident(**claims)).allowed
@@ -77,8 +87,9 @@ def test_roles_from_a_claim_path_grant_scopes(tmp_path: Path, claim: str, claims
 
 
 def test_role_scopes_map_roles_to_scopes(tmp_path: Path) -> None:
-    policy = Policy.from_settings(settings(tmp_path, role_claim="groups",
-                                           role_scopes={"editors": ["docs.write"], "admins": ["admin"]}))
+    policy = Policy.from_settings(
+        settings(tmp_path, role_claim="groups", role_scopes={"editors": ["docs.write"], "admins": ["admin"]})
+    )
     assert policy.effective(ident(groups=["editors"])) == {"docs.write", "search.read"}
     assert policy.decide(tool("admin.purge"), ident(groups=["admins"])).allowed
     assert not policy.decide(tool("docs.create"), ident(groups=["docs.write"])).allowed  # not a role
@@ -113,21 +124,25 @@ def test_unlocked_by_names_tools_a_scope_opens_through_implications(tmp_path: Pa
     assert policy.unlocked_by("memory.delete") == ["local_memory_delete"]
 
 
-@pytest.mark.parametrize(("overrides", "setting", "problem"), [
-    ({"tool_scopes": {"t": ["has space"]}}, "tool_scopes", "not a valid scope-token"),
-    ({"tool_scopes": {"t": ["offline_access"]}}, "tool_scopes", "offline_access"),
-    ({"tool_scopes": '{"t": "not json'}, "tool_scopes", ""),
-    ({"scope_implications": {"docs.write": ["docs.raed"]}}, "scope_implications", "check its spelling"),
-    ({"anonymous_operations": ["tools/call"]}, "anonymous_operations", "would open every tool"),
-    ({"anonymous_operations": ["tool:"]}, "anonymous_operations", "names no tool"),
-    ({"anonymous_operations": ["what is this"]}, "anonymous_operations", "neither"),
-    ({"role_scopes": {"editors": ["docs.write"]}}, "role_scopes", "needs role_claim"),
-    ({"role_claim": "a..b"}, "role_claim", "dotted claim path"),
-    ({"role_claim": "groups", "role_scopes": {"x": ["nope"]}}, "role_scopes", "check its spelling"),
-    ({"list_mode": "hide"}, "list_mode", ""),
-])
-def test_a_wrong_policy_setting_is_named_at_start(tmp_path: Path, overrides: dict[str, Any], setting: str,
-                                                 problem: str) -> None:
+@pytest.mark.parametrize(
+    ("overrides", "setting", "problem"),
+    [
+        ({"tool_scopes": {"t": ["has space"]}}, "tool_scopes", "not a valid scope-token"),
+        ({"tool_scopes": {"t": ["offline_access"]}}, "tool_scopes", "offline_access"),
+        ({"tool_scopes": '{"t": "not json'}, "tool_scopes", ""),
+        ({"scope_implications": {"docs.write": ["docs.raed"]}}, "scope_implications", "check its spelling"),
+        ({"anonymous_operations": ["tools/call"]}, "anonymous_operations", "would open every tool"),
+        ({"anonymous_operations": ["tool:"]}, "anonymous_operations", "names no tool"),
+        ({"anonymous_operations": ["what is this"]}, "anonymous_operations", "neither"),
+        ({"role_scopes": {"editors": ["docs.write"]}}, "role_scopes", "needs role_claim"),
+        ({"role_claim": "a..b"}, "role_claim", "dotted claim path"),
+        ({"role_claim": "groups", "role_scopes": {"x": ["nope"]}}, "role_scopes", "check its spelling"),
+        ({"list_mode": "hide"}, "list_mode", ""),
+    ],
+)
+def test_a_wrong_policy_setting_is_named_at_start(
+    tmp_path: Path, overrides: dict[str, Any], setting: str, problem: str
+) -> None:
     with pytest.raises(ConfigError) as caught:
         settings(tmp_path, **overrides)
     assert caught.value.setting == setting
@@ -141,7 +156,9 @@ def test_maps_come_from_json_text_on_the_command_line(tmp_path: Path) -> None:
 
 def test_maps_come_from_toml(tmp_path: Path) -> None:
     config = tmp_path / "authgate.toml"
-    config.write_text('scopes = ["search.read"]\nlist_mode = "mark"\nrole_claim = "permissions"\n'
-                      '[tool_scopes]\n"docs.create" = ["docs.write"]\n')
+    config.write_text(
+        'scopes = ["search.read"]\nlist_mode = "mark"\nrole_claim = "permissions"\n'
+        '[tool_scopes]\n"docs.create" = ["docs.write"]\n'
+    )
     s = load_settings(config, data_dir=tmp_path)
     assert s.tool_scopes == {"docs.create": ["docs.write"]} and s.list_mode == "mark"

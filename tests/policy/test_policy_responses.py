@@ -20,8 +20,13 @@ async def run(chunks: list[bytes], content_type: bytes, rewrites: dict[Any, Any]
         sent.append(message)
 
     tap = ResponseTap(send, rewrites)
-    await tap({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", content_type), (b"content-length", str(sum(map(len, chunks))).encode())]})
+    await tap(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", content_type), (b"content-length", str(sum(map(len, chunks))).encode())],
+        }
+    )
     for i, chunk in enumerate(chunks):
         await tap({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
     assert tap.status == 200 and tap.finished_at is not None
@@ -35,7 +40,7 @@ def body_of(sent: list[dict[str, Any]]) -> bytes:
 async def test_sse_events_cut_anywhere_and_crlf_lines_are_handled() -> None:
     response = json.dumps({"jsonrpc": "2.0", "id": "a", "result": {"tools": []}}).encode()
     stream = b": comment\r\n\r\nevent: message\r\ndata: " + response + b"\r\n\r\ndata: tail\r\n\r\n"
-    chunks = [stream[i:i + 7] for i in range(0, len(stream), 7)]
+    chunks = [stream[i : i + 7] for i in range(0, len(stream), 7)]
     sent = await run(chunks, b"text/event-stream; charset=utf-8", {"a": mark})
     start = sent[0]
     assert all(k != b"content-length" for k, _v in start["headers"])
@@ -51,8 +56,9 @@ async def test_a_data_field_over_several_lines_is_one_json_text() -> None:
 
 
 async def test_responses_to_other_ids_and_errors_are_left_alone() -> None:
-    payload = json.dumps([{"jsonrpc": "2.0", "id": 2, "result": {}},
-                          {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "x"}}]).encode()
+    payload = json.dumps(
+        [{"jsonrpc": "2.0", "id": 2, "result": {}}, {"jsonrpc": "2.0", "id": 1, "error": {"code": -1, "message": "x"}}]
+    ).encode()
     assert body_of(await run([payload], b"application/json", {1: mark})) == payload
 
 

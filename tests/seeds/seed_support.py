@@ -85,8 +85,7 @@ class SeedGate:
 
     def __init__(self, workdir: Path, *, extra_env: dict[str, str] | None = None) -> None:
         self.config_path = workdir / "authgate.toml"
-        self.server = AuthgateServer(workdir, extra_env=extra_env,
-                                     serve_args=("--config", str(self.config_path)))
+        self.server = AuthgateServer(workdir, extra_env=extra_env, serve_args=("--config", str(self.config_path)))
         # the page's public_url decides; the harness's env default would override the file
         del self.server.env["AUTHGATE_PUBLIC_URL"]
 
@@ -115,19 +114,24 @@ def run_playbook(block: str, subs: dict[str, str], env: dict[str, str], cwd: Pat
     for line in substitute(block, subs).splitlines():
         if EXPECT in line:
             command, expected = line.split(EXPECT, 1)
-            lines.append(f"out=$({command.strip()}) || {{ echo \"$out\"; exit 1; }}")
+            lines.append(f'out=$({command.strip()}) || {{ echo "$out"; exit 1; }}')
             lines.append('printf "%s\\n" "$out"')
-            lines.append(f"[[ \"$out\" == *{_bash_quote(expected.strip())}* ]] || "
-                         f"{{ echo 'expected: '{_bash_quote(expected.strip())} >&2; exit 1; }}")
+            lines.append(
+                f'[[ "$out" == *{_bash_quote(expected.strip())}* ]] || '
+                f"{{ echo 'expected: '{_bash_quote(expected.strip())} >&2; exit 1; }}"
+            )
         else:
             lines.append(line)
     script = "\n".join(lines) + "\n"
     run_env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
     run_env.update(env)
     run_env["PATH"] = f"{VENV_BIN}{os.pathsep}{run_env.get('PATH', '')}"
-    done = subprocess.run(["bash", "-c", script], env=run_env, cwd=cwd, capture_output=True, text=True,
-                          timeout=PLAYBOOK_TIMEOUT)
-    assert done.returncode == 0, f"playbook failed ({done.returncode})\n{script}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    done = subprocess.run(
+        ["bash", "-c", script], env=run_env, cwd=cwd, capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT
+    )
+    assert done.returncode == 0, (
+        f"playbook failed ({done.returncode})\n{script}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    )
     return done.stdout
 
 
@@ -138,23 +142,29 @@ def _bash_quote(text: str) -> str:
 # -- clients ---------------------------------------------------------------------------------
 
 
-async def sdk_sign_in_and_call(mcp_url: str, account: str, tool: str, arguments: dict[str, Any],
-                               seen: list[tuple[str, str, int]]) -> tuple[list[str], CallToolResult, MemoryTokenStorage]:
+async def sdk_sign_in_and_call(
+    mcp_url: str, account: str, tool: str, arguments: dict[str, Any], seen: list[tuple[str, str, int]]
+) -> tuple[list[str], CallToolResult, MemoryTokenStorage]:
     """The `mcp` SDK client connects to authgate, registers and signs in at the IdP (as
     `account`), lists the tools and calls `tool`. Returns the tool names, the result, the storage."""
     browser, storage = IdpBrowser(account), MemoryTokenStorage()
-    metadata = OAuthClientMetadata(client_name="seed page test", redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-                                   token_endpoint_auth_method="none",
-                                   grant_types=["authorization_code", "refresh_token"])
-    provider = OAuthClientProvider(mcp_url, metadata, storage, redirect_handler=browser.redirect_handler,
-                                   callback_handler=browser.callback_handler)
+    metadata = OAuthClientMetadata(
+        client_name="seed page test",
+        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
+        token_endpoint_auth_method="none",
+        grant_types=["authorization_code", "refresh_token"],
+    )
+    provider = OAuthClientProvider(
+        mcp_url, metadata, storage, redirect_handler=browser.redirect_handler, callback_handler=browser.callback_handler
+    )
 
     async def log(response: httpx2.Response) -> None:
         seen.append((response.request.method, str(response.request.url), response.status_code))
 
     try:
-        async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0),
-                                      event_hooks={"response": [log]}) as http:
+        async with httpx2.AsyncClient(
+            auth=provider, timeout=httpx2.Timeout(30.0), event_hooks={"response": [log]}
+        ) as http:
             with anyio.fail_after(FLOW_TIMEOUT):
                 async with Client(streamable_http_client(mcp_url, http_client=http)) as client:
                     tools = await client.list_tools()
@@ -179,17 +189,33 @@ def user_token(provider: OidcProvider, resource: str, account: str = "alice", sc
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     meta = provider.discovery()
-    query = {"client_id": WEBAPP_ID, "response_type": "code", "redirect_uri": WEBAPP_REDIRECT, "scope": scope,
-             "resource": resource, "state": secrets.token_urlsafe(8), "code_challenge": challenge,
-             "code_challenge_method": "S256"}
+    query = {
+        "client_id": WEBAPP_ID,
+        "response_type": "code",
+        "redirect_uri": WEBAPP_REDIRECT,
+        "scope": scope,
+        "resource": resource,
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     agent = IdpUserAgent(account)
     try:
         params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
     finally:
         agent.close()
     assert "code" in params, params
-    r = httpx.post(meta["token_endpoint"], auth=(WEBAPP_ID, WEBAPP_SECRET), timeout=10.0, data={
-        "grant_type": "authorization_code", "code": params["code"], "redirect_uri": WEBAPP_REDIRECT,
-        "code_verifier": verifier, "resource": resource})
+    r = httpx.post(
+        meta["token_endpoint"],
+        auth=(WEBAPP_ID, WEBAPP_SECRET),
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": WEBAPP_REDIRECT,
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+    )
     assert r.status_code == 200, r.text
     return str(r.json()["access_token"])

@@ -18,7 +18,15 @@ import httpx
 import httpx2
 import pytest
 from external_gate import serve_in_thread
-from idp_peers import CHECKER_ID, CHECKER_SECRET, OidcProvider, auth0_like, free_port, keycloak_like, require_oidc_provider
+from idp_peers import (
+    CHECKER_ID,
+    CHECKER_SECRET,
+    OidcProvider,
+    auth0_like,
+    free_port,
+    keycloak_like,
+    require_oidc_provider,
+)
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -79,7 +87,8 @@ async def test_seed_000_auth0_knowledge_base_page(tmp_path: Path, stack: list[ob
     workdir = gate.config_path.parent
     (workdir / "handbook").mkdir()
     (workdir / "handbook" / "leave.md").write_text(
-        "---\ncategory: hr\n---\n# Parental leave\n\nEvery parent gets sixteen weeks of paid parental leave.\n")
+        "---\ncategory: hr\n---\n# Parental leave\n\nEvery parent gets sixteen weeks of paid parental leave.\n"
+    )
     gate.config_path.write_text(page_toml := _toml(PAGE_000, subs))
     env = {"AUTHGATE_DATA_DIR": str(gate.server.data_dir)}
     run_playbook(page_block(PAGE_000, "bash", marker="seed-setup"), {AUTH0_ISSUER: provider.issuer}, env, workdir)
@@ -88,15 +97,23 @@ async def test_seed_000_auth0_knowledge_base_page(tmp_path: Path, stack: list[ob
     # A user signs in with an MCP client: DCR and PKCE at the IdP, then the knowledge base.
     seen: list[tuple[str, str, int]] = []
     tools, result, storage = await sdk_sign_in_and_call(
-        gate.mcp_url, "alice", "query_knowledge_base",
-        {"knowledge_base_id": "handbook", "query": "parental leave", "metadata_filters": {"category": "hr"}}, seen)
+        gate.mcp_url,
+        "alice",
+        "query_knowledge_base",
+        {"knowledge_base_id": "handbook", "query": "parental leave", "metadata_filters": {"category": "hr"}},
+        seen,
+    )
     assert {"list_knowledge_bases", "list_data_sources", "query_knowledge_base", "whoami"} <= set(tools)
     assert "sixteen weeks" in text_of(result)
     assert storage.client_info is not None
     assert [u for m, u, s in seen if m == "POST" and s == 201] == [provider.origin + "/oidc/register"]
 
-    run_playbook(page_block(PAGE_000, "bash", marker="seed-playbook"), subs,
-                 {"TOKEN": user_token(provider, gate.mcp_url)}, workdir)
+    run_playbook(
+        page_block(PAGE_000, "bash", marker="seed-playbook"),
+        subs,
+        {"TOKEN": user_token(provider, gate.mcp_url)},
+        workdir,
+    )
 
 
 # -- seed 001 ----------------------------------------------------------------------------------
@@ -120,16 +137,24 @@ async def test_seed_001_auth0_gateway_with_client_credentials_page(tmp_path: Pat
         gate.start(_toml(PAGE_001, subs))
 
         # The playbook, with the stand-in's client_credentials client as the M2M application.
-        run_playbook(page_block(PAGE_001, "bash", marker="seed-playbook"),
-                     {PUBLIC_URL: gate.url, AUTH0_ISSUER: provider.issuer},
-                     {"CLIENT_ID": CHECKER_ID, "CLIENT_SECRET": CHECKER_SECRET}, gate.config_path.parent)
+        run_playbook(
+            page_block(PAGE_001, "bash", marker="seed-playbook"),
+            {PUBLIC_URL: gate.url, AUTH0_ISSUER: provider.issuer},
+            {"CLIENT_ID": CHECKER_ID, "CLIENT_SECRET": CHECKER_SECRET},
+            gate.config_path.parent,
+        )
 
         # A machine: a client_credentials token from the IdP, a tool through the gateway.
         machine = _client_credentials(provider, gate.mcp_url)
         echoed = await _call_with_bearer(gate.mcp_url, machine, "echo", {"text": "from a machine"})
         assert text_of(echoed) == "from a machine"  # type: ignore[arg-type]
-        machine_headers = json.loads(text_of(await _call_with_bearer(  # type: ignore[arg-type]
-            gate.mcp_url, machine, "seen_headers", {})))
+        machine_headers = json.loads(
+            text_of(
+                await _call_with_bearer(  # type: ignore[arg-type]
+                    gate.mcp_url, machine, "seen_headers", {}
+                )
+            )
+        )
         assert machine_headers["x-authgate-subject"] == CHECKER_ID
         assert machine_headers["x-authgate-client-id"] == CHECKER_ID
 
@@ -160,8 +185,12 @@ async def test_seed_003_keycloak_page(tmp_path: Path, stack: list[object]) -> No
     subs = {PUBLIC_URL: gate.url, KEYCLOAK_ISSUER: provider.issuer}
     gate.start(_toml(PAGE_003, subs))
 
-    run_playbook(page_block(PAGE_003, "bash", marker="seed-playbook"), subs,
-                 {"CLIENT_ID": CHECKER_ID, "CLIENT_SECRET": CHECKER_SECRET}, gate.config_path.parent)
+    run_playbook(
+        page_block(PAGE_003, "bash", marker="seed-playbook"),
+        subs,
+        {"CLIENT_ID": CHECKER_ID, "CLIENT_SECRET": CHECKER_SECRET},
+        gate.config_path.parent,
+    )
 
     # A user through the realm: DCR at Keycloak's endpoint, whoami names the IdP's user.
     seen: list[tuple[str, str, int]] = []
@@ -170,16 +199,29 @@ async def test_seed_003_keycloak_page(tmp_path: Path, stack: list[object]) -> No
     assert who["authenticated"] is True and who["subject"] == "carol"
     assert storage.client_info is not None and who["client_id"] == storage.client_info.client_id
     assert [u for m, u, s in seen if m == "POST" and s == 201] == [
-        provider.issuer + "/clients-registrations/openid-connect"]
+        provider.issuer + "/clients-registrations/openid-connect"
+    ]
 
     with httpx.Client(timeout=10.0) as http:
+
         def post_mcp(token: str, request_id: str | None = None) -> httpx.Response:
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
             if request_id:
                 headers["X-Request-Id"] = request_id
-            return http.post(gate.mcp_url, headers=headers, json={
-                "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-                    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}})
+            return http.post(
+                gate.mcp_url,
+                headers=headers,
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {
+                        "protocolVersion": "2025-06-18",
+                        "capabilities": {},
+                        "clientInfo": {"name": "t", "version": "1"},
+                    },
+                },
+            )
 
         # A token for another resource is refused by audience.
         other = _client_credentials(provider, "http://127.0.0.1:1/other/mcp")
@@ -190,8 +232,18 @@ async def test_seed_003_keycloak_page(tmp_path: Path, stack: list[object]) -> No
         # The second configured audience (the seed's legacy client id) is accepted. The stand-in
         # issues audiences only from `resource`, so this token is signed here with the IdP's key.
         now = int(time.time())
-        legacy = provider.forge({"iss": provider.issuer, "sub": "svc", "aud": "mcp-legacy-client", "iat": now,
-                                 "exp": now + 300, "scope": "mcp", "azp": "mcp-legacy-client"}, typ="JWT")
+        legacy = provider.forge(
+            {
+                "iss": provider.issuer,
+                "sub": "svc",
+                "aud": "mcp-legacy-client",
+                "iat": now,
+                "exp": now + 300,
+                "scope": "mcp",
+                "azp": "mcp-legacy-client",
+            },
+            typ="JWT",
+        )
         accepted = post_mcp(legacy, request_id="seed003-legacy-aud")
         assert accepted.status_code == 200, accepted.text
         assert accepted.headers["x-request-id"] == "seed003-legacy-aud"

@@ -63,320 +63,375 @@ SPECS: dict[str, str] = {
 # -- OAuth 2.1 ---------------------------------------------------------------------------------
 OAUTH21_1_5_TLS = Requirement("OAuth 2.1", "§1.5", "HTTPS is required except on loopback")
 OAUTH21_4_1_1_PKCE_REQUIRED = Requirement(
-    "OAuth 2.1", "§4.1.1", "code_challenge is REQUIRED: an authorization request without PKCE is refused")
-OAUTH21_4_1_1_REDIRECT_URI_EXACT = Requirement(
-    "OAuth 2.1", "§4.1.1", "the redirect URI is compared by exact string")
+    "OAuth 2.1", "§4.1.1", "code_challenge is REQUIRED: an authorization request without PKCE is refused"
+)
+OAUTH21_4_1_1_REDIRECT_URI_EXACT = Requirement("OAuth 2.1", "§4.1.1", "the redirect URI is compared by exact string")
 OAUTH21_4_1_3_CODE_REPLAY_REVOKES = Requirement(
-    "OAuth 2.1", "§4.1.3", "a replayed code fails and revokes the tokens it issued")
-OAUTH21_4_3_1_REFRESH_ROTATES = Requirement(
-    "OAuth 2.1", "§4.3.1", "refresh tokens for public clients rotate")
+    "OAuth 2.1", "§4.1.3", "a replayed code fails and revokes the tokens it issued"
+)
+OAUTH21_4_3_1_REFRESH_ROTATES = Requirement("OAuth 2.1", "§4.3.1", "refresh tokens for public clients rotate")
 OAUTH21_4_3_1_KEEP_ROTATED_TOKEN = Requirement(
-    "OAuth 2.1", "§4.3.1", "reuse detection needs the rotated token, kept until it expires")
+    "OAuth 2.1", "§4.3.1", "reuse detection needs the rotated token, kept until it expires"
+)
 
 # -- RFC 6585 ----------------------------------------------------------------------------------
-RFC6585_5_HEADERS_TOO_LARGE = Requirement(
-    "RFC 6585", "§5", "request headers over the limit are 431, not read whole")
+RFC6585_5_HEADERS_TOO_LARGE = Requirement("RFC 6585", "§5", "request headers over the limit are 431, not read whole")
 
 # -- RFC 6749 ----------------------------------------------------------------------------------
 RFC6749_2_3_1_CLIENT_PASSWORD = Requirement(
-    "RFC 6749", "§2.3.1", "a client with a secret authenticates with it (client_secret_basic or _post)")
+    "RFC 6749", "§2.3.1", "a client with a secret authenticates with it (client_secret_basic or _post)"
+)
 RFC6749_3_3_GRANTED_SCOPE = Requirement(
-    "RFC 6749", "§3.3", "the token response's scope says what was granted when it differs")
+    "RFC 6749", "§3.3", "the token response's scope says what was granted when it differs"
+)
 RFC6749_4_1_2_CODE_SINGLE_USE = Requirement(
-    "RFC 6749", "§4.1.2", "an authorization code MUST NOT be used more than once")
+    "RFC 6749", "§4.1.2", "an authorization code MUST NOT be used more than once"
+)
 RFC6749_4_1_2_1_ACCESS_DENIED = Requirement(
-    "RFC 6749", "§4.1.2.1", "a refused user is an access_denied redirect to the client")
+    "RFC 6749", "§4.1.2.1", "a refused user is an access_denied redirect to the client"
+)
 RFC6749_4_1_2_1_INVALID_SCOPE = Requirement(
-    "RFC 6749", "§4.1.2.1", "invalid_scope, with state and iss, to the verified redirect URI")
+    "RFC 6749", "§4.1.2.1", "invalid_scope, with state and iss, to the verified redirect URI"
+)
 RFC6749_4_1_2_1_NO_REDIRECT_UNVERIFIED = Requirement(
-    "RFC 6749", "§4.1.2.1", "never redirect to an unverified redirect URI")
+    "RFC 6749", "§4.1.2.1", "never redirect to an unverified redirect URI"
+)
 RFC6749_4_1_2_1_ERROR_STATE = Requirement(
-    "RFC 6749", "§4.1.2.1", "an error redirect carries the request's state, and none when it sent none")
-RFC6749_5_2_JSON_ERRORS = Requirement(
-    "RFC 6749", "§5.2", "token and revocation errors are JSON (and RFC 7009 §2.2.1)")
-RFC6749_5_2_INVALID_GRANT = Requirement(
-    "RFC 6749", "§5.2", "a refresh token whose grant has ended is invalid_grant")
+    "RFC 6749", "§4.1.2.1", "an error redirect carries the request's state, and none when it sent none"
+)
+RFC6749_5_2_JSON_ERRORS = Requirement("RFC 6749", "§5.2", "token and revocation errors are JSON (and RFC 7009 §2.2.1)")
+RFC6749_5_2_INVALID_GRANT = Requirement("RFC 6749", "§5.2", "a refresh token whose grant has ended is invalid_grant")
 RFC6749_5_2_INVALID_CLIENT = Requirement(
-    "RFC 6749", "§5.2", "invalid_client is 401, with a Basic challenge when Basic was used")
+    "RFC 6749", "§5.2", "invalid_client is 401, with a Basic challenge when Basic was used"
+)
 RFC6749_5_2_UNAUTHORIZED_CLIENT = Requirement(
-    "RFC 6749", "§5.2", "unauthorized_client for a grant type the client may not use")
-RFC6749_6_REFRESH_SCOPE = Requirement(
-    "RFC 6749", "§6", "a refresh may narrow but never widen scope")
+    "RFC 6749", "§5.2", "unauthorized_client for a grant type the client may not use"
+)
+RFC6749_6_REFRESH_SCOPE = Requirement("RFC 6749", "§6", "a refresh may narrow but never widen scope")
 
 # -- RFC 6750 ----------------------------------------------------------------------------------
 RFC6750_3_1_INVALID_TOKEN = Requirement("RFC 6750", "§3.1", "an expired token is invalid_token")
 RFC6750_3_1_INSUFFICIENT_SCOPE = Requirement(
-    "RFC 6750", "§3.1", "a token without the scope a request needs is insufficient_scope")
+    "RFC 6750", "§3.1", "a token without the scope a request needs is insufficient_scope"
+)
 
 # -- RFC 7009 ----------------------------------------------------------------------------------
-RFC7009_2_1_REVOKE_GRANT = Requirement(
-    "RFC 7009", "§2.1", "revoking a refresh token revokes its grant")
+RFC7009_2_1_REVOKE_GRANT = Requirement("RFC 7009", "§2.1", "revoking a refresh token revokes its grant")
 
 # -- RFC 7517 ----------------------------------------------------------------------------------
 RFC7517_4_5_KID_REFETCH = Requirement(
-    "RFC 7517", "§4.5",
-    "an unknown kid refetches the JWKS (rate-limited), so a rotated key (RFC 8414 jwks_uri) is picked up")
+    "RFC 7517",
+    "§4.5",
+    "an unknown kid refetches the JWKS (rate-limited), so a rotated key (RFC 8414 jwks_uri) is picked up",
+)
 
 # -- RFC 7519 ----------------------------------------------------------------------------------
 RFC7519_2_NUMERIC_DATE = Requirement(
-    "RFC 7519", "§2", "a NumericDate is a JSON number; anything else is refused, not ignored")
+    "RFC 7519", "§2", "a NumericDate is a JSON number; anything else is refused, not ignored"
+)
 RFC7519_4_1_5_NBF = Requirement(
-    "RFC 7519", "§4.1.5", "the JWT MUST NOT be accepted before nbf, a NumericDate (any JSON number)")
+    "RFC 7519", "§4.1.5", "the JWT MUST NOT be accepted before nbf, a NumericDate (any JSON number)"
+)
 
 # -- RFC 7591 ----------------------------------------------------------------------------------
 RFC7591_2_REDIRECT_URIS = Requirement(
-    "RFC 7591", "§2", "redirect URIs are HTTPS or loopback, without a fragment (OAuth 2.1 §2.3.1)")
+    "RFC 7591", "§2", "redirect URIs are HTTPS or loopback, without a fragment (OAuth 2.1 §2.3.1)"
+)
 RFC7591_2_DEFAULT_AUTH_METHOD = Requirement(
-    "RFC 7591", "§2", "the default token_endpoint_auth_method is client_secret_basic")
-RFC7591_3_REGISTRATION = Requirement(
-    "RFC 7591", "§3", "clients register themselves at the registration endpoint")
+    "RFC 7591", "§2", "the default token_endpoint_auth_method is client_secret_basic"
+)
+RFC7591_3_REGISTRATION = Requirement("RFC 7591", "§3", "clients register themselves at the registration endpoint")
 RFC7591_3_2_1_CLIENT_INFORMATION = Requirement(
-    "RFC 7591", "§3.2.1",
-    "the registration response has the client_id, and client_secret_expires_at when a secret is issued")
+    "RFC 7591",
+    "§3.2.1",
+    "the registration response has the client_id, and client_secret_expires_at when a secret is issued",
+)
 RFC7591_3_2_2_INVALID_METADATA = Requirement(
-    "RFC 7591", "§3.2.2", "invalid_client_metadata for metadata the server refuses")
+    "RFC 7591", "§3.2.2", "invalid_client_metadata for metadata the server refuses"
+)
 
 # -- RFC 7592 ----------------------------------------------------------------------------------
 RFC7592_2_3_DELETE = Requirement("RFC 7592", "§2.3", "a client deletes its registration")
 
 # -- RFC 7636 ----------------------------------------------------------------------------------
 RFC7636_4_6_VERIFIER_MATCHES = Requirement(
-    "RFC 7636", "§4.6", "the code_verifier must match the challenge, else invalid_grant")
+    "RFC 7636", "§4.6", "the code_verifier must match the challenge, else invalid_grant"
+)
 RFC7636_B_S256_VECTOR = Requirement("RFC 7636", "Appendix B", "the S256 test vector")
 
 # -- RFC 7662 ----------------------------------------------------------------------------------
-RFC7662_2_INTROSPECTION = Requirement(
-    "RFC 7662", "§2", "opaque tokens are checked at the introspection endpoint")
+RFC7662_2_INTROSPECTION = Requirement("RFC 7662", "§2", "opaque tokens are checked at the introspection endpoint")
 
 # -- RFC 8252 ----------------------------------------------------------------------------------
-RFC8252_7_3_LOOPBACK_ANY_PORT = Requirement(
-    "RFC 8252", "§7.3", "loopback redirect URIs match on any port")
+RFC8252_7_3_LOOPBACK_ANY_PORT = Requirement("RFC 8252", "§7.3", "loopback redirect URIs match on any port")
 
 # -- RFC 8414 ----------------------------------------------------------------------------------
 RFC8414_2_METADATA_FIELDS = Requirement(
-    "RFC 8414", "§2", "the REQUIRED fields; S256 advertised (MCP); iss support (RFC 9207)")
-RFC8414_3_METADATA_DOCUMENT = Requirement(
-    "RFC 8414", "§3", "the metadata document is served at the well-known URI")
+    "RFC 8414", "§2", "the REQUIRED fields; S256 advertised (MCP); iss support (RFC 9207)"
+)
+RFC8414_3_METADATA_DOCUMENT = Requirement("RFC 8414", "§3", "the metadata document is served at the well-known URI")
 RFC8414_3_1_PATH_INSERTION = Requirement(
-    "RFC 8414", "§3.1", "the well-known URI is built by path insertion (and RFC 9728 §3.1)")
+    "RFC 8414", "§3.1", "the well-known URI is built by path insertion (and RFC 9728 §3.1)"
+)
 RFC8414_3_3_ISSUER_IDENTICAL = Requirement(
-    "RFC 8414", "§3.3", "the metadata's issuer is identical to the issuer it was fetched for")
+    "RFC 8414", "§3.3", "the metadata's issuer is identical to the issuer it was fetched for"
+)
 
 # -- RFC 8707 ----------------------------------------------------------------------------------
-RFC8707_2_AUDIENCE = Requirement(
-    "RFC 8707", "§2", "the token's audience is the resource it was requested for")
+RFC8707_2_AUDIENCE = Requirement("RFC 8707", "§2", "the token's audience is the resource it was requested for")
 RFC8707_2_INVALID_TARGET = Requirement(
-    "RFC 8707", "§2", "invalid_target for a resource this authorization server does not serve")
+    "RFC 8707", "§2", "invalid_target for a resource this authorization server does not serve"
+)
 
 # -- RFC 8725 ----------------------------------------------------------------------------------
 RFC8725_3_1_ALGORITHM_PINNED = Requirement(
-    "RFC 8725", "§3.1", "the algorithm is pinned: none, symmetric and unlisted algorithms are refused")
+    "RFC 8725", "§3.1", "the algorithm is pinned: none, symmetric and unlisted algorithms are refused"
+)
 
 # -- RFC 9068 ----------------------------------------------------------------------------------
-RFC9068_2_SHAPE = Requirement(
-    "RFC 9068", "§2", "issued access tokens are typ at+jwt with the required claims")
-RFC9068_2_1_TYP_AT_JWT = Requirement(
-    "RFC 9068", "§2.1", "an access token is typ at+jwt: an ID token is refused")
-RFC9068_4_AUD = Requirement(
-    "RFC 9068", "§4", "a token whose aud does not name this resource is refused (RFC 8707)")
+RFC9068_2_SHAPE = Requirement("RFC 9068", "§2", "issued access tokens are typ at+jwt with the required claims")
+RFC9068_2_1_TYP_AT_JWT = Requirement("RFC 9068", "§2.1", "an access token is typ at+jwt: an ID token is refused")
+RFC9068_4_AUD = Requirement("RFC 9068", "§4", "a token whose aud does not name this resource is refused (RFC 8707)")
 RFC9068_4_ISS = Requirement("RFC 9068", "§4", "a token from another issuer is refused")
 RFC9068_4_EXP = Requirement("RFC 9068", "§4", "an expired token is refused (with a small leeway)")
 RFC9068_EXTERNAL_IDP = Requirement(
-    "RFC 9068", "", "JWT access tokens from a second real IdP are validated and accepted")
+    "RFC 9068", "", "JWT access tokens from a second real IdP are validated and accepted"
+)
 
 # -- RFC 9207 ----------------------------------------------------------------------------------
-RFC9207_ISS = Requirement(
-    "RFC 9207", "§2", "the authorization response carries iss and the client checks it")
+RFC9207_ISS = Requirement("RFC 9207", "§2", "the authorization response carries iss and the client checks it")
 
 # -- RFC 9700 ----------------------------------------------------------------------------------
 RFC9700_4_1_3_REDIRECT_URI = Requirement(
-    "RFC 9700", "§4.1.3",
-    "a redirect URI is one exact, printable URI: no userinfo, control characters or whitespace (RFC 3986 §2)")
-RFC9700_4_14_2_ONE_SUCCESSOR = Requirement(
-    "RFC 9700", "§4.14.2", "a rotated refresh token is replaced by exactly one")
+    "RFC 9700",
+    "§4.1.3",
+    "a redirect URI is one exact, printable URI: no userinfo, control characters or whitespace (RFC 3986 §2)",
+)
+RFC9700_4_14_2_ONE_SUCCESSOR = Requirement("RFC 9700", "§4.14.2", "a rotated refresh token is replaced by exactly one")
 RFC9700_4_14_2_REUSE_REVOKES_FAMILY = Requirement(
-    "RFC 9700", "§4.14.2", "on refresh token reuse, revoke the whole family")
+    "RFC 9700", "§4.14.2", "on refresh token reuse, revoke the whole family"
+)
 RFC9700_4_14_2_USER_CHANGE_ENDS_TOKENS = Requirement(
-    "RFC 9700", "§4.14.2", "a password change or the user's removal ends their refresh tokens")
+    "RFC 9700", "§4.14.2", "a password change or the user's removal ends their refresh tokens"
+)
 
 # -- RFC 9728 ----------------------------------------------------------------------------------
-RFC9728_2_AUTHORIZATION_SERVERS = Requirement(
-    "RFC 9728", "§2", "authorization_servers names where to sign in")
+RFC9728_2_AUTHORIZATION_SERVERS = Requirement("RFC 9728", "§2", "authorization_servers names where to sign in")
 RFC9728_3_WELL_KNOWN = Requirement(
-    "RFC 9728", "§3", "the metadata is served at the path-suffixed and the root well-known URLs")
+    "RFC 9728", "§3", "the metadata is served at the path-suffixed and the root well-known URLs"
+)
 RFC9728_3_2_RESPONSE = Requirement(
-    "RFC 9728", "§3.2", "the metadata response names the resource and its authorization servers")
+    "RFC 9728", "§3.2", "the metadata response names the resource and its authorization servers"
+)
 RFC9728_3_3_RESOURCE_IDENTICAL = Requirement(
-    "RFC 9728", "§3.3", "the metadata's resource is identical to the URL it was fetched for")
+    "RFC 9728", "§3.3", "the metadata's resource is identical to the URL it was fetched for"
+)
 RFC9728_5_1_WWW_AUTHENTICATE = Requirement(
-    "RFC 9728", "§5.1", "a 401 carries WWW-Authenticate with resource_metadata (and scope)")
+    "RFC 9728", "§5.1", "a 401 carries WWW-Authenticate with resource_metadata (and scope)"
+)
 
 # -- OpenID Connect Core -----------------------------------------------------------------------
-OIDC_CORE_2_ID_TOKEN_NOT_ACCESS_TOKEN = Requirement(
-    "OIDC Core", "§2", "ID tokens are not access tokens")
+OIDC_CORE_2_ID_TOKEN_NOT_ACCESS_TOKEN = Requirement("OIDC Core", "§2", "ID tokens are not access tokens")
 
 # -- CIMD --------------------------------------------------------------------------------------
-CIMD_CLIENT_ID_URL = Requirement(
-    "CIMD", "client identifier", "https, a path, no fragment, userinfo or dot segments")
+CIMD_CLIENT_ID_URL = Requirement("CIMD", "client identifier", "https, a path, no fragment, userinfo or dot segments")
 CIMD_CLIENT_ID_EQUALS_URL = Requirement(
-    "CIMD", "client metadata",
-    "client_id equals the requested URL by simple string comparison, not a redirect target")
-CIMD_NO_SHARED_SECRET = Requirement(
-    "CIMD", "client metadata", "no shared secret and no secret-based auth method")
-CIMD_CACHE_HEADERS = Requirement(
-    "CIMD", "metadata caching", "cached per the HTTP cache headers, within bounds")
+    "CIMD", "client metadata", "client_id equals the requested URL by simple string comparison, not a redirect target"
+)
+CIMD_NO_SHARED_SECRET = Requirement("CIMD", "client metadata", "no shared secret and no secret-based auth method")
+CIMD_CACHE_HEADERS = Requirement("CIMD", "metadata caching", "cached per the HTTP cache headers, within bounds")
 CIMD_SSRF_PUBLIC_ADDRESSES = Requirement(
-    "CIMD", "security, SSRF",
+    "CIMD",
+    "security, SSRF",
     "every resolved address must be public: private, link-local, loopback (outside testing mode)"
-    " and embedded addresses are refused")
+    " and embedded addresses are refused",
+)
 CIMD_SSRF_PINNED_ADDRESS = Requirement(
-    "CIMD", "security, SSRF", "connect only to the address checked (no DNS rebinding)")
+    "CIMD", "security, SSRF", "connect only to the address checked (no DNS rebinding)"
+)
 CIMD_SSRF_TLS_FOR_HOST = Requirement(
-    "CIMD", "security, SSRF", "TLS verified for the client_id's host while the pinned IP is dialled")
-CIMD_SSRF_REDIRECT_HOPS = Requirement(
-    "CIMD", "security, SSRF", "each redirect hop is checked like the first request")
+    "CIMD", "security, SSRF", "TLS verified for the client_id's host while the pinned IP is dialled"
+)
+CIMD_SSRF_REDIRECT_HOPS = Requirement("CIMD", "security, SSRF", "each redirect hop is checked like the first request")
 CIMD_RESPONSE_SIZE = Requirement("CIMD", "security, response size", "the response size is bounded")
 
 # -- JSON-RPC 2.0 ------------------------------------------------------------------------------
 JSONRPC_6_BATCH = Requirement("JSON-RPC 2.0", "§6", "a batch passes as one (MCP 2025-03-26 batches)")
-JSONRPC_6_BATCH_ELEMENT_ERRORS = Requirement(
-    "JSON-RPC 2.0", "§6", "each malformed batch element gets its own error")
+JSONRPC_6_BATCH_ELEMENT_ERRORS = Requirement("JSON-RPC 2.0", "§6", "each malformed batch element gets its own error")
 
 # -- MCP 2025-03-26 ----------------------------------------------------------------------------
 MCP_2025_03_26_GET_STREAM = Requirement(
-    "MCP 2025-03-26", "transports §Listening for Messages from the Server",
-    "the GET stream carries what the server sends outside requests")
-MCP_2025_03_26_BATCH_AUTHORIZED = Requirement(
-    "MCP 2025-03-26", "transports", "every element of a batch is authorized")
+    "MCP 2025-03-26",
+    "transports §Listening for Messages from the Server",
+    "the GET stream carries what the server sends outside requests",
+)
+MCP_2025_03_26_BATCH_AUTHORIZED = Requirement("MCP 2025-03-26", "transports", "every element of a batch is authorized")
 
 # -- MCP 2025-06-18 ----------------------------------------------------------------------------
 MCP_2025_06_18_NO_TOKEN_PASSTHROUGH = Requirement(
-    "MCP 2025-06-18", "authorization", "no token passthrough: the caller's token never reaches the upstream")
+    "MCP 2025-06-18", "authorization", "no token passthrough: the caller's token never reaches the upstream"
+)
 
 # -- MCP 2025-11-25 ----------------------------------------------------------------------------
-MCP_2025_11_25_AUTH_FLOW = Requirement(
-    "MCP 2025-11-25", "authorization", "the whole sign-in flow, then the upstream")
+MCP_2025_11_25_AUTH_FLOW = Requirement("MCP 2025-11-25", "authorization", "the whole sign-in flow, then the upstream")
 MCP_2025_11_25_AUTH_401_STARTS_SIGN_IN = Requirement(
-    "MCP 2025-11-25", "authorization", "a 401 without a token is what starts sign-in")
+    "MCP 2025-11-25", "authorization", "a 401 without a token is what starts sign-in"
+)
 MCP_2025_11_25_AUTH_PRM_DISCOVERY = Requirement(
-    "MCP 2025-11-25", "authorization", "clients discover the protected resource metadata")
+    "MCP 2025-11-25", "authorization", "clients discover the protected resource metadata"
+)
 MCP_2025_11_25_AUTH_OIDC_DISCOVERY = Requirement(
-    "MCP 2025-11-25", "authorization", "OpenID Connect discovery of the authorization server")
+    "MCP 2025-11-25", "authorization", "OpenID Connect discovery of the authorization server"
+)
 MCP_2025_11_25_AUTH_CLIENT_REGISTRATION = Requirement(
-    "MCP 2025-11-25", "authorization", "a client without a metadata document registers (DCR)")
+    "MCP 2025-11-25", "authorization", "a client without a metadata document registers (DCR)"
+)
 MCP_2025_11_25_AUTH_CIMD = Requirement(
-    "MCP 2025-11-25", "authorization", "client ID metadata documents instead of registration")
-MCP_2025_11_25_AUTH_PKCE_S256 = Requirement(
-    "MCP 2025-11-25", "authorization", "clients sign in with PKCE S256")
+    "MCP 2025-11-25", "authorization", "client ID metadata documents instead of registration"
+)
+MCP_2025_11_25_AUTH_PKCE_S256 = Requirement("MCP 2025-11-25", "authorization", "clients sign in with PKCE S256")
 MCP_2025_11_25_AUTH_S256_ONLY = Requirement(
-    "MCP 2025-11-25", "authorization", "code_challenge_method S256 only: plain is refused")
+    "MCP 2025-11-25", "authorization", "code_challenge_method S256 only: plain is refused"
+)
 MCP_2025_11_25_AUTH_S256_ADVERTISED = Requirement(
-    "MCP 2025-11-25", "authorization", "S256 is advertised: clients refuse a server without it")
+    "MCP 2025-11-25", "authorization", "S256 is advertised: clients refuse a server without it"
+)
 MCP_2025_11_25_AUTH_SCOPE_CHALLENGE = Requirement(
-    "MCP 2025-11-25", "authorization §Scope Challenge Handling",
-    "a missing scope is a 403 insufficient_scope challenge, and the client steps up")
+    "MCP 2025-11-25",
+    "authorization §Scope Challenge Handling",
+    "a missing scope is a 403 insufficient_scope challenge, and the client steps up",
+)
 MCP_2025_11_25_AUTH_NO_SIGN_IN_LOOP = Requirement(
-    "MCP 2025-11-25", "authorization", "no sign-in loop while the IdP is unreachable")
+    "MCP 2025-11-25", "authorization", "no sign-in loop while the IdP is unreachable"
+)
 MCP_2025_11_25_CONFUSED_DEPUTY = Requirement(
-    "MCP 2025-11-25", "security best practices", "confused deputy: consent before the upstream")
+    "MCP 2025-11-25", "security best practices", "confused deputy: consent before the upstream"
+)
 MCP_2025_11_25_SESSION_HIJACKING = Requirement(
-    "MCP 2025-11-25", "security best practices",
-    "session hijacking: a session is bound to the user who opened it")
+    "MCP 2025-11-25", "security best practices", "session hijacking: a session is bound to the user who opened it"
+)
 MCP_2025_11_25_ORIGIN = Requirement(
-    "MCP 2025-11-25", "transport security", "Origin is validated, parsed as a URL; an invalid one is 403")
-MCP_2025_11_25_HOST = Requirement(
-    "MCP 2025-11-25", "transport security", "Host is checked against DNS rebinding")
+    "MCP 2025-11-25", "transport security", "Origin is validated, parsed as a URL; an invalid one is 403"
+)
+MCP_2025_11_25_HOST = Requirement("MCP 2025-11-25", "transport security", "Host is checked against DNS rebinding")
 MCP_2025_11_25_ACCEPT = Requirement(
-    "MCP 2025-11-25", "transports", "Accept lists application/json and text/event-stream")
+    "MCP 2025-11-25", "transports", "Accept lists application/json and text/event-stream"
+)
 MCP_2025_11_25_TRANSPARENT_GATEWAY = Requirement(
-    "MCP 2025-11-25", "transports",
-    "Streamable HTTP through the gateway passes every conformance check it passes directly")
+    "MCP 2025-11-25",
+    "transports",
+    "Streamable HTTP through the gateway passes every conformance check it passes directly",
+)
 MCP_2025_11_25_SSE_BYTE_FOR_BYTE = Requirement(
-    "MCP 2025-11-25", "transports", "SSE id:/retry: lines pass byte for byte; X-Accel-Buffering: no")
+    "MCP 2025-11-25", "transports", "SSE id:/retry: lines pass byte for byte; X-Accel-Buffering: no"
+)
 MCP_2025_11_25_SERVER_REQUESTS_OVER_SSE = Requirement(
-    "MCP 2025-11-25", "transports", "server→client requests go over SSE, their responses are POSTed back")
+    "MCP 2025-11-25", "transports", "server→client requests go over SSE, their responses are POSTed back"
+)
 MCP_2025_11_25_SESSION_404_NEW_SESSION = Requirement(
-    "MCP 2025-11-25", "transports §Session Management", "on 404 the client starts a new session")
+    "MCP 2025-11-25", "transports §Session Management", "on 404 the client starts a new session"
+)
 MCP_2025_11_25_SESSION_DELETE = Requirement(
-    "MCP 2025-11-25", "transports §Session Management", "DELETE ends the session")
+    "MCP 2025-11-25", "transports §Session Management", "DELETE ends the session"
+)
 MCP_2025_11_25_STDIO_SHUTDOWN = Requirement(
-    "MCP 2025-11-25", "lifecycle §Shutdown", "over stdio, the client ends the server process")
+    "MCP 2025-11-25", "lifecycle §Shutdown", "over stdio, the client ends the server process"
+)
 MCP_2025_11_25_CANCELLED_NOTIFICATION = Requirement(
-    "MCP 2025-11-25", "cancellation", "notifications/cancelled stops the request")
+    "MCP 2025-11-25", "cancellation", "notifications/cancelled stops the request"
+)
 MCP_2025_11_25_TOOLS_OUTPUT_SCHEMA = Requirement(
-    "MCP 2025-11-25", "tools", "structured content MUST conform to the tool's outputSchema")
+    "MCP 2025-11-25", "tools", "structured content MUST conform to the tool's outputSchema"
+)
 MCP_2025_11_25_TOOLS_IS_ERROR = Requirement(
-    "MCP 2025-11-25", "tools", "tool execution errors are reported in the result with isError")
+    "MCP 2025-11-25", "tools", "tool execution errors are reported in the result with isError"
+)
 
 # -- MCP 2026-07-28 ----------------------------------------------------------------------------
 MCP_2026_07_28_APPLICATION_TYPE = Requirement(
-    "MCP 2026-07-28", "authorization", "application_type is respected (OIDC Registration)")
+    "MCP 2026-07-28", "authorization", "application_type is respected (OIDC Registration)"
+)
 MCP_2026_07_28_PARAM_HEADERS_MATCH = Requirement(
-    "MCP 2026-07-28", "transports §Custom Headers from Tool Parameters",
-    "x-mcp-header headers MUST match the body, else 400 HeaderMismatch (-32020)")
+    "MCP 2026-07-28",
+    "transports §Custom Headers from Tool Parameters",
+    "x-mcp-header headers MUST match the body, else 400 HeaderMismatch (-32020)",
+)
 MCP_2026_07_28_MCP_NAME_MATCHES = Requirement(
-    "MCP 2026-07-28", "transports", "Mcp-Name must match the body, else HeaderMismatch (-32020)")
+    "MCP 2026-07-28", "transports", "Mcp-Name must match the body, else HeaderMismatch (-32020)"
+)
 MCP_2026_07_28_CLOSED_STREAM_CANCELS = Requirement(
-    "MCP 2026-07-28", "transports §Cancellation",
-    "closing the stream cancels the request; over stdio, notifications/cancelled")
-MCP_2026_07_28_LISTEN_IS_SSE = Requirement(
-    "MCP 2026-07-28", "transports", "a listen response is an SSE stream")
+    "MCP 2026-07-28",
+    "transports §Cancellation",
+    "closing the stream cancels the request; over stdio, notifications/cancelled",
+)
+MCP_2026_07_28_LISTEN_IS_SSE = Requirement("MCP 2026-07-28", "transports", "a listen response is an SSE stream")
 MCP_2026_07_28_SUBSCRIPTIONS_ACK = Requirement(
-    "MCP 2026-07-28", "subscriptions §Acknowledgment", "the first message, with the honored subset")
+    "MCP 2026-07-28", "subscriptions §Acknowledgment", "the first message, with the honored subset"
+)
 MCP_2026_07_28_SUBSCRIPTION_ID = Requirement(
-    "MCP 2026-07-28", "subscriptions", "every notification carries the subscriptionId")
+    "MCP 2026-07-28", "subscriptions", "every notification carries the subscriptionId"
+)
 MCP_2026_07_28_ONLY_REQUESTED_TYPES = Requirement(
-    "MCP 2026-07-28", "subscriptions", "the server MUST NOT send types the client did not request")
+    "MCP 2026-07-28", "subscriptions", "the server MUST NOT send types the client did not request"
+)
 MCP_2026_07_28_SUBSCRIPTION_CANCEL = Requirement(
-    "MCP 2026-07-28", "subscriptions §Cancellation", "closing the SSE stream ends the subscription")
+    "MCP 2026-07-28", "subscriptions §Cancellation", "closing the SSE stream ends the subscription"
+)
 MCP_2026_07_28_LISTEN_RESULT = Requirement(
-    "MCP 2026-07-28", "schema", "SubscriptionsListenResult closes a stream gracefully")
-MCP_2026_07_28_MRTR = Requirement(
-    "MCP 2026-07-28", "MRTR", "InputRequiredResult, requestState, inputResponses")
+    "MCP 2026-07-28", "schema", "SubscriptionsListenResult closes a stream gracefully"
+)
+MCP_2026_07_28_MRTR = Requirement("MCP 2026-07-28", "MRTR", "InputRequiredResult, requestState, inputResponses")
 MCP_2026_07_28_MRTR_STATE_UNTRUSTED = Requirement(
-    "MCP 2026-07-28", "MRTR", "requestState is untrusted input, verified before use")
-MCP_2026_07_28_CACHE_SCOPE_PRIVATE = Requirement(
-    "MCP 2026-07-28", "caching", "a per-caller list is cacheScope private")
+    "MCP 2026-07-28", "MRTR", "requestState is untrusted input, verified before use"
+)
+MCP_2026_07_28_CACHE_SCOPE_PRIVATE = Requirement("MCP 2026-07-28", "caching", "a per-caller list is cacheScope private")
 
 # -- OpenAI Apps SDK ---------------------------------------------------------------------------
 OPENAI_APPS_WWW_AUTHENTICATE_META = Requirement(
-    "OpenAI Apps SDK", "", "a tool error carries the challenge in _meta['mcp/www_authenticate']")
+    "OpenAI Apps SDK", "", "a tool error carries the challenge in _meta['mcp/www_authenticate']"
+)
 
 # -- authgate ----------------------------------------------------------------------------------
 AUTHGATE_FILTER_NOT_BOUNDARY = Requirement(
-    "authgate", "policy", "filtering is not the security boundary: a hidden tool is refused when called")
-AUTHGATE_CACHED_KEYS_OUTLIVE_IDP = Requirement(
-    "authgate", "availability", "cached keys outlive an IdP outage")
-ISSUE3_SAME_RESULTS = Requirement(
-    "authgate", "issue 3 done-when 1", "the same results through the gateway as direct")
+    "authgate", "policy", "filtering is not the security boundary: a hidden tool is refused when called"
+)
+AUTHGATE_CACHED_KEYS_OUTLIVE_IDP = Requirement("authgate", "availability", "cached keys outlive an IdP outage")
+ISSUE3_SAME_RESULTS = Requirement("authgate", "issue 3 done-when 1", "the same results through the gateway as direct")
 ISSUE3_SSE_INCREMENTAL = Requirement("authgate", "issue 3 done-when 3", "SSE streaming is incremental")
 ISSUE3_UPSTREAM_DOWN_502 = Requirement(
-    "authgate", "issue 3 done-when 4", "upstream down is 502, and the gateway recovers when it returns")
+    "authgate", "issue 3 done-when 4", "upstream down is 502, and the gateway recovers when it returns"
+)
 ISSUE3_SILENT_UPSTREAM_504 = Requirement(
-    "authgate", "issue 3 done-when 4", "a silent upstream with a 1 s timeout is 504, /health answers")
+    "authgate", "issue 3 done-when 4", "a silent upstream with a 1 s timeout is 504, /health answers"
+)
 ISSUE3_SESSION_PER_IDENTITY = Requirement(
-    "authgate", "issue 3 done-when 8", "a session opened by one identity is 404 for another")
+    "authgate", "issue 3 done-when 8", "a session opened by one identity is 404 for another"
+)
 ISSUE3_NO_FORGED_IDENTITY = Requirement(
-    "authgate", "issue 3 done-when 8", "forged identity headers never reach the upstream")
+    "authgate", "issue 3 done-when 8", "forged identity headers never reach the upstream"
+)
 ISSUE3_HEALTH_READY = Requirement("authgate", "issue 3", "/health/ready reports the upstream")
 ISSUE3_UPSTREAM_401 = Requirement(
-    "authgate", "issue 3", "a clear JSON-RPC error when the upstream refuses authgate's credential")
+    "authgate", "issue 3", "a clear JSON-RPC error when the upstream refuses authgate's credential"
+)
 ISSUE3_SEPARATE_TIMEOUTS = Requirement(
-    "authgate", "issue 3", "connect, first-byte and stream-idle timeouts are separate")
+    "authgate", "issue 3", "connect, first-byte and stream-idle timeouts are separate"
+)
 ISSUE11_REGISTRATION_BODY_413 = Requirement(
-    "authgate", "issue 11 hole 4", "a registration body over the limit is 413 JSON before it is read")
+    "authgate", "issue 11 hole 4", "a registration body over the limit is 413 JSON before it is read"
+)
 ISSUE11_MCP_BODY_413 = Requirement(
-    "authgate", "issue 11 hole 4", "/mcp bodies over mcp_max_body_bytes are 413, before authentication")
+    "authgate", "issue 11 hole 4", "/mcp bodies over mcp_max_body_bytes are 413, before authentication"
+)
 ISSUE11_NESTED_JSON_400 = Requirement(
-    "authgate", "issue 11 hole 4", "32 000 nested brackets are a 400 JSON error, never a traceback")
+    "authgate", "issue 11 hole 4", "32 000 nested brackets are a 400 JSON error, never a traceback"
+)
 ISSUE11_CIMD_ERROR_GENERIC = Requirement(
-    "authgate", "issue 11 hole 8",
-    "a CIMD fetch failure shows the browser no internal address or DNS answer")
+    "authgate", "issue 11 hole 8", "a CIMD fetch failure shows the browser no internal address or DNS answer"
+)
 
 
-REGISTRY: dict[str, Requirement] = {
-    name: value for name, value in globals().items() if isinstance(value, Requirement)
-}
+REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
 
 def name_of(value: object) -> str | None:
@@ -392,6 +447,7 @@ def tag_problems(items: Iterable[pytest.Item]) -> list[str]:
         for mark in item.iter_markers("requirement"):
             if len(mark.args) != 1 or mark.kwargs or name_of(mark.args[0]) is None:
                 given = ", ".join([*map(repr, mark.args), *(f"{k}={v!r}" for k, v in mark.kwargs.items())])
-                problems.append(f"{item.nodeid}: requirement({given}) is not one constant of "
-                                "tests/support/requirements.py")
+                problems.append(
+                    f"{item.nodeid}: requirement({given}) is not one constant of tests/support/requirements.py"
+                )
     return problems

@@ -167,7 +167,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DocServer, s
     """An HTTPS server whose certificate is valid for `docs.test` only, and a context trusting it."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "docs.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -183,9 +183,7 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[DocServer, s
     folder: Path = tmp_path_factory.mktemp("tls")
     (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     context = ssl.create_default_context(cafile=str(folder / "cert.pem"))
     files = {"ssl_certfile": str(folder / "cert.pem"), "ssl_keyfile": str(folder / "key.pem")}
@@ -395,9 +393,7 @@ async def test_follows_redirect_and_matches_original_url(docs: DocServer, resolv
 
 
 @pytest.mark.requirement(req.CIMD_CLIENT_ID_EQUALS_URL)
-async def test_document_naming_the_redirect_target_is_refused(
-    docs: DocServer, resolver: CimdResolver
-) -> None:
+async def test_document_naming_the_redirect_target_is_refused(docs: DocServer, resolver: CimdResolver) -> None:
     final = docs.url(unique())
     with pytest.raises(InvalidClientMetadata, match="does not equal the document URL"):
         await resolver.resolve(docs.url(f"/redirect/a?to={final}"))
@@ -530,7 +526,9 @@ def test_redirect_uris_are_checked(uris: Any) -> None:
         validate_metadata(_doc(CID) | {"redirect_uris": uris}, CID)
 
 
-@pytest.mark.parametrize("uri", ["https://claude.ai@evil.example/cb", "https://a.example/cb\r\n", "https://a.example/c b"])
+@pytest.mark.parametrize(
+    "uri", ["https://claude.ai@evil.example/cb", "https://a.example/cb\r\n", "https://a.example/c b"]
+)
 def test_deceptive_redirect_uris_are_refused_as_at_registration(uri: str) -> None:
     with pytest.raises(InvalidClientMetadata, match="user information|control characters"):
         validate_metadata(_doc(CID) | {"redirect_uris": [uri]}, CID)

@@ -23,8 +23,9 @@ def test_scopes_are_split_deduplicated_and_must_be_offered(tmp_path: Path) -> No
 
 
 def test_add_takes_the_clients_scopes_not_the_scopes_setting() -> None:
-    args = build_parser().parse_args(["clients", "add", "backup", "--grant", "client_credentials",
-                                      "--scopes", "mcp", "--data-dir", "/tmp/x"])
+    args = build_parser().parse_args(
+        ["clients", "add", "backup", "--grant", "client_credentials", "--scopes", "mcp", "--data-dir", "/tmp/x"]
+    )
     assert args.client_scopes == ["mcp"] and getattr(args, "scopes", None) is None
     with pytest.raises(SystemExit):  # only client_credentials: open grants need no operator
         build_parser().parse_args(["clients", "add", "x", "--grant", "authorization_code", "--scopes", "mcp"])

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from support import requirements as req
 
 from authgate.error_responses import oauth_error
 from authgate.errors import (
@@ -25,6 +24,7 @@ from authgate.errors import (
     Unreachable,
 )
 from authgate.httpx_errors import translated
+from support import requirements as req
 
 
 def rendered(exc: OAuthError, *, basic_attempted: bool = False) -> tuple[int, dict[str, str], object]:
@@ -45,8 +45,9 @@ def test_slow_down_is_a_429_with_its_retry_after() -> None:
     assert body == {"error": "slow_down", "error_description": "too many registrations"}
 
 
-@pytest.mark.parametrize("exc", [InvalidGrant("used"), InvalidRequest(), AccessDenied("no"), ServerError("x"),
-                                 InvalidClient("who?")])
+@pytest.mark.parametrize(
+    "exc", [InvalidGrant("used"), InvalidRequest(), AccessDenied("no"), ServerError("x"), InvalidClient("who?")]
+)
 def test_other_errors_carry_no_retry_after_nor_challenge(exc: OAuthError) -> None:
     status, headers, body = rendered(exc)
     assert status == exc.status and "retry-after" not in headers and "www-authenticate" not in headers

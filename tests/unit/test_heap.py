@@ -39,8 +39,9 @@ async def _start_and_stop(tmp_path: Path, **overrides: Any) -> tuple[tuple[int, 
     inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     await inbox.put({"type": "lifespan.startup"})
-    task = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}},
-                                   inbox.get, outbox.put))
+    task = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, inbox.get, outbox.put)
+    )
     assert (await asyncio.wait_for(outbox.get(), 30))["type"] == "lifespan.startup.complete"
     seen = gc.get_threshold(), gc.get_freeze_count()
     await inbox.put({"type": "lifespan.shutdown"})

@@ -22,24 +22,51 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 # lowest first: (layer, units). A unit is a module or package prefix; the longest one wins.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("neutral", ("authgate", "authgate._version", "authgate.errors", "authgate.observe",
-                 "authgate.json_depth",
-                 # outbound httpx failures and OAuth error answers, for the core and adapters alike
-                 "authgate.httpx_errors", "authgate.error_responses",
-                 # the Identity value the guard hands on: policy, audit and the adapters read it
-                 "authgate.guard.identity")),
+    (
+        "neutral",
+        (
+            "authgate",
+            "authgate._version",
+            "authgate.errors",
+            "authgate.observe",
+            "authgate.json_depth",
+            # outbound httpx failures and OAuth error answers, for the core and adapters alike
+            "authgate.httpx_errors",
+            "authgate.error_responses",
+            # the Identity value the guard hands on: policy, audit and the adapters read it
+            "authgate.guard.identity",
+        ),
+    ),
     ("config and store contracts", ("authgate.config", "authgate.store")),
     ("core", ("authgate.oauth", "authgate.policy", "authgate.guard")),
-    ("adapters", ("authgate.store.sql", "authgate.server", "authgate.gateway", "authgate.kb",
-                  "authgate.idp", "authgate.proxy", "authgate.doctor", "authgate.audit",
-                  "authgate.mcpapp", "authgate.library",
-                  # policy's ASGI middleware: reads bodies with the gateway's helpers, audits
-                  "authgate.policy.enforcer", "authgate.policy.answers", "authgate.policy.layer",
-                  "authgate.policy.responses")),
+    (
+        "adapters",
+        (
+            "authgate.store.sql",
+            "authgate.server",
+            "authgate.gateway",
+            "authgate.kb",
+            "authgate.idp",
+            "authgate.proxy",
+            "authgate.doctor",
+            "authgate.audit",
+            "authgate.mcpapp",
+            "authgate.library",
+            # policy's ASGI middleware: reads bodies with the gateway's helpers, audits
+            "authgate.policy.enforcer",
+            "authgate.policy.answers",
+            "authgate.policy.layer",
+            "authgate.policy.responses",
+        ),
+    ),
     ("cli", ("authgate.cli", "authgate.__main__")),
 )
-POLICY_ASGI = ("authgate.policy.enforcer", "authgate.policy.answers", "authgate.policy.layer",
-               "authgate.policy.responses")
+POLICY_ASGI = (
+    "authgate.policy.enforcer",
+    "authgate.policy.answers",
+    "authgate.policy.layer",
+    "authgate.policy.responses",
+)
 
 # (importing unit, imported unit): why it is still there
 ALLOWED: dict[tuple[str, str], str] = {}
@@ -73,8 +100,11 @@ def _module_name(path: Path) -> str:
 def _type_checking_nodes(tree: ast.Module) -> set[int]:
     skip: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING",
-                                                                   "_typing.TYPE_CHECKING"):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in (
+            "TYPE_CHECKING",
+            "typing.TYPE_CHECKING",
+            "_typing.TYPE_CHECKING",
+        ):
             skip.update(id(n) for stmt in node.body for n in ast.walk(stmt))
     return skip
 
@@ -98,10 +128,13 @@ def _is_module(name: str) -> bool:
 def authgate_imports(tree: ast.Module, module: str, is_package: bool) -> list[tuple[str, int]]:
     """(imported module, line) for every authgate import in `tree` that runs."""
     skip = _type_checking_nodes(tree)
-    return [(target, node.lineno) for node in ast.walk(tree)
-            if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skip
-            for target in _targets(node, module, is_package)
-            if target == "authgate" or target.startswith("authgate.")]
+    return [
+        (target, node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom) and id(node) not in skip
+        for target in _targets(node, module, is_package)
+        if target == "authgate" or target.startswith("authgate.")
+    ]
 
 
 def imports() -> list[tuple[str, str, str]]:
@@ -160,11 +193,15 @@ def cycles(edges: set[tuple[str, str]]) -> list[list[str]]:
 
 
 def test_no_module_imports_a_layer_above_its_own() -> None:
-    upward = {edge: where for edge, where in unit_edges().items()
-              if layer_of(edge[1]) > layer_of(edge[0]) and edge not in ALLOWED}
+    upward = {
+        edge: where
+        for edge, where in unit_edges().items()
+        if layer_of(edge[1]) > layer_of(edge[0]) and edge not in ALLOWED
+    }
     assert not upward, "imports against the layers of docs/architecture.md:\n" + "\n".join(
         f"  {a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]}): {', '.join(w)}"
-        for (a, b), w in sorted(upward.items()))
+        for (a, b), w in sorted(upward.items())
+    )
 
 
 def test_no_import_cycle_between_units() -> None:
@@ -178,10 +215,14 @@ def test_the_allow_list_only_names_edges_that_still_exist() -> None:
 
 
 def test_the_walk_counts_imports_in_functions_and_skips_type_checking_ones() -> None:
-    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import authgate.server\n"
-                     "def f():\n    from authgate.cli import main\n    from . import pkce\n")
+    tree = ast.parse(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import authgate.server\n"
+        "def f():\n    from authgate.cli import main\n    from . import pkce\n"
+    )
     assert [t for t, _ in authgate_imports(tree, "authgate.oauth.grants", False)] == [
-        "authgate.cli.main", "authgate.oauth.pkce"]
+        "authgate.cli.main",
+        "authgate.oauth.pkce",
+    ]
     assert layer_of(unit_of("authgate.cli.main")) > layer_of(unit_of("authgate.oauth.grants"))
 
 
@@ -195,6 +236,9 @@ def test_a_known_upward_import_is_reported() -> None:
 def test_the_oauth_core_never_imports_the_settings_model() -> None:
     # the core is given CoreConfig (oauth/config.py), the values it reads; Settings is named for
     # the type checker only, where the config is built from it
-    found = [where for source, target, where in imports()
-             if unit_of(source) == "authgate.oauth" and target == "authgate.config.settings"]
+    found = [
+        where
+        for source, target, where in imports()
+        if unit_of(source) == "authgate.oauth" and target == "authgate.config.settings"
+    ]
     assert not found, f"the OAuth core imports the settings model at run time: {found}"

@@ -7,10 +7,10 @@ import json
 from typing import Any
 
 import pytest
-from support import requirements as req
 
 from authgate.errors import InvalidToken
 from authgate.oauth.access_tokens import check_times
+from support import requirements as req
 
 NOW = 1_800_000_000.0
 
@@ -31,11 +31,15 @@ def test_float_dates_in_range_are_accepted_and_exp_is_returned_whole() -> None:
     assert check(exp=NOW - 29.5) == int(NOW) - 30  # within the leeway
 
 
-@pytest.mark.parametrize("claims", [
-    {"exp": NOW - 30.5},                       # expired, float
-    {"exp": NOW + 300, "iat": NOW + 3600.5},   # issued in the future
-    {"nbf": NOW},                              # no exp at all
-], ids=["expired", "iat-future", "no-exp"])
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": NOW - 30.5},  # expired, float
+        {"exp": NOW + 300, "iat": NOW + 3600.5},  # issued in the future
+        {"nbf": NOW},  # no exp at all
+    ],
+    ids=["expired", "iat-future", "no-exp"],
+)
 def test_out_of_range_dates_are_refused(claims: dict[str, Any]) -> None:
     with pytest.raises(InvalidToken):
         check(**claims)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from support import requirements as req
 
 from authgate.errors import InvalidGrant, InvalidRedirectUri, InvalidRequest
 from authgate.oauth import pkce, redirect_uris, scopes
+from support import requirements as req
 
 VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 
@@ -73,8 +73,9 @@ def test_non_loopback_redirect_requires_exact_match() -> None:
 
 
 @pytest.mark.requirement(req.RFC7591_2_REDIRECT_URIS)
-@pytest.mark.parametrize("uri", ["http://evil.example/cb", "https://ok.example/cb#frag", "javascript:alert(1)",
-                                 "/relative", "myapp:/cb"])
+@pytest.mark.parametrize(
+    "uri", ["http://evil.example/cb", "https://ok.example/cb#frag", "javascript:alert(1)", "/relative", "myapp:/cb"]
+)
 def test_bad_redirect_uris_are_refused_at_registration(uri: str) -> None:
     with pytest.raises(InvalidRedirectUri):
         redirect_uris.validate_for_registration(uri)
@@ -94,22 +95,25 @@ def test_form_action_source_allows_the_redirect_target() -> None:
 
 
 @pytest.mark.requirement(req.RFC9700_4_1_3_REDIRECT_URI)
-@pytest.mark.parametrize("uri, says", [
-    ("https://claude.ai@evil.example/cb", "user information"),
-    ("https://:pw@evil.example/cb", "user information"),
-    ("http://claude.ai@127.0.0.1:3000/cb", "user information"),
-    ("https://a.example\\@b.example/cb", "user information"),
-    ("https://a.example\\.b.example/cb", "backslash"),
-    ("https://ok.example/cb\r\nSet-Cookie: x=1", "U+000D"),
-    ("https://ok.example/cb\n", "U+000A"),
-    ("https://ok.example/c\x00b", "U+0000"),
-    ("https://ok.example/c\x1bb", "U+001B"),
-    ("https://ok.example/c\x7fb", "U+007F"),
-    ("https://ok.example/a b", "U+0020"),
-    ("\thttps://ok.example/cb", "U+0009"),
-    ("https://ok.example/\u202ebc", "U+202E"),
-    ("https://ok.example/\u200bcb", "U+200B"),
-])
+@pytest.mark.parametrize(
+    "uri, says",
+    [
+        ("https://claude.ai@evil.example/cb", "user information"),
+        ("https://:pw@evil.example/cb", "user information"),
+        ("http://claude.ai@127.0.0.1:3000/cb", "user information"),
+        ("https://a.example\\@b.example/cb", "user information"),
+        ("https://a.example\\.b.example/cb", "backslash"),
+        ("https://ok.example/cb\r\nSet-Cookie: x=1", "U+000D"),
+        ("https://ok.example/cb\n", "U+000A"),
+        ("https://ok.example/c\x00b", "U+0000"),
+        ("https://ok.example/c\x1bb", "U+001B"),
+        ("https://ok.example/c\x7fb", "U+007F"),
+        ("https://ok.example/a b", "U+0020"),
+        ("\thttps://ok.example/cb", "U+0009"),
+        ("https://ok.example/\u202ebc", "U+202E"),
+        ("https://ok.example/\u200bcb", "U+200B"),
+    ],
+)
 def test_deceptive_redirect_uris_are_refused_at_registration(uri: str, says: str) -> None:
     with pytest.raises(InvalidRedirectUri, match=re.escape(says)):
         redirect_uris.validate_for_registration(uri)
@@ -122,14 +126,17 @@ def test_loopback_port_exception_does_not_admit_userinfo_or_control_characters()
     assert not redirect_uris.matches(registered, "http://127.0.0.1:4321/cb\r\n")
 
 
-@pytest.mark.parametrize("uri, shown", [
-    ("https://claude.ai/api/mcp/auth_callback", "claude.ai"),
-    ("https://EXAMPLE.com:8443/path?next=https://claude.ai", "example.com"),
-    ("http://127.0.0.1:33418/callback", "127.0.0.1"),
-    ("http://[::1]:3000/cb", "[::1]"),
-    ("https://ex\u0430mple.com/cb", "xn--exmple-4nf.com"),  # a Cyrillic "а"
-    ("cursor://anysphere.cursor-mcp/oauth/callback", "cursor:"),
-])
+@pytest.mark.parametrize(
+    "uri, shown",
+    [
+        ("https://claude.ai/api/mcp/auth_callback", "claude.ai"),
+        ("https://EXAMPLE.com:8443/path?next=https://claude.ai", "example.com"),
+        ("http://127.0.0.1:33418/callback", "127.0.0.1"),
+        ("http://[::1]:3000/cb", "[::1]"),
+        ("https://ex\u0430mple.com/cb", "xn--exmple-4nf.com"),  # a Cyrillic "а"
+        ("cursor://anysphere.cursor-mcp/oauth/callback", "cursor:"),
+    ],
+)
 def test_display_host_is_the_host_alone(uri: str, shown: str) -> None:
     assert redirect_uris.display_host(uri) == shown
 
@@ -137,9 +144,18 @@ def test_display_host_is_the_host_alone(uri: str, shown: str) -> None:
 def test_a_pending_request_signed_before_the_unverified_flag_reads_as_unverified() -> None:
     from authgate.oauth.authorize import AuthorizationRequest
 
-    req = AuthorizationRequest(client_id="c", client_name="Claude", redirect_uri="https://claude.ai@evil.example/cb",
-                               state=None, scopes=("mcp",), resources=("https://r/mcp",), code_challenge="x",
-                               via_cimd=False, loopback_only=False, unverified_client=False)
+    req = AuthorizationRequest(
+        client_id="c",
+        client_name="Claude",
+        redirect_uri="https://claude.ai@evil.example/cb",
+        state=None,
+        scopes=("mcp",),
+        resources=("https://r/mcp",),
+        code_challenge="x",
+        via_cimd=False,
+        loopback_only=False,
+        unverified_client=False,
+    )
     assert AuthorizationRequest.from_dict(req.to_dict()) == req
     older = {k: v for k, v in req.to_dict().items() if k != "unverified_client"}
     assert AuthorizationRequest.from_dict(older).unverified_client is True

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from support import requirements as req
 
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth.opaque import digest
 from authgate.oauth.registration import machine_client, register
+from support import requirements as req
 
 CB = ["https://claude.ai/api/mcp/auth_callback"]
 
@@ -34,16 +34,19 @@ def test_default_auth_method_is_basic() -> None:
     assert body["grant_types"] == ["authorization_code", "refresh_token"]
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    ({"redirect_uris": CB, "token_endpoint_auth_method": "private_key_jwt"}, InvalidClientMetadata),
-    ({"redirect_uris": CB, "grant_types": ["implicit"]}, InvalidClientMetadata),
-    ({"redirect_uris": CB, "response_types": ["token"]}, InvalidClientMetadata),
-    ({"redirect_uris": []}, InvalidRedirectUri),
-    ({"redirect_uris": "https://x.example/cb"}, InvalidClientMetadata),
-    ({"redirect_uris": ["http://evil.example/cb"]}, InvalidRedirectUri),
-    ({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}, InvalidClientMetadata),
-    ({"redirect_uris": CB, "application_type": "desktop"}, InvalidClientMetadata),
-])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"redirect_uris": CB, "token_endpoint_auth_method": "private_key_jwt"}, InvalidClientMetadata),
+        ({"redirect_uris": CB, "grant_types": ["implicit"]}, InvalidClientMetadata),
+        ({"redirect_uris": CB, "response_types": ["token"]}, InvalidClientMetadata),
+        ({"redirect_uris": []}, InvalidRedirectUri),
+        ({"redirect_uris": "https://x.example/cb"}, InvalidClientMetadata),
+        ({"redirect_uris": ["http://evil.example/cb"]}, InvalidRedirectUri),
+        ({"grant_types": ["client_credentials"], "token_endpoint_auth_method": "none"}, InvalidClientMetadata),
+        ({"redirect_uris": CB, "application_type": "desktop"}, InvalidClientMetadata),
+    ],
+)
 def test_invalid_metadata_is_refused_with_rfc_7591_errors(body: dict[str, object], error: type[Exception]) -> None:
     with pytest.raises(error):
         register(body, 1.0)
@@ -58,8 +61,9 @@ def test_open_registration_refuses_client_credentials_naming_the_operator_path(g
 
 def test_open_registration_refuses_grants_outside_dcr_grant_types() -> None:
     with pytest.raises(InvalidClientMetadata, match="not open to dynamic registration"):
-        register({"redirect_uris": CB, "grant_types": ["authorization_code", "refresh_token"]}, 1.0,
-                 ["authorization_code"])
+        register(
+            {"redirect_uris": CB, "grant_types": ["authorization_code", "refresh_token"]}, 1.0, ["authorization_code"]
+        )
     _, body = register({"redirect_uris": CB}, 1.0, ["authorization_code"])  # the default follows the setting
     assert body["grant_types"] == ["authorization_code"]
 

@@ -12,12 +12,13 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
 from support import requirements as req
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Every way a test file places a tag; the ids are pytest's own (checked by collecting the file).
-PLACES = '''
+PLACES = """
 import pytest
 from support import requirements as req
 
@@ -52,11 +53,16 @@ class TestGroup:
     @pytest.mark.requirement(req.RFC9068_4_ISS)
     async def test_b(self):
         pass
-'''
+"""
 
 PLACED = {
-    "MCP_2025_11_25_ORIGIN": ["test_cases", "test_decorated", "test_inline_case", "TestGroup::test_a",
-                              "TestGroup::test_b"],
+    "MCP_2025_11_25_ORIGIN": [
+        "test_cases",
+        "test_decorated",
+        "test_inline_case",
+        "TestGroup::test_a",
+        "TestGroup::test_b",
+    ],
     "MCP_2025_11_25_AUTH_S256_ONLY": ["test_cases[plain]"],
     "RFC9700_4_14_2_REUSE_REVOKES_FAMILY": ["test_decorated"],
     "RFC9207_ISS": ["test_inline_case[one]"],
@@ -64,7 +70,7 @@ PLACED = {
     "RFC9068_4_ISS": ["TestGroup::test_b"],
 }
 
-UNREGISTERED = '''
+UNREGISTERED = """
 import pytest
 from support import requirements as req
 
@@ -82,7 +88,7 @@ def test_free_text():
 @pytest.mark.requirement(req.Requirement("RFC 9700", "§4.14.2", "on refresh token reuse, revoke the whole family"))
 def test_lookalike():
     pass
-'''
+"""
 
 
 def _matrix() -> ModuleType:
@@ -99,15 +105,32 @@ def _collect(folder: Path, source: str) -> subprocess.CompletedProcess[str]:
     (folder / "test_tags.py").write_text(source, encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-p", "conftest",
-         "test_tags.py"], cwd=folder, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "conftest",
+            "test_tags.py",
+        ],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_docs_requirements_md_is_what_the_generator_writes() -> None:
     matrix = _matrix()
     committed = (REPO / "docs" / "requirements.md").read_text(encoding="utf-8")
-    assert committed == matrix.render(matrix.tagged_tests()), \
+    assert committed == matrix.render(matrix.tagged_tests()), (
         "docs/requirements.md is stale: run python scripts/requirements_matrix.py"
+    )
 
 
 def test_every_requirement_is_registered_once_and_proved_by_a_test() -> None:
@@ -123,7 +146,8 @@ def test_the_generator_places_every_kind_of_tag_where_pytest_does(tmp_path: Path
     (tmp_path / "tests" / "test_tags.py").write_text(PLACES, encoding="utf-8")
     prefix = "tests/test_tags.py::"
     assert _matrix().tagged_tests(tmp_path / "tests") == {
-        name: [prefix + test for test in sorted(tests)] for name, tests in PLACED.items()}
+        name: [prefix + test for test in sorted(tests)] for name, tests in PLACED.items()
+    }
 
     collected = _collect(tmp_path / "tests", PLACES)
     assert collected.returncode == 0, collected.stdout + collected.stderr
@@ -137,8 +161,10 @@ def test_a_tag_outside_the_registry_fails_collection(tmp_path: Path) -> None:
     output = collected.stdout + collected.stderr
     assert collected.returncode == pytest.ExitCode.USAGE_ERROR, output
     refused = output.split("ERROR: requirement tags outside the registry:")[1]
-    assert ("test_tags.py::test_free_text: requirement('RFC 9700 §4.14.2: refresh token reuse revokes the family')"
-            " is not one constant of tests/support/requirements.py") in refused
+    assert (
+        "test_tags.py::test_free_text: requirement('RFC 9700 §4.14.2: refresh token reuse revokes the family')"
+        " is not one constant of tests/support/requirements.py"
+    ) in refused
     assert "test_tags.py::test_lookalike: requirement(Requirement(" in refused  # equal is not enough
     assert "test_registered" not in refused
 

@@ -11,9 +11,13 @@ from authgate.store.models import User
 
 
 def _config(tmp_path: Path, **changes: object) -> CoreConfig:
-    settings = load_settings(None, data_dir=tmp_path, scopes=["mcp"],
-                             tool_scopes={"docs.create": ["docs.write"], "wipe": ["admin"]},
-                             user_role_scopes={"admin": ["*"], "writer": ["docs.write"]})
+    settings = load_settings(
+        None,
+        data_dir=tmp_path,
+        scopes=["mcp"],
+        tool_scopes={"docs.create": ["docs.write"], "wipe": ["admin"]},
+        user_role_scopes={"admin": ["*"], "writer": ["docs.write"]},
+    )
     return CoreConfig.from_settings(settings.model_copy(update=changes))
 
 

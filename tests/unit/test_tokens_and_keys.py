@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from support import requirements as req
 
 from authgate.errors import ConfigError, InvalidToken
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.sealing import SealError, derive_key, seal, unseal
 from authgate.store.sql import SqlStore
+from support import requirements as req
 
 ISS, AUD = "https://as.example", "https://as.example/mcp"
 
@@ -43,8 +43,9 @@ async def keys(store: SqlStore) -> SigningKeys:
 
 
 def issue(keys: SigningKeys, now: float, **kw: object) -> str:
-    args: dict[str, object] = dict(issuer=ISS, subject="u1", client_id="c1", scopes=("mcp",), resources=(AUD,),
-                                   now=now, ttl=900, grant_id="g1")
+    args: dict[str, object] = dict(
+        issuer=ISS, subject="u1", client_id="c1", scopes=("mcp",), resources=(AUD,), now=now, ttl=900, grant_id="g1"
+    )
     args.update(kw)
     return access_tokens.issue(keys, **args)[0]  # type: ignore[arg-type]
 
@@ -69,10 +70,13 @@ async def test_valid_token_verifies(keys: SigningKeys) -> None:
 
 @pytest.mark.requirement(req.RFC9068_4_AUD)
 @pytest.mark.requirement(req.RFC9068_4_ISS)
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"resources": ("https://other.example/mcp",)}, "audience"),
-    ({"issuer": "https://evil.example"}, "issuer"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"resources": ("https://other.example/mcp",)}, "audience"),
+        ({"issuer": "https://evil.example"}, "issuer"),
+    ],
+)
 async def test_wrong_audience_or_issuer_is_refused(keys: SigningKeys, kw: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidToken, match=message):
         await access_tokens.verify(issue(keys, 1000.0, **kw), keys, issuer=ISS, audience=AUD, now=1000.0)
@@ -91,8 +95,10 @@ async def test_expiry_with_leeway(keys: SigningKeys) -> None:
 async def test_algorithm_and_type_confusion_is_refused(keys: SigningKeys) -> None:
     token = issue(keys, 1000.0)
     head, body, sig = token.split(".")
+
     def b64(obj: dict[str, object]) -> str:
         return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
     header = segments(token)[0]
     for forged in ({**header, "alg": "none"}, {**header, "alg": "HS256"}, {**header, "typ": "JWT"}):
         with pytest.raises(InvalidToken):

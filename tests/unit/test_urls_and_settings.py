@@ -5,20 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support import requirements as req
 
 from authgate.config.settings import load_settings
 from authgate.config.urls import PublicUrls, canonicalize_public_url
 from authgate.errors import ConfigError
+from support import requirements as req
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [
-    ("HTTPS://MCP.Example.COM/", "https://mcp.example.com"),
-    ("https://mcp.example.com:443/api/", "https://mcp.example.com/api"),
-    ("http://127.0.0.1:80", "http://127.0.0.1"),
-    ("http://localhost:8000//", "http://localhost:8000"),
-    ("https://[2001:db8::1]:8443/x", "https://[2001:db8::1]:8443/x"),
-])
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    [
+        ("HTTPS://MCP.Example.COM/", "https://mcp.example.com"),
+        ("https://mcp.example.com:443/api/", "https://mcp.example.com/api"),
+        ("http://127.0.0.1:80", "http://127.0.0.1"),
+        ("http://localhost:8000//", "http://localhost:8000"),
+        ("https://[2001:db8::1]:8443/x", "https://[2001:db8::1]:8443/x"),
+    ],
+)
 def test_public_url_is_canonicalized_once(raw: str, canonical: str) -> None:
     assert canonicalize_public_url(raw) == canonical
 
@@ -93,10 +96,13 @@ def test_offline_access_cannot_be_a_resource_scope(tmp_path: Path) -> None:
     assert err.value.setting == "scopes"
 
 
-@pytest.mark.parametrize(("grants", "named"), [
-    (["authorization_code", "client_credentials"], "operator"),
-    (["authorization_code", "implicit"], "implicit"),
-])
+@pytest.mark.parametrize(
+    ("grants", "named"),
+    [
+        (["authorization_code", "client_credentials"], "operator"),
+        (["authorization_code", "implicit"], "implicit"),
+    ],
+)
 def test_dcr_grant_types_allow_only_grants_with_a_user(tmp_path: Path, grants: list[str], named: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_settings(dcr_grant_types=grants, data_dir=tmp_path)

@@ -34,15 +34,28 @@ def _cut(value: str | None, limit: int) -> str | None:
     return value[:limit] if value is not None else None
 
 
-def audit_event(*, at: float, identity: Identity | None, message: dict[str, Any], op: Operation,
-                decision: AuditDecision, reason: str | None = None, status: int | None = None,
-                latency_ms: float | None = None, with_arguments: bool = False) -> AuditEvent:
+def audit_event(
+    *,
+    at: float,
+    identity: Identity | None,
+    message: dict[str, Any],
+    op: Operation,
+    decision: AuditDecision,
+    reason: str | None = None,
+    status: int | None = None,
+    latency_ms: float | None = None,
+    with_arguments: bool = False,
+) -> AuditEvent:
     return AuditEvent(
-        at=at, method=op.method[:255], decision=decision,
+        at=at,
+        method=op.method[:255],
+        decision=decision,
         subject=_cut(identity.subject if identity else None, 255),
         username=_cut(identity.username if identity else None, 255),
         client_id=_cut(identity.client_id if identity else None, 2048),
-        target=_cut(op.target, 2048), reason=reason, status=status,
+        target=_cut(op.target, 2048),
+        reason=reason,
+        status=status,
         latency_ms=None if latency_ms is None else round(latency_ms, 3),
         arguments=_arguments(message) if with_arguments and op.kind in ("tool", "prompt") else None,
     )

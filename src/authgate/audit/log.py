@@ -35,8 +35,15 @@ LINGER_SECONDS = 0.25
 
 
 class AuditLog:
-    def __init__(self, store: AuditStore, *, max_queued: int = MAX_QUEUED, batch_size: int = BATCH_SIZE,
-                 retry_seconds: float = RETRY_SECONDS, linger_seconds: float = LINGER_SECONDS) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        *,
+        max_queued: int = MAX_QUEUED,
+        batch_size: int = BATCH_SIZE,
+        retry_seconds: float = RETRY_SECONDS,
+        linger_seconds: float = LINGER_SECONDS,
+    ) -> None:
         self.store = store
         self._queue: asyncio.Queue[AuditEvent] | None = None
         self._max_queued = max_queued
@@ -65,8 +72,7 @@ class AuditLog:
             await asyncio.wait([joined, self._writer], return_when=asyncio.FIRST_COMPLETED)
             if not joined.done():
                 joined.cancel()
-                log.error("audit: %d event(s) lost: the writer stopped before they were written",
-                          self._queue.qsize())
+                log.error("audit: %d event(s) lost: the writer stopped before they were written", self._queue.qsize())
         if self._writer is not None:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
@@ -92,8 +98,7 @@ class AuditLog:
                 return
             except StoreError as exc:
                 if attempt == WRITE_ATTEMPTS:
-                    log.error("audit: %d event(s) lost, the store refused them %d times: %s",
-                              len(events), attempt, exc)
+                    log.error("audit: %d event(s) lost, the store refused them %d times: %s", len(events), attempt, exc)
                     return
                 log.warning("audit: write failed (%s); retrying", exc)
                 await asyncio.sleep(self._retry * attempt)

@@ -8,7 +8,7 @@ import json
 import re
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import load_settings
@@ -27,13 +27,14 @@ def parse_since(text: str, now: float | None = None) -> float:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ConfigError("--since", f"{text!r} is neither a duration nor a date",
-                          "use e.g. 15m, 2h, 7d or 2026-11-23T10:00:00Z") from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp()
+        raise ConfigError(
+            "--since", f"{text!r} is neither a duration nor a date", "use e.g. 15m, 2h, 7d or 2026-11-23T10:00:00Z"
+        ) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _line(e: AuditEvent) -> str:
@@ -51,8 +52,11 @@ async def _read(args: argparse.Namespace) -> list[AuditEvent]:
     await stores.open()
     try:
         return await stores.audit.list_audit_events(
-            since=parse_since(args.since) if args.since else None, subject=args.subject, target=args.tool,
-            limit=args.limit)
+            since=parse_since(args.since) if args.since else None,
+            subject=args.subject,
+            target=args.tool,
+            limit=args.limit,
+        )
     finally:
         await stores.close()
 

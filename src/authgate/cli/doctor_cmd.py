@@ -19,25 +19,45 @@ _EPILOG = """exit status: 0 when no step failed (with --strict: and none warned)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("doctor", help="replay ChatGPT, Claude, Claude Code, the Inspector and the SDK "
-                       "against an MCP server and name the failing step", epilog=_EPILOG)
+    p = sub.add_parser(
+        "doctor",
+        help="replay ChatGPT, Claude, Claude Code, the Inspector and the SDK "
+        "against an MCP server and name the failing step",
+        epilog=_EPILOG,
+    )
     p.add_argument("url", help="the MCP endpoint URL, exactly as users give it to clients")
-    p.add_argument("--client", action="append", choices=[*PROFILES, "all"], dest="clients",
-                   help="client profile to replay (repeatable; default: all)")
+    p.add_argument(
+        "--client",
+        action="append",
+        choices=[*PROFILES, "all"],
+        dest="clients",
+        help="client profile to replay (repeatable; default: all)",
+    )
     creds = p.add_mutually_exclusive_group()
     creds.add_argument("--token", help="use this access token instead of signing in")
     creds.add_argument("--user", help="sign in on the server's HTML forms as this user")
-    creds.add_argument("--interactive", action="store_true",
-                       help="print the authorization URL and wait for your browser on the loopback callback")
+    creds.add_argument(
+        "--interactive",
+        action="store_true",
+        help="print the authorization URL and wait for your browser on the loopback callback",
+    )
     p.add_argument("--password-stdin", action="store_true", help="read --user's password from stdin")
-    p.add_argument("--cimd-host-map", action="append", default=[], metavar="HOST=BASE_URL",
-                   help="TESTING: serve a client's CIMD URL from a stand-in, "
-                        "e.g. chatgpt.com=https://127.0.0.1:8443 (repeatable)")
+    p.add_argument(
+        "--cimd-host-map",
+        action="append",
+        default=[],
+        metavar="HOST=BASE_URL",
+        help="TESTING: serve a client's CIMD URL from a stand-in, e.g. chatgpt.com=https://127.0.0.1:8443 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds (default 10)")
-    p.add_argument("--interactive-timeout", type=float, default=300.0,
-                   help="how long --interactive waits for the browser, seconds (default 300)")
+    p.add_argument(
+        "--interactive-timeout",
+        type=float,
+        default=300.0,
+        help="how long --interactive waits for the browser, seconds (default 300)",
+    )
     p.set_defaults(func=cmd_doctor)
 
 
@@ -59,9 +79,16 @@ def options_from_args(args: argparse.Namespace) -> DoctorOptions:
     except ValueError as exc:
         raise SystemExit(f"authgate doctor: {exc}") from None
     return DoctorOptions(
-        url=args.url, clients=tuple(args.clients or ("all",)), token=args.token, username=args.user,
-        password=_password(args), interactive=args.interactive, cimd_host_map=host_map,
-        timeout=args.timeout, interactive_timeout=args.interactive_timeout, strict=args.strict,
+        url=args.url,
+        clients=tuple(args.clients or ("all",)),
+        token=args.token,
+        username=args.user,
+        password=_password(args),
+        interactive=args.interactive,
+        cimd_host_map=host_map,
+        timeout=args.timeout,
+        interactive_timeout=args.interactive_timeout,
+        strict=args.strict,
     )
 
 

@@ -19,13 +19,20 @@ def cmd_idp_check(args: argparse.Namespace) -> int:
 
     from authgate.idp.check import CheckOptions, render_text, run_check
 
-    options = CheckOptions(issuer=args.issuer, profile=args.profile, register=args.register,
-                           client_id=args.client_id, client_secret=args.client_secret,
-                           resource=args.resource, scope=args.scope)
+    options = CheckOptions(
+        issuer=args.issuer,
+        profile=args.profile,
+        register=args.register,
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        resource=args.resource,
+        scope=args.scope,
+    )
 
     async def run() -> Any:
-        async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False,
-                                     headers={"User-Agent": f"authgate/{__version__} (idp check)"}) as http:
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT, follow_redirects=False, headers={"User-Agent": f"authgate/{__version__} (idp check)"}
+        ) as http:
             return await run_check(options, http)
 
     report = asyncio.run(run())
@@ -37,14 +44,21 @@ def add_parser(sub: Any) -> None:
     idp = sub.add_parser("idp", help="external identity providers")
     idp_sub = idp.add_subparsers(dest="idp_command", required=True)
     check = idp_sub.add_parser(
-        "check", help="probe an IdP the way authgate and MCP clients use it; name each problem and its fix")
+        "check", help="probe an IdP the way authgate and MCP clients use it; name each problem and its fix"
+    )
     check.add_argument("issuer", metavar="ISSUER", help="the IdP's issuer URL, exactly")
     check.add_argument("--profile", choices=list(PROFILES), default="generic", help="the IdP's profile")
-    check.add_argument("--register", action="store_true",
-                       help="make a real test registration (DCR), print its client id, delete it (RFC 7592)")
+    check.add_argument(
+        "--register",
+        action="store_true",
+        help="make a real test registration (DCR), print its client id, delete it (RFC 7592)",
+    )
     check.add_argument("--client-id", help="a client allowed client_credentials, to test `resource`")
-    check.add_argument("--client-secret", default=os.environ.get("AUTHGATE_IDP_CHECK_CLIENT_SECRET"),
-                       help="that client's secret (or env AUTHGATE_IDP_CHECK_CLIENT_SECRET, kept out of ps)")
+    check.add_argument(
+        "--client-secret",
+        default=os.environ.get("AUTHGATE_IDP_CHECK_CLIENT_SECRET"),
+        help="that client's secret (or env AUTHGATE_IDP_CHECK_CLIENT_SECRET, kept out of ps)",
+    )
     check.add_argument("--resource", help="the MCP URL to ask a token for (RFC 8707)")
     check.add_argument("--scope", help="scope to ask for with client_credentials")
     check.add_argument("--json", action="store_true", help="print the findings as JSON")

@@ -77,8 +77,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 def _print_kb(kb: KnowledgeBase) -> None:
     builtin = " (built-in)" if kb.builtin else ""
-    print(f"{kb.kb_id}{builtin}: {kb.document_count} documents, {kb.chunk_count} passages, "
-          f"indexed {_when(kb.indexed_at)}")
+    print(
+        f"{kb.kb_id}{builtin}: {kb.document_count} documents, {kb.chunk_count} passages, indexed {_when(kb.indexed_at)}"
+    )
     if kb.description:
         print(f"  {kb.description}")
     for ds in kb.data_sources:
@@ -88,8 +89,10 @@ def _print_kb(kb: KnowledgeBase) -> None:
 def cmd_list(args: argparse.Namespace) -> int:
     bases = _store(args).list_knowledge_bases()
     if not bases:
-        print("no knowledge bases: add one with `authgate kb add NAME DIR…` "
-              "(`authgate serve` registers the built-in authgate-docs when there is none)")
+        print(
+            "no knowledge bases: add one with `authgate kb add NAME DIR…` "
+            "(`authgate serve` registers the built-in authgate-docs when there is none)"
+        )
     for kb in bases:
         _print_kb(kb)
     return 0
@@ -115,8 +118,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authgate.kb.server import serve_stdio
 
     if not args.stdio:
-        print("authgate: `kb serve` needs --stdio; over HTTP, `authgate serve` serves the knowledge "
-              "base behind OAuth", file=sys.stderr)
+        print(
+            "authgate: `kb serve` needs --stdio; over HTTP, `authgate serve` serves the knowledge base behind OAuth",
+            file=sys.stderr,
+        )
         return 2
     settings = load_settings(args.config, **setting_overrides(args))
     anyio.run(serve_stdio, settings.data_dir)

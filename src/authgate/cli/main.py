@@ -47,18 +47,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authgate.server.http_protocol import BoundedHttpToolsProtocol
     from authgate.server.logs import configure_logging
 
-    settings = _settings(args) if not args.stdio_command else load_settings(
-        args.config, **{**setting_overrides(args), "upstream_command": _stdio_command(args.stdio_command)})
+    settings = (
+        _settings(args)
+        if not args.stdio_command
+        else load_settings(
+            args.config, **{**setting_overrides(args), "upstream_command": _stdio_command(args.stdio_command)}
+        )
+    )
     configure_logging(settings.log_level, settings.log_format)  # before anything may warn
     asyncio.run(_preflight(settings))  # a wrong secret or database fails here, readably
     app = build_app(settings)
-    print(f"authgate {__version__}: MCP endpoint {settings.urls.resource} "
-          f"(listening on {settings.host}:{settings.port})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level, log_config=None,
-                # authgate reads the forwarded address itself (trusted_proxies, forwarded_header)
-                access_log=False, proxy_headers=False,
-                server_header=False, lifespan="on", timeout_graceful_shutdown=settings.shutdown_timeout,
-                http=BoundedHttpToolsProtocol)  # 431 for an oversized request head (server/http_protocol.py)
+    print(
+        f"authgate {__version__}: MCP endpoint {settings.urls.resource} (listening on {settings.host}:{settings.port})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        log_config=None,
+        # authgate reads the forwarded address itself (trusted_proxies, forwarded_header)
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=settings.shutdown_timeout,
+        http=BoundedHttpToolsProtocol,
+    )  # 431 for an oversized request head (server/http_protocol.py)
     return 0
 
 
@@ -67,8 +84,11 @@ def _stdio_command(argv: list[str]) -> list[str]:
     from authgate.errors import ConfigError
 
     if argv[0] != "--" or len(argv) < 2:
-        raise ConfigError("upstream_command", f"unexpected arguments {' '.join(argv)!r}",
-                          "put the stdio server's command after `--`: authgate serve -- CMD ARGS…")
+        raise ConfigError(
+            "upstream_command",
+            f"unexpected arguments {' '.join(argv)!r}",
+            "put the stdio server's command after `--`: authgate serve -- CMD ARGS…",
+        )
     return argv[1:]
 
 
@@ -99,8 +119,10 @@ def cmd_users(args: argparse.Namespace) -> int:
         store = stores.users
         if args.users_command == "list":
             for user in await store.list_users():
-                print(f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}"
-                      f"\t{','.join(user.roles) or '-'}")
+                print(
+                    f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}"
+                    f"\t{','.join(user.roles) or '-'}"
+                )
             return 0
         if args.users_command == "add":
             return await _add_user(settings, store, args.name, args.role, password)
@@ -194,24 +216,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the authorization server, guard and MCP endpoint")
     add_setting_flags(serve)
-    serve.add_argument("stdio_command", nargs=argparse.REMAINDER, metavar="-- CMD ARGS",
-                       help="run this stdio MCP server and protect it (sets upstream_command)")
+    serve.add_argument(
+        "stdio_command",
+        nargs=argparse.REMAINDER,
+        metavar="-- CMD ARGS",
+        help="run this stdio MCP server and protect it (sets upstream_command)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     users = sub.add_parser("users", help="manage local users")
     users_sub = users.add_subparsers(dest="users_command", required=True)
-    for name, text in (("add", "add a user"), ("remove", "remove a user and revoke their grants"),
-                       ("set-password", "change a user's password (revokes their grants and sessions)"),
-                       ("roles", "set a user's roles (user_role_scopes says what each may grant)"),
-                       ("list", "list users and their roles")):
+    for name, text in (
+        ("add", "add a user"),
+        ("remove", "remove a user and revoke their grants"),
+        ("set-password", "change a user's password (revokes their grants and sessions)"),
+        ("roles", "set a user's roles (user_role_scopes says what each may grant)"),
+        ("list", "list users and their roles"),
+    ):
         p = users_sub.add_parser(name, help=text)
         if name != "list":
             p.add_argument("name")
         if name in ("add", "set-password"):
             p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
         if name == "add":
-            p.add_argument("--role", action="append", type=_role, metavar="ROLE",
-                           help="a role (repeatable); default: admin for the first user, none after")
+            p.add_argument(
+                "--role",
+                action="append",
+                type=_role,
+                metavar="ROLE",
+                help="a role (repeatable); default: admin for the first user, none after",
+            )
         if name == "roles":
             p.add_argument("roles", nargs="*", type=_role, metavar="ROLE", help="the roles (none: clear them)")
         add_setting_flags(p)
@@ -230,14 +264,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_setting_flags(p)
         p.set_defaults(func=cmd_keys)
     from authgate.cli.kb_cmd import add_parser as add_kb
+
     add_kb(sub)
     from authgate.cli.doctor_cmd import add_parser as add_doctor
+
     add_doctor(sub)
     from authgate.cli.idp_cmd import add_parser as add_idp
+
     add_idp(sub)
     from authgate.cli.audit_cmd import add_parser as add_audit
+
     add_audit(sub)
     from authgate.cli.clients_cmd import add_parser as add_clients
+
     add_clients(sub)
     return parser
 

@@ -27,8 +27,9 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
         if _is_bool(field.annotation):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         elif _is_list(field.annotation):
-            group.add_argument(flag, dest=name, action="append", default=None, metavar="VALUE",
-                               help=help_text + " (repeatable)")
+            group.add_argument(
+                flag, dest=name, action="append", default=None, metavar="VALUE", help=help_text + " (repeatable)"
+            )
         else:
             group.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=help_text)
 

@@ -15,12 +15,12 @@ FIXES: dict[str, str] = {
     "(check it with `authgate idp check ISSUER`)",
     "audiences": 'list the `aud` values the IdP puts in access tokens, e.g. ["https://mcp.example.com/mcp"], '
     "each without surrounding spaces",
-    "jwt_algorithms": "list the asymmetric algorithms your IdP signs with, e.g. [\"RS256\"]",
+    "jwt_algorithms": 'list the asymmetric algorithms your IdP signs with, e.g. ["RS256"]',
     "introspection_endpoint": "set the IdP's introspection endpoint URL (https, or http on loopback)",
     "introspection_client_id": "set it to the client_id the IdP lets introspect tokens",
     "introspection_client_secret": "set introspection_client_id and introspection_client_secret to a client "
     "the IdP allows to introspect",
-    "mirror_as_metadata": "remove mirror_as_metadata, or set auth_mode = \"external\"",
+    "mirror_as_metadata": 'remove mirror_as_metadata, or set auth_mode = "external"',
 }
 
 
@@ -54,7 +54,9 @@ class ExternalSettings(BaseModel):
         "(generic: yes; auth0, keycloak, okta, entra, cognito: no, they do not set it)",
     )
     jwks_refetch_seconds: int = Field(
-        30, ge=1, le=3600,
+        30,
+        ge=1,
+        le=3600,
         description="external mode: least time between two JWKS fetches when a token names an unknown key",
     )
     introspection_endpoint: str | None = Field(
@@ -93,8 +95,10 @@ class ExternalSettings(BaseModel):
             raise ValueError("no algorithm left: no token could be verified")
         for alg in v:
             if alg.lower() == "none" or alg.upper().startswith("HS"):
-                raise ValueError(f"{alg} is never accepted: tokens must be signed with the IdP's private key "
-                                 "(none is unsigned; HS* would let any holder of the secret mint tokens)")
+                raise ValueError(
+                    f"{alg} is never accepted: tokens must be signed with the IdP's private key "
+                    "(none is unsigned; HS* would let any holder of the secret mint tokens)"
+                )
             if alg not in SUPPORTED_ALGORITHMS:
                 raise ValueError(f"{alg} is not one of {', '.join(SUPPORTED_ALGORITHMS)}")
         return v
@@ -114,15 +118,26 @@ def external_refusals(s: ExternalSettings) -> list[Refusal]:
     """Rules across settings: external mode needs an issuer valid for its profile, and so on."""
     found = []
     if s.issuer is None and s.auth_mode == "external":
-        found.append(Refusal("issuer", "auth_mode = external needs the identity provider's issuer",
-                             depends=("auth_mode",)))
+        found.append(
+            Refusal("issuer", "auth_mode = external needs the identity provider's issuer", depends=("auth_mode",))
+        )
     elif s.issuer is not None and (problem := issuer_problem(s.issuer, s.idp_profile)):
         found.append(Refusal("issuer", problem, depends=("idp_profile",)))
     if s.introspection_endpoint and (s.introspection_client_secret is None or not s.introspection_client_id):
-        found.append(Refusal("introspection_client_secret", "introspection_endpoint needs introspection_client_id "
-                             "and introspection_client_secret (RFC 7662 §2.1: the resource server authenticates)",
-                             depends=("introspection_endpoint", "introspection_client_id")))
+        found.append(
+            Refusal(
+                "introspection_client_secret",
+                "introspection_endpoint needs introspection_client_id "
+                "and introspection_client_secret (RFC 7662 §2.1: the resource server authenticates)",
+                depends=("introspection_endpoint", "introspection_client_id"),
+            )
+        )
     if s.mirror_as_metadata and s.auth_mode != "external":
-        found.append(Refusal("mirror_as_metadata", "the mirror applies to auth_mode = external only (embedded "
-                             "mode serves its own metadata)", depends=("auth_mode",)))
+        found.append(
+            Refusal(
+                "mirror_as_metadata",
+                "the mirror applies to auth_mode = external only (embedded mode serves its own metadata)",
+                depends=("auth_mode",),
+            )
+        )
     return found

@@ -12,8 +12,20 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from authgate.config.problems import Refusal
 
 # Headers the gateway or the client own: an operator's static header must not replace them.
-_GATEWAY_OWNED = {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "upgrade",
-                  "trailer", "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name"}
+_GATEWAY_OWNED = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "upgrade",
+    "trailer",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "mcp-method",
+    "mcp-name",
+}
 
 FIXES: dict[str, str] = {
     "upstream": "set it to the Streamable HTTP URL of the MCP server to protect, e.g. "
@@ -37,12 +49,16 @@ class GatewaySettings(BaseModel):
         5.0, gt=0, le=300, description="seconds to open a connection to the upstream"
     )
     upstream_first_byte_timeout: float = Field(
-        300.0, gt=0, le=86400,
+        300.0,
+        gt=0,
+        le=86400,
         description="seconds the upstream may take to start answering a request (a long tool answering "
         "in JSON counts here); past it the client gets 504",
     )
     upstream_idle_timeout: float = Field(
-        300.0, gt=0, le=86400,
+        300.0,
+        gt=0,
+        le=86400,
         description="seconds a streaming (SSE) answer may stay silent before the gateway ends it",
     )
     upstream_headers: dict[str, str] = Field(
@@ -75,8 +91,10 @@ class GatewaySettings(BaseModel):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"'{v}' is not an http:// or https:// URL of a Streamable HTTP MCP endpoint")
         if parts.username or parts.password or parts.fragment:
-            raise ValueError("the URL carries credentials or a #fragment; send credentials with "
-                             "upstream_bearer_token or upstream_headers")
+            raise ValueError(
+                "the URL carries credentials or a #fragment; send credentials with "
+                "upstream_bearer_token or upstream_headers"
+            )
         return v
 
     @field_validator("upstream_command")
@@ -116,12 +134,27 @@ def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
     """Rules across settings: one upstream, not authgate itself, one Authorization header."""
     found = []
     if s.upstream is not None and s.upstream.rstrip("/") == public_url + "/mcp":
-        found.append(Refusal("upstream", f"'{s.upstream}' is authgate's own MCP endpoint; name the server "
-                             "to protect", depends=("public_url", "port", "host")))
+        found.append(
+            Refusal(
+                "upstream",
+                f"'{s.upstream}' is authgate's own MCP endpoint; name the server to protect",
+                depends=("public_url", "port", "host"),
+            )
+        )
     if s.upstream_command is not None and s.upstream:
-        found.append(Refusal("upstream_command", "upstream is set too; protect either an HTTP upstream or a "
-                             "stdio command", depends=("upstream",)))
+        found.append(
+            Refusal(
+                "upstream_command",
+                "upstream is set too; protect either an HTTP upstream or a stdio command",
+                depends=("upstream",),
+            )
+        )
     if s.upstream_bearer_token is not None and any(n.lower() == "authorization" for n in s.upstream_headers):
-        found.append(Refusal("upstream_bearer_token", "upstream_headers already sets Authorization; keep one "
-                             "of the two", depends=("upstream_headers",)))
+        found.append(
+            Refusal(
+                "upstream_bearer_token",
+                "upstream_headers already sets Authorization; keep one of the two",
+                depends=("upstream_headers",),
+            )
+        )
     return found

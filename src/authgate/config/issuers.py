@@ -21,8 +21,9 @@ def _profile_issuer_problem(issuer: str, profile: str) -> str | None:
     if profile == "keycloak" and not re.fullmatch(r"(/auth)?/realms/[^/]+", path):
         return f"a Keycloak issuer is https://HOST/realms/REALM, not '{issuer}'"
     if profile == "okta" and not path.startswith("/oauth2/"):
-        return (f"'{issuer}' is Okta's org authorization server; use a custom one, e.g. "
-                f"{issuer.rstrip('/')}/oauth2/default")
+        return (
+            f"'{issuer}' is Okta's org authorization server; use a custom one, e.g. {issuer.rstrip('/')}/oauth2/default"
+        )
     if profile == "entra" and not re.fullmatch(r"/[^/]+/v2\.0", path):
         return f"an Entra ID issuer is https://login.microsoftonline.com/TENANT-ID/v2.0, not '{issuer}'"
     if profile == "entra" and path.split("/")[1] in ("common", "organizations", "consumers"):

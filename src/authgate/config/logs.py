@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 class LogSettings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="log level")
     log_format: Literal["text", "json"] = Field(
-        "text", description="text, or json: one object per line with request_id, subject, client_id, "
+        "text",
+        description="text, or json: one object per line with request_id, subject, client_id, "
         "mcp_method, … (never a token or secret)",
     )

@@ -17,12 +17,18 @@ from authgate.config.problems import Refusal
 
 TARGET_KINDS = ("tool", "resource", "prompt")
 # Methods that name a tool, resource or prompt: they are made anonymous per target, never whole.
-TARGETED_METHODS = ("tools/call", "resources/read", "resources/subscribe", "resources/unsubscribe",
-                    "prompts/get", "completion/complete")
+TARGETED_METHODS = (
+    "tools/call",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/get",
+    "completion/complete",
+)
 _METHOD = re.compile(r"[A-Za-z_]+(/[A-Za-z_]+)*")
 _SCOPE_MAPS = ("tool_scopes", "resource_scopes", "prompt_scopes")
 _KNOWN = ("scopes", *_SCOPE_MAPS, "default_operation_scopes")  # what known_scopes reads
-_MAP_FIX = ' (on the command line: that JSON object)'
+_MAP_FIX = " (on the command line: that JSON object)"
 
 FIXES: dict[str, str] = {
     "tool_scopes": 'map tool names ("*" wildcards) to the scope-tokens they need, e.g. '
@@ -32,16 +38,14 @@ FIXES: dict[str, str] = {
     "prompt_scopes": 'map prompt names ("*" wildcards) to the scope-tokens they need, e.g. '
     '{"summarize": ["docs.read"]}' + _MAP_FIX,
     "default_operation_scopes": 'list scope-tokens without spaces or quotes, e.g. ["mcp"], or leave it empty',
-    "scope_implications": 'map a scope to the scopes it satisfies, each named in `scopes` or needed by an '
+    "scope_implications": "map a scope to the scopes it satisfies, each named in `scopes` or needed by an "
     'operation, e.g. {"docs.write": ["docs.read"]}' + _MAP_FIX,
-    "anonymous_operations": 'list entries as tool:NAME, resource:URI, prompt:NAME or a method such as '
+    "anonymous_operations": "list entries as tool:NAME, resource:URI, prompt:NAME or a method such as "
     '"ping", e.g. ["tool:status"]',
-    "role_claim": "name the claim holding roles by its dotted path, e.g. permissions, realm_access.roles "
-    "or groups",
-    "role_scopes": 'set role_claim, then map each role to scopes named in `scopes` or needed by an '
+    "role_claim": "name the claim holding roles by its dotted path, e.g. permissions, realm_access.roles or groups",
+    "role_scopes": "set role_claim, then map each role to scopes named in `scopes` or needed by an "
     'operation, e.g. {"editors": ["docs.write"]}' + _MAP_FIX,
-    "tool_error_clients": 'list OAuth client_ids or MCP clientInfo name prefixes, e.g. ["openai-mcp"], '
-    'or ["*"]',
+    "tool_error_clients": 'list OAuth client_ids or MCP clientInfo name prefixes, e.g. ["openai-mcp"], or ["*"]',
 }
 
 
@@ -84,8 +88,10 @@ def _check_anonymous(entries: list[str]) -> None:
                 raise ValueError(f"{entry!r} names no {kind}")
             continue
         if entry in TARGETED_METHODS:
-            raise ValueError(f"{entry!r} would open every tool, resource or prompt; name each one as "
-                             "tool:NAME, resource:URI or prompt:NAME")
+            raise ValueError(
+                f"{entry!r} would open every tool, resource or prompt; name each one as "
+                "tool:NAME, resource:URI or prompt:NAME"
+            )
         if not _METHOD.fullmatch(entry):
             raise ValueError(f"{entry!r} is neither tool:NAME, resource:URI, prompt:NAME nor a method name")
 
@@ -98,16 +104,16 @@ class PolicySettings(BaseModel):
         'e.g. {"docs.create": ["docs.write"]}; the embedded server offers them besides `scopes`',
     )
     resource_scopes: dict[str, list[str]] = Field(
-        default_factory=dict, description='scopes reading a resource needs, by URI ("*" wildcards), '
+        default_factory=dict,
+        description='scopes reading a resource needs, by URI ("*" wildcards), '
         'e.g. {"file:///private/*": ["files.read"]}',
     )
     prompt_scopes: dict[str, list[str]] = Field(
-        default_factory=dict, description="scopes getting a prompt needs, by prompt name (\"*\" wildcards)"
+        default_factory=dict, description='scopes getting a prompt needs, by prompt name ("*" wildcards)'
     )
     default_operation_scopes: list[str] = Field(
         default_factory=list,
-        description="scopes every tool, resource and prompt not named above needs "
-        "(empty: any token authgate accepts)",
+        description="scopes every tool, resource and prompt not named above needs (empty: any token authgate accepts)",
     )
     scope_implications: dict[str, list[str]] = Field(
         default_factory=dict,
@@ -136,14 +142,13 @@ class PolicySettings(BaseModel):
     tool_error_clients: list[str] = Field(
         default_factory=lambda: ["openai-mcp", "https://chatgpt.com/oauth/client.json"],
         description="clients (OAuth client_id, or MCP clientInfo name prefix; * = all) whose refused "
-        "tools/call is answered as a tool error carrying _meta[\"mcp/www_authenticate\"] instead of a 403",
+        'tools/call is answered as a tool error carrying _meta["mcp/www_authenticate"] instead of a 403',
     )
-    audit_arguments: bool = Field(
-        False, description="also record tool and prompt arguments in the audit trail"
-    )
+    audit_arguments: bool = Field(False, description="also record tool and prompt arguments in the audit trail")
 
-    @field_validator("tool_scopes", "resource_scopes", "prompt_scopes", "scope_implications", "role_scopes",
-                     mode="before")
+    @field_validator(
+        "tool_scopes", "resource_scopes", "prompt_scopes", "scope_implications", "role_scopes", mode="before"
+    )
     @classmethod
     def _policy_maps_from_text(cls, v: Any) -> Any:
         return map_from_text(v)
@@ -199,8 +204,10 @@ def known_scopes(s: PolicySettings, scopes: Iterable[str]) -> set[str]:
 def _unknown(scopes: list[str], known: set[str], where: str) -> str | None:
     for scope in scopes:
         if scope not in known:
-            return (f"{where}: scope {scope!r} is needed by no tool, resource or prompt and is "
-                    "not in `scopes`; check its spelling")
+            return (
+                f"{where}: scope {scope!r} is needed by no tool, resource or prompt and is "
+                "not in `scopes`; check its spelling"
+            )
     return None
 
 
@@ -212,8 +219,13 @@ def policy_refusals(s: PolicySettings, scopes: list[str]) -> list[Refusal]:
             found.append(Refusal("scope_implications", problem, depends=_KNOWN))
             break
     if s.role_scopes and s.role_claim is None:
-        found.append(Refusal("role_scopes", "role_scopes needs role_claim: the token claim that holds the roles",
-                             depends=("role_claim",)))
+        found.append(
+            Refusal(
+                "role_scopes",
+                "role_scopes needs role_claim: the token claim that holds the roles",
+                depends=("role_claim",),
+            )
+        )
     elif s.role_scopes:
         for role, granted in s.role_scopes.items():
             if problem := _unknown(granted, known, f"role {role!r}"):

@@ -65,7 +65,7 @@ def _without_none(annotation: Any) -> Any:
 
 
 def _bounds(field: FieldInfo) -> str:
-    """" between 1 and 65535", " of at least 300", " greater than 0 and at most 30", or ""."""
+    """ " between 1 and 65535", " of at least 300", " greater than 0 and at most 30", or ""."""
     low = high = ""
     for m in field.metadata:
         if isinstance(m, annotated_types.Ge):

@@ -39,29 +39,44 @@ FIXES: dict[str, str] = {
 class ProxySettings(BaseModel):
     # -- proxy mode (authgate.proxy): people sign in at an upstream IdP with authgate's one client --
     idp_preset: Literal["github", "google", "entra", "oidc", "oauth2"] | None = Field(
-        None, description="proxy mode: the upstream IdP (see docs/idp/proxy.md); oidc: any OIDC issuer "
-        "(discovery), oauth2: explicit endpoints")
+        None,
+        description="proxy mode: the upstream IdP (see docs/idp/proxy.md); oidc: any OIDC issuer "
+        "(discovery), oauth2: explicit endpoints",
+    )
     idp_issuer: str | None = Field(
-        None, description="proxy mode: the upstream's OIDC issuer (oidc, entra; google: a stand-in's)")
-    idp_authorize_url: str | None = Field(None, description="proxy mode: upstream authorization endpoint "
-                                          "(oauth2; overrides the preset's)")
-    idp_token_url: str | None = Field(None, description="proxy mode: upstream token endpoint (oauth2; "
-                                      "overrides the preset's)")
-    idp_userinfo_url: str | None = Field(None, description="proxy mode: upstream user info endpoint "
-                                         "(oauth2; overrides the preset's; github: the API base)")
+        None, description="proxy mode: the upstream's OIDC issuer (oidc, entra; google: a stand-in's)"
+    )
+    idp_authorize_url: str | None = Field(
+        None, description="proxy mode: upstream authorization endpoint (oauth2; overrides the preset's)"
+    )
+    idp_token_url: str | None = Field(
+        None, description="proxy mode: upstream token endpoint (oauth2; overrides the preset's)"
+    )
+    idp_userinfo_url: str | None = Field(
+        None,
+        description="proxy mode: upstream user info endpoint (oauth2; overrides the preset's; github: the API base)",
+    )
     idp_client_id: str | None = Field(None, description="proxy mode: authgate's client_id at the upstream")
-    idp_client_secret: SecretStr | None = Field(None, description="proxy mode: authgate's client secret "
-                                                "at the upstream")
-    idp_scopes: list[str] = Field(default_factory=list, description="proxy mode: scopes asked of the "
-                                  "upstream; default: the preset's")
-    allowed_users: list[str] = Field(default_factory=list, description="proxy mode: upstream usernames "
-                                     "(login) allowed to sign in; all four allow-lists empty: everyone")
-    allowed_emails: list[str] = Field(default_factory=list, description="proxy mode: verified e-mail "
-                                      "addresses allowed to sign in")
-    allowed_email_domains: list[str] = Field(default_factory=list, description="proxy mode: e-mail "
-                                             "domains allowed to sign in (verified addresses only)")
-    allowed_github_orgs: list[str] = Field(default_factory=list, description="proxy mode, github: members "
-                                           "of these organisations may sign in (asks read:org)")
+    idp_client_secret: SecretStr | None = Field(
+        None, description="proxy mode: authgate's client secret at the upstream"
+    )
+    idp_scopes: list[str] = Field(
+        default_factory=list, description="proxy mode: scopes asked of the upstream; default: the preset's"
+    )
+    allowed_users: list[str] = Field(
+        default_factory=list,
+        description="proxy mode: upstream usernames (login) allowed to sign in; all four allow-lists empty: everyone",
+    )
+    allowed_emails: list[str] = Field(
+        default_factory=list, description="proxy mode: verified e-mail addresses allowed to sign in"
+    )
+    allowed_email_domains: list[str] = Field(
+        default_factory=list, description="proxy mode: e-mail domains allowed to sign in (verified addresses only)"
+    )
+    allowed_github_orgs: list[str] = Field(
+        default_factory=list,
+        description="proxy mode, github: members of these organisations may sign in (asks read:org)",
+    )
 
 
 def _url_refusal(name: str, value: str) -> Refusal | None:
@@ -72,34 +87,54 @@ def _url_refusal(name: str, value: str) -> Refusal | None:
 def _endpoint_refusals(s: ProxySettings) -> list[Refusal]:
     found = [r for name in _URL_SETTINGS if (value := getattr(s, name)) and (r := _url_refusal(name, value))]
     if s.idp_preset in ("oidc", "entra") and not s.idp_issuer:
-        found.append(Refusal("idp_issuer", f"idp_preset = \"{s.idp_preset}\" needs the upstream's issuer "
-                             "(OIDC discovery)", depends=_PRESET))
+        found.append(
+            Refusal(
+                "idp_issuer",
+                f'idp_preset = "{s.idp_preset}" needs the upstream\'s issuer (OIDC discovery)',
+                depends=_PRESET,
+            )
+        )
     if s.idp_preset == "oauth2":
-        found += [Refusal(name, "idp_preset = \"oauth2\" needs explicit endpoints", depends=_PRESET)
-                  for name in _URL_SETTINGS[1:] if not getattr(s, name)]
+        found += [
+            Refusal(name, 'idp_preset = "oauth2" needs explicit endpoints', depends=_PRESET)
+            for name in _URL_SETTINGS[1:]
+            if not getattr(s, name)
+        ]
     return found
 
 
 def proxy_refusals(s: ProxySettings, auth_mode: str) -> list[Refusal]:
     """Empty when the proxy settings are consistent; else every problem, each naming its setting."""
     if auth_mode != "proxy":
-        return [Refusal("idp_preset", "applies to auth_mode = \"proxy\" only", depends=_MODE)] if s.idp_preset else []
+        return [Refusal("idp_preset", 'applies to auth_mode = "proxy" only', depends=_MODE)] if s.idp_preset else []
     found = []
     if s.idp_preset is None:
-        found.append(Refusal("idp_preset", "auth_mode = \"proxy\" needs the upstream IdP: github, google, "
-                             "entra, oidc or oauth2", depends=_MODE))
+        found.append(
+            Refusal(
+                "idp_preset",
+                'auth_mode = "proxy" needs the upstream IdP: github, google, entra, oidc or oauth2',
+                depends=_MODE,
+            )
+        )
     if not s.idp_client_id:
-        found.append(Refusal("idp_client_id", "proxy mode needs the client_id registered for authgate at the "
-                             "upstream IdP", depends=_MODE))
+        found.append(
+            Refusal(
+                "idp_client_id",
+                "proxy mode needs the client_id registered for authgate at the upstream IdP",
+                depends=_MODE,
+            )
+        )
     if s.idp_client_secret is None or not s.idp_client_secret.get_secret_value():
-        found.append(Refusal("idp_client_secret", "proxy mode needs the client secret of idp_client_id",
-                             depends=_MODE))
+        found.append(Refusal("idp_client_secret", "proxy mode needs the client secret of idp_client_id", depends=_MODE))
     found += _endpoint_refusals(s)
     if s.allowed_github_orgs and s.idp_preset != "github":
-        found.append(Refusal("allowed_github_orgs", "applies to idp_preset = \"github\" only", depends=_PRESET))
+        found.append(Refusal("allowed_github_orgs", 'applies to idp_preset = "github" only', depends=_PRESET))
     for domain in s.allowed_email_domains:
         if not domain or "@" in domain or domain != domain.strip().lower():
-            found.append(Refusal("allowed_email_domains", f"{domain!r} is not a lower-case domain like "
-                                 "example.com", depends=_MODE))
+            found.append(
+                Refusal(
+                    "allowed_email_domains", f"{domain!r} is not a lower-case domain like example.com", depends=_MODE
+                )
+            )
             break
     return found

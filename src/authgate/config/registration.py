@@ -19,7 +19,8 @@ class RegistrationSettings(BaseModel):
         10, ge=1, description="dynamic registrations allowed per source address (IPv6: per /64) per minute"
     )
     max_clients: int = Field(
-        10000, ge=1,
+        10000,
+        ge=1,
         description="cap on registered clients outside the unverified pool: those a user has consented to "
         "and operator-made ones; a registration is refused (503) only when these fill it",
     )
@@ -32,7 +33,8 @@ class RegistrationSettings(BaseModel):
         "(client_credentials) are only for clients an operator creates with `authgate clients add`",
     )
     max_unverified_clients: int = Field(
-        1000, ge=10,
+        1000,
+        ge=10,
         description="dynamically registered clients that no user has consented to yet; when the pool is "
         "full the oldest is removed, so a new registration always succeeds",
     )
@@ -43,7 +45,8 @@ class RegistrationSettings(BaseModel):
     cimd_timeout: float = Field(5.0, gt=0, le=30, description="CIMD fetch timeout, seconds")
     cimd_max_bytes: int = Field(65536, ge=1024, description="largest CIMD document accepted")
     cimd_ca_file: Path | None = Field(
-        None, description="TESTING ONLY: extra CA bundle (PEM) trusted for CIMD fetches, e.g. a "
+        None,
+        description="TESTING ONLY: extra CA bundle (PEM) trusted for CIMD fetches, e.g. a "
         "stand-in host's test CA (`authgate doctor --cimd-host-map`)",
     )
 
@@ -52,8 +55,9 @@ class RegistrationSettings(BaseModel):
     def _registration_grants_have_a_user(cls, v: list[str]) -> list[str]:
         # A grant without a person would hand anyone who can reach /register a token (issue 11)
         if "client_credentials" in v:
-            raise ValueError("client_credentials is for machine clients an operator creates, never "
-                             "for open registration")
+            raise ValueError(
+                "client_credentials is for machine clients an operator creates, never for open registration"
+            )
         if unknown := [g for g in v if g not in ("authorization_code", "refresh_token")]:
             raise ValueError(f"{', '.join(unknown)} is not a grant type open registration can offer")
         return v

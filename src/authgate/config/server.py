@@ -45,9 +45,7 @@ class ServerSettings(BaseModel):
         default_factory=lambda: Path(platformdirs.user_data_dir("authgate")),
         description="where the SQLite database, generated secret and first-user password live",
     )
-    database_url: str | None = Field(
-        None, description="SQLAlchemy async URL; default SQLite in data_dir"
-    )
+    database_url: str | None = Field(None, description="SQLAlchemy async URL; default SQLite in data_dir")
     secret_key: SecretStr | None = Field(
         None,
         description="encrypts signing keys at rest and signs cookies; default: generated into "
@@ -57,7 +55,8 @@ class ServerSettings(BaseModel):
         "auto", description="auto: upgrade the schema at start under a lock; off: run `authgate db upgrade`"
     )
     mcp_max_body_bytes: int = Field(
-        4 * 1024 * 1024, ge=1024,
+        4 * 1024 * 1024,
+        ge=1024,
         description="largest request body accepted on /mcp, bytes (larger: 413 before it is read)",
     )
     allowed_origins: list[str] = Field(
@@ -65,11 +64,14 @@ class ServerSettings(BaseModel):
         description="browser Origins allowed on /mcp besides the public URL's own",
     )
     shutdown_timeout: int = Field(
-        10, ge=1, description="seconds a stop (SIGTERM) waits for requests and streams in flight (GET "
+        10,
+        ge=1,
+        description="seconds a stop (SIGTERM) waits for requests and streams in flight (GET "
         "streams, subscriptions/listen) before it closes them, then the upstream, children, audit and store",
     )
     gc_tuning: bool = Field(
-        True, description="after start-up, freeze the loaded heap and raise the collector's first "
+        True,
+        description="after start-up, freeze the loaded heap and raise the collector's first "
         "threshold, so garbage collection stops costing every request (docs/benchmarks.md); turn off "
         "when authgate shares a process whose collector something else manages",
     )
@@ -130,6 +132,11 @@ def server_refusals(s: ServerSettings) -> list[Refusal]:
     if not s.public_url:
         found.append(Refusal("public_url", "is empty", depends=("port", "host")))
     if s.effective_database_url.startswith("postgresql") and s.secret_key is None:
-        found.append(Refusal("secret_key", "PostgreSQL may be shared by several replicas, which must all "
-                             "hold the same secret_key", depends=("database_url", "data_dir")))
+        found.append(
+            Refusal(
+                "secret_key",
+                "PostgreSQL may be shared by several replicas, which must all hold the same secret_key",
+                depends=("database_url", "data_dir"),
+            )
+        )
     return found

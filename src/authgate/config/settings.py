@@ -42,18 +42,30 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
-class Settings(ProxySettings, ExternalSettings, LogSettings, GatewaySettings, PolicySettings,
-               RegistrationSettings, SignInSettings, TokenSettings, ServerSettings, BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="AUTHGATE_", extra="forbid", validate_default=True, frozen=True
-    )
+class Settings(
+    ProxySettings,
+    ExternalSettings,
+    LogSettings,
+    GatewaySettings,
+    PolicySettings,
+    RegistrationSettings,
+    SignInSettings,
+    TokenSettings,
+    ServerSettings,
+    BaseSettings,
+):
+    model_config = SettingsConfigDict(env_prefix="AUTHGATE_", extra="forbid", validate_default=True, frozen=True)
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> Settings:
         # Runs once every field is valid; raises every problem found, not only the first.
-        refusals = [*server_refusals(self), *policy_refusals(self, self.scopes),
-                    *gateway_refusals(self, self.public_url), *external_refusals(self),
-                    *proxy_refusals(self, self.auth_mode)]
+        refusals = [
+            *server_refusals(self),
+            *policy_refusals(self, self.scopes),
+            *gateway_refusals(self, self.public_url),
+            *external_refusals(self),
+            *proxy_refusals(self, self.auth_mode),
+        ]
         if refusals:
             raise Refusals(refusals)
         return self
@@ -94,8 +106,14 @@ class Settings(ProxySettings, ExternalSettings, LogSettings, GatewaySettings, Po
 
 
 FIXES: dict[str, str] = {
-    **server.FIXES, **tokens.FIXES, **signin.FIXES, **registration.FIXES, **policy.FIXES, **gateway.FIXES,
-    **external.FIXES, **proxy.FIXES,
+    **server.FIXES,
+    **tokens.FIXES,
+    **signin.FIXES,
+    **registration.FIXES,
+    **policy.FIXES,
+    **gateway.FIXES,
+    **external.FIXES,
+    **proxy.FIXES,
 }
 
 
@@ -123,8 +141,11 @@ def _source_error(exc: SettingsError) -> ConfigError:
     named = re.search(r'field "(\w+)"', str(exc))
     if named and named.group(1) in Settings.model_fields:
         setting = named.group(1)
-        return ConfigError(setting, f"AUTHGATE_{setting.upper()} is not valid JSON (lists and maps are JSON "
-                           "in the environment)", fix_for(setting))
+        return ConfigError(
+            setting,
+            f"AUTHGATE_{setting.upper()} is not valid JSON (lists and maps are JSON in the environment)",
+            fix_for(setting),
+        )
     return ConfigError("config", str(exc), "fix the TOML syntax")
 
 

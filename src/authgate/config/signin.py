@@ -17,17 +17,22 @@ FIXES: dict[str, str] = {
 class SignInSettings(BaseModel):
     login_session_ttl: int = Field(8 * 3600, ge=60, description="browser sign-in session lifetime, seconds")
     login_attempts_per_minute: int = Field(
-        5, ge=1, description="sign-in attempts allowed per username and source address (IPv6 by /64) per "
-        "minute; a successful sign-in clears the count"
+        5,
+        ge=1,
+        description="sign-in attempts allowed per username and source address (IPv6 by /64) per "
+        "minute; a successful sign-in clears the count",
     )
     login_attempts_per_account: int = Field(
-        20, ge=1,
+        20,
+        ge=1,
         description="sign-in attempts allowed per account per hour from addresses that have not signed "
         "in to it successfully before, however many addresses they come from (IPv6 counted by /64); "
         "known addresses are held only by login_attempts_per_minute, so an attack cannot lock the owner out",
     )
     max_concurrent_password_checks: int = Field(
-        2, ge=1, le=64,
+        2,
+        ge=1,
+        le=64,
         description="password verifications (argon2) running at once, in worker threads; more wait "
         "(argon2 already uses several cores for one check: about the machine's core count)",
     )

@@ -17,17 +17,19 @@ class TokenSettings(BaseModel):
     )
     code_ttl: int = Field(60, ge=10, le=600, description="authorization code lifetime, seconds")
     refresh_grace_seconds: int = Field(
-        10, ge=0, le=120,
+        10,
+        ge=0,
+        le=120,
         description="window in which a just-rotated refresh token returns the same successor",
     )
     token_cache_seconds: int = Field(
-        30, ge=0, le=300,
+        30,
+        ge=0,
+        le=300,
         description="how long the guard trusts a verified token before re-checking its grant and user "
         "(a revoked grant or removed user stops working within this time)",
     )
-    scopes: list[str] = Field(
-        default_factory=lambda: ["mcp"], description="scopes the protected MCP server offers"
-    )
+    scopes: list[str] = Field(default_factory=lambda: ["mcp"], description="scopes the protected MCP server offers")
 
     @field_validator("scopes")
     @classmethod

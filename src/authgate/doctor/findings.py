@@ -67,8 +67,13 @@ class Registration:
     outcome: str = "still registered"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"client": self.client, "client_id": self.client_id, "method": self.method,
-                "rfc7592": self.registration_client_uri is not None, "outcome": self.outcome}
+        return {
+            "client": self.client,
+            "client_id": self.client_id,
+            "method": self.method,
+            "rfc7592": self.registration_client_uri is not None,
+            "outcome": self.outcome,
+        }
 
 
 @dataclass(slots=True)
@@ -91,8 +96,12 @@ class ClientReport:
         return next((f for f in self.findings if f.step == step_id), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"client": self.client, "label": self.label, "status": self.status,
-                "findings": [f.to_dict() for f in self.findings]}
+        return {
+            "client": self.client,
+            "label": self.label,
+            "status": self.status,
+            "findings": [f.to_dict() for f in self.findings],
+        }
 
 
 @dataclass(slots=True)

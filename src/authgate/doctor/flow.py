@@ -15,8 +15,7 @@ from authgate.doctor.findings import Registration
 from authgate.doctor.profiles import LOOPBACK_HOSTS, ClientProfile
 from authgate.doctor.wire import Challenge, Wire
 
-NO_CREDENTIALS = ("no credentials: pass --user NAME --password-stdin, --token TOKEN or "
-                  "--interactive to sign in")
+NO_CREDENTIALS = "no credentials: pass --user NAME --password-stdin, --token TOKEN or --interactive to sign in"
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,8 +90,9 @@ def lands_on(url: str, redirect_uri: str) -> bool:
     """Whether `url` is the client's redirect URI (any port on loopback, RFC 8252 §7.3)."""
     got, want = urlsplit(url), urlsplit(redirect_uri)
     loopback = (want.hostname or "") in LOOPBACK_HOSTS
-    return (got.scheme, got.hostname, got.path) == (want.scheme, want.hostname, want.path) and \
-        (loopback or got.port == want.port)
+    return (got.scheme, got.hostname, got.path) == (want.scheme, want.hostname, want.path) and (
+        loopback or got.port == want.port
+    )
 
 
 def params_of(url: str) -> dict[str, str]:
@@ -104,8 +105,9 @@ def page_text(html: str) -> str:
     return " ".join(" ".join(parser.text).split())[:240]
 
 
-async def form_sign_in(url: str, redirect_uri: str, username: str, password: str, *,
-                       timeout: float = 10.0) -> SignInResult:
+async def form_sign_in(
+    url: str, redirect_uri: str, username: str, password: str, *, timeout: float = 10.0
+) -> SignInResult:
     """Sign in and consent on the server's pages; return the authorization response."""
     async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as http:
         response = await _get(http, url)
@@ -117,13 +119,18 @@ async def form_sign_in(url: str, redirect_uri: str, username: str, password: str
                 if lands_on(target, redirect_uri):
                     return SignInResult(params_of(target), target)  # read, never followed
                 if (urlsplit(target).hostname or "") in _NEVER_FOLLOW:
-                    raise SignInError(f"redirected to {target}, not to the redirect URI {redirect_uri}",
-                                      "redirect to exactly the redirect_uri of the request")
+                    raise SignInError(
+                        f"redirected to {target}, not to the redirect URI {redirect_uri}",
+                        "redirect to exactly the redirect_uri of the request",
+                    )
                 response = await _get(http, target)
                 continue
             if response.status_code >= 400:
-                raise SignInError(f"{response.request.method} {response.url.path} → {response.status_code}: "
-                                  f"{page_text(response.text)!r}", fix_for_page(response.text))
+                raise SignInError(
+                    f"{response.request.method} {response.url.path} → {response.status_code}: "
+                    f"{page_text(response.text)!r}",
+                    fix_for_page(response.text),
+                )
             parser = _FormParser(str(response.url))
             parser.feed(response.text)
             response, signed_in = await _submit(http, parser.forms, username, password, signed_in)
@@ -141,8 +148,9 @@ async def _get(http: httpx.AsyncClient, url: str) -> httpx.Response:
         raise SignInError(f"{exc.what}: {exc.kind}", _REACH) from None
 
 
-async def _submit(http: httpx.AsyncClient, forms: list[_Form], username: str, password: str,
-                  signed_in: bool) -> tuple[httpx.Response, bool]:
+async def _submit(
+    http: httpx.AsyncClient, forms: list[_Form], username: str, password: str, signed_in: bool
+) -> tuple[httpx.Response, bool]:
     login = next((f for f in forms if "password" in f.types.values()), None)
     consent = next((f for f in forms if any(v.lower() in _ALLOW for _, v in f.buttons)), None)
     if login is not None:
@@ -150,8 +158,9 @@ async def _submit(http: httpx.AsyncClient, forms: list[_Form], username: str, pa
             raise SignInError("the sign-in form came back after signing in", "check the user name and password")
         data = dict(login.fields)
         pw_field = next(n for n, t in login.types.items() if t == "password")
-        user_field = next((n for n in login.fields if n.lower() in _USER_NAMES), None) or \
-            next((n for n, t in login.types.items() if t in ("text", "email")), None)
+        user_field = next((n for n in login.fields if n.lower() in _USER_NAMES), None) or next(
+            (n for n, t in login.types.items() if t in ("text", "email")), None
+        )
         if user_field is None:
             raise SignInError("the sign-in form has no user name field", "use --token or --interactive")
         data[user_field], data[pw_field] = username, password
@@ -159,8 +168,10 @@ async def _submit(http: httpx.AsyncClient, forms: list[_Form], username: str, pa
     if consent is not None:
         name, value = next((n, v) for n, v in consent.buttons if v.lower() in _ALLOW)
         return await _send(http, consent, {**consent.fields, name: value}), signed_in
-    raise SignInError("the authorization page has no sign-in or consent form the doctor understands",
-                      "use --token TOKEN, or --interactive with a loopback client")
+    raise SignInError(
+        "the authorization page has no sign-in or consent form the doctor understands",
+        "use --token TOKEN, or --interactive with a loopback client",
+    )
 
 
 async def _send(http: httpx.AsyncClient, form: _Form, data: dict[str, str]) -> httpx.Response:
@@ -184,8 +195,9 @@ def fix_for_page(html: str) -> str:
     return "see the page above and the server's log"
 
 
-async def loopback_sign_in(url: str, redirect_uri: str, *, timeout: float = 300.0,
-                           out: TextIO = sys.stderr) -> SignInResult:
+async def loopback_sign_in(
+    url: str, redirect_uri: str, *, timeout: float = 300.0, out: TextIO = sys.stderr
+) -> SignInResult:
     """Print `url`, then wait for the browser's redirect to the loopback `redirect_uri`."""
     want = urlsplit(redirect_uri)
     host = "127.0.0.1" if want.hostname == "localhost" else (want.hostname or "127.0.0.1")
@@ -197,8 +209,10 @@ async def loopback_sign_in(url: str, redirect_uri: str, *, timeout: float = 300.
             target = unquote(line[1]) if len(line) > 1 else "/"
             hit = urlsplit(target).path == want.path
             body = b"Signed in: you can close this tab." if hit else b"Not found"
-            writer.write(b"HTTP/1.1 %d OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n\r\n%s" % (200 if hit else 404, len(body), body))
+            writer.write(
+                b"HTTP/1.1 %d OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+                b"Connection: close\r\n\r\n%s" % (200 if hit else 404, len(body), body)
+            )
             await writer.drain()
             if hit and not arrived.done():
                 arrived.set_result(f"{want.scheme}://{want.netloc}{line[1]}")
@@ -210,16 +224,19 @@ async def loopback_sign_in(url: str, redirect_uri: str, *, timeout: float = 300.
     try:
         server = await asyncio.start_server(handle, host, want.port or 80)
     except OSError as exc:
-        raise SignInError(f"cannot listen on {host}:{want.port} for {redirect_uri}: {exc.strerror}",
-                          "free that port (is the real client running?) or use --user/--token") from None
-    print(f"\nOpen this URL in a browser and sign in (waiting up to {timeout:g}s):\n  {url}\n",
-          file=out, flush=True)
+        raise SignInError(
+            f"cannot listen on {host}:{want.port} for {redirect_uri}: {exc.strerror}",
+            "free that port (is the real client running?) or use --user/--token",
+        ) from None
+    print(f"\nOpen this URL in a browser and sign in (waiting up to {timeout:g}s):\n  {url}\n", file=out, flush=True)
     try:
         async with asyncio.timeout(timeout):
             location = await arrived
     except TimeoutError:
-        raise SignInError(f"no redirect to {redirect_uri} within {timeout:g}s",
-                          "finish signing in in time, or use --user NAME --password-stdin / --token") from None
+        raise SignInError(
+            f"no redirect to {redirect_uri} within {timeout:g}s",
+            "finish signing in in time, or use --user NAME --password-stdin / --token",
+        ) from None
     finally:
         server.close()
         await server.wait_closed()

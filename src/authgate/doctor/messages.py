@@ -25,9 +25,12 @@ def client_info(profile: ClientProfile) -> dict[str, str]:
 
 
 def initialize(profile: ClientProfile) -> dict[str, Any]:
-    return {"jsonrpc": "2.0", "id": next(_ids), "method": "initialize",
-            "params": {"protocolVersion": profile.legacy_version, "capabilities": {},
-                       "clientInfo": client_info(profile)}}
+    return {
+        "jsonrpc": "2.0",
+        "id": next(_ids),
+        "method": "initialize",
+        "params": {"protocolVersion": profile.legacy_version, "capabilities": {}, "clientInfo": client_info(profile)},
+    }
 
 
 def initialized() -> dict[str, Any]:
@@ -39,8 +42,11 @@ def legacy_request(method: str) -> dict[str, Any]:
 
 
 def modern_request(profile: ClientProfile, method: str) -> dict[str, Any]:
-    meta = {f"{_META}protocolVersion": MODERN_VERSION, f"{_META}clientInfo": client_info(profile),
-            f"{_META}clientCapabilities": {}}
+    meta = {
+        f"{_META}protocolVersion": MODERN_VERSION,
+        f"{_META}clientInfo": client_info(profile),
+        f"{_META}clientCapabilities": {},
+    }
     return {"jsonrpc": "2.0", "id": next(_ids), "method": method, "params": {"_meta": meta}}
 
 
@@ -49,8 +55,14 @@ def first_message(profile: ClientProfile) -> dict[str, Any]:
     return modern_request(profile, "server/discover") if profile.modern else initialize(profile)
 
 
-def headers(profile: ClientProfile, message: dict[str, Any], *, token: str | None = None,
-            version: str | None = None, session_id: str | None = None) -> dict[str, str]:
+def headers(
+    profile: ClientProfile,
+    message: dict[str, Any],
+    *,
+    token: str | None = None,
+    version: str | None = None,
+    session_id: str | None = None,
+) -> dict[str, str]:
     """The HTTP headers of one POST to the MCP endpoint."""
     out = {"Accept": ACCEPT_MCP, "Content-Type": "application/json"}
     if profile.browser_origin:

@@ -51,64 +51,101 @@ class ClientProfile:
 _GRANTS = ["authorization_code", "refresh_token"]
 
 CHATGPT = ClientProfile(
-    name="chatgpt", label="ChatGPT",
+    name="chatgpt",
+    label="ChatGPT",
     # RFC 9207 servers get the stable URI; others a per-connection one (REFERENCE.md).
     redirect_uri=CHATGPT_STABLE_REDIRECT,
     # Registers once per connection, confidential, Basic at /token, no `scope`; asks for every
     # scope the AS advertises (a ChatGPT + Keycloak integration checklist, 2025-09).
-    dcr_body={"client_name": "ChatGPT", "grant_types": _GRANTS, "response_types": ["code"],
-              "token_endpoint_auth_method": "client_secret_basic"},
-    cimd_url="https://chatgpt.com/oauth/client.json", cimd_file="chatgpt-client.json",
-    legacy_version="2025-06-18", scope_strategy="as_all", discovery_header=False,
+    dcr_body={
+        "client_name": "ChatGPT",
+        "grant_types": _GRANTS,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_basic",
+    },
+    cimd_url="https://chatgpt.com/oauth/client.json",
+    cimd_file="chatgpt-client.json",
+    legacy_version="2025-06-18",
+    scope_strategy="as_all",
+    discovery_header=False,
 )
 CLAUDE = ClientProfile(
-    name="claude", label="Claude (claude.ai)",
+    name="claude",
+    label="Claude (claude.ai)",
     redirect_uri="https://claude.ai/api/mcp/auth_callback",
     # Registers anew on every fresh connection (REFERENCE.md).
-    dcr_body={"client_name": "Claude", "grant_types": _GRANTS, "response_types": ["code"],
-              "token_endpoint_auth_method": "client_secret_post"},
+    dcr_body={
+        "client_name": "Claude",
+        "grant_types": _GRANTS,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_post",
+    },
     cimd_url="https://claude.ai/oauth/mcp-oauth-client-metadata",
     cimd_file="claude-mcp-oauth-client-metadata.json",
     cimd_needs_none=True,  # Claude connector docs (2026)
     discovery_header=False,
 )
 CLAUDE_CODE = ClientProfile(
-    name="claude-code", label="Claude Code",
+    name="claude-code",
+    label="Claude Code",
     redirect_uri="http://localhost:{port}/callback",
-    dcr_body={"client_name": "Claude Code", "grant_types": _GRANTS, "response_types": ["code"],
-              "token_endpoint_auth_method": "none"},
+    dcr_body={
+        "client_name": "Claude Code",
+        "grant_types": _GRANTS,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    },
     cimd_url="https://claude.ai/oauth/claude-code-client-metadata",
-    cimd_file="claude-code-client-metadata.json", cimd_needs_none=True,
+    cimd_file="claude-code-client-metadata.json",
+    cimd_needs_none=True,
     # TypeScript SDK: hierarchical, slash-insensitive match. Some versions ignore
     # resource_metadata and read only the root PRM (anthropics/claude-code#58802).
     strict_resource=False,
 )
 INSPECTOR = ClientProfile(
-    name="inspector", label="MCP Inspector (browser)",
+    name="inspector",
+    label="MCP Inspector (browser)",
     redirect_uri="http://localhost:6274/oauth/callback",
-    dcr_body={"client_name": "MCP Inspector", "grant_types": _GRANTS, "response_types": ["code"],
-              "token_endpoint_auth_method": "none",
-              "client_uri": "https://github.com/modelcontextprotocol/inspector"},
-    browser_origin="http://localhost:6274", strict_resource=False,
+    dcr_body={
+        "client_name": "MCP Inspector",
+        "grant_types": _GRANTS,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "client_uri": "https://github.com/modelcontextprotocol/inspector",
+    },
+    browser_origin="http://localhost:6274",
+    strict_resource=False,
 )
 SDK = ClientProfile(
-    name="sdk", label="MCP Python SDK (mcp 2.3.0)",
+    name="sdk",
+    label="MCP Python SDK (mcp 2.3.0)",
     redirect_uri="http://127.0.0.1:{port}/callback",
     # OAuthClientProvider's registration body; `scope` is added per run (SEP-2207).
-    dcr_body={"client_name": "authgate doctor (mcp SDK)", "grant_types": _GRANTS,
-              "response_types": ["code"], "token_endpoint_auth_method": "none",
-              "application_type": "native"},
+    dcr_body={
+        "client_name": "authgate doctor (mcp SDK)",
+        "grant_types": _GRANTS,
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "application_type": "native",
+    },
     # Does not check code_challenge_methods_supported; always sends S256.
-    modern=True, refuses_without_s256=False, register_fallback=True, strict_resource=False,
+    modern=True,
+    refuses_without_s256=False,
+    register_fallback=True,
+    strict_resource=False,
 )
 
 PROFILES: dict[str, ClientProfile] = {p.name: p for p in (CHATGPT, CLAUDE, CLAUDE_CODE, INSPECTOR, SDK)}
 
 # Which clients look for PRM at a well-known location even when the header points elsewhere.
-NEEDS_ROOT_PRM = ("ChatGPT (observed in 2025 to expect the root document)",
-                  "Claude Code (reads only the root document, anthropics/claude-code#58802)")
-NEEDS_PATH_PRM = ("clients without the 2025-11-25 root fallback that build the RFC 9728 §3.1 "
-                  "path-suffixed URL when the header is missing or ignored",)
+NEEDS_ROOT_PRM = (
+    "ChatGPT (observed in 2025 to expect the root document)",
+    "Claude Code (reads only the root document, anthropics/claude-code#58802)",
+)
+NEEDS_PATH_PRM = (
+    "clients without the 2025-11-25 root fallback that build the RFC 9728 §3.1 "
+    "path-suffixed URL when the header is missing or ignored",
+)
 
 
 def select(names: list[str] | tuple[str, ...]) -> list[ClientProfile]:

@@ -86,14 +86,17 @@ async def _run_step(step: Step, flow: Flow, earlier: str | None) -> Verdict:
     except Unreachable as exc:
         return fail(str(exc), "check that the server runs and the URL is right (DNS, port, TLS)")
     except TimeoutError:
-        return fail(f"no complete answer within {_step_timeout(step, flow.options):g}s",
-                    "the server is too slow: Claude gives up after 10 s on discovery, registration and /token")
+        return fail(
+            f"no complete answer within {_step_timeout(step, flow.options):g}s",
+            "the server is too slow: Claude gives up after 10 s on discovery, registration and /token",
+        )
     except Exception as exc:  # noqa: BLE001 - a doctor bug must not hide the other findings
         return fail(f"doctor error: {type(exc).__name__}: {exc}", "report this as an authgate doctor bug")
 
 
-async def run_client(profile: ClientProfile, options: DoctorOptions, wire: Wire,
-                     on_finding: FindingSink | None = None) -> tuple[ClientReport, Flow]:
+async def run_client(
+    profile: ClientProfile, options: DoctorOptions, wire: Wire, on_finding: FindingSink | None = None
+) -> tuple[ClientReport, Flow]:
     flow = Flow(profile=profile, options=options, wire=wire, url=options.url, port=free_loopback_port())
     report = ClientReport(profile.name, profile.label)
     earlier: str | None = None
@@ -112,8 +115,13 @@ async def run_client(profile: ClientProfile, options: DoctorOptions, wire: Wire,
     return report, flow
 
 
-async def run_doctor(options: DoctorOptions, *, on_client: ClientSink | None = None,
-                     on_finding: FindingSink | None = None, verify: object = True) -> DoctorReport:
+async def run_doctor(
+    options: DoctorOptions,
+    *,
+    on_client: ClientSink | None = None,
+    on_finding: FindingSink | None = None,
+    verify: object = True,
+) -> DoctorReport:
     """Replay every selected client against `options.url`; `verify` is httpx's TLS setting."""
     report = DoctorReport(url=options.url)
     wire = Wire(timeout=options.timeout, verify=verify)

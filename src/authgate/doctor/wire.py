@@ -50,7 +50,10 @@ class Wire:
     def __init__(self, *, timeout: float = 10.0, verify: Any = True) -> None:
         # 10 s: the discovery/registration/token timeout Claude applies (REFERENCE.md).
         self.http = httpx.AsyncClient(
-            timeout=timeout, follow_redirects=False, verify=verify, trust_env=False,
+            timeout=timeout,
+            follow_redirects=False,
+            verify=verify,
+            trust_env=False,
             headers={"User-Agent": f"authgate-doctor/{__version__}"},
         )
         self.log: list[Exchange] = []

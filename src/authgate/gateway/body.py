@@ -8,7 +8,6 @@ from starlette.types import Receive
 from authgate.errors import AuthgateError
 from authgate.gateway.errors import BodyTooLarge
 
-
 # Where a layer that parsed the body leaves it in the ASGI scope, as (raw bytes, what
 # json.loads made of them), so the app behind it need not parse the same bytes again (the
 # policy layer sets it, the HTTP proxy reads it when the bytes it got are the same object).

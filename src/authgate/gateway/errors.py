@@ -133,8 +133,9 @@ class UpstreamTimeout(UpstreamError):
     reason = "upstream_timeout"
 
 
-def error_object(code: int, message: str, request_id: JsonRpcId = None,
-                 data: dict[str, Any] | None = None) -> dict[str, Any]:
+def error_object(
+    code: int, message: str, request_id: JsonRpcId = None, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A JSON-RPC 2.0 error response (§5); `id` is null when the request's could not be read."""
     error: dict[str, Any] = {"code": code, "message": message}
     if data is not None:
@@ -143,10 +144,22 @@ def error_object(code: int, message: str, request_id: JsonRpcId = None,
 
 
 async def send_error(send: Send, exc: GatewayError) -> None:
-    payload: Any = exc.responses if isinstance(exc, InvalidBatch) else \
-        error_object(exc.code, exc.message, exc.request_id, exc.data())
+    payload: Any = (
+        exc.responses
+        if isinstance(exc, InvalidBatch)
+        else error_object(exc.code, exc.message, exc.request_id, exc.data())
+    )
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": exc.status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"), *exc.headers()]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": exc.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                *exc.headers(),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -36,14 +36,25 @@ from authgate.guard.identity import Identity
 
 __all__ = ["IdentityHeaderNames", "UpstreamRequestHeaders", "downstream_headers"]
 
-HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer",
-                        b"transfer-encoding", b"upgrade"})
+HOP_BY_HOP = frozenset(
+    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
+)
 _NEVER_UPSTREAM = HOP_BY_HOP | {
-    b"host", b"content-length", b"expect", b"authorization", b"proxy-authorization", b"cookie",
-    b"origin", b"forwarded", b"x-forwarded-for", b"x-forwarded-host", b"x-forwarded-proto",
-    b"x-forwarded-port", b"x-real-ip"}
-_NEVER_DOWNSTREAM = HOP_BY_HOP | {b"set-cookie", b"www-authenticate", b"proxy-authenticate", b"date",
-                                  b"server"}
+    b"host",
+    b"content-length",
+    b"expect",
+    b"authorization",
+    b"proxy-authorization",
+    b"cookie",
+    b"origin",
+    b"forwarded",
+    b"x-forwarded-for",
+    b"x-forwarded-host",
+    b"x-forwarded-proto",
+    b"x-forwarded-port",
+    b"x-real-ip",
+}
+_NEVER_DOWNSTREAM = HOP_BY_HOP | {b"set-cookie", b"www-authenticate", b"proxy-authenticate", b"date", b"server"}
 _AUTHGATE_PREFIX = b"x-authgate-"
 
 
@@ -61,16 +72,18 @@ class IdentityHeaderNames:
         return (self.subject, self.client_id, self.scopes, self.username)
 
     def values(self, identity: Identity) -> list[tuple[str, str]]:
-        pairs = [(self.subject, identity.subject), (self.client_id, identity.client_id),
-                 (self.scopes, " ".join(identity.scopes))]
+        pairs = [
+            (self.subject, identity.subject),
+            (self.client_id, identity.client_id),
+            (self.scopes, " ".join(identity.scopes)),
+        ]
         if identity.username:
             pairs.append((self.username, identity.username))
         return [(name, encode_header_value(value)) for name, value in pairs]
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
-    return {token.strip().lower() for name, value in headers if name == b"connection"
-            for token in value.split(b",")}
+    return {token.strip().lower() for name, value in headers if name == b"connection" for token in value.split(b",")}
 
 
 class UpstreamRequestHeaders:
@@ -104,14 +117,20 @@ class UpstreamRequestHeaders:
         return out
 
 
-def downstream_headers(raw: Iterable[tuple[bytes, bytes]], *, sse: bool,
-                       keep_length: bool) -> list[tuple[bytes, bytes]]:
+def downstream_headers(
+    raw: Iterable[tuple[bytes, bytes]], *, sse: bool, keep_length: bool
+) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as sent on to the client (ASGI: lowercase names)."""
     pairs = [(name.lower(), value) for name, value in raw]
     connection = _connection_tokens(pairs)
-    out = [(name, value) for name, value in pairs
-           if name not in _NEVER_DOWNSTREAM and name not in connection
-           and (keep_length or name != b"content-length") and not (sse and name == b"x-accel-buffering")]
+    out = [
+        (name, value)
+        for name, value in pairs
+        if name not in _NEVER_DOWNSTREAM
+        and name not in connection
+        and (keep_length or name != b"content-length")
+        and not (sse and name == b"x-accel-buffering")
+    ]
     if sse:
         out.append((b"x-accel-buffering", b"no"))  # MCP 2026-07-28 transports: Receiving Messages
     return out

@@ -88,12 +88,25 @@ class _Request:
 class HttpUpstreamProxy:
     """Forwards `{mcp path}` POST/GET/DELETE to a Streamable HTTP MCP server."""
 
-    def __init__(self, upstream_url: str, *, connect_timeout: float = 5.0, first_byte_timeout: float = 300.0,
-                 idle_timeout: float = 300.0, upstream_headers: Mapping[str, str] | None = None,
-                 identity_headers: IdentityHeaderNames | None = None, max_body: int = 4 << 20,
-                 sessions: SessionBindings | None = None, mount_path: str = "/mcp") -> None:
-        self.upstream = Upstream(upstream_url, connect_timeout=connect_timeout,
-                                 first_byte_timeout=first_byte_timeout, idle_timeout=idle_timeout)
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        connect_timeout: float = 5.0,
+        first_byte_timeout: float = 300.0,
+        idle_timeout: float = 300.0,
+        upstream_headers: Mapping[str, str] | None = None,
+        identity_headers: IdentityHeaderNames | None = None,
+        max_body: int = 4 << 20,
+        sessions: SessionBindings | None = None,
+        mount_path: str = "/mcp",
+    ) -> None:
+        self.upstream = Upstream(
+            upstream_url,
+            connect_timeout=connect_timeout,
+            first_byte_timeout=first_byte_timeout,
+            idle_timeout=idle_timeout,
+        )
         self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers)
         self.max_body = max_body
         self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
@@ -170,8 +183,10 @@ class HttpUpstreamProxy:
     async def _prepare(self, scope: Scope, receive: Receive) -> _Request:
         method: str = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
-            raise MethodNotAllowed(f"{method} is not part of the MCP Streamable HTTP transport: POST messages "
-                                   "(GET and DELETE for legacy sessions)")
+            raise MethodNotAllowed(
+                f"{method} is not part of the MCP Streamable HTTP transport: POST messages "
+                "(GET and DELETE for legacy sessions)"
+            )
         identity = scope.get(SCOPE_KEY)
         owner = Owner(identity.subject, identity.client_id) if isinstance(identity, Identity) else _ANONYMOUS
         body = raw = None
@@ -186,17 +201,25 @@ class HttpUpstreamProxy:
         if body is not None and not body.messages:
             raise InvalidBatch(list(body.rejected))
         path: str = scope.get("path", "")
-        suffix = path[len(self.mount_path):] if path.startswith(self.mount_path + "/") else ""
-        return _Request(method, self.upstream.url_for(suffix, scope.get("query_string", b"")),
-                        self.request_headers.build(scope, identity if isinstance(identity, Identity) else None),
-                        body, body.upstream_bytes() if body is not None else raw, session_id, owner, request_id)
+        suffix = path[len(self.mount_path) :] if path.startswith(self.mount_path + "/") else ""
+        return _Request(
+            method,
+            self.upstream.url_for(suffix, scope.get("query_string", b"")),
+            self.request_headers.build(scope, identity if isinstance(identity, Identity) else None),
+            body,
+            body.upstream_bytes() if body is not None else raw,
+            session_id,
+            owner,
+            request_id,
+        )
 
     async def _owner(self, session_id: str, request_id: JsonRpcId) -> Owner | None:
         try:
             return await self.sessions.owner(session_id)
         except StoreError as exc:
-            raise SessionStoreUnavailable(f"authgate: cannot check the session's owner ({exc}); try again",
-                                          request_id=request_id) from exc
+            raise SessionStoreUnavailable(
+                f"authgate: cannot check the session's owner ({exc}); try again", request_id=request_id
+            ) from exc
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
         declared = _header(scope, b"content-length")
@@ -253,23 +276,33 @@ class HttpUpstreamProxy:
 
     async def _track_session(self, request: _Request, response: aiohttp.ClientResponse) -> None:
         if response.status == 401:
-            raise UpstreamRefused("authgate: the upstream MCP server refused authgate's credentials (HTTP 401); "
-                                  "check upstream_bearer_token / upstream_headers")
+            raise UpstreamRefused(
+                "authgate: the upstream MCP server refused authgate's credentials (HTTP 401); "
+                "check upstream_bearer_token / upstream_headers"
+            )
         sid = request.session_id
         try:
             if sid is not None and (response.status == 404 or (request.method == "DELETE" and response.status < 300)):
                 await self.sessions.drop(sid)  # ended, or the upstream no longer knows it
             issued = response.headers.get("mcp-session-id")
-            if issued is not None and issued != sid and await self.sessions.bind(issued, request.owner) != request.owner:
-                raise UpstreamUnavailable("authgate: the upstream handed out a session id that belongs to another "
-                                          "caller; refusing it")
+            if (
+                issued is not None
+                and issued != sid
+                and await self.sessions.bind(issued, request.owner) != request.owner
+            ):
+                raise UpstreamUnavailable(
+                    "authgate: the upstream handed out a session id that belongs to another caller; refusing it"
+                )
         except StoreError as exc:  # an unrecorded session would answer 404 later: say so now
             raise SessionStoreUnavailable(f"authgate: cannot record the session ({exc}); try again") from exc
 
     async def _relay_response(self, request: _Request, response: aiohttp.ClientResponse, send: Send) -> None:
         single = request.body.single if request.body is not None else None
-        tap = ToolsListTap(self.tool_schemas, single.id) \
-            if single is not None and single.method == "tools/list" and response.status == 200 else None
+        tap = (
+            ToolsListTap(self.tool_schemas, single.id)
+            if single is not None and single.method == "tools/list" and response.status == 200
+            else None
+        )
         if request.session_id is not None and is_sse(response):
             await self.sessions.hold(request.session_id)  # an open stream keeps its session alive
             request.streams.append(request.session_id)
@@ -303,13 +336,21 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         static["Authorization"] = f"Bearer {settings.upstream_bearer_token.get_secret_value()}"
     url = URL(settings.upstream)
     if url.scheme == "http" and not _private_host(url.host or ""):
-        log.warning("upstream %s is plain http on a public address: traffic to it (and its credential) "
-                    "is readable on the way; use https or a private network", settings.upstream)
-    return HttpUpstreamProxy(settings.upstream, connect_timeout=settings.upstream_connect_timeout,
-                             first_byte_timeout=settings.upstream_first_byte_timeout,
-                             idle_timeout=settings.upstream_idle_timeout, upstream_headers=static,
-                             identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
-                             mount_path=settings.urls.mcp_path, max_body=settings.mcp_max_body_bytes)
+        log.warning(
+            "upstream %s is plain http on a public address: traffic to it (and its credential) "
+            "is readable on the way; use https or a private network",
+            settings.upstream,
+        )
+    return HttpUpstreamProxy(
+        settings.upstream,
+        connect_timeout=settings.upstream_connect_timeout,
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+        upstream_headers=static,
+        identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
+        mount_path=settings.urls.mcp_path,
+        max_body=settings.mcp_max_body_bytes,
+    )
 
 
 def _private_host(host: str) -> bool:

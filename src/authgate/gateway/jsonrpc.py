@@ -86,7 +86,10 @@ def _problem(obj: Any) -> str | None:
             return 'the "params" member must be an object or an array'
         return None
     if "id" not in obj or ("result" in obj) == ("error" in obj):
-        return 'a message needs a "method" (request, notification) or an "id" with exactly one of "result" and "error" (response)'
+        return (
+            'a message needs a "method" (request, notification) or an "id" with exactly one of "result" '
+            'and "error" (response)'
+        )
     return None
 
 

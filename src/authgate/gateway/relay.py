@@ -38,28 +38,44 @@ async def relay_response(response: aiohttp.ClientResponse, send: Send, tap: Tool
     content_type = response.headers.get("content-type", "")
     if not sse and length is not None and length <= WHOLE_BODY_LIMIT:
         data = await response.content.readexactly(length) if length else b""
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": downstream_headers(response.raw_headers, sse=False, keep_length=True)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": downstream_headers(response.raw_headers, sse=False, keep_length=True),
+            }
+        )
         await send({"type": "http.response.body", "body": data})
         if tap is not None:
             tap.feed(data)
             tap.finish(content_type)
         return
-    await send({"type": "http.response.start", "status": response.status,
-                "headers": downstream_headers(response.raw_headers, sse=sse, keep_length=False)})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status,
+            "headers": downstream_headers(response.raw_headers, sse=sse, keep_length=False),
+        }
+    )
     if await _stream_body(response, send, tap) and tap is not None:
         tap.finish(content_type)
 
 
-async def relay_with_rejections(response: aiohttp.ClientResponse, rejected: tuple[dict[str, Any], ...],
-                                send: Send) -> None:
+async def relay_with_rejections(
+    response: aiohttp.ClientResponse, rejected: tuple[dict[str, Any], ...], send: Send
+) -> None:
     """A batch some of whose elements were malformed (JSON-RPC 2.0 §6): their errors join the
     upstream's answer to the rest. An upstream error status stands for the whole batch."""
     if response.status == 202:  # only notifications went upstream: the errors are the answer
         await _send_json(send, 200, list(rejected))
     elif response.status == 200 and is_sse(response):
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": downstream_headers(response.raw_headers, sse=True, keep_length=False)})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": downstream_headers(response.raw_headers, sse=True, keep_length=False),
+            }
+        )
         event = b"event: message\ndata: " + json.dumps(list(rejected)).encode() + b"\n\n"
         await send({"type": "http.response.body", "body": event, "more_body": True})
         await _stream_body(response, send, None)
@@ -76,7 +92,9 @@ async def _read_json(response: aiohttp.ClientResponse) -> Any:
     async for chunk in response.content.iter_any():
         size += len(chunk)
         if size > MAX_BATCH_ANSWER:
-            raise UpstreamUnavailable(f"authgate: the upstream's answer to a batch is larger than {MAX_BATCH_ANSWER} bytes")
+            raise UpstreamUnavailable(
+                f"authgate: the upstream's answer to a batch is larger than {MAX_BATCH_ANSWER} bytes"
+            )
         chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
@@ -86,8 +104,13 @@ async def _read_json(response: aiohttp.ClientResponse) -> Any:
 
 async def _send_json(send: Send, status: int, payload: Any) -> None:
     body = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -100,10 +123,15 @@ async def _stream_body(response: aiohttp.ClientResponse, send: Send, tap: ToolsL
                 tap.feed(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         complete = True
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         # The headers are out: all that is left is to end the stream, and say why in the log.
-        log.warning("upstream answer to %s %s ended early: %s", response.method, response.url,
-                    "silent for longer than upstream_idle_timeout" if isinstance(exc, asyncio.TimeoutError)
-                    else f"{type(exc).__name__}: {exc}")
+        log.warning(
+            "upstream answer to %s %s ended early: %s",
+            response.method,
+            response.url,
+            "silent for longer than upstream_idle_timeout"
+            if isinstance(exc, asyncio.TimeoutError)
+            else f"{type(exc).__name__}: {exc}",
+        )
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return complete

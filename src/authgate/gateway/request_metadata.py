@@ -76,8 +76,7 @@ def _is_modern(message: Message, version_header: str | None) -> bool:
     meta = message.params.get("_meta")
     if isinstance(meta, dict) and PROTOCOL_VERSION_META_KEY in meta:
         return True
-    return version_header is not None and _DATE.fullmatch(version_header) is not None \
-        and version_header >= MODERN_SINCE
+    return version_header is not None and _DATE.fullmatch(version_header) is not None and version_header >= MODERN_SINCE
 
 
 def check_request_metadata(body: Body, headers: MirroredHeaders, schemas: ToolSchemas) -> None:
@@ -104,8 +103,11 @@ def _check_version(message: Message, headers: MirroredHeaders, modern: bool) -> 
         if modern:
             raise _mismatch(message, "the MCP-Protocol-Version header is missing")
     elif body_version is not None and header != body_version:
-        raise _mismatch(message, f"MCP-Protocol-Version header value {_shown(header)} does not match "
-                                 f"the body's _meta protocol version {_shown(body_version)}")
+        raise _mismatch(
+            message,
+            f"MCP-Protocol-Version header value {_shown(header)} does not match "
+            f"the body's _meta protocol version {_shown(body_version)}",
+        )
 
 
 def _check_method_and_name(message: Message, headers: MirroredHeaders, modern: bool) -> None:
@@ -114,8 +116,9 @@ def _check_method_and_name(message: Message, headers: MirroredHeaders, modern: b
         if modern:
             raise _mismatch(message, "the Mcp-Method header is missing")
     elif method != message.method:
-        raise _mismatch(message, f"Mcp-Method header value {_shown(method)} does not match "
-                                 f"body value {_shown(message.method)}")
+        raise _mismatch(
+            message, f"Mcp-Method header value {_shown(method)} does not match body value {_shown(message.method)}"
+        )
     key = NAME_BEARING_METHODS.get(message.method or "")
     name = headers.values.get("mcp-name")
     if key is None or (name is None and not modern):
@@ -129,8 +132,9 @@ def _check_method_and_name(message: Message, headers: MirroredHeaders, modern: b
     if decoded is None:
         raise _mismatch(message, "the Mcp-Name header carries a malformed =?base64?…?= value")
     if decoded != body_value:
-        raise _mismatch(message, f"Mcp-Name header value {_shown(decoded)} does not match "
-                                 f"body value {_shown(body_value)}")
+        raise _mismatch(
+            message, f"Mcp-Name header value {_shown(decoded)} does not match body value {_shown(body_value)}"
+        )
 
 
 def _check_params(message: Message, headers: MirroredHeaders, schemas: ToolSchemas, modern: bool) -> None:

@@ -38,8 +38,9 @@ class InMemorySessionBindings:
     """Bindings in a dict ordered by last use; idle ones expire after `idle_ttl` seconds and
     at most `max_sessions` are kept (the least recently used idle one goes first)."""
 
-    def __init__(self, idle_ttl: float = 3600.0, max_sessions: int = 100_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, idle_ttl: float = 3600.0, max_sessions: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.idle_ttl = idle_ttl
         self.max_sessions = max_sessions
         self._clock = clock

@@ -57,10 +57,22 @@ class StdioBridge:
     child also gets AUTHGATE_CALLER_SUBJECT and AUTHGATE_CALLER_CLIENT_ID.
     """
 
-    def __init__(self, command: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None,
-                 path: str = "/mcp", max_children: int = 32, max_children_per_identity: int = 4,
-                 idle_timeout: float = 900.0, input_timeout: float = 300.0, init_timeout: float = 60.0,
-                 max_body: int = 4 * 1024 * 1024, kill_after: float = 3.0, identity_env: bool = False) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        path: str = "/mcp",
+        max_children: int = 32,
+        max_children_per_identity: int = 4,
+        idle_timeout: float = 900.0,
+        input_timeout: float = 300.0,
+        init_timeout: float = 60.0,
+        max_body: int = 4 * 1024 * 1024,
+        kill_after: float = 3.0,
+        identity_env: bool = False,
+    ) -> None:
         if not command:
             raise ValueError("StdioBridge needs a command to run")
         self.command = list(command)
@@ -70,8 +82,12 @@ class StdioBridge:
         self.max_body = max_body
         self.kill_after = kill_after
         self.identity_env = identity_env
-        self.pool = ChildPool(self._spawn, max_children=max_children, max_per_identity=max_children_per_identity,
-                              idle_timeout=idle_timeout)
+        self.pool = ChildPool(
+            self._spawn,
+            max_children=max_children,
+            max_per_identity=max_children_per_identity,
+            idle_timeout=idle_timeout,
+        )
         self.legacy = LegacyHandler(self.pool, init_timeout=init_timeout)
         self.stateless = StatelessHandler(self.pool, init_timeout=init_timeout, input_timeout=input_timeout)
         self.started = False
@@ -81,8 +97,11 @@ class StdioBridge:
     # -- children --------------------------------------------------------------------------------
 
     def _spawn(self, owner: Owner) -> StdioChild:
-        env = (get_default_environment() | self.env if self.env is not None
-               else {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")})
+        env = (
+            get_default_environment() | self.env
+            if self.env is not None
+            else {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+        )
         if self.identity_env:
             env |= {"AUTHGATE_CALLER_SUBJECT": owner.subject, "AUTHGATE_CALLER_CLIENT_ID": owner.client_id}
         return StdioChild(self.command, env=env, cwd=self.cwd, label=f"stdio#{next(self._numbers)}")
@@ -94,8 +113,9 @@ class StdioBridge:
         self._reaper = asyncio.create_task(self._reap_forever())
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.started = False
         if self._reaper is not None:
             self._reaper.cancel()
@@ -187,8 +207,9 @@ class StdioBridge:
     async def _post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, stateless: bool) -> None:
         content_type = (header(scope, "content-type") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
-            await send_status(send, 415, "Unsupported Media Type: send the JSON-RPC message with "
-                              "Content-Type: application/json")
+            await send_status(
+                send, 415, "Unsupported Media Type: send the JSON-RPC message with Content-Type: application/json"
+            )
             return
         json_ok, sse_ok = accepts(scope)
         if not (json_ok or sse_ok):
@@ -206,5 +227,9 @@ def bridge_from_settings(settings: Settings) -> StdioBridge:
     """The bridge for `settings.upstream_command` (`authgate serve -- CMD ARGS…`)."""
     if not settings.upstream_command:
         raise ValueError("upstream_command is not set")
-    return StdioBridge(settings.upstream_command, path=settings.urls.mcp_path,
-                       identity_env=settings.identity_headers, max_body=settings.mcp_max_body_bytes)
+    return StdioBridge(
+        settings.upstream_command,
+        path=settings.urls.mcp_path,
+        identity_env=settings.identity_headers,
+        max_body=settings.mcp_max_body_bytes,
+    )

@@ -73,8 +73,15 @@ class Exchange:
 class StdioChild:
     """A running stdio MCP server. `start()`, then `request()` / `send()`; `terminate()` ends it."""
 
-    def __init__(self, command: Sequence[str], *, env: Mapping[str, str], cwd: str | None, label: str,
-                 on_exit: Callable[[StdioChild], None] | None = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: str | None,
+        label: str,
+        on_exit: Callable[[StdioChild], None] | None = None,
+    ) -> None:
         self.command = list(command)
         self.env = dict(env)
         self.cwd = cwd
@@ -110,9 +117,15 @@ class StdioChild:
     async def start(self) -> None:
         try:
             self.proc = await asyncio.create_subprocess_exec(
-                *self.command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=self.env, cwd=self.cwd, limit=MAX_LINE,
-                start_new_session=True)  # its own process group: terminate() reaches its children too
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.env,
+                cwd=self.cwd,
+                limit=MAX_LINE,
+                start_new_session=True,
+            )  # its own process group: terminate() reaches its children too
         except (OSError, ValueError) as exc:
             raise ChildStartFailed(f"could not start the MCP server {self.command[0]!r}: {exc}") from None
         logger.info("%s: started %s (pid %d)", self.label, " ".join(self.command), self.proc.pid)
@@ -133,8 +146,9 @@ class StdioChild:
                 raise ChildExited(f"{self._exit_text()} ({exc})") from None
         self.last_used = time.monotonic()
 
-    async def request(self, message: Mapping[str, Any], *, interactive: bool = False,
-                      log_level: str | None = None) -> Exchange:
+    async def request(
+        self, message: Mapping[str, Any], *, interactive: bool = False, log_level: str | None = None
+    ) -> Exchange:
         """Forward a client request under a bridge-assigned id (and progress token)."""
         child_id = next(self._ids)
         ex = Exchange(child_id, message.get("id"), str(message.get("method")), interactive, log_level=log_level)
@@ -167,8 +181,13 @@ class StdioChild:
         self.finish(ex)
         ex.deliver(Cancelled())  # a stream still open for it ends, unanswered
         with contextlib.suppress(GatewayError):
-            await self.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
-                             "params": {"requestId": ex.child_id, "reason": reason}})
+            await self.send(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/cancelled",
+                    "params": {"requestId": ex.child_id, "reason": reason},
+                }
+            )
 
     async def answer(self, request_id: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
         """Answer one of the child's own requests (a client's response, or the bridge's)."""
@@ -288,8 +307,11 @@ class StdioChild:
         if pending:
             logger.warning("%s: %s with %d request(s) pending", self.label, self._exit_text(), len(pending))
         for ex in pending:
-            ex.deliver(ChildExited(f"{self._exit_text()} before answering; start a new session "
-                                   "and try again", request_id=ex.client_id))
+            ex.deliver(
+                ChildExited(
+                    f"{self._exit_text()} before answering; start a new session and try again", request_id=ex.client_id
+                )
+            )
         if self.on_exit is not None:
             self.on_exit(self)
 

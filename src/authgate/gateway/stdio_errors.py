@@ -19,8 +19,7 @@ from typing import Any
 
 from authgate.gateway.errors import GatewayError, UpstreamError, error_object
 
-__all__ = ["ChildExited", "ChildLimit", "ChildStartFailed", "InputStateInvalid", "ListenFilterInvalid",
-           "error_message"]
+__all__ = ["ChildExited", "ChildLimit", "ChildStartFailed", "InputStateInvalid", "ListenFilterInvalid", "error_message"]
 
 
 class ChildExited(UpstreamError):

@@ -21,8 +21,11 @@ from authgate.gateway.errors import GatewayError, error_object
 __all__ = ["HttpReply", "DisconnectWatch", "accepts", "header", "send_json", "send_status"]
 
 PING_INTERVAL = 15.0  # seconds of silence before an SSE comment keeps proxies from closing the stream
-SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
-               (b"x-accel-buffering", b"no")]
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache, no-transform"),
+    (b"x-accel-buffering", b"no"),
+]
 
 
 def header(scope: Scope, name: str) -> str | None:
@@ -37,23 +40,41 @@ def accepts(scope: Scope) -> tuple[bool, bool]:
     """(JSON acceptable, SSE acceptable) from the Accept header; none at all means anything."""
     value = (header(scope, "accept") or "*/*").lower()
     anything = "*/*" in value
-    return (anything or "application/json" in value or "application/*" in value,
-            anything or "text/event-stream" in value or "text/*" in value)
+    return (
+        anything or "application/json" in value or "application/*" in value,
+        anything or "text/event-stream" in value or "text/*" in value,
+    )
 
 
 async def send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> None:
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()),
-        (b"cache-control", b"no-store"), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+                (b"cache-control", b"no-store"),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
-async def send_status(send: Send, status: int, text: str = "", headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_status(
+    send: Send, status: int, text: str = "", headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     data = text.encode()
     base = [(b"content-type", b"text/plain; charset=utf-8")] if data else []
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*base, (b"content-length", str(len(data)).encode()), *(headers or [])]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*base, (b"content-length", str(len(data)).encode()), *(headers or [])],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
@@ -91,8 +112,7 @@ class HttpReply:
     async def _start_stream(self) -> None:
         if not self.streaming:
             self.streaming = True
-            await self._send({"type": "http.response.start", "status": 200,
-                              "headers": [*SSE_HEADERS, *self.headers]})
+            await self._send({"type": "http.response.start", "status": 200, "headers": [*SSE_HEADERS, *self.headers]})
 
     async def message(self, message: dict[str, Any]) -> bool:
         """Stream a message that precedes the answer; False when the client cannot take one."""

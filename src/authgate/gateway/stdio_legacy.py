@@ -64,8 +64,9 @@ class LegacyHandler:
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if msg.is_request and msg.method == "initialize":
             if header(scope, "mcp-session-id"):
-                raise InvalidRequest("Invalid Request: initialize inside a session; send it without Mcp-Session-Id",
-                                     request_id=msg.id)
+                raise InvalidRequest(
+                    "Invalid Request: initialize inside a session; send it without Mcp-Session-Id", request_id=msg.id
+                )
             await self._initialize(send, owner, msg)
             return
         session = self._session(scope, owner)
@@ -108,19 +109,23 @@ class LegacyHandler:
             try:
                 item = await asyncio.wait_for(ex.queue.get(), max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                raise ChildStartFailed(f"the MCP server did not answer initialize within {self.init_timeout:.0f} s",
-                                       request_id=ex.client_id) from None
+                raise ChildStartFailed(
+                    f"the MCP server did not answer initialize within {self.init_timeout:.0f} s",
+                    request_id=ex.client_id,
+                ) from None
             if isinstance(item, GatewayError | Cancelled):
-                raise ChildStartFailed(f"{getattr(item, 'message', 'cancelled')} (during initialize)",
-                                       request_id=ex.client_id)
+                raise ChildStartFailed(
+                    f"{getattr(item, 'message', 'cancelled')} (during initialize)", request_id=ex.client_id
+                )
             if is_response(item):
                 return item
             early.append(item)
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def _relay(self, scope: Scope, receive: Receive, send: Send, session: LegacySession,
-                     request: dict[str, Any]) -> None:
+    async def _relay(
+        self, scope: Scope, receive: Receive, send: Send, session: LegacySession, request: dict[str, Any]
+    ) -> None:
         child = session.child
         ex = await child.request(request, interactive=request.get("method") in INTERACTIVE)
         reply = HttpReply(send, sse=accepts(scope)[1])
@@ -150,8 +155,11 @@ class LegacyHandler:
     async def _client_response(self, session: LegacySession, response: dict[str, Any]) -> None:
         """The client's answer to one of the child's requests (sampling, elicitation, roots)."""
         if id_key(response.get("id")) not in session.child.server_requests:
-            logger.info("session %s…: a response to no pending request (id %r); ignored",
-                        session.session_id[:8], response.get("id"))
+            logger.info(
+                "session %s…: a response to no pending request (id %r); ignored",
+                session.session_id[:8],
+                response.get("id"),
+            )
             return
         session.child.server_requests.pop(id_key(response.get("id")), None)
         await session.child.send(response)

@@ -44,8 +44,9 @@ class LegacySession:
     def push(self, message: dict[str, Any]) -> None:
         """A message for the GET stream (2025-03-26 transports §Listening for Messages)."""
         if self.outbox.qsize() >= MAX_BUFFERED:
-            logger.warning("session %s: no GET stream is reading; dropped %s", self.session_id[:8],
-                           message.get("method"))
+            logger.warning(
+                "session %s: no GET stream is reading; dropped %s", self.session_id[:8], message.get("method")
+            )
             return
         self.outbox.put_nowait(message)
 
@@ -64,8 +65,9 @@ class _Entry:
 
 
 class ChildPool:
-    def __init__(self, spawn: Callable[[Owner], StdioChild], *, max_children: int, max_per_identity: int,
-                 idle_timeout: float) -> None:
+    def __init__(
+        self, spawn: Callable[[Owner], StdioChild], *, max_children: int, max_per_identity: int, idle_timeout: float
+    ) -> None:
         self._spawn = spawn
         self.max_children = max_children
         self.max_per_identity = max_per_identity
@@ -98,8 +100,10 @@ class ChildPool:
         if len(mine) >= self.max_per_identity:
             idle = [c for c in mine if self._idle(c)]
             if not idle:
-                raise ChildLimit(f"this client already runs {len(mine)} MCP server processes (the limit); "
-                                 "end a session (DELETE) or wait for one to finish")
+                raise ChildLimit(
+                    f"this client already runs {len(mine)} MCP server processes (the limit); "
+                    "end a session (DELETE) or wait for one to finish"
+                )
             victim = min(idle, key=lambda c: c.last_used)
             logger.info("%s: stopped to make room for a new one for the same caller", victim.label)
             await self.stop(victim)
@@ -140,9 +144,15 @@ class ChildPool:
         return session
 
     def stateless_children(self, owner: Owner, capabilities: str) -> list[StdioChild]:
-        return [c for c, e in self.entries.items()
-                if e.owner == owner and e.session is None and e.capabilities == capabilities and c.alive
-                and c.init_result is not None]
+        return [
+            c
+            for c, e in self.entries.items()
+            if e.owner == owner
+            and e.session is None
+            and e.capabilities == capabilities
+            and c.alive
+            and c.init_result is not None
+        ]
 
     def _exited(self, child: StdioChild) -> None:
         """A child ended (crash or stop): its session is gone, so the client re-initializes."""

@@ -70,8 +70,9 @@ async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: fl
     return Wake.GONE if watch.gone.is_set() else Wake.IDLE
 
 
-async def ask(child: StdioChild, request: Mapping[str, Any], timeout: float,
-              stray: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+async def ask(
+    child: StdioChild, request: Mapping[str, Any], timeout: float, stray: Callable[[dict[str, Any]], None]
+) -> dict[str, Any]:
     """The child's response to a request of the bridge's own (tools/list, resources/subscribe, …).
 
     stdio does not tie the child's other messages to a request, so some may be routed to this

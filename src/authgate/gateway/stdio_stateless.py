@@ -34,8 +34,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
-from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
     InboundLadderRejection,
@@ -43,6 +41,8 @@ from mcp.shared.inbound import (
     find_duplicated_routing_header,
 )
 from mcp.shared.subscriptions import LISTEN_STREAM_METHODS
+from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
+from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
 from authgate._version import __version__
@@ -90,8 +90,10 @@ class StatelessHandler:
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
             if msg.method is None:  # 2026-07-28: clients answer input requests by retrying, never by responses
-                raise InvalidRequest("Invalid Request: a 2026-07-28 client sends no JSON-RPC responses; "
-                                     "answer inputRequests by retrying with inputResponses")
+                raise InvalidRequest(
+                    "Invalid Request: a 2026-07-28 client sends no JSON-RPC responses; "
+                    "answer inputRequests by retrying with inputResponses"
+                )
             await send_status(send, 202)  # no client notification has meaning without a session
             return
         rejection = self._check_envelope(scope, msg)
@@ -120,9 +122,15 @@ class StatelessHandler:
 
     # -- children --------------------------------------------------------------------------------
 
-    async def _dispatch(self, owner: Owner, msg: Message, *, interactive: bool, forward: bool = True,
-                        check: Callable[[StdioChild], Awaitable[None]] | None = None,
-                        ) -> tuple[StdioChild, Exchange | None]:
+    async def _dispatch(
+        self,
+        owner: Owner,
+        msg: Message,
+        *,
+        interactive: bool,
+        forward: bool = True,
+        check: Callable[[StdioChild], Awaitable[None]] | None = None,
+    ) -> tuple[StdioChild, Exchange | None]:
         """Pick (or start) a child of this caller, `check` the request against it, and hand it the
         request, under the caller's lock."""
         meta = msg.params.get("_meta") if isinstance(msg.params.get("_meta"), dict) else {}
@@ -131,8 +139,9 @@ class StatelessHandler:
         caps = caps if isinstance(caps, dict) else {}
         key = json.dumps(caps, sort_keys=True)
         async with self._locks.setdefault(owner, asyncio.Lock()):
-            children = [c for c in self.pool.stateless_children(owner, key)
-                        if not (interactive and c.holds_interactive())]
+            children = [
+                c for c in self.pool.stateless_children(owner, key) if not (interactive and c.holds_interactive())
+            ]
             if children:
                 child = min(children, key=lambda c: len(c.exchanges))
             else:
@@ -142,31 +151,43 @@ class StatelessHandler:
             if not forward:
                 return child, None
             level = meta.get(LOG_LEVEL_META_KEY)
-            ex = await child.request(strip_envelope(msg.obj), interactive=interactive,
-                                     log_level=level if level in LEVELS else None)
+            ex = await child.request(
+                strip_envelope(msg.obj), interactive=interactive, log_level=level if level in LEVELS else None
+            )
         return child, ex
 
     async def _start(self, owner: Owner, key: str, caps: dict[str, Any], client_info: Any) -> StdioChild:
         child = await self.pool.start_child(owner, capabilities=key)
         child.unsolicited = lambda m: self._unsolicited(child, m)
-        info = client_info if isinstance(client_info, dict) else {"name": "authgate-stdio-bridge", "version": __version__}
+        info = (
+            client_info if isinstance(client_info, dict) else {"name": "authgate-stdio-bridge", "version": __version__}
+        )
         try:
-            ex = await child.request({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info}})
+            ex = await child.request(
+                {
+                    "jsonrpc": "2.0",
+                    "id": 0,
+                    "method": "initialize",
+                    "params": {"protocolVersion": LATEST_HANDSHAKE_VERSION, "capabilities": caps, "clientInfo": info},
+                }
+            )
             answer = await asyncio.wait_for(self._answer_of(child, ex), self.init_timeout)
             if not isinstance(answer.get("result"), dict):
                 raise ChildStartFailed(f"the MCP server refused initialize: {answer.get('error')}")
             child.init_result = answer["result"]
             await child.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-            tools = self.tools[child] = ChildTools(child, timeout=self.init_timeout,
-                                                   stray=lambda m: self._unsolicited(child, m))
+            tools = self.tools[child] = ChildTools(
+                child, timeout=self.init_timeout, stray=lambda m: self._unsolicited(child, m)
+            )
             if "tools" in (child.init_result.get("capabilities") or {}):
                 tools.refresh()  # a client may call a tool it never listed: its Mcp-Param-* are checked too
                 await tools.settled()
         except TimeoutError:
             self.tools.pop(child, None)
             await self.pool.stop(child)
-            raise ChildStartFailed(f"the MCP server did not answer initialize within {self.init_timeout:.0f} s") from None
+            raise ChildStartFailed(
+                f"the MCP server did not answer initialize within {self.init_timeout:.0f} s"
+            ) from None
         except BaseException:
             self.tools.pop(child, None)
             await self.pool.stop(child)
@@ -203,9 +224,13 @@ class StatelessHandler:
     @staticmethod
     async def _refuse(child: StdioChild, request: dict[str, Any]) -> None:
         """Answer a request of the child's that cannot reach the client (a ping: the bridge answers)."""
-        error = {"code": -32603, "message": (
-            f"authgate stdio bridge: {request.get('method')} can reach a 2026-07-28 client only during "
-            "tools/call, prompts/get or resources/read")}
+        error = {
+            "code": -32603,
+            "message": (
+                f"authgate stdio bridge: {request.get('method')} can reach a 2026-07-28 client only during "
+                "tools/call, prompts/get or resources/read"
+            ),
+        }
         with contextlib.suppress(GatewayError):
             if request.get("method") == "ping":
                 await child.answer(request["id"], result={})
@@ -219,9 +244,13 @@ class StatelessHandler:
         child, _ = await self._dispatch(owner, msg, interactive=False, forward=False)
         init = child.init_result or {}
         result: dict[str, Any] = {
-            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS), "capabilities": init.get("capabilities", {}),
-            "ttlMs": 0, "cacheScope": "private", "resultType": "complete",
-            "_meta": {SERVER_INFO_META_KEY: init.get("serverInfo")}}
+            "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
+            "capabilities": init.get("capabilities", {}),
+            "ttlMs": 0,
+            "cacheScope": "private",
+            "resultType": "complete",
+            "_meta": {SERVER_INFO_META_KEY: init.get("serverInfo")},
+        }
         if init.get("instructions"):
             result["instructions"] = init["instructions"]
         await send_json(send, 200, {"jsonrpc": "2.0", "id": msg.id, "result": result})
@@ -229,8 +258,12 @@ class StatelessHandler:
     async def _listen(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         """`subscriptions/listen`: the answer is the stream (MCP 2026-07-28), so it needs SSE."""
         if not accepts(scope)[1]:
-            await send_status(send, 406, "Not Acceptable: subscriptions/listen answers with an SSE stream; "
-                              "send Accept: application/json, text/event-stream")
+            await send_status(
+                send,
+                406,
+                "Not Acceptable: subscriptions/listen answers with an SSE stream; "
+                "send Accept: application/json, text/event-stream",
+            )
             return
         requested = requested_filter(msg)
         child, _ = await self._dispatch(owner, msg, interactive=False, forward=False)
@@ -244,6 +277,7 @@ class StatelessHandler:
 
             async def check(child: StdioChild) -> None:
                 await self._check_params(child, msg, headers)
+
         child, ex = await self._dispatch(owner, msg, interactive=method in INTERACTIVE, check=check)
         assert ex is not None
         await self._relay(scope, receive, send, owner, child, ex, msg)
@@ -283,20 +317,25 @@ class StatelessHandler:
         handle = msg.params.get("requestState")
         state = self.suspended.get(handle) if isinstance(handle, str) else None
         if state is None or state.owner != owner:
-            raise InputStateInvalid("Invalid params: requestState is unknown, expired or not yours; "
-                                    "send the request again without requestState", request_id=msg.id)
+            raise InputStateInvalid(
+                "Invalid params: requestState is unknown, expired or not yours; "
+                "send the request again without requestState",
+                request_id=msg.id,
+            )
         if msg.method != state.method or msg.params.get("name", msg.params.get("uri")) != state.name:
             raise InputStateInvalid("Invalid params: requestState belongs to a different request", request_id=msg.id)
         responses = msg.params.get("inputResponses")
         if not isinstance(responses, dict) or set(responses) != set(state.inputs):
-            raise InputStateInvalid(f"Invalid params: inputResponses must answer exactly {sorted(state.inputs)}",
-                                    request_id=msg.id)
+            raise InputStateInvalid(
+                f"Invalid params: inputResponses must answer exactly {sorted(state.inputs)}", request_id=msg.id
+            )
         assert isinstance(handle, str)
         del self.suspended[handle]
         return handle, state
 
-    async def _relay(self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild,
-                     ex: Exchange, msg: Message) -> None:
+    async def _relay(
+        self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild, ex: Exchange, msg: Message
+    ) -> None:
         reply = HttpReply(send, sse=accepts(scope)[1])
         watch = DisconnectWatch(receive)
         try:
@@ -317,8 +356,9 @@ class StatelessHandler:
             watch.close()
             await reply.close()
 
-    async def _handle(self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
-                      item: dict[str, Any]) -> None:
+    async def _handle(
+        self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message, item: dict[str, Any]
+    ) -> None:
         if is_response(item):
             if ex.method == "tools/list" and child in self.tools:
                 self.tools[child].learn(item.get("result"))
@@ -333,17 +373,23 @@ class StatelessHandler:
         elif wanted(item, ex):
             await reply.message(item)
 
-    def _suspend(self, owner: Owner, child: StdioChild, ex: Exchange, msg: Message,
-                 request: dict[str, Any]) -> dict[str, Any]:
+    def _suspend(
+        self, owner: Owner, child: StdioChild, ex: Exchange, msg: Message, request: dict[str, Any]
+    ) -> dict[str, Any]:
         """The child asked the client something: answer with an InputRequiredResult (2026-07-28 MRTR)."""
         handle = secrets.token_urlsafe(32)
         key = f"authgate-{ex.child_id}-{secrets.token_hex(4)}"
         name = msg.params.get("name", msg.params.get("uri"))
-        self.suspended[handle] = Suspended(owner, child, ex, ex.method, name, {key: request["id"]},
-                                           time.monotonic() + self.input_timeout)
+        self.suspended[handle] = Suspended(
+            owner, child, ex, ex.method, name, {key: request["id"]}, time.monotonic() + self.input_timeout
+        )
         input_request = {"method": request["method"], "params": request.get("params", {})}
-        result = {"resultType": "input_required", "inputRequests": {key: input_request}, "requestState": handle,
-                  "_meta": {SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo")}}
+        result = {
+            "resultType": "input_required",
+            "inputRequests": {key: input_request},
+            "requestState": handle,
+            "_meta": {SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo")},
+        }
         return {"jsonrpc": "2.0", "id": ex.client_id, "result": result}
 
     async def expire(self, now: float | None = None) -> int:
@@ -355,10 +401,15 @@ class StatelessHandler:
             logger.info("%s: no inputResponses within %.0f s; request cancelled", state.child.label, self.input_timeout)
             for child_request_id in state.inputs.values():
                 if state.child.alive:
-                    await state.child.answer(child_request_id, error={"code": -32603, "message": "the client did not answer"})
+                    await state.child.answer(
+                        child_request_id, error={"code": -32603, "message": "the client did not answer"}
+                    )
             await state.child.cancel(state.exchange, "the client did not retry with inputResponses in time")
-        for owner in [o for o, lock in self._locks.items() if not lock.locked() and
-                      not any(e.owner == o for e in self.pool.entries.values())]:
+        for owner in [
+            o
+            for o, lock in self._locks.items()
+            if not lock.locked() and not any(e.owner == o for e in self.pool.entries.values())
+        ]:
             del self._locks[owner]
         for child in [c for c in self.tools if not c.alive]:
             self.tools.pop(child).close()

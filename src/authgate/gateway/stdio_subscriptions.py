@@ -73,18 +73,21 @@ def requested_filter(msg: Message) -> Requested:
     """`params.notifications` of a listen request; -32602 if it is not a SubscriptionFilter."""
     wanted = msg.params.get("notifications")
     if not isinstance(wanted, dict):
-        raise ListenFilterInvalid("Invalid params: subscriptions/listen needs params.notifications, an object",
-                                  request_id=msg.id)
+        raise ListenFilterInvalid(
+            "Invalid params: subscriptions/listen needs params.notifications, an object", request_id=msg.id
+        )
     for key in LIST_CHANGED:
         if key in wanted and not isinstance(wanted[key], bool):
             raise ListenFilterInvalid(f"Invalid params: notifications.{key} must be a boolean", request_id=msg.id)
     uris = wanted.get("resourceSubscriptions", [])
     if not isinstance(uris, list) or not all(isinstance(u, str) for u in uris):
-        raise ListenFilterInvalid("Invalid params: notifications.resourceSubscriptions must be a list of URIs",
-                                  request_id=msg.id)
+        raise ListenFilterInvalid(
+            "Invalid params: notifications.resourceSubscriptions must be a list of URIs", request_id=msg.id
+        )
     if len(uris) > MAX_URIS:
-        raise ListenFilterInvalid(f"Invalid params: at most {MAX_URIS} resourceSubscriptions per stream",
-                                  request_id=msg.id)
+        raise ListenFilterInvalid(
+            f"Invalid params: at most {MAX_URIS} resourceSubscriptions per stream", request_id=msg.id
+        )
     return Requested(frozenset(k for k in LIST_CHANGED if wanted.get(k) is True), tuple(dict.fromkeys(uris)))
 
 
@@ -124,8 +127,7 @@ class Subscriptions:
     `stray(child, message)` takes what a child sends while the bridge waits for its answer to
     a resources/(un)subscribe."""
 
-    def __init__(self, pool: ChildPool, *, timeout: float,
-                 stray: Callable[[StdioChild, dict[str, Any]], None]) -> None:
+    def __init__(self, pool: ChildPool, *, timeout: float, stray: Callable[[StdioChild, dict[str, Any]], None]) -> None:
         self.pool = pool
         self.timeout = timeout
         self.stray = stray
@@ -144,12 +146,16 @@ class Subscriptions:
             for listen in streams:
                 listen.queue.put_nowait(End.CLOSING)
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, child: StdioChild, msg: Message,
-                    requested: Requested) -> None:
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, child: StdioChild, msg: Message, requested: Requested
+    ) -> None:
         """The listen stream, until the client leaves, the child exits or the bridge stops."""
         if len(self._streams.get(child, ())) >= MAX_STREAMS_PER_CHILD:
-            raise ChildLimit(f"this MCP server process already carries {MAX_STREAMS_PER_CHILD} subscriptions/listen "
-                             "streams (the limit); close one first", request_id=msg.id)
+            raise ChildLimit(
+                f"this MCP server process already carries {MAX_STREAMS_PER_CHILD} subscriptions/listen "
+                "streams (the limit); close one first",
+                request_id=msg.id,
+            )
         caps = (child.init_result or {}).get("capabilities")
         caps = caps if isinstance(caps, dict) else {}
         honored: dict[str, Any] = {k: True for k in sorted(requested.flags) if _supports(caps, *LIST_CHANGED[k][1:])}
@@ -166,9 +172,13 @@ class Subscriptions:
                     await self._subscribe(child, listen, requested.uris)
                     if listen.uris:
                         honored["resourceSubscriptions"] = [u for u in requested.uris if u in listen.uris]
-                await reply.message({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
-                                     "params": {"notifications": honored,
-                                                "_meta": {SUBSCRIPTION_ID_META_KEY: msg.id}}})
+                await reply.message(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/subscriptions/acknowledged",
+                        "params": {"notifications": honored, "_meta": {SUBSCRIPTION_ID_META_KEY: msg.id}},
+                    }
+                )
                 logger.info("%s: listen stream %r opened (%s)", child.label, msg.id, ", ".join(honored) or "nothing")
                 await self._stream(reply, watch, child, listen)
                 logger.info("%s: listen stream %r ended", child.label, msg.id)
@@ -189,16 +199,24 @@ class Subscriptions:
             if item is Wake.IDLE:
                 await reply.keepalive()
             elif item is End.CLOSING:
-                result = {"resultType": "complete", "_meta": {
-                    SUBSCRIPTION_ID_META_KEY: listen.subscription_id,
-                    SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo")}}
+                result = {
+                    "resultType": "complete",
+                    "_meta": {
+                        SUBSCRIPTION_ID_META_KEY: listen.subscription_id,
+                        SERVER_INFO_META_KEY: (child.init_result or {}).get("serverInfo"),
+                    },
+                }
                 await reply.final({"jsonrpc": "2.0", "id": listen.subscription_id, "result": result})
                 return
             elif item is End.CHILD_EXITED:
                 status = f"exited with status {child.returncode}" if child.returncode is not None else "stopped"
-                await reply.error(ChildExited(
-                    f"the MCP server process ({child.command[0]}) {status}; send subscriptions/listen again "
-                    "(a new process starts) and refetch what you depend on", request_id=listen.subscription_id))
+                await reply.error(
+                    ChildExited(
+                        f"the MCP server process ({child.command[0]}) {status}; send subscriptions/listen again "
+                        "(a new process starts) and refetch what you depend on",
+                        request_id=listen.subscription_id,
+                    )
+                )
                 return
             else:
                 await reply.message(item)
@@ -237,8 +255,12 @@ class Subscriptions:
     async def _ask(self, child: StdioChild, method: str, uri: str) -> bool:
         """Send `method` for `uri` to the child; True if it answered with a result."""
         try:
-            answer = await ask(child, {"jsonrpc": "2.0", "id": f"authgate-{method}", "method": method,
-                                       "params": {"uri": uri}}, self.timeout, lambda m: self.stray(child, m))
+            answer = await ask(
+                child,
+                {"jsonrpc": "2.0", "id": f"authgate-{method}", "method": method, "params": {"uri": uri}},
+                self.timeout,
+                lambda m: self.stray(child, m),
+            )
         except TimeoutError:
             logger.warning("%s: no answer to %s %s within %.0f s", child.label, method, uri, self.timeout)
             return False

@@ -78,12 +78,20 @@ class ChildTools:
             try:
                 self.schemas = await self._list_all()
             except TimeoutError:
-                logger.warning("%s: tools/list got no answer within %.0f s; Mcp-Param-* headers are checked "
-                               "against the tools it listed before", self.child.label, self.timeout)
+                logger.warning(
+                    "%s: tools/list got no answer within %.0f s; Mcp-Param-* headers are checked "
+                    "against the tools it listed before",
+                    self.child.label,
+                    self.timeout,
+                )
             except (GatewayError, ValueError) as exc:
                 if self.child.alive:
-                    logger.warning("%s: listing its tools failed (%s); Mcp-Param-* headers are checked against "
-                                   "the tools it listed before", self.child.label, exc)
+                    logger.warning(
+                        "%s: listing its tools failed (%s); Mcp-Param-* headers are checked against "
+                        "the tools it listed before",
+                        self.child.label,
+                        exc,
+                    )
 
     async def _list_all(self) -> ToolSchemas:
         """Every page of the child's tools/list (following nextCursor), within `timeout` in all."""
@@ -92,8 +100,12 @@ class ChildTools:
         async with asyncio.timeout(self.timeout):
             for page in range(MAX_PAGES):
                 params = {"cursor": cursor} if cursor is not None else {}
-                answer = await ask(self.child, {"jsonrpc": "2.0", "id": f"authgate-tools-{page}",
-                                                "method": "tools/list", "params": params}, self.timeout, self.stray)
+                answer = await ask(
+                    self.child,
+                    {"jsonrpc": "2.0", "id": f"authgate-tools-{page}", "method": "tools/list", "params": params},
+                    self.timeout,
+                    self.stray,
+                )
                 result = answer.get("result")
                 if not isinstance(result, dict):
                     raise ValueError(f"tools/list answered {answer.get('error')!r}")
@@ -101,6 +113,7 @@ class ChildTools:
                 cursor = result.get("nextCursor")
                 if not isinstance(cursor, str) or not cursor:
                     return schemas
-        logger.warning("%s: tools/list still had a nextCursor after %d pages; the rest is not checked",
-                       self.child.label, MAX_PAGES)
+        logger.warning(
+            "%s: tools/list still had a nextCursor after %d pages; the rest is not checked", self.child.label, MAX_PAGES
+        )
         return schemas

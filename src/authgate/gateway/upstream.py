@@ -35,26 +35,41 @@ class Upstream:
     """A pooled HTTP client bound to one upstream URL. `open()`/`close()` bracket its life
     (it opens itself on first use if nobody did)."""
 
-    def __init__(self, url: str, *, connect_timeout: float, first_byte_timeout: float, idle_timeout: float,
-                 max_connections: int = 0, keepalive_timeout: float = 4.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float,
+        first_byte_timeout: float,
+        idle_timeout: float,
+        max_connections: int = 0,
+        keepalive_timeout: float = 4.0,
+    ) -> None:
         self.url = URL(url)
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections  # 0: no cap; every open stream holds a connection
         self.keepalive_timeout = keepalive_timeout
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_connect=connect_timeout,
-                                              sock_read=first_byte_timeout)
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=first_byte_timeout
+        )
         self._session: aiohttp.ClientSession | None = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections, limit_per_host=0,
-                                             keepalive_timeout=self.keepalive_timeout)
+            connector = aiohttp.TCPConnector(
+                limit=self.max_connections, limit_per_host=0, keepalive_timeout=self.keepalive_timeout
+            )
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, auto_decompress=False, cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",), read_bufsize=2**16)
+                connector=connector,
+                timeout=self._timeout,
+                auto_decompress=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",),
+                read_bufsize=2**16,
+            )
         return self._session
 
     async def open(self) -> None:
@@ -72,13 +87,20 @@ class Upstream:
         path = self.url.raw_path.rstrip("/") + suffix if suffix else self.url.raw_path
         return self.url.with_path(path, encoded=True).with_query(query.decode("latin-1") or None)
 
-    async def send(self, method: str, url: URL, headers: list[tuple[str, str]], body: bytes | None,
-                   timeout: aiohttp.ClientTimeout | None = None) -> aiohttp.ClientResponse:
+    async def send(
+        self,
+        method: str,
+        url: URL,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> aiohttp.ClientResponse:
         """Send a request and wait for the response headers; the caller must close it.
         Raises an UpstreamError the client can be shown."""
         try:
-            response = await self.session.request(method, url, headers=headers, data=body, allow_redirects=False,
-                                                  timeout=timeout or self._timeout)
+            response = await self.session.request(
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout or self._timeout
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes a 502/504
@@ -94,11 +116,15 @@ class Upstream:
     def _explain(self, exc: BaseException) -> UpstreamError:
         where = f"the upstream MCP server at {self.url}"
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
-            return UpstreamTimeout(f"authgate: {where} did not accept a connection within "
-                                   f"{self.connect_timeout:g} s (upstream_connect_timeout)")
+            return UpstreamTimeout(
+                f"authgate: {where} did not accept a connection within "
+                f"{self.connect_timeout:g} s (upstream_connect_timeout)"
+            )
         if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
-            return UpstreamTimeout(f"authgate: {where} did not start answering within "
-                                   f"{self.first_byte_timeout:g} s (upstream_first_byte_timeout)")
+            return UpstreamTimeout(
+                f"authgate: {where} did not start answering within "
+                f"{self.first_byte_timeout:g} s (upstream_first_byte_timeout)"
+            )
         if isinstance(exc, aiohttp.ClientConnectorError):
             reason = exc.os_error.strerror or str(exc.os_error)
             return UpstreamUnavailable(f"authgate: {where} is unreachable ({reason})")
@@ -124,7 +150,11 @@ class Upstream:
         finally:
             response.close()
         if status in (401, 403):
-            return False, f"the upstream refuses authgate's credentials (HTTP {status}); check upstream_bearer_token / upstream_headers"
+            return (
+                False,
+                f"the upstream refuses authgate's credentials (HTTP {status}); "
+                "check upstream_bearer_token / upstream_headers",
+            )
         if status >= 500:
             return False, f"the upstream answers HTTP {status}"
         return True, "ok"

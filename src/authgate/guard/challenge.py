@@ -8,7 +8,10 @@ def _quote(value: str) -> str:
 
 
 def bearer_challenge(
-    *, resource_metadata: str, scopes: tuple[str, ...] | list[str], error: str | None = None,
+    *,
+    resource_metadata: str,
+    scopes: tuple[str, ...] | list[str],
+    error: str | None = None,
     description: str | None = None,
 ) -> str:
     parts = []

@@ -32,9 +32,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 async def _send_json(send: Send, status: int, body: Mapping[str, object], headers: list[tuple[bytes, bytes]]) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -52,8 +61,14 @@ def origin_key(value: str) -> tuple[str, str, int] | None:
         port = parts.port
     except ValueError:
         return None
-    if (parts.scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc
-            or parts.path not in ("", "/") or parts.query or parts.fragment):
+    if (
+        parts.scheme not in _DEFAULT_PORTS
+        or not parts.hostname
+        or "@" in parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
         return None
     return parts.scheme, parts.hostname, port if port is not None else _DEFAULT_PORTS[parts.scheme]
 
@@ -103,13 +118,24 @@ class OriginGuard:
             return
         origin = _header(scope, b"origin")
         if origin is not None and not self._origin_ok(origin):
-            await _send_json(send, 403, {"error": "forbidden_origin",
-                                         "error_description": f"Origin {origin} is not allowed; add it to allowed_origins"}, [])
+            await _send_json(
+                send,
+                403,
+                {
+                    "error": "forbidden_origin",
+                    "error_description": f"Origin {origin} is not allowed; add it to allowed_origins",
+                },
+                [],
+            )
             return
         host = _header(scope, b"host") or ""
         if not self._host_ok(host):
-            await _send_json(send, 421, {"error": "misdirected_request",
-                                         "error_description": f"Host {host} is not this server's public host"}, [])
+            await _send_json(
+                send,
+                421,
+                {"error": "misdirected_request", "error_description": f"Host {host} is not this server's public host"},
+                [],
+            )
             return
         await self.app(scope, receive, send)
 
@@ -123,8 +149,15 @@ class BearerGuard:
     `insufficient_scope` when the token holds none of the scopes this resource offers.
     (Per-operation scopes are the policy layer's job, above this one.)"""
 
-    def __init__(self, app: ASGIApp, verifier: TokenVerifier, *, resource_metadata: str,
-                 scopes: tuple[str, ...], anonymous: AnonymousHook | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        verifier: TokenVerifier,
+        *,
+        resource_metadata: str,
+        scopes: tuple[str, ...],
+        anonymous: AnonymousHook | None = None,
+    ) -> None:
         self.app = app
         self.verifier = verifier
         self.resource_metadata = resource_metadata
@@ -156,9 +189,13 @@ class BearerGuard:
             return
         if self.scopes and not set(self.scopes) & set(identity.scopes):
             # MCP 2025-11-25 scope challenge: name what is needed plus what is already held
-            await self._challenge(send, 403, "insufficient_scope",
-                                  f"token holds none of the scopes {' '.join(self.scopes)}",
-                                  scopes=tuple(dict.fromkeys((*self.scopes, *identity.scopes))))
+            await self._challenge(
+                send,
+                403,
+                "insufficient_scope",
+                f"token holds none of the scopes {' '.join(self.scopes)}",
+                scopes=tuple(dict.fromkeys((*self.scopes, *identity.scopes))),
+            )
             return
         note(scope, subject=identity.subject, client_id=identity.client_id)
         await self.app(self._with_identity(scope, identity), receive, send)
@@ -172,19 +209,29 @@ class BearerGuard:
         key = (identity.subject, identity.client_id, identity.expires_at, identity.scopes, identity.audience)
         view = self._sdk_views.get(key)
         if view is None:
-            sdk_token = AccessToken(token="", client_id=identity.client_id, scopes=list(identity.scopes),
-                                    expires_at=identity.expires_at, resource=identity.audience[0],
-                                    subject=identity.subject, claims=identity.claims)
+            sdk_token = AccessToken(
+                token="",
+                client_id=identity.client_id,
+                scopes=list(identity.scopes),
+                expires_at=identity.expires_at,
+                resource=identity.audience[0],
+                subject=identity.subject,
+                claims=identity.claims,
+            )
             view = {"user": AuthenticatedUser(sdk_token), "auth": AuthCredentials(list(identity.scopes))}
             if len(self._sdk_views) >= _SDK_VIEWS_MAX:
                 self._sdk_views.clear()  # crude but bounded; rebuilt on demand
             self._sdk_views[key] = view
         return view
 
-    async def _challenge(self, send: Send, status: int, error: str | None, description: str,
-                         scopes: tuple[str, ...] | None = None) -> None:
-        challenge = bearer_challenge(resource_metadata=self.resource_metadata,
-                                     scopes=scopes if scopes is not None else self.scopes,
-                                     error=error, description=description)
+    async def _challenge(
+        self, send: Send, status: int, error: str | None, description: str, scopes: tuple[str, ...] | None = None
+    ) -> None:
+        challenge = bearer_challenge(
+            resource_metadata=self.resource_metadata,
+            scopes=scopes if scopes is not None else self.scopes,
+            error=error,
+            description=description,
+        )
         body = {"error": error or "unauthorized", "error_description": description}
         await _send_json(send, status, body, [(b"www-authenticate", challenge.encode())])

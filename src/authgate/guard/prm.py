@@ -13,8 +13,9 @@ def protected_resource_metadata(settings: Settings) -> dict[str, Any]:
     return {
         "resource": urls.resource,  # exactly the MCP URL, no trailing slash
         # external mode: the IdP is the authorization server (its issuer, exactly)
-        "authorization_servers": [settings.issuer if settings.auth_mode == "external" and settings.issuer
-                                  else urls.issuer],
+        "authorization_servers": [
+            settings.issuer if settings.auth_mode == "external" and settings.issuer else urls.issuer
+        ],
         "scopes_supported": list(settings.scopes),  # never offline_access: not a resource scope
         "bearer_methods_supported": ["header"],
         "resource_name": "authgate MCP endpoint",

@@ -50,9 +50,15 @@ class EmbeddedTokenVerifier:
         auth = self._auth
         claims = await access_tokens.verify(token, auth.keys, issuer=auth.issuer, audience=auth.resources[0], now=now)
         username = await self._live_username(claims)
-        identity = Identity(subject=claims.subject, client_id=claims.client_id, scopes=claims.scopes,
-                            audience=claims.audience, expires_at=claims.expires_at, username=username,
-                            claims=claims.raw)
+        identity = Identity(
+            subject=claims.subject,
+            client_id=claims.client_id,
+            scopes=claims.scopes,
+            audience=claims.audience,
+            expires_at=claims.expires_at,
+            username=username,
+            claims=claims.raw,
+        )
         self._remember(token, _Entry(identity, now))
         return identity
 

@@ -49,9 +49,13 @@ def token_policy(settings: Settings) -> TokenPolicy:
     profile = get_profile(settings.idp_profile)
     require_typ = profile.sets_at_jwt_typ if settings.jwt_require_typ is None else settings.jwt_require_typ
     assert settings.issuer is not None  # validated: external mode has an issuer
-    return TokenPolicy(issuer=settings.issuer, audiences=tuple(settings.audiences or [settings.urls.resource]),
-                       profile=profile, require_at_jwt_typ=require_typ,
-                       algorithms=tuple(settings.jwt_algorithms))
+    return TokenPolicy(
+        issuer=settings.issuer,
+        audiences=tuple(settings.audiences or [settings.urls.resource]),
+        profile=profile,
+        require_at_jwt_typ=require_typ,
+        algorithms=tuple(settings.jwt_algorithms),
+    )
 
 
 @dataclass(slots=True)
@@ -79,8 +83,11 @@ class ExternalBackend:
         if not self.jwks.loaded:
             await self.jwks.refresh()
         if not self.jwks.loaded:
-            return JSONResponse({"status": "unavailable", "idp": self.jwks.last_error}, status_code=503,
-                                headers={"Retry-After": str(self.jwks.retry_after())})
+            return JSONResponse(
+                {"status": "unavailable", "idp": self.jwks.last_error},
+                status_code=503,
+                headers={"Retry-After": str(self.jwks.retry_after())},
+            )
         body = {"status": "ready", "idp": "ok" if self.jwks.last_error is None else "unreachable; using cached keys"}
         if self.upstream_ready is not None:
             ok, body["upstream"] = await self.upstream_ready()
@@ -101,18 +108,23 @@ def _introspection(settings: Settings, policy: TokenPolicy, http: httpx.AsyncCli
     if not settings.introspection_endpoint:
         return None
     secret = settings.introspection_client_secret
-    client = IntrospectionClient(settings.introspection_endpoint, settings.introspection_client_id or "",
-                                 secret.get_secret_value() if secret is not None else "")
+    client = IntrospectionClient(
+        settings.introspection_endpoint,
+        settings.introspection_client_id or "",
+        secret.get_secret_value() if secret is not None else "",
+    )
     return IntrospectionVerifier(client, policy, http, cache_seconds=float(settings.token_cache_seconds))
 
 
 @contextlib.asynccontextmanager
-async def open_external(settings: Settings, *,
-                        upstream_ready: UpstreamReady | None = None) -> AsyncIterator[ExternalBackend]:
+async def open_external(
+    settings: Settings, *, upstream_ready: UpstreamReady | None = None
+) -> AsyncIterator[ExternalBackend]:
     """The verifier and handlers of external mode, with one HTTP client to the IdP for their life."""
     policy = token_policy(settings)
-    async with httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=False,
-                                 headers={"User-Agent": f"authgate/{__version__}"}) as http:
+    async with httpx.AsyncClient(
+        timeout=HTTP_TIMEOUT, follow_redirects=False, headers={"User-Agent": f"authgate/{__version__}"}
+    ) as http:
         jwks = JwksCache(policy.issuer, http, min_refetch=float(settings.jwks_refetch_seconds))
         verifier = ExternalJwtVerifier(policy, jwks, opaque=_introspection(settings, policy, http))
         mirror = MetadataMirror(policy.issuer, settings.urls.issuer, http) if settings.mirror_as_metadata else None

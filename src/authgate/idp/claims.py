@@ -45,8 +45,7 @@ def refuse_id_token(claims: dict[str, Any], profile: IdpProfile) -> None:
     """An ID token says who signed in *to a client*; it grants nothing at a resource."""
     present = [c for c in ID_TOKEN_CLAIMS if c in claims]
     if present or claims.get("typ") in ("ID", "id"):  # Keycloak marks ID tokens with typ "ID"
-        raise InvalidToken("an ID token is not an access token (it carries "
-                           f"{', '.join(present) or 'typ ID'})")
+        raise InvalidToken(f"an ID token is not an access token (it carries {', '.join(present) or 'typ ID'})")
     if profile.token_use is not None and claims.get("token_use") != profile.token_use:
         raise InvalidToken(f"token_use is {claims.get('token_use')!r}, not {profile.token_use!r}")
 
@@ -54,12 +53,19 @@ def refuse_id_token(claims: dict[str, Any], profile: IdpProfile) -> None:
 def _check_audience(claims: dict[str, Any], policy: TokenPolicy) -> tuple[str, ...]:
     claim = policy.profile.audience_claim
     held = claims.get(claim)
-    values = (held,) if isinstance(held, str) else tuple(a for a in held if isinstance(a, str)) \
-        if isinstance(held, list) else ()
+    values = (
+        (held,)
+        if isinstance(held, str)
+        else tuple(a for a in held if isinstance(a, str))
+        if isinstance(held, list)
+        else ()
+    )
     accepted = [a for a in values if a in policy.audiences]
     if not accepted:
-        raise InvalidToken(f"token {claim} {list(values)} is none of this resource's audiences (RFC 8707); "
-                           "the IdP must issue tokens for this MCP URL, or `audiences` must list it")
+        raise InvalidToken(
+            f"token {claim} {list(values)} is none of this resource's audiences (RFC 8707); "
+            "the IdP must issue tokens for this MCP URL, or `audiences` must list it"
+        )
     return (accepted[0], *(a for a in values if a != accepted[0]))
 
 
@@ -75,6 +81,12 @@ def identity_from_claims(claims: dict[str, Any], policy: TokenPolicy, now: float
         raise InvalidToken("token has no subject (sub)")
     profile = policy.profile
     scopes = tuple(dict.fromkeys(s for name in profile.scope_claims for s in _strings(claims.get(name))))
-    return Identity(subject=subject, client_id=_first_string(claims, profile.client_id_claims) or "",
-                    scopes=scopes, audience=audience, expires_at=expires_at,
-                    username=_first_string(claims, profile.username_claims), claims=claims)
+    return Identity(
+        subject=subject,
+        client_id=_first_string(claims, profile.client_id_claims) or "",
+        scopes=scopes,
+        audience=audience,
+        expires_at=expires_at,
+        username=_first_string(claims, profile.username_claims),
+        claims=claims,
+    )

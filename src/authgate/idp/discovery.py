@@ -102,5 +102,7 @@ async def discover(http: httpx.AsyncClient, issuer: str) -> Fetched:
     detail = "; ".join(seen)
     if unreachable:
         raise FetchError(f"the identity provider {issuer} is unreachable ({detail})")
-    raise FetchError(f"no discovery document of {issuer} names that issuer exactly ({detail}); "
-                     "set `issuer` to the document's issuer value")
+    raise FetchError(
+        f"no discovery document of {issuer} names that issuer exactly ({detail}); "
+        "set `issuer` to the document's issuer value"
+    )

@@ -43,9 +43,16 @@ class _Answer:
 
 
 class IntrospectionVerifier:
-    def __init__(self, client: IntrospectionClient, policy: TokenPolicy, http: httpx.AsyncClient, *,
-                 cache_seconds: float = 30.0, clock: Callable[[], float] = time.time,
-                 max_entries: int = 50_000) -> None:
+    def __init__(
+        self,
+        client: IntrospectionClient,
+        policy: TokenPolicy,
+        http: httpx.AsyncClient,
+        *,
+        cache_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        max_entries: int = 50_000,
+    ) -> None:
         self._client = client
         self._policy = policy
         self._http = http
@@ -74,18 +81,26 @@ class IntrospectionVerifier:
         c = self._client
         try:
             with translated(f"POST {c.endpoint}"):
-                response = await self._http.post(c.endpoint, data={"token": token, "token_type_hint": "access_token"},
-                                                 auth=(c.client_id, c.client_secret),
-                                                 headers={"Accept": "application/json"})
+                response = await self._http.post(
+                    c.endpoint,
+                    data={"token": token, "token_type_hint": "access_token"},
+                    auth=(c.client_id, c.client_secret),
+                    headers={"Accept": "application/json"},
+                )
         except Unreachable as exc:
-            raise TemporarilyUnavailable(f"the introspection endpoint is unreachable ({exc.kind})",
-                                         retry_after=RETRY_AFTER) from None
+            raise TemporarilyUnavailable(
+                f"the introspection endpoint is unreachable ({exc.kind})", retry_after=RETRY_AFTER
+            ) from None
         if response.status_code != 200:
             # Our own credentials refused, or the IdP failing: either way not the caller's fault.
-            log.error("introspection at %s answered HTTP %s: check introspection_client_id/secret",
-                      c.endpoint, response.status_code)
-            raise TemporarilyUnavailable(f"the introspection endpoint answered HTTP {response.status_code}",
-                                         retry_after=RETRY_AFTER)
+            log.error(
+                "introspection at %s answered HTTP %s: check introspection_client_id/secret",
+                c.endpoint,
+                response.status_code,
+            )
+            raise TemporarilyUnavailable(
+                f"the introspection endpoint answered HTTP {response.status_code}", retry_after=RETRY_AFTER
+            )
         try:
             body = response.json()
         except ValueError:

@@ -46,8 +46,15 @@ def _compatible(jwk: dict[str, Any], alg: str) -> bool:
 
 
 class JwksCache:
-    def __init__(self, issuer: str, http: httpx.AsyncClient, *, min_refetch: float = 30.0,
-                 max_age: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        http: httpx.AsyncClient,
+        *,
+        min_refetch: float = 30.0,
+        max_age: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.issuer = issuer
         self._http = http
         self._min_refetch = min_refetch
@@ -82,8 +89,10 @@ class JwksCache:
             return found
         if self._keys is None or self._last_error is not None:
             # the details (an address, an errno) go to the log, not to the caller
-            raise TemporarilyUnavailable(f"the signing keys of {self.issuer} cannot be fetched right now; "
-                                         "retry later", retry_after=self.retry_after())
+            raise TemporarilyUnavailable(
+                f"the signing keys of {self.issuer} cannot be fetched right now; retry later",
+                retry_after=self.retry_after(),
+            )
         raise InvalidToken("token was signed by a key the identity provider does not publish")
 
     def retry_after(self) -> int:
@@ -104,8 +113,12 @@ class JwksCache:
                 self._keys = await self._fetch()
             except FetchError as exc:
                 self._last_error = str(exc)
-                log.warning("JWKS of %s not refreshed (%s); %s", self.issuer, exc,
-                            "keeping the cached keys" if self._keys is not None else "no key cached yet")
+                log.warning(
+                    "JWKS of %s not refreshed (%s); %s",
+                    self.issuer,
+                    exc,
+                    "keeping the cached keys" if self._keys is not None else "no key cached yet",
+                )
                 return False
             self._fetched_at = self._clock()
             self._last_error = None

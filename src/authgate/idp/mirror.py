@@ -27,8 +27,15 @@ _NOT_MIRRORED = ("authorization_response_iss_parameter_supported", "mtls_endpoin
 
 
 class MetadataMirror:
-    def __init__(self, idp_issuer: str, own_issuer: str, http: httpx.AsyncClient, *, ttl: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        idp_issuer: str,
+        own_issuer: str,
+        http: httpx.AsyncClient,
+        *,
+        ttl: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._idp_issuer = idp_issuer
         self._own_issuer = own_issuer
         self._http = http
@@ -46,7 +53,9 @@ class MetadataMirror:
                     raise TemporarilyUnavailable(str(exc), retry_after=30) from None
                 return self._document  # stale beats nothing while the IdP is down
             upstream = found.document or {}
-            self._document = {**{k: v for k, v in upstream.items() if k not in _NOT_MIRRORED},
-                              "issuer": self._own_issuer}
+            self._document = {
+                **{k: v for k, v in upstream.items() if k not in _NOT_MIRRORED},
+                "issuer": self._own_issuer,
+            }
             self._fetched_at = self._clock()
         return self._document

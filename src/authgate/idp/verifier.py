@@ -61,8 +61,15 @@ def check_header(header: dict[str, Any], policy: TokenPolicy) -> tuple[str, str 
 
 
 class ExternalJwtVerifier:
-    def __init__(self, policy: TokenPolicy, jwks: JwksCache, *, opaque: OpaqueTokenVerifier | None = None,
-                 clock: Callable[[], float] = time.time, max_entries: int = 50_000) -> None:
+    def __init__(
+        self,
+        policy: TokenPolicy,
+        jwks: JwksCache,
+        *,
+        opaque: OpaqueTokenVerifier | None = None,
+        clock: Callable[[], float] = time.time,
+        max_entries: int = 50_000,
+    ) -> None:
         self.policy = policy
         self.jwks = jwks
         self._opaque = opaque
@@ -82,10 +89,11 @@ class ExternalJwtVerifier:
             if self._opaque is not None:
                 return await self._opaque.verify(token)
             if dots == 4:
-                raise InvalidToken("token is encrypted (JWE): the IdP issued it for no audience authgate "
-                                   "can read; see the profile's audience advice (docs/idp/)")
-            raise InvalidToken("token is not a JWT; for an IdP that issues opaque tokens set "
-                               "introspection_endpoint")
+                raise InvalidToken(
+                    "token is encrypted (JWE): the IdP issued it for no audience authgate "
+                    "can read; see the profile's audience advice (docs/idp/)"
+                )
+            raise InvalidToken("token is not a JWT; for an IdP that issues opaque tokens set introspection_endpoint")
         identity = await self._verify_jwt(token, now)
         self._remember(token, identity)
         return identity

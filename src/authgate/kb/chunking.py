@@ -28,8 +28,9 @@ class Chunk:
     text: str
 
 
-def chunk_document(text: str, *, headings: bool = True, target: int = TARGET, limit: int = LIMIT,
-                   overlap: int = OVERLAP) -> list[Chunk]:
+def chunk_document(
+    text: str, *, headings: bool = True, target: int = TARGET, limit: int = LIMIT, overlap: int = OVERLAP
+) -> list[Chunk]:
     """The passages of a Markdown-like text (`headings=False` for plain text)."""
     if not 0 <= overlap < limit // 2 or target > limit:
         raise ValueError("need 0 <= overlap < limit / 2 and target <= limit")
@@ -109,7 +110,7 @@ def _tail(block: str, overlap: int) -> str:
         return block
     end = block[-overlap:]
     space = end.find(" ")
-    return "…" + (end[space + 1:] if 0 <= space < overlap // 2 else end)
+    return "…" + (end[space + 1 :] if 0 <= space < overlap // 2 else end)
 
 
 def _split_long(block: str, max_len: int) -> list[str]:

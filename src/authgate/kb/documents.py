@@ -17,9 +17,14 @@ from typing import Any
 
 # file suffix -> file type
 FILE_TYPES: dict[str, str] = {
-    ".md": "markdown", ".markdown": "markdown", ".mdx": "markdown",
-    ".txt": "text", ".text": "text", ".rst": "text",
-    ".html": "html", ".htm": "html",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".mdx": "markdown",
+    ".txt": "text",
+    ".text": "text",
+    ".rst": "text",
+    ".html": "html",
+    ".htm": "html",
 }
 
 MetaValue = str | int | float | bool | None | list[str | int | float | bool]
@@ -73,6 +78,7 @@ def _title_from_name(rel_path: str) -> str:
 
 # -- front matter -----------------------------------------------------------------------------
 
+
 def split_front_matter(text: str) -> tuple[dict[str, MetaValue], str]:
     """(metadata, body); text without a well-formed front-matter block comes back whole."""
     for fence, parse in (("---", _parse_yaml_subset), ("+++", _parse_toml)):
@@ -81,8 +87,8 @@ def split_front_matter(text: str) -> tuple[dict[str, MetaValue], str]:
             if end == -1:
                 return {}, text
             after = text.find("\n", end + 1 + len(fence))
-            body = "" if after == -1 else text[after + 1:]
-            return parse(text[len(fence) + 1:end + 1]), body
+            body = "" if after == -1 else text[after + 1 :]
+            return parse(text[len(fence) + 1 : end + 1]), body
     return {}, text
 
 
@@ -96,8 +102,11 @@ def _parse_toml(block: str) -> dict[str, MetaValue]:
 
 def _is_meta_value(value: Any) -> bool:
     scalar = (str, int, float, bool)
-    return value is None or isinstance(value, scalar) or (
-        isinstance(value, list) and all(isinstance(v, scalar) for v in value))
+    return (
+        value is None
+        or isinstance(value, scalar)
+        or (isinstance(value, list) and all(isinstance(v, scalar) for v in value))
+    )
 
 
 _KEY_LINE = re.compile(r"^([A-Za-z0-9_][\w .-]*?)\s*:(?:\s+(.*?))?\s*$")
@@ -151,8 +160,29 @@ def _yaml_scalar(raw: str) -> str | int | float | bool | None:
 # -- HTML -------------------------------------------------------------------------------------
 
 _SKIPPED = {"script", "style", "noscript", "template", "svg", "head"}
-_BLOCKS = {"p", "div", "section", "article", "main", "header", "footer", "aside", "nav", "ul", "ol",
-           "table", "tr", "blockquote", "pre", "figure", "dl", "dt", "dd", "hr", "form"}
+_BLOCKS = {
+    "p",
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "nav",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "blockquote",
+    "pre",
+    "figure",
+    "dl",
+    "dt",
+    "dd",
+    "hr",
+    "form",
+}
 _META_NAMES = {"description", "keywords", "author"}
 
 

@@ -30,8 +30,10 @@ class UnknownKnowledgeBase(KnowledgeBaseError):
 
 class UnknownDataSource(KnowledgeBaseError):
     def __init__(self, kb_id: str, unknown: list[str], known: list[str]) -> None:
-        super().__init__(f"knowledge base {kb_id!r} has no data source {', '.join(map(repr, unknown))}; "
-                         f"its data sources are: {', '.join(known) or 'none'}")
+        super().__init__(
+            f"knowledge base {kb_id!r} has no data source {', '.join(map(repr, unknown))}; "
+            f"its data sources are: {', '.join(known) or 'none'}"
+        )
 
 
 class InvalidQuery(KnowledgeBaseError):

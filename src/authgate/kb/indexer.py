@@ -36,8 +36,10 @@ SKIPPED_DIRS = frozenset({"node_modules", "__pycache__", "venv"})
 SAMPLE_KB = "authgate-docs"
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 SAMPLE_SOURCE = "sample"  # the data source id the sample folder gets (its name)
-SAMPLE_DESCRIPTION = ("authgate's own documentation: what authgate is, how to connect ChatGPT, Claude "
-                      "and other MCP clients, configuration, and this knowledge base server.")
+SAMPLE_DESCRIPTION = (
+    "authgate's own documentation: what authgate is, how to connect ChatGPT, Claude "
+    "and other MCP clients, configuration, and this knowledge base server."
+)
 
 
 @dataclass(slots=True)
@@ -52,8 +54,10 @@ class IndexReport:
     stopped: bool = False  # interrupted by shutdown; the next run finishes the job
 
     def summary(self) -> str:
-        parts = [f"{self.kb_id}: {self.added} added, {self.updated} updated, {self.removed} removed, "
-                 f"{self.unchanged} unchanged"]
+        parts = [
+            f"{self.kb_id}: {self.added} added, {self.updated} updated, {self.removed} removed, "
+            f"{self.unchanged} unchanged"
+        ]
         if self.skipped:
             parts.append(f"{len(self.skipped)} skipped")
         if self.missing_sources:
@@ -67,9 +71,14 @@ class Indexer:
     """Indexes knowledge bases of one store. `should_stop` is polled between files; `excluded`
     folders (authgate's own data directory) are never indexed, even inside a data source."""
 
-    def __init__(self, store: KnowledgeStore, *, clock: Callable[[], float] = time.time,
-                 should_stop: Callable[[], bool] = lambda: False,
-                 excluded: tuple[Path, ...] = ()) -> None:
+    def __init__(
+        self,
+        store: KnowledgeStore,
+        *,
+        clock: Callable[[], float] = time.time,
+        should_stop: Callable[[], bool] = lambda: False,
+        excluded: tuple[Path, ...] = (),
+    ) -> None:
         self.store = store
         self.clock = clock
         self.should_stop = should_stop
@@ -119,8 +128,9 @@ class Indexer:
             self.store.mark_indexed(source.kb_id, source.ds_id, "ok", started)
 
     @staticmethod
-    def _examine(root: Path, rel_path: str, path: Path, known: IndexedFile | None,
-                 report: IndexReport) -> Change | None | bool:
+    def _examine(
+        root: Path, rel_path: str, path: Path, known: IndexedFile | None, report: IndexReport
+    ) -> Change | None | bool:
         """The change a file needs, None when up to date, False when it cannot be indexed."""
         try:
             stat, raw = read_inside(root, path, known)
@@ -189,8 +199,11 @@ def _real_path_of(fd: int) -> Path | None:
         return Path(os.readlink(f"/proc/self/fd/{fd}"))
     except OSError:  # no /proc (not Linux): the O_NOFOLLOW open and the walk's checks remain
         return None
-def walk_folder(root: Path, skipped: list[str] | None = None, *,
-                excluded: tuple[Path, ...] = ()) -> Iterator[tuple[str, Path]]:
+
+
+def walk_folder(
+    root: Path, skipped: list[str] | None = None, *, excluded: tuple[Path, ...] = ()
+) -> Iterator[tuple[str, Path]]:
     """(relative POSIX path, path) of every indexable file under `root`, in a stable order.
 
     Hidden files and folders (a leading dot), and dependency/cache folders, are left out.
@@ -229,8 +242,7 @@ def ensure_sample(store: KnowledgeStore, now: float) -> KnowledgeBase | None:
     and keep a registered built-in pointing at this installation's copy of it."""
     bases = store.list_knowledge_bases()
     if not bases:
-        return store.add_knowledge_base(SAMPLE_KB, [SAMPLE_DIR], description=SAMPLE_DESCRIPTION,
-                                        builtin=True, now=now)
+        return store.add_knowledge_base(SAMPLE_KB, [SAMPLE_DIR], description=SAMPLE_DESCRIPTION, builtin=True, now=now)
     for kb in bases:
         if kb.builtin and any(source.ds_id == SAMPLE_SOURCE for source in kb.data_sources):
             store.set_data_source_path(kb.kb_id, SAMPLE_SOURCE, SAMPLE_DIR)

@@ -19,10 +19,12 @@ MAX_TERMS = 32
 MAX_QUERY_CHARS = 2000
 
 # Words so common that they only add noise to an OR query; kept when nothing else is left.
-_STOPWORDS = frozenset("""
+_STOPWORDS = frozenset(
+    """
 a an and are as at be but by can do does for from how i if in into is it its me my of on or our
 so that the their then there these this to was we what when where which who why will with you your
-""".split())
+""".split()
+)
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 

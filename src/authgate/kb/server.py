@@ -36,11 +36,11 @@ INSTRUCTIONS = (
     "whoami tells who you are signed in as."
 )
 MAX_TOP_K = 50
-_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                             open_world_hint=False)
+_READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
 # -- output schemas ---------------------------------------------------------------------------
+
 
 class KnowledgeBaseInfo(BaseModel):
     knowledge_base_id: str = Field(description="pass this to list_data_sources and query_knowledge_base")
@@ -48,8 +48,9 @@ class KnowledgeBaseInfo(BaseModel):
     data_source_count: int
     document_count: int
     passage_count: int = Field(description="searchable passages (documents are cut at headings and paragraphs)")
-    status: IndexStatus = Field(description="ready; indexing (results come from the previous pass); "
-                                            "not_indexed (nothing searchable yet)")
+    status: IndexStatus = Field(
+        description="ready; indexing (results come from the previous pass); not_indexed (nothing searchable yet)"
+    )
     last_indexed: str | None = Field(description="ISO 8601 UTC time of the last complete indexing pass")
 
 
@@ -60,8 +61,10 @@ class KnowledgeBaseList(BaseModel):
 class DataSourceInfo(BaseModel):
     data_source_id: str = Field(description="pass in data_source_ids to query_knowledge_base to search only it")
     name: str = Field(description="the folder's name")
-    status: str = Field(description="ok; new (not indexed yet); missing (the folder was not found "
-                                    "when last indexed; its earlier passages are kept)")
+    status: str = Field(
+        description="ok; new (not indexed yet); missing (the folder was not found "
+        "when last indexed; its earlier passages are kept)"
+    )
     document_count: int
     last_indexed: str | None
 
@@ -85,8 +88,10 @@ class RetrievedPassage(BaseModel):
     text: str = Field(description="the passage (about 1000 characters)")
     source: PassageSource
     metadata: dict[str, Any] | None = Field(
-        default=None, description="the document's front matter and file_type (null when include_metadata "
-                                  "is false); any key here can be used in metadata_filters")
+        default=None,
+        description="the document's front matter and file_type (null when include_metadata "
+        "is false); any key here can be used in metadata_filters",
+    )
 
 
 class QueryResult(BaseModel):
@@ -126,15 +131,26 @@ def _iso(timestamp: float | None) -> str | None:
 
 
 def _kb_info(kb: KnowledgeBase, status: IndexStatus) -> KnowledgeBaseInfo:
-    return KnowledgeBaseInfo(knowledge_base_id=kb.kb_id, description=kb.description,
-                             data_source_count=len(kb.data_sources), document_count=kb.document_count,
-                             passage_count=kb.chunk_count, status=status, last_indexed=_iso(kb.indexed_at))
+    return KnowledgeBaseInfo(
+        knowledge_base_id=kb.kb_id,
+        description=kb.description,
+        data_source_count=len(kb.data_sources),
+        document_count=kb.document_count,
+        passage_count=kb.chunk_count,
+        status=status,
+        last_indexed=_iso(kb.indexed_at),
+    )
 
 
 def _passage(rank: int, passage: Passage, include_metadata: bool) -> RetrievedPassage:
     metadata = {**passage.metadata, "file_type": passage.file_type} if include_metadata else None
-    source = PassageSource(data_source_id=passage.ds_id, path=passage.rel_path, title=passage.title,
-                           heading=passage.heading, modified=_iso(passage.modified) or "")
+    source = PassageSource(
+        data_source_id=passage.ds_id,
+        path=passage.rel_path,
+        title=passage.title,
+        heading=passage.heading,
+        modified=_iso(passage.modified) or "",
+    )
     return RetrievedPassage(rank=rank, score=passage.score, text=passage.text, source=source, metadata=metadata)
 
 
@@ -154,36 +170,59 @@ def add_knowledge_base_tools(server: MCPServer[Any], service: KnowledgeService) 
             kb = await service.knowledge_base(knowledge_base_id)
         except KnowledgeBaseError as exc:
             raise ToolError(str(exc)) from exc
-        return DataSourceList(knowledge_base_id=kb.kb_id, data_sources=[
-            DataSourceInfo(data_source_id=ds.ds_id, name=ds.path.name, status=ds.status,
-                           document_count=ds.document_count, last_indexed=_iso(ds.indexed_at))
-            for ds in kb.data_sources])
+        return DataSourceList(
+            knowledge_base_id=kb.kb_id,
+            data_sources=[
+                DataSourceInfo(
+                    data_source_id=ds.ds_id,
+                    name=ds.path.name,
+                    status=ds.status,
+                    document_count=ds.document_count,
+                    last_indexed=_iso(ds.indexed_at),
+                )
+                for ds in kb.data_sources
+            ],
+        )
 
     @server.tool(description=QUERY, annotations=_READ_ONLY)
     async def query_knowledge_base(
         knowledge_base_id: Annotated[str, Field(description="a knowledge_base_id from list_knowledge_bases")],
         query: Annotated[str, Field(description="the words to search for", max_length=2000)],
         top_k: Annotated[int, Field(ge=1, le=MAX_TOP_K, description="how many passages to return")] = 5,
-        data_source_ids: Annotated[list[str] | None, Field(
-            description="search only these data sources (ids from list_data_sources); default all")] = None,
-        metadata_filters: Annotated[dict[str, str | int | float | bool] | None, Field(
-            description='only documents whose metadata has all these key/value pairs, e.g. {"category": "guide"}'
-        )] = None,
+        data_source_ids: Annotated[
+            list[str] | None,
+            Field(description="search only these data sources (ids from list_data_sources); default all"),
+        ] = None,
+        metadata_filters: Annotated[
+            dict[str, str | int | float | bool] | None,
+            Field(
+                description='only documents whose metadata has all these key/value pairs, e.g. {"category": "guide"}'
+            ),
+        ] = None,
         include_metadata: Annotated[bool, Field(description="return each document's metadata")] = True,
     ) -> QueryResult:
-        request = SearchRequest(knowledge_base_id, query, top_k,
-                                None if data_source_ids is None else tuple(data_source_ids),
-                                dict(metadata_filters or {}))
+        request = SearchRequest(
+            knowledge_base_id,
+            query,
+            top_k,
+            None if data_source_ids is None else tuple(data_source_ids),
+            dict(metadata_filters or {}),
+        )
         try:
             passages = await service.search(request)
             kb = await service.knowledge_base(knowledge_base_id)  # its status after the search
         except KnowledgeBaseError as exc:
             raise ToolError(str(exc)) from exc
-        return QueryResult(knowledge_base_id=knowledge_base_id, query=query, status=service.status(kb),
-                           results=[_passage(i, p, include_metadata) for i, p in enumerate(passages, 1)])
+        return QueryResult(
+            knowledge_base_id=knowledge_base_id,
+            query=query,
+            status=service.status(kb),
+            results=[_passage(i, p, include_metadata) for i, p in enumerate(passages, 1)],
+        )
 
 
 # -- the server -------------------------------------------------------------------------------
+
 
 def build_server(data_dir: Path, *, reindex_interval: float | None = DEFAULT_REINDEX_INTERVAL) -> MCPServer[None]:
     """The knowledge-base MCP server on the index in `data_dir` (`kb.sqlite3`)."""
@@ -194,8 +233,7 @@ def build_server(data_dir: Path, *, reindex_interval: float | None = DEFAULT_REI
         async with service.running():
             yield None
 
-    server: MCPServer[None] = MCPServer("authgate", version=__version__, instructions=INSTRUCTIONS,
-                                        lifespan=lifespan)
+    server: MCPServer[None] = MCPServer("authgate", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
     add_whoami_tool(server)
     add_knowledge_base_tools(server, service)
     return server

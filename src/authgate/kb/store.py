@@ -77,7 +77,8 @@ def check_id(kind: str, value: str) -> str:
     if not _ID.fullmatch(value):
         raise InvalidKnowledgeBase(
             f"{kind} {value!r} is not a valid id: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit")
+            "starting with a letter or digit"
+        )
     return value
 
 
@@ -123,22 +124,27 @@ class KnowledgeStore:
             conn.execute("PRAGMA journal_mode = WAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise StoreError(f"{self.path} was written by a newer authgate (schema {version}); "
-                                 "upgrade authgate or remove the file and re-add the knowledge bases")
+                raise StoreError(
+                    f"{self.path} was written by a newer authgate (schema {version}); "
+                    "upgrade authgate or remove the file and re-add the knowledge bases"
+                )
             if version < SCHEMA_VERSION:
                 # Every statement is IF NOT EXISTS, so two processes creating it at once is harmless.
                 conn.executescript(f"BEGIN IMMEDIATE;\n{_SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;")
 
     # -- knowledge bases and data sources -----------------------------------------------------
 
-    def add_knowledge_base(self, kb_id: str, folders: Sequence[Path], *, description: str = "",
-                           builtin: bool = False, now: float) -> KnowledgeBase:
+    def add_knowledge_base(
+        self, kb_id: str, folders: Sequence[Path], *, description: str = "", builtin: bool = False, now: float
+    ) -> KnowledgeBase:
         """Create `kb_id`, or add folders to it; folders it already has are left as they are."""
         check_id("knowledge base name", kb_id)
         with self._connect(write=True) as conn:
-            conn.execute("INSERT INTO knowledge_bases (kb_id, description, builtin, created_at) "
-                         "VALUES (?, ?, ?, ?) ON CONFLICT (kb_id) DO NOTHING",
-                         (kb_id, description, int(builtin), now))
+            conn.execute(
+                "INSERT INTO knowledge_bases (kb_id, description, builtin, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (kb_id) DO NOTHING",
+                (kb_id, description, int(builtin), now),
+            )
             if description:
                 conn.execute("UPDATE knowledge_bases SET description = ? WHERE kb_id = ?", (description, kb_id))
             rows = conn.execute("SELECT ds_id, path FROM data_sources WHERE kb_id = ?", (kb_id,)).fetchall()
@@ -147,8 +153,9 @@ class KnowledgeStore:
                 if str(folder) in paths:
                     continue
                 ds_id = data_source_id_for(folder, taken)
-                conn.execute("INSERT INTO data_sources (kb_id, ds_id, path) VALUES (?, ?, ?)",
-                             (kb_id, ds_id, str(folder)))
+                conn.execute(
+                    "INSERT INTO data_sources (kb_id, ds_id, path) VALUES (?, ?, ?)", (kb_id, ds_id, str(folder))
+                )
                 taken.add(ds_id)
                 paths.add(str(folder))
         return self.get_knowledge_base(kb_id)
@@ -160,8 +167,10 @@ class KnowledgeStore:
 
     def set_data_source_path(self, kb_id: str, ds_id: str, path: Path) -> None:
         with self._connect(write=True) as conn:
-            conn.execute("UPDATE data_sources SET path = ? WHERE kb_id = ? AND ds_id = ? AND path != ?",
-                         (str(path), kb_id, ds_id, str(path)))
+            conn.execute(
+                "UPDATE data_sources SET path = ? WHERE kb_id = ? AND ds_id = ? AND path != ?",
+                (str(path), kb_id, ds_id, str(path)),
+            )
 
     def list_knowledge_bases(self) -> list[KnowledgeBase]:
         with self._connect() as conn:
@@ -176,28 +185,36 @@ class KnowledgeStore:
         return [r[0] for r in conn.execute("SELECT kb_id FROM knowledge_bases ORDER BY kb_id")]
 
     def _load(self, conn: sqlite3.Connection, kb_id: str) -> KnowledgeBase:
-        row = conn.execute("SELECT description, builtin, created_at FROM knowledge_bases WHERE kb_id = ?",
-                           (kb_id,)).fetchone()
+        row = conn.execute(
+            "SELECT description, builtin, created_at FROM knowledge_bases WHERE kb_id = ?", (kb_id,)
+        ).fetchone()
         if row is None:
             raise UnknownKnowledgeBase(kb_id, self._kb_ids(conn))
-        counts = dict(conn.execute("SELECT ds_id, count(*) FROM documents WHERE kb_id = ? GROUP BY ds_id",
-                                   (kb_id,)).fetchall())
+        counts = dict(
+            conn.execute("SELECT ds_id, count(*) FROM documents WHERE kb_id = ? GROUP BY ds_id", (kb_id,)).fetchall()
+        )
         sources = tuple(
             DataSource(kb_id, ds_id, Path(path), _status(status), indexed_at, counts.get(ds_id, 0))
             for ds_id, path, status, indexed_at in conn.execute(
-                "SELECT ds_id, path, status, indexed_at FROM data_sources WHERE kb_id = ? ORDER BY ds_id",
-                (kb_id,)))
-        chunk_count = conn.execute("SELECT count(*) FROM chunks JOIN documents USING (doc_id) "
-                                   "WHERE documents.kb_id = ?", (kb_id,)).fetchone()[0]
+                "SELECT ds_id, path, status, indexed_at FROM data_sources WHERE kb_id = ? ORDER BY ds_id", (kb_id,)
+            )
+        )
+        chunk_count = conn.execute(
+            "SELECT count(*) FROM chunks JOIN documents USING (doc_id) WHERE documents.kb_id = ?", (kb_id,)
+        ).fetchone()[0]
         return KnowledgeBase(kb_id, row[0], bool(row[1]), row[2], sources, sum(counts.values()), chunk_count)
 
     # -- indexing -------------------------------------------------------------------------------
 
     def indexed_files(self, kb_id: str, ds_id: str) -> dict[str, IndexedFile]:
         with self._connect() as conn:
-            return {rel: IndexedFile(doc_id, mtime_ns, size, sha) for doc_id, rel, mtime_ns, size, sha in conn.execute(
-                "SELECT doc_id, rel_path, mtime_ns, size, sha256 FROM documents WHERE kb_id = ? AND ds_id = ?",
-                (kb_id, ds_id))}
+            return {
+                rel: IndexedFile(doc_id, mtime_ns, size, sha)
+                for doc_id, rel, mtime_ns, size, sha in conn.execute(
+                    "SELECT doc_id, rel_path, mtime_ns, size, sha256 FROM documents WHERE kb_id = ? AND ds_id = ?",
+                    (kb_id, ds_id),
+                )
+            }
 
     def apply(self, kb_id: str, ds_id: str, changes: Sequence[Change]) -> None:
         """Apply the indexer's changes to one data source, all in one transaction."""
@@ -206,8 +223,10 @@ class KnowledgeStore:
                 if isinstance(change, Upsert):
                     self._upsert(conn, kb_id, ds_id, change)
                 elif isinstance(change, Touch):
-                    conn.execute("UPDATE documents SET mtime_ns = ?, size = ? WHERE doc_id = ?",
-                                 (change.mtime_ns, change.size, change.doc_id))
+                    conn.execute(
+                        "UPDATE documents SET mtime_ns = ?, size = ? WHERE doc_id = ?",
+                        (change.mtime_ns, change.size, change.doc_id),
+                    )
                 elif isinstance(change, Delete):
                     conn.execute("DELETE FROM documents WHERE doc_id = ?", (change.doc_id,))
 
@@ -215,26 +234,42 @@ class KnowledgeStore:
     def _upsert(conn: sqlite3.Connection, kb_id: str, ds_id: str, change: Upsert) -> None:
         doc = change.document
         # Replacing the row (not updating it) cascades to its passages and metadata rows.
-        conn.execute("DELETE FROM documents WHERE kb_id = ? AND ds_id = ? AND rel_path = ?",
-                     (kb_id, ds_id, change.rel_path))
+        conn.execute(
+            "DELETE FROM documents WHERE kb_id = ? AND ds_id = ? AND rel_path = ?", (kb_id, ds_id, change.rel_path)
+        )
         cursor = conn.execute(
             "INSERT INTO documents (kb_id, ds_id, rel_path, title, file_type, metadata, mtime_ns, size, sha256) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kb_id, ds_id, change.rel_path, doc.title, doc.file_type, json.dumps(doc.metadata, default=str),
-             change.mtime_ns, change.size, change.sha256))
+            (
+                kb_id,
+                ds_id,
+                change.rel_path,
+                doc.title,
+                doc.file_type,
+                json.dumps(doc.metadata, default=str),
+                change.mtime_ns,
+                change.size,
+                change.sha256,
+            ),
+        )
         doc_id = cursor.lastrowid
-        conn.executemany("INSERT INTO doc_meta (doc_id, key, value) VALUES (?, ?, ?)",
-                         [(doc_id, k, v) for k, v in meta_rows({**doc.metadata, "file_type": doc.file_type})])
+        conn.executemany(
+            "INSERT INTO doc_meta (doc_id, key, value) VALUES (?, ?, ?)",
+            [(doc_id, k, v) for k, v in meta_rows({**doc.metadata, "file_type": doc.file_type})],
+        )
         for ordinal, chunk in enumerate(change.chunks):
-            chunk_id = conn.execute("INSERT INTO chunks (doc_id, ordinal) VALUES (?, ?)",
-                                    (doc_id, ordinal)).lastrowid
-            conn.execute("INSERT INTO chunks_fts (rowid, title, heading, body) VALUES (?, ?, ?, ?)",
-                         (chunk_id, doc.title, chunk.heading, chunk.text))
+            chunk_id = conn.execute("INSERT INTO chunks (doc_id, ordinal) VALUES (?, ?)", (doc_id, ordinal)).lastrowid
+            conn.execute(
+                "INSERT INTO chunks_fts (rowid, title, heading, body) VALUES (?, ?, ?, ?)",
+                (chunk_id, doc.title, chunk.heading, chunk.text),
+            )
 
     def mark_indexed(self, kb_id: str, ds_id: str, status: DataSourceStatus, when: float) -> None:
         with self._connect(write=True) as conn:
-            conn.execute("UPDATE data_sources SET status = ?, indexed_at = ? WHERE kb_id = ? AND ds_id = ?",
-                         (status, when, kb_id, ds_id))
+            conn.execute(
+                "UPDATE data_sources SET status = ?, indexed_at = ? WHERE kb_id = ? AND ds_id = ?",
+                (status, when, kb_id, ds_id),
+            )
 
     # -- search ---------------------------------------------------------------------------------
 
@@ -261,9 +296,10 @@ class KnowledgeStore:
             sql.append("ORDER BY rank, c.chunk_id LIMIT ?")
             params.append(request.top_k)
             rows = conn.execute("\n".join(sql), params).fetchall()
-        return [Passage(ds_id, rel, title, heading, body, round(-rank, 4), mtime_ns / 1e9, file_type,
-                        json.loads(meta))
-                for ds_id, rel, title, heading, body, rank, mtime_ns, file_type, meta in rows]
+        return [
+            Passage(ds_id, rel, title, heading, body, round(-rank, 4), mtime_ns / 1e9, file_type, json.loads(meta))
+            for ds_id, rel, title, heading, body, rank, mtime_ns, file_type, meta in rows
+        ]
 
     @staticmethod
     def _check_sources(kb: KnowledgeBase, wanted: Sequence[str]) -> None:

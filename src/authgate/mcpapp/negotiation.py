@@ -27,8 +27,13 @@ def _accepts_both(accept: str) -> bool:
 
 async def _refuse(send: Send, status: int, message: str) -> None:
     body = json.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -40,12 +45,20 @@ class ContentNegotiation:
         if scope["type"] == "http" and scope.get("method") == "POST":
             ctype = _header(scope, b"content-type").split(";")[0].strip()
             if ctype != "application/json":
-                await _refuse(send, 415, f"Unsupported Media Type: send the JSON-RPC message with "
-                                         f"'Content-Type: application/json' (got {ctype or 'none'!r})")
+                await _refuse(
+                    send,
+                    415,
+                    f"Unsupported Media Type: send the JSON-RPC message with "
+                    f"'Content-Type: application/json' (got {ctype or 'none'!r})",
+                )
                 return
             if not _accepts_both(_header(scope, b"accept")):
-                await _refuse(send, 406, "Not Acceptable: send 'Accept: application/json, text/event-stream' "
-                                         "(MCP Streamable HTTP answers with either)")
+                await _refuse(
+                    send,
+                    406,
+                    "Not Acceptable: send 'Accept: application/json, text/event-stream' "
+                    "(MCP Streamable HTTP answers with either)",
+                )
                 return
         await self.app(scope, receive, send)
 

@@ -15,8 +15,11 @@ from authgate.guard.identity import current_identity
 
 
 def build_server() -> MCPServer:
-    server = MCPServer("authgate", version=__version__,
-                       instructions="authgate's built-in server: call whoami to see who you are signed in as.")
+    server = MCPServer(
+        "authgate",
+        version=__version__,
+        instructions="authgate's built-in server: call whoami to see who you are signed in as.",
+    )
     add_whoami_tool(server)
     return server
 
@@ -29,14 +32,16 @@ def add_whoami_tool(server: MCPServer[Any]) -> None:
         identity = current_identity(ctx)
         if identity is None:
             return json.dumps({"authenticated": False})
-        return json.dumps({
-            "authenticated": True,
-            "subject": identity.subject,
-            "username": identity.username,
-            "client_id": identity.client_id,
-            "scopes": list(identity.scopes),
-            "expires_at": identity.expires_at,
-        })
+        return json.dumps(
+            {
+                "authenticated": True,
+                "subject": identity.subject,
+                "username": identity.username,
+                "client_id": identity.client_id,
+                "scopes": list(identity.scopes),
+                "expires_at": identity.expires_at,
+            }
+        )
 
 
 def build_app() -> Starlette:

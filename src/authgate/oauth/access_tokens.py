@@ -140,7 +140,10 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float | None:
     if name not in claims:
         return None
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or (
-            isinstance(value, float) and not math.isfinite(value)):  # an int is finite; JSON allows NaN
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):  # an int is finite; JSON allows NaN
         raise InvalidToken(f"token claim {name} is not a NumericDate (RFC 7519 §2)")
     return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from authgate.errors import (
     AuthgateError,
@@ -57,8 +57,7 @@ class AuthorizationRequest:
     unverified_client: bool = True  # it described itself (DCR, CIMD): its name is its own claim
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in
-                ((f, getattr(self, f)) for f in self.__slots__)}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in ((f, getattr(self, f)) for f in self.__slots__)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AuthorizationRequest:
@@ -154,11 +153,21 @@ def for_user(auth: Authority, req: AuthorizationRequest, user: User) -> Authoriz
 async def issue_code(auth: Authority, req: AuthorizationRequest, user_id: str, auth_time: float) -> str:
     code = new_secret("agc_")
     now = auth.clock()
-    await auth.store.save_code(AuthorizationCode(
-        code_hash=digest(code), client_id=req.client_id, user_id=user_id, redirect_uri=req.redirect_uri,
-        scopes=req.scopes, resources=req.resources, code_challenge=req.code_challenge,
-        family_id=new_secret(), created_at=now, expires_at=now + auth.config.code_ttl, auth_time=auth_time,
-    ))
+    await auth.store.save_code(
+        AuthorizationCode(
+            code_hash=digest(code),
+            client_id=req.client_id,
+            user_id=user_id,
+            redirect_uri=req.redirect_uri,
+            scopes=req.scopes,
+            resources=req.resources,
+            code_challenge=req.code_challenge,
+            family_id=new_secret(),
+            created_at=now,
+            expires_at=now + auth.config.code_ttl,
+            auth_time=auth_time,
+        )
+    )
     return code
 
 
@@ -175,9 +184,15 @@ def redirect_url(auth: Authority, redirect_uri: str, params: dict[str, str | Non
 def error_redirect(auth: Authority, err: RedirectError) -> str:
     """The one way an OAuth error reaches a client by redirect (RFC 6749 §4.1.2.1): `error`,
     `error_description`, the request's `state` when it sent one, and RFC 9207 `iss`."""
-    return redirect_url(auth, err.redirect_uri, {
-        "error": err.error.error, "error_description": err.error.description or None, "state": err.state,
-    })
+    return redirect_url(
+        auth,
+        err.redirect_uri,
+        {
+            "error": err.error.error,
+            "error_description": err.error.description or None,
+            "state": err.state,
+        },
+    )
 
 
 __all__ = ["AuthorizationRequest", "RedirectError", "UnverifiedRedirect", "InvalidRequest"]

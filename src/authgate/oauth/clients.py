@@ -79,8 +79,10 @@ async def authenticate(auth: Authority, form: dict[str, str], authorization: str
     if client.client_secret_hash is None:
         if not _may_use_none(client):
             # e.g. a CIMD document declaring only private_key_jwt (RFC 7523), not supported yet
-            raise InvalidClient(f"token_endpoint_auth_method {client.token_endpoint_auth_method!r} "
-                                "is not supported by this server; use 'none'")
+            raise InvalidClient(
+                f"token_endpoint_auth_method {client.token_endpoint_auth_method!r} "
+                "is not supported by this server; use 'none'"
+            )
         return client  # public client: identified, not authenticated (PKCE binds the code)
     if not secret:
         raise InvalidClient("client authentication failed: no client_secret presented")

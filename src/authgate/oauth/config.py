@@ -40,11 +40,17 @@ class CoreConfig:
         from authgate.policy.model import offered_scopes
 
         return cls(
-            urls=settings.urls, auth_mode=settings.auth_mode, scopes=tuple(settings.scopes),
+            urls=settings.urls,
+            auth_mode=settings.auth_mode,
+            scopes=tuple(settings.scopes),
             offered_scopes=tuple(offered_scopes(settings)),
-            user_role_scopes=MappingProxyType({role: tuple(named) for role, named
-                                               in settings.user_role_scopes.items()}),
-            code_ttl=settings.code_ttl, access_token_ttl=settings.access_token_ttl,
-            refresh_token_ttl=settings.refresh_token_ttl, refresh_grace_seconds=settings.refresh_grace_seconds,
-            registration_enabled=settings.registration_enabled, cimd_enabled=settings.cimd_enabled,
+            user_role_scopes=MappingProxyType(
+                {role: tuple(named) for role, named in settings.user_role_scopes.items()}
+            ),
+            code_ttl=settings.code_ttl,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+            refresh_grace_seconds=settings.refresh_grace_seconds,
+            registration_enabled=settings.registration_enabled,
+            cimd_enabled=settings.cimd_enabled,
         )

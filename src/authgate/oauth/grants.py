@@ -23,7 +23,9 @@ from authgate.store.models import Client, RefreshFamily, RefreshToken
 TokenResponse = dict[str, Any]
 
 
-async def token(auth: Authority, form: dict[str, str], resources: list[str], authorization: str | None) -> TokenResponse:
+async def token(
+    auth: Authority, form: dict[str, str], resources: list[str], authorization: str | None
+) -> TokenResponse:
     """`form` holds the single-valued parameters, `resources` every `resource` value."""
     grant_type = form.get("grant_type")
     if not grant_type:
@@ -43,20 +45,36 @@ async def token(auth: Authority, form: dict[str, str], resources: list[str], aut
 
 
 def _access_token_response(
-    auth: Authority, *, subject: str, client_id: str, granted: tuple[str, ...], resources: tuple[str, ...],
-    grant_id: str | None, auth_time: float | None = None,
+    auth: Authority,
+    *,
+    subject: str,
+    client_id: str,
+    granted: tuple[str, ...],
+    resources: tuple[str, ...],
+    grant_id: str | None,
+    auth_time: float | None = None,
 ) -> TokenResponse:
     now = auth.clock()
     ttl = auth.config.access_token_ttl
     token_scopes = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
     at, _ = access_tokens.issue(
-        auth.keys, issuer=auth.issuer, subject=subject, client_id=client_id, scopes=token_scopes,
-        resources=resources, now=now, ttl=ttl, grant_id=grant_id, auth_time=auth_time,
+        auth.keys,
+        issuer=auth.issuer,
+        subject=subject,
+        client_id=client_id,
+        scopes=token_scopes,
+        resources=resources,
+        now=now,
+        ttl=ttl,
+        grant_id=grant_id,
+        auth_time=auth_time,
     )
     return {"access_token": at, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.render(granted)}
 
 
-async def _authorization_code(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+async def _authorization_code(
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str]
+) -> TokenResponse:
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
@@ -80,15 +98,32 @@ async def _authorization_code(auth: Authority, client: Client, form: dict[str, s
         raise InvalidGrant("resource was not part of the authorization")  # RFC 8707 §2.2
     granted = await _user_may_grant(auth, stored.user_id, stored.scopes)
     body = _access_token_response(
-        auth, subject=stored.user_id, client_id=client.client_id, granted=granted,
-        resources=granted_resources, grant_id=stored.family_id, auth_time=stored.auth_time,
+        auth,
+        subject=stored.user_id,
+        client_id=client.client_id,
+        granted=granted,
+        resources=granted_resources,
+        grant_id=stored.family_id,
+        auth_time=stored.auth_time,
     )
     refresh = new_secret("agr_")
-    family = RefreshFamily(family_id=stored.family_id, client_id=client.client_id, user_id=stored.user_id,
-                           scopes=granted, resources=stored.resources, created_at=now)
-    await auth.store.create_family(family, RefreshToken(
-        token_hash=digest(refresh), family_id=family.family_id, issued_at=now,
-        expires_at=now + auth.config.refresh_token_ttl))
+    family = RefreshFamily(
+        family_id=stored.family_id,
+        client_id=client.client_id,
+        user_id=stored.user_id,
+        scopes=granted,
+        resources=stored.resources,
+        created_at=now,
+    )
+    await auth.store.create_family(
+        family,
+        RefreshToken(
+            token_hash=digest(refresh),
+            family_id=family.family_id,
+            issued_at=now,
+            expires_at=now + auth.config.refresh_token_ttl,
+        ),
+    )
     body["refresh_token"] = refresh
     return body
 
@@ -165,12 +200,22 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
         raise InvalidGrant("resource was not part of the original grant")
     granted = await _user_may_grant(auth, family.user_id, requested or family.scopes)
     await _check_before_rotation(auth, family, now)
-    body = _access_token_response(auth, subject=family.user_id, client_id=client.client_id,
-                                  granted=granted, resources=narrowed, grant_id=family.family_id)
+    body = _access_token_response(
+        auth,
+        subject=family.user_id,
+        client_id=client.client_id,
+        granted=granted,
+        resources=narrowed,
+        grant_id=family.family_id,
+    )
     successor = new_secret("agr_")
     body["refresh_token"] = successor
-    new = RefreshToken(token_hash=digest(successor), family_id=family.family_id, issued_at=now,
-                       expires_at=now + auth.config.refresh_token_ttl)
+    new = RefreshToken(
+        token_hash=digest(successor),
+        family_id=family.family_id,
+        issued_at=now,
+        expires_at=now + auth.config.refresh_token_ttl,
+    )
     sealed = seal(_successor_key(presented), json.dumps(body).encode())
     if await auth.store.rotate_refresh_token(record.token_hash, new, sealed, now):
         return body
@@ -181,11 +226,15 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
     raise InvalidGrant("refresh token was already used")
 
 
-async def _client_credentials(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+async def _client_credentials(
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str]
+) -> TokenResponse:
     # Only operator-made clients: one registered dynamically (by an older version) is anyone's
     if client.source != "operator" or client.client_secret_hash is None:
-        raise UnauthorizedClient("client_credentials is only for machine clients an operator creates with "
-                                 "`authgate clients add`; this client was registered dynamically")
+        raise UnauthorizedClient(
+            "client_credentials is only for machine clients an operator creates with "
+            "`authgate clients add`; this client was registered dynamically"
+        )
     offered = set(auth.config.offered_scopes)
     allowed = tuple(s for s in scopes.parse(client.metadata.get("scope")) if s in offered)
     requested = scopes.parse(form.get("scope"))
@@ -194,8 +243,14 @@ async def _client_credentials(auth: Authority, client: Client, form: dict[str, s
     if not granted:
         raise InvalidScope(f"this client may be granted only: {scopes.render(allowed) or '(no scope)'}")
     subject = str(client.metadata.get("subject") or client.client_id)
-    return _access_token_response(auth, subject=subject, client_id=client.client_id, granted=granted,
-                                  resources=canonical_resources(auth, resources), grant_id=None)
+    return _access_token_response(
+        auth,
+        subject=subject,
+        client_id=client.client_id,
+        granted=granted,
+        resources=canonical_resources(auth, resources),
+        grant_id=None,
+    )
 
 
 _GRANTS = {

@@ -107,9 +107,11 @@ class SigningKeys:
             try:
                 sealed = unseal(self._seal_key, newest.private_jwk_encrypted, aad=newest.kid.encode())
             except SealError:
-                raise ConfigError("secret_key", "it does not open the signing keys stored in the database",
-                                  "start with the secret_key these keys were sealed with (every replica "
-                                  "needs the same one)") from None
+                raise ConfigError(
+                    "secret_key",
+                    "it does not open the signing keys stored in the database",
+                    "start with the secret_key these keys were sealed with (every replica needs the same one)",
+                ) from None
             private = json.loads(sealed)
             self._signing = (newest.kid, RSAKey.import_key(private))
         self._last_reload = self._clock()

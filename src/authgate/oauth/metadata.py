@@ -38,4 +38,3 @@ def authorization_server_metadata(config: CoreConfig) -> dict[str, Any]:
     if config.registration_enabled:
         doc["registration_endpoint"] = urls.endpoint("register")
     return doc
-

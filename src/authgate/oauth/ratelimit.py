@@ -48,8 +48,9 @@ def address_key(address: str) -> str:
 class RateLimiter:
     """`RateLimits` in this process: an exact sliding window, at most `max_keys` keys."""
 
-    def __init__(self, limit: int, window: float = 60.0, *, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self, limit: int, window: float = 60.0, *, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000
+    ) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock

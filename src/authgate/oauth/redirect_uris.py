@@ -23,11 +23,12 @@ def _refuse_unsafe_text(uri: str, parts: SplitResult) -> None:
     if bad is not None:
         raise InvalidRedirectUri(
             f"redirect_uri {uri!r} contains the character U+{ord(bad):04X} "
-            "(control characters, including CR, LF and NUL, and whitespace are not allowed)")
+            "(control characters, including CR, LF and NUL, and whitespace are not allowed)"
+        )
     if "@" in parts.netloc:  # RFC 9700 §4.1.3 / OAuth 2.1 §1.5: "https://trusted@evil/" deceives
         raise InvalidRedirectUri(
-            f"redirect_uri {uri!r} has user information before '@' in its host part; "
-            "register the URI without it")
+            f"redirect_uri {uri!r} has user information before '@' in its host part; register the URI without it"
+        )
     if "\\" in parts.netloc:  # browsers read "\\" as "/" in http(s) URLs: the host would differ
         raise InvalidRedirectUri(f"redirect_uri {uri!r} has a backslash in its host part")
 
@@ -55,7 +56,7 @@ def validate_for_registration(uri: str, application_type: str = "web") -> None:
     # RFC 8252 §7.1: private-use URI schemes belong to native apps
     if application_type != "native":
         raise InvalidRedirectUri(
-            f"redirect_uri {uri!r}: a custom scheme needs application_type \"native\" (RFC 8252 §7.1)"
+            f'redirect_uri {uri!r}: a custom scheme needs application_type "native" (RFC 8252 §7.1)'
         )
 
 

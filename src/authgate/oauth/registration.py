@@ -14,8 +14,16 @@ from authgate.store.models import Client
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 OPEN_GRANTS = ("authorization_code", "refresh_token")  # `dcr_grant_types` default: grants with a user
-_STRING_FIELDS = ("client_name", "client_uri", "logo_uri", "tos_uri", "policy_uri", "software_id",
-                  "software_version", "scope")
+_STRING_FIELDS = (
+    "client_name",
+    "client_uri",
+    "logo_uri",
+    "tos_uri",
+    "policy_uri",
+    "software_id",
+    "software_version",
+    "scope",
+)
 
 
 def _string_list(body: dict[str, Any], name: str, default: list[str]) -> list[str]:
@@ -32,10 +40,13 @@ def _check_grants(grants: list[str], open_grants: Sequence[str]) -> None:
     if "client_credentials" in grants:
         raise InvalidClientMetadata(
             "grant_types client_credentials cannot be registered here: machine clients are created by "
-            "an operator of this server with `authgate clients add NAME --grant client_credentials`")
+            "an operator of this server with `authgate clients add NAME --grant client_credentials`"
+        )
     if closed := [g for g in grants if g not in open_grants]:
-        raise InvalidClientMetadata(f"grant_types {closed} are not open to dynamic registration on this "
-                                    f"server; it offers {', '.join(open_grants) or 'none'}")
+        raise InvalidClientMetadata(
+            f"grant_types {closed} are not open to dynamic registration on this "
+            f"server; it offers {', '.join(open_grants) or 'none'}"
+        )
 
 
 def validate_metadata(body: dict[str, Any], open_grants: Sequence[str] = OPEN_GRANTS) -> dict[str, Any]:
@@ -80,8 +91,9 @@ def validate_metadata(body: dict[str, Any], open_grants: Sequence[str] = OPEN_GR
     return kept
 
 
-def register(body: dict[str, Any], now: float,
-             open_grants: Sequence[str] = OPEN_GRANTS) -> tuple[Client, dict[str, Any]]:
+def register(
+    body: dict[str, Any], now: float, open_grants: Sequence[str] = OPEN_GRANTS
+) -> tuple[Client, dict[str, Any]]:
     """Mint a client from validated metadata. Returns the record and the 201 response body
     (which alone carries the plaintext secret)."""
     metadata = validate_metadata(body, open_grants)
@@ -109,10 +121,20 @@ def machine_client(name: str, scopes: Sequence[str], subject: str | None, now: f
     client_id = str(uuid.uuid4())
     secret = new_secret("ags_")
     metadata: dict[str, Any] = {
-        "client_name": name, "grant_types": ["client_credentials"], "response_types": [], "redirect_uris": [],
-        "token_endpoint_auth_method": "client_secret_basic", "scope": " ".join(scopes),
+        "client_name": name,
+        "grant_types": ["client_credentials"],
+        "response_types": [],
+        "redirect_uris": [],
+        "token_endpoint_auth_method": "client_secret_basic",
+        "scope": " ".join(scopes),
         "subject": subject or client_id,
     }
-    client = Client(client_id=client_id, metadata=metadata, created_at=now, last_used_at=now,
-                    client_secret_hash=digest(secret), source="operator")
+    client = Client(
+        client_id=client_id,
+        metadata=metadata,
+        created_at=now,
+        last_used_at=now,
+        client_secret_hash=digest(secret),
+        source="operator",
+    )
     return client, secret

@@ -21,8 +21,9 @@ async def revoke(auth: Authority, form: dict[str, str], authorization: str | Non
         family_id = record.family_id
     elif token.count(".") == 2:
         try:
-            claims = await access_tokens.verify(token, auth.keys, issuer=auth.issuer,
-                                                audience=auth.resources[0], now=now)
+            claims = await access_tokens.verify(
+                token, auth.keys, issuer=auth.issuer, audience=auth.resources[0], now=now
+            )
         except OAuthError:
             return  # RFC 7009 §2.2: invalid tokens need no error
         if claims.client_id == client.client_id:

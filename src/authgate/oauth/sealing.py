@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from cryptography.exceptions import InvalidTag
 
 from authgate.errors import AuthgateError
 
@@ -24,9 +24,7 @@ class SealError(AuthgateError):
 
 
 def derive_key(material: bytes, purpose: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"authgate/v1", info=purpose.encode()).derive(
-        material
-    )
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"authgate/v1", info=purpose.encode()).derive(material)
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:

@@ -47,8 +47,9 @@ class KnownAddressesInMemory:
     """`KnownAddresses` in this process (no store; and the SQL one's memory when the store
     cannot answer): the `max_keys` most recently remembered."""
 
-    def __init__(self, known_for: float = KNOWN_FOR, *, clock: Callable[[], float] = time.time,
-                 max_keys: int = 100_000) -> None:
+    def __init__(
+        self, known_for: float = KNOWN_FOR, *, clock: Callable[[], float] = time.time, max_keys: int = 100_000
+    ) -> None:
         self.known_for = known_for
         self._clock = clock
         self._max_keys = max_keys
@@ -71,11 +72,14 @@ async def sign_in(auth: Authority, username: str, password: str, address: str) -
     account = username.lower()
     pair = f"{account}|{address_key(address)}"
     if not await auth.logins.hit(pair):
-        raise SlowDown("too many sign-in attempts from this address",
-                       retry_after=max(1, await auth.logins.retry_after(pair)))
+        raise SlowDown(
+            "too many sign-in attempts from this address", retry_after=max(1, await auth.logins.retry_after(pair))
+        )
     if not await auth.known_addresses.is_known(pair) and not await auth.login_accounts.hit(account):
-        raise SlowDown("too many sign-in attempts for this account",
-                       retry_after=max(1, await auth.login_accounts.retry_after(account)))
+        raise SlowDown(
+            "too many sign-in attempts for this account",
+            retry_after=max(1, await auth.login_accounts.retry_after(account)),
+        )
     user = await auth.store.get_user_by_name(username)
     matches = await auth.password_checks.verify(user.password_hash if user else None, password)
     if user is None or not matches:

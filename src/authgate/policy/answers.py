@@ -26,9 +26,18 @@ WWW_AUTHENTICATE_META_KEY = "mcp/www_authenticate"
 
 async def _send_json(send: Send, status: int, body: Any, headers: list[tuple[bytes, bytes]]) -> None:
     payload = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-        (b"cache-control", b"no-store"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"cache-control", b"no-store"),
+                *headers,
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
@@ -38,12 +47,14 @@ def _header_safe(text: str, limit: int = 300) -> str:
     return "".join(c if " " <= c <= "~" and c not in '"\\' else "?" for c in text[:limit])
 
 
-def challenge(resource_metadata: str, scopes: list[str], description: str,
-              error: str | None = "insufficient_scope") -> str:
+def challenge(
+    resource_metadata: str, scopes: list[str], description: str, error: str | None = "insufficient_scope"
+) -> str:
     # scope-tokens are NQCHAR (RFC 6749 §3.3): one from an external IdP that is not is left out
     safe = [s for s in scopes if s and all("!" <= c <= "~" and c not in '"\\' for c in s)]
-    return bearer_challenge(resource_metadata=resource_metadata, scopes=safe, error=error,
-                            description=_header_safe(description))
+    return bearer_challenge(
+        resource_metadata=resource_metadata, scopes=safe, error=error, description=_header_safe(description)
+    )
 
 
 async def send_challenge(send: Send, value: str, description: str, *, signed_in: bool) -> None:
@@ -53,8 +64,11 @@ async def send_challenge(send: Send, value: str, description: str, *, signed_in:
 
 
 async def send_tool_error(send: Send, request_id: JsonRpcId, value: str, text: str, *, stateless: bool) -> None:
-    result: dict[str, Any] = {"content": [{"type": "text", "text": text}], "isError": True,
-                              "_meta": {WWW_AUTHENTICATE_META_KEY: [value]}}
+    result: dict[str, Any] = {
+        "content": [{"type": "text", "text": text}],
+        "isError": True,
+        "_meta": {WWW_AUTHENTICATE_META_KEY: [value]},
+    }
     if stateless:
         result["resultType"] = "complete"  # required on every 2026-07-28 result
     await _send_json(send, 200, {"jsonrpc": "2.0", "id": request_id, "result": result}, [])

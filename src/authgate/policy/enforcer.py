@@ -75,8 +75,17 @@ class _Call:
 
 
 class PolicyEnforcer:
-    def __init__(self, app: ASGIApp, policy: Policy, *, resource_metadata: str, clients: ClientRecognizer,
-                 audit: AuditLog | None, audit_arguments: bool = False, max_body: int = MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: Policy,
+        *,
+        resource_metadata: str,
+        clients: ClientRecognizer,
+        audit: AuditLog | None,
+        audit_arguments: bool = False,
+        max_body: int = MAX_BODY_BYTES,
+    ) -> None:
         self.app = app
         self.policy = policy
         self.resource_metadata = resource_metadata
@@ -108,8 +117,11 @@ class PolicyEnforcer:
             await send_error(send, ParseError(f"Parse error: {exc}"))
             return
         if body is not None and (named := body.requests):
-            note(scope, mcp_method=",".join(op.method for _, op in named),
-                 mcp_target=",".join(op.target for _, op in named if op.target) or None)
+            note(
+                scope,
+                mcp_method=",".join(op.method for _, op in named),
+                mcp_target=",".join(op.target for _, op in named if op.target) or None,
+            )
         if body is None:  # not JSON-RPC: nothing to authorize, the app answers it
             await self.app(scope, replaying(raw, receive), send)
             return
@@ -126,8 +138,9 @@ class PolicyEnforcer:
         if (mismatch := header_mismatch(call.scope, body)) is not None:
             unusable = HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
         elif any(op.kind != "method" and op.target is None for _m, op in requests):
-            unusable = InvalidRequest("Invalid params: the request names no tool, resource or prompt",
-                                      request_id=first_id)
+            unusable = InvalidRequest(
+                "Invalid params: the request names no tool, resource or prompt", request_id=first_id
+            )
         if unusable is not None:
             await self._record_refusals(call, [(m, op, Decision(False, (), unusable.message)) for m, op in requests])
             await send_error(send, unusable)
@@ -150,15 +163,24 @@ class PolicyEnforcer:
         # what is needed plus the baseline every sign-in gets.
         held = identity.scopes if identity is not None else self.policy.baseline
         scopes = list(dict.fromkeys(s for s in (*needed, *held) if s != OFFLINE_ACCESS))
-        description = "; ".join(f"{op.method} {op.target}: {d.reason}" if op.target else f"{op.method}: {d.reason}"
-                                for _m, op, d in refused)
+        description = "; ".join(
+            f"{op.method} {op.target}: {d.reason}" if op.target else f"{op.method}: {d.reason}" for _m, op, d in refused
+        )
         message, op, decision = refused[0]
-        if (not body.is_batch and op.method == "tools/call" and "id" in message
-                and self.clients.wants_tool_error(call.scope, identity, message)):
+        if (
+            not body.is_batch
+            and op.method == "tools/call"
+            and "id" in message
+            and self.clients.wants_tool_error(call.scope, identity, message)
+        ):
             value = answers.challenge(self.resource_metadata, scopes, description)
-            await answers.send_tool_error(send, message.get("id"), value,
-                                          answers.refusal_text(list(decision.needed), identity is not None),
-                                          stateless=is_stateless_era(call.scope, message))
+            await answers.send_tool_error(
+                send,
+                message.get("id"),
+                value,
+                answers.refusal_text(list(decision.needed), identity is not None),
+                stateless=is_stateless_era(call.scope, message),
+            )
             return
         error = "insufficient_scope" if identity is not None else None  # RFC 6750 §3.1: no token, no error
         value = answers.challenge(self.resource_metadata, scopes, description, error)
@@ -169,10 +191,17 @@ class PolicyEnforcer:
             return
         for message, op, decision in judged:
             if is_audited(op):
-                await self.audit.record_now(audit_event(
-                    at=call.at, identity=call.identity, message=message, op=op, decision="refused",
-                    reason=decision.reason if not decision.allowed else BATCH_REFUSAL,
-                    with_arguments=self.audit_arguments))
+                await self.audit.record_now(
+                    audit_event(
+                        at=call.at,
+                        identity=call.identity,
+                        message=message,
+                        op=op,
+                        decision="refused",
+                        reason=decision.reason if not decision.allowed else BATCH_REFUSAL,
+                        with_arguments=self.audit_arguments,
+                    )
+                )
 
     # -- forwarding ------------------------------------------------------------------------
     async def _forward(self, call: _Call, body: Body, raw: bytes, receive: Receive, send: Send) -> None:
@@ -207,9 +236,18 @@ class PolicyEnforcer:
         latency = ((tap.finished_at or time.monotonic()) - call.started) * 1000
         for message, op in body.requests:
             if is_audited(op):
-                await self.audit.record(audit_event(
-                    at=call.at, identity=call.identity, message=message, op=op, decision="allowed",
-                    status=tap.status, latency_ms=latency, with_arguments=self.audit_arguments))
+                await self.audit.record(
+                    audit_event(
+                        at=call.at,
+                        identity=call.identity,
+                        message=message,
+                        op=op,
+                        decision="allowed",
+                        status=tap.status,
+                        latency_ms=latency,
+                        with_arguments=self.audit_arguments,
+                    )
+                )
 
 
 class AnonymousGate:
@@ -237,7 +275,11 @@ class AnonymousGate:
         if all(self.policy.is_anonymous(op) for _m, op in requests):
             return replaying(raw, receive)
         message, op = requests[0]
-        if (not body.is_batch and len(requests) == 1 and op.method == "tools/call"
-                and self.clients.wants_tool_error(scope, None, message)):
+        if (
+            not body.is_batch
+            and len(requests) == 1
+            and op.method == "tools/call"
+            and self.clients.wants_tool_error(scope, None, message)
+        ):
             return replaying(raw, receive)
         return None

@@ -22,10 +22,15 @@ class PolicyLayer:
         self.audit = AuditLog(audit) if audit is not None else None
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
-        return PolicyEnforcer(app, self.policy, resource_metadata=self.settings.urls.prm_url,
-                              clients=self.clients, audit=self.audit,
-                              audit_arguments=self.settings.audit_arguments,
-                              max_body=self.settings.mcp_max_body_bytes)
+        return PolicyEnforcer(
+            app,
+            self.policy,
+            resource_metadata=self.settings.urls.prm_url,
+            clients=self.clients,
+            audit=self.audit,
+            audit_arguments=self.settings.audit_arguments,
+            max_body=self.settings.mcp_max_body_bytes,
+        )
 
     @property
     def anonymous(self) -> AnonymousGate | None:

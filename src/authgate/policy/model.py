@@ -24,8 +24,17 @@ TARGETS: tuple[Kind, ...] = ("tool", "resource", "prompt")
 
 # With any anonymous operation configured, a client must be able to connect and list without a
 # token too, or it could never reach the operations it may use (ChatGPT's `noauth` tools).
-ANONYMOUS_PLUMBING = frozenset({"initialize", "ping", "server/discover", "tools/list", "resources/list",
-                                "resources/templates/list", "prompts/list"})
+ANONYMOUS_PLUMBING = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "resources/list",
+        "resources/templates/list",
+        "prompts/list",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +59,9 @@ class RuleSet:
     def __init__(self, rules: Mapping[str, list[str]]) -> None:
         self.exact = {k: tuple(v) for k, v in rules.items() if "*" not in k}
         patterns = sorted((k for k in rules if "*" in k), key=len, reverse=True)
-        self.patterns = [(re.compile(".*".join(map(re.escape, k.split("*"))), re.DOTALL), k, tuple(rules[k]))
-                         for k in patterns]
+        self.patterns = [
+            (re.compile(".*".join(map(re.escape, k.split("*"))), re.DOTALL), k, tuple(rules[k])) for k in patterns
+        ]
 
     def lookup(self, name: str) -> tuple[str, ...] | None:
         if name in self.exact:
@@ -125,8 +135,11 @@ class Policy:
             else:
                 anonymous[target][name] = []
         return cls(
-            rules={"tool": RuleSet(settings.tool_scopes), "resource": RuleSet(settings.resource_scopes),
-                   "prompt": RuleSet(settings.prompt_scopes)},
+            rules={
+                "tool": RuleSet(settings.tool_scopes),
+                "resource": RuleSet(settings.resource_scopes),
+                "prompt": RuleSet(settings.prompt_scopes),
+            },
             default=tuple(settings.default_operation_scopes),
             implies=_closure(settings.scope_implications),
             anonymous={k: RuleSet(v) for k, v in anonymous.items()},
@@ -150,8 +163,11 @@ class Policy:
 
     def is_anonymous(self, op: Operation) -> bool:
         if op.kind == "method":
-            return self.has_anonymous and (op.method in self.anonymous_methods or op.method in ANONYMOUS_PLUMBING
-                                           or op.method.startswith("notifications/"))
+            return self.has_anonymous and (
+                op.method in self.anonymous_methods
+                or op.method in ANONYMOUS_PLUMBING
+                or op.method.startswith("notifications/")
+            )
         return op.target is not None and self.anonymous[op.kind].matches(op.target)
 
     # -- what callers hold -----------------------------------------------------------------
@@ -195,8 +211,9 @@ class Policy:
 
     def scope_map(self) -> dict[str, Any]:
         """The published map: what each named tool, resource and prompt needs."""
-        doc: dict[str, Any] = {f"{kind}s": {name: list(scopes) for name, scopes in self.rules[kind].items()}
-                               for kind in TARGETS}
+        doc: dict[str, Any] = {
+            f"{kind}s": {name: list(scopes) for name, scopes in self.rules[kind].items()} for kind in TARGETS
+        }
         doc["default"] = list(self.default)
         doc["implies"] = {k: sorted(v - {k}) for k, v in self.implies.items()}
         return doc

@@ -89,8 +89,11 @@ class ResponseTap:
             return
         assert self._start is not None
         body = bytes(self._buffer) if more else self._rewrite_json(bytes(self._buffer))
-        headers = _without_length(self.headers) if more else [
-            *_without_length(self.headers), (b"content-length", str(len(body)).encode())]
+        headers = (
+            _without_length(self.headers)
+            if more
+            else [*_without_length(self.headers), (b"content-length", str(len(body)).encode())]
+        )
         self._mode, self._buffer = "pass", bytearray()  # too large to hold: the rest goes as it came
         await self._send({**self._start, "headers": headers})
         await self._send({"type": "http.response.body", "body": body, "more_body": more})
@@ -104,7 +107,7 @@ class ResponseTap:
             changed = [self._rewrite_response(p) for p in payload]
             if all(c is None for c in changed):
                 return body
-            return json.dumps([c if c is not None else p for c, p in zip(changed, payload)]).encode()
+            return json.dumps([c if c is not None else p for c, p in zip(changed, payload, strict=True)]).encode()
         rewritten = self._rewrite_response(payload)
         return body if rewritten is None else json.dumps(rewritten).encode()
 

@@ -48,13 +48,18 @@ class UpstreamGrantCheck:
         except TokenRequestRefused as exc:
             if exc.error in GRANT_ENDED:
                 log.info("the %s grant of %s has ended (%s): its authgate grant is revoked", name, user_id, exc.error)
-                raise InvalidGrant(f"the sign-in at {where} has ended (revoked or expired there); "
-                                   "sign in again") from None
+                raise InvalidGrant(
+                    f"the sign-in at {where} has ended (revoked or expired there); sign in again"
+                ) from None
             log.error("%s refused authgate's own refresh request for %s: %s", name, user_id, exc)
-            raise ServerError(f"authgate could not renew the sign-in at {where} "
-                              f"({exc.error or 'refused'}); the operator must check idp_client_id / "
-                              "idp_client_secret") from None
+            raise ServerError(
+                f"authgate could not renew the sign-in at {where} "
+                f"({exc.error or 'refused'}); the operator must check idp_client_id / "
+                "idp_client_secret"
+            ) from None
         except TokenEndpointUnavailable as exc:
             log.warning("cannot renew the %s sign-in of %s: %s", name, user_id, exc)
-            raise TemporarilyUnavailable(f"{where} cannot be reached to renew the sign-in; retry later "
-                                         "(this refresh token stays valid)", retry_after=RETRY_AFTER) from None
+            raise TemporarilyUnavailable(
+                f"{where} cannot be reached to renew the sign-in; retry later (this refresh token stays valid)",
+                retry_after=RETRY_AFTER,
+            ) from None

@@ -34,9 +34,13 @@ def from_oidc(issuer: str, claims: dict[str, Any]) -> UpstreamIdentity:
 def from_github(user: dict[str, Any], emails: list[dict[str, Any]], orgs: list[dict[str, Any]]) -> UpstreamIdentity:
     primary = next((e for e in emails if e.get("primary") and e.get("verified")), None)
     email = str(primary["email"]) if primary else None
-    return UpstreamIdentity(subject=f"github|{user['id']}", username=str(user["login"]), email=email,
-                            email_verified=primary is not None,
-                            orgs=tuple(str(o["login"]) for o in orgs if o.get("login")))
+    return UpstreamIdentity(
+        subject=f"github|{user['id']}",
+        username=str(user["login"]),
+        email=email,
+        email_verified=primary is not None,
+        orgs=tuple(str(o["login"]) for o in orgs if o.get("login")),
+    )
 
 
 def from_oauth2(host: str, info: dict[str, Any]) -> UpstreamIdentity:
@@ -44,17 +48,26 @@ def from_oauth2(host: str, info: dict[str, Any]) -> UpstreamIdentity:
     if ident is None:
         raise KeyError("the user info names no `sub` or `id`")
     email = info.get("email") if isinstance(info.get("email"), str) else None
-    username = next((str(info[k]) for k in ("preferred_username", "login", "username", "email") if info.get(k)),
-                    str(ident))
-    return UpstreamIdentity(subject=f"{host}|{ident}", username=username, email=email,
-                            email_verified=bool(info.get("email_verified", email is not None)))
+    username = next(
+        (str(info[k]) for k in ("preferred_username", "login", "username", "email") if info.get(k)), str(ident)
+    )
+    return UpstreamIdentity(
+        subject=f"{host}|{ident}",
+        username=username,
+        email=email,
+        email_verified=bool(info.get("email_verified", email is not None)),
+    )
 
 
 def refusal(settings: Settings, who: UpstreamIdentity) -> str | None:
     """None when `who` may sign in; else why not. Any one list admitting is enough; with every
     list empty everyone the upstream authenticates is admitted."""
-    lists = (settings.allowed_users, settings.allowed_emails, settings.allowed_email_domains,
-             settings.allowed_github_orgs)
+    lists = (
+        settings.allowed_users,
+        settings.allowed_emails,
+        settings.allowed_email_domains,
+        settings.allowed_github_orgs,
+    )
     if not any(lists):
         return None
     email = who.email.lower() if who.email and who.email_verified else None

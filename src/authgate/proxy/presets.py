@@ -29,13 +29,22 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     # GitHub OAuth apps: no OIDC, no refresh tokens, user info from the REST API
-    "github": Preset(kind="github", scopes=("read:user", "user:email"), token_auth="post",
-                     authorize_url="https://github.com/login/oauth/authorize",
-                     token_url="https://github.com/login/oauth/access_token",
-                     userinfo_url="https://api.github.com"),
+    "github": Preset(
+        kind="github",
+        scopes=("read:user", "user:email"),
+        token_auth="post",
+        authorize_url="https://github.com/login/oauth/authorize",
+        token_url="https://github.com/login/oauth/access_token",
+        userinfo_url="https://api.github.com",
+    ),
     # Google: OIDC; a refresh token only with access_type=offline (and prompt=consent to get it again)
-    "google": Preset(kind="oidc", scopes=("openid", "email", "profile"), issuer="https://accounts.google.com",
-                     token_auth="post", extra_params={"access_type": "offline", "prompt": "consent"}),
+    "google": Preset(
+        kind="oidc",
+        scopes=("openid", "email", "profile"),
+        issuer="https://accounts.google.com",
+        token_auth="post",
+        extra_params={"access_type": "offline", "prompt": "consent"},
+    ),
     # Entra ID: OIDC at https://login.microsoftonline.com/<tenant>/v2.0; refresh with offline_access
     "entra": Preset(kind="oidc", scopes=("openid", "profile", "email", "offline_access"), token_auth="post"),
     "oidc": Preset(kind="oidc", scopes=("openid", "profile", "email", "offline_access")),
@@ -72,11 +81,22 @@ async def resolve(settings: Settings, http: httpx.AsyncClient) -> Upstream:
     token_url = settings.idp_token_url or _s(doc.get("token_endpoint")) or preset.token_url
     userinfo = settings.idp_userinfo_url or _s(doc.get("userinfo_endpoint")) or preset.userinfo_url
     if not authorize_url or not token_url:
-        raise ConfigError("idp_authorize_url", f"the {name} upstream names no authorization or token endpoint",
-                          "set idp_authorize_url and idp_token_url")
-    return Upstream(name=name, kind=preset.kind, issuer=issuer if preset.kind == "oidc" else None,
-                    authorize_url=authorize_url, token_url=token_url, userinfo_url=userinfo, scopes=scopes,
-                    token_auth=preset.token_auth, extra_params=dict(preset.extra_params))
+        raise ConfigError(
+            "idp_authorize_url",
+            f"the {name} upstream names no authorization or token endpoint",
+            "set idp_authorize_url and idp_token_url",
+        )
+    return Upstream(
+        name=name,
+        kind=preset.kind,
+        issuer=issuer if preset.kind == "oidc" else None,
+        authorize_url=authorize_url,
+        token_url=token_url,
+        userinfo_url=userinfo,
+        scopes=scopes,
+        token_auth=preset.token_auth,
+        extra_params=dict(preset.extra_params),
+    )
 
 
 async def _discover(http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
@@ -88,11 +108,17 @@ async def _discover(http: httpx.AsyncClient, issuer: str) -> dict[str, object]:
             raise ValueError(f"HTTP {r.status_code}")
         doc = r.json()
     except (Unreachable, ValueError) as exc:
-        raise ConfigError("idp_issuer", f"no OIDC discovery document at {url} ({exc})",
-                          "check idp_issuer, or use idp_preset = \"oauth2\" with explicit endpoints") from None
+        raise ConfigError(
+            "idp_issuer",
+            f"no OIDC discovery document at {url} ({exc})",
+            'check idp_issuer, or use idp_preset = "oauth2" with explicit endpoints',
+        ) from None
     if not isinstance(doc, dict) or doc.get("issuer") != issuer:
-        raise ConfigError("idp_issuer", f"the discovery document at {url} names another issuer",
-                          "set idp_issuer to its `issuer` value exactly")
+        raise ConfigError(
+            "idp_issuer",
+            f"the discovery document at {url} names another issuer",
+            "set idp_issuer to its `issuer` value exactly",
+        )
     return doc
 
 

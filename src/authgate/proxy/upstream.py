@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
+import json
 import secrets
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -61,17 +61,30 @@ class UpstreamClient:
         self.redirect_uri = settings.urls.endpoint("upstream/callback")
 
     def authorize_url(self, state: str, challenge: str, nonce: str) -> str:
-        params = {"response_type": "code", "client_id": self.client_id, "redirect_uri": self.redirect_uri,
-                  "scope": " ".join(self.upstream.scopes), "state": state, "code_challenge": challenge,
-                  "code_challenge_method": "S256", **self.upstream.extra_params}
+        params = {
+            "response_type": "code",
+            "client_id": self.client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": " ".join(self.upstream.scopes),
+            "state": state,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **self.upstream.extra_params,
+        }
         if self.upstream.kind == "oidc":
             params["nonce"] = nonce
         sep = "&" if "?" in self.upstream.authorize_url else "?"
         return self.upstream.authorize_url + sep + urlencode(params)
 
     async def exchange(self, code: str, verifier: str) -> dict[str, Any]:
-        return await self._token({"grant_type": "authorization_code", "code": code,
-                                  "redirect_uri": self.redirect_uri, "code_verifier": verifier})
+        return await self._token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": self.redirect_uri,
+                "code_verifier": verifier,
+            }
+        )
 
     async def refresh(self, refresh_token: str) -> dict[str, Any]:
         return await self._token({"grant_type": "refresh_token", "refresh_token": refresh_token})
@@ -98,15 +111,19 @@ class UpstreamClient:
             return body
         error = body.get("error") if isinstance(body, dict) else None  # GitHub answers 200 with an error
         code = error if isinstance(error, str) else None
-        raise TokenRequestRefused(f"the upstream refused the {form['grant_type']} request: {code or r.status_code}",
-                                  code)
+        raise TokenRequestRefused(
+            f"the upstream refused the {form['grant_type']} request: {code or r.status_code}", code
+        )
 
     async def identity(self, tokens: dict[str, Any], nonce: str) -> UpstreamIdentity:
         try:
             if self.upstream.kind == "github":
                 return await self._github(tokens["access_token"])
-            info = await self._get_json(self.upstream.userinfo_url, tokens["access_token"]) \
-                if self.upstream.userinfo_url else {}
+            info = (
+                await self._get_json(self.upstream.userinfo_url, tokens["access_token"])
+                if self.upstream.userinfo_url
+                else {}
+            )
             if self.upstream.kind == "oauth2":
                 return identity.from_oauth2(urlsplit(self.upstream.token_url).netloc, info)
             claims = {**self._id_token_claims(tokens, nonce), **info}
@@ -136,14 +153,16 @@ class UpstreamClient:
         user = await self._get_json(base + "/user", token)
         emails = await self._get_json(base + "/user/emails", token)
         orgs = await self._get_json(base + "/user/orgs", token) if "read:org" in self.upstream.scopes else []
-        return identity.from_github(user, emails if isinstance(emails, list) else [],
-                                    orgs if isinstance(orgs, list) else [])
+        return identity.from_github(
+            user, emails if isinstance(emails, list) else [], orgs if isinstance(orgs, list) else []
+        )
 
     async def _get_json(self, url: str | None, token: str) -> Any:
         try:
             with translated(f"GET {url}"):
-                r = await self.http.get(url or "", headers={"Authorization": f"Bearer {token}",
-                                                            "Accept": "application/json"})
+                r = await self.http.get(
+                    url or "", headers={"Authorization": f"Bearer {token}", "Accept": "application/json"}
+                )
             if not r.is_success:  # as raise_for_status: 1xx and 3xx too
                 raise ValueError(f"HTTP {r.status_code}")
             return r.json()

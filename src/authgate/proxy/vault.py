@@ -32,8 +32,9 @@ class Refresher(Protocol):
 
 
 class UpstreamVault:
-    def __init__(self, store: UpstreamTokenStore, secret: bytes, provider: str,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: UpstreamTokenStore, secret: bytes, provider: str, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.provider = provider
         self.clock = clock
@@ -46,9 +47,16 @@ class UpstreamVault:
         if isinstance(tokens.get("expires_in"), int | float):
             kept["expires_at"] = now + float(tokens["expires_in"])
         blob = seal(self._key, json.dumps(kept).encode(), who.subject.encode())
-        await self.store.save_upstream(UpstreamTokens(user_id=who.subject, provider=self.provider,
-                                                      username=who.username, email=who.email,
-                                                      sealed_tokens=blob, updated_at=now))
+        await self.store.save_upstream(
+            UpstreamTokens(
+                user_id=who.subject,
+                provider=self.provider,
+                username=who.username,
+                email=who.email,
+                sealed_tokens=blob,
+                updated_at=now,
+            )
+        )
         return kept
 
     async def tokens(self, user_id: str) -> dict[str, Any] | None:
@@ -87,8 +95,12 @@ class UpstreamVault:
         if not _expiring(data, now):
             return data
         if not isinstance(data.get("refresh_token"), str):
-            log.debug("the %s access token of %s has expired and no refresh token is held: "
-                      "the authgate grant stands on its own", self.provider, user_id)
+            log.debug(
+                "the %s access token of %s has expired and no refresh token is held: "
+                "the authgate grant stands on its own",
+                self.provider,
+                user_id,
+            )
             return data
         try:
             answer = await client.refresh(data["refresh_token"])

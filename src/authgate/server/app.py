@@ -1,8 +1,8 @@
 """The ASGI application: OAuth endpoints, discovery documents and the guarded MCP app.
 
-    request ─┬─ {base}/mcp ──> CORS ─> OriginGuard ─> BearerGuard ─> PolicyEnforcer ─> the MCP app
-             ├─ /.well-known/… , /token, /register, /revoke, /jwks.json ──> CORS (any origin, no cookies)
-             └─ /authorize, /login, /consent, /health ──> pages (proxy mode: /upstream/callback, no /login)
+request ─┬─ {base}/mcp ──> CORS ─> OriginGuard ─> BearerGuard ─> PolicyEnforcer ─> the MCP app
+         ├─ /.well-known/… , /token, /register, /revoke, /jwks.json ──> CORS (any origin, no cookies)
+         └─ /authorize, /login, /consent, /health ──> pages (proxy mode: /upstream/callback, no /login)
 """
 
 from __future__ import annotations
@@ -28,11 +28,11 @@ from authgate.policy.layer import PolicyLayer
 from authgate.server.authorize_routes import BrowserFlow
 from authgate.server.body_limit import BodyLimit
 from authgate.server.discovery_routes import Discovery
+from authgate.server.endpoint_routes import Endpoints
+from authgate.server.forwarded import TrustedProxies
+from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
 from authgate.server.proxy_routes import open_proxy_flow
-from authgate.server.endpoint_routes import Endpoints
-from authgate.server.heap import settle_after_startup
-from authgate.server.forwarded import TrustedProxies
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
@@ -49,9 +49,14 @@ class AuthgateApp:
         urls = settings.urls
         self.mcp_path = urls.base_path + urls.mcp_path
         self.router = Starlette(routes=self._routes(), lifespan=self._lifespan)
-        self.public_api = CORSMiddleware(self.router, allow_origins=["*"], allow_methods=["GET", "POST"],
-                                         allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
-                                         expose_headers=["WWW-Authenticate"], max_age=3600)
+        self.public_api = CORSMiddleware(
+            self.router,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
+            expose_headers=["WWW-Authenticate"],
+            max_age=3600,
+        )
         self._cors_paths = set(self._public_paths())
         self.protected: ASGIApp | None = None
         self._without_cors: ASGIApp | None = None
@@ -63,8 +68,18 @@ class AuthgateApp:
 
     def _public_paths(self) -> list[str]:
         u = self.settings.urls
-        return [u.local_path(x) for x in (u.as_metadata_url, u.prm_url, u.prm_root_url, u.endpoint("token"),
-                                          u.endpoint("register"), u.endpoint("revoke"), u.endpoint("jwks.json"))]
+        return [
+            u.local_path(x)
+            for x in (
+                u.as_metadata_url,
+                u.prm_url,
+                u.prm_root_url,
+                u.endpoint("token"),
+                u.endpoint("register"),
+                u.endpoint("revoke"),
+                u.endpoint("jwks.json"),
+            )
+        ]
 
     def _routes(self) -> list[Route]:
         u = self.settings.urls
@@ -98,6 +113,7 @@ class AuthgateApp:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
             response: Response = await self.handlers[name](request)
             return response
+
         return endpoint
 
     @contextlib.asynccontextmanager
@@ -118,14 +134,24 @@ class AuthgateApp:
         self.runtime = rt = await open_runtime(self.settings)
         stack = contextlib.AsyncExitStack()
         discovery = Discovery(rt.auth, rt.settings, upstream_ready=getattr(self.mcp_app, "check_ready", None))
-        flow = (await stack.enter_async_context(open_proxy_flow(rt)) if proxy
-                else BrowserFlow(rt.auth, rt.signer, rt.settings))
+        flow = (
+            await stack.enter_async_context(open_proxy_flow(rt))
+            if proxy
+            else BrowserFlow(rt.auth, rt.signer, rt.settings)
+        )
         endpoints = Endpoints(rt.auth, rt.settings)
         self.handlers = {
-            "as_metadata": discovery.as_metadata, "prm": discovery.prm, "jwks": discovery.jwks,
-            "health": discovery.health, "ready": discovery.ready, "authorize": flow.authorize,
-            "login": flow.login, "consent": flow.consent, "token": endpoints.token,
-            "register": endpoints.register, "revoke": endpoints.revoke,
+            "as_metadata": discovery.as_metadata,
+            "prm": discovery.prm,
+            "jwks": discovery.jwks,
+            "health": discovery.health,
+            "ready": discovery.ready,
+            "authorize": flow.authorize,
+            "login": flow.login,
+            "consent": flow.consent,
+            "token": endpoints.token,
+            "register": endpoints.register,
+            "revoke": endpoints.revoke,
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
         self.protected = self._guarded(rt.verifier)
@@ -164,17 +190,27 @@ class AuthgateApp:
         origins = [urls.origin, *self.settings.allowed_origins]
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
-        guarded: ASGIApp = BearerGuard(policy.wrap(self.mcp_app), verifier, resource_metadata=urls.prm_url,
-                                       scopes=tuple(self.settings.scopes), anonymous=policy.anonymous)
+        guarded: ASGIApp = BearerGuard(
+            policy.wrap(self.mcp_app),
+            verifier,
+            resource_metadata=urls.prm_url,
+            scopes=tuple(self.settings.scopes),
+            anonymous=policy.anonymous,
+        )
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
         loopback = not urls.secure_cookies
         self._without_cors = guarded  # requests without an Origin header are no CORS business
-        return CORSMiddleware(guarded, allow_origins=[] if "*" not in origins else ["*"],
-                              allow_origin_regex=_origin_regex(origins, loopback),
-                              # "*" mirrors what the preflight asks: MCP-Protocol-Version,
-                              # Mcp-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*, …
-                              allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"],
-                              expose_headers=MCP_EXPOSED, max_age=3600)
+        return CORSMiddleware(
+            guarded,
+            allow_origins=[] if "*" not in origins else ["*"],
+            allow_origin_regex=_origin_regex(origins, loopback),
+            # "*" mirrors what the preflight asks: MCP-Protocol-Version,
+            # Mcp-Session-Id, Last-Event-ID, Mcp-Method, Mcp-Name, Mcp-Param-*, …
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["*"],
+            expose_headers=MCP_EXPOSED,
+            max_age=3600,
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.proxies.resolve(scope)  # the one place the client address is decided (server/forwarded.py)
@@ -186,8 +222,11 @@ class AuthgateApp:
             if self.protected is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
             if self.settings.urls.base_path:
-                scope = {**scope, "path": path[len(self.settings.urls.base_path):],
-                         "root_path": scope.get("root_path", "") + self.settings.urls.base_path}
+                scope = {
+                    **scope,
+                    "path": path[len(self.settings.urls.base_path) :],
+                    "root_path": scope.get("root_path", "") + self.settings.urls.base_path,
+                }
             # Most MCP clients are not browsers: no Origin, no CORS layer (it would only add
             # `Vary: Origin` to answers no cache keeps).
             browser = any(key == b"origin" for key, _ in scope["headers"])

@@ -16,11 +16,11 @@ from authgate.oauth.authorize import AuthorizationRequest, RedirectError, Unveri
 from authgate.oauth.redirect_uris import form_action_source
 from authgate.oauth.scopes import is_subset
 from authgate.policy.model import Policy
-from authgate.store.models import Consent, User
 from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
 from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_ok, csrf_token, set_cookie
+from authgate.store.models import Consent, User
 
 REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
 
@@ -39,8 +39,11 @@ class BrowserFlow:
         try:
             req = await authorize.validate(self.auth, list(request.query_params.multi_items()))
         except UnverifiedRedirect as exc:
-            return error_page("This app cannot sign in", exc.description,
-                              "Go back to the app and connect again; if it keeps failing, tell its developer.")
+            return error_page(
+                "This app cannot sign in",
+                exc.description,
+                "Go back to the app and connect again; if it keeps failing, tell its developer.",
+            )
         except RedirectError as err:
             return error_redirect(self.auth, err, 302)
         user = await self._session_user(request)
@@ -65,8 +68,14 @@ class BrowserFlow:
         now = self.auth.clock()
         response = await self._consent_or_code(request, req, user, now)
         session = self.signer.dumps("session", {"uid": user.user_id, "at": now, "v": user.session_version})
-        set_cookie(response, SESSION_COOKIE, session, secure=self.secure, path=self.cookie_path,
-                   max_age=self.settings.login_session_ttl)
+        set_cookie(
+            response,
+            SESSION_COOKIE,
+            session,
+            secure=self.secure,
+            path=self.cookie_path,
+            max_age=self.settings.login_session_ttl,
+        )
         return response
 
     async def consent(self, request: Request) -> Response:
@@ -83,19 +92,25 @@ class BrowserFlow:
         if isinstance(narrowed, Response):
             return narrowed
         req = narrowed
-        await self.auth.store.save_consent(Consent(user.user_id, req.client_id, req.scopes, req.resources,
-                                                   self.auth.clock()))
+        await self.auth.store.save_consent(
+            Consent(user.user_id, req.client_id, req.scopes, req.resources, self.auth.clock())
+        )
         return await self._code_redirect(req, user, self._auth_time(request))
 
     # -- steps -------------------------------------------------------------------------
-    async def _consent_or_code(self, request: Request, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
+    async def _consent_or_code(
+        self, request: Request, req: AuthorizationRequest, user: User, auth_time: float
+    ) -> Response:
         narrowed = self._for_user(req, user)  # the page lists only what this user may grant
         if isinstance(narrowed, Response):
             return narrowed
         req = narrowed
         consent = await self.auth.store.get_consent(user.user_id, req.client_id)
-        remembered = (consent is not None and is_subset(req.scopes, consent.scopes)
-                      and is_subset(req.resources, consent.resources))
+        remembered = (
+            consent is not None
+            and is_subset(req.scopes, consent.scopes)
+            and is_subset(req.resources, consent.resources)
+        )
         # a CIMD client with only loopback redirects could be anyone: always ask
         if remembered and not (req.via_cimd and req.loopback_only):
             return await self._code_redirect(req, user, auth_time)
@@ -104,13 +119,20 @@ class BrowserFlow:
         asked = tuple(s for s in req.scopes if s not in held) or req.scopes
         scopes = [{**d, "unlocks": self.policy.unlocked_by(d["name"])} for d in describe_scopes(asked)]
         token = csrf_token(request)
-        response = render("consent.html", form_targets=[form_action_source(req.redirect_uri)],
-                          client_name=req.client_name, unverified_client=req.unverified_client,
-                          username=user.username, redirect_host=req.redirect_host,
-                          loopback_warning=req.via_cimd and req.loopback_only,
-                          scopes=scopes, already=[s for s in req.scopes if s in held],
-                          action=self.auth.urls.endpoint("consent"),
-                          csrf_token=token, request_token=self.signer.dumps("authz", req.to_dict()))
+        response = render(
+            "consent.html",
+            form_targets=[form_action_source(req.redirect_uri)],
+            client_name=req.client_name,
+            unverified_client=req.unverified_client,
+            username=user.username,
+            redirect_host=req.redirect_host,
+            loopback_warning=req.via_cimd and req.loopback_only,
+            scopes=scopes,
+            already=[s for s in req.scopes if s in held],
+            action=self.auth.urls.endpoint("consent"),
+            csrf_token=token,
+            request_token=self.signer.dumps("authz", req.to_dict()),
+        )
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 
@@ -125,13 +147,27 @@ class BrowserFlow:
         url = authorize.redirect_url(self.auth, req.redirect_uri, {"code": code, "state": req.state})
         return RedirectResponse(url, status_code=303)
 
-    def _login_page(self, request: Request, req: AuthorizationRequest, error: str | None = None,
-                    username: str | None = None, status: int = 200) -> Response:
+    def _login_page(
+        self,
+        request: Request,
+        req: AuthorizationRequest,
+        error: str | None = None,
+        username: str | None = None,
+        status: int = 200,
+    ) -> Response:
         token = csrf_token(request)
-        response = render("login.html", status=status, form_targets=[form_action_source(req.redirect_uri)],
-                          client_name=req.client_name, server_name=self.auth.urls.origin, error=error,
-                          username=username, action=self.auth.urls.endpoint("login"), csrf_token=token,
-                          request_token=self.signer.dumps("authz", req.to_dict()))
+        response = render(
+            "login.html",
+            status=status,
+            form_targets=[form_action_source(req.redirect_uri)],
+            client_name=req.client_name,
+            server_name=self.auth.urls.origin,
+            error=error,
+            username=username,
+            action=self.auth.urls.endpoint("login"),
+            csrf_token=token,
+            request_token=self.signer.dumps("authz", req.to_dict()),
+        )
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 
@@ -143,8 +179,12 @@ class BrowserFlow:
         if req is None:
             return self._expired()
         if not csrf_ok(request, _s(form.get("csrf_token"))):
-            return error_page("Session check failed", f"The {what} form was not sent by this page.",
-                              "Enable cookies and start again from your app.", 403)
+            return error_page(
+                "Session check failed",
+                f"The {what} form was not sent by this page.",
+                "Enable cookies and start again from your app.",
+                403,
+            )
         return form, req
 
     def _pending(self, raw: Any) -> AuthorizationRequest | None:
@@ -152,12 +192,14 @@ class BrowserFlow:
         return AuthorizationRequest.from_dict(data) if isinstance(data, dict) else None
 
     def _expired(self) -> Response:
-        return error_page("This sign-in has expired", "The page was open too long or was altered.",
-                          "Go back to the app and connect again.")
+        return error_page(
+            "This sign-in has expired",
+            "The page was open too long or was altered.",
+            "Go back to the app and connect again.",
+        )
 
     async def _session_user(self, request: Request) -> User | None:
-        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
-                                 self.settings.login_session_ttl)
+        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl)
         if not isinstance(data, dict):
             return None
         user = await self.auth.store.get_user(str(data.get("uid")))
@@ -167,8 +209,7 @@ class BrowserFlow:
         return user
 
     def _auth_time(self, request: Request) -> float:
-        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""),
-                                 self.settings.login_session_ttl)
+        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl)
         return float(data.get("at", self.auth.clock())) if isinstance(data, dict) else self.auth.clock()
 
 

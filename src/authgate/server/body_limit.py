@@ -31,8 +31,9 @@ ErrorBody = Callable[[int], bytes]  # the limit → the 413's JSON body
 
 
 def oauth_413(limit: int) -> bytes:  # RFC 6749 §5.2 shape, as every other error of these routes
-    return json.dumps({"error": "invalid_request",
-                       "error_description": f"the request body is larger than {limit} bytes"}).encode()
+    return json.dumps(
+        {"error": "invalid_request", "error_description": f"the request body is larger than {limit} bytes"}
+    ).encode()
 
 
 def jsonrpc_413(limit: int) -> bytes:  # JSON-RPC 2.0 §5: the request could not be read, id null
@@ -51,8 +52,9 @@ def _framing(scope: Scope) -> tuple[int | None, bool]:
 
 
 class BodyLimit:
-    def __init__(self, app: ASGIApp, *, mcp_path: str, mcp_max_bytes: int,
-                 small_max_bytes: int = SMALL_BODY_BYTES) -> None:
+    def __init__(
+        self, app: ASGIApp, *, mcp_path: str, mcp_max_bytes: int, small_max_bytes: int = SMALL_BODY_BYTES
+    ) -> None:
         self.app = app
         self.mcp_path = mcp_path
         self.mcp_max_bytes = mcp_max_bytes
@@ -132,9 +134,18 @@ class _Counted:
 async def refuse(send: Send, receive: Receive, body: bytes) -> None:
     """413 with `Connection: close`; the body goes out first, then a bounded drain, then the
     end of the response (which lets the server close the connection)."""
-    await send({"type": "http.response.start", "status": 413, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"), (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body, "more_body": True})
     await _drain(receive)
     await send({"type": "http.response.body", "body": b"", "more_body": False})

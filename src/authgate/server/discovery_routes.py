@@ -16,8 +16,12 @@ _PUBLIC = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin"
 
 
 class Discovery:
-    def __init__(self, auth: Authority, settings: Settings,
-                 upstream_ready: Callable[[], Awaitable[tuple[bool, str]]] | None = None) -> None:
+    def __init__(
+        self,
+        auth: Authority,
+        settings: Settings,
+        upstream_ready: Callable[[], Awaitable[tuple[bool, str]]] | None = None,
+    ) -> None:
         self.auth = auth
         self.upstream_ready = upstream_ready  # the gateway's upstream, when there is one
         self._as = authorization_server_metadata(auth.config)

@@ -6,12 +6,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from authgate import json_depth
 from authgate.config.settings import Settings
 from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
 from authgate.oauth import grants, registration, revocation
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
-from authgate import json_depth
 from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
 from authgate.store.models import Client
@@ -76,8 +76,10 @@ class Endpoints:
             raise InvalidRequest("dynamic client registration is disabled on this server")
         source = address_key(client_host(request.scope))  # IPv6 by /64
         if not await self.auth.registrations.hit(source):
-            raise SlowDown("too many registrations from this address; retry later",
-                           retry_after=max(1, await self.auth.registrations.retry_after(source)))
+            raise SlowDown(
+                "too many registrations from this address; retry later",
+                retry_after=max(1, await self.auth.registrations.retry_after(source)),
+            )
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise InvalidClientMetadata("registration request is too large")
@@ -100,11 +102,13 @@ class Endpoints:
         consented to (or an operator made) count against `max_clients`."""
         settings, store = self.settings, self.auth.store
         for attempt in range(2):
-            if await store.add_client(client, max_clients=settings.max_clients,
-                                      unverified_pool=settings.max_unverified_clients):
+            if await store.add_client(
+                client, max_clients=settings.max_clients, unverified_pool=settings.max_unverified_clients
+            ):
                 return
             if attempt == 0:
                 await store.prune_clients(now - settings.client_idle_days * 86400, now)
         raise TemporarilyUnavailable(
             f"this server holds its maximum of {settings.max_clients} clients that users have consented "
-            "to or an operator created; an operator must raise max_clients or remove clients")
+            "to or an operator created; an operator must raise max_clients or remove clients"
+        )

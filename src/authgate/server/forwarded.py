@@ -99,7 +99,7 @@ def _host(node: str) -> str:
     """`1.2.3.4`, `1.2.3.4:80`, `[2001:db8::1]:80` or `2001:db8::1` → the address alone."""
     node = node.strip()
     if node.startswith("["):
-        return node[1:node.find("]")] if "]" in node else node
+        return node[1 : node.find("]")] if "]" in node else node
     if node.count(":") == 1:
         return node.split(":", 1)[0]
     return node

@@ -77,9 +77,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         body = json.dumps({"error": "invalid_request", "error_description": description}).encode()
         head = b"".join(name + b": " + value + b"\r\n" for name, value in self.server_state.default_headers)
-        self.transport.write(b"".join([
-            STATUS_LINE[431], head, b"content-type: application/json\r\n",
-            b"content-length: " + str(len(body)).encode() + b"\r\n", b"connection: close\r\n\r\n", body]))
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[431],
+                    head,
+                    b"content-type: application/json\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
         if self.transport.can_write_eof():
             self.transport.write_eof()  # the client sees the end of the answer while we drain
         self.loop.call_later(DRAIN_SECONDS, self.transport.close)

@@ -21,9 +21,20 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.observe import REQUEST_KEY
+
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-_FIELDS = ("request_id", "method", "path", "status", "duration_ms", "subject", "client_id", "mcp_method",
-           "mcp_target", "session_id")
+_FIELDS = (
+    "request_id",
+    "method",
+    "path",
+    "status",
+    "duration_ms",
+    "subject",
+    "client_id",
+    "mcp_method",
+    "mcp_target",
+    "session_id",
+)
 
 log = logging.getLogger("authgate.request")
 
@@ -83,8 +94,11 @@ class TextFormatter(logging.Formatter):
         text = super().format(record)
         line, newline, rest = text.partition("\n")  # the record's line, then any traceback
         fields = getattr(record, "fields", {})
-        line += "".join(f" {k}={escape_controls(str(fields[k]))}" for k in _FIELDS
-                        if k in fields and k not in ("method", "path", "status"))
+        line += "".join(
+            f" {k}={escape_controls(str(fields[k]))}"
+            for k in _FIELDS
+            if k in fields and k not in ("method", "path", "status")
+        )
         return line + newline + rest
 
 
@@ -127,8 +141,7 @@ class RequestLog:
             await self.app({**scope, REQUEST_KEY: record}, receive, send_with_id)
         finally:
             record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-            log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"),
-                     extra={"fields": record})
+            log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

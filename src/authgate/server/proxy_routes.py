@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import httpx
-
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -46,8 +45,9 @@ log = logging.getLogger("authgate.proxy")
 
 
 class ProxyFlow(BrowserFlow):
-    def __init__(self, auth: Authority, signer: Signer, settings: Settings, upstream: UpstreamClient,
-                 vault: UpstreamVault) -> None:
+    def __init__(
+        self, auth: Authority, signer: Signer, settings: Settings, upstream: UpstreamClient, vault: UpstreamVault
+    ) -> None:
         super().__init__(auth, signer, settings)
         self.upstream = upstream
         self.vault = vault
@@ -58,8 +58,11 @@ class ProxyFlow(BrowserFlow):
         try:
             req = await authorize.validate(self.auth, list(request.query_params.multi_items()))
         except UnverifiedRedirect as exc:
-            return error_page("This app cannot sign in", exc.description,
-                              "Go back to the app and connect again; if it keeps failing, tell its developer.")
+            return error_page(
+                "This app cannot sign in",
+                exc.description,
+                "Go back to the app and connect again; if it keeps failing, tell its developer.",
+            )
         except RedirectError as err:
             return error_redirect(self.auth, err, 302)
         return self._consent_page(request, req)
@@ -74,19 +77,24 @@ class ProxyFlow(BrowserFlow):
         verifier, challenge = pkce_pair()
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         response = RedirectResponse(self.upstream.authorize_url(state, challenge, nonce), status_code=303)
-        pending = self.signer.dumps("upstream", {"state": state, "verifier": verifier, "nonce": nonce,
-                                                 "req": req.to_dict()})
-        set_cookie(response, UPSTREAM_COOKIE, pending, secure=self.secure, path=self.cookie_path,
-                   max_age=REQUEST_MAX_AGE)
+        pending = self.signer.dumps(
+            "upstream", {"state": state, "verifier": verifier, "nonce": nonce, "req": req.to_dict()}
+        )
+        set_cookie(
+            response, UPSTREAM_COOKIE, pending, secure=self.secure, path=self.cookie_path, max_age=REQUEST_MAX_AGE
+        )
         return response
 
     async def callback(self, request: Request) -> Response:
         pending = self.signer.loads("upstream", request.cookies.get(UPSTREAM_COOKIE, ""), REQUEST_MAX_AGE)
         state = request.query_params.get("state", "")
         if not isinstance(pending, dict) or not hmac.compare_digest(str(pending.get("state", "")), state):
-            return error_page("This sign-in was not started here", "The answer of the identity provider does "
-                              "not belong to a sign-in started in this browser, or it expired.",
-                              "Go back to the app and connect again.")
+            return error_page(
+                "This sign-in was not started here",
+                "The answer of the identity provider does "
+                "not belong to a sign-in started in this browser, or it expired.",
+                "Go back to the app and connect again.",
+            )
         req = AuthorizationRequest.from_dict(pending["req"])
         code = request.query_params.get("code")
         if not code:
@@ -112,12 +120,21 @@ class ProxyFlow(BrowserFlow):
     def _consent_page(self, request: Request, req: AuthorizationRequest) -> Response:
         scopes = [{**d, "unlocks": self.policy.unlocked_by(d["name"])} for d in describe_scopes(req.scopes)]
         token = csrf_token(request)
-        response = render("consent.html", form_targets=[form_action_source(req.redirect_uri), self.upstream_origin],
-                          client_name=req.client_name, unverified_client=req.unverified_client,
-                          username=None, upstream_name=self.upstream.upstream.name,
-                          redirect_host=req.redirect_host, loopback_warning=req.via_cimd and req.loopback_only,
-                          scopes=scopes, already=[], action=self.auth.urls.endpoint("consent"),
-                          csrf_token=token, request_token=self.signer.dumps("authz", req.to_dict()))
+        response = render(
+            "consent.html",
+            form_targets=[form_action_source(req.redirect_uri), self.upstream_origin],
+            client_name=req.client_name,
+            unverified_client=req.unverified_client,
+            username=None,
+            upstream_name=self.upstream.upstream.name,
+            redirect_host=req.redirect_host,
+            loopback_warning=req.via_cimd and req.loopback_only,
+            scopes=scopes,
+            already=[],
+            action=self.auth.urls.endpoint("consent"),
+            csrf_token=token,
+            request_token=self.signer.dumps("authz", req.to_dict()),
+        )
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 

@@ -25,9 +25,9 @@ from authgate.oauth.passwords import PasswordChecks, hash_password
 from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
+from authgate.store.bundle import Purge, Stores
 from authgate.store.files import private_dir
 from authgate.store.models import User
-from authgate.store.bundle import Purge, Stores
 from authgate.store.protocols import ClientStore, GrantStore, UserStore
 from authgate.store.sql import sql_stores
 
@@ -97,10 +97,21 @@ async def ensure_first_user(settings: Settings, store: UserStore) -> Path | None
     path = settings.data_dir / FIRST_PASSWORD_FILE
     path.unlink(missing_ok=True)
     _write_private(path, password + "\n")
-    await store.add_user(User(user_id=str(uuid.uuid4()), username="admin", password_hash=hash_password(password),
-                              created_at=time.time(), roles=(ADMIN_ROLE,)))
-    print(f"authgate: created user 'admin'; its one-time password is in {path} "
-          "(change it with `authgate users set-password admin`)", file=sys.stderr, flush=True)
+    await store.add_user(
+        User(
+            user_id=str(uuid.uuid4()),
+            username="admin",
+            password_hash=hash_password(password),
+            created_at=time.time(),
+            roles=(ADMIN_ROLE,),
+        )
+    )
+    print(
+        f"authgate: created user 'admin'; its one-time password is in {path} "
+        "(change it with `authgate users set-password admin`)",
+        file=sys.stderr,
+        flush=True,
+    )
     return path
 
 
@@ -122,8 +133,9 @@ async def purge_expired_grants(settings: Settings, store: GrantStore) -> int:
     return await store.purge_expired(time.time() - keep)
 
 
-async def housekeeping(settings: Settings, stores: Stores, interval: float = HOUSEKEEPING_INTERVAL,
-                       purges: Sequence[Purge] = ()) -> None:
+async def housekeeping(
+    settings: Settings, stores: Stores, interval: float = HOUSEKEEPING_INTERVAL, purges: Sequence[Purge] = ()
+) -> None:
     """Runs for the life of the server; every replica may run it (pruning is idempotent).
     Purges what the stores hold (`Stores.purges`), then `purges`: (what, delete-what-expired)
     pairs of other parts."""
@@ -157,19 +169,29 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
         if settings.cimd_ca_file is not None:  # TESTING ONLY: trust a stand-in host's CA as well
             ssl_context = httpx.create_ssl_context()
             ssl_context.load_verify_locations(cafile=str(settings.cimd_ca_file))
-        cimd = CimdResolver(CimdPolicy(allow_loopback_http=settings.cimd_allow_loopback_http,
-                                       timeout=settings.cimd_timeout, max_bytes=settings.cimd_max_bytes),
-                            ssl_context=ssl_context)
+        cimd = CimdResolver(
+            CimdPolicy(
+                allow_loopback_http=settings.cimd_allow_loopback_http,
+                timeout=settings.cimd_timeout,
+                max_bytes=settings.cimd_max_bytes,
+            ),
+            ssl_context=ssl_context,
+        )
     # Shared by every replica; keys kept as HMACs under a key derived from secret_key (the same
     # on every replica). One store: its limiters rest together when it fails.
     limits, key_secret = stores.rate_limits, derive_key(secret, "rate-limit-keys")
-    auth = Authority(config=CoreConfig.from_settings(settings), store=stores.core, keys=keys, cimd=cimd,
-                     registrations=limits.limiter("registrations", settings.registrations_per_minute,
-                                                  key_secret=key_secret),
-                     logins=limits.limiter("logins", settings.login_attempts_per_minute, key_secret=key_secret),
-                     login_accounts=limits.limiter("login-accounts", settings.login_attempts_per_account, 3600,
-                                                   key_secret=key_secret),
-                     known_addresses=limits.known_addresses(key_secret=key_secret),
-                     password_checks=PasswordChecks(settings.max_concurrent_password_checks))
+    auth = Authority(
+        config=CoreConfig.from_settings(settings),
+        store=stores.core,
+        keys=keys,
+        cimd=cimd,
+        registrations=limits.limiter("registrations", settings.registrations_per_minute, key_secret=key_secret),
+        logins=limits.limiter("logins", settings.login_attempts_per_minute, key_secret=key_secret),
+        login_accounts=limits.limiter(
+            "login-accounts", settings.login_attempts_per_account, 3600, key_secret=key_secret
+        ),
+        known_addresses=limits.known_addresses(key_secret=key_secret),
+        password_checks=PasswordChecks(settings.max_concurrent_password_checks),
+    )
     verifier = EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds)
     return Runtime(settings=settings, stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))

@@ -48,8 +48,10 @@ def set_cookie(response: Response, name: str, value: str, *, secure: bool, path:
 def page_headers(nonce: str, form_targets: list[str]) -> dict[str, str]:
     # form-action must also allow where the form's 303 lands (Chrome checks redirects too)
     form_action = " ".join(["'self'", *form_targets])
-    csp = (f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
-           f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'")
+    csp = (
+        f"default-src 'none'; style-src 'nonce-{nonce}'; img-src 'self' data:; "
+        f"form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+    )
     return {
         "Content-Security-Policy": csp,
         "X-Frame-Options": "DENY",

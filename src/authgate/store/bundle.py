@@ -65,5 +65,7 @@ class Stores:
     def purges(self) -> list[Purge]:
         """What housekeeping deletes besides expired grants and idle clients (which take the
         settings' ages): old rate-limit windows and known addresses, expired session bindings."""
-        return [("rate-limit windows and known sign-in addresses", self.rate_limits.purge_expired),
-                ("MCP session bindings", self.session_bindings.purge_expired)]
+        return [
+            ("rate-limit windows and known sign-in addresses", self.rate_limits.purge_expired),
+            ("MCP session bindings", self.session_bindings.purge_expired),
+        ]

@@ -46,5 +46,6 @@ def _warn_if_loose(path: Path, forbidden: int, fix: str) -> None:
         return
     if mode & forbidden and path not in _warned:
         _warned.add(path)
-        log.warning("%s is readable by other users of this machine (mode %o); it holds authgate's "
-                    "secrets: %s", path, mode, fix)
+        log.warning(
+            "%s is readable by other users of this machine (mode %o); it holds authgate's secrets: %s", path, mode, fix
+        )

@@ -29,8 +29,9 @@ from authgate.store.models import (
 
 
 class ClientStore(Protocol):
-    async def add_client(self, client: Client, *, max_clients: int | None = None,
-                         unverified_pool: int | None = None) -> bool:
+    async def add_client(
+        self, client: Client, *, max_clients: int | None = None, unverified_pool: int | None = None
+    ) -> bool:
         """Insert; returns False (and inserts nothing) when `max_clients` would be exceeded.
         With `unverified_pool`, the client joins the pool of DCR clients no user has consented
         to, whose oldest are deleted to keep it at that size, and `max_clients` counts only
@@ -93,16 +94,15 @@ class RefreshStore(Protocol):
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
 
-    async def rotate_refresh_token(
-        self, old_hash: str, new: RefreshToken, successor: bytes, now: float
-    ) -> bool:
+    async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
         """Atomically mark `old_hash` rotated (only if not yet rotated), store `successor`
         on it and insert `new`. Returns False, changing nothing, if another caller won."""
 
     async def revoke_family(self, family_id: str, reason: str, now: float) -> bool: ...
 
-    async def revoke_families(self, *, client_id: str | None = None, user_id: str | None = None,
-                              reason: str, now: float) -> int: ...
+    async def revoke_families(
+        self, *, client_id: str | None = None, user_id: str | None = None, reason: str, now: float
+    ) -> int: ...
 
     async def family_is_live(self, family_id: str) -> bool:
         """True if the family exists, is not revoked, and its user and client still exist
@@ -137,8 +137,9 @@ class AuditStore(Protocol):
     async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
         """Insert, in one transaction committed on return."""
 
-    async def list_audit_events(self, *, since: float | None = None, subject: str | None = None,
-                                target: str | None = None, limit: int = 100) -> list[AuditEvent]:
+    async def list_audit_events(
+        self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
         """The newest `limit` events matching, oldest first; `subject` matches the subject or
         the username."""
 
@@ -184,8 +185,7 @@ class RateLimitStore(Protocol):
     shared by every replica. Keys are kept as HMAC-SHA-256 under `key_secret` (a plain hash of
     an IPv4 address or a common username is undone by hashing every candidate)."""
 
-    def limiter(self, name: str, limit: int, window: int = 60, *,
-                key_secret: bytes | None = None) -> RateLimits:
+    def limiter(self, name: str, limit: int, window: int = 60, *, key_secret: bytes | None = None) -> RateLimits:
         """The limiter `name`: at most `limit` events per key in `window` seconds."""
         ...
 

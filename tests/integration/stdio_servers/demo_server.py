@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -53,15 +53,19 @@ async def ask(question: str, ctx: Context) -> str:
 @server.tool(description="Ask the client's model (sampling) and return its text.")
 async def sample(prompt: str, ctx: Context) -> str:
     result = await ctx.session.create_message(
-        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=50)
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=50
+    )
     content = result.content
     return f"model said: {content.text if isinstance(content, TextContent) else content}"
 
 
 @server.tool(description="This process's id and the caller the bridge named in the environment.")
 def pid() -> dict[str, object]:
-    return {"pid": os.getpid(), "subject": os.environ.get("AUTHGATE_CALLER_SUBJECT"),
-            "client_id": os.environ.get("AUTHGATE_CALLER_CLIENT_ID")}
+    return {
+        "pid": os.getpid(),
+        "subject": os.environ.get("AUTHGATE_CALLER_SUBJECT"),
+        "client_id": os.environ.get("AUTHGATE_CALLER_CLIENT_ID"),
+    }
 
 
 @server.tool(description="Exit the process without answering.")

@@ -50,12 +50,23 @@ def tool(name: str, properties: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 TOOLS = [
-    tool("calls"), tool("add_tool"), tool("later", {"delay": {"type": "number"}}),
-    tool("touch", {"uri": {"type": "string"}}), tool("announce"), tool("subscribed"), tool("pid"), tool("crash"),
+    tool("calls"),
+    tool("add_tool"),
+    tool("later", {"delay": {"type": "number"}}),
+    tool("touch", {"uri": {"type": "string"}}),
+    tool("announce"),
+    tool("subscribed"),
+    tool("pid"),
+    tool("crash"),
     tool("confirm", {"region": {"type": "string", "x-mcp-header": "Region"}}),
-    tool("route", {"region": {"type": "string", "x-mcp-header": "Region"},
-                   "priority": {"type": "integer", "x-mcp-header": "Priority"},
-                   "query": {"type": "string"}}),
+    tool(
+        "route",
+        {
+            "region": {"type": "string", "x-mcp-header": "Region"},
+            "priority": {"type": "integer", "x-mcp-header": "Priority"},
+            "query": {"type": "string"},
+        },
+    ),
 ]
 
 
@@ -97,11 +108,14 @@ def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def answer(method: str, params: dict[str, Any]) -> dict[str, Any]:
     if method == "initialize":
-        return {"protocolVersion": "2025-11-25", "serverInfo": {"name": "watch", "version": "1"},
-                "capabilities": {"tools": {"listChanged": True}, "resources": {"subscribe": True}}}
+        return {
+            "protocolVersion": "2025-11-25",
+            "serverInfo": {"name": "watch", "version": "1"},
+            "capabilities": {"tools": {"listChanged": True}, "resources": {"subscribe": True}},
+        }
     if method == "tools/list":
         start = int(params.get("cursor") or 0)
-        page: dict[str, Any] = {"tools": TOOLS[start:start + PAGE]}
+        page: dict[str, Any] = {"tools": TOOLS[start : start + PAGE]}
         if start + PAGE < len(TOOLS):
             page["nextCursor"] = str(start + PAGE)
         return page
@@ -124,8 +138,14 @@ def confirm(call_id: Any, region: str) -> None:
     """Ask the client before answering the call (the answer arrives in main's loop)."""
     request_id = f"confirm-{call_id}"
     asking[request_id] = call_id
-    send({"jsonrpc": "2.0", "id": request_id, "method": "elicitation/create", "params": {
-        "message": f"Route to {region}?", "requestedSchema": {"type": "object", "properties": {}}}})
+    send(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "elicitation/create",
+            "params": {"message": f"Route to {region}?", "requestedSchema": {"type": "object", "properties": {}}},
+        }
+    )
 
 
 def main() -> None:
@@ -142,7 +162,13 @@ def main() -> None:
             confirm(message["id"], (params.get("arguments") or {}).get("region", ""))
             continue
         try:
-            send({"jsonrpc": "2.0", "id": message["id"], "result": answer(message["method"], message.get("params") or {})})
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": message["id"],
+                    "result": answer(message["method"], message.get("params") or {}),
+                }
+            )
         except KeyError as exc:
             send({"jsonrpc": "2.0", "id": message["id"], "error": {"code": -32601, "message": f"unknown {exc}"}})
 

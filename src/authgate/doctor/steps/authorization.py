@@ -39,9 +39,14 @@ def pkce_pair() -> tuple[str, str]:
 
 def authorization_url(flow: Flow, resource: str | None, challenge: str, state: str) -> str:
     assert flow.client is not None
-    params = {"response_type": "code", "client_id": flow.client.client_id,
-              "redirect_uri": flow.client.redirect_uri, "state": state,
-              "code_challenge": challenge, "code_challenge_method": "S256"}
+    params = {
+        "response_type": "code",
+        "client_id": flow.client.client_id,
+        "redirect_uri": flow.client.redirect_uri,
+        "state": state,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
     if resource:
         params["resource"] = resource
     if flow.scope:
@@ -69,16 +74,24 @@ async def authorize(flow: Flow) -> Verdict:
         return verdict
     if mode == "interactive" and not flow.profile.loopback_redirect:
         flow.missing["auth_response"] = "interactive sign-in needs a loopback redirect URI"
-        return skip(f"{flow.profile.label} redirects to {flow.client.redirect_uri}, which the doctor cannot "
-                    "receive; use --user NAME --password-stdin or --token")
+        return skip(
+            f"{flow.profile.label} redirects to {flow.client.redirect_uri}, which the doctor cannot "
+            "receive; use --user NAME --password-stdin or --token"
+        )
     try:
         if mode == "password":
             assert flow.options.username is not None and flow.options.password is not None
-            result = await login.form_sign_in(url, flow.client.redirect_uri, flow.options.username,
-                                              flow.options.password, timeout=flow.options.timeout)
+            result = await login.form_sign_in(
+                url,
+                flow.client.redirect_uri,
+                flow.options.username,
+                flow.options.password,
+                timeout=flow.options.timeout,
+            )
         else:
-            result = await login.loopback_sign_in(url, flow.client.redirect_uri,
-                                                  timeout=flow.options.interactive_timeout)
+            result = await login.loopback_sign_in(
+                url, flow.client.redirect_uri, timeout=flow.options.interactive_timeout
+            )
     except login.SignInError as exc:
         flow.missing["auth_response"] = "sign-in did not complete"
         return fail(exc.seen, exc.fix)
@@ -88,8 +101,10 @@ async def authorize(flow: Flow) -> Verdict:
 def _authorization_response(flow: Flow, params: dict[str, str]) -> Verdict:
     if error := params.get("error"):
         flow.missing["auth_response"] = f"the authorization server answered error={error}"
-        return fail(f"authorization error={error}: {params.get('error_description', '')} (resource={flow.resource})",
-                    _AUTHZ_FIXES.get(error, "see error_description"))
+        return fail(
+            f"authorization error={error}: {params.get('error_description', '')} (resource={flow.resource})",
+            _AUTHZ_FIXES.get(error, "see error_description"),
+        )
     if params.get("state") != flow.state:
         flow.missing["auth_response"] = "the state did not round-trip"
         return fail(f"state {params.get('state')!r} is not the one sent", "return the request's state unchanged")
@@ -107,14 +122,18 @@ async def _probe(flow: Flow, url: str, resource: str | None, note: str) -> Verdi
     if response.is_redirect and flow.client and login.lands_on(location, flow.client.redirect_uri):
         params = login.params_of(location)
         if error := params.get("error"):
-            return fail(f"resource={resource}: error={error} {params.get('error_description', '')}".rstrip(),
-                        _AUTHZ_FIXES.get(error, "see error_description"))
+            return fail(
+                f"resource={resource}: error={error} {params.get('error_description', '')}".rstrip(),
+                _AUTHZ_FIXES.get(error, "see error_description"),
+            )
         return ok(f"resource={resource}: answered with a code at once (consent remembered); {note}")
     if response.status_code == 200 or response.is_redirect:
         where = f"redirect to {location[:80]}" if response.is_redirect else "a sign-in page"
         return ok(f"resource={resource}: accepted ({where}); {note}")
-    return fail(f"resource={resource}: GET {urlsplit(url).path} → {response.status_code}: "
-                f"{login.page_text(response.text)!r}", login.fix_for_page(response.text))
+    return fail(
+        f"resource={resource}: GET {urlsplit(url).path} → {response.status_code}: {login.page_text(response.text)!r}",
+        login.fix_for_page(response.text),
+    )
 
 
 async def resource_variant(flow: Flow) -> Verdict:
@@ -123,11 +142,18 @@ async def resource_variant(flow: Flow) -> Verdict:
     assert flow.resource is not None
     variant = flow.resource[:-1] if flow.resource.endswith("/") else flow.resource + "/"
     _, challenge = pkce_pair()
-    verdict = await _probe(flow, authorization_url(flow, variant, challenge, secrets.token_urlsafe(16)),
-                           variant, "not signed in (probe only)")
+    verdict = await _probe(
+        flow,
+        authorization_url(flow, variant, challenge, secrets.token_urlsafe(16)),
+        variant,
+        "not signed in (probe only)",
+    )
     if verdict.status == "fail" and "invalid_target" in verdict.seen:
-        return info(verdict.seen, "users who paste the URL with a trailing slash will fail: accept it as an "
-                                  "alias of the resource, or tell them the exact URL")
+        return info(
+            verdict.seen,
+            "users who paste the URL with a trailing slash will fail: accept it as an "
+            "alias of the resource, or tell them the exact URL",
+        )
     return verdict
 
 
@@ -137,16 +163,20 @@ async def authorize_iss(flow: Flow) -> Verdict:
     advertised = flow.meta("authorization_response_iss_parameter_supported") is True
     if iss is None and advertised:
         flow.auth_response, flow.missing["auth_response"] = None, "the client rejects a response without iss"
-        return fail("no iss although authorization_response_iss_parameter_supported is true",
-                    "add iss=<issuer> to every authorization response (RFC 9207 §2)")
+        return fail(
+            "no iss although authorization_response_iss_parameter_supported is true",
+            "add iss=<issuer> to every authorization response (RFC 9207 §2)",
+        )
     if iss is None:
-        return warn("no iss (and not advertised): no mix-up protection; ChatGPT then uses a per-connection "
-                    "callback URL", "implement RFC 9207: send iss and advertise "
-                    "authorization_response_iss_parameter_supported: true")
+        return warn(
+            "no iss (and not advertised): no mix-up protection; ChatGPT then uses a per-connection callback URL",
+            "implement RFC 9207: send iss and advertise authorization_response_iss_parameter_supported: true",
+        )
     if iss != issuer:
         flow.auth_response, flow.missing["auth_response"] = None, "the client rejects a response whose iss differs"
-        return fail(f"iss {iss!r} ≠ issuer {issuer!r}",
-                    "send iss exactly equal to the metadata's issuer (RFC 9207 §2.4)")
+        return fail(
+            f"iss {iss!r} ≠ issuer {issuer!r}", "send iss exactly equal to the metadata's issuer (RFC 9207 §2.4)"
+        )
     if not advertised:
         return warn(f"iss = {iss} but not advertised", "advertise authorization_response_iss_parameter_supported: true")
     return ok(f"iss = {iss} (RFC 9207)")
@@ -155,8 +185,13 @@ async def authorize_iss(flow: Flow) -> Verdict:
 def _token_request(flow: Flow) -> tuple[dict[str, str], dict[str, str]]:
     assert flow.client is not None and flow.auth_response is not None and flow.verifier is not None
     c = flow.client
-    form = {"grant_type": "authorization_code", "code": flow.auth_response["code"],
-            "redirect_uri": c.redirect_uri, "client_id": c.client_id, "code_verifier": flow.verifier}
+    form = {
+        "grant_type": "authorization_code",
+        "code": flow.auth_response["code"],
+        "redirect_uri": c.redirect_uri,
+        "client_id": c.client_id,
+        "code_verifier": flow.verifier,
+    }
     if flow.resource:
         form["resource"] = flow.resource
     headers = flow.base_headers()
@@ -192,16 +227,20 @@ async def token(flow: Flow) -> Verdict:
         flow.missing["access_token"] = "the token request failed"
         fix = _TOKEN_FIXES.get(error, "see error_description").format(method=flow.client.auth_method)
         if error == "invalid_client" and flow.client.via == "cimd" and flow.profile.name == "chatgpt":
-            fix = ("accept \"none\" for ChatGPT's CIMD client: its document prefers private_key_jwt but lists "
-                   "[\"none\", \"private_key_jwt\"] in token_endpoint_auth_methods_supported, and ChatGPT sends "
-                   "none to servers that do not advertise private_key_jwt")
+            fix = (
+                'accept "none" for ChatGPT\'s CIMD client: its document prefers private_key_jwt but lists '
+                '["none", "private_key_jwt"] in token_endpoint_auth_methods_supported, and ChatGPT sends '
+                "none to servers that do not advertise private_key_jwt"
+            )
         return fail(f"POST token ({flow.client.auth_method}) → {response.status_code} {error}: {desc}", fix)
     if str(body.get("token_type", "")).lower() != "bearer":
         flow.missing["access_token"] = "not a bearer token"
-        return fail(f"token_type {body.get('token_type')!r}", "issue token_type \"Bearer\" (RFC 6750)")
+        return fail(f"token_type {body.get('token_type')!r}", 'issue token_type "Bearer" (RFC 6750)')
     flow.tokens, flow.access_token = body, str(body["access_token"])
-    return ok(f"access token via {flow.client.auth_method}: expires_in={body.get('expires_in')}, "
-              f"scope={body.get('scope')!r}, refresh_token={'yes' if body.get('refresh_token') else 'no'}")
+    return ok(
+        f"access token via {flow.client.auth_method}: expires_in={body.get('expires_in')}, "
+        f"scope={body.get('scope')!r}, refresh_token={'yes' if body.get('refresh_token') else 'no'}"
+    )
 
 
 def jwt_claims(token: str) -> dict[str, Any] | None:
@@ -225,11 +264,15 @@ async def token_claims(flow: Flow) -> Verdict:
     resource = flow.resource or flow.url
     granted = str((flow.tokens or {}).get("scope") or claims.get("scope") or claims.get("scp") or "")
     if resource not in audiences:
-        return fail(f"token aud = {aud!r}, not {resource}",
-                    "issue tokens whose aud is the requested resource (RFC 8707; Auth0: Resource Parameter "
-                    "Compatibility Profile, Keycloak: an audience mapper)")
+        return fail(
+            f"token aud = {aud!r}, not {resource}",
+            "issue tokens whose aud is the requested resource (RFC 8707; Auth0: Resource Parameter "
+            "Compatibility Profile, Keycloak: an audience mapper)",
+        )
     needed = (flow.challenge.get("scope") or "").split() if flow.challenge else []
     if lacking := [s for s in needed if s not in granted.split()]:
-        return warn(f"aud ok; scope {granted!r} lacks {' '.join(lacking)} named in the challenge",
-                    "grant the scopes the resource server's challenge names")
+        return warn(
+            f"aud ok; scope {granted!r} lacks {' '.join(lacking)} named in the challenge",
+            "grant the scopes the resource server's challenge names",
+        )
     return ok(f"aud = {aud}, scope = {granted!r}")

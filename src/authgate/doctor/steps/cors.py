@@ -29,9 +29,15 @@ def _origin_allowed(headers: httpx.Headers, origin: str) -> bool:
 async def preflight(flow: Flow, url: str, method: str, request_headers: tuple[str, ...]) -> list[str]:
     """Send the browser's OPTIONS preflight; return what would make the browser block."""
     origin = flow.profile.browser_origin or ""
-    response = await flow.wire.request("OPTIONS", url, headers={
-        "Origin": origin, "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": ", ".join(request_headers)})
+    response = await flow.wire.request(
+        "OPTIONS",
+        url,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": ", ".join(request_headers),
+        },
+    )
     path = urlsplit(url).path
     if not 200 <= response.status_code < 300:
         return [f"preflight OPTIONS {path} → {response.status_code}"]
@@ -58,8 +64,11 @@ async def cors_mcp(flow: Flow) -> Verdict:
     elif seen is not None and "www-authenticate" not in _listed(seen.get("access-control-expose-headers")):
         problems.append("the 401 does not expose WWW-Authenticate (Access-Control-Expose-Headers)")
     if problems:
-        return fail("; ".join(problems), f"enable CORS on {urlsplit(flow.url).path} for {origin}: allow "
-                    f"{', '.join(wanted)}; expose WWW-Authenticate and Mcp-Session-Id")
+        return fail(
+            "; ".join(problems),
+            f"enable CORS on {urlsplit(flow.url).path} for {origin}: allow "
+            f"{', '.join(wanted)}; expose WWW-Authenticate and Mcp-Session-Id",
+        )
     return ok(f"preflight from {origin} allowed; the 401 exposes WWW-Authenticate")
 
 
@@ -75,8 +84,11 @@ async def cors_discovery(flow: Flow) -> Verdict:
         if not _origin_allowed(response.headers, origin):
             problems.append(f"GET {urlsplit(url).path}: no Access-Control-Allow-Origin")
     if problems:
-        return fail("; ".join(problems), "serve the well-known documents with Access-Control-Allow-Origin: * "
-                    "and allow the MCP-Protocol-Version request header")
+        return fail(
+            "; ".join(problems),
+            "serve the well-known documents with Access-Control-Allow-Origin: * "
+            "and allow the MCP-Protocol-Version request header",
+        )
     return ok("the PRM and AS metadata are readable from a browser")
 
 
@@ -93,8 +105,10 @@ async def cors_oauth(flow: Flow) -> Verdict:
         if not _origin_allowed(headers, origin):
             problems.append(f"the {name} response carries no Access-Control-Allow-Origin")
     if problems:
-        return fail("; ".join(problems), "allow cross-origin requests on /register and /token "
-                    "(Access-Control-Allow-Origin, Content-Type allowed)")
+        return fail(
+            "; ".join(problems),
+            "allow cross-origin requests on /register and /token (Access-Control-Allow-Origin, Content-Type allowed)",
+        )
     if not checked:
         return skip("nothing to check: no registration or token request was made")
     return ok(f"{', '.join(dict.fromkeys(checked))} reachable from {origin}")

@@ -29,8 +29,10 @@ async def url_https(flow: Flow) -> Verdict:
     if scheme == "http" and is_loopback(flow.url):
         return ok("plain http on loopback: fine for local testing (clients require HTTPS elsewhere)")
     if scheme == "http":
-        return fail(f"{flow.url} uses plain http on a non-loopback host",
-                    "serve the MCP endpoint over HTTPS (OAuth 2.1 §1.5; ChatGPT and Claude refuse http)")
+        return fail(
+            f"{flow.url} uses plain http on a non-loopback host",
+            "serve the MCP endpoint over HTTPS (OAuth 2.1 §1.5; ChatGPT and Claude refuse http)",
+        )
     return fail(f"{flow.url} is not an http(s) URL", "give the doctor the MCP endpoint URL, e.g. https://host/mcp")
 
 
@@ -46,41 +48,55 @@ async def mcp_challenge(flow: Flow) -> Verdict:
         return ok(f"POST {method} without a token → 401")
     flow.missing["signin"] = f"the server answered {answer.status} without a token, so the client never signs in"
     if answer.status == 200:
-        return fail(f"POST {method} without a token → 200: the endpoint is open and clients never start "
-                    "sign-in (Claude signs in only on a 401)",
-                    "require a bearer token on the MCP endpoint; answer 401 with "
-                    "WWW-Authenticate: Bearer resource_metadata=\"…\"")
+        return fail(
+            f"POST {method} without a token → 200: the endpoint is open and clients never start "
+            "sign-in (Claude signs in only on a 401)",
+            "require a bearer token on the MCP endpoint; answer 401 with "
+            'WWW-Authenticate: Bearer resource_metadata="…"',
+        )
     if answer.status == 403:
         why = "a refused Origin" if "origin" in answer.text.lower() else "403"
-        return fail(f"POST {method} without a token → 403 ({why}): clients start sign-in only on 401",
-                    "answer 401 + WWW-Authenticate when no token is sent; keep 403 for insufficient_scope "
-                    "and refused Origins (add this client's Origin to the allow-list)")
+        return fail(
+            f"POST {method} without a token → 403 ({why}): clients start sign-in only on 401",
+            "answer 401 + WWW-Authenticate when no token is sent; keep 403 for insufficient_scope "
+            "and refused Origins (add this client's Origin to the allow-list)",
+        )
     if 300 <= answer.status < 400:
-        return fail(f"POST {method} → {answer.status} to {answer.headers.get('location', '?')}",
-                    "give clients the final MCP URL: they do not follow redirects on POST")
+        return fail(
+            f"POST {method} → {answer.status} to {answer.headers.get('location', '?')}",
+            "give clients the final MCP URL: they do not follow redirects on POST",
+        )
     if answer.status in (404, 405):
-        return fail(f"POST {method} → {answer.status}: no MCP endpoint at {flow.url}",
-                    "give the doctor the exact Streamable HTTP endpoint URL (usually …/mcp)")
-    return fail(f"POST {method} without a token → {answer.status}: {answer.text[:160]!r}",
-                "answer 401 with WWW-Authenticate: Bearer resource_metadata=\"…\" when no token is sent")
+        return fail(
+            f"POST {method} → {answer.status}: no MCP endpoint at {flow.url}",
+            "give the doctor the exact Streamable HTTP endpoint URL (usually …/mcp)",
+        )
+    return fail(
+        f"POST {method} without a token → {answer.status}: {answer.text[:160]!r}",
+        'answer 401 with WWW-Authenticate: Bearer resource_metadata="…" when no token is sent',
+    )
 
 
 async def www_authenticate(flow: Flow) -> Verdict:
     ch = flow.challenge
     if ch is None:  # RFC 9110 §11.6.1 requires it; 2025-11-25 clients fall back to the well-known URLs
-        return warn("401 without a WWW-Authenticate: Bearer challenge; clients can only guess the well-known URLs",
-                    "send WWW-Authenticate: Bearer resource_metadata=\"<PRM URL>\", scope=\"…\" (RFC 6750 §3, "
-                    "RFC 9728 §5.1)")
+        return warn(
+            "401 without a WWW-Authenticate: Bearer challenge; clients can only guess the well-known URLs",
+            'send WWW-Authenticate: Bearer resource_metadata="<PRM URL>", scope="…" (RFC 6750 §3, RFC 9728 §5.1)',
+        )
     metadata, scope = ch.get("resource_metadata"), ch.get("scope")
     shown = f"Bearer resource_metadata={metadata or '(none)'}, scope={scope or '(none)'}"
     if metadata is None:
-        return warn(f"{shown}: no resource_metadata; 2025-06-18 clients rely on it, others fall back to "
-                    "the well-known URLs", "add resource_metadata=\"<absolute PRM URL>\" to the challenge "
-                    "(RFC 9728 §5.1)")
+        return warn(
+            f"{shown}: no resource_metadata; 2025-06-18 clients rely on it, others fall back to the well-known URLs",
+            'add resource_metadata="<absolute PRM URL>" to the challenge (RFC 9728 §5.1)',
+        )
     parts = urlsplit(metadata)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        return fail(f"{shown}: resource_metadata is not an absolute URL",
-                    "use the absolute PRM URL, e.g. https://host/.well-known/oauth-protected-resource/mcp")
+        return fail(
+            f"{shown}: resource_metadata is not an absolute URL",
+            "use the absolute PRM URL, e.g. https://host/.well-known/oauth-protected-resource/mcp",
+        )
     return ok(shown)
 
 
@@ -97,8 +113,13 @@ def _prm_candidates(flow: Flow) -> list[str]:
 
 def _usable_prm(body: Any) -> bool:
     servers = body.get("authorization_servers") if isinstance(body, dict) else None
-    return (isinstance(body, dict) and isinstance(body.get("resource"), str)
-            and isinstance(servers, list) and bool(servers) and all(isinstance(s, str) for s in servers))
+    return (
+        isinstance(body, dict)
+        and isinstance(body.get("resource"), str)
+        and isinstance(servers, list)
+        and bool(servers)
+        and all(isinstance(s, str) for s in servers)
+    )
 
 
 async def prm_discovery(flow: Flow) -> Verdict:
@@ -114,22 +135,29 @@ async def prm_discovery(flow: Flow) -> Verdict:
     if flow.prm is None:
         tried = ", ".join(f"{u} → {-s}" for u, s in found.items())
         flow.missing["prm"] = "no protected resource metadata was found"
-        return fail(f"no usable PRM (resource + authorization_servers) at: {tried}",
-                    f"serve RFC 9728 metadata at {path_url} and {root_url}")
+        return fail(
+            f"no usable PRM (resource + authorization_servers) at: {tried}",
+            f"serve RFC 9728 metadata at {path_url} and {root_url}",
+        )
     seen = f"PRM at {flow.prm_url}"
     if urlsplit(flow.url).path not in ("", "/") and found.get(path_url, 0) <= 0:
-        return warn(f"{seen}, but not at {path_url} ({-found.get(path_url, 0)})",
-                    f"also serve it at {path_url}: " + "; ".join(NEEDS_PATH_PRM) + " would not find it")
+        return warn(
+            f"{seen}, but not at {path_url} ({-found.get(path_url, 0)})",
+            f"also serve it at {path_url}: " + "; ".join(NEEDS_PATH_PRM) + " would not find it",
+        )
     if found.get(root_url, 0) <= 0:
-        return warn(f"{seen}, but not at the root {root_url} ({-found.get(root_url, 0)})",
-                    f"also serve it at {root_url}: " + "; ".join(NEEDS_ROOT_PRM) + " would not find it")
+        return warn(
+            f"{seen}, but not at the root {root_url} ({-found.get(root_url, 0)})",
+            f"also serve it at {root_url}: " + "; ".join(NEEDS_ROOT_PRM) + " would not find it",
+        )
     return ok(f"{seen} (also at the other well-known location)")
 
 
 def _parent_of(parent: str, child: str) -> bool:
     p, c = urlsplit(parent), urlsplit(child)
-    return (p.scheme, p.netloc.lower()) == (c.scheme, c.netloc.lower()) and \
-        c.path.rstrip("/").startswith(p.path.rstrip("/") + "/")
+    return (p.scheme, p.netloc.lower()) == (c.scheme, c.netloc.lower()) and c.path.rstrip("/").startswith(
+        p.path.rstrip("/") + "/"
+    )
 
 
 async def prm_resource(flow: Flow) -> Verdict:
@@ -144,8 +172,9 @@ async def prm_resource(flow: Flow) -> Verdict:
         seen = f"resource {resource} is a parent of {url}"
     else:
         flow.missing["resource"] = "the client stops: the PRM names another resource (RFC 9728 §3.3)"
-        return fail(f"resource {resource} is not {url}",
-                    f"set the PRM resource to exactly {url} (the URL clients are given)")
+        return fail(
+            f"resource {resource} is not {url}", f"set the PRM resource to exactly {url} (the URL clients are given)"
+        )
     fix = f"set the PRM resource to exactly {url}, no trailing slash (RFC 9728 §3.3: identical)"
     if flow.profile.strict_resource:
         flow.missing["resource"] = f"the client stops: {seen} (RFC 9728 §3.3)"
@@ -159,9 +188,11 @@ def as_metadata_candidates(issuer: str) -> list[str]:
     parts = urlsplit(issuer)
     origin, path = f"{parts.scheme}://{parts.netloc}", parts.path.rstrip("/")
     if path:
-        return [f"{origin}/.well-known/oauth-authorization-server{path}",
-                f"{origin}/.well-known/openid-configuration{path}",
-                f"{origin}{path}/.well-known/openid-configuration"]
+        return [
+            f"{origin}/.well-known/oauth-authorization-server{path}",
+            f"{origin}/.well-known/openid-configuration{path}",
+            f"{origin}{path}/.well-known/openid-configuration",
+        ]
     return [f"{origin}/.well-known/oauth-authorization-server", f"{origin}/.well-known/openid-configuration"]
 
 
@@ -182,8 +213,10 @@ async def as_discovery(flow: Flow) -> Verdict:
             break  # the SDK stops at a server error
     flow.missing["as_candidate"] = "no authorization server metadata was found"
     first = as_metadata_candidates(flow.as_url)[0]
-    return fail("no AS metadata: " + ", ".join(tried),
-                f"serve RFC 8414 metadata at {first} (or OIDC discovery), or fix authorization_servers in the PRM")
+    return fail(
+        "no AS metadata: " + ", ".join(tried),
+        f"serve RFC 8414 metadata at {first} (or OIDC discovery), or fix authorization_servers in the PRM",
+    )
 
 
 async def as_issuer(flow: Flow) -> Verdict:
@@ -193,8 +226,7 @@ async def as_issuer(flow: Flow) -> Verdict:
         flow.as_meta = flow.as_candidate
         return ok(f"issuer = {issuer} (exact match)")
     fix = f"make the metadata's issuer exactly {expected}, the PRM's authorization_servers entry (RFC 8414 §3.3)"
-    if isinstance(issuer, str) and issuer.rstrip("/") == expected.rstrip("/") and \
-            urlsplit(expected).path in ("", "/"):
+    if isinstance(issuer, str) and issuer.rstrip("/") == expected.rstrip("/") and urlsplit(expected).path in ("", "/"):
         flow.as_meta = flow.as_candidate  # the SDKs treat a root issuer's slash as the same server
         return warn(f"issuer {issuer} differs from {expected} by a trailing slash", fix)
     flow.missing["as_meta"] = "the client refuses metadata whose issuer differs (RFC 8414 §3.3)"
@@ -204,15 +236,25 @@ async def as_issuer(flow: Flow) -> Verdict:
 async def as_metadata(flow: Flow) -> Verdict:
     meta = flow.as_meta or {}
     problems = [f"no {k}" for k in ("authorization_endpoint", "token_endpoint") if not isinstance(meta.get(k), str)]
-    problems += [f"{k} is not HTTPS" for k in ("authorization_endpoint", "token_endpoint", "registration_endpoint")
-                 if isinstance(meta.get(k), str) and not meta[k].startswith("https://") and not is_loopback(meta[k])]
+    problems += [
+        f"{k} is not HTTPS"
+        for k in ("authorization_endpoint", "token_endpoint", "registration_endpoint")
+        if isinstance(meta.get(k), str) and not meta[k].startswith("https://") and not is_loopback(meta[k])
+    ]
     if "code" not in (meta.get("response_types_supported") or []):
-        problems.append("response_types_supported lacks \"code\"")
+        problems.append('response_types_supported lacks "code"')
     if problems:
         flow.as_meta, flow.missing["as_meta"] = None, "the AS metadata is unusable: " + "; ".join(problems)
         return fail("; ".join(problems), "fix the authorization server metadata (RFC 8414 §2)")
-    extras = [k for k in ("registration_endpoint", "client_id_metadata_document_supported",
-                          "authorization_response_iss_parameter_supported") if meta.get(k)]
+    extras = [
+        k
+        for k in (
+            "registration_endpoint",
+            "client_id_metadata_document_supported",
+            "authorization_response_iss_parameter_supported",
+        )
+        if meta.get(k)
+    ]
     return ok("endpoints present" + (f"; advertises {', '.join(extras)}" if extras else ""))
 
 
@@ -222,7 +264,7 @@ async def as_pkce(flow: Flow) -> Verdict:
         flow.pkce_ok = True
         return ok(f"code_challenge_methods_supported = {methods}")
     seen = f"code_challenge_methods_supported = {methods or '(absent)'}: S256 not advertised"
-    fix = "advertise code_challenge_methods_supported: [\"S256\"] (MCP 2025-11-25: clients MUST refuse otherwise)"
+    fix = 'advertise code_challenge_methods_supported: ["S256"] (MCP 2025-11-25: clients MUST refuse otherwise)'
     if flow.profile.refuses_without_s256:
         flow.missing["pkce_ok"] = "the client refuses an authorization server that does not advertise S256"
         return fail(f"{seen}; {flow.profile.label} stops here", fix)

@@ -19,18 +19,26 @@ def http_problem(flow: Flow, answer: RpcAnswer, method: str) -> Verdict | None:
     ch = bearer_challenge(answer.headers)
     if answer.status == 401:
         error = f"{ch.get('error') or ''}: {ch.get('error_description') or ''}" if ch else answer.text[:120]
-        return fail(f"{method} with the token → 401 ({error.strip(': ')})",
-                    f"the resource server refused the token: accept aud={flow.resource or flow.url} and "
-                    f"iss={flow.meta('issuer')} (and its signing keys)")
+        return fail(
+            f"{method} with the token → 401 ({error.strip(': ')})",
+            f"the resource server refused the token: accept aud={flow.resource or flow.url} and "
+            f"iss={flow.meta('issuer')} (and its signing keys)",
+        )
     if answer.status == 403 and ch is not None and ch.get("error") == "insufficient_scope":
-        return fail(f"{method} → 403 insufficient_scope (needs scope={ch.get('scope')!r})",
-                    "grant the scopes the challenge names, or list them in the PRM's scopes_supported")
+        return fail(
+            f"{method} → 403 insufficient_scope (needs scope={ch.get('scope')!r})",
+            "grant the scopes the challenge names, or list them in the PRM's scopes_supported",
+        )
     if answer.status == 403:
-        return fail(f"{method} → 403: {answer.text[:160]!r}",
-                    "allow this client's Origin, or use 401/insufficient_scope as the spec says")
+        return fail(
+            f"{method} → 403: {answer.text[:160]!r}",
+            "allow this client's Origin, or use 401/insufficient_scope as the spec says",
+        )
     if answer.status == 406:
-        return fail(f"{method} → 406 for Accept: {ACCEPT_MCP}",
-                    "accept `Accept: application/json, text/event-stream` (Streamable HTTP) and answer with either")
+        return fail(
+            f"{method} → 406 for Accept: {ACCEPT_MCP}",
+            "accept `Accept: application/json, text/event-stream` (Streamable HTTP) and answer with either",
+        )
     if answer.status == 415:
         return fail(f"{method} → 415 for Content-Type: application/json", "accept Content-Type: application/json")
     return fail(f"{method} → {answer.status}: {answer.text[:160]!r}", "see the server's log for this request")
@@ -68,8 +76,11 @@ async def mcp_initialize(flow: Flow) -> Verdict:
     flow.session_id = answer.headers.get("mcp-session-id")
     flow.negotiated_version, flow.initialized = version, True
     note = messages.initialized()
-    sent = await flow.wire.rpc(flow.url, note, messages.headers(
-        flow.profile, note, token=flow.access_token, version=version, session_id=flow.session_id))
+    sent = await flow.wire.rpc(
+        flow.url,
+        note,
+        messages.headers(flow.profile, note, token=flow.access_token, version=version, session_id=flow.session_id),
+    )
     server = (answer.result.get("serverInfo") or {}).get("name", "?")
     seen = f"initialize → protocolVersion {version}, server {server!r}, session {'yes' if flow.session_id else 'none'}"
     if browser := _browser_session_problem(flow, answer):
@@ -81,17 +92,22 @@ async def mcp_initialize(flow: Flow) -> Verdict:
 
 async def mcp_tools_list(flow: Flow) -> Verdict:
     message = messages.legacy_request("tools/list")
-    answer = await flow.wire.rpc(flow.url, message, messages.headers(
-        flow.profile, message, token=flow.access_token, version=flow.negotiated_version,
-        session_id=flow.session_id))
+    answer = await flow.wire.rpc(
+        flow.url,
+        message,
+        messages.headers(
+            flow.profile, message, token=flow.access_token, version=flow.negotiated_version, session_id=flow.session_id
+        ),
+    )
     if (problem := http_problem(flow, answer, "tools/list")) is not None:
         return problem
     tools = (answer.result or {}).get("tools")
     if not isinstance(tools, list):
         return _rpc_error("tools/list", answer)
     if flow.session_id:  # the client ends its session when it disconnects
-        headers = messages.headers(flow.profile, {}, token=flow.access_token, version=flow.negotiated_version,
-                                   session_id=flow.session_id)
+        headers = messages.headers(
+            flow.profile, {}, token=flow.access_token, version=flow.negotiated_version, session_id=flow.session_id
+        )
         await flow.wire.request("DELETE", flow.url, headers=headers)
     names = ", ".join(str(t.get("name")) for t in tools[:6] if isinstance(t, dict))
     return ok(f"tools/list → {len(tools)} tool(s): {names}")
@@ -105,10 +121,17 @@ async def mcp_discover(flow: Flow) -> Verdict:
     if answer.status in (401, 403) or answer.status >= 500:
         return http_problem(flow, answer, "server/discover") or _rpc_error("server/discover", answer)
     if answer.status != 200 or messages.MODERN_VERSION not in versions:
-        why = (f"error {answer.error.get('code')} {answer.error.get('message', '')}".strip() if answer.error
-               else f"HTTP {answer.status}" if answer.status != 200 else f"supportedVersions={versions}")
-        return info(f"server/discover → {why}: the server speaks only the handshake era; "
-                    f"{flow.profile.label} falls back to initialize")
+        why = (
+            f"error {answer.error.get('code')} {answer.error.get('message', '')}".strip()
+            if answer.error
+            else f"HTTP {answer.status}"
+            if answer.status != 200
+            else f"supportedVersions={versions}"
+        )
+        return info(
+            f"server/discover → {why}: the server speaks only the handshake era; "
+            f"{flow.profile.label} falls back to initialize"
+        )
     listing = messages.modern_request(flow.profile, "tools/list")
     answer = await flow.wire.rpc(flow.url, listing, messages.headers(flow.profile, listing, token=flow.access_token))
     if (problem := http_problem(flow, answer, "tools/list (2026-07-28)")) is not None:
@@ -126,13 +149,18 @@ async def mcp_invalid_token(flow: Flow) -> Verdict:
     answer = await flow.wire.rpc(flow.url, message, messages.headers(flow.profile, message, token=stale))
     ch = bearer_challenge(answer.headers)
     if answer.status == 401 and ch is not None and ch.get("error") == "invalid_token":
-        return ok("an unknown token → 401 error=\"invalid_token\"")
+        return ok('an unknown token → 401 error="invalid_token"')
     if answer.status == 401:
-        return warn("an unknown token → 401 without error=\"invalid_token\"",
-                    "add error=\"invalid_token\" to the challenge (RFC 6750 §3.1): clients refresh or "
-                    "re-authorize on it")
+        return warn(
+            'an unknown token → 401 without error="invalid_token"',
+            'add error="invalid_token" to the challenge (RFC 6750 §3.1): clients refresh or re-authorize on it',
+        )
     if answer.status == 200:
-        return fail("an unknown token → 200: the server does not verify tokens",
-                    "verify every bearer token (signature, exp, aud) before serving MCP")
-    return fail(f"an unknown token → {answer.status}",
-                "answer 401 with error=\"invalid_token\" (RFC 6750 §3.1); 403 is only for insufficient_scope")
+        return fail(
+            "an unknown token → 200: the server does not verify tokens",
+            "verify every bearer token (signature, exp, aud) before serving MCP",
+        )
+    return fail(
+        f"an unknown token → {answer.status}",
+        'answer 401 with error="invalid_token" (RFC 6750 §3.1); 403 is only for insufficient_scope',
+    )

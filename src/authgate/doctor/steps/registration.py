@@ -33,8 +33,12 @@ def select_scope(flow: Flow) -> str | None:
     if flow.profile is SDK:
         if scope is None and isinstance(as_scopes, list) and as_scopes:
             scope = " ".join(as_scopes)
-        if scope and isinstance(as_scopes, list) and "offline_access" in as_scopes and \
-                "offline_access" not in scope.split():
+        if (
+            scope
+            and isinstance(as_scopes, list)
+            and "offline_access" in as_scopes
+            and "offline_access" not in scope.split()
+        ):
             scope += " offline_access"
     return scope
 
@@ -73,10 +77,12 @@ async def register(flow: Flow) -> Verdict:
         endpoint = f"{flow.origin}/register"  # the SDK's 2025-03-26 fallback
     if not endpoint:
         flow.missing["client"] = f"{flow.profile.label} has no way to get a client_id from this server"
-        cimd = ("CIMD is not offered to it" if flow.profile.cimd_url else f"{flow.profile.label} has no CIMD document")
-        return fail(f"no registration_endpoint and {cimd}",
-                    "enable dynamic client registration (registration_endpoint), or support CIMD with "
-                    "client_id_metadata_document_supported and auth method \"none\"")
+        cimd = "CIMD is not offered to it" if flow.profile.cimd_url else f"{flow.profile.label} has no CIMD document"
+        return fail(
+            f"no registration_endpoint and {cimd}",
+            "enable dynamic client registration (registration_endpoint), or support CIMD with "
+            'client_id_metadata_document_supported and auth method "none"',
+        )
     return await _dcr(flow, str(endpoint))
 
 
@@ -98,16 +104,20 @@ async def _dcr(flow: Flow, endpoint: str) -> Verdict:
     method = str(answer.get("token_endpoint_auth_method") or body["token_endpoint_auth_method"])
     secret = answer.get("client_secret")
     flow.registration = Registration(
-        flow.profile.name, str(answer["client_id"]), "dcr",
+        flow.profile.name,
+        str(answer["client_id"]),
+        "dcr",
         registration_client_uri=answer.get("registration_client_uri"),
-        registration_access_token=answer.get("registration_access_token"))
+        registration_access_token=answer.get("registration_access_token"),
+    )
     if method == "private_key_jwt" or (method in _SECRET_METHODS and not secret):
         flow.missing["client"] = "the registration cannot be used"
         lacking = "no client_secret" if not secret else "no key to sign with"
-        return fail(f"registered with token_endpoint_auth_method={method} but {lacking}",
-                    f"honour the requested method {body['token_endpoint_auth_method']} (RFC 7591 §3.2.1)")
-    flow.client = ClientCredentials(str(answer["client_id"]), redirect, method, "dcr",
-                                    str(secret) if secret else None)
+        return fail(
+            f"registered with token_endpoint_auth_method={method} but {lacking}",
+            f"honour the requested method {body['token_endpoint_auth_method']} (RFC 7591 §3.2.1)",
+        )
+    flow.client = ClientCredentials(str(answer["client_id"]), redirect, method, "dcr", str(secret) if secret else None)
     seen = f"registered client_id={answer['client_id']} ({method}, redirect {redirect})"
     if method != body["token_endpoint_auth_method"]:
         return warn(f"{seen}; asked for {body['token_endpoint_auth_method']}", "keep the requested auth method")
@@ -121,8 +131,11 @@ def _refused(status: int, answer: Any, text: str, endpoint: str, redirect: str) 
     desc = answer.get("error_description", "") if isinstance(answer, dict) else text[:160]
     seen = f"POST {endpoint} → {status} {error}: {desc}".rstrip(": ")
     if status in (401, 403):
-        return fail(seen, "allow anonymous registration: MCP clients send no initial access token "
-                          "(Keycloak: relax the Trusted Hosts policy; Okta: DCR needs an admin token)")
+        return fail(
+            seen,
+            "allow anonymous registration: MCP clients send no initial access token "
+            "(Keycloak: relax the Trusted Hosts policy; Okta: DCR needs an admin token)",
+        )
     if error == "invalid_redirect_uri" or "redirect" in str(desc).lower():
         return fail(seen, f"accept the client's redirect URI {redirect}")
     if status == 429:
@@ -140,14 +153,21 @@ async def cleanup(flow: Flow) -> Verdict:
         return info(f"nothing registered: {reg.client_id} is a CIMD client_id")
     if not reg.registration_client_uri or not reg.registration_access_token:
         reg.outcome = "left registered (the server does not support RFC 7592)"
-        return info(f"client {reg.client_id} stays registered: the server does not support RFC 7592 "
-                    "(no registration_client_uri / registration_access_token)",
-                    "remove it on the server if it matters (authgate prunes idle clients after client_idle_days)")
-    response = await flow.wire.request("DELETE", reg.registration_client_uri, headers={
-        **flow.base_headers(), "Authorization": f"Bearer {reg.registration_access_token}"})
+        return info(
+            f"client {reg.client_id} stays registered: the server does not support RFC 7592 "
+            "(no registration_client_uri / registration_access_token)",
+            "remove it on the server if it matters (authgate prunes idle clients after client_idle_days)",
+        )
+    response = await flow.wire.request(
+        "DELETE",
+        reg.registration_client_uri,
+        headers={**flow.base_headers(), "Authorization": f"Bearer {reg.registration_access_token}"},
+    )
     if response.status_code in (200, 204):
         reg.outcome = "deleted (RFC 7592)"
         return ok(f"deleted client {reg.client_id} (RFC 7592 → {response.status_code})")
     reg.outcome = f"delete refused ({response.status_code})"
-    return warn(f"DELETE {reg.registration_client_uri} → {response.status_code}",
-                "answer 204 to a DELETE with the registration access token (RFC 7592 §2.3)")
+    return warn(
+        f"DELETE {reg.registration_client_uri} → {response.status_code}",
+        "answer 204 to a DELETE with the registration access token (RFC 7592 §2.3)",
+    )

@@ -35,8 +35,9 @@ class SqlAuditStore:
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             await conn.execute(sa.insert(AUDIT), rows)
 
-    async def list_audit_events(self, *, since: float | None = None, subject: str | None = None,
-                                target: str | None = None, limit: int = 100) -> list[AuditEvent]:
+    async def list_audit_events(
+        self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100
+    ) -> list[AuditEvent]:
         query = sa.select(AUDIT).order_by(AUDIT.c.at.desc(), AUDIT.c.event_id.desc()).limit(limit)
         if since is not None:
             query = query.where(AUDIT.c.at >= since)

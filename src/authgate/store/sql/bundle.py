@@ -26,8 +26,7 @@ class SqlRateLimitStore:
         self.outage = StoreOutage()
         self._made: list[SqlRateLimits | SqlKnownAddresses] = []  # what purge_expired purges
 
-    def limiter(self, name: str, limit: int, window: int = 60, *,
-                key_secret: bytes | None = None) -> SqlRateLimits:
+    def limiter(self, name: str, limit: int, window: int = 60, *, key_secret: bytes | None = None) -> SqlRateLimits:
         made = SqlRateLimits(self._store, name, limit, window, key_secret=key_secret, outage=self.outage)
         self._made.append(made)
         return made
@@ -44,5 +43,10 @@ class SqlRateLimitStore:
 def sql_stores(database_url: str, *, migrate: bool = True) -> Stores:
     """The bundle on `database_url` (not opened yet: `await stores.open()`)."""
     store = SqlStore(database_url, migrate=migrate)
-    return Stores(core=store, audit=SqlAuditStore(store), upstream_tokens=SqlUpstreamTokenStore(store),
-                  session_bindings=SqlSessionBindings(store), rate_limits=SqlRateLimitStore(store))
+    return Stores(
+        core=store,
+        audit=SqlAuditStore(store),
+        upstream_tokens=SqlUpstreamTokenStore(store),
+        session_bindings=SqlSessionBindings(store),
+        rate_limits=SqlRateLimitStore(store),
+    )

@@ -60,9 +60,7 @@ class SqlDatabase:
                 await check_engine(engine)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            raise StoreError(
-                f"cannot open the database at {display_url(self._url)}: {exc}"
-            ) from exc
+            raise StoreError(f"cannot open the database at {display_url(self._url)}: {exc}") from exc
         except BaseException:
             await engine.dispose()
             raise

@@ -50,9 +50,7 @@ class SqlGrants(SqlDatabase):
                 .where(CODES.c.code_hash == code_hash, CODES.c.consumed_at.is_(None))
                 .values(consumed_at=now)
             )
-            row = (
-                await conn.execute(sa.select(CODES).where(CODES.c.code_hash == code_hash))
-            ).mappings().first()
+            row = (await conn.execute(sa.select(CODES).where(CODES.c.code_hash == code_hash))).mappings().first()
         if row is None:
             return CodeRedemption(code=None)
         code = rows.to_code(row)
@@ -75,9 +73,7 @@ class SqlGrants(SqlDatabase):
         row = await self._one(sa.select(TOKENS).where(TOKENS.c.token_hash == token_hash))
         return rows.to_token(row) if row is not None else None
 
-    async def rotate_refresh_token(
-        self, old_hash: str, new: RefreshToken, successor: bytes, now: float
-    ) -> bool:
+    async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
         async with self._tx() as conn:
             won = await conn.execute(
                 sa.update(TOKENS)
@@ -95,8 +91,9 @@ class SqlGrants(SqlDatabase):
             result = await conn.execute(revoke_where(FAMILIES.c.family_id == family_id, reason, now))
             return result.rowcount == 1
 
-    async def revoke_families(self, *, client_id: str | None = None, user_id: str | None = None,
-                              reason: str, now: float) -> int:
+    async def revoke_families(
+        self, *, client_id: str | None = None, user_id: str | None = None, reason: str, now: float
+    ) -> int:
         conditions = []
         if client_id is not None:
             conditions.append(FAMILIES.c.client_id == client_id)
@@ -133,17 +130,16 @@ class SqlGrants(SqlDatabase):
         async with self._tx() as conn:
             codes = await conn.execute(sa.delete(CODES).where(CODES.c.expires_at < before))
             tokens = await conn.execute(sa.delete(TOKENS).where(TOKENS.c.expires_at < before))
-            families = await conn.execute(sa.delete(FAMILIES).where(
-                FAMILIES.c.created_at < before, ~has_token, ~has_code))
+            families = await conn.execute(
+                sa.delete(FAMILIES).where(FAMILIES.c.created_at < before, ~has_token, ~has_code)
+            )
         return int(codes.rowcount + tokens.rowcount + families.rowcount)
 
     # -- consents ---------------------------------------------------------------------------
 
     async def get_consent(self, user_id: str, client_id: str) -> Consent | None:
         row = await self._one(
-            sa.select(CONSENTS).where(
-                CONSENTS.c.user_id == user_id, CONSENTS.c.client_id == client_id
-            )
+            sa.select(CONSENTS).where(CONSENTS.c.user_id == user_id, CONSENTS.c.client_id == client_id)
         )
         return rows.to_consent(row) if row is not None else None
 
@@ -160,9 +156,7 @@ class SqlGrants(SqlDatabase):
     async def _merge_consent(self, consent: Consent) -> None:
         key = (CONSENTS.c.user_id == consent.user_id, CONSENTS.c.client_id == consent.client_id)
         async with self._tx() as conn:
-            old = (
-                await conn.execute(sa.select(CONSENTS).where(*key).with_for_update())
-            ).mappings().first()
+            old = (await conn.execute(sa.select(CONSENTS).where(*key).with_for_update())).mappings().first()
             scopes = set(consent.scopes) | set(old["scopes"] if old else ())
             resources = set(consent.resources) | set(old["resources"] if old else ())
             values = {
@@ -172,9 +166,7 @@ class SqlGrants(SqlDatabase):
             }
             if old is None:
                 await conn.execute(
-                    sa.insert(CONSENTS).values(
-                        user_id=consent.user_id, client_id=consent.client_id, **values
-                    )
+                    sa.insert(CONSENTS).values(user_id=consent.user_id, client_id=consent.client_id, **values)
                 )
             else:
                 await conn.execute(sa.update(CONSENTS).where(*key).values(**values))

@@ -8,8 +8,9 @@ seconds; `purge_expired` drops older rows.
 
 **Failures.** What this process remembered itself is kept in memory as well
 (`KnownAddressesInMemory`); when the store cannot answer, that memory answers (the outage
-is shared with the rate limits, `StoreOutage`: one failure rests both, logged once). So an owner who signed in through this replica stays known during an
-outage, and nobody becomes known without a successful sign-in.
+is shared with the rate limits, `StoreOutage`: one failure rests both, logged once). So an
+owner who signed in through this replica stays known during an outage, and nobody becomes
+known without a successful sign-in.
 """
 
 from __future__ import annotations
@@ -33,8 +34,15 @@ DAY = 86400
 
 
 class SqlKnownAddresses:
-    def __init__(self, store: SqlStore, *, key_secret: bytes | None = None, known_for: int = KNOWN_FOR,
-                 clock: Callable[[], float] = time.time, outage: StoreOutage | None = None) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        key_secret: bytes | None = None,
+        known_for: int = KNOWN_FOR,
+        clock: Callable[[], float] = time.time,
+        outage: StoreOutage | None = None,
+    ) -> None:
         self.known_for = known_for
         self._store = store
         self._key_secret = key_secret
@@ -47,9 +55,15 @@ class SqlKnownAddresses:
             return True
         if self._outage.resting():
             return False  # what this process remembered was asked first
-        query = sa.select(LIMITS.c.hits).where(
-            LIMITS.c.limiter == NAME, LIMITS.c.key_hash == _digest(key, self._key_secret),
-            LIMITS.c.window_start >= self._day() - self.known_for).limit(1)
+        query = (
+            sa.select(LIMITS.c.hits)
+            .where(
+                LIMITS.c.limiter == NAME,
+                LIMITS.c.key_hash == _digest(key, self._key_secret),
+                LIMITS.c.window_start >= self._day() - self.known_for,
+            )
+            .limit(1)
+        )
         try:
             async with self._store._tx(write=False) as conn:
                 found = (await conn.execute(query)).first() is not None
@@ -62,12 +76,16 @@ class SqlKnownAddresses:
         await self._local.remember(key)
         if self._outage.resting():
             return
-        values = {"limiter": NAME, "key_hash": _digest(key, self._key_secret), "window_start": self._day(),
-                  "hits": 1}
+        values = {"limiter": NAME, "key_hash": _digest(key, self._key_secret), "window_start": self._day(), "hits": 1}
         try:
             async with self._store._tx() as conn:
-                await conn.execute(self._store.upsert(LIMITS).values(values).on_conflict_do_update(
-                    index_elements=["limiter", "key_hash", "window_start"], set_={"hits": LIMITS.c.hits + 1}))
+                await conn.execute(
+                    self._store.upsert(LIMITS)
+                    .values(values)
+                    .on_conflict_do_update(
+                        index_elements=["limiter", "key_hash", "window_start"], set_={"hits": LIMITS.c.hits + 1}
+                    )
+                )
         except StoreError as exc:
             self._outage.failed("known sign-in addresses", exc)
             return
@@ -76,8 +94,9 @@ class SqlKnownAddresses:
     async def purge_expired(self) -> int:
         """Delete days older than `known_for`; returns how many rows."""
         async with self._store._tx() as conn:
-            result = await conn.execute(sa.delete(LIMITS).where(
-                LIMITS.c.limiter == NAME, LIMITS.c.window_start < self._day() - self.known_for))
+            result = await conn.execute(
+                sa.delete(LIMITS).where(LIMITS.c.limiter == NAME, LIMITS.c.window_start < self._day() - self.known_for)
+            )
         return result.rowcount
 
     def _day(self) -> int:

@@ -86,9 +86,17 @@ class StoreOutage:
 class SqlRateLimits:
     """`RateLimits` named `name` (e.g. "logins") in the `rate_limits` table."""
 
-    def __init__(self, store: SqlStore, name: str, limit: int, window: int = 60, *,
-                 key_secret: bytes | None = None, clock: Callable[[], float] = time.time,
-                 outage: StoreOutage | None = None) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        name: str,
+        limit: int,
+        window: int = 60,
+        *,
+        key_secret: bytes | None = None,
+        clock: Callable[[], float] = time.time,
+        outage: StoreOutage | None = None,
+    ) -> None:
         if limit < 1 or window < 1:
             raise ValueError(f"limit and window must be at least 1, not {limit} and {window}")
         self.name = name
@@ -136,8 +144,11 @@ class SqlRateLimits:
             return  # the stored attempts then count until their windows pass
         try:
             async with self._store._tx() as conn:
-                await conn.execute(sa.delete(LIMITS).where(LIMITS.c.limiter == self.name,
-                                                           LIMITS.c.key_hash == _digest(key, self._key_secret)))
+                await conn.execute(
+                    sa.delete(LIMITS).where(
+                        LIMITS.c.limiter == self.name, LIMITS.c.key_hash == _digest(key, self._key_secret)
+                    )
+                )
         except StoreError as exc:
             self._outage.failed(f"rate limit {self.name}", exc)
 
@@ -147,8 +158,9 @@ class SqlRateLimits:
         """Delete this limiter's windows older than the previous one; returns how many."""
         start, _ = self._now()
         async with self._store._tx() as conn:
-            result = await conn.execute(sa.delete(LIMITS).where(
-                LIMITS.c.limiter == self.name, LIMITS.c.window_start < start - self.window))
+            result = await conn.execute(
+                sa.delete(LIMITS).where(LIMITS.c.limiter == self.name, LIMITS.c.window_start < start - self.window)
+            )
         return result.rowcount
 
     # -- inside -------------------------------------------------------------------------------
@@ -171,14 +183,24 @@ class SqlRateLimits:
         return start, now - start
 
     async def _hits(self, conn: AsyncConnection, digest: str, start: int) -> int:
-        return int(await conn.scalar(sa.select(LIMITS.c.hits).where(
-            LIMITS.c.limiter == self.name, LIMITS.c.key_hash == digest,
-            LIMITS.c.window_start == start)) or 0)
+        return int(
+            await conn.scalar(
+                sa.select(LIMITS.c.hits).where(
+                    LIMITS.c.limiter == self.name, LIMITS.c.key_hash == digest, LIMITS.c.window_start == start
+                )
+            )
+            or 0
+        )
 
     def _count(self, digest: str, start: int, cap: int) -> sa.Insert:
         values = {"limiter": self.name, "key_hash": digest, "window_start": start, "hits": 1}
-        return self._store.upsert(LIMITS).values(values).on_conflict_do_update(
-            index_elements=["limiter", "key_hash", "window_start"],
-            set_={"hits": LIMITS.c.hits + 1}, where=LIMITS.c.hits < cap,
-        ).returning(LIMITS.c.hits)
-
+        return (
+            self._store.upsert(LIMITS)
+            .values(values)
+            .on_conflict_do_update(
+                index_elements=["limiter", "key_hash", "window_start"],
+                set_={"hits": LIMITS.c.hits + 1},
+                where=LIMITS.c.hits < cap,
+            )
+            .returning(LIMITS.c.hits)
+        )

@@ -1,4 +1,5 @@
-"""`SqlSessionBindings`: the `SessionBindingStore` Protocol (the gateway's session bindings) on the SQL store's database.
+"""`SqlSessionBindings`: the `SessionBindingStore` Protocol (the gateway's session bindings) on
+the SQL store's database.
 
 With the bindings in the database every authgate replica knows every session, so a load
 balancer may send any request of an HTTP upstream's session to any replica: the session
@@ -83,9 +84,16 @@ class SqlSessionBindings:
     `hold` and `release` log it instead. Call `close()` at shutdown to stop the lease renewer.
     """
 
-    def __init__(self, store: SqlStore, *, idle_ttl: float = 3600.0, lease_ttl: float = 60.0,
-                 cache_ttl: float = 5.0, cache_size: int = 10_000,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        idle_ttl: float = 3600.0,
+        lease_ttl: float = 60.0,
+        cache_ttl: float = 5.0,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if idle_ttl <= 0 or lease_ttl <= 0:
             raise ValueError(f"idle_ttl and lease_ttl must be positive, not {idle_ttl} and {lease_ttl}")
         if cache_ttl < 0 or cache_size < 0:
@@ -120,11 +128,13 @@ class SqlSessionBindings:
         for _ in range(3):  # the winner's row read back, unless dropped in between: then again
             async with self._store._tx() as conn:  # same package: the store's transaction rules
                 # An expired binding of this id gives way, as in memory; a live one wins.
-                await conn.execute(sa.delete(SESSIONS).where(SESSIONS.c.session_hash == digest,
-                                                             self._expired(now)))
+                await conn.execute(sa.delete(SESSIONS).where(SESSIONS.c.session_hash == digest, self._expired(now)))
                 await conn.execute(self._insert_new(digest, owner, now))
-                row = (await conn.execute(sa.select(SESSIONS).where(SESSIONS.c.session_hash == digest))
-                       ).mappings().first()
+                row = (
+                    (await conn.execute(sa.select(SESSIONS).where(SESSIONS.c.session_hash == digest)))
+                    .mappings()
+                    .first()
+                )
             if row is not None:
                 return self._remember(session_id, row, now).owner
         raise StoreError("an MCP session binding vanished while being bound, three times")
@@ -203,8 +213,7 @@ class SqlSessionBindings:
         """Read the binding; an expired one is deleted (unless a stream here still holds it)."""
         digest = opaque.digest(session_id)
         async with self._store._tx(write=False) as conn:
-            row = (await conn.execute(sa.select(SESSIONS).where(SESSIONS.c.session_hash == digest))
-                   ).mappings().first()
+            row = (await conn.execute(sa.select(SESSIONS).where(SESSIONS.c.session_hash == digest))).mappings().first()
         if row is None:
             self._cache.pop(session_id, None)
             return None
@@ -219,8 +228,9 @@ class SqlSessionBindings:
     async def _touch(self, session_id: str, now: float) -> bool:
         """Record a use; False if the binding is gone."""
         async with self._store._tx() as conn:
-            result = await conn.execute(sa.update(SESSIONS).where(SESSIONS.c.session_hash == opaque.digest(session_id))
-                                        .values(last_seen=now))
+            result = await conn.execute(
+                sa.update(SESSIONS).where(SESSIONS.c.session_hash == opaque.digest(session_id)).values(last_seen=now)
+            )
         if result.rowcount == 0:
             self._cache.pop(session_id, None)
             return False
@@ -232,9 +242,10 @@ class SqlSessionBindings:
         held_until = now + self.lease_ttl
         async with self._store._tx() as conn:
             for start in range(0, len(session_ids), _RENEW_BATCH):
-                digests = [opaque.digest(s) for s in session_ids[start:start + _RENEW_BATCH]]
-                await conn.execute(sa.update(SESSIONS).where(SESSIONS.c.session_hash.in_(digests))
-                                   .values(held_until=held_until))
+                digests = [opaque.digest(s) for s in session_ids[start : start + _RENEW_BATCH]]
+                await conn.execute(
+                    sa.update(SESSIONS).where(SESSIONS.c.session_hash.in_(digests)).values(held_until=held_until)
+                )
         for session_id in session_ids:
             if (entry := self._cache.get(session_id)) is not None:
                 entry.held_until = held_until
@@ -261,6 +272,12 @@ class SqlSessionBindings:
         return sa.and_(SESSIONS.c.last_seen < now - self.idle_ttl, SESSIONS.c.held_until < now)
 
     def _insert_new(self, digest: str, owner: Owner, now: float) -> sa.Insert:
-        values = {"session_hash": digest, "subject": owner.subject, "client_id": owner.client_id,
-                  "created_at": now, "last_seen": now, "held_until": 0.0}
+        values = {
+            "session_hash": digest,
+            "subject": owner.subject,
+            "client_id": owner.client_id,
+            "created_at": now,
+            "last_seen": now,
+            "held_until": 0.0,
+        }
         return self._store.upsert(SESSIONS).values(values).on_conflict_do_nothing(index_elements=["session_hash"])

@@ -38,8 +38,9 @@ class SqlStore(SqlGrants):
 
     # -- clients ----------------------------------------------------------------------------
 
-    async def add_client(self, client: Client, *, max_clients: int | None = None,
-                         unverified_pool: int | None = None) -> bool:
+    async def add_client(
+        self, client: Client, *, max_clients: int | None = None, unverified_pool: int | None = None
+    ) -> bool:
         async with self._tx() as conn:
             if (max_clients is not None or unverified_pool is not None) and self.dialect == "postgresql":
                 # Count-then-insert must not interleave between replicas; SQLite's
@@ -65,11 +66,7 @@ class SqlStore(SqlGrants):
 
     async def touch_client(self, client_id: str, now: float) -> None:
         async with self._tx() as conn:
-            await conn.execute(
-                sa.update(CLIENTS)
-                .where(CLIENTS.c.client_id == client_id)
-                .values(last_used_at=now)
-            )
+            await conn.execute(sa.update(CLIENTS).where(CLIENTS.c.client_id == client_id).values(last_used_at=now))
 
     async def delete_client(self, client_id: str) -> bool:
         async with self._tx() as conn:
@@ -77,9 +74,7 @@ class SqlStore(SqlGrants):
             # The protocol passes no `now` here, so the wall clock dates the revocation.
             condition = FAMILIES.c.client_id == client_id
             await conn.execute(revoke_where(condition, "client deleted", time.time()))
-            result = await conn.execute(
-                sa.delete(CLIENTS).where(CLIENTS.c.client_id == client_id)
-            )
+            result = await conn.execute(sa.delete(CLIENTS).where(CLIENTS.c.client_id == client_id))
             return result.rowcount == 1
 
     async def count_clients(self) -> int:
@@ -111,8 +106,7 @@ class SqlStore(SqlGrants):
 
     async def prune_unverified_clients(self, unused_since: float) -> int:
         async with self._tx() as conn:
-            result = await conn.execute(
-                sa.delete(CLIENTS).where(_unverified(), CLIENTS.c.last_used_at < unused_since))
+            result = await conn.execute(sa.delete(CLIENTS).where(_unverified(), CLIENTS.c.last_used_at < unused_since))
             return result.rowcount
 
     # -- users ------------------------------------------------------------------------------

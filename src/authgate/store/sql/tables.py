@@ -121,8 +121,7 @@ signing_keys = sa.Table(
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-              autoincrement=True),
+    sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("at", sa.Double, nullable=False, index=True),
     sa.Column("method", sa.String(255), nullable=False),
     sa.Column("decision", sa.String(16), nullable=False),

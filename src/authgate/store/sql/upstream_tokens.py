@@ -31,8 +31,9 @@ class SqlUpstreamTokenStore:
         values = asdict(record)
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             await _upsert_user(conn, record.user_id, record.username, record.updated_at)
-            updated = await conn.execute(sa.update(UPSTREAM).where(UPSTREAM.c.user_id == record.user_id)
-                                         .values(**values))
+            updated = await conn.execute(
+                sa.update(UPSTREAM).where(UPSTREAM.c.user_id == record.user_id).values(**values)
+            )
             if updated.rowcount == 0:
                 await conn.execute(sa.insert(UPSTREAM).values(**values))
 
@@ -49,7 +50,8 @@ async def _upsert_user(conn: AsyncConnection, user_id: str, wanted: str, now: fl
     username = wanted if taken in (None, user_id) else user_id
     current = (await conn.execute(sa.select(USERS.c.username).where(USERS.c.user_id == user_id))).scalar()
     if current is None:
-        await conn.execute(sa.insert(USERS).values(user_id=user_id, username=username,
-                                                   password_hash=NO_PASSWORD, created_at=now))
+        await conn.execute(
+            sa.insert(USERS).values(user_id=user_id, username=username, password_hash=NO_PASSWORD, created_at=now)
+        )
     elif current != username:
         await conn.execute(sa.update(USERS).where(USERS.c.user_id == user_id).values(username=username))

@@ -59,9 +59,7 @@ def upgrade() -> None:
         sa.Column("consumed_at", sa.Double, nullable=True),
         sa.PrimaryKeyConstraint("code_hash", name="pk_authorization_codes"),
     )
-    op.create_index(
-        "ix_authorization_codes_expires_at", "authorization_codes", ["expires_at"]
-    )
+    op.create_index("ix_authorization_codes_expires_at", "authorization_codes", ["expires_at"])
 
     op.create_table(
         "refresh_families",

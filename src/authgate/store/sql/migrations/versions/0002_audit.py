@@ -22,8 +22,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         # INTEGER PRIMARY KEY on SQLite (its rowid); BIGINT elsewhere: an audit trail outgrows 2^31
-        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False,
-                  autoincrement=True),
+        sa.Column("event_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False, autoincrement=True),
         sa.Column("at", sa.Double, nullable=False),
         sa.Column("method", sa.String(255), nullable=False),
         sa.Column("decision", sa.String(16), nullable=False),

@@ -34,11 +34,11 @@ def upgrade() -> None:
     with op.batch_alter_table("users") as batch:
         batch.add_column(sa.Column("roles", sa.JSON, nullable=False, server_default=sa.text("'[]'")))
         batch.add_column(sa.Column("session_version", sa.Integer, nullable=False, server_default="0"))
-    users = sa.table("users", sa.column("user_id", sa.String), sa.column("created_at", sa.Double),
-                     sa.column("roles", sa.JSON))
+    users = sa.table(
+        "users", sa.column("user_id", sa.String), sa.column("created_at", sa.Double), sa.column("roles", sa.JSON)
+    )
     first = sa.select(users.c.user_id).order_by(users.c.created_at, users.c.user_id).limit(1)
-    op.execute(users.update().where(users.c.user_id == first.scalar_subquery())
-               .values(roles=["admin"]))
+    op.execute(users.update().where(users.c.user_id == first.scalar_subquery()).values(roles=["admin"]))
 
 
 def downgrade() -> None:
