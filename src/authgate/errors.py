@@ -7,7 +7,7 @@
     ├── Unreachable                  an outbound HTTP request got no answer (DNS, TCP, TLS,
     │                                timeout): httpx's exceptions become it in one place,
     │                                `authgate.httpx_errors` (aiohttp's, the gateway's only
-    │                                client, become UpstreamError in gateway/upstream.py)
+    │                                client, become UpstreamError in gateway/http/upstream.py)
     ├── SealError                    sealed data does not open (oauth/sealing.py)
     ├── GatewayError                 JSON-RPC-level errors of the gateway, each with its code and
     │                                HTTP status (gateway/errors.py: parse, header mismatch,

@@ -14,9 +14,9 @@ from authgate.config.settings import load_settings
 from authgate.errors import ConfigError, StoreError
 from authgate.gateway.errors import HeaderMismatch, InvalidRequest, ParseError
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders, downstream_headers
+from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.jsonrpc import parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
-from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.guard.identity import Identity
 from authgate.store.sql import SqlStore
@@ -337,7 +337,7 @@ class _BrokenBindings(InMemorySessionBindings):
 async def test_a_session_store_that_cannot_answer_gives_503_not_someone_elses_session() -> None:
     import httpx
 
-    from authgate.gateway.http_proxy import HttpUpstreamProxy
+    from authgate.gateway.http.proxy import HttpUpstreamProxy
 
     proxy = HttpUpstreamProxy("http://127.0.0.1:9/mcp", sessions=_BrokenBindings())
     body = {"jsonrpc": "2.0", "id": 5, "method": "tools/list"}

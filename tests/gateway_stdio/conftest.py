@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from authgate.gateway.stdio_bridge import StdioBridge
+from authgate.gateway.stdio.bridge import StdioBridge
 from authgate.guard.identity import SCOPE_KEY, Identity
 
 DEMO = Path(__file__).resolve().parents[1] / "integration" / "stdio_servers" / "demo_server.py"

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from authgate.gateway.stdio_bridge import StdioBridge
+from authgate.gateway.stdio.bridge import StdioBridge
 from support import requirements as req
 
 from .conftest import DEMO, Asgi, identity, open_session, rpc

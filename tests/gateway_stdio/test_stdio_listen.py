@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from authgate.gateway import stdio_subscriptions
-from authgate.gateway.stdio_bridge import StdioBridge
+from authgate.gateway.stdio import subscriptions as stdio_subscriptions
+from authgate.gateway.stdio.bridge import StdioBridge
 from support import requirements as req
 
 from .conftest import WATCH, Asgi, Reply, identity, modern

@@ -44,7 +44,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "authgate.store.sql",
             "authgate.server",
+            # what both gateways use; neither imports the other, and the shared part neither
             "authgate.gateway",
+            "authgate.gateway.http",
+            "authgate.gateway.stdio",
             "authgate.kb",
             "authgate.idp",
             "authgate.proxy",

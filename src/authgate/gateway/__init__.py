@@ -1,14 +1,25 @@
 """The gateway: authgate in front of an MCP server that lives somewhere else.
 
-`HttpUpstreamProxy` is a pure ASGI app that the guard protects like any MCP app; it
-forwards the MCP endpoint to a Streamable HTTP upstream (see docs/gateway.md).
-`proxy_from_settings` builds it from `Settings.upstream*`.
+http/   `HttpUpstreamProxy`, a pure ASGI app that the guard protects like any MCP app; it
+        forwards the MCP endpoint to a Streamable HTTP upstream (see docs/gateway.md).
+        `proxy_from_settings` builds it from `Settings.upstream*`.
+stdio/  `StdioBridge`: a stdio MCP server (any command) served as Streamable HTTP
+        (see docs/gateway-stdio.md).
+What both use stays here: body.py, errors.py, headers.py, jsonrpc.py, request_metadata.py,
+tool_schemas.py.
+
+The public names are resolved on first use (PEP 562), so importing the shared modules does not
+load the HTTP proxy and its client library.
 """
 
-from authgate.gateway.errors import GatewayError
-from authgate.gateway.headers import IdentityHeaderNames
-from authgate.gateway.http_proxy import HttpUpstreamProxy, proxy_from_settings
-from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBindings
+import importlib as _importlib
+import typing as _typing
+
+if _typing.TYPE_CHECKING:
+    from authgate.gateway.errors import GatewayError
+    from authgate.gateway.headers import IdentityHeaderNames
+    from authgate.gateway.http.proxy import HttpUpstreamProxy, proxy_from_settings
+    from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 
 __all__ = [
     "GatewayError",
@@ -19,3 +30,28 @@ __all__ = [
     "SessionBindings",
     "proxy_from_settings",
 ]
+
+# public name -> the module that defines it
+_LAZY = {
+    "GatewayError": "authgate.gateway.errors",
+    "IdentityHeaderNames": "authgate.gateway.headers",
+    "HttpUpstreamProxy": "authgate.gateway.http.proxy",
+    "proxy_from_settings": "authgate.gateway.http.proxy",
+    "InMemorySessionBindings": "authgate.gateway.http.sessions",
+    "Owner": "authgate.gateway.http.sessions",
+    "SessionBindings": "authgate.gateway.http.sessions",
+}
+
+
+def __getattr__(name: str) -> object:
+    """PEP 562: import a public name's module the first time the name is read."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'authgate.gateway' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later reads skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -251,7 +251,7 @@ def build_app(settings: Settings, mcp_app: ASGIApp | None = None) -> AuthgateApp
 
         mcp_app = proxy_from_settings(settings)
     if mcp_app is None and settings.upstream_command:  # `authgate serve -- CMD ARGS…`
-        from authgate.gateway.stdio_bridge import bridge_from_settings
+        from authgate.gateway.stdio.bridge import bridge_from_settings
 
         mcp_app = bridge_from_settings(settings)
     if mcp_app is None:  # no upstream: the built-in knowledge base (which also has `whoami`)

@@ -198,7 +198,7 @@ class RateLimitStore(Protocol):
 
 
 class SessionBindings(Protocol):
-    """Where the gateway binds MCP session ids to their owners (`authgate.gateway.sessions`:
+    """Where the gateway binds MCP session ids to their owners (`authgate.gateway.http.sessions`:
     why a session id is never authentication)."""
 
     async def owner(self, session_id: str) -> Owner | None:

@@ -6,10 +6,10 @@ A pure ASGI app meant to sit behind authgate's guard (`authgate serve -- CMD ARG
 reads the caller from the `Identity` the guard put in the scope and refuses requests
 without one. Children are started per caller and never shared between callers:
 - stateful clients (`initialize`, MCP 2025-03-26 … 2025-11-25): one child per session
-  (stdio_legacy.py);
+  (legacy.py);
 - stateless clients (`MCP-Protocol-Version: 2026-07-28`): children per caller, initialized
   by the bridge, with server→client requests turned into InputRequiredResults
-  (stdio_stateless.py).
+  (stateless.py).
 
 Lifespan: `async with bridge:` (also as `bridge.lifespan_context(app)`, which AuthgateApp
 enters, or the ASGI lifespan protocol when served on its own)
@@ -35,12 +35,12 @@ from starlette.types import Receive, Scope, Send
 from authgate.config.settings import Settings
 from authgate.gateway.body import ClientGone, read_body
 from authgate.gateway.errors import GatewayError, MethodNotAllowed, ParseError, error_object, send_error
-from authgate.gateway.stdio_child import StdioChild
-from authgate.gateway.stdio_http import accepts, header, send_json, send_status
-from authgate.gateway.stdio_legacy import LegacyHandler
-from authgate.gateway.stdio_pool import ChildPool, Owner
-from authgate.gateway.stdio_relay import single_message
-from authgate.gateway.stdio_stateless import StatelessHandler
+from authgate.gateway.stdio.child import StdioChild
+from authgate.gateway.stdio.http import accepts, header, send_json, send_status
+from authgate.gateway.stdio.legacy import LegacyHandler
+from authgate.gateway.stdio.pool import ChildPool, Owner
+from authgate.gateway.stdio.relay import single_message
+from authgate.gateway.stdio.stateless import StatelessHandler
 from authgate.guard.identity import SCOPE_KEY, Identity
 
 __all__ = ["StdioBridge", "bridge_from_settings"]

@@ -47,12 +47,12 @@ from authgate.gateway.errors import (
     send_error,
 )
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
+from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejections
+from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
+from authgate.gateway.http.upstream import Upstream
 from authgate.gateway.jsonrpc import Body, parse_body
-from authgate.gateway.relay import is_sse, relay_response, relay_with_rejections
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
-from authgate.gateway.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
-from authgate.gateway.upstream import Upstream
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.store.bundle import Stores
 

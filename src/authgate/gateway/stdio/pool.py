@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from authgate.gateway.sessions import Owner
-from authgate.gateway.stdio_child import StdioChild
-from authgate.gateway.stdio_errors import ChildLimit
+from authgate.gateway.stdio.child import StdioChild
+from authgate.gateway.stdio.errors import ChildLimit
+from authgate.store.models import Owner
 
 __all__ = ["ChildPool", "LegacySession", "Owner"]
 

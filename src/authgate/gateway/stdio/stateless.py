@@ -8,7 +8,7 @@ Policy (docs/gateway-stdio.md):
   log level) is checked (MCP 2026-07-28 basic §Per-request protocol fields, and the
   `Mcp-Method`/`Mcp-Name` header rules → 400 -32020) and removed before the child sees it.
   A `tools/call`'s `Mcp-Param-*` headers are checked against the child's tool schemas
-  (stdio_tools.py) before the call reaches it.
+  (tools.py) before the call reaches it.
 - `server/discover` is answered from the child's `initialize` result.
 - A child holds at most one interactive request (tools/call, prompts/get, resources/read)
   at a time, so a request the child sends the client (sampling, elicitation, roots) belongs
@@ -18,7 +18,7 @@ Policy (docs/gateway-stdio.md):
   handle not retried within `input_timeout` is dropped and the request cancelled.
 - Closing the response stream cancels the request (2026-07-28 cancellation: a disconnect
   is the cancellation signal; over stdio that is `notifications/cancelled`).
-- `subscriptions/listen` streams carry a child's change notifications (stdio_subscriptions.py);
+- `subscriptions/listen` streams carry a child's change notifications (subscriptions.py);
   other notifications outside a request are dropped.
 """
 
@@ -49,14 +49,14 @@ from authgate._version import __version__
 from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.request_metadata import MirroredHeaders, check_param_headers, param_headers
-from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild
-from authgate.gateway.stdio_envelope import LEVELS, complete, status_of, strip_envelope, wanted
-from authgate.gateway.stdio_errors import ChildStartFailed, InputStateInvalid
-from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
-from authgate.gateway.stdio_pool import ChildPool, Owner
-from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_request, is_response, next_item
-from authgate.gateway.stdio_subscriptions import Subscriptions, requested_filter
-from authgate.gateway.stdio_tools import ChildTools
+from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild
+from authgate.gateway.stdio.envelope import LEVELS, complete, status_of, strip_envelope, wanted
+from authgate.gateway.stdio.errors import ChildStartFailed, InputStateInvalid
+from authgate.gateway.stdio.http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
+from authgate.gateway.stdio.pool import ChildPool, Owner
+from authgate.gateway.stdio.relay import INTERACTIVE, Wake, is_request, is_response, next_item
+from authgate.gateway.stdio.subscriptions import Subscriptions, requested_filter
+from authgate.gateway.stdio.tools import ChildTools
 
 __all__ = ["StatelessHandler"]
 

@@ -26,9 +26,9 @@ from starlette.types import Receive, Scope, Send
 
 from authgate.gateway.errors import GatewayError, InvalidRequest, SessionNotFound, error_object
 from authgate.gateway.jsonrpc import Message
-from authgate.gateway.stdio_child import Cancelled, Exchange, StdioChild, id_key
-from authgate.gateway.stdio_errors import ChildStartFailed
-from authgate.gateway.stdio_http import (
+from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild, id_key
+from authgate.gateway.stdio.errors import ChildStartFailed
+from authgate.gateway.stdio.http import (
     PING_INTERVAL,
     SSE_HEADERS,
     DisconnectWatch,
@@ -39,8 +39,8 @@ from authgate.gateway.stdio_http import (
     send_status,
     sse_event,
 )
-from authgate.gateway.stdio_pool import ChildPool, LegacySession, Owner
-from authgate.gateway.stdio_relay import INTERACTIVE, Wake, is_response, next_from, next_item
+from authgate.gateway.stdio.pool import ChildPool, LegacySession, Owner
+from authgate.gateway.stdio.relay import INTERACTIVE, Wake, is_response, next_from, next_item
 
 __all__ = ["LegacyHandler"]
 

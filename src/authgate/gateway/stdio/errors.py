@@ -1,4 +1,4 @@
-"""What the stdio bridge refuses or reports, on top of the gateway's error tree (errors.py).
+"""What the stdio bridge refuses or reports, on top of the gateway's error tree (gateway/errors.py).
 
     GatewayError                          (authgate.gateway.errors)
     ├── UpstreamError                     -32603, data.source = "authgate"

@@ -34,11 +34,11 @@ from starlette.types import Receive, Scope, Send
 
 from authgate.gateway.errors import GatewayError, JsonRpcId
 from authgate.gateway.jsonrpc import Message
-from authgate.gateway.stdio_child import StdioChild
-from authgate.gateway.stdio_errors import ChildExited, ChildLimit, ListenFilterInvalid
-from authgate.gateway.stdio_http import PING_INTERVAL, DisconnectWatch, HttpReply
-from authgate.gateway.stdio_pool import ChildPool
-from authgate.gateway.stdio_relay import Wake, ask, next_from
+from authgate.gateway.stdio.child import StdioChild
+from authgate.gateway.stdio.errors import ChildExited, ChildLimit, ListenFilterInvalid
+from authgate.gateway.stdio.http import PING_INTERVAL, DisconnectWatch, HttpReply
+from authgate.gateway.stdio.pool import ChildPool
+from authgate.gateway.stdio.relay import Wake, ask, next_from
 
 __all__ = ["Requested", "Subscriptions", "requested_filter"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authgate.gateway.errors import GatewayError, JsonRpcId
-from authgate.gateway.stdio_errors import ChildExited, ChildStartFailed
+from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
 
 __all__ = ["Cancelled", "Exchange", "Outgoing", "StdioChild", "id_key"]
 

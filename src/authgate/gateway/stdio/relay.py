@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 from authgate.gateway.errors import GatewayError, InvalidRequest
 from authgate.gateway.jsonrpc import Message, parse_body
-from authgate.gateway.stdio_child import Cancelled, Exchange, Outgoing, StdioChild
-from authgate.gateway.stdio_errors import ChildExited
-from authgate.gateway.stdio_http import DisconnectWatch
+from authgate.gateway.stdio.child import Cancelled, Exchange, Outgoing, StdioChild
+from authgate.gateway.stdio.errors import ChildExited
+from authgate.gateway.stdio.http import DisconnectWatch
 
 __all__ = ["INTERACTIVE", "Wake", "ask", "is_request", "is_response", "next_from", "next_item", "single_message"]
 

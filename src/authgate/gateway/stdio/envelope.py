@@ -16,7 +16,7 @@ from mcp_types import (
     SERVER_INFO_META_KEY,
 )
 
-from authgate.gateway.stdio_child import Exchange, StdioChild
+from authgate.gateway.stdio.child import Exchange, StdioChild
 
 __all__ = ["LEVELS", "complete", "status_of", "strip_envelope", "wanted"]
 

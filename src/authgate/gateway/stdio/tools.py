@@ -28,8 +28,8 @@ from collections.abc import Callable
 from typing import Any
 
 from authgate.gateway.errors import GatewayError
-from authgate.gateway.stdio_child import StdioChild
-from authgate.gateway.stdio_relay import ask
+from authgate.gateway.stdio.child import StdioChild
+from authgate.gateway.stdio.relay import ask
 from authgate.gateway.tool_schemas import ToolSchemas
 
 __all__ = ["ChildTools"]
