@@ -19,7 +19,7 @@
     ├── TooDeep                      a JSON body nests past 128 levels (json_depth.py)
     ├── KnowledgeBaseError           the built-in knowledge base (kb/errors.py)
     │   └── SkippedFile              a file the indexer will not read (kb/indexer.py)
-    ├── UpstreamError                proxy mode's upstream IdP refused or failed (proxy/upstream.py)
+    ├── UpstreamIdpError             proxy mode's upstream IdP refused or failed (idp/proxy/upstream_idp.py)
     ├── SignInError                  the doctor could not play a sign-in: what it saw, the fix
     │                                (doctor/login.py)
     ├── RedirectError                an OAuthError to deliver to a verified redirect URI, with

@@ -12,7 +12,7 @@ import pytest
 
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError, StoreError
-from authgate.gateway.errors import HeaderMismatch, InvalidRequest, ParseError
+from authgate.gateway.errors import HeaderMismatch, InvalidJsonRpcRequest, ParseError
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders, downstream_headers
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.jsonrpc import parse_body
@@ -51,12 +51,12 @@ def test_a_body_parsed_in_front_is_taken_as_it_is() -> None:
     [
         (b"{", ParseError),
         (b"\xff", ParseError),
-        (b"[]", InvalidRequest),
-        (b"42", InvalidRequest),
-        (b'{"jsonrpc": "2.0", "id": 1}', InvalidRequest),
-        (b'{"jsonrpc": "2.0", "id": true, "method": "x"}', InvalidRequest),
-        (b'{"jsonrpc": "2.0", "method": "x", "params": 3}', InvalidRequest),
-        (b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}', InvalidRequest),
+        (b"[]", InvalidJsonRpcRequest),
+        (b"42", InvalidJsonRpcRequest),
+        (b'{"jsonrpc": "2.0", "id": 1}', InvalidJsonRpcRequest),
+        (b'{"jsonrpc": "2.0", "id": true, "method": "x"}', InvalidJsonRpcRequest),
+        (b'{"jsonrpc": "2.0", "method": "x", "params": 3}', InvalidJsonRpcRequest),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {}, "error": {}}', InvalidJsonRpcRequest),
         (b"[" * 100_000 + b"]" * 100_000, ParseError),  # deeper than Python's json can go: 400, not a crash
     ],
 )

@@ -19,14 +19,14 @@ import pytest
 
 from authgate.config.settings import load_settings
 from authgate.errors import InvalidGrant, OAuthError, ServerError, TemporarilyUnavailable
+from authgate.idp.proxy.grant_check import UpstreamGrantCheck
+from authgate.idp.proxy.identity import UpstreamIdentity
+from authgate.idp.proxy.presets import UpstreamIdp
+from authgate.idp.proxy.upstream_idp import UpstreamClient
+from authgate.idp.proxy.vault import UpstreamVault
 from authgate.oauth import grants, registration
 from authgate.oauth.authority import Authority
 from authgate.oauth.opaque import digest
-from authgate.proxy.grant_check import UpstreamGrantCheck
-from authgate.proxy.identity import UpstreamIdentity
-from authgate.proxy.presets import Upstream
-from authgate.proxy.upstream import UpstreamClient
-from authgate.proxy.vault import UpstreamVault
 from authgate.server.runtime import Runtime, open_runtime
 from authgate.store.models import RefreshFamily, RefreshToken
 from support import requirements as req
@@ -93,7 +93,7 @@ async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
     assert runtime.auth.hooks.refresh_check is None  # embedded mode: nothing installed
     store = runtime.auth.store
     vault = UpstreamVault(runtime.stores.upstream_tokens, b"k" * 32, "oidc")
-    upstream = Upstream(
+    upstream = UpstreamIdp(
         name="oidc",
         kind="oidc",
         issuer="https://idp.test",

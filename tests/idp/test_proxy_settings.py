@@ -12,8 +12,8 @@ import pytest
 
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
-from authgate.proxy.identity import UpstreamIdentity, from_github, from_oidc, refusal
-from authgate.proxy.vault import UpstreamVault
+from authgate.idp.proxy.identity import UpstreamIdentity, from_github, from_oidc, refusal
+from authgate.idp.proxy.vault import UpstreamVault
 from authgate.store.models import UpstreamTokens
 from authgate.store.sql import SqlStore
 from authgate.store.sql.upstream_tokens import SqlUpstreamTokenStore

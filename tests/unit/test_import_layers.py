@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "authgate.gateway.stdio",
             "authgate.kb",
             "authgate.idp",
-            "authgate.proxy",
+            "authgate.idp.proxy",
             "authgate.doctor",
             "authgate.audit",
             "authgate.mcpapp",

@@ -1,4 +1,4 @@
-"""Proxy-mode section: people sign in at an upstream IdP with authgate's one client (authgate.proxy).
+"""Proxy-mode section: people sign in at an upstream IdP with authgate's one client (authgate.idp.proxy).
 
 `proxy_refusals` is the start-time check of the whole section: each problem names the setting
 to change.
@@ -37,7 +37,7 @@ FIXES: dict[str, str] = {
 
 
 class ProxySettings(BaseModel):
-    # -- proxy mode (authgate.proxy): people sign in at an upstream IdP with authgate's one client --
+    # -- proxy mode (authgate.idp.proxy): people sign in at an upstream IdP with authgate's one client --
     idp_preset: Literal["github", "google", "entra", "oidc", "oauth2"] | None = Field(
         None,
         description="proxy mode: the upstream IdP (see docs/idp/proxy.md); oidc: any OIDC issuer "

@@ -3,7 +3,7 @@
     AuthgateError                       (authgate.errors)
     └── GatewayError                    a JSON-RPC error body with an HTTP status
         ├── ParseError                  400  -32700  the body is not JSON
-        ├── InvalidRequest              400  -32600  not a JSON-RPC message / empty batch
+        ├── InvalidJsonRpcRequest       400  -32600  not a JSON-RPC message / empty batch
         │   └── InvalidBatch            400  every batch element malformed: an array of their errors
         ├── HeaderMismatch              400  -32020  Mcp-Method / Mcp-Name / Mcp-Param-* disagree with the body
         ├── BodyTooLarge                413  -32600  larger than max_body
@@ -35,7 +35,7 @@ __all__ = [
     "GatewayError",
     "HeaderMismatch",
     "InvalidBatch",
-    "InvalidRequest",
+    "InvalidJsonRpcRequest",
     "MethodNotAllowed",
     "ParseError",
     "SessionNotFound",
@@ -68,11 +68,11 @@ class ParseError(GatewayError):
     code = -32700
 
 
-class InvalidRequest(GatewayError):
+class InvalidJsonRpcRequest(GatewayError):
     code = -32600
 
 
-class InvalidBatch(InvalidRequest):
+class InvalidBatch(InvalidJsonRpcRequest):
     """JSON-RPC 2.0 §6: each malformed element of a batch gets its own error; when none is
     left to forward, the answer is just those errors."""
 

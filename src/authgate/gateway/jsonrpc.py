@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from authgate.gateway.errors import InvalidRequest, JsonRpcId, ParseError, error_object
+from authgate.gateway.errors import InvalidJsonRpcRequest, JsonRpcId, ParseError, error_object
 
 __all__ = ["Body", "Message", "parse_body", "readable_id"]
 
@@ -98,7 +98,7 @@ _UNPARSED: Any = object()
 
 def parse_body(raw: bytes, decoded: Any = _UNPARSED) -> Body:
     """Parse a POST body (or take `decoded`, what json.loads already made of `raw`); raises
-    ParseError / InvalidRequest for a body nothing can be done with."""
+    ParseError / InvalidJsonRpcRequest for a body nothing can be done with."""
     if decoded is _UNPARSED:
         try:
             decoded = json.loads(raw)
@@ -109,14 +109,14 @@ def parse_body(raw: bytes, decoded: Any = _UNPARSED) -> Body:
     if isinstance(decoded, list):
         return _parse_batch(raw, decoded)
     if (problem := _problem(decoded)) is not None:
-        raise InvalidRequest(f"Invalid Request: {problem}", request_id=readable_id(decoded))
+        raise InvalidJsonRpcRequest(f"Invalid Request: {problem}", request_id=readable_id(decoded))
     return Body(raw, (Message(decoded),))
 
 
 def _parse_batch(raw: bytes, elements: list[Any]) -> Body:
     # JSON-RPC 2.0 §6: an empty array is one Invalid Request; each malformed element gets its own.
     if not elements:
-        raise InvalidRequest("Invalid Request: an empty batch")
+        raise InvalidJsonRpcRequest("Invalid Request: an empty batch")
     messages: list[Message] = []
     rejected: list[dict[str, Any]] = []
     for element in elements:

@@ -24,7 +24,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from authgate.audit.events import audit_event, is_audited
 from authgate.audit.log import AuditLog
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
-from authgate.gateway.errors import BodyTooLarge, GatewayError, HeaderMismatch, InvalidRequest, ParseError, send_error
+from authgate.gateway.errors import (
+    BodyTooLarge,
+    GatewayError,
+    HeaderMismatch,
+    InvalidJsonRpcRequest,
+    ParseError,
+    send_error,
+)
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.json_depth import TooDeep
 from authgate.oauth.scopes import OFFLINE_ACCESS
@@ -111,7 +118,7 @@ class PolicyEnforcer:
         try:
             body = parse_body(raw)
         except AmbiguousBody as exc:
-            await send_error(send, InvalidRequest(f"Invalid Request: {exc}"))
+            await send_error(send, InvalidJsonRpcRequest(f"Invalid Request: {exc}"))
             return
         except TooDeep as exc:  # JSON-RPC 2.0 §5.1: the body cannot be parsed (here)
             await send_error(send, ParseError(f"Parse error: {exc}"))
@@ -138,7 +145,7 @@ class PolicyEnforcer:
         if (mismatch := header_mismatch(call.scope, body)) is not None:
             unusable = HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
         elif any(op.kind != "method" and op.target is None for _m, op in requests):
-            unusable = InvalidRequest(
+            unusable = InvalidJsonRpcRequest(
                 "Invalid params: the request names no tool, resource or prompt", request_id=first_id
             )
         if unusable is not None:

@@ -24,15 +24,15 @@ from starlette.responses import RedirectResponse, Response
 
 from authgate.config.settings import Settings
 from authgate.errors import AccessDenied, OAuthError, ServerError
+from authgate.idp.proxy.grant_check import UpstreamGrantCheck
+from authgate.idp.proxy.identity import refusal
+from authgate.idp.proxy.presets import resolve
+from authgate.idp.proxy.upstream_idp import TIMEOUT, UpstreamClient, UpstreamIdpError, pkce_pair
+from authgate.idp.proxy.vault import UpstreamVault
 from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
 from authgate.oauth.redirect_uris import form_action_source
-from authgate.proxy.grant_check import UpstreamGrantCheck
-from authgate.proxy.identity import refusal
-from authgate.proxy.presets import resolve
-from authgate.proxy.upstream import TIMEOUT, UpstreamClient, UpstreamError, pkce_pair
-from authgate.proxy.vault import UpstreamVault
 from authgate.server.authorize_routes import REQUEST_MAX_AGE, BrowserFlow
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
@@ -103,7 +103,7 @@ class ProxyFlow(BrowserFlow):
         try:
             tokens = await self.upstream.exchange(code, str(pending["verifier"]))
             who = await self.upstream.identity(tokens, str(pending["nonce"]))
-        except UpstreamError as exc:
+        except UpstreamIdpError as exc:
             log.warning("upstream sign-in failed: %s", exc)
             return self._done(self._client_error(req, ServerError("the identity provider sign-in failed")))
         reason = refusal(self.settings, who)

@@ -145,7 +145,7 @@ class AuditStore(Protocol):
 
 
 class UpstreamTokenStore(Protocol):
-    """Proxy mode (`authgate.proxy`): upstream identities and their sealed tokens."""
+    """Proxy mode (`authgate.idp.proxy`): upstream identities and their sealed tokens."""
 
     async def save_upstream(self, record: UpstreamTokens) -> None:
         """Insert or replace the record of `record.user_id`, and create or update its local user

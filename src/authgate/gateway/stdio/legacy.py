@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from authgate.gateway.errors import GatewayError, InvalidRequest, SessionNotFound, error_object
+from authgate.gateway.errors import GatewayError, InvalidJsonRpcRequest, SessionNotFound, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild, id_key
 from authgate.gateway.stdio.errors import ChildStartFailed
@@ -55,7 +55,7 @@ class LegacyHandler:
     def _session(self, scope: Scope, owner: Owner) -> LegacySession:
         session_id = header(scope, "mcp-session-id")
         if not session_id:
-            raise InvalidRequest("Bad Request: no Mcp-Session-Id; start a session with initialize first")
+            raise InvalidJsonRpcRequest("Bad Request: no Mcp-Session-Id; start a session with initialize first")
         session = self.pool.session_for(session_id, owner)
         if session is None:
             raise SessionNotFound("Session not found: it ended, or it is not yours; start a new one with initialize")
@@ -64,7 +64,7 @@ class LegacyHandler:
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if msg.is_request and msg.method == "initialize":
             if header(scope, "mcp-session-id"):
-                raise InvalidRequest(
+                raise InvalidJsonRpcRequest(
                     "Invalid Request: initialize inside a session; send it without Mcp-Session-Id", request_id=msg.id
                 )
             await self._initialize(send, owner, msg)

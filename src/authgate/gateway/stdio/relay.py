@@ -9,7 +9,7 @@ import enum
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from authgate.gateway.errors import GatewayError, InvalidRequest
+from authgate.gateway.errors import GatewayError, InvalidJsonRpcRequest
 from authgate.gateway.jsonrpc import Message, parse_body
 from authgate.gateway.stdio.child import Cancelled, Exchange, Outgoing, StdioChild
 from authgate.gateway.stdio.errors import ChildExited
@@ -42,7 +42,9 @@ def single_message(body: bytes) -> Message:
     are refused: the bridge answers each request on its own stream."""
     parsed = parse_body(body)
     if parsed.single is None:
-        raise InvalidRequest("Invalid Request: the stdio bridge takes one JSON-RPC message per POST, not a batch")
+        raise InvalidJsonRpcRequest(
+            "Invalid Request: the stdio bridge takes one JSON-RPC message per POST, not a batch"
+        )
     return parsed.single
 
 

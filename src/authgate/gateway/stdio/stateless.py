@@ -46,7 +46,7 @@ from mcp_types.version import LATEST_HANDSHAKE_VERSION, MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
 from authgate._version import __version__
-from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidRequest, error_object
+from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidJsonRpcRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.request_metadata import MirroredHeaders, check_param_headers, param_headers
 from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild
@@ -90,7 +90,7 @@ class StatelessHandler:
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
             if msg.method is None:  # 2026-07-28: clients answer input requests by retrying, never by responses
-                raise InvalidRequest(
+                raise InvalidJsonRpcRequest(
                     "Invalid Request: a 2026-07-28 client sends no JSON-RPC responses; "
                     "answer inputRequests by retrying with inputResponses"
                 )

@@ -135,7 +135,7 @@ audit_events = sa.Table(
     sa.Column("arguments", sa.Text, nullable=True),
 )
 
-# Proxy mode (authgate.proxy): a local user's upstream identity and sealed upstream tokens.
+# Proxy mode (authgate.idp.proxy): a local user's upstream identity and sealed upstream tokens.
 upstream_tokens = sa.Table(
     "upstream_tokens",
     metadata,

@@ -53,7 +53,7 @@ PRESETS: dict[str, Preset] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Upstream:
+class UpstreamIdp:
     """The resolved upstream: where to send the browser and where authgate calls."""
 
     name: str
@@ -67,7 +67,7 @@ class Upstream:
     extra_params: dict[str, str]
 
 
-async def resolve(settings: Settings, http: httpx.AsyncClient) -> Upstream:
+async def resolve(settings: Settings, http: httpx.AsyncClient) -> UpstreamIdp:
     name = settings.idp_preset or "oauth2"
     preset = PRESETS[name]
     scopes = tuple(settings.idp_scopes) or preset.scopes
@@ -86,7 +86,7 @@ async def resolve(settings: Settings, http: httpx.AsyncClient) -> Upstream:
             f"the {name} upstream names no authorization or token endpoint",
             "set idp_authorize_url and idp_token_url",
         )
-    return Upstream(
+    return UpstreamIdp(
         name=name,
         kind=preset.kind,
         issuer=issuer if preset.kind == "oidc" else None,

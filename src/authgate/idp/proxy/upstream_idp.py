@@ -1,7 +1,7 @@
 """authgate as a client of the upstream IdP (httpx): the authorization URL, the code exchange
 (with authgate's client secret and PKCE), refresh, and the user's identity.
 
-    UpstreamError                    the upstream refused or answered something unusable
+    UpstreamIdpError                 the upstream refused or answered something unusable
     ├── TokenRequestRefused          the token endpoint answered an OAuth error (`error`: its code)
     └── TokenEndpointUnavailable     unreachable, timed out, or HTTP 5xx / 429: worth a retry
 """
@@ -20,18 +20,18 @@ import httpx
 from authgate.config.settings import Settings
 from authgate.errors import AuthgateError, Unreachable
 from authgate.httpx_errors import translated
-from authgate.proxy import identity
-from authgate.proxy.identity import UpstreamIdentity
-from authgate.proxy.presets import Upstream
+from authgate.idp.proxy import identity
+from authgate.idp.proxy.identity import UpstreamIdentity
+from authgate.idp.proxy.presets import UpstreamIdp
 
 TIMEOUT = 10.0
 
 
-class UpstreamError(AuthgateError):
+class UpstreamIdpError(AuthgateError):
     """The upstream refused or answered something unusable."""
 
 
-class TokenRequestRefused(UpstreamError):
+class TokenRequestRefused(UpstreamIdpError):
     """The token endpoint said no. `error` is its OAuth error code when it gave one
     (`invalid_grant`: the grant ended; GitHub says `bad_refresh_token`, with HTTP 200)."""
 
@@ -40,7 +40,7 @@ class TokenRequestRefused(UpstreamError):
         super().__init__(message)
 
 
-class TokenEndpointUnavailable(UpstreamError):
+class TokenEndpointUnavailable(UpstreamIdpError):
     """The token endpoint could not answer now (network, timeout, 5xx, 429): nothing is known
     about the grant, so nothing may be concluded from it."""
 
@@ -52,7 +52,7 @@ def pkce_pair() -> tuple[str, str]:
 
 
 class UpstreamClient:
-    def __init__(self, settings: Settings, upstream: Upstream, http: httpx.AsyncClient) -> None:
+    def __init__(self, settings: Settings, upstream: UpstreamIdp, http: httpx.AsyncClient) -> None:
         self.upstream = upstream
         self.http = http
         self.client_id = settings.idp_client_id or ""
@@ -129,7 +129,7 @@ class UpstreamClient:
             claims = {**self._id_token_claims(tokens, nonce), **info}
             return identity.from_oidc(self.upstream.issuer or "", claims)
         except (KeyError, TypeError) as exc:
-            raise UpstreamError(f"the upstream's user info is incomplete: {exc}") from None
+            raise UpstreamIdpError(f"the upstream's user info is incomplete: {exc}") from None
 
     def _id_token_claims(self, tokens: dict[str, Any], nonce: str) -> dict[str, Any]:
         """Claims of the ID token received straight from the token endpoint over the back
@@ -140,12 +140,12 @@ class UpstreamClient:
         try:
             claims = _jwt_claims(raw)
         except ValueError as exc:
-            raise UpstreamError(f"unreadable ID token: {exc}") from None
+            raise UpstreamIdpError(f"unreadable ID token: {exc}") from None
         aud = claims.get("aud")
         if claims.get("iss") != self.upstream.issuer or self.client_id not in (aud if isinstance(aud, list) else [aud]):
-            raise UpstreamError("the ID token was not issued by the upstream for authgate")
+            raise UpstreamIdpError("the ID token was not issued by the upstream for authgate")
         if "nonce" in claims and claims["nonce"] != nonce:
-            raise UpstreamError("the ID token's nonce does not match this sign-in")
+            raise UpstreamIdpError("the ID token's nonce does not match this sign-in")
         return claims
 
     async def _github(self, token: str) -> UpstreamIdentity:
@@ -167,7 +167,7 @@ class UpstreamClient:
                 raise ValueError(f"HTTP {r.status_code}")
             return r.json()
         except (Unreachable, ValueError) as exc:
-            raise UpstreamError(f"the upstream's user info failed: {exc}") from None
+            raise UpstreamIdpError(f"the upstream's user info failed: {exc}") from None
 
 
 def _jwt_claims(raw: str) -> dict[str, Any]:

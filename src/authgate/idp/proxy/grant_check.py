@@ -21,9 +21,9 @@ from __future__ import annotations
 import logging
 
 from authgate.errors import InvalidGrant, ServerError, TemporarilyUnavailable
+from authgate.idp.proxy.upstream_idp import TokenEndpointUnavailable, TokenRequestRefused
+from authgate.idp.proxy.vault import Refresher, UpstreamVault
 from authgate.oauth.sealing import SealError
-from authgate.proxy.upstream import TokenEndpointUnavailable, TokenRequestRefused
-from authgate.proxy.vault import Refresher, UpstreamVault
 
 # RFC 6749 §5.2 invalid_grant; GitHub (apps with expiring user tokens) says bad_refresh_token
 GRANT_ENDED = frozenset({"invalid_grant", "bad_refresh_token"})

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from authgate.idp.proxy.identity import UpstreamIdentity
+from authgate.idp.proxy.upstream_idp import TokenRequestRefused
 from authgate.oauth.sealing import derive_key, seal, unseal
-from authgate.proxy.identity import UpstreamIdentity
-from authgate.proxy.upstream import TokenRequestRefused
 from authgate.store.models import UpstreamTokens
 from authgate.store.protocols import UpstreamTokenStore
 
