@@ -88,7 +88,7 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 @pytest.fixture
 async def rig(runtime: Runtime) -> AsyncIterator[Rig]:
-    """What proxy_routes.open_proxy_flow installs, over a scripted upstream; alice signed in
+    """What routes.proxy_mode.open_proxy_flow installs, over a scripted upstream; alice signed in
     upstream (tokens as given by each test) and holds an authgate refresh token."""
     assert runtime.auth.hooks.refresh_check is None  # embedded mode: nothing installed
     store = runtime.auth.store

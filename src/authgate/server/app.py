@@ -25,14 +25,14 @@ from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
 from authgate.idp.backend import open_external, served_routes
 from authgate.policy.layer import PolicyLayer
-from authgate.server.authorize_routes import BrowserFlow
 from authgate.server.body_limit import BodyLimit
-from authgate.server.discovery_routes import Discovery
-from authgate.server.endpoint_routes import Endpoints
 from authgate.server.forwarded import TrustedProxies
 from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
-from authgate.server.proxy_routes import open_proxy_flow
+from authgate.server.routes.authorize import BrowserFlow
+from authgate.server.routes.discovery import Discovery
+from authgate.server.routes.endpoints import Endpoints
+from authgate.server.routes.proxy_mode import open_proxy_flow
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]

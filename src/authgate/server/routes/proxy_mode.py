@@ -33,9 +33,9 @@ from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
 from authgate.oauth.redirect_uris import form_action_source
-from authgate.server.authorize_routes import REQUEST_MAX_AGE, BrowserFlow
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
+from authgate.server.routes.authorize import REQUEST_MAX_AGE, BrowserFlow
 from authgate.server.runtime import Runtime, load_secret
 from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
 from authgate.store.models import Consent, User
