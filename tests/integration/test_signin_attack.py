@@ -188,7 +188,7 @@ def test_the_owner_signs_in_from_a_known_address_while_an_attack_is_limited(
 def test_with_forwarded_header_forwarded_only_rfc_7239_names_the_address(
     authgate_factory: Callable[..., AuthgateServer],
 ) -> None:
-    # (X-Forwarded-For, the default, is what the tests above send; unit: tests/unit/test_forwarded.py)
+    # (X-Forwarded-For, the default, is what the tests above send; unit: tests/server/test_forwarded.py)
     server = authgate_factory(AUTHGATE_LOGIN_ATTEMPTS_PER_MINUTE="1", AUTHGATE_FORWARDED_HEADER="forwarded")
     with login_form(server.url) as (agent, form):
 
