@@ -205,7 +205,7 @@ def free(port):
 if free(5432):
     print(5432)
 else:
-    # Below the kernel's ephemeral range, like tests/integration/ports.py, so a port the kernel
+    # Below the kernel's ephemeral range, like tests/support/ports.py, so a port the kernel
     # hands to a test's client socket never collides with the server.
     low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
     for port in range(low - 1000, low - 2000, -1):

@@ -2,7 +2,7 @@
 the `Stores` bundle the backend builds (`sql_stores`), as `authgate serve` opens it.
 
 Each test gets its own empty database: a file under `tmp_path`, or a freshly created
-PostgreSQL database (`authgate_test_<random>`) dropped at teardown (tests/integration/pg.py:
+PostgreSQL database (`authgate_test_<random>`) dropped at teardown (tests/support/pg.py:
 $AUTHGATE_TEST_POSTGRES_URL; when it is unreachable the postgres cases are skipped, or failed
 when CI=true so that CI never passes by skipping).
 """
@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import pytest
-from pg import fresh_database
 
 from authgate.store.bundle import Stores
 from authgate.store.models import (
@@ -26,6 +25,7 @@ from authgate.store.models import (
     User,
 )
 from authgate.store.sql import SqlStore, sql_stores
+from support.pg import fresh_database
 
 NOW = 1_700_000_000.0
 

@@ -14,7 +14,8 @@ from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
-from sdk_oauth import MemoryTokenStorage
+
+from support.sdk_oauth import MemoryTokenStorage
 
 FLOW_TIMEOUT = 30.0
 REDIRECT_URI = "http://127.0.0.1:38972/callback"  # never listened on: the code is read from Location

@@ -1,15 +1,14 @@
 """Helpers shared by the doctor's tests (imported by a name no other test directory uses).
 
-`AuthgateServer` and friends come from tests/integration/authgate_server.py (on the test path,
-see pyproject), so both directories share one implementation of "run `authgate serve` with
+`AuthgateServer` and friends come from tests/support/authgate_server.py (the package of shared
+test helpers), so both directories share one implementation of "run `authgate serve` with
 user alice".
 """
 
 from __future__ import annotations
 
-import authgate_server as integration
-
 from authgate.doctor.standin import StandinApp, StandinCA
+from support import authgate_server as integration
 
 AuthgateServer = integration.AuthgateServer
 find_free_port = integration.find_free_port

@@ -36,8 +36,18 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from external_gate import ExternalAuthgate, serve_in_thread
-from idp_peers import (
+
+from authgate.config.settings import load_settings
+from authgate.doctor import login
+from authgate.doctor.findings import DoctorReport, Finding
+from authgate.doctor.flow import DoctorOptions
+from authgate.doctor.profiles import PROFILES
+from authgate.doctor.runner import run_doctor
+from authgate.mcpapp.whoami import build_app as build_whoami
+from authgate.server.app import build_app
+from support import requirements as req
+from support.external_gate import ExternalAuthgate, serve_in_thread
+from support.idp_peers import (
     WEBAPP_ID,
     WEBAPP_REDIRECT,
     WEBAPP_SECRET,
@@ -49,16 +59,6 @@ from idp_peers import (
     keycloak_like,
     require_oidc_provider,
 )
-
-from authgate.config.settings import load_settings
-from authgate.doctor import login
-from authgate.doctor.findings import DoctorReport, Finding
-from authgate.doctor.flow import DoctorOptions
-from authgate.doctor.profiles import PROFILES
-from authgate.doctor.runner import run_doctor
-from authgate.mcpapp.whoami import build_app as build_whoami
-from authgate.server.app import build_app
-from support import requirements as req
 
 SHAPES: dict[str, tuple[Callable[[int, str], ProviderShape], str]] = {
     "auth0-like": (auth0_like, "auth0"),

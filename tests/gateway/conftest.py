@@ -18,10 +18,11 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import authgate_server as integration  # on the test path (pyproject: pythonpath)
-import headless
 import httpx
 import pytest
+
+from support import authgate_server as integration
+from support import headless
 
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 20.0
@@ -75,7 +76,7 @@ CALLBACK = "http://127.0.0.1:53682/callback"
 
 def user_token(server: Any) -> str:
     """An access token for the server's user (alice): registration, PKCE authorization code
-    flow through the headless user agent (tests/integration/headless.py), redemption."""
+    flow through the headless user agent (tests/support/headless.py), redemption."""
     import base64
     import hashlib
     import secrets

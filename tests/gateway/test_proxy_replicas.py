@@ -13,9 +13,9 @@ import asyncpg
 import httpx
 import pytest
 import sqlalchemy as sa
-from pg import asyncpg_dsn, fresh_database
 
 from support import requirements as req
+from support.pg import asyncpg_dsn, fresh_database
 
 from .conftest import AuthgateServer, serve_in_thread, service_token, start_gateway
 from .mcp_wire import initialize_request, legacy_headers

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from external_gate import ExternalAuthgate, serve_in_thread
-from idp_peers import OidcProvider, ProviderShape, free_port, require_oidc_provider, signing_key
 
 from authgate.config.settings import load_settings
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
+from support.external_gate import ExternalAuthgate, serve_in_thread
+from support.idp_peers import OidcProvider, ProviderShape, free_port, require_oidc_provider, signing_key
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
-from authgate_server import AuthgateServer
-from idp_peers import IdpUserAgent
+
+from support.authgate_server import AuthgateServer
+from support.idp_peers import IdpUserAgent
 
 SECRET_KEY = "proxy-test-secret-" + "s" * 32
 

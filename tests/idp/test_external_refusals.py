@@ -18,8 +18,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from external_gate import ExternalAuthgate
-from idp_peers import (
+
+from support import requirements as req
+from support.external_gate import ExternalAuthgate
+from support.idp_peers import (
     RS_ID,
     RS_SECRET,
     WEBAPP_ID,
@@ -31,8 +33,6 @@ from idp_peers import (
     keycloak_like,
     signing_key,
 )
-
-from support import requirements as req
 
 POLL_TIMEOUT = 10.0
 

@@ -20,16 +20,16 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from external_gate import ExternalAuthgate
-from idp_peers import IdpBrowser, OidcProvider, ProviderShape, auth0_like, free_port, keycloak_like
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
-from sdk_oauth import MemoryTokenStorage
 
 from support import requirements as req
+from support.external_gate import ExternalAuthgate
+from support.idp_peers import IdpBrowser, OidcProvider, ProviderShape, auth0_like, free_port, keycloak_like
+from support.sdk_oauth import MemoryTokenStorage
 
 REDIRECT_URI = "http://127.0.0.1:38972/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0

@@ -41,16 +41,16 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from external_gate import ExternalAuthgate
-from idp_peers import free_port, signing_key
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
-from sdk_oauth import MemoryTokenStorage
 
 from support import requirements as req
+from support.external_gate import ExternalAuthgate
+from support.idp_peers import free_port, signing_key
+from support.sdk_oauth import MemoryTokenStorage
 
 GLEWLWYD_BINARIES = ("/usr/bin/glewlwyd", "/usr/sbin/glewlwyd")
 # The package's SQLite schema + seed data; the dbconfig-common copy survives images that drop /usr/share/doc.

@@ -9,10 +9,18 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from idp_peers import CHECKER_ID, CHECKER_SECRET, OidcProvider, ProviderShape, auth0_like, free_port, keycloak_like
 
 from authgate.idp.check import CheckOptions, CheckReport, render_text, run_check
 from support import requirements as req
+from support.idp_peers import (
+    CHECKER_ID,
+    CHECKER_SECRET,
+    OidcProvider,
+    ProviderShape,
+    auth0_like,
+    free_port,
+    keycloak_like,
+)
 
 MCP_URL = "https://mcp.example.com/mcp"
 

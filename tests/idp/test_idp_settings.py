@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from idp_peers import free_port
 
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
+from support.idp_peers import free_port
 
 STARTUP_TIMEOUT = 20.0
 
@@ -125,7 +125,7 @@ def test_serve_in_external_mode_opens_no_store_and_serves_no_authorization_serve
 
 
 def test_missing_node_peers_fail_under_ci_and_skip_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
-    import idp_peers
+    from support import idp_peers
 
     monkeypatch.setattr(idp_peers, "PROVIDER_PACKAGE", idp_peers.NODE_DIR / "node_modules" / "absent" / "package.json")
     monkeypatch.setenv("CI", "true")

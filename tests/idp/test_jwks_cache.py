@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from idp_peers import OidcProvider, free_port, keycloak_like
 
 from authgate.errors import InvalidToken, TemporarilyUnavailable
 from authgate.idp.jwks import JwksCache
 from support import requirements as req
+from support.idp_peers import OidcProvider, free_port, keycloak_like
 
 
 class FakeClock:

@@ -30,8 +30,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from idp_peers import (
+
+from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.idp_peers import (
     WEBAPP_ID,
     WEBAPP_REDIRECT,
     WEBAPP_SECRET,
@@ -42,9 +44,7 @@ from idp_peers import (
     free_port,
     keycloak_like,
 )
-from stdio_support import CALL_TIMEOUT, LEGACY_HEADERS, last_message, legacy_call, legacy_session
-
-from support import requirements as req
+from support.stdio_support import CALL_TIMEOUT, LEGACY_HEADERS, last_message, legacy_call, legacy_session
 
 TOOL_SCOPES = {"docs.search": ["search.read"], "docs.create": ["docs.write"], "memory.delete": ["memory.delete"]}
 

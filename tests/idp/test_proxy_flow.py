@@ -25,8 +25,6 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from authgate_server import AuthgateServer
-from idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -37,6 +35,8 @@ from test_external_sdk_flow import MemoryTokenStorage
 
 from authgate.oauth.sealing import derive_key, unseal
 from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0

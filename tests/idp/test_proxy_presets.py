@@ -15,12 +15,12 @@ from typing import Any
 
 import anyio
 import pytest
-from authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
 from proxy_harness import SECRET_KEY, ProxyBrowser, proxy_gate
 from proxy_standins import FakeGitHub, FakeGoogle
 from test_proxy_flow import _register_and_authorize_url
 
 from authgate.oauth.sealing import derive_key, unseal
+from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
 
 CLIENT_ID, CLIENT_SECRET = "Iv1.standin", "standin-secret-" + "g" * 24
 

@@ -26,13 +26,13 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 import pytest
-from authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
-from idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
 from proxy_harness import ProxyBrowser, proxy_gate
 from proxy_standins import FakeGitHub
 from test_proxy_flow import REDIRECT_URI, _stored_upstream_tokens
 
 from support import requirements as req
+from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
+from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
 
 UPSTREAM_TTL = 5  # seconds an upstream access token lives
 EXPIRY_WAIT = 20.0

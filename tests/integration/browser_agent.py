@@ -24,10 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the `support` package
 
 import httpx  # noqa: E402
-from headless import AuthorizationResponse, HeadlessUserAgent  # noqa: E402
+
+from support.headless import AuthorizationResponse, HeadlessUserAgent  # noqa: E402
 
 
 def deliver(

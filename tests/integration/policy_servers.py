@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import uvicorn
-from authgate_server import STARTUP_TIMEOUT, STOP_TIMEOUT, add_machine_client, find_free_port
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 import authgate
+from support.authgate_server import STARTUP_TIMEOUT, STOP_TIMEOUT, add_machine_client, find_free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_PAGE = ROOT / "docs" / "seeds" / "002-per-tool-scopes.md"

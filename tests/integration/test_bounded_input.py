@@ -19,12 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
 from joserfc import jwt
 
 from authgate.oauth.keys import ALG, SigningKeys
 from authgate.store.sql import SqlStore
 from support import requirements as req
+from support.authgate_server import AuthgateServer
 
 MCP_LIMIT = 256 * 1024  # AUTHGATE_MCP_MAX_BODY_BYTES of the server below
 CALLBACK = "http://127.0.0.1:53682/callback"

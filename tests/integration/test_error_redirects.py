@@ -9,9 +9,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
 
 from support import requirements as req
+from support.authgate_server import AuthgateServer
 
 CALLBACK = "http://127.0.0.1:53682/callback?app=1"  # a query of its own, kept before ours
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from authgate_server import AuthgateServer
 
 import authgate
+from support.authgate_server import AuthgateServer
 
 
 def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
             server.endpoint("register"),
             json={"redirect_uris": ["http://127.0.0.1:1/cb"], "token_endpoint_auth_method": "none"},
         ).json()
-        from headless import authorize
+        from support.headless import authorize
 
         url = (
             f"{server.endpoint('authorize')}?response_type=code&client_id={reg['client_id']}"

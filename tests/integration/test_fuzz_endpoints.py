@@ -22,10 +22,11 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from headless import authorize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from support.authgate_server import AuthgateServer
+from support.headless import authorize
 
 EXAMPLES = int(os.environ.get("AUTHGATE_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(

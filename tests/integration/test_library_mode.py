@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from authgate_server import add_machine_client, find_free_port
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 import authgate
+from support.authgate_server import add_machine_client, find_free_port
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from stdio_support import machine_token
+
+from support.authgate_server import AuthgateServer
+from support.stdio_support import machine_token
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",

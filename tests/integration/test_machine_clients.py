@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,6 +24,7 @@ from authgate.oauth.opaque import digest, new_secret
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
 from support import requirements as req
+from support.authgate_server import AuthgateServer
 
 # list_knowledge_bases needs kb.admin; every other tool the default scope (mcp)
 POLICY_ENV = {

@@ -18,13 +18,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from headless import HeadlessUserAgent, authorize
 
 from authgate.oauth import access_tokens
 from authgate.oauth.keys import SigningKeys
 from authgate.store.sql import SqlStore
 from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.headless import HeadlessUserAgent, authorize
 
 CALLBACK = "http://127.0.0.1:53682/callback"
 

@@ -12,8 +12,9 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from headless import AuthorizationResponse, HeadlessUserAgent, Page
+
+from support.authgate_server import AuthgateServer
+from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 
 CALLBACK = "http://127.0.0.1:53999/cb"
 

@@ -14,9 +14,10 @@ from typing import Any
 import anyio
 import httpx
 import httpx2
-from authgate_server import AuthgateServer
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+
+from support.authgate_server import AuthgateServer
 
 SECRET_ARGUMENT = "secret-argument-text-4711"
 POLICY_ENV = {"AUTHGATE_TOOL_SCOPES": json.dumps({"list_knowledge_bases": ["kb.admin"]})}

@@ -14,7 +14,6 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from headless import AuthorizationResponse, HeadlessUserAgent, Page
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -24,6 +23,7 @@ from policy_servers import Protected, seed_app, seed_config, serve_protected
 from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
 
 from support import requirements as req
+from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 
 FLOW_TIMEOUT = 90.0
 

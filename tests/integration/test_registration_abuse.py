@@ -18,13 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from headless import HeadlessUserAgent, Page
 from test_negative_cases import auth_url, call_mcp, pkce_pair, redeem
 
 from authgate.store.models import Client
 from authgate.store.sql import SqlStore
 from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.headless import HeadlessUserAgent, Page
 
 CALLBACK = "http://127.0.0.1:53682/callback"  # the one test_negative_cases' helpers redeem at
 

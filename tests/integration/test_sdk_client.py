@@ -30,7 +30,6 @@ import anyio
 import httpx
 import httpx2
 import pytest
-from headless import AuthorizationResponse, HeadlessUserAgent
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
@@ -41,18 +40,19 @@ from mcp.shared.auth import (
     OAuthToken,
 )
 from mcp_types import CallToolResult, TextContent
-from sdk_oauth import MemoryTokenStorage
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from support import requirements as req
+from support.headless import AuthorizationResponse, HeadlessUserAgent
+from support.sdk_oauth import MemoryTokenStorage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from authgate_server import AuthgateServer
+    from support.authgate_server import AuthgateServer
 
 # Never listened on: the user agent stops at the redirect and does not follow it.
 REDIRECT_URI = "http://127.0.0.1:38971/oauth/callback"

@@ -18,11 +18,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-from authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
-from headless import AuthorizationResponse, Form, HeadlessUserAgent, Page
 from starlette.applications import Starlette
 
 import authgate
+from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
+from support.headless import AuthorizationResponse, Form, HeadlessUserAgent, Page
 
 CALLBACK = "http://127.0.0.1:53999/cb"
 WRONG = "not-the-password"

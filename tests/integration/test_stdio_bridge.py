@@ -22,8 +22,10 @@ from typing import Any
 
 import anyio
 import pytest
-from authgate_server import AuthgateServer
-from stdio_support import (
+
+from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.stdio_support import (
     CALL_TIMEOUT,
     DEMO_COMMAND,
     EVERYTHING,
@@ -36,8 +38,6 @@ from stdio_support import (
     start_stdio_gate,
     tool_view,
 )
-
-from support import requirements as req
 
 MODES = {"legacy": ("legacy", "2025-11-25"), "2026-07-28": ("auto", "2026-07-28")}
 

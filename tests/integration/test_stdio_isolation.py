@@ -14,9 +14,11 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from authgate_server import AuthgateServer
 from mcp.shared.exceptions import MCPError
-from stdio_support import (
+
+from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.stdio_support import (
     CALL_TIMEOUT,
     DEMO_COMMAND,
     LEGACY_HEADERS,
@@ -32,8 +34,6 @@ from stdio_support import (
     start_stdio_gate,
     wait_gone,
 )
-
-from support import requirements as req
 
 
 @pytest.fixture(scope="module")

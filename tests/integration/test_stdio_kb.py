@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 import httpx
-from authgate_server import AuthgateServer
+
+from support.authgate_server import AuthgateServer
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",

@@ -10,17 +10,19 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from authgate_server import AuthgateServer
 from mcp.client.subscriptions import ResourceUpdated, SubscriptionLost, ToolsListChanged
 from mcp.shared.exceptions import MCPError
-from stdio_support import (
+
+from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.stdio_support import (
     CALL_TIMEOUT,
-    HERE,
     Callbacks,
     http_client,
     last_message,
@@ -30,9 +32,7 @@ from stdio_support import (
     start_stdio_gate,
 )
 
-from support import requirements as req
-
-WATCH_COMMAND = (sys.executable, str(HERE / "stdio_servers" / "watch_server.py"))
+WATCH_COMMAND = (sys.executable, str(Path(__file__).resolve().parent / "stdio_servers" / "watch_server.py"))
 
 
 @pytest.fixture(scope="module")

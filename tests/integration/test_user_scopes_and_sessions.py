@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from headless import AuthorizationResponse, HeadlessUserAgent, Page
 
 from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 
 CALLBACK = "http://127.0.0.1:53711/cb"
 # `mcp:tools` is the base scope (every user may grant it, the guard asks for it); `admin`, which

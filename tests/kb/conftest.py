@@ -11,11 +11,11 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from authgate_server import serve_asgi_in_thread
 from starlette.applications import Starlette
 
 from authgate.kb.indexer import Indexer
 from authgate.kb.store import KnowledgeStore
+from support.authgate_server import serve_asgi_in_thread
 
 # A corpus where each question has exactly one right document.
 CORPUS: dict[str, str] = {

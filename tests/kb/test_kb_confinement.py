@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-from authgate_server import AuthgateServer
-from stdio_support import machine_token
 
 from authgate.kb.indexer import Indexer
 from authgate.kb.store import KnowledgeStore
+from support.authgate_server import AuthgateServer
+from support.stdio_support import machine_token
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",

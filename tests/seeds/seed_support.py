@@ -37,14 +37,15 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 import httpx2
-from authgate_server import AuthgateServer
-from idp_peers import WEBAPP_ID, WEBAPP_REDIRECT, WEBAPP_SECRET, IdpBrowser, IdpUserAgent, OidcProvider
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
-from sdk_oauth import MemoryTokenStorage
+
+from support.authgate_server import AuthgateServer
+from support.idp_peers import WEBAPP_ID, WEBAPP_REDIRECT, WEBAPP_SECRET, IdpBrowser, IdpUserAgent, OidcProvider
+from support.sdk_oauth import MemoryTokenStorage
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO / "docs" / "seeds"

@@ -17,8 +17,13 @@ from pathlib import Path
 import httpx
 import httpx2
 import pytest
-from external_gate import serve_in_thread
-from idp_peers import (
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from gateway.upstream_app import Upstream, build_upstream  # tests/gateway (tests/ is on sys.path)
+from support import requirements as req
+from support.external_gate import serve_in_thread
+from support.idp_peers import (
     CHECKER_ID,
     CHECKER_SECRET,
     OidcProvider,
@@ -27,11 +32,6 @@ from idp_peers import (
     keycloak_like,
     require_oidc_provider,
 )
-from mcp.client import Client
-from mcp.client.streamable_http import streamable_http_client
-
-from gateway.upstream_app import Upstream, build_upstream  # tests/gateway (tests/ is on sys.path)
-from support import requirements as req
 
 from .seed_support import (
     SeedGate,

@@ -23,11 +23,12 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 
 import anyio.to_thread
 import httpx
-import ports
 import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from mcp.shared.auth import AuthorizationCodeResult
+
+from support import ports
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import ports
 import pytest
+
+from support import ports
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0

@@ -16,14 +16,15 @@ from typing import Any
 import httpx
 import httpx2
 import mcp_types as types
-from authgate_server import AuthgateServer
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-HERE = Path(__file__).resolve().parent
-DEMO = HERE / "stdio_servers" / "demo_server.py"
-EVERYTHING = HERE.parent / "node" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+from support.authgate_server import AuthgateServer
+
+TESTS = Path(__file__).resolve().parents[1]
+DEMO = TESTS / "integration" / "stdio_servers" / "demo_server.py"
+EVERYTHING = TESTS / "node" / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 DEMO_COMMAND = (sys.executable, str(DEMO))
 EVERYTHING_COMMAND = ("node", str(EVERYTHING))
 CALL_TIMEOUT = 60.0
