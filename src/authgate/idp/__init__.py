@@ -9,7 +9,7 @@ verifier.py       `ExternalJwtVerifier`: the guard's `TokenVerifier` for RFC 906
 introspection.py  RFC 7662 for IdPs that issue opaque tokens
 mirror.py         opt-in: the IdP's metadata served as authgate's own RFC 8414 document
 backend.py        external mode assembled: HTTP client, verifier, routes
-check.py          `authgate idp check`: a preflight that names each problem and its fix
+check/            `authgate idp check`: a preflight that names each problem and its fix
 proxy/            proxy mode (`auth_mode = "proxy"`): authgate stays the authorization server
                   and signs people in at the upstream IdP with its own client
 """
