@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from authgate.doctor.standin import make_test_ca, serve_standin
+from support.ports import free_port
 
 from .fakes import Breakage, FakeDeployment, serve
-from .support import Standin, find_free_port, integration
+from .support import Standin, integration
 
 authgate_factory = integration.authgate_factory  # fixture: authgate_factory(AUTHGATE_X="y")
 pytest_runtest_makereport = integration.pytest_runtest_makereport  # attach authgate logs on failure
@@ -30,4 +31,4 @@ def standin(tmp_path: Path) -> Iterator[Standin]:
 def fake() -> Iterator[Callable[[Breakage], FakeDeployment]]:
     """`fake(breakage)` serves a broken deployment on a free loopback port for the test."""
     with ExitStack() as stack:
-        yield lambda breakage: stack.enter_context(serve(breakage, find_free_port()))
+        yield lambda breakage: stack.enter_context(serve(breakage, free_port()))

@@ -16,14 +16,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
@@ -33,7 +31,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-START_TIMEOUT = 20.0
+from support.authgate_server import serve_asgi_in_thread
 
 
 @dataclass(frozen=True)
@@ -315,21 +313,8 @@ def build_app(deployment: FakeDeployment) -> ASGIApp:
 def serve(breakage: Breakage, port: int) -> Iterator[FakeDeployment]:
     """Run the fake under uvicorn (lifespan on) on 127.0.0.1:`port` in a thread."""
     deployment = FakeDeployment(port=port, breakage=breakage)
-    config = uvicorn.Config(build_app(deployment), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name=f"fake-mcp-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            raise RuntimeError(f"fake deployment on port {port} did not start")
-        time.sleep(0.02)
-    try:
+    with serve_asgi_in_thread(build_app(deployment), port, lifespan="on"):
         yield deployment
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def broken(**changes: Any) -> Breakage:

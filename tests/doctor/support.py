@@ -11,7 +11,6 @@ from authgate.doctor.standin import StandinApp, StandinCA
 from support import authgate_server as integration
 
 AuthgateServer = integration.AuthgateServer
-find_free_port = integration.find_free_port
 
 
 class Standin:

@@ -23,12 +23,9 @@ an IdP's sign-in pages, so the runs use the two documented ways for an external 
 
 from __future__ import annotations
 
-import base64
 import functools
-import hashlib
 import io
 import re
-import secrets
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -46,19 +43,18 @@ from authgate.doctor.runner import run_doctor
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
 from support import requirements as req
-from support.external_gate import ExternalAuthgate, serve_in_thread
+from support.authgate_server import serve_asgi_in_thread
+from support.external_gate import ExternalAuthgate
 from support.idp_peers import (
-    WEBAPP_ID,
-    WEBAPP_REDIRECT,
-    WEBAPP_SECRET,
     IdpUserAgent,
     OidcProvider,
     ProviderShape,
     auth0_like,
-    free_port,
     keycloak_like,
     require_oidc_provider,
+    webapp_tokens,
 )
+from support.ports import free_port
 
 SHAPES: dict[str, tuple[Callable[[int, str], ProviderShape], str]] = {
     "auth0-like": (auth0_like, "auth0"),
@@ -98,48 +94,10 @@ def deployment(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
             issuer=provider.issuer,
             idp_profile=profile,
         )
-        with serve_in_thread(build_app(settings, build_whoami()), port) as url:
+        with serve_asgi_in_thread(build_app(settings, build_whoami()), port, lifespan="on") as url:
             yield Deployment(shape, provider, ExternalAuthgate(url, settings))
     finally:
         provider.stop()
-
-
-def user_token(provider: OidcProvider, resource: str) -> str:
-    """alice's access token from the IdP: the confidential `webapp` client's code flow with PKCE
-    and `resource`, signed in through the IdP's interaction shortcut."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    meta = provider.discovery()
-    query = {
-        "client_id": WEBAPP_ID,
-        "response_type": "code",
-        "redirect_uri": WEBAPP_REDIRECT,
-        "scope": "mcp",
-        "resource": resource,
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    agent = IdpUserAgent("alice")
-    try:
-        params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
-    finally:
-        agent.close()
-    assert "code" in params, params
-    r = httpx.post(
-        meta["token_endpoint"],
-        auth=(WEBAPP_ID, WEBAPP_SECRET),
-        timeout=10.0,
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": WEBAPP_REDIRECT,
-            "code_verifier": verifier,
-            "resource": resource,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
 
 
 class UsersBrowser(io.StringIO):
@@ -241,7 +199,7 @@ async def test_every_profile_passes_against_external_mode_with_an_idp_token(
     client: str,
 ) -> None:
     gate = deployment.gate
-    token = user_token(deployment.provider, gate.mcp_url)
+    token = str(webapp_tokens(deployment.provider, gate.mcp_url)["access_token"])
     report = await run_doctor(DoctorOptions(url=gate.mcp_url, clients=(client,), token=token))
 
     failed = _by_status(report, "fail")

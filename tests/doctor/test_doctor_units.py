@@ -18,8 +18,7 @@ from authgate.doctor.standin import standin_documents
 from authgate.doctor.steps import discovery
 from authgate.doctor.wire import Wire, parse_challenges
 from support import requirements as req
-
-from .support import find_free_port
+from support.ports import free_port
 
 
 def test_bearer_challenge_params_are_parsed_with_quotes_commas_and_other_schemes() -> None:
@@ -100,7 +99,7 @@ def test_page_text_skips_styles_and_scripts() -> None:
 
 
 async def test_interactive_sign_in_waits_for_the_browser_on_the_loopback_redirect() -> None:
-    port = find_free_port()
+    port = free_port()
     redirect = f"http://localhost:{port}/callback"
     printed: list[str] = []
 
@@ -131,7 +130,7 @@ async def test_interactive_sign_in_waits_for_the_browser_on_the_loopback_redirec
 async def test_interactive_sign_in_gives_up_in_bounded_time() -> None:
     with pytest.raises(login.SignInError, match="within 0.2s"):
         await login.loopback_sign_in(
-            "https://as/authorize", f"http://127.0.0.1:{find_free_port()}/cb", timeout=0.2, out=io.StringIO()
+            "https://as/authorize", f"http://127.0.0.1:{free_port()}/cb", timeout=0.2, out=io.StringIO()
         )
 
 

@@ -13,7 +13,7 @@ Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,6 @@ STARTUP_TIMEOUT = 20.0
 
 
 AuthgateServer = integration.AuthgateServer
-find_free_port: Callable[[], int] = integration.find_free_port
 
 
 def serve_in_thread(app: Any, port: int | None = None) -> contextlib.AbstractContextManager[str]:

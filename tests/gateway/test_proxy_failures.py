@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from support import requirements as req
+from support.ports import free_port
 
-from .conftest import find_free_port, serve_in_thread, service_token, start_gateway
+from .conftest import serve_in_thread, service_token, start_gateway
 from .mcp_wire import mcp_client, modern_headers, modern_request
 from .upstream_app import build_upstream
 
@@ -57,7 +58,7 @@ def _call(token: str, request_id: int = 3) -> tuple[dict[str, object], dict[str,
 
 @pytest.mark.requirement(req.ISSUE3_UPSTREAM_DOWN_502)
 async def test_connection_refused_is_502_and_the_gateway_recovers(tmp_path: Path) -> None:
-    port = find_free_port()
+    port = free_port()
     gateway = start_gateway(tmp_path, f"http://127.0.0.1:{port}/mcp")
     try:
         token = service_token(gateway)

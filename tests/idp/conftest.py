@@ -18,8 +18,10 @@ import pytest
 from authgate.config.settings import load_settings
 from authgate.mcpapp.whoami import build_app as build_whoami
 from authgate.server.app import build_app
-from support.external_gate import ExternalAuthgate, serve_in_thread
-from support.idp_peers import OidcProvider, ProviderShape, free_port, require_oidc_provider, signing_key
+from support.authgate_server import serve_asgi_in_thread
+from support.external_gate import ExternalAuthgate
+from support.idp_peers import OidcProvider, ProviderShape, require_oidc_provider, signing_key
+from support.ports import free_port
 
 
 @pytest.fixture
@@ -58,7 +60,7 @@ def external_authgate(tmp_path: Path, mcp_port: int) -> Iterator[Callable[..., E
                 auth_mode="external",
                 **overrides,
             )
-            url = stack.enter_context(serve_in_thread(build_app(settings, build_whoami()), port))
+            url = stack.enter_context(serve_asgi_in_thread(build_app(settings, build_whoami()), port, lifespan="on"))
             return ExternalAuthgate(url, settings)
 
         yield start

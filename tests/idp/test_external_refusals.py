@@ -8,13 +8,11 @@ the IdP's own private key, which the test generated and handed to it.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -25,14 +23,12 @@ from support.idp_peers import (
     RS_ID,
     RS_SECRET,
     WEBAPP_ID,
-    WEBAPP_REDIRECT,
-    WEBAPP_SECRET,
-    IdpUserAgent,
     OidcProvider,
-    free_port,
     keycloak_like,
     signing_key,
+    webapp_tokens,
 )
+from support.ports import free_port
 
 POLL_TIMEOUT = 10.0
 
@@ -82,46 +78,6 @@ def valid_claims(provider: OidcProvider, audience: str, **changes: Any) -> dict[
     }
     claims.update(changes)
     return claims
-
-
-def code_flow_tokens(provider: OidcProvider, mcp_url: str) -> dict[str, Any]:
-    """An authorization code flow of the confidential `webapp` client with `openid` and a nonce:
-    the IdP returns an ID token beside the access token."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    meta = provider.discovery()
-    query = {
-        "client_id": WEBAPP_ID,
-        "response_type": "code",
-        "redirect_uri": WEBAPP_REDIRECT,
-        "scope": "openid mcp",
-        "resource": mcp_url,
-        "nonce": secrets.token_urlsafe(8),
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    agent = IdpUserAgent("alice")
-    try:
-        params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
-    finally:
-        agent.close()
-    assert "code" in params, params
-    r = httpx.post(
-        meta["token_endpoint"],
-        auth=(WEBAPP_ID, WEBAPP_SECRET),
-        timeout=10.0,
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": WEBAPP_REDIRECT,
-            "code_verifier": verifier,
-            "resource": mcp_url,
-        },
-    )
-    assert r.status_code == 200, r.text
-    body: dict[str, Any] = r.json()
-    return body
 
 
 @pytest.mark.requirement(req.RFC9068_4_AUD)
@@ -192,7 +148,7 @@ def test_an_id_token_presented_as_an_access_token_is_refused(
     gate = external_authgate(
         issuer=keycloak_idp.issuer, idp_profile=profile, audiences=[f"http://127.0.0.1:{mcp_port}/mcp", WEBAPP_ID]
     )
-    tokens = code_flow_tokens(keycloak_idp, gate.mcp_url)
+    tokens = webapp_tokens(keycloak_idp, gate.mcp_url, scope="openid mcp", nonce=True)  # with an ID token
     assert mcp_post(gate, tokens["access_token"]).status_code == 200
     assert_refused(mcp_post(gate, tokens["id_token"]), reason)
     # Without the RFC 9068 typ check, the ID-token-only claims still give it away.

@@ -28,7 +28,8 @@ from mcp_types import CallToolResult, TextContent
 
 from support import requirements as req
 from support.external_gate import ExternalAuthgate
-from support.idp_peers import IdpBrowser, OidcProvider, ProviderShape, auth0_like, free_port, keycloak_like
+from support.idp_peers import IdpBrowser, OidcProvider, ProviderShape, auth0_like, keycloak_like
+from support.ports import free_port
 from support.sdk_oauth import MemoryTokenStorage
 
 REDIRECT_URI = "http://127.0.0.1:38972/oauth/callback"  # never listened on

@@ -49,7 +49,8 @@ from mcp_types import CallToolResult, TextContent
 
 from support import requirements as req
 from support.external_gate import ExternalAuthgate
-from support.idp_peers import free_port, signing_key
+from support.idp_peers import signing_key
+from support.ports import free_port
 from support.sdk_oauth import MemoryTokenStorage
 
 GLEWLWYD_BINARIES = ("/usr/bin/glewlwyd", "/usr/sbin/glewlwyd")

@@ -12,15 +12,8 @@ import pytest
 
 from authgate.idp.check import CheckOptions, CheckReport, render_text, run_check
 from support import requirements as req
-from support.idp_peers import (
-    CHECKER_ID,
-    CHECKER_SECRET,
-    OidcProvider,
-    ProviderShape,
-    auth0_like,
-    free_port,
-    keycloak_like,
-)
+from support.idp_peers import CHECKER_ID, CHECKER_SECRET, OidcProvider, ProviderShape, auth0_like, keycloak_like
+from support.ports import free_port
 
 MCP_URL = "https://mcp.example.com/mcp"
 

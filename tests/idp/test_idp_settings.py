@@ -14,7 +14,7 @@ import pytest
 
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
-from support.idp_peers import free_port
+from support.ports import free_port
 
 STARTUP_TIMEOUT = 20.0
 

@@ -12,7 +12,8 @@ import pytest
 from authgate.errors import InvalidToken, TemporarilyUnavailable
 from authgate.idp.jwks import JwksCache
 from support import requirements as req
-from support.idp_peers import OidcProvider, free_port, keycloak_like
+from support.idp_peers import OidcProvider, keycloak_like
+from support.ports import free_port
 
 
 class FakeClock:

@@ -18,15 +18,12 @@ status and `WWW-Authenticate` header is seen as sent.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -34,16 +31,13 @@ import pytest
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.idp_peers import (
-    WEBAPP_ID,
-    WEBAPP_REDIRECT,
-    WEBAPP_SECRET,
-    IdpUserAgent,
     OidcProvider,
     ProviderShape,
     auth0_like,
-    free_port,
     keycloak_like,
+    webapp_tokens,
 )
+from support.ports import free_port
 from support.stdio_support import CALL_TIMEOUT, LEGACY_HEADERS, last_message, legacy_call, legacy_session
 
 TOOL_SCOPES = {"docs.search": ["search.read"], "docs.create": ["docs.write"], "memory.delete": ["memory.delete"]}
@@ -90,45 +84,7 @@ class RolesSetup:
     gate: AuthgateServer
 
     def token(self, account: str) -> str:
-        return user_token(self.provider, account, self.gate.mcp_url)
-
-
-def user_token(provider: OidcProvider, account: str, mcp_url: str) -> str:
-    """An access token for `account`: authorization code flow (PKCE S256) of the confidential
-    `webapp` client, signed in through the provider's interaction shortcut."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    meta = provider.discovery()
-    query = {
-        "client_id": WEBAPP_ID,
-        "response_type": "code",
-        "redirect_uri": WEBAPP_REDIRECT,
-        "scope": "openid mcp",
-        "resource": mcp_url,
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    agent = IdpUserAgent(account)
-    try:
-        params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
-    finally:
-        agent.close()
-    assert "code" in params, params
-    r = httpx.post(
-        meta["token_endpoint"],
-        auth=(WEBAPP_ID, WEBAPP_SECRET),
-        timeout=10.0,
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": WEBAPP_REDIRECT,
-            "code_verifier": verifier,
-            "resource": mcp_url,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
+        return str(webapp_tokens(self.provider, self.gate.mcp_url, account=account, scope="openid mcp")["access_token"])
 
 
 def jwt_claims(token: str) -> dict[str, Any]:

@@ -36,7 +36,8 @@ from test_external_sdk_flow import MemoryTokenStorage
 from authgate.oauth.sealing import derive_key, unseal
 from support import requirements as req
 from support.authgate_server import AuthgateServer
-from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
+from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, no_dcr_upstream
+from support.ports import free_port
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0

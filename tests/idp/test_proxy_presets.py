@@ -20,7 +20,8 @@ from proxy_standins import FakeGitHub, FakeGoogle
 from test_proxy_flow import _register_and_authorize_url
 
 from authgate.oauth.sealing import derive_key, unseal
-from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
+from support.authgate_server import AuthgateServer, serve_asgi_in_thread
+from support.ports import free_port
 
 CLIENT_ID, CLIENT_SECRET = "Iv1.standin", "standin-secret-" + "g" * 24
 
@@ -32,7 +33,7 @@ def stack() -> Iterator[ExitStack]:
 
 
 def _serve(stack: ExitStack, standin: FakeGitHub | FakeGoogle) -> str:
-    port = find_free_port()
+    port = free_port()
     standin.url = f"http://127.0.0.1:{port}"
     return stack.enter_context(serve_asgi_in_thread(standin.app(), port))
 

@@ -31,8 +31,9 @@ from proxy_standins import FakeGitHub
 from test_proxy_flow import REDIRECT_URI, _stored_upstream_tokens
 
 from support import requirements as req
-from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
-from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, free_port, no_dcr_upstream
+from support.authgate_server import AuthgateServer, serve_asgi_in_thread
+from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, no_dcr_upstream
+from support.ports import free_port
 
 UPSTREAM_TTL = 5  # seconds an upstream access token lives
 EXPIRY_WAIT = 20.0
@@ -251,7 +252,7 @@ async def test_github_without_refresh_token_or_expiry_refreshes_with_no_call_to_
     client_id, secret = "Iv1.standin", "standin-secret-" + "g" * 24
     github = FakeGitHub(client_id, secret)
     with ExitStack() as stack:
-        port = find_free_port()
+        port = free_port()
         github.url = base = stack.enter_context(serve_asgi_in_thread(github.app(), port))
         gate = proxy_gate(
             tmp_path / "gate",

@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,12 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 import authgate
-from support.authgate_server import STARTUP_TIMEOUT, STOP_TIMEOUT, add_machine_client, find_free_port
+from support.authgate_server import add_machine_client, serve_asgi_in_thread
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED_PAGE = ROOT / "docs" / "seeds" / "002-per-tool-scopes.md"
@@ -82,18 +80,8 @@ class Protected:
 @contextmanager
 def serve_protected(app: Any, data_dir: Path, config_file: Path | None = None, **settings: Any) -> Iterator[Protected]:
     """`authgate.protect(app, ...)` under uvicorn on a free loopback port, lifespan on."""
-    port = find_free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     protected = authgate.protect(app, config_file=config_file, public_url=url, data_dir=data_dir, **settings)
-    server = uvicorn.Server(uvicorn.Config(protected, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True, name=f"authgate-{port}")
-    thread.start()
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "library-mode app did not start"
-        time.sleep(0.05)
-    try:
+    with serve_asgi_in_thread(protected, port, lifespan="on"):
         yield Protected(url, data_dir, config_file)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=STOP_TIMEOUT)

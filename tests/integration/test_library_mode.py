@@ -5,19 +5,17 @@ by a real uvicorn; the tool sees the caller through `current_identity` and the S
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
 import authgate
-from support.authgate_server import add_machine_client, find_free_port
+from support.authgate_server import add_machine_client, serve_asgi_in_thread
+from support.ports import free_port
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",
@@ -51,20 +49,10 @@ def notes_app() -> object:
 
 @pytest.fixture
 def protected(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port = find_free_port()
+    port = free_port()
     app = authgate.protect(notes_app(), public_url=f"http://127.0.0.1:{port}", data_dir=tmp_path)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "library-mode app did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", tmp_path
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with serve_asgi_in_thread(app, port, lifespan="on") as base:
+        yield base, tmp_path
 
 
 def test_protect_wraps_an_sdk_app_with_the_whole_as_and_guard(protected: tuple[str, Path]) -> None:

@@ -21,8 +21,9 @@ import httpx
 from starlette.applications import Starlette
 
 import authgate
-from support.authgate_server import AuthgateServer, find_free_port, serve_asgi_in_thread
+from support.authgate_server import AuthgateServer, serve_asgi_in_thread
 from support.headless import AuthorizationResponse, Form, HeadlessUserAgent, Page
+from support.ports import free_port
 
 CALLBACK = "http://127.0.0.1:53999/cb"
 WRONG = "not-the-password"
@@ -71,7 +72,7 @@ def assert_retry_after(r: httpx.Response) -> None:
 
 
 def test_password_checks_wait_in_worker_threads_while_the_server_answers(tmp_path: Path) -> None:
-    port = find_free_port()
+    port = free_port()
     app = authgate.protect(
         Starlette(),
         public_url=f"http://127.0.0.1:{port}",

@@ -140,6 +140,8 @@ def _app(server: DocServer) -> Starlette:
     )
 
 
+# Not support.authgate_server.serve_asgi_in_thread on purpose: this server may speak TLS (ssl_*
+# options, an https URL) and binds port 0, reading back the port the kernel gave it.
 def _serve(server: DocServer, **ssl_args: Any) -> Iterator[DocServer]:
     config = uvicorn.Config(
         _app(server), host="127.0.0.1", port=0, log_level="warning", timeout_graceful_shutdown=1, **ssl_args

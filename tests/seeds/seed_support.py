@@ -15,27 +15,21 @@ A seed page holds one ```toml block (authgate's configuration for the real IdP) 
   `authgate` is the venv's;
 * `sdk_sign_in_and_call` — the `mcp` SDK's OAuth client (DCR and PKCE at the IdP, signed in
   through oidc-provider's interaction shortcut) calling one tool through authgate;
-* `user_token` — a user's access token from the IdP's static `webapp` client (code + PKCE).
 
 Every wait is bounded.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import anyio
-import httpx
 import httpx2
 from mcp.client import Client
 from mcp.client.auth import OAuthClientProvider
@@ -44,7 +38,7 @@ from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 
 from support.authgate_server import AuthgateServer
-from support.idp_peers import WEBAPP_ID, WEBAPP_REDIRECT, WEBAPP_SECRET, IdpBrowser, IdpUserAgent, OidcProvider
+from support.idp_peers import IdpBrowser
 from support.sdk_oauth import MemoryTokenStorage
 
 REPO = Path(__file__).resolve().parents[2]
@@ -182,41 +176,3 @@ def text_of(result: CallToolResult) -> str:
 
 def json_of(result: CallToolResult) -> Any:
     return json.loads(text_of(result))
-
-
-def user_token(provider: OidcProvider, resource: str, account: str = "alice", scope: str = "mcp") -> str:
-    """`account`'s access token from the IdP: the static confidential `webapp` client's code
-    flow with PKCE and `resource`, signed in through the IdP's interaction shortcut."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    meta = provider.discovery()
-    query = {
-        "client_id": WEBAPP_ID,
-        "response_type": "code",
-        "redirect_uri": WEBAPP_REDIRECT,
-        "scope": scope,
-        "resource": resource,
-        "state": secrets.token_urlsafe(8),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    agent = IdpUserAgent(account)
-    try:
-        params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
-    finally:
-        agent.close()
-    assert "code" in params, params
-    r = httpx.post(
-        meta["token_endpoint"],
-        auth=(WEBAPP_ID, WEBAPP_SECRET),
-        timeout=10.0,
-        data={
-            "grant_type": "authorization_code",
-            "code": params["code"],
-            "redirect_uri": WEBAPP_REDIRECT,
-            "code_verifier": verifier,
-            "resource": resource,
-        },
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])

@@ -22,16 +22,17 @@ from mcp.client.streamable_http import streamable_http_client
 
 from gateway.upstream_app import Upstream, build_upstream  # tests/gateway (tests/ is on sys.path)
 from support import requirements as req
-from support.external_gate import serve_in_thread
+from support.authgate_server import serve_asgi_in_thread
 from support.idp_peers import (
     CHECKER_ID,
     CHECKER_SECRET,
     OidcProvider,
     auth0_like,
-    free_port,
     keycloak_like,
     require_oidc_provider,
+    webapp_tokens,
 )
+from support.ports import free_port
 
 from .seed_support import (
     SeedGate,
@@ -41,7 +42,6 @@ from .seed_support import (
     sdk_sign_in_and_call,
     substitute,
     text_of,
-    user_token,
 )
 
 AUTH0_ISSUER = "https://YOUR-TENANT.us.auth0.com/"
@@ -111,7 +111,7 @@ async def test_seed_000_auth0_knowledge_base_page(tmp_path: Path, stack: list[ob
     run_playbook(
         page_block(PAGE_000, "bash", marker="seed-playbook"),
         subs,
-        {"TOKEN": user_token(provider, gate.mcp_url)},
+        {"TOKEN": str(webapp_tokens(provider, gate.mcp_url)["access_token"])},
         workdir,
     )
 
@@ -131,7 +131,9 @@ async def _call_with_bearer(mcp_url: str, token: str, tool: str, arguments: dict
 @pytest.mark.requirement(req.RFC8707_2_AUDIENCE)
 async def test_seed_001_auth0_gateway_with_client_credentials_page(tmp_path: Path, stack: list[object]) -> None:
     upstream: Upstream = build_upstream(stateless=False)
-    with serve_in_thread(upstream.app, free_port()) as upstream_base:  # lifespan on: the SDK needs it
+    with serve_asgi_in_thread(
+        upstream.app, free_port(), lifespan="on"
+    ) as upstream_base:  # lifespan on: the SDK needs it
         gate, provider = _gate_and_idp(tmp_path, stack, auth0_like)
         subs = {PUBLIC_URL: gate.url, AUTH0_ISSUER: provider.issuer, UPSTREAM_URL: upstream_base + "/mcp"}
         gate.start(_toml(PAGE_001, subs))

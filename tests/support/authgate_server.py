@@ -36,11 +36,6 @@ CLI_TIMEOUT = 60.0
 USERNAME = "alice"
 
 
-def find_free_port() -> int:
-    """A loopback port no other server in this test run was given (see `ports`)."""
-    return ports.free_port()
-
-
 class AuthgateStartError(RuntimeError):
     pass
 
@@ -63,7 +58,7 @@ class AuthgateServer:
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # as authgate makes it
         self.logs_dir = workdir / "logs"
         self.logs_dir.mkdir(exist_ok=True)
-        self.port = find_free_port()
+        self.port = ports.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.username = username
         self.password = password or f"pw-{secrets.token_urlsafe(12)}"
@@ -252,7 +247,7 @@ def serve_asgi_in_thread(app: Any, port: int | None = None, *, lifespan: str = "
     test directory uses this one (it is on the test path)."""
     import uvicorn
 
-    port = port or find_free_port()
+    port = port or ports.free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, log_level="warning", lifespan=lifespan, timeout_graceful_shutdown=1
     )
@@ -274,8 +269,8 @@ def serve_asgi_in_thread(app: Any, port: int | None = None, *, lifespan: str = "
 
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    return find_free_port()
+    """A loopback port no other server in this test run was given (support.ports)."""
+    return ports.free_port()
 
 
 @pytest.hookimpl(wrapper=True)

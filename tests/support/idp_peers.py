@@ -10,8 +10,11 @@ the provider's interaction shortcut (`X-Test-Account`) up to the redirect to the
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import anyio.to_thread
 import httpx
@@ -27,8 +30,6 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from mcp.shared.auth import AuthorizationCodeResult
-
-from support import ports
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
@@ -56,11 +57,6 @@ def require_oidc_provider() -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(msg)
     pytest.skip(msg)
-
-
-def free_port() -> int:
-    """A loopback port no other server in this test run was given (see `ports`)."""
-    return ports.free_port()
 
 
 def signing_key(kid: str) -> RSAKey:
@@ -287,6 +283,50 @@ class IdpUserAgent:
             if urlsplit(url).netloc != idp:
                 return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
         raise AssertionError(f"no redirect to the client after {self.max_steps} steps")
+
+
+def webapp_tokens(
+    provider: OidcProvider, resource: str, *, account: str = "alice", scope: str = "mcp", nonce: bool = False
+) -> dict[str, Any]:
+    """The IdP's token response for `account`: the static confidential `webapp` client's
+    authorization code flow with PKCE (S256) and `resource`, signed in through the IdP's
+    interaction shortcut. With `scope` "openid …" and `nonce`, an ID token comes beside the
+    access token."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    meta = provider.discovery()
+    query = {
+        "client_id": WEBAPP_ID,
+        "response_type": "code",
+        "redirect_uri": WEBAPP_REDIRECT,
+        "scope": scope,
+        "resource": resource,
+        **({"nonce": secrets.token_urlsafe(8)} if nonce else {}),
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    agent = IdpUserAgent(account)
+    try:
+        params = agent.authorize(meta["authorization_endpoint"] + "?" + urlencode(query))
+    finally:
+        agent.close()
+    assert "code" in params, params
+    r = httpx.post(
+        meta["token_endpoint"],
+        auth=(WEBAPP_ID, WEBAPP_SECRET),
+        timeout=10.0,
+        data={
+            "grant_type": "authorization_code",
+            "code": params["code"],
+            "redirect_uri": WEBAPP_REDIRECT,
+            "code_verifier": verifier,
+            "resource": resource,
+        },
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
 
 
 class IdpBrowser:
