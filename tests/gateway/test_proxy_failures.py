@@ -17,10 +17,10 @@ import pytest
 
 from support import requirements as req
 from support.ports import free_port
+from support.upstream_app import build_upstream
 
 from .conftest import serve_in_thread, service_token, start_gateway
 from .mcp_wire import mcp_client, modern_headers, modern_request
-from .upstream_app import build_upstream
 
 
 @contextmanager

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from support import requirements as req
+from support.upstream_app import Upstream, build_upstream
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
 from .mcp_wire import (
@@ -26,7 +27,6 @@ from .mcp_wire import (
     modern_headers,
     modern_request,
 )
-from .upstream_app import Upstream, build_upstream
 
 UPSTREAM_SECRET = "upstream-secret-not-the-clients"
 FORGED = {

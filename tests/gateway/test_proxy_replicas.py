@@ -16,10 +16,10 @@ import sqlalchemy as sa
 
 from support import requirements as req
 from support.pg import asyncpg_dsn, fresh_database
+from support.upstream_app import build_upstream
 
 from .conftest import AuthgateServer, serve_in_thread, service_token, start_gateway
 from .mcp_wire import initialize_request, legacy_headers
-from .upstream_app import build_upstream
 
 pytestmark = pytest.mark.postgres
 

@@ -18,10 +18,10 @@ import pytest
 from mcp_types import CallToolResult
 
 from support import requirements as req
+from support.upstream_app import Upstream, build_upstream
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
 from .mcp_wire import MODES, mcp_client, modern_headers, modern_request
-from .upstream_app import Upstream, build_upstream
 
 KINDS = {"stateful": False, "stateless": True}
 WAIT = 15.0

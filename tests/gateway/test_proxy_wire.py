@@ -1,6 +1,6 @@
 """Byte-level behaviour the SDK server cannot show: JSON-RPC batches (2025-03-26), SSE
 framing passed byte for byte, and what the gateway strips from the upstream's answer.
-The upstream is a small hand-written app (upstream_app.scripted_app)."""
+The upstream is a small hand-written app (support/upstream_app.py: scripted_app)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import httpx
 import pytest
 
 from support import requirements as req
+from support.upstream_app import RAW_SSE, Upstream, scripted_app
 
 from .conftest import serve_in_thread, service_token, start_gateway
 from .mcp_wire import ACCEPT
-from .upstream_app import RAW_SSE, Upstream, scripted_app
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,6 @@ import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from gateway.upstream_app import Upstream, build_upstream  # tests/gateway (tests/ is on sys.path)
 from support import requirements as req
 from support.authgate_server import serve_asgi_in_thread
 from support.idp_peers import (
@@ -33,6 +32,7 @@ from support.idp_peers import (
     webapp_tokens,
 )
 from support.ports import free_port
+from support.upstream_app import Upstream, build_upstream
 
 from .seed_support import (
     SeedGate,
