@@ -25,6 +25,21 @@ from authgate.store.models import Consent, User
 REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
 
 
+async def validated(auth: Authority, request: Request) -> AuthorizationRequest | Response:
+    """The authorization request of GET /authorize, or the answer that refuses it: a page when
+    the redirect URI cannot be trusted, else a redirect to the client (RFC 6749 §4.1.2.1)."""
+    try:
+        return await authorize.validate(auth, list(request.query_params.multi_items()))
+    except UnverifiedRedirect as exc:
+        return error_page(
+            "This app cannot sign in",
+            exc.description,
+            "Go back to the app and connect again; if it keeps failing, tell its developer.",
+        )
+    except RedirectError as err:
+        return error_redirect(auth, err, 302)
+
+
 class BrowserFlow:
     def __init__(self, auth: Authority, signer: Signer, settings: Settings) -> None:
         self.auth = auth
@@ -36,16 +51,9 @@ class BrowserFlow:
 
     # -- endpoints ---------------------------------------------------------------------
     async def authorize(self, request: Request) -> Response:
-        try:
-            req = await authorize.validate(self.auth, list(request.query_params.multi_items()))
-        except UnverifiedRedirect as exc:
-            return error_page(
-                "This app cannot sign in",
-                exc.description,
-                "Go back to the app and connect again; if it keeps failing, tell its developer.",
-            )
-        except RedirectError as err:
-            return error_redirect(self.auth, err, 302)
+        req = await validated(self.auth, request)
+        if isinstance(req, Response):
+            return req
         user = await self._session_user(request)
         if user is None:
             return self._login_page(request, req)

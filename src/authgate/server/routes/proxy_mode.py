@@ -29,13 +29,12 @@ from authgate.idp.proxy.identity import refusal
 from authgate.idp.proxy.presets import resolve
 from authgate.idp.proxy.upstream_idp import TIMEOUT, UpstreamClient, UpstreamIdpError, pkce_pair
 from authgate.idp.proxy.vault import UpstreamVault
-from authgate.oauth import authorize
 from authgate.oauth.authority import Authority
-from authgate.oauth.authorize import AuthorizationRequest, RedirectError, UnverifiedRedirect
+from authgate.oauth.authorize import AuthorizationRequest
 from authgate.oauth.redirect_uris import form_action_source
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
-from authgate.server.routes.authorize import REQUEST_MAX_AGE, BrowserFlow
+from authgate.server.routes.authorize import REQUEST_MAX_AGE, BrowserFlow, validated
 from authgate.server.runtime import Runtime, load_secret
 from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
 from authgate.store.models import Consent, User
@@ -55,16 +54,9 @@ class ProxyFlow(BrowserFlow):
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
 
     async def authorize(self, request: Request) -> Response:
-        try:
-            req = await authorize.validate(self.auth, list(request.query_params.multi_items()))
-        except UnverifiedRedirect as exc:
-            return error_page(
-                "This app cannot sign in",
-                exc.description,
-                "Go back to the app and connect again; if it keeps failing, tell its developer.",
-            )
-        except RedirectError as err:
-            return error_redirect(self.auth, err, 302)
+        req = await validated(self.auth, request)
+        if isinstance(req, Response):
+            return req
         return self._consent_page(request, req)
 
     async def consent(self, request: Request) -> Response:
