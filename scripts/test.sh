@@ -231,6 +231,14 @@ else
         useradd --system --home-dir /var/lib/postgresql --shell /bin/sh postgres \
             || die "step 'create the postgres user' failed: useradd postgres (initdb refuses to run as root)"
     fi
+    # The server runs as `postgres`, which may not be able to reach a checkout under a private
+    # home (e.g. /root, 0700): then its data lives in a fixed folder of its own under /var/tmp.
+    if [ "$(id -u)" -eq 0 ] && ! runuser -u postgres -- test -x "$REPO_ROOT"; then
+        PG_ROOT="/var/tmp/authgate-test-pg-$(printf '%s' "$REPO_ROOT" | sha256sum | cut -c1-12)"
+        PG_DATA="$PG_ROOT/data"
+        PG_LOG="$PG_ROOT/server.log"
+        echo "the postgres user cannot reach $REPO_ROOT: data in $PG_ROOT"
+    fi
     mkdir -p "$PG_ROOT"
     [ "$(id -u)" -eq 0 ] && chown postgres "$PG_ROOT"
     chmod 700 "$PG_ROOT"
