@@ -52,6 +52,60 @@ async def test_code_is_single_use_across_replicas(store: SqlStore, replica: SqlS
         assert len(winners) == 1 and len(replays) == 1, (first, second)
 
 
+async def _redeem(store: SqlStore, build: type[Build], code_hash: str, token_hash: str) -> str:
+    """What the token endpoint asks of the store for one exchange (oauth/grants.py)."""
+    redemption = await store.consume_code(code_hash, NOW + 1)
+    if redemption.replayed is not None:
+        await store.revoke_family(redemption.replayed.family_id, "authorization code replayed", NOW + 1)
+        return "replay"
+    assert redemption.code is not None
+    await store.get_user(redemption.code.user_id)  # as the endpoint does, while replays come in
+    family_id = redemption.code.family_id
+    await store.create_family(build.family(family_id), build.token(token_hash, family_id=family_id))
+    return token_hash
+
+
+@pytest.mark.requirement(req.OAUTH21_4_1_3_CODE_REPLAY_REVOKES)
+async def test_a_racing_replay_revokes_the_grant_whatever_the_timing(
+    store: SqlStore, replica: SqlStore, build: type[Build]
+) -> None:
+    for trial in range(20):
+        code_hash, family_id = f"race-{trial}", f"race-family-{trial}"
+        await store.save_code(build.code(code_hash, family_id=family_id))
+        outcomes = await asyncio.gather(
+            *(_redeem((store, replica)[i % 2], build, code_hash, f"rt-{trial}-{i}") for i in range(6))
+        )
+        (winner,) = [o for o in outcomes if o != "replay"]
+        family = await replica.get_family(family_id)
+        assert family is not None and family.revoked_reason == "authorization code replayed", (trial, outcomes)
+        first = await replica.get_refresh_token(winner)  # kept, so presenting it says "revoked"
+        assert first is not None and first.family_id == family_id
+        assert not await store.family_is_live(family_id)
+
+
+@pytest.mark.requirement(req.OAUTH21_4_1_3_CODE_REPLAY_REVOKES)
+async def test_a_replay_before_the_winner_issues_leaves_its_tokens_born_revoked(
+    store: SqlStore, replica: SqlStore, build: type[Build]
+) -> None:
+    await store.save_code(build.code("h", family_id="f"))
+    won = await store.consume_code("h", NOW + 1)
+    replay = await replica.consume_code("h", NOW + 1)
+    assert won.code is not None and replay.replayed is not None
+    assert await replica.revoke_family(replay.replayed.family_id, "authorization code replayed", NOW + 1) is True
+    await store.create_family(build.family("f"), build.token("t", family_id="f"))
+    family = await store.get_family("f")
+    assert family is not None and (family.revoked_at, family.scopes) == (NOW + 1, ("mcp:read",))
+    assert not await store.family_is_live("f")
+
+
+async def test_an_unredeemed_codes_family_lives_as_long_as_the_code(store: SqlStore, build: type[Build]) -> None:
+    await store.save_code(build.code("h", family_id="f", created_at=NOW - 120, expires_at=NOW - 60))
+    assert await store.purge_expired(NOW - 3600) == 0  # the code has not expired before then
+    assert await store.get_family("f") is not None
+    assert await store.purge_expired(NOW) == 2  # the code expired unused: it and its family go
+    assert await store.get_family("f") is None
+
+
 # -- refresh token families -------------------------------------------------------------------
 
 

@@ -113,17 +113,17 @@ async def _authorization_code(
         user_id=stored.user_id,
         scopes=granted,
         resources=stored.resources,
-        created_at=now,
+        created_at=stored.created_at,
     )
-    await auth.store.create_family(
-        family,
-        RefreshToken(
-            token_hash=digest(refresh),
-            family_id=family.family_id,
-            issued_at=now,
-            expires_at=now + auth.config.refresh_token_ttl,
-        ),
+    first = RefreshToken(
+        token_hash=digest(refresh),
+        family_id=family.family_id,
+        issued_at=now,
+        expires_at=now + auth.config.refresh_token_ttl,
     )
+    # The family was made with the code; if a racing replay revoked it already, these tokens
+    # are born revoked (one answer whatever the timing: one 200, its tokens refused after).
+    await auth.store.create_family(family, first)
     body["refresh_token"] = refresh
     return body
 

@@ -80,7 +80,9 @@ class UserStore(Protocol):
 
 
 class CodeStore(Protocol):
-    async def save_code(self, code: AuthorizationCode) -> None: ...
+    async def save_code(self, code: AuthorizationCode) -> None:
+        """Store the code and, in the same step, its refresh family (no token yet), so that a
+        replay racing the redemption always finds the family to revoke."""
 
     async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
         """Atomically mark the code used. Exactly one concurrent caller gets `code`; a later
@@ -88,7 +90,9 @@ class CodeStore(Protocol):
 
 
 class RefreshStore(Protocol):
-    async def create_family(self, family: RefreshFamily, first: RefreshToken) -> None: ...
+    async def create_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        """Give the family (made by `save_code`, else made now) the values of `family` and its
+        first token, atomically, keeping any revocation (a replay may have come first)."""
 
     async def get_family(self, family_id: str) -> RefreshFamily | None: ...
 

@@ -8,6 +8,7 @@ revocation).
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.errors import StoreError
 from authgate.store.models import (
@@ -38,7 +39,19 @@ class SqlGrants(SqlDatabase):
     # -- authorization codes ----------------------------------------------------------------
 
     async def save_code(self, code: AuthorizationCode) -> None:
+        # The code's family is made with it, empty: a replay that beats the winning redemption
+        # still finds it to revoke, and the winner's first token joins it revoked (RFC 9700 §4.5).
+        family = RefreshFamily(
+            family_id=code.family_id,
+            client_id=code.client_id,
+            user_id=code.user_id,
+            scopes=code.scopes,
+            resources=code.resources,
+            created_at=code.created_at,
+        )
         async with self._tx() as conn:
+            if not await _family_exists(conn, code.family_id):
+                await conn.execute(sa.insert(FAMILIES).values(rows.family_values(family)))
             await conn.execute(sa.insert(CODES).values(rows.code_values(code)))
 
     async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
@@ -61,8 +74,17 @@ class SqlGrants(SqlDatabase):
     # -- refresh tokens ---------------------------------------------------------------------
 
     async def create_family(self, family: RefreshFamily, first: RefreshToken) -> None:
+        # The family exists already (made with its code), perhaps revoked by a replay that won
+        # the race: the UPDATE leaves a revocation alone, so the first token is born revoked.
+        # In PostgreSQL this UPDATE and a replay's revoke_family take turns on the row lock.
+        values = rows.family_values(family)
+        del values["family_id"], values["revoked_at"], values["revoked_reason"]
         async with self._tx() as conn:
-            await conn.execute(sa.insert(FAMILIES).values(rows.family_values(family)))
+            made = await conn.execute(
+                sa.update(FAMILIES).where(FAMILIES.c.family_id == family.family_id).values(**values)
+            )
+            if made.rowcount != 1:  # a code saved by an older version, without its family
+                await conn.execute(sa.insert(FAMILIES).values(rows.family_values(family)))
             await conn.execute(sa.insert(TOKENS).values(rows.token_values(first)))
 
     async def get_family(self, family_id: str) -> RefreshFamily | None:
@@ -170,6 +192,11 @@ class SqlGrants(SqlDatabase):
                 )
             else:
                 await conn.execute(sa.update(CONSENTS).where(*key).values(**values))
+
+
+async def _family_exists(conn: AsyncConnection, family_id: str) -> bool:
+    found = await conn.execute(sa.select(FAMILIES.c.family_id).where(FAMILIES.c.family_id == family_id))
+    return found.first() is not None
 
 
 def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
