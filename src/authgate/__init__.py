@@ -44,16 +44,27 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """PEP 562: import a public name's module the first time the name is read."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'authgate' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later reads skip this function
-    return value
+def _lazy_exports(
+    package: str, table: dict[str, str], namespace: dict[str, object]
+) -> tuple[_typing.Callable[[str], object], _typing.Callable[[], list[str]]]:
+    """A package's PEP 562 `__getattr__` and `__dir__`: each public name in `table` (name ->
+    the module that defines it) is imported the first time it is read, then kept in the
+    package's `namespace` so later reads skip the hook. Here so that every package can use it
+    without loading another module (`authgate` is always imported first)."""
+
+    def getattr_(name: str) -> object:
+        module = table.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(_importlib.import_module(module), name)
+        namespace[name] = value
+        return value
+
+    def dir_() -> list[str]:
+        # what is defined plus what can be: test_public_api_all_is_exact compares it with __all__
+        return sorted(set(namespace) | set(table))
+
+    return getattr_, dir_
 
 
-def __dir__() -> list[str]:
-    # what is defined plus what can be: test_public_api_all_is_exact compares it with __all__
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())

@@ -13,9 +13,9 @@ Framework-free: httpx for HTTP, no Starlette (except in standin.py).
 
 from __future__ import annotations
 
-import importlib as _importlib
 import typing as _typing
 
+from authgate import _lazy_exports
 from authgate.doctor.findings import ClientReport, DoctorReport, Finding, Registration, Status
 from authgate.doctor.profiles import PROFILES, ClientProfile
 
@@ -39,8 +39,4 @@ __all__ = [
 # profile names (`--client`) without loading them
 _LAZY = {"DoctorOptions": "authgate.doctor.flow", "run_doctor": "authgate.doctor.runner"}
 
-
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'authgate.doctor' has no attribute {name!r}")
-    return getattr(_importlib.import_module(_LAZY[name]), name)
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())

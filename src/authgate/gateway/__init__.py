@@ -12,8 +12,9 @@ The public names are resolved on first use (PEP 562), so importing the shared mo
 load the HTTP proxy and its client library.
 """
 
-import importlib as _importlib
 import typing as _typing
+
+from authgate import _lazy_exports
 
 if _typing.TYPE_CHECKING:
     from authgate.gateway.errors import GatewayError
@@ -43,15 +44,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """PEP 562: import a public name's module the first time the name is read."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'authgate.gateway' has no attribute {name!r}")
-    value = getattr(_importlib.import_module(module), name)
-    globals()[name] = value  # later reads skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy_exports(__name__, _LAZY, globals())
