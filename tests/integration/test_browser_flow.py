@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
+
+from support.needs import unavailable
 
 pytestmark = pytest.mark.browser
 
@@ -54,11 +55,8 @@ def _require_chromium() -> None:
             import playwright.sync_api  # noqa: F401
         except ImportError:
             problem = "the python package playwright is not installed (pip install -e '.[test]')"
-    if problem is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(problem)
-    pytest.skip(problem)
+    if problem is not None:
+        unavailable(problem)
 
 
 @pytest.fixture(autouse=True)

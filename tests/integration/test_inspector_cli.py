@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from support.needs import require_node_files
 
 pytestmark = pytest.mark.node
 
@@ -49,17 +50,7 @@ _DESKTOP_VARS = (
 
 
 def _require_inspector() -> None:
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node is not on PATH")
-    if not INSPECTOR.exists():
-        missing.append(f"{INSPECTOR.relative_to(REPO)} is missing")
-    if not missing:
-        return
-    msg = "; ".join(missing) + " (run `bash scripts/test.sh`, or `npm ci` in tests/node)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    require_node_files(INSPECTOR)
 
 
 @pytest.fixture(autouse=True)

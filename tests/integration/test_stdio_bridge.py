@@ -15,7 +15,6 @@ npm `@modelcontextprotocol/server-everything` (tests/node).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +24,7 @@ import pytest
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.needs import unavailable
 from support.stdio_support import (
     CALL_TIMEOUT,
     DEMO_COMMAND,
@@ -52,10 +52,7 @@ def demo_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServ
 @pytest.fixture(scope="module")
 def everything_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
     if not EVERYTHING.is_file() or shutil.which("node") is None:
-        msg = "node or npm @modelcontextprotocol/server-everything is missing (run `npm ci` in tests/node)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        unavailable("node or npm @modelcontextprotocol/server-everything is missing (run `npm ci` in tests/node)")
     server = start_stdio_gate(tmp_path_factory.mktemp("stdio-everything"), EVERYTHING_COMMAND)
     yield server
     server.stop()

@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import time
@@ -26,10 +25,11 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import anyio.to_thread
 import httpx
-import pytest
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 from mcp.shared.auth import AuthorizationCodeResult
+
+from support.needs import require_node_files
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_DIR = REPO / "tests" / "node"
@@ -46,17 +46,7 @@ WEBAPP_REDIRECT = "http://127.0.0.1:47613/cb"  # never listened on
 
 def require_oidc_provider() -> None:
     """Skip without Node and the npm peers; under CI=true that is a failure instead."""
-    missing = []
-    if shutil.which("node") is None:
-        missing.append("node is not on PATH")
-    if not PROVIDER_PACKAGE.exists():
-        missing.append(f"{PROVIDER_PACKAGE.relative_to(REPO)} is missing")
-    if not missing:
-        return
-    msg = "; ".join(missing) + " (run `bash scripts/test.sh`, or `npm ci` in tests/node)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(msg)
-    pytest.skip(msg)
+    require_node_files(PROVIDER_PACKAGE)
 
 
 def signing_key(kid: str) -> RSAKey:
