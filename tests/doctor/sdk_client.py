@@ -11,11 +11,10 @@ import anyio
 import httpx
 import httpx2
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+from mcp.shared.auth import AuthorizationCodeResult
 
-from support.sdk_oauth import MemoryTokenStorage
+from support.sdk_oauth import MemoryTokenStorage, public_client
 
 FLOW_TIMEOUT = 30.0
 REDIRECT_URI = "http://127.0.0.1:38972/callback"  # never listened on: the code is read from Location
@@ -48,14 +47,8 @@ async def run_sdk_client(url: str) -> SdkOutcome:
             raise RuntimeError(f"authorization failed: {answer}")
         return AuthorizationCodeResult(code=answer["code"], state=answer.get("state"), iss=answer.get("iss"))
 
-    metadata = OAuthClientMetadata(
-        client_name="doctor agreement check",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
-        url, metadata, MemoryTokenStorage(), redirect_handler=redirect_handler, callback_handler=callback_handler
+    provider = public_client(
+        url, "doctor agreement check", REDIRECT_URI, MemoryTokenStorage(), redirect_handler, callback_handler
     )
     outcome = SdkOutcome(ok=False)
 

@@ -21,16 +21,14 @@ import httpx
 import httpx2
 import pytest
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 
 from support import requirements as req
 from support.external_gate import ExternalAuthgate
 from support.idp_peers import IdpBrowser, OidcProvider, ProviderShape, auth0_like, keycloak_like
 from support.ports import free_port
-from support.sdk_oauth import MemoryTokenStorage
+from support.sdk_oauth import MemoryTokenStorage, public_client
 
 REDIRECT_URI = "http://127.0.0.1:38972/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0
@@ -54,18 +52,13 @@ async def _sign_in_and_whoami(
     mode: str,
     seen: list[tuple[str, str, int]],
 ) -> tuple[list[str], dict[str, Any]]:
-    metadata = OAuthClientMetadata(
-        client_name="sdk external-mode test",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
+    provider = public_client(
         gate.mcp_url,
-        metadata,
+        "sdk external-mode test",
+        REDIRECT_URI,
         storage,
-        redirect_handler=browser.redirect_handler,
-        callback_handler=browser.callback_handler,
+        browser.redirect_handler,
+        browser.callback_handler,
     )
 
     async def log(response: httpx2.Response) -> None:

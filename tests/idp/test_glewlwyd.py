@@ -42,16 +42,15 @@ import httpx
 import httpx2
 import pytest
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+from mcp.shared.auth import AuthorizationCodeResult
 from mcp_types import CallToolResult, TextContent
 
 from support import requirements as req
 from support.external_gate import ExternalAuthgate
 from support.idp_peers import signing_key
 from support.ports import free_port
-from support.sdk_oauth import MemoryTokenStorage
+from support.sdk_oauth import MemoryTokenStorage, public_client
 
 GLEWLWYD_BINARIES = ("/usr/bin/glewlwyd", "/usr/sbin/glewlwyd")
 # The package's SQLite schema + seed data; the dbconfig-common copy survives images that drop /usr/share/doc.
@@ -375,18 +374,8 @@ async def test_sdk_client_signs_in_at_glewlwyd_and_calls_whoami_through_authgate
     gate = external_authgate(issuer=glewlwyd.issuer, idp_profile="generic")
     browser, storage = GlewlwydBrowser(glewlwyd), MemoryTokenStorage()
     seen: list[tuple[str, str, int]] = []
-    metadata = OAuthClientMetadata(
-        client_name="sdk glewlwyd test",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
-        gate.mcp_url,
-        metadata,
-        storage,
-        redirect_handler=browser.redirect_handler,
-        callback_handler=browser.callback_handler,
+    provider = public_client(
+        gate.mcp_url, "sdk glewlwyd test", REDIRECT_URI, storage, browser.redirect_handler, browser.callback_handler
     )
 
     async def log(response: httpx2.Response) -> None:

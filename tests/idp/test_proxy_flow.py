@@ -26,18 +26,17 @@ import httpx
 import httpx2
 import pytest
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import AuthorizationCodeResult, OAuthToken
 from mcp_types import TextContent
 from proxy_harness import SECRET_KEY, ProxyBrowser, proxy_gate
-from test_external_sdk_flow import MemoryTokenStorage
 
 from authgate.oauth.sealing import derive_key, unseal
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.idp_peers import PROXY_ID, PROXY_SECRET, OidcProvider, no_dcr_upstream
 from support.ports import free_port
+from support.sdk_oauth import MemoryTokenStorage, public_client
 
 REDIRECT_URI = "http://127.0.0.1:38973/oauth/callback"  # never listened on
 FLOW_TIMEOUT = 60.0
@@ -69,18 +68,8 @@ class SdkBrowser:
 
 
 async def _whoami(gate: AuthgateServer, storage: MemoryTokenStorage, browser: SdkBrowser) -> dict[str, Any]:
-    metadata = OAuthClientMetadata(
-        client_name="sdk proxy-mode test",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
-        gate.mcp_url,
-        metadata,
-        storage,
-        redirect_handler=browser.redirect_handler,
-        callback_handler=browser.callback_handler,
+    provider = public_client(
+        gate.mcp_url, "sdk proxy-mode test", REDIRECT_URI, storage, browser.redirect_handler, browser.callback_handler
     )
     async with httpx2.AsyncClient(auth=provider, timeout=httpx2.Timeout(30.0)) as http:
         with anyio.fail_after(FLOW_TIMEOUT):

@@ -15,15 +15,15 @@ import httpx
 import httpx2
 import pytest
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+from mcp.shared.auth import AuthorizationCodeResult
 from mcp_types import TextContent
 from policy_servers import Protected, seed_app, seed_config, serve_protected
 from test_sdk_client import MODES, REDIRECT_URI, MemoryTokenStorage, WireLog
 
 from support import requirements as req
 from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
+from support.sdk_oauth import public_client
 
 FLOW_TIMEOUT = 90.0
 
@@ -95,18 +95,8 @@ async def test_a_read_token_steps_up_to_the_write_tool_through_incremental_conse
         if response.status_code == 403:
             wire_challenges.append(response.headers["www-authenticate"])
 
-    metadata = OAuthClientMetadata(
-        client_name="seed-002",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
-        seed_server.mcp_url,
-        metadata,
-        storage,
-        redirect_handler=hooks.redirect_handler,
-        callback_handler=hooks.callback_handler,
+    provider = public_client(
+        seed_server.mcp_url, "seed-002", REDIRECT_URI, storage, hooks.redirect_handler, hooks.callback_handler
     )
     try:
         async with httpx2.AsyncClient(

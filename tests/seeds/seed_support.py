@@ -32,14 +32,12 @@ from typing import Any
 import anyio
 import httpx2
 from mcp.client import Client
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import OAuthClientMetadata
 from mcp_types import CallToolResult, TextContent
 
 from support.authgate_server import AuthgateServer
 from support.idp_peers import IdpBrowser
-from support.sdk_oauth import MemoryTokenStorage
+from support.sdk_oauth import MemoryTokenStorage, public_client
 
 REPO = Path(__file__).resolve().parents[2]
 SEEDS = REPO / "docs" / "seeds"
@@ -143,14 +141,8 @@ async def sdk_sign_in_and_call(
     """The `mcp` SDK client connects to authgate, registers and signs in at the IdP (as
     `account`), lists the tools and calls `tool`. Returns the tool names, the result, the storage."""
     browser, storage = IdpBrowser(account), MemoryTokenStorage()
-    metadata = OAuthClientMetadata(
-        client_name="seed page test",
-        redirect_uris=[REDIRECT_URI],  # type: ignore[list-item]
-        token_endpoint_auth_method="none",
-        grant_types=["authorization_code", "refresh_token"],
-    )
-    provider = OAuthClientProvider(
-        mcp_url, metadata, storage, redirect_handler=browser.redirect_handler, callback_handler=browser.callback_handler
+    provider = public_client(
+        mcp_url, "seed page test", REDIRECT_URI, storage, browser.redirect_handler, browser.callback_handler
     )
 
     async def log(response: httpx2.Response) -> None:
