@@ -8,7 +8,6 @@ revocation).
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.errors import StoreError
 from authgate.store.models import (
@@ -50,8 +49,7 @@ class SqlGrants(SqlDatabase):
             created_at=code.created_at,
         )
         async with self._tx() as conn:
-            if not await _family_exists(conn, code.family_id):
-                await conn.execute(sa.insert(FAMILIES).values(rows.family_values(family)))
+            await conn.execute(self.upsert(FAMILIES).values(rows.family_values(family)).on_conflict_do_nothing())
             await conn.execute(sa.insert(CODES).values(rows.code_values(code)))
 
     async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
@@ -192,11 +190,6 @@ class SqlGrants(SqlDatabase):
                 )
             else:
                 await conn.execute(sa.update(CONSENTS).where(*key).values(**values))
-
-
-async def _family_exists(conn: AsyncConnection, family_id: str) -> bool:
-    found = await conn.execute(sa.select(FAMILIES.c.family_id).where(FAMILIES.c.family_id == family_id))
-    return found.first() is not None
 
 
 def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
