@@ -61,6 +61,21 @@ class GatewaySettings(BaseModel):
         le=86400,
         description="seconds a streaming (SSE) answer may stay silent before the gateway ends it",
     )
+    upstream_call_timeout: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="seconds one request's answer may take in total, JSON or SSE, HTTP or stdio upstream; "
+        "past it the client gets a JSON-RPC error (504, or a last SSE event) and the upstream "
+        "notifications/cancelled",
+    )
+    upstream_stream_timeout: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="seconds a standalone GET SSE stream (or subscriptions/listen) may stay open before the "
+        "gateway ends it cleanly, so that the client reconnects",
+    )
     upstream_headers: dict[str, str] = Field(
         default_factory=dict,
         description='static headers sent upstream, e.g. an API key: {"X-Api-Key": "..."} '
