@@ -12,7 +12,14 @@
         └── UpstreamError               -32603, `data.source = "authgate"`
             ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
             ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
+            ├── UpstreamInvalidAnswer   502  not JSON-RPC for the request: a 5xx, HTML, invalid JSON, a wrong id
+            ├── UpstreamStreamCut       502  the answer ended early: connection lost mid-body, stream ended unanswered
             └── UpstreamTimeout         504  no connection or no first byte in time
+                ├── UpstreamIdleTimeout 504  a streamed answer silent for longer than upstream_idle_timeout
+                └── UpstreamCallTimeout 504  no whole answer within upstream_call_timeout
+
+An UpstreamError after the answer's headers went out reaches the client as the last event
+of its SSE stream, for each request id still unanswered (gateway/http/reply.py).
 
 Codes follow JSON-RPC 2.0 §5.1 and MCP 2026-07-28 basic/index "Error Codes": -32020 is
 MCP's HeaderMismatch; gateway-local failures use -32603 with `data.source = "authgate"` so a
@@ -39,8 +46,12 @@ __all__ = [
     "MethodNotAllowed",
     "ParseError",
     "SessionNotFound",
+    "UpstreamCallTimeout",
     "UpstreamError",
+    "UpstreamIdleTimeout",
+    "UpstreamInvalidAnswer",
     "UpstreamRefused",
+    "UpstreamStreamCut",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "error_object",
@@ -128,9 +139,25 @@ class UpstreamRefused(UpstreamError):
     reason = "upstream_refused_credentials"
 
 
+class UpstreamInvalidAnswer(UpstreamError):
+    reason = "upstream_invalid_answer"
+
+
+class UpstreamStreamCut(UpstreamError):
+    reason = "upstream_stream_cut"
+
+
 class UpstreamTimeout(UpstreamError):
     status = 504
     reason = "upstream_timeout"
+
+
+class UpstreamIdleTimeout(UpstreamTimeout):
+    reason = "upstream_idle_timeout"
+
+
+class UpstreamCallTimeout(UpstreamTimeout):
+    reason = "upstream_call_timeout"
 
 
 def error_object(

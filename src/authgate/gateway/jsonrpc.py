@@ -14,7 +14,7 @@ from typing import Any
 
 from authgate.gateway.errors import InvalidJsonRpcRequest, JsonRpcId, ParseError, error_object
 
-__all__ = ["Body", "Message", "parse_body", "readable_id"]
+__all__ = ["Body", "Message", "cancelled_notification", "parse_body", "readable_id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +60,15 @@ class Body:
         if not self.rejected:
             return self.raw  # byte for byte
         return json.dumps([m.obj for m in self.messages], separators=(",", ":")).encode()
+
+
+def cancelled_notification(request_id: JsonRpcId, reason: str) -> dict[str, Any]:
+    """The request's answer is no longer wanted (MCP basic/utilities/cancellation)."""
+    return {
+        "jsonrpc": "2.0",
+        "method": "notifications/cancelled",
+        "params": {"requestId": request_id, "reason": reason},
+    }
 
 
 def readable_id(obj: Any) -> JsonRpcId:
