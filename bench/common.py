@@ -219,7 +219,8 @@ def wrk(
     cpu: str | None = None,
 ) -> Wrk:
     threads = min(threads, connections)
-    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script)]
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "30s", "--latency"]
+    argv += ["-s", str(script)]
     command = (["taskset", "-c", cpu] if cpu is not None else []) + [*argv, url]
     out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     if "Non-2xx" in out or "Socket errors" in out:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,20 +52,23 @@ def _request(mode: str, token: str) -> tuple[dict[str, str], str, str]:
     return headers | {"Authorization": f"Bearer {token}"}, body, '"hi"'
 
 
-def _serve(mode: str, workdir: Path, upstream_port: int | None) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _spawn(mode: str, workdir: Path, upstream_port: int | None) -> tuple[subprocess.Popen[bytes], str, Path]:
     port, data = common.free_port(), workdir / f"{mode}-data"
     env = common.clean_env(AUTHGATE_PORT=str(port), AUTHGATE_DATA_DIR=str(data), AUTHGATE_LOG_LEVEL="warning")
     if upstream_port is not None:
         env["AUTHGATE_UPSTREAM"] = f"http://127.0.0.1:{upstream_port}/mcp"
     proc = common.spawn([sys.executable, "-m", "authgate", "serve"], env=env, log=workdir / f"{mode}.log")
-    base = f"http://127.0.0.1:{port}"
+    return proc, f"http://127.0.0.1:{port}", data
+
+
+def _healthy(mode: str, proc: subprocess.Popen[bytes], base: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
             raise common.BenchError(f"authgate serve ({mode}) exited with {proc.returncode}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                return proc, base, data
+                return
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
@@ -77,12 +81,16 @@ def one_round(results: Results, requests: int, settle: float, workdir: Path) -> 
     upstream = common.spawn([sys.executable, "-m", "bench.gateway", "upstream", str(up_port)])
     try:
         common.wait_for_port(up_port, upstream, "upstream")
-        servers = {mode: _serve(mode, workdir, up_port if mode == "gateway" else None) for mode in MODES}
+        servers = {mode: _spawn(mode, workdir, up_port if mode == "gateway" else None) for mode in MODES}
+        for mode, (proc, base, _) in servers.items():
+            _healthy(mode, proc, base)
         time.sleep(settle)
         for mode, (proc, _, _) in servers.items():
             results.idle.setdefault(mode, []).append(common.rss_mb(proc.pid))
-        for mode, (proc, base, data) in servers.items():
-            headers, body, expect = _request(mode, machine_token(base, data))
+        with ThreadPoolExecutor() as pool:  # each is an `authgate clients add` process, then /token
+            tokens = {mode: pool.submit(machine_token, base, data) for mode, (_, base, data) in servers.items()}
+        for mode, (proc, base, _) in servers.items():
+            headers, body, expect = _request(mode, tokens[mode].result())
             common.send(f"{base}/mcp", headers, body, requests, expect=expect)
             results.after.setdefault(mode, []).append(common.rss_mb(proc.pid))
         for proc, _, _ in servers.values():
@@ -90,9 +98,8 @@ def one_round(results: Results, requests: int, settle: float, workdir: Path) -> 
     finally:
         common.stop(upstream)
     results.requests = requests
-    data = workdir / "cli-data"
-    env = common.clean_env(AUTHGATE_DATA_DIR=str(data))
-    subprocess.run([sys.executable, "-m", "authgate", "users", "list"], env=env, capture_output=True, check=True)
+    # the embedded server's data directory: made and migrated, as a deployment's would be
+    env = common.clean_env(AUTHGATE_DATA_DIR=str(workdir / "embedded-data"))
     for name, args in COMMANDS.items():
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "authgate", *args], env=env, capture_output=True, check=True)

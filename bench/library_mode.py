@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,8 +64,9 @@ def one_round(results: Results, seconds: float, warmup: float, workdir: Path) ->
         for kind, proc in procs.items():
             common.wait_for_port(int(urls[kind].rsplit(":", 1)[1]), proc, f"library-mode server {kind}")
             common.pin(proc, "0")
-        for kind in ("authgate", "guard"):
-            tokens[kind] = machine_token(urls[kind], workdir / kind)
+        with ThreadPoolExecutor() as pool:  # each is an `authgate clients add` process, then /token
+            made = {kind: pool.submit(machine_token, urls[kind], workdir / kind) for kind in ("authgate", "guard")}
+            tokens.update({kind: future.result() for kind, future in made.items()})
         for protocol in common.PROTOCOLS:  # interleaved: each server in turn, each protocol
             for kind in KINDS:
                 headers, body = common.mcp_call(protocol)

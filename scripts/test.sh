@@ -278,6 +278,12 @@ fi
 echo "AUTHGATE_TEST_POSTGRES_URL=$AUTHGATE_TEST_POSTGRES_URL"
 
 # ---------------------------------------------------------------------------
+section "benchmark tools (wrk, taskset; the FastMCP venv .bench-venv: scripts/bench-deps.sh)"
+# tests/bench/test_bench_quick.py runs `python -m bench all --quick` (about two minutes).
+bash "$REPO_ROOT/scripts/bench-deps.sh" \
+    || need "step 'scripts/bench-deps.sh' failed (above): wrk and taskset come from Debian's packages (run as root or with sudo), FastMCP from PyPI; tests/bench needs them"
+
+# ---------------------------------------------------------------------------
 section "ruff (lint and format check)"
 "$PYBIN" -m ruff check . || die "ruff found problems: fix them, or run '.venv/bin/ruff check --fix .'"
 "$PYBIN" -m ruff format --check . || die "files are not formatted: run '.venv/bin/ruff format .'"
