@@ -3,11 +3,17 @@ durability across replicas and reopening."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+import pytest
+
 from authgate.store.models import AuditEvent
 from authgate.store.sql import SqlStore
 from authgate.store.sql.audit import SqlAuditStore
+from support import requirements as req
 
-from .conftest import NOW, StoreFactory
+from .conftest import NOW, Build, StoreFactory
 
 
 def _event(i: int, **kw: object) -> AuditEvent:
@@ -67,3 +73,41 @@ async def test_events_written_by_one_replica_are_read_by_another_after_reopening
     await store.close()
     other = await open_store(migrate=False)
     assert [e.at for e in await SqlAuditStore(other).list_audit_events()] == [NOW + 1]
+
+
+async def test_the_batch_writer_commits_from_a_thread_of_its_own(store: SqlStore, replica: SqlStore) -> None:
+    writer = SqlAuditStore(store).batch_writer()
+    assert writer is not None  # a file or a server: a second connection sees the same database
+    await asyncio.to_thread(writer.write, [_event(i) for i in range(200)])  # more than one INSERT's rows
+    await asyncio.to_thread(writer.close)
+    events = await SqlAuditStore(replica).list_audit_events(limit=1000)
+    assert [e.at for e in events] == [NOW + i for i in range(200)]
+    assert events[7] == _event(7, event_id=events[7].event_id)
+
+
+@pytest.mark.requirement(req.ISSUE18_AUDIT_WRITER_SHARES_SQLITE)
+async def test_the_store_keeps_writing_while_the_audit_writer_writes(store: SqlStore) -> None:
+    # SQLite has one writer at a time: the writer thread's connection and the store's take
+    # turns for the lock (busy timeout), and neither sees "database is locked".
+    writer = SqlAuditStore(store).batch_writer()
+    assert writer is not None
+    stop = threading.Event()
+
+    def write_batches() -> int:
+        batches = 0
+        while not stop.is_set():
+            writer.write([_event(i, target="from-thread") for i in range(500)])
+            batches += 1
+        writer.close()
+        return batches
+
+    thread = asyncio.ensure_future(asyncio.to_thread(write_batches))
+    try:
+        for i in range(100):
+            await store.add_client(Build.client(f"client-{i}"))
+    finally:
+        stop.set()
+        batches = await thread
+    assert batches >= 1
+    assert len(await store.list_clients()) == 100
+    assert len(await SqlAuditStore(store).list_audit_events(target="from-thread", limit=10**6)) == 500 * batches

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,16 +105,27 @@ class McpApp:
 
 @dataclass
 class MemoryAuditStore:
+    """No connection of its own (`batch_writer` is None): the writer thread hands its batches
+    to the event loop, as for an in-memory SQLite database."""
+
     events: list[AuditEvent] = field(default_factory=list)
     fail: int = 0  # refuse this many writes first
+    hold: asyncio.Event | None = None  # writes wait until it is set
+    batch_sizes: list[int] = field(default_factory=list)
 
     async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
         from authgate.errors import StoreError
 
+        if self.hold is not None:
+            await self.hold.wait()
         if self.fail:
             self.fail -= 1
             raise StoreError("database is locked")
+        self.batch_sizes.append(len(events))
         self.events.extend(events)
+
+    def batch_writer(self) -> None:
+        return None
 
     async def list_audit_events(
         self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100

@@ -17,6 +17,7 @@ from authgate.errors import ConfigError
 from authgate.store.models import AuditEvent
 from authgate.store.sql import SqlStore
 from authgate.store.sql.audit import SqlAuditStore
+from support import requirements as req
 
 NOW = 1_800_000_000.0
 
@@ -40,43 +41,58 @@ async def test_queued_events_are_written_in_batches_and_flushed_on_close() -> No
     store = MemoryAuditStore()
     log = AuditLog(store, batch_size=10)
     for i in range(25):
-        await log.record(event(i))
+        log.record(event(i))
     await log.aclose()
     assert [e.at for e in store.events] == [NOW + i for i in range(25)]
+    assert max(store.batch_sizes) <= 10
 
 
-async def test_a_full_queue_makes_the_next_event_wait_rather_than_drop() -> None:
+@pytest.mark.requirement(req.ISSUE18_AUDIT_NEVER_BLOCKS)
+async def test_a_full_queue_drops_counts_and_logs_the_event_and_never_waits(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryAuditStore(hold=asyncio.Event())  # a database that does not answer yet
+    log = AuditLog(store, max_queued=5, batch_size=1, linger_seconds=0)
+    for i in range(20):
+        log.record(event(i))  # synchronous: there is nothing to wait for
+    assert log.dropped >= 20 - 5 - 1  # the queue, and the one batch the writer holds
+    assert "queue of 5 events is full" in caplog.text
+    store.hold.set()
+    await asyncio.wait_for(log.aclose(), timeout=10)
+    assert len(store.events) == 20 - log.dropped
+
+
+@pytest.mark.requirement(req.ISSUE18_AUDIT_FLUSHED_ON_STOP)
+async def test_a_clean_stop_writes_every_queued_event_even_while_lingering() -> None:
     store = MemoryAuditStore()
-    log = AuditLog(store, max_queued=2, batch_size=1)
-    await asyncio.wait_for(asyncio.gather(*(log.record(event(i)) for i in range(20))), timeout=5)
-    await log.aclose()
-    assert len(store.events) == 20
-
-
-async def test_closing_after_the_writer_was_cancelled_does_not_hang(caplog: pytest.LogCaptureFixture) -> None:
-    # A server cancelled as a whole (not shut down in order) cancels the writer first.
-    store = MemoryAuditStore()
-    log = AuditLog(store, linger_seconds=10)
+    log = AuditLog(store, linger_seconds=30)  # the writer would wait 30 s for more
     for i in range(3):
-        await log.record(event(i))
-    await asyncio.sleep(0)  # the writer takes the first event and lingers
-    assert log._writer is not None
-    log._writer.cancel()
-    await asyncio.wait_for(log.aclose(), timeout=5)
+        log.record(event(i))
+    await asyncio.wait_for(log.aclose(), timeout=10)
+    assert len(store.events) == 3
+
+
+async def test_closing_while_the_store_hangs_gives_up_and_says_what_was_lost(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryAuditStore(hold=asyncio.Event())
+    log = AuditLog(store, linger_seconds=0, close_seconds=0.5)
+    for i in range(3):
+        log.record(event(i))
+    await asyncio.wait_for(log.aclose(), timeout=10)
     assert "lost" in caplog.text
+    store.hold.set()
 
 
 async def test_a_refusal_is_committed_before_record_now_returns() -> None:
     store = MemoryAuditStore(fail=1)  # a busy database: retried
-    await AuditLog(store, retry_seconds=0.01).record_now(event(1, decision="refused", reason="insufficient_scope"))
+    log = AuditLog(store, retry_seconds=0.01, linger_seconds=30)  # a refusal does not linger
+    await asyncio.wait_for(log.record_now(event(1, decision="refused", reason="insufficient_scope")), timeout=10)
     assert [e.decision for e in store.events] == ["refused"]
+    await log.aclose()
 
 
 async def test_a_batch_the_store_keeps_refusing_is_dropped_and_counted(caplog: pytest.LogCaptureFixture) -> None:
     store = MemoryAuditStore(fail=3)
     log = AuditLog(store, retry_seconds=0.01)
-    await log.record(event(1))
-    await log.record(event(2))
+    log.record(event(1))
+    log.record(event(2))
     await log.aclose()
     assert "event(s) lost" in caplog.text
     assert len(store.events) <= 1

@@ -430,6 +430,14 @@ ISSUE11_CIMD_ERROR_GENERIC = Requirement(
     "authgate", "issue 11 hole 8", "a CIMD fetch failure shows the browser no internal address or DNS answer"
 )
 
+ISSUE18_AUDIT_NEVER_BLOCKS = Requirement(
+    "authgate", "issue 18", "the audit queue is bounded: overflow is counted and logged, a request never waits for it"
+)
+ISSUE18_AUDIT_FLUSHED_ON_STOP = Requirement("authgate", "issue 18", "a clean stop writes every queued audit event")
+ISSUE18_AUDIT_WRITER_SHARES_SQLITE = Requirement(
+    "authgate", "issue 18", "the audit writer's own connection and the store's writes share one SQLite file unlocked"
+)
+
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -1,37 +1,39 @@
-"""`AuditLog`: getting audit events into the store without slowing allowed calls down.
+"""`AuditLog`: getting audit events into the store without the serving event loop paying for it.
 
-* A refusal is committed before its answer is sent (`record_now`): nobody is refused without a
-  trace.
-* An allowed operation is queued when its answer has been sent (`record`) and a background
-  writer commits what is queued, up to BATCH_SIZE rows per transaction, LINGER_SECONDS after
-  the first of them arrived (so one commit serves many calls: a commit per call cost about
-  200 µs of CPU per request under load). The queue holds at most MAX_QUEUED events; when it is full the next
-  allowed operation waits for room (never dropped for being fast).
+* An allowed operation is appended to a bounded in-memory queue once its answer has been sent
+  (`record`: a deque append, O(1), never waits). The writer thread (`audit/writer.py`) commits
+  what is queued in batches of up to BATCH_SIZE rows, LINGER_SECONDS after the first of them
+  arrived, on a database connection of its own.
+* A refusal is committed before its answer is sent (`record_now` waits for the writer thread
+  to commit it, without lingering): nobody is refused without a trace.
+* When MAX_QUEUED allowed events wait already (the database is slower than the traffic), the
+  next one is dropped — never the request: the drop is counted (`dropped`) and logged, at most
+  once every OVERFLOW_LOG_SECONDS.
 
-What a kill -9 can lose: the allowed operations not yet committed, i.e. at most MAX_QUEUED
-queued plus BATCH_SIZE being written (1 500 events) — in normal operation only those of the
-last LINGER_SECONDS plus one commit. A batch the database refuses WRITE_ATTEMPTS times is
-dropped with an error in the log that counts it. A clean shutdown (`aclose`) writes
-everything queued.
+What a kill -9 can lose: the allowed operations not yet committed — in normal operation those
+of the last LINGER_SECONDS plus the batch being written; never more than MAX_QUEUED +
+BATCH_SIZE. A clean stop (`aclose`) writes everything queued first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections import deque
 
-from authgate.errors import StoreError
+from authgate.audit.writer import Commit, Queued, WriterThread, via_loop
 from authgate.store.models import AuditEvent
 from authgate.store.protocols import AuditStore
 
 log = logging.getLogger("authgate.audit")
 
-MAX_QUEUED = 1_000
+MAX_QUEUED = 10_000
 BATCH_SIZE = 500
-WRITE_ATTEMPTS = 3
 RETRY_SECONDS = 0.5
 LINGER_SECONDS = 0.25
+OVERFLOW_LOG_SECONDS = 10.0
+CLOSE_SECONDS = 30.0  # a clean stop waits this long at most for the last batches
 
 
 class AuditLog:
@@ -43,62 +45,70 @@ class AuditLog:
         batch_size: int = BATCH_SIZE,
         retry_seconds: float = RETRY_SECONDS,
         linger_seconds: float = LINGER_SECONDS,
+        close_seconds: float = CLOSE_SECONDS,
     ) -> None:
         self.store = store
-        self._queue: asyncio.Queue[AuditEvent] | None = None
+        self.dropped = 0  # allowed events dropped because the queue was full
+        self._queue: deque[Queued] = deque()
         self._max_queued = max_queued
         self._batch_size = batch_size
         self._retry = retry_seconds
         self._linger = linger_seconds
-        self._writer: asyncio.Task[None] | None = None
+        self._close_seconds = close_seconds
+        self._writer: WriterThread | None = None
+        self._overflow_logged_at = -OVERFLOW_LOG_SECONDS
+
+    def record(self, event: AuditEvent) -> None:
+        """Queue an allowed operation for the writer thread; drop it (counted) when full."""
+        queue = self._queue
+        if len(queue) >= self._max_queued:
+            self._overflow()
+            return
+        queue.append(event)
+        (self._writer or self._start()).wake()
 
     async def record_now(self, event: AuditEvent) -> None:
         """Commit before returning (refusals). A store failure is logged, not raised: the
         refusal stands either way."""
-        await self._write([event])
-
-    async def record(self, event: AuditEvent) -> None:
-        """Queue for the background writer (allowed operations)."""
-        if self._queue is None:
-            self._queue = asyncio.Queue(self._max_queued)
-            self._writer = asyncio.create_task(self._run(self._queue), name="authgate-audit-writer")
-        await self._queue.put(event)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(Commit(event, done))  # past the bound too: the caller waits for it
+        (self._writer or self._start()).wake(hurry=True)
+        await done
 
     async def aclose(self) -> None:
-        """Write everything queued, then stop the writer (if the writer is gone already, e.g.
-        cancelled with everything else, what is queued cannot be written: say how much)."""
-        if self._queue is not None and self._writer is not None:
-            joined = asyncio.ensure_future(self._queue.join())
-            await asyncio.wait([joined, self._writer], return_when=asyncio.FIRST_COMPLETED)
-            if not joined.done():
-                joined.cancel()
-                log.error("audit: %d event(s) lost: the writer stopped before they were written", self._queue.qsize())
-        if self._writer is not None:
-            self._writer.cancel()
-            await asyncio.gather(self._writer, return_exceptions=True)
-        self._queue = self._writer = None
+        """Write everything queued, then stop the writer (if it cannot finish within
+        `close_seconds`, say how much is lost)."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        writer.stop()
+        if not await asyncio.to_thread(writer.join, self._close_seconds):
+            log.error("audit: %d event(s) lost: the writer did not finish writing them", len(self._queue))
+        if self.dropped:
+            log.warning("audit: %d event(s) were dropped in all because the queue was full", self.dropped)
 
-    async def _run(self, queue: asyncio.Queue[AuditEvent]) -> None:
-        while True:
-            batch = [await queue.get()]
-            if self._linger > 0 and queue.qsize() < self._batch_size:
-                await asyncio.sleep(self._linger)  # let the batch fill
-            while len(batch) < self._batch_size and not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                await self._write(batch)
-            finally:
-                for _ in batch:
-                    queue.task_done()
+    def _start(self) -> WriterThread:
+        loop = asyncio.get_running_loop()
+        batch = self.store.batch_writer()
+        self._writer = WriterThread(
+            self._queue,
+            batch.write if batch is not None else via_loop(self.store.add_audit_events, loop),
+            loop,
+            batch_size=self._batch_size,
+            linger_seconds=self._linger,
+            retry_seconds=self._retry,
+            close=batch.close if batch is not None else (lambda: None),
+        )
+        return self._writer
 
-    async def _write(self, events: Sequence[AuditEvent]) -> None:
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            try:
-                await self.store.add_audit_events(events)
-                return
-            except StoreError as exc:
-                if attempt == WRITE_ATTEMPTS:
-                    log.error("audit: %d event(s) lost, the store refused them %d times: %s", len(events), attempt, exc)
-                    return
-                log.warning("audit: write failed (%s); retrying", exc)
-                await asyncio.sleep(self._retry * attempt)
+    def _overflow(self) -> None:
+        self.dropped += 1
+        now = time.monotonic()
+        if now - self._overflow_logged_at >= OVERFLOW_LOG_SECONDS:
+            self._overflow_logged_at = now
+            log.error(
+                "audit: the queue of %d events is full (the database writes slower than calls arrive): "
+                "%d event(s) dropped so far",
+                self._max_queued,
+                self.dropped,
+            )

@@ -225,7 +225,7 @@ class PolicyEnforcer:
             await self.app(call.scope, replaying(raw, receive), tap)
         finally:
             self._learn(body, rewriter, tap)
-            await self._record_allowed(call, body, tap)
+            self._record_allowed(call, body, tap)
 
     def _learn(self, body: Body, rewriter: ListRewriter | None, tap: ResponseTap) -> None:
         for message, op in body.requests:
@@ -237,13 +237,13 @@ class PolicyEnforcer:
             if missing := missing_tools(self.policy, rewriter.listed_tools):
                 log.warning("the policy names tools the MCP server does not list: %s", ", ".join(missing))
 
-    async def _record_allowed(self, call: _Call, body: Body, tap: ResponseTap) -> None:
+    def _record_allowed(self, call: _Call, body: Body, tap: ResponseTap) -> None:
         if self.audit is None:
             return
         latency = ((tap.finished_at or time.monotonic()) - call.started) * 1000
         for message, op in body.requests:
             if is_audited(op):
-                await self.audit.record(
+                self.audit.record(
                     audit_event(
                         at=call.at,
                         identity=call.identity,

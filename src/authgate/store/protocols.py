@@ -135,11 +135,26 @@ class KeyStore(Protocol):
     async def delete_key(self, kid: str) -> None: ...
 
 
+class AuditBatchWriter(Protocol):
+    """A database connection of its own for the audit trail's writer thread, used from that
+    one thread only (never on the serving event loop)."""
+
+    def write(self, events: Sequence[AuditEvent]) -> None:
+        """Insert, in one transaction committed on return; StoreError when the database refuses."""
+
+    def close(self) -> None: ...
+
+
 class AuditStore(Protocol):
     """The audit trail (`authgate.audit`): append-only."""
 
     async def add_audit_events(self, events: Sequence[AuditEvent]) -> None:
         """Insert, in one transaction committed on return."""
+
+    def batch_writer(self) -> AuditBatchWriter | None:
+        """A writer on a connection of its own for a background thread, or None when the
+        database cannot be shared that way (in-memory SQLite): then the batches go through
+        `add_audit_events` on the event loop."""
 
     async def list_audit_events(
         self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100

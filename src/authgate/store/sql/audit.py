@@ -2,7 +2,9 @@
 
 A companion of `SqlStore` rather than more methods on it: it shares the store's engine and
 transaction rules (SQLite `BEGIN IMMEDIATE` for writes, one connection at a time in memory,
-database failures as `StoreError`) through the store's own transaction helper.
+database failures as `StoreError`) through the store's own transaction helper. The batches of
+allowed operations are written by the audit writer thread on a connection of its own
+(`batch_writer`, audit_writer.py), never on the serving event loop.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from dataclasses import fields
 import sqlalchemy as sa
 
 from authgate.store.models import AuditEvent
+from authgate.store.protocols import AuditBatchWriter
 from authgate.store.sql import tables as t
+from authgate.store.sql.audit_writer import PostgresBatchWriter, SqliteBatchWriter
+from authgate.store.sql.engine import is_sqlite, sqlite_file
 from authgate.store.sql.store import SqlStore
 
 AUDIT = t.audit_events
@@ -34,6 +39,15 @@ class SqlAuditStore:
         rows = [{name: getattr(e, name) for name in _COLUMNS} for e in events]
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             await conn.execute(sa.insert(AUDIT), rows)
+
+    def batch_writer(self) -> AuditBatchWriter | None:
+        """A connection of its own for the audit writer thread (store/sql/audit_writer.py);
+        None for an in-memory SQLite database, which no second connection can see."""
+        url = self._store._url  # same package
+        if not is_sqlite(url):
+            return PostgresBatchWriter(url)
+        path = sqlite_file(url)
+        return SqliteBatchWriter(path) if path is not None else None
 
     async def list_audit_events(
         self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100

@@ -1,0 +1,147 @@
+"""The audit trail's batch writers (`AuditBatchWriter`): a database connection of their own,
+used only by the audit writer thread (`audit/writer.py`), never on the serving event loop.
+
+* SQLite: the stdlib `sqlite3` module on the same database file (no SQLAlchemy, no aiosqlite
+  thread hop), with the store's rules: WAL, `synchronous=FULL`, the same busy timeout,
+  `BEGIN IMMEDIATE`. A batch is one multi-row INSERT (as many rows as SQLite's limit on
+  parameters allows): SQLite does its work in a few calls that release the GIL, where
+  `executemany` would release and take it back once per row, and each taking back can wait
+  for the serving thread's switch interval (5 ms). This connection and the store's
+  take turns for the write lock (WAL has one writer at a time): a batch holds it for the
+  time of its insert and commit (measured in docs/benchmarks.md), well inside the busy timeout.
+* PostgreSQL: asyncpg on an event loop private to the thread; one `executemany` per batch
+  in one transaction. The connection is opened on the first batch and again after a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from authgate.errors import StoreError
+from authgate.store.models import AuditEvent
+from authgate.store.sql.engine import SQLITE_BUSY_TIMEOUT_MS
+
+__all__ = ["PostgresBatchWriter", "SqliteBatchWriter"]
+
+COLUMNS = tuple(f.name for f in fields(AuditEvent) if f.name != "event_id")
+PG_CONNECT_TIMEOUT_SECONDS = 10
+
+
+_VALUES = attrgetter(*COLUMNS)  # an event → its row, in COLUMNS order
+
+
+def _rows(events: Sequence[AuditEvent]) -> list[tuple[Any, ...]]:
+    return [_VALUES(e) for e in events]
+
+
+def _insert(rows: int, placeholder: str = "?") -> str:
+    one = "(" + ", ".join([placeholder] * len(COLUMNS)) + ")"
+    return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES " + ", ".join([one] * rows)
+
+
+class SqliteBatchWriter:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._statements: dict[int, str] = {}
+        self._rows_per_statement = 1
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            # 32 766 parameters since SQLite 3.32, 999 before
+            self._rows_per_statement = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS))
+            self._conn = conn
+        return self._conn
+
+    def write(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        rows = _rows(events)
+        try:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                step = self._rows_per_statement
+                for start in range(0, len(rows), step):
+                    chunk = rows[start : start + step]
+                    conn.execute(self._statement(len(chunk)), [v for row in chunk for v in row])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            self.close()  # a fresh connection for the next attempt
+            raise StoreError(f"audit: database error: {exc}") from exc
+
+    def _statement(self, rows: int) -> str:
+        statement = self._statements.get(rows)
+        if statement is None:
+            statement = self._statements[rows] = _insert(rows)
+        return statement
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+
+class PostgresBatchWriter:
+    def __init__(self, url: URL) -> None:
+        # asyncpg takes the libpq URL form: the SQLAlchemy driver name goes
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: Any = None  # asyncpg.Connection
+        self._sql = "INSERT INTO audit_events ({}) VALUES ({})".format(
+            ", ".join(COLUMNS), ", ".join(f"${i}" for i in range(1, len(COLUMNS) + 1))
+        )
+
+    def write(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        try:
+            self._loop.run_until_complete(self._write(_rows(events)))
+        except (OSError, TimeoutError) as exc:
+            self._drop_connection()
+            raise StoreError(f"audit: cannot reach the database: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("asyncpg"):
+                self._drop_connection()
+                raise StoreError(f"audit: database error: {type(exc).__name__}: {exc}") from exc
+            raise
+
+    async def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._conn is None:
+            import asyncpg
+
+            self._conn = await asyncpg.connect(self._dsn, timeout=PG_CONNECT_TIMEOUT_SECONDS)
+        async with self._conn.transaction():
+            await self._conn.executemany(self._sql, rows)
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and self._loop is not None:
+            try:
+                self._loop.run_until_complete(conn.close(timeout=2))
+            except Exception:
+                conn.terminate()
+
+    def close(self) -> None:
+        self._drop_connection()
+        loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.close()
