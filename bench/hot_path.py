@@ -1,0 +1,282 @@
+"""What authgate's layers cost in process, with no server and no network: µs of CPU per call
+and the coroutine frames between the server and the app.
+
+    .venv/bin/python -m bench.hot_path [--seconds 2] [--rounds 5] [--apps noop,suspend,sdk]
+
+Each app is called directly over ASGI, one call after another on one event loop (uvloop, as
+`authgate serve` runs), bare and behind `authgate.protect()` (the whole stack: guard, policy,
+audit, request log) with a real access token from the embedded AS; rounds alternate bare and
+protected. Reported: CPU µs per call of the serving thread (`thread_time`) and of the whole
+process (the audit writer's thread included), medians over the rounds.
+
+- `noop` answers at once: the layers' own cost.
+- `suspend` suspends 15 times before answering (`asyncio.sleep(0)`): every suspension
+  resumes through the frames above the app, so (suspend − noop) / 15 is the cost of one
+  suspension; the frames are counted from inside the app at its first suspension.
+- `sdk` is the `mcp` SDK's stateless JSON app with one `echo` tool (bench/apps.py).
+
+Not a test; no assertion on a number. The gc settings are authgate's `gc_tuning` for both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
+PORT = 8123
+ORIGIN = f"http://127.0.0.1:{PORT}"
+ANSWER = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}],"isError":false}}'
+SUSPENSIONS = 15
+
+ASGI = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+_frames: list[int] = []
+
+
+def _depth() -> int:
+    """Python frames from the caller up to `_drive` (exclusive)."""
+    frame, n = sys._getframe(2), 0
+    while frame is not None and frame.f_code.co_name != "_drive":
+        n, frame = n + 1, frame.f_back
+    return n
+
+
+async def _answer(send: Any) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(ANSWER)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": ANSWER})
+
+
+async def noop_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    while (await receive()).get("more_body"):
+        pass
+    await _answer(send)
+
+
+async def suspend_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        return await _lifespan(receive, send)
+    while (await receive()).get("more_body"):
+        pass
+    if not _frames:
+        _frames.append(_depth())
+    for _ in range(SUSPENSIONS):
+        await asyncio.sleep(0)
+    await _answer(send)
+
+
+async def _lifespan(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        await send({"type": message["type"] + ".complete"})
+        if message["type"] == "lifespan.shutdown":
+            return
+
+
+def _scope(token: str | None) -> dict[str, Any]:
+    headers = [
+        (b"host", f"127.0.0.1:{PORT}".encode()),
+        (b"user-agent", b"bench"),
+        (b"content-type", b"application/json"),
+        (b"accept", b"application/json, text/event-stream"),
+        (b"mcp-protocol-version", b"2025-06-18"),
+        (b"content-length", str(len(BODY)).encode()),
+    ]
+    if token:
+        headers.append((b"authorization", f"Bearer {token}".encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/mcp",
+        "raw_path": b"/mcp",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", PORT),
+        "state": {},
+    }
+
+
+async def _drive(app: ASGI, token: str | None) -> int:
+    """One request, as a server would make it; returns the status."""
+    sent = False
+    status = 0
+    never = asyncio.get_running_loop().create_future()
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await never
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(_scope(token), receive, send)
+    await asyncio.sleep(0)  # one turn of the loop per request, as a server's I/O makes (and the GIL is let go)
+    return status
+
+
+class Lifespan:
+    def __init__(self, app: ASGI) -> None:
+        self.app = app
+        self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.app({"type": "lifespan", "state": {}}, self.inbox.get, self.outbox.put))
+        await self.inbox.put({"type": "lifespan.startup"})
+        reply = await self.outbox.get()
+        assert reply["type"] == "lifespan.startup.complete", reply
+
+    async def stop(self) -> None:
+        await self.inbox.put({"type": "lifespan.shutdown"})
+        await self.outbox.get()
+        await self.task
+
+
+def _token(app: ASGI, data_dir: Path) -> Awaitable[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "authgate", "clients", "add", "bench", "--grant", "client_credentials"]
+        + ["--scopes", "mcp", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
+
+    async def fetch() -> str:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ORIGIN) as http:
+            r = await http.post(
+                "/token", data={"grant_type": "client_credentials"}, auth=(fields["client_id"], fields["client_secret"])
+            )
+            return str(r.json()["access_token"])
+
+    return fetch()
+
+
+async def _measure(app: ASGI, token: str | None, seconds: float) -> tuple[float, float]:
+    """Calls one after another for `seconds` (long enough for the audit trail's batches to be
+    written inside the window): CPU µs per call of this thread and of the process."""
+    for _ in range(200):  # warm
+        await _drive(app, token)
+    t0, p0, w0 = time.thread_time(), time.process_time(), time.monotonic()
+    calls = 0
+    while time.monotonic() - w0 < seconds:
+        for _ in range(100):
+            status = await _drive(app, token)
+        calls += 100
+    t1, p1 = time.thread_time(), time.process_time()
+    if status != 200:
+        raise SystemExit(f"the app answered {status}")
+    return 1e6 * (t1 - t0) / calls, 1e6 * (p1 - p0) / calls
+
+
+def _sdk_app() -> ASGI:
+    from bench.apps import mcp_app
+
+    return mcp_app()  # type: ignore[no-any-return]
+
+
+async def run(apps: list[str], seconds: float, rounds: int) -> dict[str, Any]:
+    import authgate
+    from authgate.server.heap import settle_after_startup
+
+    makers = {"noop": lambda: noop_app, "suspend": lambda: suspend_app, "sdk": _sdk_app}
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in apps:
+            bare = makers[name]()
+            protected = authgate.protect(
+                makers[name](), public_url=ORIGIN, data_dir=Path(tmp) / name, log_level="warning"
+            )
+            bare_life, life = Lifespan(bare), Lifespan(protected)
+            await bare_life.start()
+            await life.start()
+            token = await _token(protected, Path(tmp) / name)
+            settle_after_startup()
+            frames = {}
+            if name == "suspend":
+                for label, app, tok in (("bare", bare, None), ("authgate", protected, token)):
+                    _frames.clear()
+                    await _drive(app, tok)
+                    frames[label] = _frames[0]
+            runs: dict[str, list[tuple[float, float]]] = {"bare": [], "authgate": []}
+            for _ in range(rounds):
+                runs["bare"].append(await _measure(bare, None, seconds))
+                runs["authgate"].append(await _measure(protected, token, seconds))
+            await life.stop()
+            await bare_life.stop()
+            results[name] = {
+                label: {
+                    "thread_us": round(statistics.median(r[0] for r in rs), 1),
+                    "process_us": round(statistics.median(r[1] for r in rs), 1),
+                }
+                for label, rs in runs.items()
+            } | ({"frames": frames} if frames else {})
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=2.0, help="per app, kind and round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--apps", default="noop,suspend,sdk")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover
+        runner = asyncio.run
+    results = runner(run(args.apps.split(","), args.seconds, args.rounds))
+    for name, r in results.items():
+        b, a = r["bare"], r["authgate"]
+        extra = (
+            f"  frames above the app: bare {r['frames']['bare']}, authgate {r['frames']['authgate']}"
+            if "frames" in r
+            else ""
+        )
+        print(
+            f"{name:8s} bare {b['thread_us']:7.1f} µs  authgate {a['thread_us']:7.1f} µs "
+            f"(+{a['thread_us'] - b['thread_us']:.1f}; process {a['process_us']:.1f}){extra}"
+        )
+    if "noop" in results and "suspend" in results:
+        per = [
+            (results["suspend"][k]["thread_us"] - results["noop"][k]["thread_us"]) / SUSPENSIONS
+            for k in ("bare", "authgate")
+        ]
+        print(f"per suspension: bare {per[0]:.2f} µs, authgate {per[1]:.2f} µs")
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
