@@ -30,6 +30,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "authgate.errors",
             "authgate.observe",
             "authgate.json_depth",
+            # URLs as they may be printed (passwords, query values masked): config, gateway, IdP, doctor
+            "authgate.masking",
             # outbound httpx failures and OAuth error answers, for the core and adapters alike
             "authgate.httpx_errors",
             "authgate.error_responses",

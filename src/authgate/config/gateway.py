@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
 from authgate.config.problems import Refusal
+from authgate.masking import masked_url
 
 # Headers the gateway or the client own: an operator's static header must not replace them.
 _GATEWAY_OWNED = {
@@ -90,6 +91,13 @@ class GatewaySettings(BaseModel):
         "['npx','-y','@modelcontextprotocol/server-everything'] (on the command line: "
         "`authgate serve -- CMD ARGS…`); one process per session / caller",
     )
+    max_streams_per_caller: int = Field(
+        8,
+        ge=1,
+        le=10000,
+        description="long-lived streams (GET streams, subscriptions/listen) one caller (token subject and "
+        "client, or address when anonymous) may hold open at once on this replica; past it: 429",
+    )
     identity_headers: bool = Field(
         False,
         description="tell the upstream who is calling in X-Authgate-Subject, X-Authgate-Client-Id, "
@@ -104,7 +112,7 @@ class GatewaySettings(BaseModel):
         v = v.strip()
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"'{v}' is not an http:// or https:// URL of a Streamable HTTP MCP endpoint")
+            raise ValueError(f"'{masked_url(v)}' is not an http:// or https:// URL of a Streamable HTTP MCP endpoint")
         if parts.username or parts.password or parts.fragment:
             raise ValueError(
                 "the URL carries credentials or a #fragment; send credentials with "
@@ -152,7 +160,7 @@ def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
         found.append(
             Refusal(
                 "upstream",
-                f"'{s.upstream}' is authgate's own MCP endpoint; name the server to protect",
+                f"'{masked_url(s.upstream)}' is authgate's own MCP endpoint; name the server to protect",
                 depends=("public_url", "port", "host"),
             )
         )

@@ -10,6 +10,7 @@ import re
 from urllib.parse import urlsplit
 
 from authgate.config.urls import is_loopback_host
+from authgate.masking import masked_url
 
 SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
 
@@ -35,10 +36,11 @@ def issuer_problem(issuer: str, profile: str = "generic") -> str | None:
     """What is wrong with `issuer` for this profile, or None. Never normalizes: the value is
     compared with tokens' `iss` byte for byte."""
     parts = urlsplit(issuer)
+    shown = masked_url(issuer)  # the refused value may carry a password or a key: never print it
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        return f"issuer '{issuer}' is not an https:// URL"
+        return f"issuer '{shown}' is not an https:// URL"
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        return f"issuer '{issuer}' uses http on a non-loopback host; HTTPS is required"
+        return f"issuer '{shown}' uses http on a non-loopback host; HTTPS is required"
     if parts.query or parts.fragment or parts.username or parts.password:
-        return f"issuer '{issuer}' must not carry a query, fragment or credentials (RFC 8414 §2)"
-    return _profile_issuer_problem(issuer, profile)
+        return f"issuer '{shown}' must not carry a query, fragment or credentials (RFC 8414 §2)"
+    return _profile_issuer_problem(issuer, profile)  # no credentials or query left to hide

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from authgate.masking import masked_url
+
 Status = Literal["pass", "warn", "fail", "skip", "info"]
 
 # Worst first: a client's overall status is the first of these any of its findings has.
@@ -121,7 +123,7 @@ class DoctorReport:
 
     def to_dict(self, *, strict: bool = False) -> dict[str, Any]:
         return {
-            "url": self.url,
+            "url": masked_url(self.url),
             "clients": [c.to_dict() for c in self.clients],
             "registrations": [r.to_dict() for r in self.registrations],
             "summary": {s: self.count(s) for s in SEVERITY},

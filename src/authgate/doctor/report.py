@@ -9,6 +9,7 @@ from typing import TextIO
 
 from authgate.doctor.findings import ClientReport, DoctorReport, Finding, Status
 from authgate.doctor.profiles import ClientProfile
+from authgate.masking import masked_url
 
 _LABEL: dict[Status, str] = {"pass": "PASS", "warn": "WARN", "fail": "FAIL", "skip": "skip", "info": "info"}
 _STEP_WIDTH = 27
@@ -32,7 +33,7 @@ class ProgressPrinter:
         self.out, self.width = out, width
 
     def header(self, url: str) -> None:
-        print(f"authgate doctor: {url}", file=self.out, flush=True)
+        print(f"authgate doctor: {masked_url(url)}", file=self.out, flush=True)
 
     def client(self, profile: ClientProfile) -> None:
         print(f"\n{profile.label} [{profile.name}]", file=self.out, flush=True)
@@ -62,7 +63,7 @@ def summary(report: DoctorReport, *, strict: bool = False) -> str:
 
 def render_text(report: DoctorReport, *, strict: bool = False, width: int = 110) -> str:
     """The whole report at once (what the progress printer shows over time, plus the summary)."""
-    lines = [f"authgate doctor: {report.url}"]
+    lines = [f"authgate doctor: {masked_url(report.url)}"]
     for client in report.clients:
         lines += ["", f"{client.label} [{client.client}]"]
         for finding in client.findings:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from authgate.idp.profiles import IdpProfile
+from authgate.masking import masked_url
 
 __all__ = ["CheckOptions", "CheckReport", "Finding", "Level", "render_text", "trap_fix"]
 
@@ -67,7 +68,7 @@ _LABELS = {"ok": "ok  ", "info": "info", "warn": "WARN", "fail": "FAIL"}
 
 
 def render_text(report: CheckReport) -> str:
-    lines = [f"authgate idp check {report.issuer} (profile {report.profile})"]
+    lines = [f"authgate idp check {masked_url(report.issuer)} (profile {report.profile})"]
     for f in report.findings:
         lines.append(f"  {_LABELS[f.level]}  {f.code}: {f.message}")
         if f.fix and f.level != "ok":
