@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.settings import Settings
+from authgate.gateway.streams import StreamLimit
 from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
 from authgate.idp.backend import open_external, served_routes
@@ -191,7 +192,8 @@ class AuthgateApp:
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
         guarded: ASGIApp = BearerGuard(
-            policy.wrap(self.mcp_app),
+            # streams per caller counted behind the policy, which has parsed the body (gateway/streams.py)
+            policy.wrap(StreamLimit(self.mcp_app, per_caller=self.settings.max_streams_per_caller)),
             verifier,
             resource_metadata=urls.prm_url,
             scopes=tuple(self.settings.scopes),
