@@ -429,6 +429,18 @@ ISSUE11_NESTED_JSON_400 = Requirement(
 ISSUE11_CIMD_ERROR_GENERIC = Requirement(
     "authgate", "issue 11 hole 8", "a CIMD fetch failure shows the browser no internal address or DNS answer"
 )
+ISSUE19_HEADER_READ_TIMEOUT = Requirement(
+    "authgate", "issue 19", "a connection that sends no whole request head within header_read_timeout is closed"
+)
+ISSUE19_CONNECTION_CAP = Requirement(
+    "authgate", "issue 19", "past max_connections idle sockets make room; with every one busy a newcomer gets 503"
+)
+ISSUE19_STREAMS_PER_CALLER = Requirement(
+    "authgate", "issue 19", "a caller's stream past max_streams_per_caller is 429; other callers' streams open"
+)
+ISSUE19_UPSTREAM_URL_MASKED = Requirement(
+    "authgate", "issue 19", "an upstream URL's password or query secret never appears in output, logs or errors"
+)
 
 ISSUE18_AUDIT_NEVER_BLOCKS = Requirement(
     "authgate", "issue 18", "the audit queue is bounded: overflow is counted and logged, a request never waits for it"

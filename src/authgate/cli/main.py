@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authgate.cli.settings_flags import setting_overrides
     from authgate.config.settings import load_settings
     from authgate.server.app import build_app
-    from authgate.server.http_protocol import BoundedHttpToolsProtocol
+    from authgate.server.http_protocol import bounded_protocol
     from authgate.server.logs import configure_logging
 
     settings = (
@@ -74,8 +74,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server_header=False,
         lifespan="on",
         timeout_graceful_shutdown=settings.shutdown_timeout,
-        http=BoundedHttpToolsProtocol,
-    )  # 431 for an oversized request head (server/http_protocol.py)
+        # 431 for an oversized request head, 408 for a slow one, max_connections (server/http_protocol.py)
+        http=bounded_protocol(
+            header_read_timeout=settings.header_read_timeout, max_connections=settings.max_connections
+        ),
+    )
     return 0
 
 

@@ -63,6 +63,20 @@ class ServerSettings(BaseModel):
         default_factory=list,
         description="browser Origins allowed on /mcp besides the public URL's own",
     )
+    header_read_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="seconds a connection has to send a whole request head (from connecting, or from the "
+        "first byte of a later request), and the longest silence inside a request body; past it: 408 or "
+        "closed (authgate serve; slowloris)",
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="open connections authgate serve holds; past it a new one closes the one idle longest, "
+        "or gets 503 when every connection serves a request",
+    )
     shutdown_timeout: int = Field(
         10,
         ge=1,
