@@ -54,6 +54,7 @@ from authgate.gateway.jsonrpc import Body, parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.masking import masked_url
 from authgate.store.bundle import Stores
 
 __all__ = ["HttpUpstreamProxy"]
@@ -251,7 +252,7 @@ class HttpUpstreamProxy:
         except asyncio.CancelledError:
             if not flight.client_gone or task.uncancel() > 0:
                 raise
-            log.debug("client went away; upstream request to %s closed", request.url)
+            log.debug("client went away; upstream request to %s closed", masked_url(str(request.url)))
         finally:
             flight.done = True
             watcher.cancel()
@@ -339,7 +340,7 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         log.warning(
             "upstream %s is plain http on a public address: traffic to it (and its credential) "
             "is readable on the way; use https or a private network",
-            settings.upstream,
+            masked_url(settings.upstream),
         )
     return HttpUpstreamProxy(
         settings.upstream,

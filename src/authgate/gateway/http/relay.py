@@ -19,6 +19,7 @@ from starlette.types import Send
 from authgate.gateway.errors import UpstreamUnavailable
 from authgate.gateway.headers import downstream_headers
 from authgate.gateway.tool_schemas import ToolsListTap
+from authgate.masking import masked_url, masked_urls
 
 __all__ = ["is_sse", "relay_response", "relay_with_rejections"]
 
@@ -128,10 +129,10 @@ async def _stream_body(response: aiohttp.ClientResponse, send: Send, tap: ToolsL
         log.warning(
             "upstream answer to %s %s ended early: %s",
             response.method,
-            response.url,
+            masked_url(str(response.url)),
             "silent for longer than upstream_idle_timeout"
             if isinstance(exc, asyncio.TimeoutError)
-            else f"{type(exc).__name__}: {exc}",
+            else f"{type(exc).__name__}: {masked_urls(str(exc))}",
         )
     await send({"type": "http.response.body", "body": b"", "more_body": False})
     return complete

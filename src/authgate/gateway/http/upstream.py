@@ -25,6 +25,7 @@ import aiohttp
 from yarl import URL
 
 from authgate.gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authgate.masking import masked_url, masked_urls
 
 __all__ = ["Upstream"]
 
@@ -46,6 +47,7 @@ class Upstream:
         keepalive_timeout: float = 4.0,
     ) -> None:
         self.url = URL(url)
+        self.shown = masked_url(url)  # for errors and logs: query values masked (authgate/masking.py)
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
@@ -114,7 +116,7 @@ class Upstream:
         return response
 
     def _explain(self, exc: BaseException) -> UpstreamError:
-        where = f"the upstream MCP server at {self.url}"
+        where = f"the upstream MCP server at {self.shown}"
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return UpstreamTimeout(
                 f"authgate: {where} did not accept a connection within "
@@ -130,8 +132,8 @@ class Upstream:
             return UpstreamUnavailable(f"authgate: {where} is unreachable ({reason})")
         if isinstance(exc, aiohttp.ServerDisconnectedError):
             return UpstreamUnavailable(f"authgate: {where} closed the connection without answering")
-        log.warning("upstream request failed: %r", exc)
-        return UpstreamUnavailable(f"authgate: {where} failed: {type(exc).__name__}: {exc}")
+        log.warning("upstream request failed: %s", masked_urls(repr(exc)))
+        return UpstreamUnavailable(f"authgate: {where} failed: {type(exc).__name__}: {masked_urls(str(exc))}")
 
     async def check(self, headers: list[tuple[str, str]]) -> tuple[bool, str]:
         """Readiness: can the upstream be reached, and does it accept authgate's credential?
