@@ -429,6 +429,36 @@ ISSUE11_NESTED_JSON_400 = Requirement(
 ISSUE11_CIMD_ERROR_GENERIC = Requirement(
     "authgate", "issue 11 hole 8", "a CIMD fetch failure shows the browser no internal address or DNS answer"
 )
+ISSUE19_GATEWAY_STREAM_CUT_ERROR = Requirement(
+    "authgate",
+    "issue 19 done-when 5",
+    "an HTTP upstream killed mid-stream: the SSE stream's last event is a JSON-RPC error naming the upstream",
+)
+ISSUE19_GATEWAY_JSON_CUT_502 = Requirement(
+    "authgate", "issue 19 done-when 5", "an HTTP upstream killed mid-JSON-answer: 502 with a JSON-RPC error naming it"
+)
+ISSUE19_GATEWAY_IDLE_TIMEOUT_ERROR = Requirement(
+    "authgate", "issue 19 done-when 5", "an SSE answer silent past upstream_idle_timeout ends with a JSON-RPC error event"
+)
+ISSUE19_GATEWAY_CALL_TIMEOUT = Requirement(
+    "authgate",
+    "issue 19 done-when 5",
+    "an HTTP call past upstream_call_timeout: 504 or the stream's last event, and the upstream is told to cancel",
+)
+ISSUE19_GATEWAY_STREAM_TIMEOUT = Requirement(
+    "authgate", "issue 19 done-when 5", "an endless GET stream ends cleanly at upstream_stream_timeout"
+)
+ISSUE19_GATEWAY_INVALID_ANSWER_502 = Requirement(
+    "authgate",
+    "issue 19 done-when 5",
+    "an upstream 5xx, HTML, invalid JSON or wrong id is 502 with a JSON-RPC error naming the upstream",
+)
+ISSUE19_GATEWAY_CANCEL_ON_DISCONNECT = Requirement(
+    "authgate", "issue 19 done-when 5", "a client that disconnects: the HTTP upstream gets notifications/cancelled"
+)
+ISSUE19_GATEWAY_LOG_OUTCOME = Requirement(
+    "authgate", "issue 19", "the request log shows what the client got: status, and a stream ended with an error"
+)
 ISSUE19_HEADER_READ_TIMEOUT = Requirement(
     "authgate", "issue 19", "a connection that sends no whole request head within header_read_timeout is closed"
 )

@@ -19,8 +19,9 @@ from authgate import _lazy_exports
 if _typing.TYPE_CHECKING:
     from authgate.gateway.errors import GatewayError
     from authgate.gateway.headers import IdentityHeaderNames
-    from authgate.gateway.http.proxy import HttpUpstreamProxy, proxy_from_settings
+    from authgate.gateway.http.proxy import HttpUpstreamProxy
     from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
+    from authgate.gateway.http.settings import proxy_from_settings
 
 __all__ = [
     "GatewayError",
@@ -37,7 +38,7 @@ _LAZY = {
     "GatewayError": "authgate.gateway.errors",
     "IdentityHeaderNames": "authgate.gateway.headers",
     "HttpUpstreamProxy": "authgate.gateway.http.proxy",
-    "proxy_from_settings": "authgate.gateway.http.proxy",
+    "proxy_from_settings": "authgate.gateway.http.settings",
     "InMemorySessionBindings": "authgate.gateway.http.sessions",
     "Owner": "authgate.gateway.http.sessions",
     "SessionBindings": "authgate.gateway.http.sessions",

@@ -30,7 +30,7 @@ from authgate.gateway.errors import HeaderMismatch
 from authgate.gateway.jsonrpc import Body, Message
 from authgate.gateway.tool_schemas import ToolSchemas
 
-__all__ = ["MirroredHeaders", "check_param_headers", "check_request_metadata", "param_headers"]
+__all__ = ["MirroredHeaders", "check_param_headers", "check_request_metadata", "is_modern", "param_headers"]
 
 MODERN_SINCE = "2026-07-28"  # the first revision with per-request metadata headers
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -68,6 +68,11 @@ def _shown(value: Any) -> str:
 
 def _mismatch(message: Message | None, text: str) -> HeaderMismatch:
     return HeaderMismatch(f"Header mismatch: {text}", request_id=message.id if message else None)
+
+
+def is_modern(message: Message, version_header: str | None) -> bool:
+    """A 2026-07-28 (or later) request, by its `_meta` or its `MCP-Protocol-Version` header."""
+    return _is_modern(message, version_header)
 
 
 def _is_modern(message: Message, version_header: str | None) -> bool:

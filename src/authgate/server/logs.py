@@ -34,6 +34,7 @@ _FIELDS = (
     "mcp_method",
     "mcp_target",
     "session_id",
+    "outcome",  # how an answer ended when not as sent: e.g. error_event:upstream_stream_cut (gateway/http/reply.py)
 )
 
 log = logging.getLogger("authgate.request")

@@ -6,20 +6,24 @@ the caller's `Identity` in the scope. For each request to the MCP endpoint:
     read + parse the body ─> check mirrored headers ─> check the session's owner
         ─> build the upstream headers ─> send ─> relay the answer as it arrives
 
-* POST answers in JSON or SSE are relayed chunk by chunk as they arrive (SSE `id:` /
-  `retry:` lines byte for byte; `X-Accel-Buffering: no` added); GET streams and DELETE of
-  legacy sessions likewise; a 202 for a notification passes as it is.
-* A client that disconnects cancels the upstream request: its connection is closed, which
-  MCP servers take as cancellation (2026-07-28 transports §Cancellation).
-* Failures before the answer starts become JSON-RPC errors with 502/504 (`errors.py`); the
-  gateway itself stays up.
+* SSE answers are relayed chunk by chunk as they arrive (SSE `id:` / `retry:` lines byte
+  for byte; `X-Accel-Buffering: no` added); GET streams and DELETE of legacy sessions
+  likewise; JSON answers are checked whole before they go out (relay.py, answer.py); a 202
+  for a notification passes as it is.
+* One request's answer takes at most `upstream_call_timeout`, a GET stream (or a
+  `subscriptions/listen` one) at most `upstream_stream_timeout`, after which it ends
+  cleanly (the listen stream with its graceful result) and the client reconnects.
+* A client that disconnects, or a timeout, cancels the upstream request: its connection is
+  closed, which is the cancellation for 2026-07-28 (transports §Cancellation), and a
+  2025-era request also gets `notifications/cancelled` (cancellation.py).
+* Failures before the answer starts become JSON-RPC errors with 502/504 (`errors.py`), after
+  it the SSE stream's last event (reply.py); the gateway itself stays up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -30,7 +34,6 @@ from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from authgate.config.settings import Settings
 from authgate.errors import StoreError
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
 from authgate.gateway.errors import (
@@ -42,19 +45,23 @@ from authgate.gateway.errors import (
     ParseError,
     SessionNotFound,
     SessionStoreUnavailable,
+    UpstreamCallTimeout,
     UpstreamRefused,
+    UpstreamTimeout,
     UpstreamUnavailable,
-    send_error,
 )
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
+from authgate.gateway.http.cancellation import UpstreamCancellation
 from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejections
+from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.http.upstream import Upstream
 from authgate.gateway.jsonrpc import Body, parse_body
-from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata
+from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata, is_modern
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.masking import masked_url
+from authgate.observe import note
 from authgate.store.bundle import Stores
 
 __all__ = ["HttpUpstreamProxy"]
@@ -62,6 +69,8 @@ __all__ = ["HttpUpstreamProxy"]
 log = logging.getLogger("authgate.gateway")
 
 _ANONYMOUS = Owner("", "")
+LISTEN = "subscriptions/listen"  # MCP 2026-07-28: its answer is a stream that stays open
+SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
 
 @dataclass(slots=True)
@@ -83,6 +92,9 @@ class _Request:
     session_id: str | None
     owner: Owner
     request_id: JsonRpcId
+    request_ids: frozenset[JsonRpcId]  # of every request in the body (a batch has several)
+    modern: bool  # a 2026-07-28 request: closing its connection is its cancellation
+    listen: bool  # subscriptions/listen: a stream, timed by upstream_stream_timeout
     streams: list[str] = field(default_factory=list)
 
 
@@ -96,6 +108,8 @@ class HttpUpstreamProxy:
         connect_timeout: float = 5.0,
         first_byte_timeout: float = 300.0,
         idle_timeout: float = 300.0,
+        call_timeout: float = 600.0,
+        stream_timeout: float = 3600.0,
         upstream_headers: Mapping[str, str] | None = None,
         identity_headers: IdentityHeaderNames | None = None,
         max_body: int = 4 << 20,
@@ -107,7 +121,10 @@ class HttpUpstreamProxy:
             connect_timeout=connect_timeout,
             first_byte_timeout=first_byte_timeout,
             idle_timeout=idle_timeout,
+            call_timeout=call_timeout,
+            stream_timeout=stream_timeout,
         )
+        self.cancellation = UpstreamCancellation(self.upstream)
         self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers)
         self.max_body = max_body
         self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
@@ -121,6 +138,7 @@ class HttpUpstreamProxy:
         await self.upstream.open()
 
     async def close(self) -> None:
+        await self.cancellation.close()
         await self.upstream.close()
         closing = getattr(self.sessions, "close", None)
         if closing is not None:
@@ -156,15 +174,17 @@ class HttpUpstreamProxy:
         if scope["type"] != "http":
             return  # MCP has no WebSocket transport; the server refuses the handshake
         request: _Request | None = None
+        reply = Reply(send, scope)
         try:
             request = await self._prepare(scope, receive)
-            await self._exchange(request, receive, send)
+            reply.expect(request.request_ids)
+            await self._exchange(request, receive, reply)
         except GatewayError as exc:
             if exc.request_id is None and request is not None:
                 exc.request_id = request.request_id
             if exc.status >= 500:
                 log.warning("%s", exc.message)
-            await send_error(send, exc)
+            await reply.fail(exc)
         except ClientGone:
             return
 
@@ -194,7 +214,8 @@ class HttpUpstreamProxy:
         if method == "POST":
             raw = await self._read_body(scope, receive)
             body = self._parse(scope, raw)
-        request_id = body.single.id if body is not None and body.single is not None else None
+        single = body.single if body is not None else None
+        request_id = single.id if single is not None else None
         session_id = _header(scope, b"mcp-session-id")
         if session_id is not None and await self._owner(session_id, request_id) != owner:
             # The same answer for unknown, expired and someone else's: nothing to learn from it.
@@ -212,6 +233,9 @@ class HttpUpstreamProxy:
             session_id,
             owner,
             request_id,
+            frozenset(m.id for m in body.messages if m.is_request and m.id is not None) if body else frozenset(),
+            single is not None and is_modern(single, _header(scope, b"mcp-protocol-version")),
+            single is not None and single.method == LISTEN,
         )
 
     async def _owner(self, session_id: str, request_id: JsonRpcId) -> Owner | None:
@@ -241,33 +265,65 @@ class HttpUpstreamProxy:
 
     # -- sending and relaying ---------------------------------------------------------------
 
-    async def _exchange(self, request: _Request, receive: Receive, send: Send) -> None:
+    async def _exchange(self, request: _Request, receive: Receive, reply: Reply) -> None:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("the gateway runs inside an asyncio task")
         flight = _Flight(task)
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, flight))
         try:
-            await self._relay(request, send)
+            await self._timed(request, reply)
         except asyncio.CancelledError:
+            self._cancel_upstream(request, reply, "the client disconnected" if flight.client_gone else "cancelled")
             if not flight.client_gone or task.uncancel() > 0:
                 raise
+            note(reply.scope, outcome="client_gone")
             log.debug("client went away; upstream request to %s closed", masked_url(str(request.url)))
+        except UpstreamTimeout as exc:
+            self._cancel_upstream(request, reply, f"authgate stopped waiting ({exc.reason})")
+            raise
         finally:
             flight.done = True
             watcher.cancel()
             for session_id in request.streams:
                 await self.sessions.release(session_id)
 
-    async def _relay(self, request: _Request, send: Send) -> None:
+    async def _timed(self, request: _Request, reply: Reply) -> None:
+        """The exchange, within upstream_call_timeout (a call) or upstream_stream_timeout (a GET
+        or listen stream, which then ends cleanly: the client reconnects)."""
+        stream = request.method == "GET" or request.listen
+        limit = self.upstream.stream_timeout if stream else self.upstream.call_timeout
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                await self._relay(request, reply)
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            if stream and reply.started:
+                listen_id = request.request_id if request.listen else None
+                await reply.close("stream_timeout", _listen_closed(listen_id) if listen_id is not None else None)
+                return
+            raise UpstreamCallTimeout(
+                f"authgate: {self.upstream.where} did not finish answering within {limit:g} s "
+                f"({'upstream_stream_timeout' if stream else 'upstream_call_timeout'})"
+            ) from None
+
+    def _cancel_upstream(self, request: _Request, reply: Reply, reason: str) -> None:
+        """Best effort, in the background: a 2025-era upstream does not take a closed connection
+        as cancellation (cancellation.py)."""
+        if request.method == "POST" and not request.modern and reply.pending:
+            self.cancellation.send(request.url, request.headers, reply.pending, reason)
+
+    async def _relay(self, request: _Request, reply: Reply) -> None:
         response = await self.upstream.send(request.method, request.url, request.headers, request.raw_body)
         finished = False
         try:
             await self._track_session(request, response)
             if request.body is not None and request.body.rejected:
-                await relay_with_rejections(response, request.body.rejected, send)
+                await relay_with_rejections(response, request.body.rejected, reply, self.upstream, request.request_ids)
             else:
-                await self._relay_response(request, response, send)
+                await self._relay_response(request, response, reply)
             finished = True
         finally:
             if finished:
@@ -297,7 +353,7 @@ class HttpUpstreamProxy:
         except StoreError as exc:  # an unrecorded session would answer 404 later: say so now
             raise SessionStoreUnavailable(f"authgate: cannot record the session ({exc}); try again") from exc
 
-    async def _relay_response(self, request: _Request, response: aiohttp.ClientResponse, send: Send) -> None:
+    async def _relay_response(self, request: _Request, response: aiohttp.ClientResponse, reply: Reply) -> None:
         single = request.body.single if request.body is not None else None
         tap = (
             ToolsListTap(self.tool_schemas, single.id)
@@ -307,7 +363,9 @@ class HttpUpstreamProxy:
         if request.session_id is not None and is_sse(response):
             await self.sessions.hold(request.session_id)  # an open stream keeps its session alive
             request.streams.append(request.session_id)
-        await relay_response(response, send, tap)
+        await relay_response(
+            response, reply, self.upstream, tap, method=request.method, request_ids=request.request_ids
+        )
 
 
 async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
@@ -321,42 +379,14 @@ async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
             return
 
 
+def _listen_closed(listen_id: JsonRpcId) -> dict[str, Any]:
+    """The graceful end of a listen stream (MCP 2026-07-28 subscriptions: SubscriptionsListenResult)."""
+    result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID_META_KEY: listen_id}}
+    return {"jsonrpc": "2.0", "id": listen_id, "result": result}
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
     return None
-
-
-def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
-    """The proxy `authgate serve --upstream URL` puts behind the guard."""
-    if settings.upstream is None:
-        raise ValueError("settings.upstream is not set")
-    static = dict(settings.upstream_headers)
-    if settings.upstream_bearer_token is not None:
-        static["Authorization"] = f"Bearer {settings.upstream_bearer_token.get_secret_value()}"
-    url = URL(settings.upstream)
-    if url.scheme == "http" and not _private_host(url.host or ""):
-        log.warning(
-            "upstream %s is plain http on a public address: traffic to it (and its credential) "
-            "is readable on the way; use https or a private network",
-            masked_url(settings.upstream),
-        )
-    return HttpUpstreamProxy(
-        settings.upstream,
-        connect_timeout=settings.upstream_connect_timeout,
-        first_byte_timeout=settings.upstream_first_byte_timeout,
-        idle_timeout=settings.upstream_idle_timeout,
-        upstream_headers=static,
-        identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
-        mount_path=settings.urls.mcp_path,
-        max_body=settings.mcp_max_body_bytes,
-    )
-
-
-def _private_host(host: str) -> bool:
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return host == "localhost" or "." not in host or host.endswith((".internal", ".local", ".svc"))
-    return address.is_private or address.is_loopback or address.is_link_local

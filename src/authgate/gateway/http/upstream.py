@@ -1,13 +1,15 @@
-"""The connection pool to the upstream MCP server (aiohttp's client), its three timeouts,
-and what each transport failure means to the client.
+"""The connection pool to the upstream MCP server (aiohttp's client), its timeouts, and what
+each transport failure means to the client.
 
 * connect — opening a TCP (+TLS) connection, DNS included: refused → 502, too slow → 504;
 * first byte — from the request being sent to the response headers: too slow → 504. A tool
   answering in JSON spends its whole run here; one answering with SSE only until its
   stream opens;
-* idle — once the headers are in, the longest silence between two chunks of the body. An
-  SSE stream (a long tool with progress, a GET stream, `subscriptions/listen`) lives as
-  long as it keeps talking (SDK servers send keep-alive comments).
+* idle — once the headers are in, the longest silence between two chunks of the body; past
+  it, or when the connection is lost mid-answer, the client gets 504 / 502 (`explain_read`),
+  or the last event of its SSE stream;
+* call and stream — the longest one request's whole answer, or a standalone GET stream, may
+  take: the proxy bounds the whole exchange with them (`call_timeout`, `stream_timeout`).
 
 Why aiohttp and not httpx: measured as a reverse proxy on this machine kind, an httpx-based
 one reached 0.45× of direct throughput (its pool polls every idle connection per request),
@@ -24,7 +26,13 @@ import logging
 import aiohttp
 from yarl import URL
 
-from authgate.gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from authgate.gateway.errors import (
+    UpstreamError,
+    UpstreamIdleTimeout,
+    UpstreamStreamCut,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
 from authgate.masking import masked_url, masked_urls
 
 __all__ = ["Upstream"]
@@ -43,6 +51,8 @@ class Upstream:
         connect_timeout: float,
         first_byte_timeout: float,
         idle_timeout: float,
+        call_timeout: float = 600.0,
+        stream_timeout: float = 3600.0,
         max_connections: int = 0,
         keepalive_timeout: float = 4.0,
     ) -> None:
@@ -51,6 +61,8 @@ class Upstream:
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
         self.idle_timeout = idle_timeout
+        self.call_timeout = call_timeout
+        self.stream_timeout = stream_timeout
         self.max_connections = max_connections  # 0: no cap; every open stream holds a connection
         self.keepalive_timeout = keepalive_timeout
         self._timeout = aiohttp.ClientTimeout(
@@ -115,8 +127,26 @@ class Upstream:
             connection.protocol.start_timeout()
         return response
 
+    @property
+    def where(self) -> str:
+        """How errors and logs name the upstream."""
+        return f"the upstream MCP server at {self.shown}"
+
+    def explain_read(self, exc: BaseException) -> UpstreamError:
+        """What a failure while reading an answer's body means: silence past the idle timeout, or
+        a connection lost (the upstream died, or something between cut it)."""
+        if isinstance(exc, TimeoutError):  # aiohttp's ServerTimeoutError is one too
+            return UpstreamIdleTimeout(
+                f"authgate: {self.where} was silent for longer than {self.idle_timeout:g} s in the middle "
+                "of its answer (upstream_idle_timeout)"
+            )
+        cut = f"authgate: {self.where} closed the connection in the middle of its answer"
+        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+            return UpstreamStreamCut(cut)  # aiohttp's text adds nothing but transfer-encoding details
+        return UpstreamStreamCut(f"{cut} ({type(exc).__name__}: {masked_urls(str(exc))})")
+
     def _explain(self, exc: BaseException) -> UpstreamError:
-        where = f"the upstream MCP server at {self.shown}"
+        where = self.where
         if isinstance(exc, aiohttp.ConnectionTimeoutError):
             return UpstreamTimeout(
                 f"authgate: {where} did not accept a connection within "

@@ -1,0 +1,54 @@
+"""`proxy_from_settings`: the `HttpUpstreamProxy` that `authgate serve --upstream URL` puts
+behind the guard, built from the gateway settings (config/gateway.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from yarl import URL
+
+from authgate.config.settings import Settings
+from authgate.gateway.headers import IdentityHeaderNames
+from authgate.gateway.http.proxy import HttpUpstreamProxy
+from authgate.masking import masked_url
+
+__all__ = ["proxy_from_settings"]
+
+log = logging.getLogger("authgate.gateway")
+
+
+def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
+    """The proxy `authgate serve --upstream URL` puts behind the guard."""
+    if settings.upstream is None:
+        raise ValueError("settings.upstream is not set")
+    static = dict(settings.upstream_headers)
+    if settings.upstream_bearer_token is not None:
+        static["Authorization"] = f"Bearer {settings.upstream_bearer_token.get_secret_value()}"
+    url = URL(settings.upstream)
+    if url.scheme == "http" and not _private_host(url.host or ""):
+        log.warning(
+            "upstream %s is plain http on a public address: traffic to it (and its credential) "
+            "is readable on the way; use https or a private network",
+            masked_url(settings.upstream),
+        )
+    return HttpUpstreamProxy(
+        settings.upstream,
+        connect_timeout=settings.upstream_connect_timeout,
+        first_byte_timeout=settings.upstream_first_byte_timeout,
+        idle_timeout=settings.upstream_idle_timeout,
+        call_timeout=settings.upstream_call_timeout,
+        stream_timeout=settings.upstream_stream_timeout,
+        upstream_headers=static,
+        identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
+        mount_path=settings.urls.mcp_path,
+        max_body=settings.mcp_max_body_bytes,
+    )
+
+
+def _private_host(host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host == "localhost" or "." not in host or host.endswith((".internal", ".local", ".svc"))
+    return address.is_private or address.is_loopback or address.is_link_local

@@ -1,0 +1,172 @@
+"""An MCP upstream made to misbehave, for the gateway's fault tests (test_proxy_faults.py).
+
+Run as a process of its own (`python faulty_upstream.py PORT`, `FaultyUpstream` below) so a
+test can kill it in the middle of an answer. What it does, by the tool a `tools/call` names:
+
+* `echo` — a JSON answer at once (what a second client calls meanwhile);
+* `trickle_json` — `application/json` headers and half a response, then a space every
+  0.2 s, never the end: the answer is never whole, yet never silent;
+* `trickle_sse` — an SSE progress event, then a keep-alive comment every 0.2 s, forever;
+* `silent_sse` — an SSE progress event, then silence (`subscriptions/listen`: as `trickle_sse`);
+* `html_500` — `500` with an HTML error page;  `bad_json` — `200 application/json` that
+  is not JSON;  `wrong_id` — a well-formed response to another id.
+
+`initialize` (2025-era) hands out a session id; a notification is answered 202 and kept with
+its headers; `GET /mcp` is an endless stream of keep-alive comments; `GET /marks` tells what
+it saw: the tools entered and the notifications received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+SESSION = "faulty-session-1"
+TICK = 0.2
+
+
+def _progress(request_id: Any) -> bytes:
+    note = {
+        "jsonrpc": "2.0",
+        "method": "notifications/progress",
+        "params": {"progressToken": request_id, "progress": 1},
+    }
+    return b"event: message\ndata: " + json.dumps(note).encode() + b"\n\n"
+
+
+def build_app() -> Starlette:
+    marks: dict[str, list[Any]] = {"entered": [], "notifications": []}
+
+    async def post(request: Request) -> Response:
+        body = json.loads(await request.body())
+        method, request_id = body.get("method"), body.get("id")
+        if "id" not in body:
+            marks["notifications"].append({"body": body, "headers": dict(request.headers)})
+            return Response(status_code=202)
+        if method == "initialize":
+            result = {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "serverInfo": {"name": "faulty", "version": "1"},
+            }
+            return JSONResponse(
+                {"jsonrpc": "2.0", "id": request_id, "result": result}, headers={"Mcp-Session-Id": SESSION}
+            )
+        tool = "trickle_sse" if method == "subscriptions/listen" else (body.get("params") or {}).get("name")
+        marks["entered"].append(tool)
+        return _answer(tool, request_id, body, marks)
+
+    async def get(request: Request) -> Response:
+        async def keep_alive() -> AsyncIterator[bytes]:
+            while True:
+                yield b": keep-alive\n\n"
+                await asyncio.sleep(TICK)
+
+        return StreamingResponse(keep_alive(), media_type="text/event-stream")
+
+    async def seen(request: Request) -> Response:
+        return JSONResponse(marks)
+
+    return Starlette(
+        routes=[Route("/mcp", post, methods=["POST"]), Route("/mcp", get, methods=["GET"]), Route("/marks", seen)]
+    )
+
+
+def _answer(tool: str | None, request_id: Any, body: dict[str, Any], marks: dict[str, list[Any]]) -> Response:
+    if tool == "echo":
+        text = (body["params"].get("arguments") or {}).get("text", "")
+        result = {"content": [{"type": "text", "text": text}], "isError": False}
+        return JSONResponse({"jsonrpc": "2.0", "id": request_id, "result": result})
+    if tool == "trickle_json":
+
+        async def trickle_json() -> AsyncIterator[bytes]:
+            yield b'{"jsonrpc": "2.0", "id": ' + json.dumps(request_id).encode() + b","
+            marks["entered"].append("trickle_json: sent")  # resumed once the first piece went out
+            while True:
+                await asyncio.sleep(TICK)
+                yield b" "
+
+        return StreamingResponse(trickle_json(), media_type="application/json")
+    if tool in ("trickle_sse", "silent_sse"):
+
+        async def events() -> AsyncIterator[bytes]:
+            yield _progress(request_id)
+            while True:
+                await asyncio.sleep(TICK if tool == "trickle_sse" else 3600)
+                yield b": keep-alive\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+    if tool == "html_500":
+        return Response("<html><body><h1>500 Internal Server Error</h1></body></html>", 500, media_type="text/html")
+    if tool == "bad_json":
+        return Response('{"jsonrpc": "2.0", "id": ', 200, media_type="application/json")
+    if tool == "wrong_id":
+        return JSONResponse({"jsonrpc": "2.0", "id": 424242, "result": {"content": []}})
+    return JSONResponse({"jsonrpc": "2.0", "id": request_id, "error": {"code": -32601, "message": "no such tool"}})
+
+
+class FaultyUpstream:
+    """The app above in a process of its own on one port: started, killed, started again."""
+
+    def __init__(self, port: int, logs: Path) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/mcp"
+        self.logs = logs
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.logs.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, __file__, str(self.port)], stdout=log, stderr=log, start_new_session=True
+            )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the faulty upstream exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the faulty upstream did not listen within 20 s")
+
+    def ensure_running(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            self.start()
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-answer, its connections reset by the kernel."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def marks(self) -> dict[str, list[Any]]:
+        return dict(httpx.get(f"http://127.0.0.1:{self.port}/marks", timeout=5).json())
+
+    def wait_entered(self, tool: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while tool not in self.marks()["entered"]:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the upstream never started {tool}")
+            time.sleep(0.02)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(build_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
