@@ -7,6 +7,7 @@ and guard, in one call.
     mcp = MCPServer("notes")
     app = authgate.protect(mcp.streamable_http_app(), public_url="https://notes.example.com")
     # run with: uvicorn module:app --no-proxy-headers (authgate applies trusted_proxies itself)
+    #   --http authgate.server.http_protocol:BoundedHttpToolsProtocol (head size and time, connections)
 
 The wrapped app must serve MCP at `/mcp` (the SDK's default path). Its lifespan (the SDK's
 session manager) runs inside authgate's. Tools read the caller with
