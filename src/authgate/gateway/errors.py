@@ -9,6 +9,7 @@
         ├── BodyTooLarge                413  -32600  larger than max_body
         ├── MethodNotAllowed            405  -32600  not POST, GET or DELETE
         ├── SessionNotFound             404  -32600  unknown, expired, or another identity's session
+        ├── TooManyStreams              429  -32603  past max_streams_per_caller, `Retry-After` (gateway/streams.py)
         └── UpstreamError               -32603, `data.source = "authgate"`
             ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
             ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
