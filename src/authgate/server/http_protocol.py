@@ -125,7 +125,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._timer = None
         if not self._in_body or self.transport.is_closing():
             return
-        if self.flow.read_paused:  # the app is not reading: the silence is not the client's
+        waiting = self.cycle is not None and self.cycle.waiting_for_100_continue  # the client waits for us
+        if self.flow.read_paused or waiting:  # the app is not reading: the silence is not the client's
             self._await_body()
             return
         self.transport.close()  # the app sees a disconnect
