@@ -3,6 +3,9 @@
     AuthgateError
     ├── ConfigError                  a setting is wrong: names it, says why and how to fix it
     ├── StoreError                   the database failed or is out of date
+    │   └── StoreUnavailable         it cannot answer now: a lost or broken connection, a lock
+    │                                held past the busy timeout (store/sql/database.py); the
+    │                                server answers 503 with Retry-After (server/store_failures.py)
     ├── FetchError                   an outbound fetch (CIMD document) was refused or failed
     ├── Unreachable                  an outbound HTTP request got no answer (DNS, TCP, TLS,
     │                                timeout): httpx's exceptions become it in one place,
@@ -101,6 +104,18 @@ class ConfigError(AuthgateError):
 
 class StoreError(AuthgateError):
     """The store could not do what was asked (connection, schema version, integrity)."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot answer right now (a lost or broken connection, a lock held past the
+    busy timeout, no free connection in the pool); asking again shortly may work. The
+    transaction did not commit, unless the connection was lost during its COMMIT.
+    `reconnect`: a fresh connection may succeed at once (a lost connection), as opposed to a
+    wait that was already made (the busy timeout, the pool's timeout)."""
+
+    def __init__(self, message: str, *, reconnect: bool = False) -> None:
+        self.reconnect = reconnect
+        super().__init__(message)
 
 
 class FetchError(AuthgateError):
@@ -244,6 +259,7 @@ __all__ = [
     "SettingProblem",
     "SlowDown",
     "StoreError",
+    "StoreUnavailable",
     "TemporarilyUnavailable",
     "UnauthorizedClient",
     "Unreachable",

@@ -12,6 +12,8 @@ import ipaddress
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from authgate.masking import masked_urls
+
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -29,17 +31,18 @@ def canonicalize_public_url(raw: str) -> str:
     """Return the canonical form, or raise ValueError saying what is wrong."""
     parts = urlsplit(raw.strip())
     scheme = parts.scheme.lower()
+    shown = masked_urls(raw)  # a URL with credentials is refused, and never printed with them
     if scheme not in ("http", "https"):
-        raise ValueError(f"'{raw}' is not an http(s) URL")
+        raise ValueError(f"'{shown}' is not an http(s) URL")
     if not parts.hostname:
-        raise ValueError(f"'{raw}' has no host")
+        raise ValueError(f"'{shown}' has no host")
     if parts.username or parts.password:
-        raise ValueError(f"'{raw}' must not contain credentials")
+        raise ValueError(f"'{shown}' must not contain credentials")
     if parts.query or parts.fragment:
-        raise ValueError(f"'{raw}' must not have a query or fragment")
+        raise ValueError(f"'{shown}' must not have a query or fragment")
     host = parts.hostname.lower()
     if scheme == "http" and not is_loopback_host(host):
-        raise ValueError(f"'{raw}' uses http on a non-loopback host; HTTPS is required")
+        raise ValueError(f"'{shown}' uses http on a non-loopback host; HTTPS is required")
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None and parts.port != _DEFAULT_PORTS[scheme]:
         netloc += f":{parts.port}"

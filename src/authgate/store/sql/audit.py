@@ -18,6 +18,7 @@ from authgate.store.models import AuditEvent
 from authgate.store.protocols import AuditBatchWriter
 from authgate.store.sql import tables as t
 from authgate.store.sql.audit_writer import PostgresBatchWriter, SqliteBatchWriter
+from authgate.store.sql.database import idempotent
 from authgate.store.sql.engine import is_sqlite, sqlite_file
 from authgate.store.sql.store import SqlStore
 
@@ -49,6 +50,7 @@ class SqlAuditStore:
         path = sqlite_file(url)
         return SqliteBatchWriter(path) if path is not None else None
 
+    @idempotent
     async def list_audit_events(
         self, *, since: float | None = None, subject: str | None = None, target: str | None = None, limit: int = 100
     ) -> list[AuditEvent]:

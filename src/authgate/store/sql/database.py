@@ -1,19 +1,26 @@
 """`SqlDatabase`: one SQL database (SQLite or PostgreSQL), opened and migrated, and the one
-way to run a transaction on it. Database failures leave it as `StoreError`.
+way to run a transaction on it. Database failures leave it as `StoreError`; those that mean
+the database cannot answer now (`engine.unavailable`) as `StoreUnavailable`, their connection
+discarded. A method marked `@idempotent` (reads, and writes that may run twice) is run once
+more on a fresh connection when its connection was lost; any other write is not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+import contextvars
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from authgate.errors import StoreError
+from authgate.errors import StoreError, StoreUnavailable
+from authgate.masking import masked_urls
 from authgate.store.sql.engine import (
     WRITE_OPTION,
     display_url,
@@ -21,8 +28,41 @@ from authgate.store.sql.engine import (
     make_engine,
     parse_url,
     sqlite_file,
+    unavailable,
 )
 from authgate.store.sql.migrate import check_engine, upgrade_engine
+
+log = logging.getLogger("authgate.store")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# Set while an @idempotent method runs: the methods it calls do not retry on their own.
+_RETRYING = contextvars.ContextVar("authgate_store_retrying", default=False)
+
+
+def idempotent(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Mark a store method safe to run twice (a read, or a write whose second run changes
+    nothing more): when its connection is lost it runs once more, on a fresh connection."""
+
+    @functools.wraps(method)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        if _RETRYING.get():
+            return await method(*args, **kwargs)
+        token = _RETRYING.set(True)
+        try:
+            try:
+                return await method(*args, **kwargs)
+            except StoreUnavailable as exc:
+                if not exc.reconnect:
+                    raise
+                log.info("retrying %s on a fresh connection: %s", method.__qualname__, exc)
+            return await method(*args, **kwargs)
+        finally:
+            _RETRYING.reset(token)
+
+    run.idempotent = True  # type: ignore[attr-defined]  # what tests/store check
+    return run
 
 
 class SqlDatabase:
@@ -60,7 +100,8 @@ class SqlDatabase:
                 await check_engine(engine)
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             await engine.dispose()
-            raise StoreError(f"cannot open the database at {display_url(self._url)}: {exc}") from exc
+            detail = masked_urls(str(exc))  # a driver's text may quote the URL
+            raise StoreError(f"cannot open the database at {display_url(self._url)}: {detail}") from exc
         except BaseException:
             await engine.dispose()
             raise
@@ -74,28 +115,49 @@ class SqlDatabase:
 
     @contextlib.asynccontextmanager
     async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
-        """One transaction, committed on exit; database failures become StoreError."""
+        """One transaction, committed on exit; database failures become StoreError, those of
+        a database that cannot answer now StoreUnavailable. A connection that broke, or was
+        left mid-statement by a cancellation, is discarded rather than pooled again."""
         engine = self._writer if write else self._engine
         if engine is None:
             raise StoreError("the store is not open: call `await store.open()` first")
+        connecting = True  # a failure to get a connection at all is the database's unavailability
         try:
             async with self._serial or contextlib.nullcontext():
-                async with engine.begin() as conn:
-                    yield conn
-        except sa.exc.DBAPIError as exc:
-            raise StoreError(f"database error: {exc.orig or exc}") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot reach the database: {exc}") from exc
+                async with engine.connect() as conn:
+                    connecting = False
+                    try:
+                        async with conn.begin():
+                            yield conn
+                    except BaseException as exc:
+                        if not conn.invalidated and (not isinstance(exc, Exception) or unavailable(exc)):
+                            with contextlib.suppress(Exception):
+                                await conn.invalidate()
+                        raise
+        except StoreError:
+            raise
+        except Exception as exc:  # a driver's own error may escape SQLAlchemy unwrapped
+            failure = unavailable(exc, connecting=connecting)
+            if failure is not None:
+                raise failure from exc
+            if isinstance(exc, sa.exc.DBAPIError):
+                raise StoreError(f"database error: {exc.orig or exc}") from exc
+            if isinstance(exc, sa.exc.SQLAlchemyError):
+                raise StoreError(f"database error: {masked_urls(str(exc))}") from exc
+            raise
 
+    @idempotent
     async def _one(self, query: sa.Select[Any]) -> sa.RowMapping | None:
         async with self._tx(write=False) as conn:
             row: sa.RowMapping | None = (await conn.execute(query)).mappings().first()
         return row
 
+    @idempotent
     async def _all(self, query: sa.Select[Any]) -> list[sa.RowMapping]:
         async with self._tx(write=False) as conn:
             return list((await conn.execute(query)).mappings().all())
 
+    @idempotent
     async def _count(self, table: sa.Table) -> int:
         async with self._tx(write=False) as conn:
             return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)

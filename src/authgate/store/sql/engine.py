@@ -4,24 +4,40 @@ SQLite needs the most care: WAL so readers never block the writer, `synchronous=
 commit survives power loss, a busy timeout so replicas queue instead of failing, and
 SQLAlchemy (not the sqlite3 module) in charge of BEGIN, so that SELECTs and DDL are really
 inside transactions and write transactions take the write lock up front (`BEGIN IMMEDIATE`).
+
+`unavailable()` says which failures mean the database cannot answer now (a lost or broken
+connection, a lock held past the busy timeout, a full pool): `SqlDatabase._tx` raises those as
+`StoreUnavailable`, and on PostgreSQL the engine treats each broken connection as a disconnect
+(SQLAlchemy's `handle_error`), so it is discarded with the pool's older connections, never reused.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL, Connection, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from authgate.errors import StoreError
+from authgate.errors import StoreError, StoreUnavailable
+from authgate.masking import masked_urls
 from authgate.store.files import private_file
 
 # Execution option marking a connection that will write: on SQLite it begins IMMEDIATE.
 WRITE_OPTION = "authgate_write"
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+PG_CONNECT_TIMEOUT_SECONDS = 10  # asyncpg's own default is 60: a request would wait that long
+
+# SQLSTATEs of a connection the server ended or refused: class 08 (connection exception) and
+# these. 53300 (too many connections) and 57P03 (starting up) are worth a wait, not a reconnect.
+_PG_LOST = frozenset({"57P01", "57P02"})  # admin_shutdown (pg_terminate_backend), crash_shutdown
+_PG_REFUSED = frozenset({"53300", "57P03"})
+# asyncpg's own errors for a connection in a state no statement can use ("connection is
+# closed", "another operation is in progress", a protocol state it cannot leave).
+_ASYNCPG_BROKEN = frozenset({"InterfaceError", "InternalClientError", "ProtocolError"})
 
 _DRIVERS = {
     "sqlite": "sqlite+aiosqlite",
@@ -36,8 +52,8 @@ def parse_url(database_url: str) -> URL:
     """Parse and pin the async driver, so `sqlite:///x` and `postgresql://...` also work."""
     try:
         url = sa.make_url(database_url)
-    except sa.exc.ArgumentError as exc:
-        raise StoreError(f"invalid database URL {database_url!r}: {exc}") from None
+    except (sa.exc.ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        raise StoreError(masked_urls(f"invalid database URL {database_url!r}: {exc}")) from None
     driver = _DRIVERS.get(url.drivername)
     if driver is None:
         raise StoreError(
@@ -66,7 +82,9 @@ def sqlite_file(url: URL) -> Path | None:
 def make_engine(url: URL) -> AsyncEngine:
     if not is_sqlite(url):
         # pre_ping: a replica outlives database restarts without surfacing stale connections.
-        return create_async_engine(url, pool_pre_ping=True)
+        engine = create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS})
+        sa.event.listen(engine.sync_engine, "handle_error", _broken_is_disconnect)
+        return engine
     path = sqlite_file(url)
     if path is not None:
         try:
@@ -100,3 +118,62 @@ def _sqlite_on_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
         conn.exec_driver_sql("BEGIN")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc`, the driver error SQLAlchemy wrapped (`.orig`) and their causes, each once."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(found) < 16:
+        e = todo.pop(0)
+        if e is None or any(e is f for f in found):
+            continue
+        found.append(e)
+        todo += [getattr(e, "orig", None), e.__cause__, None if e.__suppress_context__ else e.__context__]
+    return found
+
+
+def _from_asyncpg(e: BaseException) -> bool:
+    return type(e).__module__.startswith("asyncpg")
+
+
+def unavailable(exc: BaseException, *, connecting: bool = False) -> StoreUnavailable | None:
+    """`exc` as a `StoreUnavailable` when it means the database cannot answer now; None when it
+    is anything else (a constraint, a bug, a schema problem: those stay plain `StoreError`s).
+    `connecting`: it was raised while getting a connection, so no statement ran; any database
+    failure then is unavailability (refused, shutting down, not accepting connections, …)."""
+    for e in _chain(exc):
+        if isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated:
+            return StoreUnavailable(f"the database connection was lost: {_text(e.orig or e)}", reconnect=True)
+        if isinstance(e, sa.exc.TimeoutError):  # the pool's: every connection busy for pool_timeout
+            return StoreUnavailable(f"no database connection was free in time: {_text(e)}")
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            return StoreUnavailable(f"the database stayed locked past the busy timeout: {_text(e)}")
+        sqlstate = getattr(e, "sqlstate", None) if _from_asyncpg(e) else None
+        if isinstance(sqlstate, str) and (sqlstate.startswith("08") or sqlstate in _PG_LOST):
+            return StoreUnavailable(f"the database connection was lost: {_text(e)}", reconnect=True)
+        if sqlstate in _PG_REFUSED:
+            return StoreUnavailable(f"the database refused a connection: {_text(e)}")
+        if _from_asyncpg(e) and type(e).__name__ in _ASYNCPG_BROKEN:
+            return StoreUnavailable(f"the database connection broke: {_text(e)}", reconnect=True)
+        if isinstance(e, TimeoutError):
+            return StoreUnavailable(f"the database did not answer in time: {_text(e)}")
+        if isinstance(e, OSError):  # refused, reset, unreachable
+            return StoreUnavailable(f"cannot reach the database: {_text(e)}", reconnect=True)
+    if connecting and isinstance(exc, sa.exc.SQLAlchemyError):
+        return StoreUnavailable(f"cannot connect to the database: {_text(getattr(exc, 'orig', None) or exc)}")
+    return None
+
+
+def _text(e: BaseException) -> str:
+    return masked_urls(str(e).split("\n", 1)[0][:300]) or type(e).__name__
+
+
+def _broken_is_disconnect(context: ExceptionContext) -> None:
+    """A connection that failed for any reason `unavailable` sees as a lost or broken one is a
+    disconnect to SQLAlchemy too (it knows only closed sockets): invalidated, never reused,
+    and the pool's older connections with it."""
+    if not context.is_disconnect:
+        failure = unavailable(context.original_exception)
+        if failure is not None and failure.reconnect:
+            context.is_disconnect = True

@@ -19,7 +19,7 @@ from authgate.store.models import (
 )
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
-from authgate.store.sql.database import SqlDatabase
+from authgate.store.sql.database import SqlDatabase, idempotent
 
 CODES = t.authorization_codes
 FAMILIES = t.refresh_families
@@ -106,11 +106,13 @@ class SqlGrants(SqlDatabase):
             await conn.execute(sa.insert(TOKENS).values(rows.token_values(new)))
         return True
 
+    @idempotent
     async def revoke_family(self, family_id: str, reason: str, now: float) -> bool:
         async with self._tx() as conn:
             result = await conn.execute(revoke_where(FAMILIES.c.family_id == family_id, reason, now))
             return result.rowcount == 1
 
+    @idempotent
     async def revoke_families(
         self, *, client_id: str | None = None, user_id: str | None = None, reason: str, now: float
     ) -> int:
@@ -163,6 +165,7 @@ class SqlGrants(SqlDatabase):
         )
         return rows.to_consent(row) if row is not None else None
 
+    @idempotent
     async def save_consent(self, consent: Consent) -> None:
         # Two first consents may race to INSERT in PostgreSQL; the loser retries as an update.
         for attempt in range(3):

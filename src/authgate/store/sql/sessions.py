@@ -52,6 +52,7 @@ from authgate.errors import StoreError
 from authgate.oauth import opaque  # a session id is a random secret too: its SHA-256 suffices
 from authgate.store.models import Owner
 from authgate.store.sql import tables as t
+from authgate.store.sql.database import idempotent
 from authgate.store.sql.store import SqlStore
 
 __all__ = ["SqlSessionBindings"]
@@ -111,6 +112,7 @@ class SqlSessionBindings:
 
     # -- the SessionBindings Protocol ---------------------------------------------------------
 
+    @idempotent
     async def owner(self, session_id: str) -> Owner | None:
         now = self._clock()
         entry = self._fresh(session_id, now) or await self._load(session_id, now)
@@ -120,6 +122,7 @@ class SqlSessionBindings:
             return None  # dropped meanwhile
         return entry.owner
 
+    @idempotent
     async def bind(self, session_id: str, owner: Owner) -> Owner:
         now = self._clock()
         if (entry := self._fresh(session_id, now)) is not None:
@@ -170,6 +173,7 @@ class SqlSessionBindings:
             except StoreError as exc:
                 log.warning("could not record the end of an MCP session's stream: %s", exc)
 
+    @idempotent
     async def drop(self, session_id: str) -> None:
         self._cache.pop(session_id, None)
         self._streams.pop(session_id, None)

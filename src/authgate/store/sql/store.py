@@ -19,6 +19,7 @@ from authgate.errors import StoreError
 from authgate.store.models import Client, KeyState, SigningKey, User
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
+from authgate.store.sql.database import idempotent
 from authgate.store.sql.grants import CODES, CONSENTS, FAMILIES, TOKENS, SqlGrants, revoke_where
 from authgate.store.sql.migrate import upgrade
 
@@ -64,6 +65,7 @@ class SqlStore(SqlGrants):
         row = await self._one(sa.select(CLIENTS).where(CLIENTS.c.client_id == client_id))
         return rows.to_client(row) if row is not None else None
 
+    @idempotent
     async def touch_client(self, client_id: str, now: float) -> None:
         async with self._tx() as conn:
             await conn.execute(sa.update(CLIENTS).where(CLIENTS.c.client_id == client_id).values(last_used_at=now))
@@ -173,6 +175,7 @@ class SqlStore(SqlGrants):
             except sa.exc.IntegrityError:
                 raise StoreError(f"signing key {key.kid!r} already exists") from None
 
+    @idempotent
     async def set_key_state(self, kid: str, state: KeyState, now: float) -> None:
         values: dict[str, Any] = {"state": state}
         if state == "active":
@@ -182,6 +185,7 @@ class SqlStore(SqlGrants):
         async with self._tx() as conn:
             await conn.execute(sa.update(KEYS).where(KEYS.c.kid == kid).values(**values))
 
+    @idempotent
     async def delete_key(self, kid: str) -> None:
         async with self._tx() as conn:
             await conn.execute(sa.delete(KEYS).where(KEYS.c.kid == kid))

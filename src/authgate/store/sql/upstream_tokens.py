@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.store.models import UpstreamTokens
 from authgate.store.sql import tables as t
+from authgate.store.sql.database import idempotent
 from authgate.store.sql.store import SqlStore
 
 UPSTREAM, USERS = t.upstream_tokens, t.users
@@ -37,6 +38,7 @@ class SqlUpstreamTokenStore:
             if updated.rowcount == 0:
                 await conn.execute(sa.insert(UPSTREAM).values(**values))
 
+    @idempotent
     async def get_upstream(self, user_id: str) -> UpstreamTokens | None:
         async with self._store._tx(write=False) as conn:
             row = (await conn.execute(sa.select(UPSTREAM).where(UPSTREAM.c.user_id == user_id))).mappings().first()
