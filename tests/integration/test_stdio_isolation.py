@@ -209,8 +209,8 @@ def test_shutdown_stops_every_child(tmp_path: Path) -> None:
 
 @pytest.mark.requirement(req.MCP_2025_11_25_STDIO_SHUTDOWN)
 def test_an_open_stream_does_not_hold_a_stop_up(tmp_path: Path) -> None:
-    """A legacy GET stream never ends by itself: SIGTERM waits `shutdown_timeout`, then closes
-    it and stops every child, instead of hanging until the process is killed."""
+    """A legacy GET stream never ends by itself: SIGTERM ends it at once (the drain is for calls),
+    stops every child and exits 0, instead of hanging until the process is killed."""
     import threading
 
     server = start_stdio_gate(tmp_path, DEMO_COMMAND, AUTHGATE_SHUTDOWN_TIMEOUT="2")
@@ -247,8 +247,7 @@ def test_an_open_stream_does_not_hold_a_stop_up(tmp_path: Path) -> None:
         took = time.monotonic() - started
     finally:
         server.kill(signal.SIGKILL)
-    # uvicorn ends by re-raising the SIGTERM it caught, once its shutdown (ours included) ran
-    assert code in (0, -signal.SIGTERM) and took < 8, f"exit {code} after {took:.1f} s"
+    assert code == 0 and took < 8, f"exit {code} after {took:.1f} s"  # a stop asked for is no failure
     assert ended.wait(5) and wait_gone(pid)
 
 

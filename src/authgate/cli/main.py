@@ -46,6 +46,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from authgate.server.app import build_app
     from authgate.server.http_protocol import bounded_protocol
     from authgate.server.logs import configure_logging
+    from authgate.server.shutdown import GracefulServer
 
     settings = (
         _settings(args)
@@ -62,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -79,7 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             header_read_timeout=settings.header_read_timeout, max_connections=settings.max_connections
         ),
     )
-    return 0
+    # a stop drains the requests in flight and exits 0 (server/shutdown.py)
+    server = GracefulServer(config, drain=app.drain, drain_seconds=settings.shutdown_drain_seconds)
+    server.run()
+    return 0 if server.started else 3  # 3: uvicorn's start-up failure (the port taken, …)
 
 
 def _stdio_command(argv: list[str]) -> list[str]:

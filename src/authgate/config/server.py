@@ -77,11 +77,19 @@ class ServerSettings(BaseModel):
         description="open connections authgate serve holds; past it a new one closes the one idle longest, "
         "or gets 503 when every connection serves a request",
     )
+    shutdown_drain_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="seconds a stop (SIGTERM, SIGINT) lets requests in flight finish, with no new connection "
+        "accepted and GET/listen streams ended at once; gateway calls still running then get a JSON-RPC "
+        "error (503, retryable)",
+    )
     shutdown_timeout: int = Field(
         10,
         ge=1,
-        description="seconds a stop (SIGTERM) waits for requests and streams in flight (GET "
-        "streams, subscriptions/listen) before it closes them, then the upstream, children, audit and store",
+        description="seconds a stop waits after the drain for the last answers and any other request "
+        "before it cuts their connections, then closes the upstream, children, audit and store",
     )
     gc_tuning: bool = Field(
         True,

@@ -21,7 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.settings import Settings
-from authgate.errors import StoreError
+from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
@@ -36,10 +36,8 @@ from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
 from authgate.server.routes.proxy_mode import open_proxy_flow
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
-from authgate.server.store_failures import McpStoreFailures, oauth_answer, page_answer
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
-PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"})  # answered in HTML
 
 
 class AuthgateApp:
@@ -48,6 +46,8 @@ class AuthgateApp:
     def __init__(self, settings: Settings, mcp_app: ASGIApp) -> None:
         self.settings = settings
         self.mcp_app = mcp_app
+        own = getattr(mcp_app, "drain", None)  # the stdio bridge's, which ends its listen streams itself
+        self.drain = own if isinstance(own, Drain) else Drain()  # a stop drains /mcp (gateway/drain.py)
         self.runtime: Runtime | None = None
         self.policy: PolicyLayer | None = None
         urls = settings.urls
@@ -115,10 +115,7 @@ class AuthgateApp:
         async def endpoint(request: Request) -> Response:
             if self.handlers is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
-            try:
-                response: Response = await self.handlers[name](request)
-            except StoreError as exc:  # 503 + Retry-After when the database cannot answer now
-                return (page_answer if name in PAGES else oauth_answer)(exc, request)
+            response: Response = await self.handlers[name](request)
             return response
 
         return endpoint
@@ -199,14 +196,15 @@ class AuthgateApp:
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
         guarded: ASGIApp = BearerGuard(
             # streams per caller counted behind the policy, which has parsed the body (gateway/streams.py)
-            policy.wrap(StreamLimit(self.mcp_app, per_caller=self.settings.max_streams_per_caller)),
+            policy.wrap(
+                StreamLimit(DrainGuard(self.mcp_app, self.drain), per_caller=self.settings.max_streams_per_caller)
+            ),
             verifier,
             resource_metadata=urls.prm_url,
             scopes=tuple(self.settings.scopes),
             anonymous=policy.anonymous,
         )
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
-        guarded = McpStoreFailures(guarded)  # a JSON-RPC 503/500 when the database fails (inside CORS)
         loopback = not urls.secure_cookies
         self._without_cors = guarded  # requests without an Origin header are no CORS business
         return CORSMiddleware(

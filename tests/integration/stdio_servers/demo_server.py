@@ -5,7 +5,9 @@ client a question and returns the answer); `sample` (sampling: asks the client's
 `pid` (this process's id, and the caller identity the bridge put in its environment);
 `crash` (exits the process mid-call); `slow` (sleeps, reporting progress, so a test can
 cancel it; writes a marker file when it is cancelled); `notify_later` (sends
-`notifications/tools/list_changed` after the call has returned: a message outside any request).
+`notifications/tools/list_changed` after the call has returned: a message outside any request);
+`stderr_flood` (writes `megabytes` MB to stderr, one 1 MiB line first, then short lines, and
+answers once all of it was written: a bridge that stopped reading stderr would block it).
 
 Run as `python demo_server.py` (stdio).
 """
@@ -84,6 +86,21 @@ async def slow(seconds: float, marker: str, ctx: Context) -> str:
         Path(marker).write_text("cancelled")
         raise
     return "slept"
+
+
+@server.tool(description="Write `megabytes` MB to stderr (a 1 MiB line, then short ones); return the byte count.")
+def stderr_flood(megabytes: int) -> str:
+    out = sys.stderr.buffer
+    total = megabytes * 1024 * 1024
+    out.write(b"x" * (1024 * 1024) + b"\n")
+    line = b"demo server: a line of stderr noise ".ljust(99, b".") + b"\n"
+    block = line * 10_000  # about 1 MB per write
+    written = 1024 * 1024 + 1
+    while written < total:
+        out.write(block)
+        written += len(block)
+    out.flush()
+    return f"wrote {written} bytes"
 
 
 _background: set[asyncio.Task[Any]] = set()

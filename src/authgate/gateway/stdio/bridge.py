@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 
 from authgate.config.settings import Settings
 from authgate.gateway.body import ClientGone, read_body
+from authgate.gateway.drain import Drain
 from authgate.gateway.errors import GatewayError, MethodNotAllowed, ParseError, error_object, send_error
 from authgate.gateway.stdio.child import StdioChild
 from authgate.gateway.stdio.http import accepts, header, send_json, send_status
@@ -72,6 +73,8 @@ class StdioBridge:
         max_body: int = 4 * 1024 * 1024,
         kill_after: float = 3.0,
         identity_env: bool = False,
+        call_timeout: float = 600.0,
+        stream_timeout: float = 3600.0,
     ) -> None:
         if not command:
             raise ValueError("StdioBridge needs a command to run")
@@ -88,8 +91,19 @@ class StdioBridge:
             max_per_identity=max_children_per_identity,
             idle_timeout=idle_timeout,
         )
-        self.legacy = LegacyHandler(self.pool, init_timeout=init_timeout)
-        self.stateless = StatelessHandler(self.pool, init_timeout=init_timeout, input_timeout=input_timeout)
+        self.legacy = LegacyHandler(
+            self.pool, init_timeout=init_timeout, call_timeout=call_timeout, stream_timeout=stream_timeout
+        )
+        self.stateless = StatelessHandler(
+            self.pool,
+            init_timeout=init_timeout,
+            input_timeout=input_timeout,
+            call_timeout=call_timeout,
+            stream_timeout=stream_timeout,
+        )
+        # a stop (gateway/drain.py, behind DrainGuard): listen streams end with their graceful close at once
+        self.drain = Drain()
+        self.drain.on_stop(self.stateless.children.subscriptions.close)
         self.started = False
         self._numbers = itertools.count(1)
         self._reaper: asyncio.Task[None] | None = None
@@ -232,4 +246,6 @@ def bridge_from_settings(settings: Settings) -> StdioBridge:
         path=settings.urls.mcp_path,
         identity_env=settings.identity_headers,
         max_body=settings.mcp_max_body_bytes,
+        call_timeout=settings.upstream_call_timeout,
+        stream_timeout=settings.upstream_stream_timeout,
     )

@@ -27,6 +27,7 @@ from typing import Any
 
 from authgate.gateway.errors import GatewayError, JsonRpcId
 from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
+from authgate.gateway.stdio.stderr import READ_SIZE, StderrLog
 
 __all__ = ["Cancelled", "Exchange", "Outgoing", "StdioChild", "id_key"]
 
@@ -102,6 +103,11 @@ class StdioChild:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    @property
+    def program(self) -> str:
+        """The command's program name, for messages to clients (no path, no arguments)."""
+        return os.path.basename(self.command[0])
 
     @property
     def alive(self) -> bool:
@@ -214,17 +220,23 @@ class StdioChild:
             await self._after_exit()
 
     async def _read_stderr(self) -> None:
+        """Read stderr to its end, whatever the log takes of it (stderr.py): a child is never
+        blocked on a full pipe."""
         assert self.proc is not None and self.proc.stderr is not None
+        sink = StderrLog(self.label)
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
-            while True:
-                try:
-                    line = await self.proc.stderr.readline()
-                except ValueError:  # a line longer than MAX_LINE: log it in pieces
-                    line = await self.proc.stderr.read(65536)
-                if not line:
-                    return
-                if text := line.decode(errors="replace").rstrip():
-                    logger.info("%s stderr: %s", self.label, text[:4000])
+            try:
+                while True:
+                    try:
+                        chunk = await asyncio.wait_for(self.proc.stderr.read(READ_SIZE), sink.quiet_for())
+                    except TimeoutError:  # quiet after a flood: say now how much was dropped
+                        sink.summarize()
+                        continue
+                    if not chunk:
+                        return
+                    sink.feed(chunk)
+            finally:
+                sink.close()
 
     def _dispatch(self, line: bytes) -> None:
         try:

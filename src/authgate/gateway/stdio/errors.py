@@ -9,6 +9,9 @@
     ├── InputStateInvalid         400     -32602  a `requestState` this bridge did not issue to this caller
     └── ListenFilterInvalid       400     -32602  `subscriptions/listen` params that are not a SubscriptionFilter
 
+A call past upstream_call_timeout is the gateway's UpstreamCallTimeout (504), as for an HTTP
+upstream; the child is sent `notifications/cancelled`.
+
 -32603 with `data.source = "authgate"` follows the gateway's convention: a client can tell
 these from errors the stdio server itself sent (JSON-RPC 2.0 §5.1).
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
@@ -83,10 +84,12 @@ def sse_event(message: dict[str, Any]) -> bytes:
 
 
 class DisconnectWatch:
-    """Sets `gone` when the client closes the connection (ASGI `http.disconnect`)."""
+    """Sets `gone` when the client closes the connection (ASGI `http.disconnect`); `deadline`
+    (time.monotonic()) is when the request or stream has run for as long as it may."""
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, *, limit: float | None = None) -> None:
         self.gone = asyncio.Event()
+        self.deadline = time.monotonic() + limit if limit is not None else None
         self._task = asyncio.create_task(self._watch(receive))
 
     async def _watch(self, receive: Receive) -> None:

@@ -40,7 +40,8 @@ from authgate.gateway.stdio.http import (
     sse_event,
 )
 from authgate.gateway.stdio.pool import ChildPool, LegacySession, Owner
-from authgate.gateway.stdio.relay import INTERACTIVE, Wake, is_response, next_from, next_item
+from authgate.gateway.stdio.relay import INTERACTIVE, Wake, give_up, is_response, next_from, next_item
+from authgate.observe import note
 
 __all__ = ["LegacyHandler"]
 
@@ -48,9 +49,13 @@ logger = logging.getLogger("authgate.stdio")
 
 
 class LegacyHandler:
-    def __init__(self, pool: ChildPool, *, init_timeout: float) -> None:
+    def __init__(
+        self, pool: ChildPool, *, init_timeout: float, call_timeout: float = 600.0, stream_timeout: float = 3600.0
+    ) -> None:
         self.pool = pool
         self.init_timeout = init_timeout
+        self.call_timeout = call_timeout
+        self.stream_timeout = stream_timeout
 
     def _session(self, scope: Scope, owner: Owner) -> LegacySession:
         session_id = header(scope, "mcp-session-id")
@@ -129,12 +134,16 @@ class LegacyHandler:
         child = session.child
         ex = await child.request(request, interactive=request.get("method") in INTERACTIVE)
         reply = HttpReply(send, sse=accepts(scope)[1])
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, limit=self.call_timeout)
         try:
             while True:
                 item = await next_item(ex, watch, PING_INTERVAL)
                 if item is Wake.GONE:
                     await child.cancel(ex, "the client closed the HTTP stream before the answer")
+                    return
+                if item is Wake.TIMEOUT:
+                    note(scope, outcome=f"{'error_event:' if reply.streaming else ''}upstream_call_timeout")
+                    await reply.error(await give_up(child, ex, self.call_timeout))
                     return
                 if item is Wake.IDLE:
                     await reply.keepalive()
@@ -148,6 +157,9 @@ class LegacyHandler:
                     return
                 elif not await reply.message(item):  # a JSON-only client: the GET stream carries it
                     session.push(item)
+        except asyncio.CancelledError:  # cut (a stop's drain time ran out): the child stops working on it
+            await child.cancel(ex, "authgate is shutting down")
+            raise
         finally:
             watch.close()
             await reply.close()
@@ -186,7 +198,7 @@ class LegacyHandler:
             await send_json(send, 409, error_object(-32600, "Conflict: this session already has a GET stream"))
             return
         session.stream_open = True
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, limit=self.stream_timeout)
         try:
             await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
             await self._stream(session, send, watch)
@@ -198,8 +210,8 @@ class LegacyHandler:
     async def _stream(self, session: LegacySession, send: Send, watch: DisconnectWatch) -> None:
         while True:
             message = await next_from(session.outbox, watch, PING_INTERVAL)
-            if message is Wake.GONE or message is None:  # the client left, or the session ended
-                return
+            if message in (Wake.GONE, Wake.TIMEOUT) or message is None:  # the client left, the stream's
+                return  # time is up (the client opens another), or the session ended
             body = b": keepalive\n\n" if message is Wake.IDLE else sse_event(message)
             await send({"type": "http.response.body", "body": body, "more_body": True})
 

@@ -6,16 +6,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from authgate.gateway.errors import GatewayError, InvalidJsonRpcRequest
+from authgate.gateway.errors import GatewayError, InvalidJsonRpcRequest, UpstreamCallTimeout
 from authgate.gateway.jsonrpc import Message, parse_body
 from authgate.gateway.stdio.child import Cancelled, Exchange, Outgoing, StdioChild
 from authgate.gateway.stdio.errors import ChildExited
 from authgate.gateway.stdio.http import DisconnectWatch
 
-__all__ = ["INTERACTIVE", "Wake", "ask", "is_request", "is_response", "next_from", "next_item", "single_message"]
+__all__ = [
+    "INTERACTIVE",
+    "Wake",
+    "ask",
+    "give_up",
+    "is_request",
+    "is_response",
+    "next_from",
+    "next_item",
+    "single_message",
+]
 
 T = TypeVar("T")
 
@@ -27,6 +38,7 @@ INTERACTIVE = frozenset({"tools/call", "prompts/get", "resources/read"})
 class Wake(enum.Enum):
     GONE = "the client closed the connection"
     IDLE = "nothing to send for a while"
+    TIMEOUT = "the watch's deadline passed (upstream_call_timeout, upstream_stream_timeout)"
 
 
 def is_response(message: dict[str, Any]) -> bool:
@@ -54,9 +66,15 @@ async def next_item(ex: Exchange, watch: DisconnectWatch, timeout: float) -> Out
 
 
 async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: float) -> T | Wake:
-    """The queue's next item, or Wake.GONE / Wake.IDLE; never loses an item to a race."""
+    """The queue's next item, or Wake.GONE / Wake.IDLE / Wake.TIMEOUT (the watch's deadline);
+    never loses an item to a race."""
     if not queue.empty():
         return queue.get_nowait()
+    if watch.deadline is not None:
+        left = watch.deadline - time.monotonic()
+        if left <= 0:
+            return Wake.TIMEOUT
+        timeout = min(timeout, left)
     getter = asyncio.ensure_future(queue.get())
     gone = asyncio.ensure_future(watch.gone.wait())
     try:
@@ -69,7 +87,20 @@ async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: fl
                 await getter
     if getter.done() and not getter.cancelled():
         return getter.result()
-    return Wake.GONE if watch.gone.is_set() else Wake.IDLE
+    if watch.gone.is_set():
+        return Wake.GONE
+    return Wake.TIMEOUT if watch.deadline is not None and time.monotonic() >= watch.deadline else Wake.IDLE
+
+
+async def give_up(child: StdioChild, ex: Exchange, seconds: float) -> UpstreamCallTimeout:
+    """The request ran past upstream_call_timeout: cancel it at the child (MCP cancellation),
+    and the error its client gets, naming the program only (no arguments, no environment)."""
+    await child.cancel(ex, f"authgate: no answer within upstream_call_timeout ({seconds:g} s)")
+    return UpstreamCallTimeout(
+        f"the MCP server process ({child.program}) did not answer {ex.method} within {seconds:g} s "
+        "(upstream_call_timeout); the request was cancelled",
+        request_id=ex.client_id,
+    )
 
 
 async def ask(

@@ -20,6 +20,7 @@ Policy (docs/gateway-stdio.md):
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -42,18 +43,28 @@ from authgate.gateway.stdio.envelope import LEVELS, complete, status_of, wanted
 from authgate.gateway.stdio.http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
 from authgate.gateway.stdio.input_required import SuspendedRequests
 from authgate.gateway.stdio.pool import ChildPool, Owner
-from authgate.gateway.stdio.relay import INTERACTIVE, Wake, is_request, is_response, next_item
+from authgate.gateway.stdio.relay import INTERACTIVE, Wake, give_up, is_request, is_response, next_item
 from authgate.gateway.stdio.stateless_children import StatelessChildren
 from authgate.gateway.stdio.subscriptions import requested_filter
+from authgate.observe import note
 
 __all__ = ["StatelessHandler"]
 
 
 class StatelessHandler:
-    def __init__(self, pool: ChildPool, *, init_timeout: float, input_timeout: float) -> None:
+    def __init__(
+        self,
+        pool: ChildPool,
+        *,
+        init_timeout: float,
+        input_timeout: float,
+        call_timeout: float = 600.0,
+        stream_timeout: float = 3600.0,
+    ) -> None:
         self.input_timeout = input_timeout
+        self.call_timeout = call_timeout
         self.suspended = SuspendedRequests(input_timeout)
-        self.children = StatelessChildren(pool, init_timeout=init_timeout)
+        self.children = StatelessChildren(pool, init_timeout=init_timeout, stream_timeout=stream_timeout)
 
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
@@ -167,12 +178,16 @@ class StatelessHandler:
         self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild, ex: Exchange, msg: Message
     ) -> None:
         reply = HttpReply(send, sse=accepts(scope)[1])
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, limit=self.call_timeout)
         try:
             while not reply.finished:
                 item = await next_item(ex, watch, PING_INTERVAL)
                 if item is Wake.GONE:
                     await child.cancel(ex, "the client closed the HTTP stream (2026-07-28: that is cancellation)")
+                    return
+                if item is Wake.TIMEOUT:
+                    note(scope, outcome=f"{'error_event:' if reply.streaming else ''}upstream_call_timeout")
+                    await reply.error(await give_up(child, ex, self.call_timeout))
                     return
                 if item is Wake.IDLE:
                     await reply.keepalive()
@@ -182,6 +197,9 @@ class StatelessHandler:
                     await reply.error(item)
                 else:
                     await self._handle(reply, owner, child, ex, msg, item)
+        except asyncio.CancelledError:  # cut (a stop's drain time ran out): the child stops working on it
+            await child.cancel(ex, "authgate is shutting down")
+            raise
         finally:
             watch.close()
             await reply.close()

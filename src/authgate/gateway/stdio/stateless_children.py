@@ -35,13 +35,15 @@ __all__ = ["StatelessChildren"]
 
 
 class StatelessChildren:
-    def __init__(self, pool: ChildPool, *, init_timeout: float) -> None:
+    def __init__(self, pool: ChildPool, *, init_timeout: float, stream_timeout: float = 3600.0) -> None:
         self.pool = pool
         self.init_timeout = init_timeout
         self._locks: dict[Owner, asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         self.tools: dict[StdioChild, ChildTools] = {}
-        self.subscriptions = Subscriptions(pool, timeout=init_timeout, stray=self._unsolicited)
+        self.subscriptions = Subscriptions(
+            pool, timeout=init_timeout, stream_timeout=stream_timeout, stray=self._unsolicited
+        )
 
     async def dispatch(
         self,

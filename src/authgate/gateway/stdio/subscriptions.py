@@ -14,8 +14,9 @@ caller and capability set) and carries what that child sends outside any request
 The stream keeps its child from being reaped, sends SSE comments while idle, and ends when
 the client closes it (the URIs only it needed are then `resources/unsubscribe`d at the
 child), when the child exits (a JSON-RPC error, `stdio_server_exited`: listen again and
-refetch, the new process knows nothing of the old one's state), or when the bridge stops
-(the empty `SubscriptionsListenResult`, the graceful close).
+refetch, the new process knows nothing of the old one's state), or when the bridge stops or
+the stream has been open for `stream_timeout` seconds (the empty `SubscriptionsListenResult`,
+the graceful close: the client listens again).
 """
 
 from __future__ import annotations
@@ -127,9 +128,17 @@ class Subscriptions:
     `stray(child, message)` takes what a child sends while the bridge waits for its answer to
     a resources/(un)subscribe."""
 
-    def __init__(self, pool: ChildPool, *, timeout: float, stray: Callable[[StdioChild, dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        pool: ChildPool,
+        *,
+        timeout: float,
+        stray: Callable[[StdioChild, dict[str, Any]], None],
+        stream_timeout: float = 3600.0,
+    ) -> None:
         self.pool = pool
         self.timeout = timeout
+        self.stream_timeout = stream_timeout
         self.stray = stray
         self._streams: dict[StdioChild, list[Listen]] = {}
         self._subscribed: dict[StdioChild, collections.Counter[str]] = {}
@@ -163,7 +172,7 @@ class Subscriptions:
         streams = self._streams.setdefault(child, [])
         streams.append(listen)
         reply = HttpReply(send, sse=True)
-        watch = DisconnectWatch(receive)
+        watch = DisconnectWatch(receive, limit=self.stream_timeout)
         exited = asyncio.ensure_future(child.exited.wait())
         exited.add_done_callback(lambda t: None if t.cancelled() else listen.queue.put_nowait(End.CHILD_EXITED))
         try:
@@ -198,7 +207,7 @@ class Subscriptions:
                 return
             if item is Wake.IDLE:
                 await reply.keepalive()
-            elif item is End.CLOSING:
+            elif item is End.CLOSING or item is Wake.TIMEOUT:  # stopping, or upstream_stream_timeout: listen again
                 result = {
                     "resultType": "complete",
                     "_meta": {
