@@ -235,15 +235,21 @@ def _register(http: httpx.Client) -> str:
     return str(r.json()["client_id"])
 
 
-def _authorize(http: httpx.Client, client_id: str, challenge: str) -> dict[str, str]:
+def _authorize(http: httpx.Client, client_id: str, challenge: str) -> dict[str, str] | str:
+    """The consent form's fields; or the code itself from a server with no consent page (the
+    in-memory baselines of bench/flows_compare.py redirect back with it at once)."""
     r = http.get("/authorize", params=_authorize_params(client_id, challenge))
+    if r.status_code in (302, 303) and (code := parse_qs(urlsplit(r.headers["location"]).query).get("code")):
+        return code[0]
     fields = dict(_HIDDEN.findall(r.text))
     if r.status_code != 200 or "request" not in fields:
         raise RuntimeError(f"authorize: HTTP {r.status_code}, no consent form")
     return fields
 
 
-def _consent(http: httpx.Client, fields: dict[str, str]) -> str:
+def _consent(http: httpx.Client, fields: dict[str, str] | str) -> str:
+    if isinstance(fields, str):  # no consent page: authorize gave the code (no request, none counted)
+        return fields
     r = http.post("/consent", data={**fields, "decision": "allow"})
     code = parse_qs(urlsplit(r.headers.get("location", "")).query).get("code")
     if r.status_code != 303 or not code:
