@@ -459,6 +459,23 @@ ISSUE19_GATEWAY_CANCEL_ON_DISCONNECT = Requirement(
 ISSUE19_GATEWAY_LOG_OUTCOME = Requirement(
     "authgate", "issue 19", "the request log shows what the client got: status, and a stream ended with an error"
 )
+ISSUE19_STORE_UNAVAILABLE_503 = Requirement(
+    "authgate",
+    "issue 19 done-when 3",
+    "a database that drops, refuses or stays locked is a 503 JSON (or HTML page) answer with Retry-After, "
+    "never a text/plain 500 or a traceback, and the server recovers by itself",
+)
+ISSUE19_STORE_RETRY_IDEMPOTENT = Requirement(
+    "authgate", "issue 19", "a lost connection is discarded; reads and idempotent writes retry once, others never"
+)
+ISSUE19_KILL_9_LOSES_NOTHING = Requirement(
+    "authgate",
+    "issue 19 done-when 4",
+    "kill -9 of one of two replicas under load loses no registered client and no refresh token",
+)
+ISSUE19_DB_URL_MASKED = Requirement(
+    "authgate", "issue 19 done-when 6", "a database URL's password is never printed: start-up errors, CLI, logs"
+)
 ISSUE19_HEADER_READ_TIMEOUT = Requirement(
     "authgate", "issue 19", "a connection that sends no whole request head within header_read_timeout is closed"
 )

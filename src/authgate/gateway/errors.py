@@ -10,7 +10,9 @@
         ├── MethodNotAllowed            405  -32600  not POST, GET or DELETE
         ├── SessionNotFound             404  -32600  unknown, expired, or another identity's session
         ├── ShuttingDown                503  -32603  still running when the shutdown drain time ran out
-        ├── TooManyStreams              429  -32603  past max_streams_per_caller, `Retry-After` (gateway/streams.py)
+        ├── SessionStoreUnavailable     503  -32603  the session bindings could not be read or written
+        ├── DatabaseUnavailable         503  -32603  authgate's database cannot answer now (Retry-After)
+        ├── DatabaseFailed              500  -32603  authgate's database failed otherwise
         └── UpstreamError               -32603, `data.source = "authgate"`
             ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
             ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
@@ -41,6 +43,8 @@ JsonRpcId = str | int | None
 
 __all__ = [
     "BodyTooLarge",
+    "DatabaseFailed",
+    "DatabaseUnavailable",
     "GatewayError",
     "HeaderMismatch",
     "InvalidBatch",
@@ -123,6 +127,34 @@ class SessionStoreUnavailable(GatewayError):
 
     def data(self) -> dict[str, Any] | None:
         return {"source": "authgate", "reason": "session_store_unavailable"}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]
+
+
+class DatabaseUnavailable(GatewayError):
+    """authgate's own database cannot answer now (a lost connection, a lock held too long:
+    `authgate.errors.StoreUnavailable`), e.g. while checking the caller's token: retryable."""
+
+    status = 503
+    code = -32603
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": "database_unavailable", "retryable": True}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"1")]
+
+
+class DatabaseFailed(GatewayError):
+    """authgate's own database failed in another way (a `StoreError`): the details are in
+    authgate's log, not in the answer."""
+
+    status = 500
+    code = -32603
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": "database_error"}
 
 
 class ShuttingDown(GatewayError):

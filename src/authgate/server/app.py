@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.settings import Settings
 from authgate.gateway.drain import Drain, DrainGuard
+from authgate.errors import StoreError
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
@@ -36,8 +37,10 @@ from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
 from authgate.server.routes.proxy_mode import open_proxy_flow
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
+from authgate.server.store_failures import McpStoreFailures, oauth_answer, page_answer
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
+PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"})  # answered in HTML
 
 
 class AuthgateApp:
@@ -115,7 +118,10 @@ class AuthgateApp:
         async def endpoint(request: Request) -> Response:
             if self.handlers is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
-            response: Response = await self.handlers[name](request)
+            try:
+                response: Response = await self.handlers[name](request)
+            except StoreError as exc:  # 503 + Retry-After when the database cannot answer now
+                return (page_answer if name in PAGES else oauth_answer)(exc, request)
             return response
 
         return endpoint
@@ -205,6 +211,7 @@ class AuthgateApp:
             anonymous=policy.anonymous,
         )
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
+        guarded = McpStoreFailures(guarded)  # a JSON-RPC 503/500 when the database fails (inside CORS)
         loopback = not urls.secure_cookies
         self._without_cors = guarded  # requests without an Origin header are no CORS business
         return CORSMiddleware(
