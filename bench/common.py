@@ -84,6 +84,7 @@ class Stamp:
 # --- processes -------------------------------------------------------------------------------
 
 _started: list[subprocess.Popen[bytes]] = []
+_logs: dict[int, Path] = {}  # pid → the file its output goes to
 
 
 def _end_all() -> None:
@@ -108,7 +109,18 @@ def spawn(
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT if log else out)
     _started.append(proc)
+    if log is not None:
+        _logs[proc.pid] = log
     return proc
+
+
+def log_tail(proc: subprocess.Popen[bytes], chars: int = 3000) -> str:
+    """The end of what `proc` printed (when spawned with a log), for an error message."""
+    log = _logs.get(proc.pid)
+    try:
+        return "\n" + log.read_text(errors="replace")[-chars:] if log else ""
+    except OSError:
+        return ""
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -140,14 +152,14 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], what: str, timeout: 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise BenchError(f"{what} exited with {proc.returncode} before listening")
+            raise BenchError(f"{what} exited with {proc.returncode} before listening:{log_tail(proc)}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
             return
         except OSError:
             time.sleep(0.05)
     stop(proc)
-    raise BenchError(f"{what} did not listen on {port} within {timeout:.0f} s")
+    raise BenchError(f"{what} did not listen on {port} within {timeout:.0f} s:{log_tail(proc)}")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -65,7 +65,7 @@ def _healthy(mode: str, proc: subprocess.Popen[bytes], base: str) -> None:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise common.BenchError(f"authgate serve ({mode}) exited with {proc.returncode}")
+            raise common.BenchError(f"authgate serve ({mode}) exited with {proc.returncode}:{common.log_tail(proc)}")
         try:
             if httpx.get(f"{base}/health", timeout=1).status_code == 200:
                 return
