@@ -10,6 +10,7 @@
         ├── MethodNotAllowed            405  -32600  not POST, GET or DELETE
         ├── SessionNotFound             404  -32600  unknown, expired, or another identity's session
         ├── ShuttingDown                503  -32603  still running when the shutdown drain time ran out
+        ├── TooManyStreams              429  -32603  past max_streams_per_caller, `Retry-After` (gateway/streams.py)
         ├── SessionStoreUnavailable     503  -32603  the session bindings could not be read or written
         ├── DatabaseUnavailable         503  -32603  authgate's database cannot answer now (Retry-After)
         ├── DatabaseFailed              500  -32603  authgate's database failed otherwise

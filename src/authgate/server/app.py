@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -32,6 +32,7 @@ from authgate.server.body_limit import BodyLimit
 from authgate.server.forwarded import TrustedProxies
 from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
+from authgate.server.responses import NoAnswer
 from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
@@ -122,6 +123,8 @@ class AuthgateApp:
                 response: Response = await self.handlers[name](request)
             except StoreError as exc:  # 503 + Retry-After when the database cannot answer now
                 return (page_answer if name in PAGES else oauth_answer)(exc, request)
+            except ClientDisconnect:  # gone mid-body (or its body fell silent: server/http_protocol.py)
+                return NoAnswer()
             return response
 
         return endpoint

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.responses import JSONResponse, RedirectResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from authgate.error_responses import NO_STORE, oauth_error
 from authgate.oauth import authorize
@@ -23,4 +24,15 @@ def error_redirect(auth: Authority, err: RedirectError, status: int = 303) -> Re
     return RedirectResponse(authorize.error_redirect(auth, err), status_code=status)
 
 
-__all__ = ["NO_STORE", "error_redirect", "json_response", "oauth_error"]
+class NoAnswer(Response):
+    """The answer for a client that is gone (it hung up mid-body, or its body fell silent:
+    server/http_protocol.py): nothing is sent, so the request log shows `-`, what it got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return
+
+
+__all__ = ["NO_STORE", "NoAnswer", "error_redirect", "json_response", "oauth_error"]
