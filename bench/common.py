@@ -248,7 +248,9 @@ def wrk(
 
 
 def median(values: Sequence[float]) -> float:
-    return statistics.median(values) if values else float("nan")
+    """The median of the known values (NaN: not measured in that round); NaN if none."""
+    known = [v for v in values if v == v]
+    return statistics.median(known) if known else float("nan")
 
 
 @dataclass
