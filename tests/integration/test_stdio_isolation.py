@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +71,8 @@ def test_child_crash_is_a_clear_jsonrpc_error_and_the_next_session_works(gate: A
     body = r.json()
     assert body["id"] == 7 and body["error"]["code"] == -32603
     assert "exited with status 3" in body["error"]["message"]
+    assert f"({os.path.basename(sys.executable)})" in body["error"]["message"]  # the program, not its path
+    assert sys.executable not in body["error"]["message"]
     assert body["error"]["data"] == {"source": "authgate", "reason": "stdio_server_exited"}
 
     assert legacy_call(gate, token, session, "echo", {"text": "x"}).status_code == 404

@@ -306,7 +306,7 @@ class StdioChild:
     def _exit_text(self) -> str:
         code = self.returncode
         how = f"exited with status {code}" if code is not None else "is not running"
-        return f"the MCP server process ({self.command[0]}) {how}"
+        return f"the MCP server process ({self.program}) {how}"
 
     async def _after_exit(self) -> None:
         """stdout closed: the child can answer nothing more. Fail what is pending, report, reap."""

@@ -221,7 +221,7 @@ class Subscriptions:
                 status = f"exited with status {child.returncode}" if child.returncode is not None else "stopped"
                 await reply.error(
                     ChildExited(
-                        f"the MCP server process ({child.command[0]}) {status}; send subscriptions/listen again "
+                        f"the MCP server process ({child.program}) {status}; send subscriptions/listen again "
                         "(a new process starts) and refetch what you depend on",
                         request_id=listen.subscription_id,
                     )
