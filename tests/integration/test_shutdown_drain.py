@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from support import requirements as req
@@ -179,3 +180,48 @@ def test_sigterm_drains_http_upstream_calls(tmp_path: Path) -> None:
         else:
             _assert_shutting_down(answer, request_id)
     _assert_clean_log(server)
+
+
+@pytest.mark.requirement(req.ISSUE19_SIGTERM_DRAIN)
+def test_sigterm_ends_an_http_upstream_get_stream_cleanly_at_once(tmp_path: Path) -> None:
+    """A GET stream never ends by itself: a stop ends it at once, without an error event (there is
+    no request to answer; the client reconnects elsewhere), instead of holding the drain up."""
+    upstream = build_upstream(stateless=False)
+    with serve_asgi_in_thread(upstream.app, lifespan="on") as base:
+        server = AuthgateServer(tmp_path, extra_env={"AUTHGATE_UPSTREAM": f"{base}/mcp", **DRAIN})
+        server.add_user()
+        server.start()
+        try:
+            token, _ = server.machine_token("mcp", name="http-drain-get", scope="mcp")
+            headers = {
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json, text/event-stream",
+                "Content-Type": "application/json",
+            }
+            init = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {},
+                    "clientInfo": {"name": "t", "version": "1"},
+                },
+            }
+            opened = httpx.post(server.mcp_url, headers=headers, json=init, timeout=10)
+            headers |= {"Mcp-Session-Id": opened.headers["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+            note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+            assert httpx.post(server.mcp_url, headers=headers, json=note, timeout=10).status_code == 202
+            got: list[Any] = []
+            with httpx.stream(
+                "GET", server.mcp_url, headers={**headers, "Accept": "text/event-stream"}, timeout=httpx.Timeout(10)
+            ) as stream:
+                assert stream.status_code == 200
+                code = _stop(server)
+                got.extend(stream.iter_bytes())  # ends: the read would time out (httpx error) if it did not
+        finally:
+            server.kill(signal.SIGKILL)
+    assert code == 0, server.logs()
+    assert b"error" not in b"".join(got)
+    logs = server.logs()
+    assert "Traceback" not in logs and "drain time answered" not in logs, logs
