@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -196,3 +198,58 @@ def test_sqlite_locked_past_the_busy_timeout_is_503(authgate_factory: Callable[.
     assert r.status_code == 200, r.text
     assert _register(server).status_code == 201
     assert "Traceback" not in server.logs()
+
+
+# -- database URLs are printed without their password ------------------------------------------
+
+PASSWORD = "s3cretpw-do-not-print"
+
+
+def _run(tmp_path: Path, database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    server = AuthgateServer(tmp_path, extra_env={"AUTHGATE_DATABASE_URL": database_url, **SECRET, **env})
+    return subprocess.run(
+        [sys.executable, "-m", "authgate", *args],
+        env=server.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _refused_quietly(done: subprocess.CompletedProcess[str], expect: str) -> None:
+    shown = done.stdout + done.stderr
+    assert done.returncode != 0, shown
+    assert PASSWORD not in shown, shown
+    assert "Traceback" not in shown, shown
+    assert expect in shown, shown
+
+
+SECRET = {"AUTHGATE_SECRET_KEY": "k" * 43}
+
+
+@pytest.mark.requirement(req.ISSUE19_DB_URL_MASKED)
+def test_a_database_url_password_is_never_printed(tmp_path: Path, free_port: int) -> None:
+    closed = f"postgresql+asyncpg://authgate:{PASSWORD}@127.0.0.1:{free_port}/authgate"
+    for args in [("serve",), ("users", "list"), ("db", "upgrade"), ("keys", "list")]:
+        _refused_quietly(_run(tmp_path, closed, *args), f"authgate:***@127.0.0.1:{free_port}/authgate")
+    not_a_port = f"postgresql+asyncpg://authgate:{PASSWORD}@127.0.0.1:port/authgate"
+    _refused_quietly(_run(tmp_path, not_a_port, "serve"), "invalid database URL")
+    no_driver = f"postgresql://authgate:{PASSWORD}@127.0.0.1:{free_port}/authgate"
+    _refused_quietly(_run(tmp_path, no_driver, "serve"), "names no async driver")
+    with_credentials = f"https://admin:{PASSWORD}@auth.example.com"
+    sqlite = f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"
+    _refused_quietly(_run(tmp_path, sqlite, "serve", AUTHGATE_PUBLIC_URL=with_credentials), "credentials")
+
+
+@pg
+@pytest.mark.requirement(req.ISSUE19_DB_URL_MASKED)
+def test_a_database_that_refuses_the_login_never_prints_the_password(tmp_path: Path) -> None:
+    admin = sa.make_url(PG_ADMIN_URL)  # the suite's server: a role and a database it does not have
+    for url in [
+        admin.set(username="authgate_nobody", password=PASSWORD),
+        admin.set(password=PASSWORD, database="authgate_no_such_database"),
+    ]:
+        done = _run(tmp_path, url.render_as_string(hide_password=False), "serve")
+        _refused_quietly(done, "cannot open the database at")
+        assert ":***@" in done.stderr

@@ -1,7 +1,9 @@
 """A bounded load of whole OAuth flows against one or more authgate replicas, for fault tests
 (issue 19): each worker thread registers a client, signs in and consents (once per worker: the
 sign-in cookie is kept), redeems the code, refreshes, and calls /mcp, over and over until told
-to stop. The replica of each request is picked in turn among those still `up`.
+to stop. The replicas share the first one's URL as their public URL (as behind a load
+balancer): the browser leg goes there, since its forms post to the public URL; every other
+request goes to the replicas still `up`, in turn.
 
 Every answer is checked as it arrives (`Ledger.problems`): never a text/plain 500 or a
 traceback, and any 5xx is a 503 with `Retry-After` in the surface's shape (OAuth JSON
@@ -98,6 +100,7 @@ class FlowLoad:
 
     def __init__(self, replicas: Sequence[AuthgateServer], username: str, password: str, workers: int = 4) -> None:
         self.replicas = list(replicas)
+        self.public = replicas[0].url  # the public URL of them all
         self.up = list(replicas)  # a test removes a replica it kills
         self.username, self.password = username, password
         self.ledger = Ledger()
@@ -149,7 +152,7 @@ class FlowLoad:
         client_id = r.json()["client_id"]
         self._record_client(client_id)
         verifier, challenge = pkce_pair()
-        answer = agent.authorize(auth_url(self._base(), client_id, challenge), self.username, self.password)
+        answer = agent.authorize(auth_url(self.public, client_id, challenge), self.username, self.password)
         if not answer.code:
             raise HeadlessFlowError(f"no code: {answer}")
         form = {
@@ -188,13 +191,14 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def auth_url(base: str, client_id: str, challenge: str) -> str:
+def auth_url(base: str, client_id: str, challenge: str, public: str | None = None) -> str:
+    """An authorization request to the replica at `base` for the resource at `public` (default: `base`)."""
     query = {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": CALLBACK,
         "state": "load",
-        "resource": f"{base}/mcp",
+        "resource": f"{public or base}/mcp",
         "scope": "mcp",
         "code_challenge": challenge,
         "code_challenge_method": "S256",
@@ -202,12 +206,14 @@ def auth_url(base: str, client_id: str, challenge: str) -> str:
     return f"{base}/authorize?{urlencode(query)}"
 
 
-def still_works(replica: AuthgateServer, client_id: str, refresh_token: str | None) -> tuple[bool, str | None, str]:
+def still_works(
+    replica: AuthgateServer, client_id: str, refresh_token: str | None, public: str | None = None
+) -> tuple[bool, str | None, str]:
     """Whether `client_id` is still known to `replica` (its authorization request gets the
     sign-in page, not an error page) and `refresh_token` still refreshes there: (ok, the new
-    refresh token, what failed)."""
+    refresh token, what failed). `public`: the replicas' public URL, when not this one's."""
     _, challenge = pkce_pair()
-    page = httpx.get(auth_url(replica.url, client_id, challenge), timeout=15)
+    page = httpx.get(auth_url(replica.url, client_id, challenge, public), timeout=15)
     if page.status_code != 200 or "password" not in page.text:
         return False, None, f"GET /authorize for {client_id}: {page.status_code} {page.text[:200]!r}"
     if refresh_token is None:

@@ -295,14 +295,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     args = build_parser().parse_args(argv)
     from authgate.errors import AuthgateError, ConfigError, StoreError
+    from authgate.masking import masked_urls  # a database URL's password never reaches the terminal
 
     try:
         result: Any = args.func(args)
     except ConfigError as exc:
-        print(f"authgate: configuration error: {exc}", file=sys.stderr)
+        print(f"authgate: configuration error: {masked_urls(str(exc))}", file=sys.stderr)
         return 2
     except (StoreError, AuthgateError) as exc:
-        print(f"authgate: {exc}", file=sys.stderr)
+        print(f"authgate: {masked_urls(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

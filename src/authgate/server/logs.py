@@ -20,6 +20,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.masking import masked_urls
 from authgate.observe import REQUEST_KEY
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -58,8 +59,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         doc.update(getattr(record, "fields", {}))
-        if record.exc_info:
-            doc["exception"] = self.formatException(record.exc_info)
+        if record.exc_info:  # a library's exception may quote a URL with its password
+            doc["exception"] = masked_urls(self.formatException(record.exc_info))
         return json.dumps(doc, default=str)
 
 
@@ -86,7 +87,8 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
     def formatException(self, ei: Any) -> str:
-        return "\n".join("| " + escape_controls(line) for line in super().formatException(ei).splitlines())
+        text = masked_urls(super().formatException(ei))  # a library's exception may quote a URL's password
+        return "\n".join("| " + escape_controls(line) for line in text.splitlines())
 
     def formatStack(self, stack_info: str) -> str:
         return "\n".join("| " + escape_controls(line) for line in stack_info.splitlines())

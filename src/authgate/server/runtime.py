@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from authgate.config.settings import Settings
+from authgate.errors import StoreError
 from authgate.guard.verifier import EmbeddedTokenVerifier
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
@@ -90,22 +91,31 @@ async def with_store(settings: Settings, action: Callable[[Stores], Awaitable[in
 
 async def ensure_first_user(settings: Settings, store: UserStore) -> Path | None:
     """No user yet: create `admin` with a random one-time password written to a 0600 file.
-    The password never goes to a log; only the file's path is printed."""
+    The password never goes to a log; only the file's path is printed. Replicas starting
+    together on one empty database race here: one creates `admin` and writes the file into its
+    own data_dir; the others find the user made and write nothing (never a file whose password
+    lost the race)."""
     if await store.count_users() > 0:
         return None
     password = secrets.token_urlsafe(18)
+    try:
+        await store.add_user(
+            User(
+                user_id=str(uuid.uuid4()),
+                username="admin",
+                password_hash=hash_password(password),
+                created_at=time.time(),
+                roles=(ADMIN_ROLE,),
+            )
+        )
+    except StoreError:
+        if await store.count_users() > 0:
+            log.info("another replica created the first user 'admin'; its one-time password is in that one's data_dir")
+            return None
+        raise
     path = settings.data_dir / FIRST_PASSWORD_FILE
     path.unlink(missing_ok=True)
     _write_private(path, password + "\n")
-    await store.add_user(
-        User(
-            user_id=str(uuid.uuid4()),
-            username="admin",
-            password_hash=hash_password(password),
-            created_at=time.time(),
-            roles=(ADMIN_ROLE,),
-        )
-    )
     print(
         f"authgate: created user 'admin'; its one-time password is in {path} "
         "(change it with `authgate users set-password admin`)",

@@ -141,7 +141,7 @@ class SqlDatabase:
             if failure is not None:
                 raise failure from exc
             if isinstance(exc, sa.exc.DBAPIError):
-                raise StoreError(f"database error: {exc.orig or exc}") from exc
+                raise StoreError(f"database error: {masked_urls(str(exc.orig or exc))}") from exc
             if isinstance(exc, sa.exc.SQLAlchemyError):
                 raise StoreError(f"database error: {masked_urls(str(exc))}") from exc
             raise

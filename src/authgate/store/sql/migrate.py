@@ -24,8 +24,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authgate.errors import StoreError
+from authgate.masking import masked_urls
 from authgate.store.files import private_file
-from authgate.store.sql.engine import WRITE_OPTION, is_sqlite, make_engine, parse_url, sqlite_file
+from authgate.store.sql.engine import WRITE_OPTION, display_url, is_sqlite, make_engine, parse_url, sqlite_file
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 
@@ -162,7 +163,8 @@ async def upgrade(database_url: str) -> str:
     engine = make_engine(parse_url(database_url))
     try:
         return await upgrade_engine(engine)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StoreError(f"database migration failed: {exc}") from exc
+    except (sa.exc.SQLAlchemyError, OSError) as exc:  # OSError: nobody listens there
+        where = display_url(engine.url)
+        raise StoreError(f"database migration failed at {where}: {masked_urls(str(exc))}") from exc
     finally:
         await engine.dispose()
