@@ -8,8 +8,9 @@ test can kill it in the middle of an answer. What it does, by the tool a `tools/
   0.2 s, never the end: the answer is never whole, yet never silent;
 * `trickle_sse` — an SSE progress event, then a keep-alive comment every 0.2 s, forever;
 * `silent_sse` — an SSE progress event, then silence (`subscriptions/listen`: as `trickle_sse`);
-* `html_500` — `500` with an HTML error page;  `bad_json` — `200 application/json` that
-  is not JSON;  `wrong_id` — a well-formed response to another id.
+* `html_500` — `500` with an HTML error page;  `json_500` — `500` with a JSON-RPC error;
+  `bad_json` — `200 application/json` that is not JSON;  `wrong_id` — a well-formed
+  response to another id.
 
 `initialize` (2025-era) hands out a session id; a notification is answered 202 and kept with
 its headers; `GET /mcp` is an endless stream of keep-alive comments; `GET /marks` tells what
@@ -113,6 +114,9 @@ def _answer(tool: str | None, request_id: Any, body: dict[str, Any], marks: dict
         return StreamingResponse(events(), media_type="text/event-stream")
     if tool == "html_500":
         return Response("<html><body><h1>500 Internal Server Error</h1></body></html>", 500, media_type="text/html")
+    if tool == "json_500":  # what the SDK's 2025-era transport answers when its handler fails
+        error = {"code": -32603, "message": "Error handling POST request"}
+        return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=500)
     if tool == "bad_json":
         return Response('{"jsonrpc": "2.0", "id": ', 200, media_type="application/json")
     if tool == "wrong_id":

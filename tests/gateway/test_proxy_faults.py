@@ -259,6 +259,7 @@ async def test_answers_that_are_not_json_rpc_for_the_request_are_502(
         "html_500": "answered HTTP 500 Internal Server Error (text/html) instead of a JSON-RPC answer",
         "bad_json": "answered with invalid JSON",
         "wrong_id": "answered id 424242, not the request's id (23)",
+        "json_500": 'answered HTTP 500 Internal Server Error (application/json) instead of a JSON-RPC answer: "Error',
     }
     async with httpx.AsyncClient(timeout=15) as http:
         answers: dict[str, httpx.Response] = {}

@@ -21,7 +21,7 @@ from support import requirements as req
 from support.upstream_app import Upstream, build_upstream
 
 from .conftest import serve_in_thread, service_token, start_gateway, user_token
-from .mcp_wire import MODES, mcp_client, modern_headers, modern_request
+from .mcp_wire import MODES, initialize_request, legacy_headers, mcp_client, modern_headers, modern_request
 
 KINDS = {"stateful": False, "stateless": True}
 WAIT = 15.0
@@ -182,3 +182,30 @@ async def test_health_ready_names_the_upstream(gateways: dict[str, Any]) -> None
         r = await http.get(gateways["stateless"].url + "/health/ready")
     assert r.status_code == 200, r.text
     assert r.json() == {"status": "ready", "store": "ok", "upstream": "ok"}
+
+
+@pytest.mark.requirement(req.ISSUE19_GATEWAY_CANCEL_ON_DISCONNECT)
+async def test_an_sdk_server_stops_the_tool_of_a_client_that_disconnected(
+    upstreams: dict[str, tuple[Upstream, str]], gateways: dict[str, Any], tokens: dict[str, str]
+) -> None:
+    """The SDK's 2025-era server keeps running a tool whose client went away (a closed
+    connection is not cancellation there); through authgate it stops it: authgate sends
+    notifications/cancelled in the session (gateway/http/cancellation.py)."""
+    upstream, _ = upstreams["stateful"]
+    url, token = gateways["stateful"].mcp_url, tokens["stateful"]
+    async with httpx.AsyncClient(timeout=WAIT) as http:
+        r = await http.post(url, json=initialize_request(), headers=legacy_headers(token))
+        headers = legacy_headers(token, r.headers["mcp-session-id"])
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(url, json=initialized, headers=headers)).status_code == 202
+        params = {"name": "wait_for_gate", "arguments": {"label": "gone"}, "_meta": {"progressToken": "p"}}
+        body = {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": params}
+        stream = await http.send(http.build_request("POST", url, json=body, headers=headers), stream=True)
+        with anyio.fail_after(WAIT):
+            async for line in stream.aiter_lines():
+                if "notifications/progress" in line:
+                    break
+        await stream.aclose()  # the client goes away before the answer
+    with anyio.fail_after(WAIT):
+        while "gone" not in upstream.cancelled:
+            await anyio.sleep(0.05)

@@ -26,18 +26,27 @@ from typing import Any
 
 from authgate.gateway.errors import JsonRpcId, UpstreamInvalidAnswer
 
-__all__ = ["check_json", "refusal"]
+__all__ = ["check_json", "error_message", "is_json", "refusal"]
 
 
 def refusal(
-    where: str, method: str, status: int, content_type: str, *, answers_requests: bool
+    where: str,
+    method: str,
+    status: int,
+    content_type: str,
+    *,
+    answers_requests: bool,
+    said: str | None = None,
+    location: str | None = None,
 ) -> UpstreamInvalidAnswer | None:
     """Why the answer's status and content type cannot be a JSON-RPC answer, or None.
-    `answers_requests`: the POST carried at least one request (not only notifications)."""
+    `answers_requests`: the POST carried at least one request (not only notifications);
+    `said`: the JSON-RPC error message of a 5xx body; `location`: a redirect's target."""
     shown = content_type.split(";")[0].strip() or "no content type"
     if status >= 500 or 300 <= status < 400:
+        extra = f": {said}" if said else f" (to {location})" if location else ""
         return UpstreamInvalidAnswer(
-            f"authgate: {where} answered HTTP {status}{_phrase(status)} ({shown}) instead of a JSON-RPC answer"
+            f"authgate: {where} answered HTTP {status}{_phrase(status)} ({shown}) instead of a JSON-RPC answer{extra}"
         )
     if status >= 400 or status in (202, 204) or content_type.startswith("text/event-stream"):
         return None
@@ -69,6 +78,17 @@ def check_json(where: str, body: bytes, request_ids: Collection[JsonRpcId]) -> N
         problem = _problem(response, request_ids)
         if problem is not None:
             raise UpstreamInvalidAnswer(f"authgate: {where} answered {problem}")
+
+
+def error_message(body: bytes) -> str | None:
+    """The `error.message` of a JSON-RPC error body, shortened, or None."""
+    try:
+        decoded = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    error = decoded.get("error") if isinstance(decoded, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    return _short(json.dumps(message, ensure_ascii=False)) if isinstance(message, str) and message else None
 
 
 def _problem(response: Any, request_ids: Collection[JsonRpcId]) -> str | None:

@@ -274,7 +274,9 @@ class HttpUpstreamProxy:
         try:
             await self._timed(request, reply)
         except asyncio.CancelledError:
-            self._cancel_upstream(request, reply, "the client disconnected" if flight.client_gone else "cancelled")
+            self._cancel_upstream(
+                request, reply, "the client disconnected" if flight.client_gone else "authgate ended the request"
+            )
             if not flight.client_gone or task.uncancel() > 0:
                 raise
             note(reply.scope, outcome="client_gone")

@@ -12,18 +12,20 @@ is up to `WHOLE_BODY_LIMIT`. A failure after the headers went out ends the answe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
 import aiohttp
 
-from authgate.gateway.errors import JsonRpcId, UpstreamInvalidAnswer, UpstreamStreamCut
+from authgate.gateway.errors import JsonRpcId, UpstreamError, UpstreamInvalidAnswer, UpstreamStreamCut
 from authgate.gateway.headers import downstream_headers
-from authgate.gateway.http.answer import check_json, is_json, refusal
+from authgate.gateway.http.answer import check_json, error_message, is_json, refusal
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.upstream import Upstream
 from authgate.gateway.tool_schemas import ToolsListTap
+from authgate.masking import masked_url
 
 __all__ = ["is_sse", "relay_response", "relay_with_rejections"]
 
@@ -48,8 +50,7 @@ async def relay_response(
 ) -> None:
     """Relay the answer to `method` (a POST carrying requests with `request_ids`), unless it
     cannot be a JSON-RPC answer (answer.py): then raise, before anything went out."""
-    content_type = response.headers.get("content-type", "")
-    refused = refusal(upstream.where, method, response.status, content_type, answers_requests=bool(request_ids))
+    refused = await _refusal(response, upstream, method, answers_requests=bool(request_ids))
     if refused is not None:
         raise refused
     if is_sse(response):
@@ -75,12 +76,9 @@ async def relay_with_rejections(
 ) -> None:
     """A batch some of whose elements were malformed (JSON-RPC 2.0 §6): their errors join the
     upstream's answer to the rest. An upstream error status stands for the whole batch."""
-    refused = refusal(
-        upstream.where, "POST", response.status, response.headers.get("content-type", ""), answers_requests=True
-    )
     if response.status == 202:  # only notifications went upstream: the errors are the answer
         await _send_json(reply, 200, list(rejected))
-    elif refused is not None:
+    elif (refused := await _refusal(response, upstream, "POST", answers_requests=True)) is not None:
         raise refused
     elif response.status == 200 and is_sse(response):
         event = b"event: message\ndata: " + json.dumps(list(rejected)).encode() + b"\n\n"
@@ -97,6 +95,29 @@ async def relay_with_rejections(
         await _send_json(reply, 200, [*rejected, *(answered if isinstance(answered, list) else [answered])])
     else:
         await relay_response(response, reply, upstream, method="POST", request_ids=request_ids)
+
+
+async def _refusal(
+    response: aiohttp.ClientResponse, upstream: Upstream, method: str, *, answers_requests: bool
+) -> UpstreamInvalidAnswer | None:
+    """answer.refusal, with what a 5xx JSON body said and where a redirect pointed."""
+    content_type = response.headers.get("content-type", "")
+    said = location = None
+    if response.status >= 500 and is_json(content_type):
+        with contextlib.suppress(UpstreamError):
+            chunks, _ = await _read(response, upstream, 4096)
+            said = error_message(b"".join(chunks))
+    elif 300 <= response.status < 400 and (target := response.headers.get("location")):
+        location = masked_url(target[:300])
+    return refusal(
+        upstream.where,
+        method,
+        response.status,
+        content_type,
+        answers_requests=answers_requests,
+        said=said,
+        location=location,
+    )
 
 
 async def _relay_json(
