@@ -41,14 +41,15 @@ class Plan:
     checkpoints: list[int]  # RSS after this many flows, on one server each
     requests: int  # MCP requests before the RSS reading (footprint)
     settle: float  # idle seconds before the idle RSS reading
+    ready: float  # seconds for the flow drivers to spawn and warm before their common start
 
     @classmethod
     def quick(cls) -> Plan:
-        return cls(1, 1, 0, 5, 24, 2, [], 500, 1)
+        return cls(1, 1, 0, 5, 24, 2, [], 500, 1, 1.5)
 
     @classmethod
     def full(cls) -> Plan:
-        return cls(3, 10, 2, 200, 600, 4, [10_000, 100_000], 100_000, 3)
+        return cls(3, 10, 2, 200, 600, 4, [10_000, 100_000], 100_000, 3, 3.0)
 
 
 def run_cell(stamp: common.Stamp, plan: Plan, quick: bool, note: str) -> str:
@@ -72,7 +73,9 @@ def sections(names: list[str], plan: Plan, cell: str) -> list[common.Table]:
 
             tables += gateway_mode.rows(gateway_mode.run(plan.rounds, plan.seconds, plan.warmup), cell)
         elif name == "flows":
-            from bench import flows_compare
+            from bench import flows, flows_compare
+
+            flows.DRIVERS_READY_AFTER = plan.ready
 
             result = flows_compare.run(plan.rounds, plan.steps, plan.flows, plan.workers, plan.checkpoints)
             tables += flows_compare.rows(result, cell)

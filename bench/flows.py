@@ -70,6 +70,7 @@ DEFAULT_SETTINGS = {
     "max_unverified_clients": "100000",
     "log_level": "warning",
 }
+DRIVERS_READY_AFTER = 3.0  # seconds from spawning the drivers to their common start (`bench all --quick`: less)
 _HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"')
 
 
@@ -339,7 +340,7 @@ def whole_flows(server: Server, cookies: dict[str, str], flows: int, workers: in
     """`flows` whole flows from `workers` driver processes at once."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    start_at = time.time() + 3.0  # every driver spawned and warmed
+    start_at = time.time() + DRIVERS_READY_AFTER  # every driver spawned and warmed
     per = [flows // workers + (1 if i < flows % workers else 0) for i in range(workers)]
     procs = [ctx.Process(target=_driver, args=(server.url, cookies, k, start_at, queue)) for k in per]
     for p in procs:
