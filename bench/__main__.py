@@ -54,7 +54,12 @@ class Plan:
 
 def run_cell(stamp: common.Stamp, plan: Plan, quick: bool, note: str) -> str:
     load = os.getloadavg()[0]
-    size = "quick: 1 short round, tiny loads" if quick else f"{plan.rounds} rounds × {plan.seconds:g} s"
+    size = (
+        "quick: 1 short round, tiny loads"
+        if quick
+        else f"{plan.rounds} rounds × {plan.seconds:g} s, {plan.requests} requests, "
+        f"RSS at {'/'.join(map(str, plan.checkpoints)) or 'no'} flows"
+    )
     parts = [stamp.date, stamp.machine, stamp.versions, size, f"load {load:.1f} at start"]
     return " · ".join(parts + ([note] if note else []))
 
@@ -96,13 +101,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", action="store_true", help="add the rows to docs/benchmarks.md")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 3; --quick: 1)")
     parser.add_argument("--seconds", type=float, help="seconds per wrk run (default 10; --quick: 1)")
+    parser.add_argument("--requests", type=int, help="MCP requests before the RSS reading (default 100000)")
+    parser.add_argument(
+        "--checkpoints", help="RSS after this many flows, comma-separated (default 10000,100000; --quick: none)"
+    )
     parser.add_argument("--note", default="", help='said in every row, e.g. "noisy: concurrent load"')
     parser.add_argument("--json", type=Path, help="also write the tables as JSON to this file")
     args = parser.parse_args(argv)
     names = list(SECTIONS) if "all" in args.sections else [s for s in SECTIONS if s in args.sections]
     plan = Plan.quick() if args.quick else Plan.full()
-    if args.rounds or args.seconds:
-        plan = Plan(**{**plan.__dict__, "rounds": args.rounds or plan.rounds, "seconds": args.seconds or plan.seconds})
+    changes = {k: v for k, v in (("rounds", args.rounds), ("seconds", args.seconds), ("requests", args.requests)) if v}
+    if args.checkpoints is not None:
+        changes["checkpoints"] = [int(n) for n in args.checkpoints.split(",") if n.strip()]
+    plan = Plan(**{**plan.__dict__, **changes})
     started = time.perf_counter()
     common.need_tools()
     common.bench_python()
