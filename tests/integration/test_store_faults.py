@@ -162,6 +162,8 @@ def test_a_database_that_is_down_is_503_on_every_surface(pg_replica: AuthgateSer
     client_id = _register(server).json()["client_id"]
     issued = _tokens(server, client_id)
     unused = _refresh(server, client_id, issued["refresh_token"]).json()  # its access token never checked yet
+    checked = {**MCP_HEADERS, "Authorization": f"Bearer {issued['access_token']}"}
+    assert httpx.post(server.mcp_url, json=INITIALIZE, headers=checked, timeout=15).status_code == 200
     _on_db(database, 'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS false')
     try:
         _cut(database)
@@ -171,8 +173,9 @@ def test_a_database_that_is_down_is_503_on_every_surface(pg_replica: AuthgateSer
         _assert_503(httpx.get(auth_url(server.url, client_id, challenge), timeout=15), "html")
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {unused['access_token']}"}
         _assert_503(httpx.post(server.mcp_url, json=INITIALIZE, headers=headers, timeout=15), "jsonrpc")
-        # what needs no database still answers
+        # what needs no database still answers: metadata, and a token checked within token_cache_seconds
         assert httpx.get(f"{server.url}/.well-known/oauth-authorization-server", timeout=15).status_code == 200
+        assert httpx.post(server.mcp_url, json=INITIALIZE, headers=checked, timeout=15).status_code == 200
     finally:
         _on_db(database, 'ALTER DATABASE "{db}" WITH ALLOW_CONNECTIONS true')
     _recovers(lambda: _register(server).status_code == 201)
