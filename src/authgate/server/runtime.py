@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from authgate.config.settings import Settings
-from authgate.errors import StoreError
+from authgate.errors import StoreError, StoreUnavailable
 from authgate.guard.verifier import EmbeddedTokenVerifier
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
@@ -160,6 +160,8 @@ async def housekeeping(
             for what, purge in [*stores.purges(), *purges]:
                 if removed := await purge():
                     log.info("purged %d expired %s", removed, what)
+        except StoreUnavailable as exc:  # the database is down or dropped us: no traceback to read
+            log.warning("housekeeping failed (%s); will retry", exc)
         except Exception:  # noqa: BLE001 - a failed round must not end the loop
             log.exception("housekeeping failed; will retry")
 
