@@ -21,8 +21,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.settings import Settings
-from authgate.gateway.drain import Drain, DrainGuard
 from authgate.errors import StoreError
+from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
