@@ -57,7 +57,7 @@ def run_cell(stamp: common.Stamp, plan: Plan, quick: bool, note: str) -> str:
     size = (
         "quick: 1 short round, tiny loads"
         if quick
-        else f"{plan.rounds} rounds × {plan.seconds:g} s, {plan.requests} requests, "
+        else f"{plan.rounds} round{'s' if plan.rounds > 1 else ''} × {plan.seconds:g} s, {plan.requests} requests, "
         f"RSS at {'/'.join(map(str, plan.checkpoints)) or 'no'} flows"
     )
     parts = [stamp.date, stamp.machine, stamp.versions, size, f"load {load:.1f} at start"]

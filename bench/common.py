@@ -167,6 +167,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (proc(5) fields 14, 15)
 
 
+def until_idle(pid: int, timeout: float = 60) -> None:
+    """Wait until the process has used no CPU for 0.3 s (it is done with the requests a load
+    generator left in flight), at most `timeout` seconds."""
+    deadline, last = time.monotonic() + timeout, cpu_seconds(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        now = cpu_seconds(pid)
+        if now == last:
+            return
+        last = now
+
+
 def rss_mb(pid: int) -> float:
     pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
     return pages * PAGE_KB / 1024

@@ -220,7 +220,7 @@ def _rss_cells(rss: list[tuple[int, float]]) -> tuple[str, str, str, str]:
     after = "; ".join(f"{fmt(n)}: {mb:.1f}" for n, mb in rss[1:]) or "—"
     made, last = rss[-1]
     per_k = f"{1000 * (last - start) / made:+.3f}" if made else "—"
-    at_100k = next((f"{mb - start:+.1f}" for n, mb in rss if n >= 100_000), "— (full run only)")
+    at_100k = next((f"{mb - start:+.1f}" for n, mb in rss if n >= 100_000), "— (not run to 100 k)")
     return fmt(start, 1), after, per_k, at_100k
 
 

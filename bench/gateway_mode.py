@@ -114,9 +114,11 @@ def one_round(results: Results, seconds: float, warmup: float, workdir: Path) ->
                         results.refused[target] = why
                         continue
                     script = common.wrk_script(workdir, body, headers)
+                    front = procs[target].pid
                     if warmup:
                         common.wrk(url, script, seconds=warmup, connections=conns, cpu=wrk_cpu)
-                    front = procs[target].pid
+                        if target in SLOW:
+                            common.until_idle(front)
                     cpu0 = common.cpu_seconds(front), common.cpu_seconds(upstream.pid)
                     length = max(seconds, MIN_SECONDS.get((target, conns), 0))
                     run = common.wrk(url, script, seconds=length, connections=conns, cpu=wrk_cpu)
@@ -130,6 +132,8 @@ def one_round(results: Results, seconds: float, warmup: float, workdir: Path) ->
                         sample = Sample(run.rps, run.p50_ms, run.p99_ms, per[0], per[1])
                     else:  # every request still in flight when wrk stopped: 0 req/s, nothing else known
                         sample = Sample(0.0, *[float("nan")] * 4)
+                    if target in SLOW:  # what wrk left in flight would weigh on the next run
+                        common.until_idle(front)
                     results.samples.setdefault((placement, conns, target), []).append(sample)
     finally:
         for proc in [*procs.values(), upstream]:
@@ -209,7 +213,7 @@ def rows(results: Results, run_cell: str) -> list[Table]:
             ) -> str:
                 p50 = results.med(placement, conns, target, "p50_ms") - base["p50_ms"]
                 p99 = results.med(placement, conns, target, "p99_ms") - base["p99_ms"]
-                return refused_or(target, f"{p50:+.2f} / {p99:+.2f}")
+                return refused_or(target, f"{p50:+.2f} / {p99:+.2f}" if p50 == p50 else "no answer in the run")
 
             latency.add(
                 run_cell,
