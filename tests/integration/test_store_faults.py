@@ -157,7 +157,9 @@ def test_database_connections_cut_three_times_under_load(pg_replica: AuthgateSer
 
 @pg
 @pytest.mark.requirement(req.ISSUE19_STORE_UNAVAILABLE_503)
-def test_a_database_that_is_down_is_503_on_every_surface(pg_replica: AuthgateServer, database: sa.URL) -> None:
+def test_a_database_down_is_503_and_any_other_failure_500_on_every_surface(
+    pg_replica: AuthgateServer, database: sa.URL
+) -> None:
     server = pg_replica
     client_id = _register(server).json()["client_id"]
     issued = _tokens(server, client_id)
@@ -183,6 +185,37 @@ def test_a_database_that_is_down_is_503_on_every_surface(pg_replica: AuthgateSer
     logs = server.logs()
     assert "Traceback" not in logs, logs[-5000:]
     assert "POST /mcp 503" in logs  # the request log shows what the client got
+    _other_failures_are_500(server, database)
+
+
+def _other_failures_are_500(server: AuthgateServer, database: sa.URL) -> None:
+    """Not an outage (a table gone): a 500, JSON or an HTML page, the details only in the log."""
+    client_id = _register(server).json()["client_id"]
+    fresh = _tokens(server, client_id)["access_token"]  # never checked by the guard yet
+
+    async def rename(old: str, new: str) -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(database), timeout=5)
+        try:
+            await conn.execute(f"ALTER TABLE {old} RENAME TO {new}")
+        finally:
+            await conn.close()
+
+    asyncio.run(rename("clients", "clients_gone"))
+    try:
+        r = _register(server)
+        assert r.status_code == 500 and r.headers["content-type"].startswith("application/json"), r.text
+        assert r.json()["error"] == "server_error" and "clients" not in r.text
+        _, challenge = pkce_pair()
+        page = httpx.get(auth_url(server.url, client_id, challenge), timeout=15)
+        assert page.status_code == 500 and page.headers["content-type"].startswith("text/html")
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {fresh}"}
+        rpc = httpx.post(server.mcp_url, json=INITIALIZE, headers=headers, timeout=15)
+        assert rpc.status_code == 500 and rpc.json()["error"]["data"]["reason"] == "database_error"
+        assert not any("Traceback" in x.text for x in (r, page, rpc))
+    finally:
+        asyncio.run(rename("clients_gone", "clients"))
+    assert _register(server).status_code == 201
+    assert "POST /mcp 500" in server.logs() and "UndefinedTableError" in server.logs()  # the details: the log
 
 
 @pytest.mark.requirement(req.ISSUE19_STORE_UNAVAILABLE_503)
