@@ -14,7 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authgate.errors import StoreError
-from authgate.store.sql import SqlStore, upgrade
+from authgate.store.sql import SqlStore, revisions, upgrade
 from authgate.store.sql.engine import make_engine, parse_url
 from authgate.store.sql.migrate import alembic_config, head_revision
 from authgate.store.sql.tables import metadata
@@ -169,3 +169,20 @@ async def test_upgrading_existing_users_makes_the_earliest_admin_and_no_one_else
         await store.close()
     assert {name: u.roles for name, u in users.items()} == {"admin": ("admin",), "bob": (), "carol": ()}
     assert {u.session_version for u in users.values()} == {0}
+
+
+def test_the_head_read_from_the_files_without_alembic_is_alembics() -> None:
+    assert revisions.head_revision() == head_revision()
+
+
+async def test_only_a_database_at_head_is_current_without_alembic(database_url: str) -> None:
+    engine = make_engine(parse_url(database_url))
+    try:
+        assert not await revisions.schema_is_current(engine)  # empty: Alembic has work to do
+        await upgrade(database_url)
+        assert await revisions.schema_is_current(engine)
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        assert not await revisions.schema_is_current(engine)
+    finally:
+        await engine.dispose()

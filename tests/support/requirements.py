@@ -496,6 +496,9 @@ ISSUE18_AUDIT_FLUSHED_ON_STOP = Requirement("authgate", "issue 18", "a clean sto
 ISSUE18_AUDIT_WRITER_SHARES_SQLITE = Requirement(
     "authgate", "issue 18", "the audit writer's own connection and the store's writes share one SQLite file unlocked"
 )
+ISSUE18_GATEWAY_STARTS_WITHOUT_SDK = Requirement(
+    "authgate", "issue 18", "`authgate serve --upstream http://…` starts without importing the MCP SDK or the knowledge base"
+)
 
 ISSUE19_SIGTERM_DRAIN = Requirement(
     "authgate",

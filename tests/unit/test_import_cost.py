@@ -1,11 +1,20 @@
-"""What importing a part of authgate loads (issue 12, Done when 1): the module set, in a
-fresh interpreter, never a time."""
+"""What importing a part of authgate loads (issue 12, Done when 1), and what a started
+`authgate serve` has loaded (issue 18, lazy start-up): the module set, in a fresh interpreter
+or a real server's own import log, never a time."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
+
+from support import requirements as req
+from support.authgate_server import AuthgateServer
+from support.ports import free_port
 
 FRAMEWORKS = ("starlette", "sqlalchemy", "aiohttp", "uvicorn", "mcp")
 
@@ -45,3 +54,32 @@ def test_the_oauth_core_loads_neither_the_settings_model_nor_the_policy() -> Non
     assert "authgate.oauth.config" in loaded
     found = sorted({"authgate.config.settings", "authgate.policy", "pydantic_settings"} & loaded)
     assert not found, f"importing the OAuth core loaded {found}"
+
+
+def _started_server_imports(tmp_path: Path, **env: str) -> set[str]:
+    """Every module a real `authgate serve` imported by the time /health answered (python's
+    own import log, PYTHONPROFILEIMPORTTIME), on a database `users add` already migrated."""
+    server = AuthgateServer(tmp_path, extra_env={"PYTHONPROFILEIMPORTTIME": "1", **env})
+    server.add_user()
+    server.start()
+    server.stop()
+    stderr = (server.logs_dir / f"serve-{server.runs}.stderr").read_text()
+    return set(re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s*(\S+)\s*$", stderr, re.MULTILINE))
+
+
+def _loaded(imported: set[str], *prefixes: str) -> list[str]:
+    return sorted(m for m in imported if any(m == p or m.startswith(p + ".") for p in prefixes))
+
+
+@pytest.mark.requirement(req.ISSUE18_GATEWAY_STARTS_WITHOUT_SDK)
+def test_the_http_gateway_starts_without_the_mcp_sdk_the_knowledge_base_or_alembic(tmp_path: Path) -> None:
+    imported = _started_server_imports(tmp_path, AUTHGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}/mcp")
+    assert "authgate.gateway.http.proxy" in imported  # it did start the gateway
+    # alembic: the schema is current; jinja2: no page asked for yet; httpx: no CIMD client yet
+    assert not _loaded(imported, "mcp", "mcp_types", "authgate.kb", "alembic", "jinja2", "httpx")
+
+
+def test_the_built_in_server_starts_without_alembic_or_jinja2(tmp_path: Path) -> None:
+    imported = _started_server_imports(tmp_path)
+    assert "authgate.kb.server" in imported
+    assert not _loaded(imported, "alembic", "jinja2", "sqlalchemy.dialects.postgresql")

@@ -29,9 +29,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from mcp.shared.inbound import encode_header_value
 from starlette.types import Scope
 
+from authgate.gateway.mcp_headers import encode_header_value
 from authgate.guard.identity import Identity
 
 __all__ = ["IdentityHeaderNames", "UpstreamRequestHeaders", "downstream_headers"]

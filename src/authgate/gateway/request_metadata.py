@@ -23,11 +23,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcp.shared.inbound import NAME_BEARING_METHODS, decode_header_value, validate_mcp_param_headers
-from mcp_types import PROTOCOL_VERSION_META_KEY
-
 from authgate.gateway.errors import HeaderMismatch
 from authgate.gateway.jsonrpc import Body, Message
+from authgate.gateway.mcp_headers import (
+    NAME_BEARING_METHODS,
+    PROTOCOL_VERSION_META_KEY,
+    decode_header_value,
+    validate_mcp_param_headers,
+)
 from authgate.gateway.tool_schemas import ToolSchemas
 
 __all__ = ["MirroredHeaders", "check_param_headers", "check_request_metadata", "is_modern", "param_headers"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mcp.shared.inbound import X_MCP_HEADER_KEY, find_invalid_x_mcp_header
+from authgate.gateway.mcp_headers import X_MCP_HEADER_KEY, find_invalid_x_mcp_header
 
 __all__ = ["ToolSchemas", "ToolsListTap"]
 

@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
-from starlette.authentication import AuthCredentials
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.config.urls import is_loopback_host
@@ -19,6 +15,7 @@ from authgate.error_responses import oauth_error
 from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
 from authgate.guard.challenge import bearer_challenge
 from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.sdk_user import SdkUsers
 from authgate.guard.verifier import TokenVerifier
 from authgate.observe import note
 
@@ -45,9 +42,6 @@ async def _send_json(send: Send, status: int, body: Mapping[str, object], header
         }
     )
     await send({"type": "http.response.body", "body": payload})
-
-
-_SDK_VIEWS_MAX = 10_000
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -157,12 +151,13 @@ class BearerGuard:
         resource_metadata: str,
         scopes: tuple[str, ...],
         anonymous: AnonymousHook | None = None,
+        sdk_user: bool = True,
     ) -> None:
         self.app = app
         self.verifier = verifier
         self.resource_metadata = resource_metadata
         self.scopes = scopes
-        self._sdk_views: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._sdk_users = SdkUsers() if sdk_user else None  # the SDK's request.user, for SDK apps
         self.anonymous = anonymous  # the policy layer's say on requests without a token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -201,28 +196,9 @@ class BearerGuard:
         await self.app(self._with_identity(scope, identity), receive, send)
 
     def _with_identity(self, scope: Scope, identity: Identity) -> Scope:
-        return {**scope, SCOPE_KEY: identity, **self._sdk_view(identity)}
-
-    def _sdk_view(self, identity: Identity) -> dict[str, Any]:
-        """The SDK's own types, so `mcp` tools can use get_access_token()/request.user as usual.
-        Built once per token holder (pydantic models cost more than the rest of the guard)."""
-        key = (identity.subject, identity.client_id, identity.expires_at, identity.scopes, identity.audience)
-        view = self._sdk_views.get(key)
-        if view is None:
-            sdk_token = AccessToken(
-                token="",
-                client_id=identity.client_id,
-                scopes=list(identity.scopes),
-                expires_at=identity.expires_at,
-                resource=identity.audience[0],
-                subject=identity.subject,
-                claims=identity.claims,
-            )
-            view = {"user": AuthenticatedUser(sdk_token), "auth": AuthCredentials(list(identity.scopes))}
-            if len(self._sdk_views) >= _SDK_VIEWS_MAX:
-                self._sdk_views.clear()  # crude but bounded; rebuilt on demand
-            self._sdk_views[key] = view
-        return view
+        if self._sdk_users is None:
+            return {**scope, SCOPE_KEY: identity}
+        return {**scope, SCOPE_KEY: identity, **self._sdk_users.view(identity)}
 
     async def _challenge(
         self, send: Send, status: int, error: str | None, description: str, scopes: tuple[str, ...] | None = None

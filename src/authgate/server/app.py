@@ -26,7 +26,6 @@ from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.middleware import BearerGuard, OriginGuard
 from authgate.guard.verifier import TokenVerifier
-from authgate.idp.backend import open_external, served_routes
 from authgate.policy.layer import PolicyLayer
 from authgate.server.body_limit import BodyLimit
 from authgate.server.forwarded import TrustedProxies
@@ -36,7 +35,6 @@ from authgate.server.responses import NoAnswer
 from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
-from authgate.server.routes.proxy_mode import open_proxy_flow
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 from authgate.server.store_failures import McpStoreFailures, oauth_answer, page_answer
 
@@ -47,9 +45,12 @@ PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"})  # ans
 class AuthgateApp:
     """Pure ASGI dispatcher. Handlers are bound at start-up, once the store is open."""
 
-    def __init__(self, settings: Settings, mcp_app: ASGIApp) -> None:
+    def __init__(self, settings: Settings, mcp_app: ASGIApp, *, sdk_user: bool = True) -> None:
+        """`sdk_user`: hand the app the caller as the `mcp` SDK's types too (guard/sdk_user.py);
+        off for the gateways, which never read them and so never import the SDK for them."""
         self.settings = settings
         self.mcp_app = mcp_app
+        self.sdk_user = sdk_user
         own = getattr(mcp_app, "drain", None)  # the stdio bridge's, which ends its listen streams itself
         self.drain = own if isinstance(own, Drain) else Drain()  # a stop drains /mcp (gateway/drain.py)
         self.runtime: Runtime | None = None
@@ -109,6 +110,8 @@ class AuthgateApp:
         if b:  # the PRM of the base URL itself, for clients that strip the MCP path
             paths.append((u.local_path(u.prm_root_url) + b, "prm", ["GET"]))
         if self.settings.auth_mode == "external":  # the IdP is the authorization server: 404 for the rest
+            from authgate.idp.backend import served_routes  # external mode only: httpx and the IdP clients
+
             served = served_routes(self.settings)
             paths = [p for p in paths if p[1] in served]
         if self.settings.auth_mode == "proxy":  # sign-in at the upstream IdP instead of /login
@@ -133,6 +136,8 @@ class AuthgateApp:
     async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         if self.settings.auth_mode == "external":  # the IdP issues tokens: no store, keys or pages
             ready = getattr(self.mcp_app, "check_ready", None)  # the gateway's upstream, if any
+            from authgate.idp.backend import open_external
+
             async with open_external(self.settings, upstream_ready=ready) as backend:
                 self.handlers = backend.handlers()
                 self.protected = self._guarded(backend.verifier)
@@ -147,11 +152,12 @@ class AuthgateApp:
         self.runtime = rt = await open_runtime(self.settings)
         stack = contextlib.AsyncExitStack()
         discovery = Discovery(rt.auth, rt.settings, upstream_ready=getattr(self.mcp_app, "check_ready", None))
-        flow = (
-            await stack.enter_async_context(open_proxy_flow(rt))
-            if proxy
-            else BrowserFlow(rt.auth, rt.signer, rt.settings)
-        )
+        if proxy:  # proxy mode only: httpx and the upstream IdP client
+            from authgate.server.routes.proxy_mode import open_proxy_flow
+
+            flow: BrowserFlow = await stack.enter_async_context(open_proxy_flow(rt))
+        else:
+            flow = BrowserFlow(rt.auth, rt.signer, rt.settings)
         endpoints = Endpoints(rt.auth, rt.settings)
         self.handlers = {
             "as_metadata": discovery.as_metadata,
@@ -212,6 +218,7 @@ class AuthgateApp:
             resource_metadata=urls.prm_url,
             scopes=tuple(self.settings.scopes),
             anonymous=policy.anonymous,
+            sdk_user=self.sdk_user,
         )
         guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
         guarded = McpStoreFailures(guarded)  # a JSON-RPC 503/500 when the database fails (inside CORS)
@@ -266,11 +273,11 @@ def build_app(settings: Settings, mcp_app: ASGIApp | None = None) -> AuthgateApp
     if mcp_app is None and settings.upstream is not None:
         from authgate.gateway import proxy_from_settings
 
-        mcp_app = proxy_from_settings(settings)
+        return AuthgateApp(settings, proxy_from_settings(settings), sdk_user=False)
     if mcp_app is None and settings.upstream_command:  # `authgate serve -- CMD ARGS…`
         from authgate.gateway.stdio.bridge import bridge_from_settings
 
-        mcp_app = bridge_from_settings(settings)
+        return AuthgateApp(settings, bridge_from_settings(settings), sdk_user=False)
     if mcp_app is None:  # no upstream: the built-in knowledge base (which also has `whoami`)
         from authgate.kb.server import build_app as build_kb
         from authgate.mcpapp.negotiation import ContentNegotiation

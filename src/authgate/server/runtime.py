@@ -13,8 +13,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from authgate.config.settings import Settings
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.guard.verifier import EmbeddedTokenVerifier
@@ -179,6 +177,8 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
     if settings.cimd_enabled:
         ssl_context = None
         if settings.cimd_ca_file is not None:  # TESTING ONLY: trust a stand-in host's CA as well
+            import httpx  # only then: the CIMD fetcher loads it on its first fetch otherwise
+
             ssl_context = httpx.create_ssl_context()
             ssl_context.load_verify_locations(cafile=str(settings.cimd_ca_file))
         cimd = CimdResolver(

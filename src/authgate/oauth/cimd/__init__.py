@@ -10,11 +10,16 @@ validating.py  the client_id URL's rules and the document's (no secret, DCR's re
 resolver.py    `CimdResolver`: the three together; concurrent fetches of one URL coalesced
 """
 
+from typing import TYPE_CHECKING
+
+from authgate import _lazy_exports
 from authgate.oauth.cimd.caching import cache_seconds
-from authgate.oauth.cimd.fetching import DnsResolver, IPAddress, address_problem
 from authgate.oauth.cimd.policy import CimdPolicy
 from authgate.oauth.cimd.resolver import CimdResolver
 from authgate.oauth.cimd.validating import is_cimd_client_id, validate_metadata
+
+if TYPE_CHECKING:
+    from authgate.oauth.cimd.fetching import DnsResolver, IPAddress, address_problem
 
 __all__ = [
     "CimdPolicy",
@@ -26,3 +31,8 @@ __all__ = [
     "is_cimd_client_id",
     "validate_metadata",
 ]
+
+# fetching.py brings httpx: loaded on the first fetch (or the first read of these names), not at start
+__getattr__, __dir__ = _lazy_exports(
+    __name__, dict.fromkeys(("DnsResolver", "IPAddress", "address_problem"), "authgate.oauth.cimd.fetching"), globals()
+)

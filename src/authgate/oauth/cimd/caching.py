@@ -10,12 +10,13 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from authgate.errors import FetchError, InvalidClientMetadata
 from authgate.oauth.cimd.policy import CimdPolicy
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def cache_seconds(headers: httpx.Headers, now: float, policy: CimdPolicy) -> float:

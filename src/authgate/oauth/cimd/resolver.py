@@ -10,13 +10,15 @@ import asyncio
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authgate.errors import FetchError, InvalidClientMetadata
 from authgate.oauth.cimd.caching import DocumentCache, Entry, cache_seconds
-from authgate.oauth.cimd.fetching import DnsResolver, PinnedFetcher, system_dns
 from authgate.oauth.cimd.policy import CimdPolicy
 from authgate.oauth.cimd.validating import client_id_problem, is_cimd_client_id, validate_metadata
+
+if TYPE_CHECKING:
+    from authgate.oauth.cimd.fetching import DnsResolver, PinnedFetcher
 
 
 class CimdResolver:
@@ -24,12 +26,14 @@ class CimdResolver:
 
     def __init__(
         self, policy: CimdPolicy, *, clock: Callable[[], float] = time.time,
-        resolver: DnsResolver = system_dns,
+        resolver: DnsResolver | None = None,  # default: the system's (fetching.system_dns)
         ssl_context: ssl.SSLContext | None = None,  # tests trust their own CA; default: certifi
     ) -> None:  # fmt: skip
         self._policy = policy
         self._clock = clock
-        self._fetcher = PinnedFetcher(policy, resolver, ssl_context)
+        self._dns = resolver
+        self._ssl_context = ssl_context
+        self._pinned: PinnedFetcher | None = None  # made on the first fetch: httpx loads then, not at start
         self._cache = DocumentCache(policy.max_cache_entries)
         self._inflight: dict[str, asyncio.Task[Entry]] = {}
 
@@ -37,6 +41,13 @@ class CimdResolver:
         """Whether `client_id` is a CIMD URL under this resolver's policy (use this, not the bare
         `is_cimd_client_id`, so testing-mode http://127.0.0.1 client_ids are recognised too)."""
         return is_cimd_client_id(client_id, self._policy)
+
+    def _fetcher(self) -> PinnedFetcher:
+        if self._pinned is None:
+            from authgate.oauth.cimd.fetching import PinnedFetcher, system_dns
+
+            self._pinned = PinnedFetcher(self._policy, self._dns or system_dns, self._ssl_context)
+        return self._pinned
 
     async def resolve(self, client_id: str) -> dict[str, Any]:
         """The validated metadata for `client_id`; raises FetchError or InvalidClientMetadata."""
@@ -60,7 +71,7 @@ class CimdResolver:
 
     async def _load(self, client_id: str) -> Entry:
         try:
-            document, headers = await self._fetcher.fetch(client_id)
+            document, headers = await self._fetcher().fetch(client_id)
             metadata = validate_metadata(document, client_id)
             now = self._clock()
             entry = Entry(now + cache_seconds(headers, now, self._policy), metadata)
@@ -72,4 +83,5 @@ class CimdResolver:
     async def aclose(self) -> None:
         for task in list(self._inflight.values()):
             task.cancel()
-        await self._fetcher.aclose()
+        if self._pinned is not None:
+            await self._pinned.aclose()

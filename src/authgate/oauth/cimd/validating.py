@@ -12,8 +12,6 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
-
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth.cimd.policy import CimdPolicy
 from authgate.oauth.redirect_uris import validate_for_registration
@@ -39,6 +37,8 @@ def client_id_problem(client_id: str, policy: CimdPolicy) -> str | None:
 
 def fetch_url_problem(url: str, policy: CimdPolicy) -> str | None:
     """Rules for every URL we fetch: the client_id and each redirect target alike."""
+    import httpx  # here, not at start: only a URL client_id (CIMD) gets this far
+
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port

@@ -13,11 +13,13 @@ import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.masking import masked_urls
@@ -30,7 +32,7 @@ from authgate.store.sql.engine import (
     sqlite_file,
     unavailable,
 )
-from authgate.store.sql.migrate import check_engine, upgrade_engine
+from authgate.store.sql.revisions import schema_is_current
 
 log = logging.getLogger("authgate.store")
 
@@ -87,6 +89,8 @@ class SqlDatabase:
     def upsert(self, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
         """An INSERT of this backend's dialect, which offers `on_conflict_do_nothing` and
         `on_conflict_do_update` (both backends spell ON CONFLICT the same way)."""
+        from sqlalchemy.dialects import postgresql, sqlite  # here: SQLite never loads PostgreSQL's (2.4 MB)
+
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     async def open(self) -> None:
@@ -94,10 +98,10 @@ class SqlDatabase:
             return
         engine = make_engine(self._url)
         try:
-            if self._migrate:
-                await upgrade_engine(engine)
-            else:
-                await check_engine(engine)
+            if not await schema_is_current(engine):  # Alembic is imported only when it has work to do
+                from authgate.store.sql.migrate import check_engine, upgrade_engine
+
+                await (upgrade_engine(engine) if self._migrate else check_engine(engine))
         except (sa.exc.SQLAlchemyError, OSError) as exc:
             await engine.dispose()
             detail = masked_urls(str(exc))  # a driver's text may quote the URL

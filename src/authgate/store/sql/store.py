@@ -21,9 +21,8 @@ from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import idempotent
 from authgate.store.sql.grants import CODES, CONSENTS, FAMILIES, TOKENS, SqlGrants, revoke_where
-from authgate.store.sql.migrate import upgrade
 
-__all__ = ["SqlStore", "upgrade"]
+__all__ = ["SqlStore"]
 
 KEYS = t.signing_keys
 CLIENTS = t.clients
