@@ -8,6 +8,7 @@ test can kill it in the middle of an answer. What it does, by the tool a `tools/
   0.2 s, never the end: the answer is never whole, yet never silent;
 * `trickle_sse` — an SSE progress event, then a keep-alive comment every 0.2 s, forever;
 * `silent_sse` — an SSE progress event, then silence (`subscriptions/listen`: as `trickle_sse`);
+* `half_event_sse` — an SSE progress event and half of a second event, then silence;
 * `html_500` — `500` with an HTML error page;  `json_500` — `500` with a JSON-RPC error;
   `bad_json` — `200 application/json` that is not JSON;  `wrong_id` — a well-formed
   response to another id.
@@ -39,6 +40,7 @@ from starlette.routing import Route
 
 SESSION = "faulty-session-1"
 TICK = 0.2
+HALF_EVENT = b'event: message\ndata: {"jsonrpc": "2.0", "method": "notifications/message", "params": {"data": "half'
 
 
 def _progress(request_id: Any) -> bytes:
@@ -112,6 +114,15 @@ def _answer(tool: str | None, request_id: Any, body: dict[str, Any], marks: dict
                 yield b": keep-alive\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+    if tool == "half_event_sse":
+
+        async def half_event() -> AsyncIterator[bytes]:
+            yield _progress(request_id) + HALF_EVENT
+            marks["entered"].append("half_event_sse: sent")
+            await asyncio.sleep(3600)
+            yield b"\n\n"
+
+        return StreamingResponse(half_event(), media_type="text/event-stream")
     if tool == "html_500":
         return Response("<html><body><h1>500 Internal Server Error</h1></body></html>", 500, media_type="text/html")
     if tool == "json_500":  # what the SDK's 2025-era transport answers when its handler fails

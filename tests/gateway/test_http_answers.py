@@ -1,5 +1,5 @@
 """The pieces that judge and watch an HTTP upstream's answer (gateway/http/answer.py and
-reply.py), on plain values; test_proxy_faults.py runs them against real misbehaving upstreams."""
+gateway/sse.py), on plain values; test_proxy_faults.py runs them against real misbehaving upstreams."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from authgate.gateway.errors import UpstreamInvalidAnswer
 from authgate.gateway.http.answer import check_json, error_message, refusal
-from authgate.gateway.http.reply import SseWatch, sse_event
+from authgate.gateway.sse import SseWatch, sse_event
 
 WHERE = "the upstream MCP server at http://up/mcp"
 

@@ -438,7 +438,9 @@ ISSUE19_GATEWAY_JSON_CUT_502 = Requirement(
     "authgate", "issue 19 done-when 5", "an HTTP upstream killed mid-JSON-answer: 502 with a JSON-RPC error naming it"
 )
 ISSUE19_GATEWAY_IDLE_TIMEOUT_ERROR = Requirement(
-    "authgate", "issue 19 done-when 5", "an SSE answer silent past upstream_idle_timeout ends with a JSON-RPC error event"
+    "authgate",
+    "issue 19 done-when 5",
+    "an SSE answer silent past upstream_idle_timeout ends with a JSON-RPC error event",
 )
 ISSUE19_GATEWAY_CALL_TIMEOUT = Requirement(
     "authgate",
@@ -497,7 +499,9 @@ ISSUE18_AUDIT_WRITER_SHARES_SQLITE = Requirement(
     "authgate", "issue 18", "the audit writer's own connection and the store's writes share one SQLite file unlocked"
 )
 ISSUE18_GATEWAY_STARTS_WITHOUT_SDK = Requirement(
-    "authgate", "issue 18", "`authgate serve --upstream http://…` starts without importing the MCP SDK or the knowledge base"
+    "authgate",
+    "issue 18",
+    "`authgate serve --upstream http://…` starts without importing the MCP SDK or the knowledge base",
 )
 
 ISSUE19_SIGTERM_DRAIN = Requirement(

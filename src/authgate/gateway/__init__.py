@@ -6,7 +6,8 @@ http/   `HttpUpstreamProxy`, a pure ASGI app that the guard protects like any MC
 stdio/  `StdioBridge`: a stdio MCP server (any command) served as Streamable HTTP
         (see docs/gateway-stdio.md).
 What both use stays here: body.py, errors.py, headers.py, jsonrpc.py, request_metadata.py,
-tool_schemas.py.
+tool_schemas.py, sse.py (events, and how a stream cut short ends), drain.py (a stop),
+streams.py.
 
 The public names are resolved on first use (PEP 562), so importing the shared modules does not
 load the HTTP proxy and its client library.

@@ -8,21 +8,27 @@
     calls in flight run on, up to
     shutdown_drain_seconds
     drain time over ────────────────────────> Drain.expire(after): every request still running
-                                              is cut: its client gets a JSON-RPC error for its
-                                              request id (HTTP 503 JSON, or the SSE stream's last
-                                              event: `ShuttingDown`, retryable); a listen stream
-                                              its graceful close (the empty result)
+                                              is cut: its client gets a JSON-RPC error for each
+                                              request id still unanswered (HTTP 503 JSON, or the
+                                              SSE stream's last event: `ShuttingDown`,
+                                              retryable); a listen stream its graceful close
 
 `DrainGuard(app, drain)` wraps the MCP app (HTTP proxy, stdio bridge or any other) and keeps
-the requests in flight: each request's task is cancelled when it is cut, so the app stops
-waiting (the HTTP proxy closes its upstream connection, the stdio bridge sends
-`notifications/cancelled`); what the app still tries to send after that is dropped, and the
-guard writes the ending. The request id comes from the body the policy layer in front
-parsed (`PARSED_BODY_KEY`); without one, from the body kept (up to BODY_KEPT bytes) as the
-app reads it and parsed only when the request is cut.
+the requests in flight: a request that is cut has its task cancelled, so the app stops
+waiting (the stdio bridge sends `notifications/cancelled` to its child). Then either
 
-This is also the one place a stream that ends abnormally after its headers gets its final
-JSON-RPC error event (`final_event`), for the gateways to share.
+* the app ends the answer itself: one that said so as it started (`own_cuts`: the HTTP
+  proxy, whose `Reply` already watches its stream and ends it on any failure) takes the
+  cancellation in its `except CancelledError` (`take_cut`) and fails the request with the
+  returned `ShuttingDown`, exactly as with a timeout (its upstream is cancelled, the
+  stream's pending ids get their errors); or
+* the guard ends it: what the app still tries to send is dropped, and the guard writes the
+  ending from what it saw go out. It watches an SSE answer to a POST with the same
+  `SseWatch` (gateway/sse.py), so its last event is `error_ending`'s: an event the stream
+  stopped in the middle of is terminated first, and only ids still unanswered get an error.
+
+The request ids come from the body the policy layer in front parsed (`PARSED_BODY_KEY`);
+without one, from the body kept (up to BODY_KEPT bytes) as the app reads it.
 """
 
 from __future__ import annotations
@@ -38,22 +44,40 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authgate.gateway.body import PARSED_BODY_KEY
-from authgate.gateway.errors import GatewayError, JsonRpcId, ShuttingDown, error_object
+from authgate.gateway.errors import JsonRpcId, ShuttingDown, send_error
+from authgate.gateway.jsonrpc import LISTEN, listen_closed, readable_id
+from authgate.gateway.sse import SseWatch, error_ending, last_event
 from authgate.observe import note
 
-__all__ = ["BODY_KEPT", "Drain", "DrainGuard", "final_event"]
+__all__ = ["BODY_KEPT", "CUT_KEY", "Drain", "DrainGuard", "own_cuts", "take_cut"]
 
 log = logging.getLogger("authgate.gateway")
 
 BODY_KEPT = 1 << 20  # a longer body is not kept: its request is answered with id null when cut
-LISTEN = "subscriptions/listen"  # MCP 2026-07-28: the answer is a stream that stays open
-SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
+CUT_KEY = "authgate.drain_cut"  # the scope's handle on the request's cut, for own_cuts / take_cut
+REASON = "shutting_down"
 
 
-def final_event(message: dict[str, Any]) -> Message:
-    """The last event of an SSE stream: one JSON-RPC message, then the end of the body."""
-    data = json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
-    return {"type": "http.response.body", "body": b"event: message\ndata: " + data + b"\n\n", "more_body": False}
+def own_cuts(scope: Scope) -> None:
+    """Called by an app as it starts a request: when a stop cuts it, the app ends the answer
+    itself (after `take_cut`), and the guard neither watches the stream nor writes to it."""
+    flight = scope.get(CUT_KEY)
+    if isinstance(flight, _Flight):
+        flight.owned = True
+
+
+def take_cut(scope: Scope) -> ShuttingDown | None:
+    """In an app's `except asyncio.CancelledError` (after `own_cuts`): when the cancellation is
+    the drain's cut and no one else's, the app takes it (its task is uncancelled) and ends the
+    answer with the returned error, as with any failure. None: not a cut, re-raise."""
+    flight = scope.get(CUT_KEY)
+    if not isinstance(flight, _Flight) or not flight.owned or flight.error is None or flight.taken:
+        return None
+    if flight.task.cancelling() != 1:  # cancelled by someone else too (a client gone, the server's last resort)
+        return None
+    flight.task.uncancel()
+    flight.taken = True
+    return flight.error
 
 
 @dataclass(eq=False)
@@ -70,11 +94,18 @@ class _Flight:
     started: bool = False
     sse: bool = False
     complete: bool = False
-    cutting: bool = False
+    error: ShuttingDown | None = None  # set when cut
+    owned: bool = False  # the app ends its own answer when cut (own_cuts)
+    taken: bool = False  # ... and has taken this cut (take_cut)
+    watch: SseWatch | None = None  # an SSE answer to requests, watched when the guard ends it
 
-    def cut(self) -> None:
+    @property
+    def cutting(self) -> bool:
+        return self.error is not None
+
+    def cut(self, error: ShuttingDown) -> None:
         if not (self.cutting or self.complete):
-            self.cutting = True
+            self.error = error
             self.task.cancel()
 
     def tap(self, receive: Receive) -> Receive:
@@ -92,7 +123,7 @@ class _Flight:
         return receive_kept
 
     async def guarded_send(self, message: Message) -> None:
-        if self.cutting:
+        if self.cutting and not self.taken:
             return  # the app's last words after the cut: the guard writes the ending
         if message["type"] == "http.response.start":
             self.started = True
@@ -100,53 +131,47 @@ class _Flight:
                 k.lower() == b"content-type" and v.lower().startswith(b"text/event-stream")
                 for k, v in message.get("headers", [])
             )
-        elif message["type"] == "http.response.body" and not message.get("more_body", False):
-            self.complete = True
+            if self.sse and self.method == "POST" and not self.owned and (ids := self.requests()[0]):
+                self.watch = SseWatch(set(ids))
+        elif message["type"] == "http.response.body":
+            if self.watch is not None and message.get("body"):
+                self.watch.feed(message["body"])
+            if not message.get("more_body", False):
+                self.complete = True
         await self.send(message)
 
-    def request(self) -> tuple[JsonRpcId, str | None]:
-        """The JSON-RPC request's id and method, when the body was one request."""
+    def requests(self) -> tuple[list[JsonRpcId], str | None]:
+        """The ids of the JSON-RPC requests in the body (several in a batch), and a lone one's method."""
         parsed = self.parsed
         if parsed is None and self.body:
             try:
                 parsed = json.loads(b"".join(self.body))
-            except (ValueError, UnicodeDecodeError):
-                return None, None
-        if not isinstance(parsed, dict) or not isinstance(parsed.get("id"), str | int):
-            return None, None
-        method = parsed.get("method")
-        return parsed["id"], method if isinstance(method, str) else None
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                return [], None
+        messages = parsed if isinstance(parsed, list) else [parsed]
+        ids = [readable_id(m) for m in messages if isinstance(m, dict) and isinstance(m.get("method"), str)]
+        method = parsed.get("method") if isinstance(parsed, dict) else None
+        return [i for i in ids if i is not None], method if isinstance(method, str) else None
 
-    async def end(self, error: GatewayError) -> None:
+    async def end(self) -> None:
         """Answer a request that was cut, as far as its response allows."""
-        if self.complete:
+        if self.complete or self.error is None:
             return
-        request_id, method = self.request() if self.method == "POST" else (None, None)
-        error.request_id = request_id
-        reason = "shutting_down"
+        ids, method = self.requests() if self.method == "POST" else ([], None)
+        ending = b""
         if not self.started:
-            note(self.scope, outcome=reason)
-            body = json.dumps(error_object(error.code, error.message, request_id, error.data())).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                *error.headers(),
-            ]
-            await self.send({"type": "http.response.start", "status": error.status, "headers": headers})
-            await self.send({"type": "http.response.body", "body": body})
-        elif self.sse and request_id is not None and method == LISTEN:
-            # the graceful close of a listen stream (MCP 2026-07-28 subscriptions): listen again elsewhere
-            meta = {SUBSCRIPTION_ID_META_KEY: request_id}
-            result = {"resultType": "complete", "_meta": meta}
-            note(self.scope, outcome=f"stream_closed:{reason}")
-            await self.send(final_event({"jsonrpc": "2.0", "id": request_id, "result": result}))
-        elif self.sse and request_id is not None:
-            note(self.scope, outcome=f"error_event:{reason}")
-            await self.send(final_event(error_object(error.code, error.message, request_id, error.data())))
-        else:  # a GET stream (no request to answer), or a JSON body already under way
-            note(self.scope, outcome=f"{'stream_closed' if self.sse else 'cut'}:{reason}")
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+            note(self.scope, outcome=REASON)
+            self.error.request_id = ids[0] if len(ids) == 1 else None
+            await send_error(self.send, self.error)
+        elif self.watch is not None and method == LISTEN and ids:
+            note(self.scope, outcome=f"stream_closed:{REASON}")  # its client listens again elsewhere
+            ending = last_event(self.watch, listen_closed(ids[0]))
+        elif self.watch is not None and (ending := error_ending(self.watch, self.error)):
+            note(self.scope, outcome=f"error_event:{REASON}")
+        else:  # a GET stream (no request to answer), all answered, or a JSON body already under way
+            note(self.scope, outcome=f"{'stream_closed' if self.sse else 'cut'}:{REASON}")
+        if self.started:
+            await self.send({"type": "http.response.body", "body": ending, "more_body": False})
         self.complete = True
 
 
@@ -180,7 +205,7 @@ class Drain:
                 log.exception("shutdown: closing streams failed")
         for flight in list(self._flights):
             if flight.method == "GET":
-                flight.cut()
+                flight.cut(self.error())
 
     def expire(self, after: float) -> int:
         """The drain time is over: cut every request still running; returns how many."""
@@ -188,7 +213,7 @@ class Drain:
         self.expired, self.after = True, after
         running = [f for f in self._flights if not f.complete]
         for flight in running:
-            flight.cut()
+            flight.cut(self.error())
         return len(running)
 
     def error(self) -> ShuttingDown:
@@ -212,25 +237,26 @@ class DrainGuard:
             return
         parsed = scope.get(PARSED_BODY_KEY)
         flight = _Flight(task, scope, scope.get("method", "GET"), send, parsed[1] if parsed is not None else None)
+        scope[CUT_KEY] = flight
         self.drain._flights.add(flight)
         if self.drain.expired or (self.drain.stopping and flight.method == "GET"):
-            flight.cut()  # too late to start: answered at the app's first wait
+            flight.cut(self.drain.error())  # too late to start: answered at the app's first wait
         delivered = False
         try:
             await self.app(scope, receive if parsed is not None else flight.tap(receive), flight.guarded_send)
         except asyncio.CancelledError:
-            if not flight.cutting or task.uncancel() > 0:
+            if not flight.cutting or flight.taken or task.uncancel() > 0:
                 raise  # cancelled by someone else too (the server's last resort)
             delivered = True
         finally:
             self.drain._flights.discard(flight)
         if not flight.cutting:
             return
-        if not delivered:  # cut as the app returned: take the cancellation here, not in the layers outside
+        if not (delivered or flight.taken):  # cut as the app returned: take the cancellation here
             try:
                 await asyncio.sleep(0)
             except asyncio.CancelledError:
                 if task.uncancel() > 0:
                     raise
         with contextlib.suppress(Exception):  # the client may be gone: nothing left to tell it
-            await flight.end(self.drain.error())
+            await flight.end()

@@ -14,7 +14,10 @@ from typing import Any
 
 from authgate.gateway.errors import InvalidJsonRpcRequest, JsonRpcId, ParseError, error_object
 
-__all__ = ["Body", "Message", "cancelled_notification", "parse_body", "readable_id"]
+__all__ = ["LISTEN", "Body", "Message", "cancelled_notification", "listen_closed", "parse_body", "readable_id"]
+
+LISTEN = "subscriptions/listen"  # MCP 2026-07-28: its answer is a stream that stays open
+SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +72,13 @@ def cancelled_notification(request_id: JsonRpcId, reason: str) -> dict[str, Any]
         "method": "notifications/cancelled",
         "params": {"requestId": request_id, "reason": reason},
     }
+
+
+def listen_closed(listen_id: JsonRpcId) -> dict[str, Any]:
+    """The graceful end of a listen stream, whose client listens again (MCP 2026-07-28
+    subscriptions: SubscriptionsListenResult)."""
+    result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID_META_KEY: listen_id}}
+    return {"jsonrpc": "2.0", "id": listen_id, "result": result}
 
 
 def readable_id(obj: Any) -> JsonRpcId:

@@ -9,8 +9,9 @@ still unanswered, with the request's `Mcp-Session-Id`, `MCP-Protocol-Version` an
 credential (basic/utilities/cancellation).
 
 Best effort and off the client's path: a background task, bounded by `timeout`, whose
-failure is logged at INFO; at most `MAX_IDS` ids per request; tasks still running when the
-gateway closes are cancelled.
+failure is logged at INFO; at most `MAX_IDS` ids per request. When the gateway closes (a
+stop, after its drain cut the requests still running) the tasks under way get up to
+`CLOSE_WAIT` seconds to finish, then are cancelled.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = ["UpstreamCancellation"]
 log = logging.getLogger("authgate.gateway")
 
 MAX_IDS = 16
+CLOSE_WAIT = 2.0
 _NOT_COPIED = frozenset({"mcp-method", "mcp-name", "last-event-id", "accept", "content-type"})
 
 
@@ -66,6 +68,8 @@ class UpstreamCancellation:
             log.debug("cancelled request %s upstream (%s)", json.dumps(request_id), reason)
 
     async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=min(CLOSE_WAIT, self.timeout))
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:

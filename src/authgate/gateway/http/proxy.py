@@ -13,11 +13,11 @@ the caller's `Identity` in the scope. For each request to the MCP endpoint:
 * One request's answer takes at most `upstream_call_timeout`, a GET stream (or a
   `subscriptions/listen` one) at most `upstream_stream_timeout`, after which it ends
   cleanly (the listen stream with its graceful result) and the client reconnects.
-* A client that disconnects, or a timeout, cancels the upstream request: its connection is
-  closed, which is the cancellation for 2026-07-28 (transports §Cancellation), and a
-  2025-era request also gets `notifications/cancelled` (cancellation.py).
-* Failures before the answer starts become JSON-RPC errors with 502/504 (`errors.py`), after
-  it the SSE stream's last event (reply.py); the gateway itself stays up.
+* A client that disconnects, a timeout or a stop's drain (gateway/drain.py) cancels the
+  upstream request: its connection is closed, the cancellation for 2026-07-28 (transports
+  §Cancellation), and a 2025-era request also gets `notifications/cancelled` (cancellation.py).
+* Failures before the answer starts become JSON-RPC errors with 502/503/504 (`errors.py`), after
+  it the SSE stream's last event (reply.py), a drain's cut (`ShuttingDown`) like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from yarl import URL
 
 from authgate.errors import StoreError
 from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
+from authgate.gateway.drain import own_cuts, take_cut
 from authgate.gateway.errors import (
     BodyTooLarge,
     GatewayError,
@@ -45,6 +46,7 @@ from authgate.gateway.errors import (
     ParseError,
     SessionNotFound,
     SessionStoreUnavailable,
+    ShuttingDown,
     UpstreamCallTimeout,
     UpstreamRefused,
     UpstreamTimeout,
@@ -56,7 +58,7 @@ from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejec
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.http.upstream import Upstream
-from authgate.gateway.jsonrpc import Body, parse_body
+from authgate.gateway.jsonrpc import LISTEN, Body, listen_closed, parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata, is_modern
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
 from authgate.guard.identity import SCOPE_KEY, Identity
@@ -69,8 +71,6 @@ __all__ = ["HttpUpstreamProxy"]
 log = logging.getLogger("authgate.gateway")
 
 _ANONYMOUS = Owner("", "")
-LISTEN = "subscriptions/listen"  # MCP 2026-07-28: its answer is a stream that stays open
-SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
 
 @dataclass(slots=True)
@@ -96,6 +96,10 @@ class _Request:
     modern: bool  # a 2026-07-28 request: closing its connection is its cancellation
     listen: bool  # subscriptions/listen: a stream, timed by upstream_stream_timeout
     streams: list[str] = field(default_factory=list)
+
+    @property
+    def stream_end(self) -> dict[str, Any] | None:  # the last event of a stream ended on purpose
+        return listen_closed(self.request_id) if self.listen and self.request_id is not None else None
 
 
 class HttpUpstreamProxy:
@@ -175,6 +179,7 @@ class HttpUpstreamProxy:
             return  # MCP has no WebSocket transport; the server refuses the handshake
         request: _Request | None = None
         reply = Reply(send, scope)
+        own_cuts(scope)  # a stop's cut ends the answer here, like a timeout (_exchange)
         try:
             request = await self._prepare(scope, receive)
             reply.expect(request.request_ids)
@@ -182,7 +187,7 @@ class HttpUpstreamProxy:
         except GatewayError as exc:
             if exc.request_id is None and request is not None:
                 exc.request_id = request.request_id
-            if exc.status >= 500:
+            if exc.status >= 500 and not isinstance(exc, ShuttingDown):  # the drain logs its cuts once
                 log.warning("%s", exc.message)
             await reply.fail(exc)
         except ClientGone:
@@ -274,6 +279,12 @@ class HttpUpstreamProxy:
         try:
             await self._timed(request, reply)
         except asyncio.CancelledError:
+            if (cut := take_cut(reply.scope)) is not None:  # a stop's drain cut: ended like a timeout
+                self._cancel_upstream(request, reply, "authgate is shutting down")
+                if not ((request.method == "GET" or request.listen) and reply.started):
+                    raise cut from None
+                await reply.close("stream_closed:shutting_down", request.stream_end)
+                return
             self._cancel_upstream(
                 request, reply, "the client disconnected" if flight.client_gone else "authgate ended the request"
             )
@@ -303,8 +314,7 @@ class HttpUpstreamProxy:
             if not deadline.expired():
                 raise
             if stream and reply.started:
-                listen_id = request.request_id if request.listen else None
-                await reply.close("stream_timeout", _listen_closed(listen_id) if listen_id is not None else None)
+                await reply.close("stream_timeout", request.stream_end)
                 return
             raise UpstreamCallTimeout(
                 f"authgate: {self.upstream.where} did not finish answering within {limit:g} s "
@@ -379,12 +389,6 @@ async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
                 flight.client_gone = True
                 flight.task.cancel()
             return
-
-
-def _listen_closed(listen_id: JsonRpcId) -> dict[str, Any]:
-    """The graceful end of a listen stream (MCP 2026-07-28 subscriptions: SubscriptionsListenResult)."""
-    result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID_META_KEY: listen_id}}
-    return {"jsonrpc": "2.0", "id": listen_id, "result": result}
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -24,6 +24,7 @@ from authgate.gateway.headers import downstream_headers
 from authgate.gateway.http.answer import check_json, error_message, is_json, refusal
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.upstream import Upstream
+from authgate.gateway.sse import sse_event
 from authgate.gateway.tool_schemas import ToolsListTap
 from authgate.masking import masked_url
 
@@ -81,8 +82,7 @@ async def relay_with_rejections(
     elif (refused := await _refusal(response, upstream, "POST", answers_requests=True)) is not None:
         raise refused
     elif response.status == 200 and is_sse(response):
-        event = b"event: message\ndata: " + json.dumps(list(rejected)).encode() + b"\n\n"
-        await _relay_sse(response, reply, upstream, None, event)
+        await _relay_sse(response, reply, upstream, None, sse_event(list(rejected)))
     elif response.status == 200 and is_json(response.headers.get("content-type", "")):
         chunks, whole = await _read(response, upstream, MAX_JSON_ANSWER)
         if not whole:

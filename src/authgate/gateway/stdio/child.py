@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authgate.gateway.errors import GatewayError, JsonRpcId
+from authgate.gateway.jsonrpc import cancelled_notification
 from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
 from authgate.gateway.stdio.stderr import READ_SIZE, StderrLog
 
@@ -187,13 +188,7 @@ class StdioChild:
         self.finish(ex)
         ex.deliver(Cancelled())  # a stream still open for it ends, unanswered
         with contextlib.suppress(GatewayError):
-            await self.send(
-                {
-                    "jsonrpc": "2.0",
-                    "method": "notifications/cancelled",
-                    "params": {"requestId": ex.child_id, "reason": reason},
-                }
-            )
+            await self.send(cancelled_notification(ex.child_id, reason))
 
     async def answer(self, request_id: Any, *, result: Any = None, error: dict[str, Any] | None = None) -> None:
         """Answer one of the child's own requests (a client's response, or the bridge's)."""

@@ -18,6 +18,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from authgate.gateway.errors import GatewayError, error_object
+from authgate.gateway.sse import sse_event
 
 __all__ = ["HttpReply", "DisconnectWatch", "accepts", "header", "send_json", "send_status"]
 
@@ -77,10 +78,6 @@ async def send_status(
         }
     )
     await send({"type": "http.response.body", "body": data})
-
-
-def sse_event(message: dict[str, Any]) -> bytes:
-    return b"event: message\ndata: " + json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"
 
 
 class DisconnectWatch:

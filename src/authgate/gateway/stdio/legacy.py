@@ -26,6 +26,7 @@ from starlette.types import Receive, Scope, Send
 
 from authgate.gateway.errors import GatewayError, InvalidJsonRpcRequest, SessionNotFound, error_object
 from authgate.gateway.jsonrpc import Message
+from authgate.gateway.sse import sse_event
 from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild, id_key
 from authgate.gateway.stdio.errors import ChildStartFailed
 from authgate.gateway.stdio.http import (
@@ -37,7 +38,6 @@ from authgate.gateway.stdio.http import (
     header,
     send_json,
     send_status,
-    sse_event,
 )
 from authgate.gateway.stdio.pool import ChildPool, LegacySession, Owner
 from authgate.gateway.stdio.relay import INTERACTIVE, Wake, give_up, is_response, next_from, next_item
