@@ -13,10 +13,10 @@ import contextvars
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -33,6 +33,7 @@ from authgate.store.sql.engine import (
     unavailable,
 )
 from authgate.store.sql.revisions import schema_is_current
+from authgate.store.sql.sqlite_direct import DirectSqlite
 
 log = logging.getLogger("authgate.store")
 
@@ -67,6 +68,16 @@ def idempotent(method: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Corou
     return run
 
 
+class Connection(Protocol):
+    """What a transaction's body may use: `execute` and `scalar` of SQLAlchemy Core, awaited.
+    SQLAlchemy's `AsyncConnection` (PostgreSQL, in-memory SQLite) or, on an SQLite file,
+    `sqlite_direct.DirectTx`."""
+
+    async def execute(self, statement: sa.Executable, parameters: Any = None) -> sa.CursorResult[Any]: ...
+
+    async def scalar(self, statement: sa.Executable, parameters: Any = None) -> Any: ...
+
+
 class SqlDatabase:
     """One SQL database and its transactions: what `SqlStore` and its companions (audit, rate
     limits, session bindings, upstream tokens) share. Accepts `sqlite+aiosqlite://` and
@@ -80,6 +91,7 @@ class SqlDatabase:
         # An in-memory SQLite database is one shared connection: take turns on it.
         in_memory = is_sqlite(self._url) and sqlite_file(self._url) is None
         self._serial: asyncio.Lock | None = asyncio.Lock() if in_memory else None
+        self._direct: DirectSqlite | None = None  # an SQLite file's transactions, once open
 
     @property
     def dialect(self) -> str:
@@ -111,14 +123,20 @@ class SqlDatabase:
             raise
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
+        if is_sqlite(self._url) and self._serial is None:  # a file: transactions run in place
+            self._direct = DirectSqlite(self._url)
+            await engine.dispose()  # aiosqlite's connections (a thread each) were the migration's
 
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
+        direct, self._direct = self._direct, None
+        if direct is not None:
+            direct.close()
         if engine is not None:
             await engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def _tx(self, *, write: bool = True) -> AsyncIterator[AsyncConnection]:
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[Connection]:
         """One transaction, committed on exit; database failures become StoreError, those of
         a database that cannot answer now StoreUnavailable. A connection that broke, or was
         left mid-statement by a cancellation, is discarded rather than pooled again."""
@@ -128,6 +146,11 @@ class SqlDatabase:
         connecting = True  # a failure to get a connection at all is the database's unavailability
         try:
             async with self._serial or contextlib.nullcontext():
+                if self._direct is not None:  # an SQLite file: no thread hop per call (sqlite_direct.py)
+                    connecting = False
+                    async with self._direct.transaction(write=write) as tx:
+                        yield tx
+                    return
                 async with engine.connect() as conn:
                     connecting = False
                     try:

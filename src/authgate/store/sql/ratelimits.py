@@ -39,11 +39,11 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.errors import StoreError
 from authgate.oauth.ratelimit import RateLimiter, weighted_wait
 from authgate.store.sql import tables as t
+from authgate.store.sql.database import Connection
 from authgate.store.sql.store import SqlStore
 
 __all__ = ["SqlRateLimits", "StoreOutage"]
@@ -182,7 +182,7 @@ class SqlRateLimits:
         start = int(now // self.window) * self.window
         return start, now - start
 
-    async def _hits(self, conn: AsyncConnection, digest: str, start: int) -> int:
+    async def _hits(self, conn: Connection, digest: str, start: int) -> int:
         return int(
             await conn.scalar(
                 sa.select(LIMITS.c.hits).where(

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from authgate.store.models import UpstreamTokens
 from authgate.store.sql import tables as t
-from authgate.store.sql.database import idempotent
+from authgate.store.sql.database import Connection, idempotent
 from authgate.store.sql.store import SqlStore
 
 UPSTREAM, USERS = t.upstream_tokens, t.users
@@ -45,7 +44,7 @@ class SqlUpstreamTokenStore:
         return UpstreamTokens(**dict(row)) if row is not None else None
 
 
-async def _upsert_user(conn: AsyncConnection, user_id: str, wanted: str, now: float) -> None:
+async def _upsert_user(conn: Connection, user_id: str, wanted: str, now: float) -> None:
     """The local user `user_id`, named `wanted` unless another user holds that name (a local
     account, or another IdP's user): then it is named by its subject, which is unique."""
     taken = (await conn.execute(sa.select(USERS.c.user_id).where(USERS.c.username == wanted))).scalar()
