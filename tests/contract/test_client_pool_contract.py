@@ -74,3 +74,22 @@ async def test_prune_unverified_clients_removes_only_idle_unconsented_dcr_client
     await store.save_consent(Consent("uid-alice", "consented", ("mcp",), (), NOW))
     assert await store.prune_unverified_clients(unused_since=cutoff) == 2
     assert await _present(store, "idle-1", "idle-2", "consented", "recent", "op") == {"consented", "recent", "op"}
+
+
+async def test_a_client_whose_only_consenting_user_is_removed_is_back_in_the_pool(
+    store: SqlStore, build: type[Build]
+) -> None:
+    """`consented` is kept with the consents (store.py `_unverified`): removing the user whose
+    consent verified a client puts it back in the pool, another user's consent keeps it out."""
+    for name in ("alice", "bob"):
+        await store.add_user(build.user(name))
+    for client_id in ("shared", "alices"):
+        assert await store.add_client(_dcr(build, client_id, 10), max_clients=2, unverified_pool=10)
+    await store.save_consent(Consent("uid-alice", "shared", ("mcp",), (), NOW))
+    await store.save_consent(Consent("uid-bob", "shared", ("mcp",), (), NOW))
+    await store.save_consent(Consent("uid-alice", "alices", ("mcp",), (), NOW))
+    assert await store.add_client(_dcr(build, "late", 1), max_clients=2, unverified_pool=10) is False  # the cap
+    assert await store.remove_user("uid-alice", NOW)
+    assert await store.add_client(_dcr(build, "late", 1), max_clients=2, unverified_pool=10)  # "alices" left it
+    assert await store.prune_unverified_clients(unused_since=NOW + 1) == 2  # "alices" and "late"
+    assert await _present(store, "shared", "alices", "late") == {"shared"}

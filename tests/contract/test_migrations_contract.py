@@ -171,6 +171,37 @@ async def test_upgrading_existing_users_makes_the_earliest_admin_and_no_one_else
     assert {u.session_version for u in users.values()} == {0}
 
 
+async def test_upgrading_existing_clients_keeps_the_consented_ones_out_of_the_pool(database_url: str) -> None:
+    """0007: `consented` is set from the consents there are, so upgrading moves no client into
+    or out of the unverified pool."""
+    engine = make_engine(parse_url(database_url))  # creates SQLite's directory
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda sync: command.upgrade(alembic_config(sync), "0006"))
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO clients (client_id, metadata, created_at, last_used_at, source) VALUES "
+                    "('consented', '{}', 1.0, 1.0, 'dcr'), ('pending', '{}', 2.0, 2.0, 'dcr'), "
+                    "('op', '{}', 3.0, 3.0, 'operator')"
+                )
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO consents (user_id, client_id, scopes, resources, granted_at) "
+                    "VALUES ('u', 'consented', '[]', '[]', 1.0)"
+                )
+            )
+    finally:
+        await engine.dispose()
+    store = SqlStore(database_url)
+    await store.open()  # migrates to head
+    try:
+        assert await store.prune_unverified_clients(unused_since=NOW) == 1  # "pending" alone
+        assert {c.client_id for c in await store.list_clients()} == {"consented", "op"}
+    finally:
+        await store.close()
+
+
 def test_the_head_read_from_the_files_without_alembic_is_alembics() -> None:
     assert revisions.head_revision() == head_revision()
 

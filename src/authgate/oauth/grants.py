@@ -22,6 +22,8 @@ from authgate.store.models import Client, RefreshFamily, RefreshToken
 
 TokenResponse = dict[str, Any]
 
+TOUCH_EVERY = 3600.0  # seconds between two records of a client's last use
+
 
 async def token(
     auth: Authority, form: dict[str, str], resources: list[str], authorization: str | None
@@ -39,8 +41,11 @@ async def token(
     if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
         raise UnauthorizedClient(f"this client did not register the {grant_type} grant")
     response = await handler(auth, client, form, resources)
-    if client.source in ("dcr", "operator"):  # pruning spares it; `authgate clients list` shows it
-        await auth.store.touch_client(client.client_id, auth.clock())
+    now = auth.clock()
+    # pruning spares it; `authgate clients list` shows it. Recorded at most once an hour (a write
+    # per token request otherwise): pruning counts days (client_idle_days ≥ 1).
+    if client.source in ("dcr", "operator") and now - client.last_used_at >= TOUCH_EVERY:
+        await auth.store.touch_client(client.client_id, now)
     return response
 
 

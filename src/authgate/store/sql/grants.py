@@ -191,6 +191,12 @@ class SqlGrants(SqlDatabase):
                 await conn.execute(
                     sa.insert(CONSENTS).values(user_id=consent.user_id, client_id=consent.client_id, **values)
                 )
+                # the client leaves the unverified pool (store.py `_unverified`)
+                await conn.execute(
+                    sa.update(CLIENTS)
+                    .where(CLIENTS.c.client_id == consent.client_id, CLIENTS.c.consented == sa.false())
+                    .values(consented=True)
+                )
             else:
                 await conn.execute(sa.update(CONSENTS).where(*key).values(**values))
 

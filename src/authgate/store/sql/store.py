@@ -47,10 +47,14 @@ class SqlStore(SqlGrants):
                 # BEGIN IMMEDIATE already serialises writers.
                 await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLIENT_CAP_LOCK_KEY)))
             if max_clients is not None:
-                counted = sa.select(sa.func.count()).select_from(CLIENTS)
-                if unverified_pool is not None:  # the pool is bounded on its own
-                    counted = counted.where(~_unverified())
-                if (await conn.scalar(counted) or 0) >= max_clients:
+                # all of them less the pool (bounded on its own): both counts read an index
+                # only (SQLite counts a table without reading its rows)
+                counted = await conn.scalar(sa.select(sa.func.count()).select_from(CLIENTS)) or 0
+                if unverified_pool is not None:
+                    counted -= (
+                        await conn.scalar(sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified())) or 0
+                    )
+                if counted >= max_clients:
                     return False
             if unverified_pool is not None:
                 await conn.execute(_evict_unverified(keep=max(0, unverified_pool - 1)))
@@ -157,7 +161,14 @@ class SqlStore(SqlGrants):
     async def remove_user(self, user_id: str, now: float) -> bool:
         async with self._tx() as conn:
             await conn.execute(revoke_where(FAMILIES.c.user_id == user_id, "user removed", now))
+            consented = sa.select(CONSENTS.c.client_id).where(CONSENTS.c.user_id == user_id)
+            left = list((await conn.execute(consented)).scalars())
             await conn.execute(sa.delete(CONSENTS).where(CONSENTS.c.user_id == user_id))
+            if left:  # a client no consent names any more is back in the unverified pool
+                still = sa.exists().where(CONSENTS.c.client_id == CLIENTS.c.client_id)
+                await conn.execute(
+                    sa.update(CLIENTS).where(CLIENTS.c.client_id.in_(left), ~still).values(consented=False)
+                )
             result = await conn.execute(sa.delete(USERS).where(USERS.c.user_id == user_id))
             return result.rowcount == 1
 
@@ -191,11 +202,11 @@ class SqlStore(SqlGrants):
 
 
 def _unverified() -> sa.ColumnElement[bool]:
-    """A client that registered itself and no user has consented to (yet). Derived from the
-    consents, so the consent that verifies a client needs no write of its own. NOT IN, not a
-    correlated NOT EXISTS: consents has no index on client_id alone, and both backends run an
-    uncorrelated subquery once (a hashed or ephemeral set; client_id is never NULL there)."""
-    return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.client_id.not_in(sa.select(CONSENTS.c.client_id)))
+    """A client that registered itself and no user has consented to (yet): the pool, which
+    `ix_clients_pool` lists by age. `consented` is kept with the consents (`save_consent` sets
+    it in the consent's own transaction, `remove_user` clears it for the clients it leaves
+    without one)."""
+    return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.consented == sa.false())
 
 
 def _evict_unverified(keep: int) -> sa.Delete:

@@ -32,6 +32,10 @@ clients = sa.Table(
     sa.Column("client_secret_hash", sa.String(255), nullable=True),
     sa.Column("client_secret_expires_at", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("source", sa.String(16), nullable=False),
+    # a user consented to it (kept with the consents, `sql/store.py`): a DCR client without is
+    # in the unverified pool, which this index finds oldest first without reading the others
+    sa.Column("consented", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_clients_pool", "source", "consented", "created_at", "client_id"),
 )
 
 users = sa.Table(
@@ -102,6 +106,7 @@ consents = sa.Table(
     sa.Column("scopes", sa.JSON, nullable=False),
     sa.Column("resources", sa.JSON, nullable=False),
     sa.Column("granted_at", sa.Double, nullable=False),
+    sa.Index("ix_consents_client_id", "client_id"),  # which clients still have a consent
 )
 
 signing_keys = sa.Table(
