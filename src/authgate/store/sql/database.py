@@ -92,6 +92,7 @@ class SqlDatabase:
         in_memory = is_sqlite(self._url) and sqlite_file(self._url) is None
         self._serial: asyncio.Lock | None = asyncio.Lock() if in_memory else None
         self._direct: DirectSqlite | None = None  # an SQLite file's transactions, once open
+        self._reader: AsyncEngine | None = None  # PostgreSQL's reads (engine.make_engine)
 
     @property
     def dialect(self) -> str:
@@ -123,7 +124,9 @@ class SqlDatabase:
             raise
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
-        if is_sqlite(self._url) and self._serial is None:  # a file: transactions run in place
+        if not is_sqlite(self._url):
+            self._reader = make_engine(self._url, reads=True)
+        elif self._serial is None:  # an SQLite file: transactions run in place
             self._direct = DirectSqlite(self._url)
             await engine.dispose()  # aiosqlite's connections (a thread each) were the migration's
 
@@ -132,6 +135,9 @@ class SqlDatabase:
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await reader.dispose()
         if engine is not None:
             await engine.dispose()
 
@@ -140,7 +146,7 @@ class SqlDatabase:
         """One transaction, committed on exit; database failures become StoreError, those of
         a database that cannot answer now StoreUnavailable. A connection that broke, or was
         left mid-statement by a cancellation, is discarded rather than pooled again."""
-        engine = self._writer if write else self._engine
+        engine = self._writer if write else (self._reader or self._engine)
         if engine is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         connecting = True  # a failure to get a connection at all is the database's unavailability

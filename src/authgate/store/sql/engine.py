@@ -79,10 +79,20 @@ def sqlite_file(url: URL) -> Path | None:
     return Path(database)
 
 
-def make_engine(url: URL) -> AsyncEngine:
+def make_engine(url: URL, *, reads: bool = False) -> AsyncEngine:
+    """`reads` (PostgreSQL): an engine for the store's read transactions. Autocommit: a read is
+    its one statement, without BEGIN and COMMIT round trips (each statement already sees its own
+    snapshot under READ COMMITTED); no ping before each use (BEGIN and ROLLBACK with asyncpg,
+    two more round trips): a read whose connection was lost runs again on a fresh one
+    (`database.idempotent`), and the lost connection takes the pool's older ones with it."""
     if not is_sqlite(url):
         # pre_ping: a replica outlives database restarts without surfacing stale connections.
-        engine = create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS})
+        engine = create_async_engine(
+            url,
+            pool_pre_ping=not reads,
+            connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
+            **({"isolation_level": "AUTOCOMMIT"} if reads else {}),
+        )
         sa.event.listen(engine.sync_engine, "handle_error", _broken_is_disconnect)
         return engine
     path = sqlite_file(url)
