@@ -49,7 +49,7 @@ def main() -> None:
     if kind == "guard":
         from authgate.policy.layer import PolicyLayer
 
-        PolicyLayer.wrap = lambda self, inner: inner  # type: ignore[method-assign]
+        PolicyLayer.enforcer = property(lambda self: None)  # type: ignore[assignment,method-assign]
     if kind in ("authgate", "guard"):
         app = authgate.protect(
             app,

@@ -17,6 +17,7 @@ from authgate.errors import AuthgateError
 MAX_DEPTH = 128
 
 _PLAIN = json.JSONDecoder()
+_OPENERS = frozenset(b"{[")
 
 
 class TooDeep(AuthgateError):
@@ -27,7 +28,10 @@ class TooDeep(AuthgateError):
 def loads(raw: bytes, *, decoder: json.JSONDecoder = _PLAIN, max_depth: int = MAX_DEPTH) -> Any:
     """`json.loads(raw)` with `decoder`; raises TooDeep past `max_depth` levels, and what
     json.loads raises (ValueError, UnicodeDecodeError) for a body that is not JSON."""
-    text = raw.decode(json.detect_encoding(raw), "surrogatepass")  # as json.loads does
+    # as json.loads does; a body opening with `{` or `[` then a non-NUL byte is UTF-8 (no BOM,
+    # not UTF-16/32), which json.detect_encoding would answer after a few more checks
+    plain = len(raw) > 1 and raw[0] in _OPENERS and raw[1] != 0
+    text = raw.decode("utf-8" if plain else json.detect_encoding(raw), "surrogatepass")
     try:
         value = decoder.decode(text)
     except RecursionError:

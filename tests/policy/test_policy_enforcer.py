@@ -1,5 +1,6 @@
-"""`PolicyEnforcer` and `AnonymousGate` behind the real `BearerGuard`, over ASGI: what is
-refused and how, what reaches the app (byte for byte), and how lists are rewritten."""
+"""`PolicyEnforcer` in the real gate (`server/gate.py`: bearer check, the anonymous path,
+the policy), over ASGI: what is refused and how, what reaches the app (byte for byte), and
+how lists are rewritten."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from fakes import McpApp, MemoryAuditStore, Verifier
 
 from authgate.audit.log import AuditLog
 from authgate.config.settings import load_settings
-from authgate.guard.middleware import BearerGuard
+from authgate.gateway.streams import StreamLimit
+from authgate.guard.bearer import BearerCheck
+from authgate.guard.origin import OriginCheck
 from authgate.policy.clients import ClientRecognizer
-from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
+from authgate.policy.enforcer import PolicyEnforcer
 from authgate.policy.model import Policy
+from authgate.server.gate import McpGate
 from support import requirements as req
 
 PRM = "http://testserver/.well-known/oauth-protected-resource/mcp"
@@ -49,16 +53,17 @@ async def make(tmp_path: Path, audit_store: MemoryAuditStore) -> AsyncIterator[C
         clients = ClientRecognizer(settings.tool_error_clients)
         logs.append(audit := AuditLog(audit_store))
         enforcer = PolicyEnforcer(
-            app, policy, resource_metadata=PRM, clients=clients, audit=audit, audit_arguments=settings.audit_arguments
+            policy, resource_metadata=PRM, clients=clients, audit=audit, audit_arguments=settings.audit_arguments
         )
-        guard = BearerGuard(
-            enforcer,
-            Verifier(),
-            resource_metadata=PRM,
-            scopes=tuple(settings.scopes),
-            anonymous=AnonymousGate(policy, clients),
+        gate = McpGate(
+            app,
+            origins=OriginCheck(public_host="testserver", allowed_origins=["http://testserver"]),
+            bearer=BearerCheck(Verifier(), resource_metadata=PRM, scopes=tuple(settings.scopes)),
+            enforcer=enforcer,
+            streams=StreamLimit(app, per_caller=settings.max_streams_per_caller),
+            max_body=settings.mcp_max_body_bytes,
         )
-        return httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://testserver")
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=gate), base_url="http://testserver")
 
     yield build
     for log in logs:

@@ -29,11 +29,6 @@ def _arguments(message: dict[str, Any]) -> str | None:
     return json.dumps(arguments, separators=(",", ":"), default=str)[:MAX_ARGUMENT_CHARS]
 
 
-def _cut(value: str | None, limit: int) -> str | None:
-    """Cut to the column's size (names come from request bodies and external tokens)."""
-    return value[:limit] if value is not None else None
-
-
 def audit_event(
     *,
     at: float,
@@ -46,14 +41,16 @@ def audit_event(
     latency_ms: float | None = None,
     with_arguments: bool = False,
 ) -> AuditEvent:
+    # each value cut to its column's size (names come from request bodies and external tokens)
+    username = identity.username if identity is not None else None
     return AuditEvent(
         at=at,
         method=op.method[:255],
         decision=decision,
-        subject=_cut(identity.subject if identity else None, 255),
-        username=_cut(identity.username if identity else None, 255),
-        client_id=_cut(identity.client_id if identity else None, 2048),
-        target=_cut(op.target, 2048),
+        subject=identity.subject[:255] if identity is not None else None,
+        username=username[:255] if username is not None else None,
+        client_id=identity.client_id[:2048] if identity is not None else None,
+        target=op.target[:2048] if op.target is not None else None,
         reason=reason,
         status=status,
         latency_ms=None if latency_ms is None else round(latency_ms, 3),

@@ -1,9 +1,9 @@
 """Reading a request body through ASGI `receive`, bounded: the one reader the HTTP proxy, the
-stdio bridge and the policy layer share."""
+stdio bridge and the policy layer share; and handing a body already read on (`replaying`)."""
 
 from __future__ import annotations
 
-from starlette.types import Receive
+from starlette.types import Message, Receive
 
 from authgate.errors import AuthgateError
 from authgate.gateway.errors import BodyTooLarge
@@ -33,3 +33,18 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then the real channel (so the
+    app still hears a disconnect)."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

@@ -2,7 +2,7 @@
 
     model.py      the policy itself (framework-free): requirements, implications, roles, anonymity
     operations.py what a POST body asks for; the Mcp-Method / Mcp-Name cross-check
-    enforcer.py   the ASGI middleware between BearerGuard and the protected app; the anonymous gate
+    enforcer.py   what the gate (server/gate.py) runs between the bearer check and the app; anonymity
     lists.py      filtering or marking list results; ChatGPT `securitySchemes`
     responses.py  rewriting JSON and SSE answers on the way out
     answers.py    403 challenges and tool-error answers

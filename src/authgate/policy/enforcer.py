@@ -1,29 +1,30 @@
-"""`PolicyEnforcer`: pure ASGI middleware between `BearerGuard` and the protected app (an
-in-process MCP app or the gateway's proxy), deciding each POST from its JSON-RPC body.
+"""`PolicyEnforcer`: per-operation authorization of a POST, decided from its JSON-RPC body.
+The gate in front of the MCP endpoint (`server/gate.py`) calls it between the bearer check and
+the protected app (an in-process MCP app or the gateway's proxy):
 
-    POST ─> read the body ─> mirror headers agree? ─> every message allowed? ─┬─> the app, body re-fed
-                                   │ no: 400 -32020          │ no: 403 / 401 / │   unchanged; list results
-                                   │                         │ tool error      │   rewritten on the way out
-                                   └──── audit (refusals committed before the answer; allowed ones queued)
+    POST ─> read the body (once) ─> mirror headers agree? ─> every message allowed? ─┬─> the app, body re-fed
+                   │                      │ no: 400 -32020          │ no: 403 / 401 / │   unchanged; list results
+                   │ too large, not JSON  │                         │ tool error      │   rewritten on the way out
+                   └ 413 / 400 / -32700   └──── audit (refusals committed before the answer; allowed ones queued)
 
 GET (a legacy SSE stream), DELETE (end of session) and OPTIONS carry no operation and pass.
-`AnonymousGate` is the hook `BearerGuard` asks about requests without a token.
+For a POST without a token, `lets_in_anonymously` says whether the policy wants to see it
+anyway (else the gate answers 401); everything is then decided as for any other caller.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from authgate.audit.events import audit_event, is_audited
 from authgate.audit.log import AuditLog
-from authgate.gateway.body import PARSED_BODY_KEY, ClientGone, read_body
+from authgate.gateway.body import ClientGone, read_body
 from authgate.gateway.errors import (
     BodyTooLarge,
     GatewayError,
@@ -32,22 +33,14 @@ from authgate.gateway.errors import (
     ParseError,
     send_error,
 )
-from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.identity import Identity
 from authgate.json_depth import TooDeep
 from authgate.oauth.scopes import OFFLINE_ACCESS
-from authgate.observe import note
 from authgate.policy import answers
 from authgate.policy.clients import ClientRecognizer
 from authgate.policy.lists import LIST_METHODS, ListRewriter, missing_tools
 from authgate.policy.model import Decision, Operation, Policy
-from authgate.policy.operations import (
-    AmbiguousBody,
-    Body,
-    header,
-    header_mismatch,
-    is_stateless_era,
-    parse_body,
-)
+from authgate.policy.operations import AmbiguousBody, Body, header_mismatch, is_stateless_era, parse_body
 from authgate.policy.responses import ResponseTap, Rewrite
 
 log = logging.getLogger("authgate.policy")
@@ -56,35 +49,22 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 BATCH_REFUSAL = "refused with the batch: another operation in it was refused"
 
 Judged = tuple[dict[str, Any], Operation, Decision]
-
-
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the body already read, then the real channel (so the
-    app still hears a disconnect)."""
-    delivered = False
-
-    async def replay() -> Message:
-        nonlocal delivered
-        if not delivered:
-            delivered = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
+Listing = tuple[ResponseTap, ListRewriter]  # the send rewriting list results, and its rewriter
 
 
 @dataclass(frozen=True, slots=True)
-class _Call:
-    scope: Scope
-    identity: Identity | None
-    at: float  # wall clock, for the audit trail
-    started: float  # monotonic, for latency
+class Refusal:
+    """Why a body is refused: every message judged, the refused ones, or an error that makes
+    the whole body unusable (mirror headers that disagree, a call naming no target)."""
+
+    judged: list[Judged]
+    refused: list[Judged]
+    unusable: GatewayError | None
 
 
 class PolicyEnforcer:
     def __init__(
         self,
-        app: ASGIApp,
         policy: Policy,
         *,
         resource_metadata: str,
@@ -93,76 +73,101 @@ class PolicyEnforcer:
         audit_arguments: bool = False,
         max_body: int = MAX_BODY_BYTES,
     ) -> None:
-        self.app = app
         self.policy = policy
         self.resource_metadata = resource_metadata
         self.clients = clients
         self.audit = audit
         self.audit_arguments = audit_arguments
         self.max_body = max_body
+        self.anonymous = policy.has_anonymous  # whether any POST without a token is worth reading
         self._warned_missing = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("method") != "POST":
-            await self.app(scope, receive, send)
-            return
-        identity = scope.get(SCOPE_KEY)
-        call = _Call(scope, identity if isinstance(identity, Identity) else None, time.time(), time.monotonic())
+    # -- reading ---------------------------------------------------------------------------
+    async def read(self, receive: Receive, send: Send) -> bytes | None:
+        """The body, read (bounded); None once answered 413, or when the client left."""
         try:
-            raw = await read_body(receive, self.max_body)
+            return await read_body(receive, self.max_body)
         except ClientGone:
-            return
+            return None
         except BodyTooLarge as exc:
             await send_error(send, exc)
-            return
+            return None
+
+    def parse(self, raw: bytes) -> Body | None | GatewayError:
+        """What the body is as JSON-RPC (None: not JSON-RPC at all, the app answers it), or the
+        error to answer: 413 past `max_body` (a body read under the anonymous bound), 400
+        -32600 for a member given twice, -32700 for nesting too deep to judge."""
+        if len(raw) > self.max_body:
+            return BodyTooLarge(f"the request body is larger than {self.max_body} bytes")
+        try:
+            return parse_body(raw)
+        except AmbiguousBody as exc:
+            return InvalidJsonRpcRequest(f"Invalid Request: {exc}")
+        except TooDeep as exc:  # JSON-RPC 2.0 §5.1: the body cannot be parsed (here)
+            return ParseError(f"Parse error: {exc}")
+
+    @staticmethod
+    async def read_anonymous(receive: Receive) -> bytes | None:
+        """The body of a POST without a token, for `lets_in_anonymously`; None when unusable."""
+        try:
+            return await read_body(receive, MAX_BODY_BYTES)
+        except (ClientGone, BodyTooLarge):
+            return None
+
+    def lets_in_anonymously(self, scope: Scope, raw: bytes) -> bool:
+        """A POST without a token that the policy wants to see: every message anonymous, or —
+        so that ChatGPT gets its tool-level sign-in answer — a lone `tools/call` from a
+        `tool_error_clients` client, which is then refused like any other."""
         try:
             body = parse_body(raw)
-        except AmbiguousBody as exc:
-            await send_error(send, InvalidJsonRpcRequest(f"Invalid Request: {exc}"))
-            return
-        except TooDeep as exc:  # JSON-RPC 2.0 §5.1: the body cannot be parsed (here)
-            await send_error(send, ParseError(f"Parse error: {exc}"))
-            return
-        if body is not None and (named := body.requests):
-            note(
-                scope,
-                mcp_method=",".join(op.method for _, op in named),
-                mcp_target=",".join(op.target for _, op in named if op.target) or None,
-            )
-        if body is None:  # not JSON-RPC: nothing to authorize, the app answers it
-            await self.app(scope, replaying(raw, receive), send)
-            return
-        scope[PARSED_BODY_KEY] = (raw, body.decoded)  # the request's own scope: the proxy reuses it
-        if not await self._refused(call, body, send):
-            await self._forward(call, body, raw, receive, send)
+        except (AmbiguousBody, TooDeep):
+            return False
+        requests = body.requests if body is not None else ()
+        if body is None or not requests:
+            return False
+        if all(self.policy.is_anonymous(op) for _m, op in requests):
+            return True
+        message, op = requests[0]
+        return (
+            not body.is_batch
+            and len(requests) == 1
+            and op.method == "tools/call"
+            and self.clients.wants_tool_error(scope, None, message)
+        )
 
     # -- refusing --------------------------------------------------------------------------
-    async def _refused(self, call: _Call, body: Body, send: Send) -> bool:
-        """Answer and return True when any message of the body is refused."""
+    def judge(self, scope: Scope, identity: Identity | None, body: Body) -> Refusal | None:
+        """None when every message of the body is allowed; else what `refuse` answers."""
         requests = body.requests
-        first_id = requests[0][0].get("id") if requests else None
-        unusable: GatewayError | None = None
-        if (mismatch := header_mismatch(call.scope, body)) is not None:
-            unusable = HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
-        elif any(op.kind != "method" and op.target is None for _m, op in requests):
-            unusable = InvalidJsonRpcRequest(
-                "Invalid params: the request names no tool, resource or prompt", request_id=first_id
+        mismatch = header_mismatch(scope, body)
+        if mismatch is not None or any(op.kind != "method" and op.target is None for _m, op in requests):
+            first_id = requests[0][0].get("id") if requests else None
+            unusable: GatewayError = (
+                HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
+                if mismatch is not None
+                else InvalidJsonRpcRequest(
+                    "Invalid params: the request names no tool, resource or prompt", request_id=first_id
+                )
             )
-        if unusable is not None:
-            await self._record_refusals(call, [(m, op, Decision(False, (), unusable.message)) for m, op in requests])
-            await send_error(send, unusable)
-            return True
-        held = self.policy.effective(call.identity)
-        judged = [(m, op, self.policy.decide(op, call.identity, held)) for m, op in requests]
+            return Refusal([(m, op, Decision(False, (), unusable.message)) for m, op in requests], [], unusable)
+        held = self.policy.effective(identity)
+        judged = [(m, op, self.policy.decide(op, identity, held)) for m, op in requests]
         refused = [j for j in judged if not j[2].allowed]
-        if not refused:
-            return False
-        await self._record_refusals(call, judged)
-        await self._answer(call, body, refused, send)
-        return True
+        return Refusal(judged, refused, None) if refused else None
 
-    async def _answer(self, call: _Call, body: Body, refused: Sequence[Judged], send: Send) -> None:
-        identity = call.identity
+    async def refuse(
+        self, scope: Scope, identity: Identity | None, at: float, body: Body, refusal: Refusal, send: Send
+    ) -> None:
+        """Record the refusal (committed first) and answer it."""
+        await self._record_refusals(identity, at, refusal.judged)
+        if refusal.unusable is not None:
+            await send_error(send, refusal.unusable)
+        else:
+            await self._answer(scope, identity, body, refusal.refused, send)
+
+    async def _answer(
+        self, scope: Scope, identity: Identity | None, body: Body, refused: Sequence[Judged], send: Send
+    ) -> None:
         needed = [s for _m, _op, d in refused for s in d.needed]
         # MCP 2025-11-25 authorization, scope challenge: what is needed plus what is already
         # granted, so clients that request exactly the challenged scopes keep what they had
@@ -178,7 +183,7 @@ class PolicyEnforcer:
             not body.is_batch
             and op.method == "tools/call"
             and "id" in message
-            and self.clients.wants_tool_error(call.scope, identity, message)
+            and self.clients.wants_tool_error(scope, identity, message)
         ):
             value = answers.challenge(self.resource_metadata, scopes, description)
             await answers.send_tool_error(
@@ -186,22 +191,22 @@ class PolicyEnforcer:
                 message.get("id"),
                 value,
                 answers.refusal_text(list(decision.needed), identity is not None),
-                stateless=is_stateless_era(call.scope, message),
+                stateless=is_stateless_era(scope, message),
             )
             return
         error = "insufficient_scope" if identity is not None else None  # RFC 6750 §3.1: no token, no error
         value = answers.challenge(self.resource_metadata, scopes, description, error)
         await answers.send_challenge(send, value, description, signed_in=identity is not None)
 
-    async def _record_refusals(self, call: _Call, judged: Sequence[Judged]) -> None:
+    async def _record_refusals(self, identity: Identity | None, at: float, judged: Sequence[Judged]) -> None:
         if self.audit is None:
             return
         for message, op, decision in judged:
             if is_audited(op):
                 await self.audit.record_now(
                     audit_event(
-                        at=call.at,
-                        identity=call.identity,
+                        at=at,
+                        identity=identity,
                         message=message,
                         op=op,
                         decision="refused",
@@ -211,82 +216,52 @@ class PolicyEnforcer:
                 )
 
     # -- forwarding ------------------------------------------------------------------------
-    async def _forward(self, call: _Call, body: Body, raw: bytes, receive: Receive, send: Send) -> None:
+    def tap(self, scope: Scope, identity: Identity | None, body: Body, send: Send) -> Listing | None:
+        """A `send` that rewrites the results of the list requests in the body, with its
+        rewriter; None (send as is) when there are none, as for most calls."""
         requests = body.requests
         listed = [(m, op) for m, op in requests if op.method in LIST_METHODS and isinstance(m.get("id"), str | int)]
-        rewriter: ListRewriter | None = None
-        rewrites: dict[Any, Rewrite] = {}
-        if listed:  # only list results are rewritten: most calls need no rewriter at all
-            stateless = any(is_stateless_era(call.scope, m) for m, _op in requests)
-            rewriter = ListRewriter(self.policy, call.identity, private_cache_hint=stateless)
-            rewrites = {m["id"]: functools.partial(rewriter.rewrite, op.method) for m, op in listed}
-        tap = ResponseTap(send, rewrites)
-        try:
-            await self.app(call.scope, replaying(raw, receive), tap)
-        finally:
-            self._learn(body, rewriter, tap)
-            self._record_allowed(call, body, tap)
+        if not listed:
+            return None
+        stateless = any(is_stateless_era(scope, m) for m, _op in requests)
+        rewriter = ListRewriter(self.policy, identity, private_cache_hint=stateless)
+        rewrites: dict[Any, Rewrite] = {m["id"]: functools.partial(rewriter.rewrite, op.method) for m, op in listed}
+        return ResponseTap(send, rewrites), rewriter
 
-    def _learn(self, body: Body, rewriter: ListRewriter | None, tap: ResponseTap) -> None:
+    def answered(
+        self,
+        identity: Identity | None,
+        body: Body,
+        *,
+        at: float,
+        latency_ms: float,
+        status: int | None,
+        session: str | None,
+        listing: Listing | None,
+    ) -> None:
+        """After the app's answer: what `initialize` said about the client, the warning about
+        tools the policy names but the server lacks (once), and the audit events (queued)."""
         for message, op in body.requests:
             if op.method == "initialize":
-                session = next((v.decode("latin-1") for k, v in tap.headers if k.lower() == b"mcp-session-id"), None)
                 self.clients.remember(session, message)
+        rewriter = listing[1] if listing is not None else None
         if rewriter is not None and rewriter.listed_tools is not None and not self._warned_missing:
             self._warned_missing = True
             if missing := missing_tools(self.policy, rewriter.listed_tools):
                 log.warning("the policy names tools the MCP server does not list: %s", ", ".join(missing))
-
-    def _record_allowed(self, call: _Call, body: Body, tap: ResponseTap) -> None:
         if self.audit is None:
             return
-        latency = ((tap.finished_at or time.monotonic()) - call.started) * 1000
         for message, op in body.requests:
             if is_audited(op):
                 self.audit.record(
                     audit_event(
-                        at=call.at,
-                        identity=call.identity,
+                        at=at,
+                        identity=identity,
                         message=message,
                         op=op,
                         decision="allowed",
-                        status=tap.status,
-                        latency_ms=latency,
+                        status=status,
+                        latency_ms=latency_ms,
                         with_arguments=self.audit_arguments,
                     )
                 )
-
-
-class AnonymousGate:
-    """`BearerGuard`'s hook for a request without a token: a replaying `receive` when the
-    policy layer should see it anyway, else None (and the guard answers 401). Let through:
-    a POST whose every message is anonymous, and — so that ChatGPT gets its tool-level
-    sign-in answer — a lone `tools/call` from a `tool_error_clients` client, which the
-    enforcer then refuses. Everything is decided again by the enforcer."""
-
-    def __init__(self, policy: Policy, clients: ClientRecognizer) -> None:
-        self.policy = policy
-        self.clients = clients
-
-    async def __call__(self, scope: Scope, receive: Receive) -> Receive | None:
-        if scope.get("method") != "POST" or header(scope, b"authorization") is not None:
-            return None
-        try:
-            raw = await read_body(receive, MAX_BODY_BYTES)
-            body = parse_body(raw)
-        except (ClientGone, BodyTooLarge, AmbiguousBody, TooDeep):
-            return None
-        requests = body.requests if body is not None else []
-        if body is None or not requests:
-            return None
-        if all(self.policy.is_anonymous(op) for _m, op in requests):
-            return replaying(raw, receive)
-        message, op = requests[0]
-        if (
-            not body.is_batch
-            and len(requests) == 1
-            and op.method == "tools/call"
-            and self.clients.wants_tool_error(scope, None, message)
-        ):
-            return replaying(raw, receive)
-        return None

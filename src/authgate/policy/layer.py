@@ -1,14 +1,13 @@
-"""`PolicyLayer`: the policy, its enforcer, its anonymous gate and its audit log for one
-running authgate, built once the store is open (`server/app.py`)."""
+"""`PolicyLayer`: the policy, its enforcer and its audit log for one running authgate, built once
+the store is open (`server/app.py`); the gate in front of the MCP endpoint (`server/gate.py`)
+asks its `enforcer`."""
 
 from __future__ import annotations
-
-from starlette.types import ASGIApp
 
 from authgate.audit.log import AuditLog
 from authgate.config.settings import Settings
 from authgate.policy.clients import ClientRecognizer
-from authgate.policy.enforcer import AnonymousGate, PolicyEnforcer
+from authgate.policy.enforcer import PolicyEnforcer
 from authgate.policy.model import Policy
 from authgate.store.protocols import AuditStore
 
@@ -21,9 +20,10 @@ class PolicyLayer:
         self.clients = ClientRecognizer(settings.tool_error_clients)
         self.audit = AuditLog(audit) if audit is not None else None
 
-    def wrap(self, app: ASGIApp) -> ASGIApp:
+    @property
+    def enforcer(self) -> PolicyEnforcer | None:
+        """What the gate runs on every POST (None: no per-operation policy, a benchmark's guard alone)."""
         return PolicyEnforcer(
-            app,
             self.policy,
             resource_metadata=self.settings.urls.prm_url,
             clients=self.clients,
@@ -31,12 +31,6 @@ class PolicyLayer:
             audit_arguments=self.settings.audit_arguments,
             max_body=self.settings.mcp_max_body_bytes,
         )
-
-    @property
-    def anonymous(self) -> AnonymousGate | None:
-        """The hook for BearerGuard, only when some operation is anonymous: otherwise every
-        request without a token gets the 401 challenge, its body unread."""
-        return AnonymousGate(self.policy, self.clients) if self.policy.has_anonymous else None
 
     async def aclose(self) -> None:
         if self.audit is not None:

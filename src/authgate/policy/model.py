@@ -111,6 +111,9 @@ def claim_at(claims: Mapping[str, Any], path: tuple[str, ...]) -> tuple[str, ...
     return ()
 
 
+MAX_REMEMBERED_SCOPE_SETS = 1024
+
+
 @dataclass(frozen=True)
 class Policy:
     rules: Mapping[Kind, RuleSet]
@@ -122,6 +125,8 @@ class Policy:
     baseline: tuple[str, ...]
     role_claim: tuple[str, ...] | None = None
     role_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # scopes a token holds → what they imply: worked out once per set of scopes (bounded)
+    _effective: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -182,8 +187,19 @@ class Policy:
     def effective(self, identity: Identity | None) -> frozenset[str]:
         if identity is None:
             return frozenset()
+        if self.role_claim is None:  # the token's scopes alone decide
+            held = self._effective.get(identity.scopes)
+            if held is None:
+                held = self._implied(identity.scopes)
+                if len(self._effective) >= MAX_REMEMBERED_SCOPE_SETS:
+                    self._effective.clear()
+                self._effective[identity.scopes] = held
+            return held
+        return self._implied((*identity.scopes, *self.from_roles(identity)))
+
+    def _implied(self, scopes: tuple[str, ...]) -> frozenset[str]:
         held: set[str] = set()
-        for scope in (*identity.scopes, *self.from_roles(identity)):
+        for scope in scopes:
             held |= self.implies.get(scope, {scope})
         return frozenset(held)
 

@@ -50,11 +50,13 @@ class Body:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise AmbiguousBody(f"the member {key!r} appears twice in one object")
-        obj[key] = value
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the dict kept one of two: name the first member given twice
+        seen: set[str] = set()
+        for key, _value in pairs:
+            if key in seen:
+                raise AmbiguousBody(f"the member {key!r} appears twice in one object")
+            seen.add(key)
     return obj
 
 
@@ -127,7 +129,12 @@ def decode_header_value(value: str) -> str | None:
 
 def header_mismatch(scope: Scope, body: Body) -> str | None:
     """Why the mirror headers disagree with the body, or None (MCP 2026-07-28: -32020)."""
-    method_header, name_header = header(scope, b"mcp-method"), header(scope, b"mcp-name")
+    method_header = name_header = None
+    for key, value in scope.get("headers", ()):  # one pass for both (the first of each)
+        if key == b"mcp-method" and method_header is None:
+            method_header = value.decode("latin-1")
+        elif key == b"mcp-name" and name_header is None:
+            name_header = value.decode("latin-1")
     if method_header is None and name_header is None:
         return None
     if body.is_batch or len(body.messages) != 1:

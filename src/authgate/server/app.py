@@ -1,6 +1,6 @@
 """The ASGI application: OAuth endpoints, discovery documents and the guarded MCP app.
 
-request ─┬─ {base}/mcp ──> CORS ─> OriginGuard ─> BearerGuard ─> PolicyEnforcer ─> the MCP app
+request ─┬─ {base}/mcp ──> the gate (server/gate.py: log, body limit, CORS, Origin/Host, bearer, policy) ─> the MCP app
          ├─ /.well-known/… , /token, /register, /revoke, /jwks.json ──> CORS (any origin, no cookies)
          └─ /authorize, /login, /consent, /health ──> pages (proxy mode: /upstream/callback, no /login)
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -24,11 +25,14 @@ from authgate.config.settings import Settings
 from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
-from authgate.guard.middleware import BearerGuard, OriginGuard
+from authgate.guard.bearer import BearerCheck
+from authgate.guard.origin import OriginCheck
+from authgate.guard.sdk_user import SdkUsers
 from authgate.guard.verifier import TokenVerifier
 from authgate.policy.layer import PolicyLayer
 from authgate.server.body_limit import BodyLimit
 from authgate.server.forwarded import TrustedProxies
+from authgate.server.gate import McpGate
 from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
 from authgate.server.responses import NoAnswer
@@ -36,7 +40,7 @@ from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
-from authgate.server.store_failures import McpStoreFailures, oauth_answer, page_answer
+from authgate.server.store_failures import oauth_answer, page_answer
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
 PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"})  # answered in HTML
@@ -67,8 +71,7 @@ class AuthgateApp:
             max_age=3600,
         )
         self._cors_paths = set(self._public_paths())
-        self.protected: ASGIApp | None = None
-        self._without_cors: ASGIApp | None = None
+        self.protected: McpGate | None = None  # the MCP endpoint's one layer, made at start-up
         # every body bounded per route before anything reads it (server/body_limit.py)
         bounded = BodyLimit(self._dispatch, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
         self._logged = RequestLog(bounded)  # outermost: request id and the access log
@@ -204,28 +207,15 @@ class AuthgateApp:
         inner = getattr(getattr(self.mcp_app, "router", self.mcp_app), "lifespan_context", None)
         return inner(self.mcp_app) if inner else contextlib.nullcontext()
 
-    def _guarded(self, verifier: TokenVerifier) -> ASGIApp:
+    def _guarded(self, verifier: TokenVerifier) -> McpGate:
         urls = self.settings.urls
         origins = [urls.origin, *self.settings.allowed_origins]
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
-        guarded: ASGIApp = BearerGuard(
-            # streams per caller counted behind the policy, which has parsed the body (gateway/streams.py)
-            policy.wrap(
-                StreamLimit(DrainGuard(self.mcp_app, self.drain), per_caller=self.settings.max_streams_per_caller)
-            ),
-            verifier,
-            resource_metadata=urls.prm_url,
-            scopes=tuple(self.settings.scopes),
-            anonymous=policy.anonymous,
-            sdk_user=self.sdk_user,
-        )
-        guarded = OriginGuard(guarded, public_host=urls.origin.split("://", 1)[1], allowed_origins=origins)
-        guarded = McpStoreFailures(guarded)  # a JSON-RPC 503/500 when the database fails (inside CORS)
+        drained = DrainGuard(self.mcp_app, self.drain)
         loopback = not urls.secure_cookies
-        self._without_cors = guarded  # requests without an Origin header are no CORS business
-        return CORSMiddleware(
-            guarded,
+        cors = functools.partial(
+            CORSMiddleware,
             allow_origins=[] if "*" not in origins else ["*"],
             allow_origin_regex=_origin_regex(origins, loopback),
             # "*" mirrors what the preflight asks: MCP-Protocol-Version,
@@ -235,28 +225,33 @@ class AuthgateApp:
             expose_headers=MCP_EXPOSED,
             max_age=3600,
         )
+        return McpGate(
+            drained,
+            origins=OriginCheck(public_host=urls.origin.split("://", 1)[1], allowed_origins=origins),
+            bearer=BearerCheck(verifier, resource_metadata=urls.prm_url, scopes=tuple(self.settings.scopes)),
+            enforcer=policy.enforcer,
+            # streams per caller counted once the policy has parsed the body (gateway/streams.py)
+            streams=StreamLimit(drained, per_caller=self.settings.max_streams_per_caller),
+            max_body=self.settings.mcp_max_body_bytes,
+            base_path=urls.base_path,
+            sdk_users=SdkUsers() if self.sdk_user else None,
+            cors=cors,  # only requests with an Origin (browsers) go through it
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.proxies.resolve(scope)  # the one place the client address is decided (server/forwarded.py)
-        await self._logged(scope, receive, send)
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] == "http" and (path == self.mcp_path or path.startswith(self.mcp_path + "/")):
+        if scope["type"] == "http" and self._is_mcp(scope.get("path", "")):
             if self.protected is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
-            if self.settings.urls.base_path:
-                scope = {
-                    **scope,
-                    "path": path[len(self.settings.urls.base_path) :],
-                    "root_path": scope.get("root_path", "") + self.settings.urls.base_path,
-                }
-            # Most MCP clients are not browsers: no Origin, no CORS layer (it would only add
-            # `Vary: Origin` to answers no cache keeps).
-            browser = any(key == b"origin" for key, _ in scope["headers"])
-            target = self.protected if browser or self._without_cors is None else self._without_cors
-            await target(scope, receive, send)
-        elif scope["type"] == "http" and path in self._cors_paths:
+            await self.protected(scope, receive, send)  # the gate: log, limits and checks in one layer
+        else:
+            await self._logged(scope, receive, send)
+
+    def _is_mcp(self, path: str) -> bool:
+        return path == self.mcp_path or path.startswith(self.mcp_path + "/")
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path", "") in self._cors_paths:
             await self.public_api(scope, receive, send)
         else:
             await self.router(scope, receive, send)

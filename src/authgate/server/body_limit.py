@@ -20,8 +20,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate.gateway.body import replaying
 from authgate.gateway.errors import BodyTooLarge, error_object
-from authgate.policy.enforcer import replaying
 
 SMALL_BODY_BYTES = 64 * 1024  # /register, /token, /revoke, /login, /consent, …
 DRAIN_BYTES = 1024 * 1024
@@ -73,7 +73,7 @@ class BodyLimit:
         elif not chunked:  # RFC 9112 §6.3: no body, or the parser delivers no more than declared
             await self.app(scope, receive, send)
         elif mcp:
-            counted = _Counted(receive, send, limit, error(limit))
+            counted = Counted(receive, send, limit, error(limit))
             await self.app(scope, counted.receive, counted.send)
         else:
             body = await _read_small(receive, send, limit, error(limit))
@@ -99,7 +99,7 @@ async def _read_small(receive: Receive, send: Send, limit: int, error: bytes) ->
             return b"".join(chunks)
 
 
-class _Counted:
+class Counted:
     """A streamed body, counted. Past the limit the app hears a disconnect, which every ASGI
     app handles, and the client gets the 413 unless the app had begun answering (then that
     answer ends unfinished and the connection closes); what the app sends after a 413 is dropped."""

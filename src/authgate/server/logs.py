@@ -115,7 +115,37 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("uvicorn.access").disabled = True  # RequestLog writes the access log
 
 
+def open_record(scope: Scope, incoming_id: str | None, session: str | None) -> dict[str, Any]:
+    """The log record of one request: its id (the caller's `X-Request-Id` when it looks like
+    one, else a new one), method and path (never the query string), and its MCP session."""
+    rid = incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else new_request_id()
+    record: dict[str, Any] = {"request_id": rid, "method": scope.get("method"), "path": scope.get("path")}
+    if session:
+        record["session_id"] = session
+    return record
+
+
+def stamp_start(record: dict[str, Any], message: Message) -> tuple[Message, str | None]:
+    """An `http.response.start` noted in the record (status, the session the answer names) and
+    carrying the request id back; and that session."""
+    record["status"] = message["status"]
+    headers = message.get("headers", [])
+    session = None
+    for key, value in headers:
+        if key.lower() == b"mcp-session-id":
+            session = value.decode("latin-1")
+            record.setdefault("session_id", session)
+    return {**message, "headers": [*headers, (b"x-request-id", record["request_id"].encode())]}, session
+
+
+def write_record(record: dict[str, Any], started: float) -> None:
+    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
+
+
 class RequestLog:
+    """The request log of every route but the MCP endpoint's, which `server/gate.py` writes."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -123,28 +153,16 @@ class RequestLog:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = _incoming_id(scope) or new_request_id()
-        record: dict[str, Any] = {"request_id": rid, "method": scope.get("method"), "path": scope.get("path")}
-        session = _header(scope, b"mcp-session-id")
-        if session:
-            record["session_id"] = session
+        record = open_record(scope, _header(scope, b"x-request-id"), _header(scope, b"mcp-session-id"))
         started = time.monotonic()
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                record["status"] = message["status"]
-                headers = list(message.get("headers", []))
-                for key, value in headers:
-                    if key.lower() == b"mcp-session-id":
-                        record.setdefault("session_id", value.decode("latin-1"))
-                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
-            await send(message)
+            await send(stamp_start(record, message)[0] if message["type"] == "http.response.start" else message)
 
         try:
             await self.app({**scope, REQUEST_KEY: record}, receive, send_with_id)
         finally:
-            record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
-            log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
+            write_record(record, started)
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -152,8 +170,3 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:  # ASGI servers hand header names in lowercase
             return str(value.decode("latin-1"))
     return None
-
-
-def _incoming_id(scope: Scope) -> str | None:
-    value = _header(scope, b"x-request-id")
-    return value if value and _REQUEST_ID.match(value) else None

@@ -21,7 +21,7 @@ import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from authgate.error_responses import oauth_error
 from authgate.errors import ServerError, StoreError, StoreUnavailable, TemporarilyUnavailable
@@ -65,30 +65,15 @@ def page_answer(exc: StoreError, request: Request) -> Response:
     return error_page("Something went wrong", "The sign-in service could not complete this step.", status=500)
 
 
-class McpStoreFailures:
-    """Pure ASGI, around /mcp: a `StoreError` raised before the answer started becomes a JSON-RPC
-    error; one raised after it (a stream already running) is logged and the stream ends."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracked(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracked)
-        except StoreError as exc:
-            _logged(exc, f"{scope.get('method')} {scope.get('path')}")
-            if started:
-                return  # the client sees its stream end; nothing else can be said now
-            rpc = (
-                DatabaseUnavailable(f"authgate: {UNAVAILABLE}")
-                if isinstance(exc, StoreUnavailable)
-                else DatabaseFailed(f"authgate: {FAILED}")
-            )
-            await send_error(send, rpc)
+async def mcp_answer(exc: StoreError, scope: Scope, started: bool, send: Send) -> None:
+    """/mcp's answer (the gate's, server/gate.py): a JSON-RPC error when the answer has not
+    started; once it has (a stream already running), the log says why it ends."""
+    _logged(exc, f"{scope.get('method')} {scope.get('path')}")
+    if started:
+        return  # the client sees its stream end; nothing else can be said now
+    rpc = (
+        DatabaseUnavailable(f"authgate: {UNAVAILABLE}")
+        if isinstance(exc, StoreUnavailable)
+        else DatabaseFailed(f"authgate: {FAILED}")
+    )
+    await send_error(send, rpc)

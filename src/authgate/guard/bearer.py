@@ -1,0 +1,107 @@
+"""The bearer check (RFC 6750): who is calling, or the answer that says why nobody is.
+
+* no token, or not a bearer one: 401 with the RFC 9728 challenge (`resource_metadata`, the
+  baseline `scope`);
+* a token the verifier refuses: 401 `invalid_token`;
+* a token holding none of the scopes this resource offers: 403 `insufficient_scope` naming
+  them plus what the token holds (MCP 2025-11-25 scope challenge); per-operation scopes are
+  the policy's job (`policy/enforcer.py`);
+* a token that cannot be checked now (the IdP is unreachable): 503 with its Retry-After and
+  no challenge, or the client would start a sign-in that cannot help.
+
+`BearerCheck.identify` returns an `Identity` or the answer, an ASGI app (`JsonAnswer`, or the
+503's response); the gate (`server/gate.py`) sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.error_responses import oauth_error
+from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
+from authgate.guard.challenge import bearer_challenge
+from authgate.guard.identity import Identity
+from authgate.guard.verifier import TokenVerifier
+
+__all__ = ["BearerCheck", "JsonAnswer", "bearer_token"]
+
+
+@dataclass(frozen=True, slots=True)
+class JsonAnswer:
+    """A small JSON answer, `Cache-Control: no-store`, as an ASGI app."""
+
+    status: int
+    body: Mapping[str, object]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        payload = json.dumps(self.body).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+            (b"cache-control", b"no-store"),
+            *self.headers,
+        ]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` value (scheme case-insensitive), else None."""
+    if not authorization or authorization[:7].lower() != "bearer ":
+        return None
+    return authorization[7:].strip() or None
+
+
+class BearerCheck:
+    def __init__(self, verifier: TokenVerifier, *, resource_metadata: str, scopes: tuple[str, ...]) -> None:
+        self.verifier = verifier
+        self.resource_metadata = resource_metadata
+        self.scopes = scopes
+        self._offered = frozenset(scopes)
+        # a verifier's cache, asked without a coroutine (EmbeddedTokenVerifier.cached)
+        self._cached: Callable[[str], Identity | None] | None = getattr(verifier, "cached", None)
+
+    def missing(self, authorization: str | None) -> JsonAnswer:
+        """The 401 for a request without a bearer token."""
+        return self.challenge(401, None, "no bearer token" if not authorization else "not a bearer token")
+
+    def known(self, token: str) -> Identity | None:
+        """The caller of a token the verifier checked recently and that holds a scope of this
+        resource; None: ask `identify`."""
+        identity = self._cached(token) if self._cached is not None else None
+        if identity is None or (self._offered and self._offered.isdisjoint(identity.scopes)):
+            return None
+        return identity
+
+    async def identify(self, token: str) -> Identity | ASGIApp:
+        try:
+            identity = await self.verifier.verify(token)
+        except TemporarilyUnavailable as exc:
+            return oauth_error(exc)  # 503 with its Retry-After
+        except OAuthError as exc:
+            return self.challenge(401, InvalidToken.error, exc.description)
+        if self._offered and self._offered.isdisjoint(identity.scopes):
+            return self.challenge(
+                403,
+                "insufficient_scope",
+                f"token holds none of the scopes {' '.join(self.scopes)}",
+                scopes=tuple(dict.fromkeys((*self.scopes, *identity.scopes))),
+            )
+        return identity
+
+    def challenge(
+        self, status: int, error: str | None, description: str, scopes: tuple[str, ...] | None = None
+    ) -> JsonAnswer:
+        challenge = bearer_challenge(
+            resource_metadata=self.resource_metadata,
+            scopes=scopes if scopes is not None else self.scopes,
+            error=error,
+            description=description,
+        )
+        body = {"error": error or "unauthorized", "error_description": description}
+        return JsonAnswer(status, body, ((b"www-authenticate", challenge.encode()),))

@@ -1,0 +1,212 @@
+"""`McpGate`: the one ASGI callable between the server and the protected MCP app.
+
+    request ─> log record, request id ─> body limit ─┬─ Origin: CORS ─┐
+                                                     └────────────────┴─> Origin/Host ─> bearer token
+               ─> (POST) the body read and parsed once ─> per-operation policy ─> the app
+               <─ status, session, end noted; request id sent back; list results rewritten
+    after the answer: audit events queued, the log line written
+
+What used to be six middleware layers (request log, body limit, CORS, Origin/Host, bearer,
+policy) is one callable composed of their checks, each a function of its own module
+(`server/logs.py`, `server/body_limit.py`, `guard/origin.py`, `guard/bearer.py`,
+`policy/enforcer.py`). Two reasons, both measured (docs/benchmarks.md): every layer allocated
+its own closures and scope copies per request, and every suspension of the app resumed
+through each layer's coroutine frame. Now the app runs one frame below the gate, and a
+request allocates the `Exchange` (server/exchange.py), the log record, the body and its parse.
+
+Browsers (a request with `Origin`) go through Starlette's CORS middleware first, which then
+calls the gate's second entry point (`_behind_cors`); most MCP clients are not browsers. A
+`StoreError` (a token lookup, the policy's audit) becomes the JSON-RPC answer of
+`server/store_failures.py`. Long-lived streams (GET, `subscriptions/listen`) are counted per
+caller (`gateway/streams.py`); the rest go to the app directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from authgate.errors import StoreError
+from authgate.gateway.body import PARSED_BODY_KEY
+from authgate.gateway.errors import GatewayError, send_error
+from authgate.gateway.streams import LISTEN, StreamLimit
+from authgate.guard.bearer import BearerCheck, JsonAnswer, bearer_token
+from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.origin import OriginCheck
+from authgate.guard.sdk_user import SdkUsers
+from authgate.policy.enforcer import PolicyEnforcer
+from authgate.server.body_limit import Counted, jsonrpc_413, refuse
+from authgate.server.exchange import Exchange
+from authgate.server.store_failures import mcp_answer
+
+__all__ = ["McpGate"]
+
+EXCHANGE_KEY = "authgate.exchange"  # the scope's way back to the exchange, behind CORS only
+
+
+class McpGate:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        origins: OriginCheck,
+        bearer: BearerCheck,
+        enforcer: PolicyEnforcer | None,
+        streams: StreamLimit,
+        max_body: int,
+        base_path: str = "",
+        sdk_users: SdkUsers | None = None,
+        cors: Callable[[ASGIApp], ASGIApp] | None = None,
+    ) -> None:
+        self.app = app
+        self.origins = origins
+        self.bearer = bearer
+        self.enforcer = enforcer
+        self.streams = streams  # the same app, behind the per-caller stream count
+        self.max_body = max_body
+        self.base_path = base_path
+        self.sdk_users = sdk_users
+        self.cors = cors(self._behind_cors) if cors is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ex = Exchange(scope, receive, send)
+        answer: Send = ex.send
+        try:
+            if ex.declared is not None and ex.declared > self.max_body:  # 413 before a byte is read
+                await refuse(ex.send, ex.receive, jsonrpc_413(self.max_body))
+                return
+            if ex.chunked:
+                answer = self._counted(ex)
+            if self.base_path:
+                scope = _without_base(scope, self.base_path)
+            if ex.origin is not None and self.cors is not None:  # a browser: CORS around the rest
+                scope[EXCHANGE_KEY] = ex
+                await self.cors(scope, ex.receive, answer)
+            elif await self._admit(ex, scope, answer):
+                try:
+                    await self._target(ex, scope)(scope, ex.receive, _app_send(ex, answer))
+                finally:
+                    self._answered(ex)
+        except StoreError as exc:
+            await mcp_answer(exc, scope, ex.status is not None, answer)
+        finally:
+            scope.pop(EXCHANGE_KEY, None)
+            ex.finish()
+
+    async def _behind_cors(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """What `__call__` does after the body limit, for the CORS middleware to call."""
+        ex: Exchange = scope[EXCHANGE_KEY]
+        try:
+            if await self._admit(ex, scope, send):
+                try:
+                    await self._target(ex, scope)(scope, receive, _app_send(ex, send))
+                finally:
+                    self._answered(ex)
+        except StoreError as exc:
+            await mcp_answer(exc, scope, ex.status is not None, send)
+
+    # -- the checks, in order --------------------------------------------------------------
+    def _counted(self, ex: Exchange) -> Send:
+        """A chunked body, counted as it streams (server/body_limit.py): past the limit the app
+        hears a disconnect and the client gets the 413. The send to answer on."""
+        counted = Counted(ex.channel, ex.send, self.max_body, jsonrpc_413(self.max_body))
+        ex.through(counted.receive)
+        return counted.send
+
+    async def _admit(self, ex: Exchange, scope: Scope, send: Send) -> bool:
+        """Origin/Host, the bearer token, and for a POST the policy's decision on its body;
+        False once answered instead of the app."""
+        refusal = self.origins.refusal(ex.origin, ex.host)
+        if refusal is not None:
+            await JsonAnswer(*refusal)(scope, ex.receive, send)
+            return False
+        method = scope["method"]
+        if method == "OPTIONS":  # a CORS preflight carries no token, and no operation
+            return True
+        token = bearer_token(ex.authorization)
+        if token is not None:
+            found = self.bearer.known(token) or await self.bearer.identify(token)
+            if not isinstance(found, Identity):
+                await found(scope, ex.receive, send)
+                return False
+            self._hand_on(ex, scope, found)
+        elif not await self._anonymous(ex, scope, method):
+            await self.bearer.missing(ex.authorization)(scope, ex.receive, send)
+            return False
+        if method != "POST" or self.enforcer is None:
+            return True
+        return await self._judged(ex, scope, self.enforcer, send)
+
+    def _hand_on(self, ex: Exchange, scope: Scope, identity: Identity) -> None:
+        """Who is calling, for the app (and the SDK's own types for SDK apps) and the log."""
+        ex.identity = scope[SCOPE_KEY] = identity
+        if self.sdk_users is not None:
+            scope.update(self.sdk_users.view(identity))
+        ex.record["subject"], ex.record["client_id"] = identity.subject, identity.client_id
+
+    async def _anonymous(self, ex: Exchange, scope: Scope, method: str) -> bool:
+        """A POST without a token that the policy wants to judge (its body is then kept)."""
+        if method != "POST" or self.enforcer is None or not self.enforcer.anonymous:
+            return False
+        raw = await self.enforcer.read_anonymous(ex.receive)
+        if raw is None:
+            return False
+        ex.body = raw  # read: from now on it is replayed
+        return self.enforcer.lets_in_anonymously(scope, raw)
+
+    async def _judged(self, ex: Exchange, scope: Scope, enforcer: PolicyEnforcer, send: Send) -> bool:
+        raw = ex.body if ex.body is not None else await enforcer.read(ex.receive, send)
+        if raw is None:
+            return False
+        ex.body = raw  # replayed to the app
+        body = enforcer.parse(raw)
+        if isinstance(body, GatewayError):
+            ex.body = None
+            await send_error(send, body)
+            return False
+        if body is None:  # not JSON-RPC: nothing to authorize, the app answers it
+            return True
+        if named := body.requests:
+            ex.record["mcp_method"] = ",".join(op.method for _, op in named)
+            if targets := ",".join(op.target for _, op in named if op.target):
+                ex.record["mcp_target"] = targets
+        scope[PARSED_BODY_KEY] = (raw, body.decoded)  # the proxy behind reuses the parse
+        refusal = enforcer.judge(scope, ex.identity, body)
+        if refusal is not None:
+            ex.body = None
+            await enforcer.refuse(scope, ex.identity, ex.at, body, refusal, send)
+            return False
+        ex.judged = body
+        ex.listing = enforcer.tap(scope, ex.identity, body, send)
+        return True
+
+    # -- the app ---------------------------------------------------------------------------
+    def _target(self, ex: Exchange, scope: Scope) -> ASGIApp:
+        """The app, or the app behind the per-caller count of long-lived streams."""
+        body = ex.judged
+        if scope["method"] == "GET" or (body is not None and any(op.method == LISTEN for _m, op in body.requests)):
+            return self.streams
+        return self.app
+
+    def _answered(self, ex: Exchange) -> None:
+        if ex.judged is None or self.enforcer is None:
+            return
+        self.enforcer.answered(
+            ex.identity,
+            ex.judged,
+            at=ex.at,
+            latency_ms=ex.latency_ms(),
+            status=ex.status,
+            session=ex.response_session,
+            listing=ex.listing,
+        )
+
+
+def _app_send(ex: Exchange, send: Send) -> Send:
+    return ex.listing[0] if ex.listing is not None else send
+
+
+def _without_base(scope: Scope, base: str) -> Scope:
+    """The scope as the app sees it under `base_path` (the path inside, the base as root)."""
+    return {**scope, "path": scope["path"][len(base) :], "root_path": scope.get("root_path", "") + base}
