@@ -180,15 +180,16 @@ class SqlDatabase:
             raise
 
     @idempotent
-    async def _one(self, query: sa.Select[Any]) -> sa.RowMapping | None:
+    async def _one(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> sa.RowMapping | None:
+        """The first row of `query` (with `params` for its `bindparam`s), in a read transaction."""
         async with self._tx(write=False) as conn:
-            row: sa.RowMapping | None = (await conn.execute(query)).mappings().first()
+            row: sa.RowMapping | None = (await conn.execute(query, params)).mappings().first()
         return row
 
     @idempotent
-    async def _all(self, query: sa.Select[Any]) -> list[sa.RowMapping]:
+    async def _all(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> list[sa.RowMapping]:
         async with self._tx(write=False) as conn:
-            return list((await conn.execute(query)).mappings().all())
+            return list((await conn.execute(query, params)).mappings().all())
 
     @idempotent
     async def _count(self, table: sa.Table) -> int:

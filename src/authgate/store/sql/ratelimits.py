@@ -31,6 +31,7 @@ never turned into a pass, nor a database hiccup into "too many attempts" for eve
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import logging
@@ -49,6 +50,11 @@ from authgate.store.sql.store import SqlStore
 __all__ = ["SqlRateLimits", "StoreOutage"]
 
 LIMITS = t.rate_limits
+_HITS = sa.select(LIMITS.c.hits).where(
+    LIMITS.c.limiter == sa.bindparam("limiter"),
+    LIMITS.c.key_hash == sa.bindparam("key_hash"),
+    LIMITS.c.window_start == sa.bindparam("window_start"),
+)
 
 log = logging.getLogger("authgate")
 
@@ -174,7 +180,8 @@ class SqlRateLimits:
             cap = math.ceil(self.limit - previous * (1 - elapsed / self.window))
             if cap < 1:
                 return False
-            return (await conn.execute(self._count(digest, start, cap))).first() is not None
+            counted = {"limiter": self.name, "key_hash": digest, "window_start": start, "hits": 1, "cap": cap}
+            return (await conn.execute(self._count, counted)).first() is not None
 
     def _now(self) -> tuple[int, float]:
         """The current window's start (whole seconds) and how far into it we are."""
@@ -183,24 +190,19 @@ class SqlRateLimits:
         return start, now - start
 
     async def _hits(self, conn: Connection, digest: str, start: int) -> int:
-        return int(
-            await conn.scalar(
-                sa.select(LIMITS.c.hits).where(
-                    LIMITS.c.limiter == self.name, LIMITS.c.key_hash == digest, LIMITS.c.window_start == start
-                )
-            )
-            or 0
-        )
+        return int(await conn.scalar(_HITS, {"limiter": self.name, "key_hash": digest, "window_start": start}) or 0)
 
-    def _count(self, digest: str, start: int, cap: int) -> sa.Insert:
-        values = {"limiter": self.name, "key_hash": digest, "window_start": start, "hits": 1}
+    @functools.cached_property
+    def _count(self) -> sa.Insert:
+        """One more hit of (limiter, key_hash, window_start) if it stays below `cap` (the
+        parameters), returning the count; no row back means refused. Built once: building it
+        costs more than running it."""
         return (
             self._store.upsert(LIMITS)
-            .values(values)
             .on_conflict_do_update(
                 index_elements=["limiter", "key_hash", "window_start"],
                 set_={"hits": LIMITS.c.hits + 1},
-                where=LIMITS.c.hits < cap,
+                where=LIMITS.c.hits < sa.bindparam("cap", type_=sa.Integer),
             )
             .returning(LIMITS.c.hits)
         )

@@ -85,53 +85,55 @@ class DirectSqlite:
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[DirectTx]:
         """One transaction, committed on exit (a write's COMMIT in the commit thread), rolled
-        back on an error; its connection is closed rather than kept when the error was not a
-        plain database refusal (`discard`)."""
-        if not write:
-            conn = self._readers.pop() if self._readers else self._engine.connect()
+        back on an error."""
+        if write:
+            await self._lock_writer()
+        conn: sa.Connection | None = None
+        try:
+            conn = self._writer_connection() if write else self._reader_connection()
+            raw = self._raw(conn)
             try:
-                async with self._run(conn, write=False) as tx:
-                    yield tx
-            finally:
-                if not conn.closed and len(self._readers) < MAX_IDLE_READERS:
-                    self._readers.append(conn)
+                if write:
+                    await _begin_immediate(raw)
                 else:
-                    conn.close()
-            return
-        busy = engines.SQLITE_BUSY_TIMEOUT_MS / 1000
-        try:
-            await asyncio.wait_for(self._write_lock.acquire(), busy)
-        except TimeoutError:  # a write inside a write of this process: it would wait forever
-            raise sqlite3.OperationalError("database is locked (by a write of this process)") from None
-        try:
-            if self._writer is None or self._writer.closed:
-                self._writer = self._engine.connect()
-                self._raw(self._writer).execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
-            async with self._run(self._writer, write=True) as tx:
-                yield tx
+                    raw.execute("BEGIN")
+                yield DirectTx(conn)
+                if write:
+                    await self._commit(raw)
+                # SQLAlchemy's own bookkeeping (its transaction began with the first statement);
+                # for a read this is the COMMIT, for a write it finds nothing left to commit
+                if conn.in_transaction():
+                    conn.commit()
+                elif raw.in_transaction:
+                    raw.commit()
+            except BaseException:
+                self._roll_back(conn)
+                raise
         finally:
-            self._write_lock.release()
+            if write:
+                self._write_lock.release()
+            elif conn is not None and not conn.closed and len(self._readers) < MAX_IDLE_READERS:
+                self._readers.append(conn)
+            elif conn is not None:
+                conn.close()
 
-    @contextlib.asynccontextmanager
-    async def _run(self, conn: sa.Connection, *, write: bool) -> AsyncIterator[DirectTx]:
-        raw = self._raw(conn)
+    async def _lock_writer(self) -> None:
+        if not self._write_lock.locked():
+            await self._write_lock.acquire()
+            return
         try:
-            if write:
-                await _begin_immediate(raw)
-            else:
-                raw.execute("BEGIN")
-            yield DirectTx(conn)
-            if write:
-                await self._commit(raw)
-            # SQLAlchemy's own bookkeeping (its transaction began with the first statement);
-            # for a read this is the COMMIT, for a write it finds nothing left to commit
-            if conn.in_transaction():
-                conn.commit()
-            elif raw.in_transaction:
-                raw.commit()
-        except BaseException:
-            self._roll_back(conn)
-            raise
+            await asyncio.wait_for(self._write_lock.acquire(), engines.SQLITE_BUSY_TIMEOUT_MS / 1000)
+        except TimeoutError:  # a write inside a write of this process would wait forever
+            raise sqlite3.OperationalError("database is locked (by a write of this process)") from None
+
+    def _writer_connection(self) -> sa.Connection:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._engine.connect()
+            self._raw(self._writer).execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
+        return self._writer
+
+    def _reader_connection(self) -> sa.Connection:
+        return self._readers.pop() if self._readers else self._engine.connect()
 
     def _roll_back(self, conn: sa.Connection) -> None:
         """After a failure (statements run to completion here: none is left half-way): roll

@@ -49,29 +49,27 @@ class SqlStore(SqlGrants):
             if max_clients is not None:
                 # all of them less the pool (bounded on its own): both counts read an index
                 # only (SQLite counts a table without reading its rows)
-                counted = await conn.scalar(sa.select(sa.func.count()).select_from(CLIENTS)) or 0
+                counted = await conn.scalar(_COUNT_CLIENTS) or 0
                 if unverified_pool is not None:
-                    counted -= (
-                        await conn.scalar(sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified())) or 0
-                    )
+                    counted -= await conn.scalar(_COUNT_POOL) or 0
                 if counted >= max_clients:
                     return False
             if unverified_pool is not None:
-                await conn.execute(_evict_unverified(keep=max(0, unverified_pool - 1)))
+                await conn.execute(_EVICT_FROM_POOL, {"keep": max(0, unverified_pool - 1)})
             try:
-                await conn.execute(sa.insert(CLIENTS).values(rows.client_values(client)))
+                await conn.execute(_INSERT_CLIENT, rows.client_values(client))
             except sa.exc.IntegrityError:
                 raise StoreError(f"client {client.client_id!r} already exists") from None
         return True
 
     async def get_client(self, client_id: str) -> Client | None:
-        row = await self._one(sa.select(CLIENTS).where(CLIENTS.c.client_id == client_id))
+        row = await self._one(_GET_CLIENT, {"client_id": client_id})
         return rows.to_client(row) if row is not None else None
 
     @idempotent
     async def touch_client(self, client_id: str, now: float) -> None:
         async with self._tx() as conn:
-            await conn.execute(sa.update(CLIENTS).where(CLIENTS.c.client_id == client_id).values(last_used_at=now))
+            await conn.execute(_TOUCH_CLIENT, {"b_client_id": client_id, "last_used_at": now})
 
     async def delete_client(self, client_id: str) -> bool:
         async with self._tx() as conn:
@@ -124,7 +122,7 @@ class SqlStore(SqlGrants):
                 raise StoreError(f"user {user.username!r} already exists") from None
 
     async def get_user(self, user_id: str) -> User | None:
-        row = await self._one(sa.select(USERS).where(USERS.c.user_id == user_id))
+        row = await self._one(_GET_USER, {"user_id": user_id})
         return rows.to_user(row) if row is not None else None
 
     async def get_user_by_name(self, username: str) -> User | None:
@@ -209,9 +207,22 @@ def _unverified() -> sa.ColumnElement[bool]:
     return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.consented == sa.false())
 
 
-def _evict_unverified(keep: int) -> sa.Delete:
-    """Delete the unverified clients older than the newest `keep` of them (they hold no grant:
-    a grant needs a consent)."""
-    newest_first = CLIENTS.c.created_at.desc(), CLIENTS.c.client_id.desc()
-    older = sa.select(CLIENTS.c.client_id).where(_unverified()).order_by(*newest_first).offset(keep)
-    return sa.delete(CLIENTS).where(CLIENTS.c.client_id.in_(older.correlate(None)))
+# The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
+# more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows").
+_GET_CLIENT = sa.select(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("client_id"))
+_GET_USER = sa.select(USERS).where(USERS.c.user_id == sa.bindparam("user_id"))
+_INSERT_CLIENT = sa.insert(CLIENTS)
+_TOUCH_CLIENT = sa.update(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("b_client_id"))
+_COUNT_CLIENTS = sa.select(sa.func.count()).select_from(CLIENTS)
+_COUNT_POOL = sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified())
+# the unverified clients older than the newest `keep` of them (they hold no grant: a grant
+# needs a consent)
+_EVICT_FROM_POOL = sa.delete(CLIENTS).where(
+    CLIENTS.c.client_id.in_(
+        sa.select(CLIENTS.c.client_id)
+        .where(_unverified())
+        .order_by(CLIENTS.c.created_at.desc(), CLIENTS.c.client_id.desc())
+        .offset(sa.bindparam("keep", type_=sa.Integer))
+        .correlate(None)
+    )
+)
