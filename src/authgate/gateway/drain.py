@@ -250,6 +250,7 @@ class DrainGuard:
             delivered = True
         finally:
             self.drain._flights.discard(flight)
+            del scope[CUT_KEY]  # no scope <-> flight cycle: both go by reference count, not the collector
         if not flight.cutting:
             return
         if not (delivered or flight.taken):  # cut as the app returned: take the cancellation here

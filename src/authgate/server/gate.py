@@ -190,6 +190,7 @@ class McpGate:
         return self.app
 
     def _answered(self, ex: Exchange) -> None:
+        listing, ex.listing = ex.listing, None  # its send is the exchange's: no cycle left behind
         if ex.judged is None or self.enforcer is None:
             return
         self.enforcer.answered(
@@ -199,7 +200,7 @@ class McpGate:
             latency_ms=ex.latency_ms(),
             status=ex.status,
             session=ex.response_session,
-            listing=ex.listing,
+            listing=listing,
         )
 
 
