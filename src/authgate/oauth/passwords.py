@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,13 @@ __all__ = ["PasswordChecks", "check_new_password", "hash_password", "verify_pass
 
 _hasher = PasswordHasher()
 
-# Verified against when the user does not exist, so timing does not reveal valid usernames.
-_DUMMY_HASH = _hasher.hash("authgate-timing-equaliser")
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so timing does not reveal valid usernames.
+    Made once, on first use rather than at import (a hash is an argon2 run: ~0.1-0.4 s of CPU
+    that every command importing this module paid); `PasswordChecks` makes it as it starts."""
+    return _hasher.hash("authgate-timing-equaliser")
 
 
 def hash_password(password: str) -> str:
@@ -36,7 +42,7 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
     """Blocking: on a request path use `PasswordChecks.verify`. No hash (an unknown user) costs
     the same as a real one, and is False."""
     try:
-        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 
@@ -55,6 +61,7 @@ class PasswordChecks:
             raise ValueError(f"limit must be at least 1, not {limit}")
         self.limit = limit
         self._executor = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="authgate-argon2")
+        self._executor.submit(_dummy_hash)  # ready before the first unknown user, off the event loop
         self._open = threading.Event()
         self._open.set()
         self._state = threading.Condition()
