@@ -9,10 +9,13 @@ subject and client, the policy layer the MCP method and tool. Headers and bodies
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import sys
 import time
@@ -105,14 +108,31 @@ class TextFormatter(logging.Formatter):
         return line + newline + rest
 
 
+class _Enqueue(logging.handlers.QueueHandler):
+    """Hands each record to the log writer thread as it is: formatting it (the line, the fields,
+    a traceback) and writing it happen there, not on the event loop (~15 µs a request line)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 def configure_logging(level: str, fmt: str) -> None:
-    """Root handler on stderr; uvicorn's loggers propagate into it (run it with log_config=None)."""
+    """Root handler on stderr, written by a thread of its own (flushed at exit); uvicorn's
+    loggers propagate into it (run it with log_config=None)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    writer = logging.handlers.QueueListener(records, handler)
+    writer.start()
+    atexit.register(writer.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_Enqueue(records)]
     root.setLevel(level.upper())
-    logging.getLogger("uvicorn.access").disabled = True  # RequestLog writes the access log
+    # No formatter here prints the caller, thread or process: not looked up for every record
+    # (the logging HOWTO's "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging.getLogger("uvicorn.access").disabled = True  # the gate and RequestLog write the access log
 
 
 def open_record(scope: Scope, incoming_id: str | None, session: str | None) -> dict[str, Any]:
