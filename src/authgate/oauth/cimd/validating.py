@@ -55,6 +55,8 @@ def fetch_url_problem(url: str, policy: CimdPolicy) -> str | None:
 
 def is_cimd_client_id(client_id: str, policy: CimdPolicy | None = None) -> bool:
     """Cheap syntactic test: should this client_id be resolved as a metadata document?"""
+    if not client_id[:8].lower().startswith(("https://", "http://")):
+        return False  # a registered client's id, the common case: no URL parsing (~11 µs)
     return client_id_problem(client_id, policy or CimdPolicy()) is None
 
 
