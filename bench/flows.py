@@ -368,7 +368,7 @@ def _py_spy(pid: int, path: Path | None) -> Iterator[None]:
         return
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     proc = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(path), "--rate", "250", "--gil"],
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(path), "--rate", "1000", "--gil"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
