@@ -478,6 +478,20 @@ ISSUE19_KILL_9_LOSES_NOTHING = Requirement(
 ISSUE19_DB_URL_MASKED = Requirement(
     "authgate", "issue 19 done-when 6", "a database URL's password is never printed: start-up errors, CLI, logs"
 )
+
+ISSUE19_SIGTERM_DRAIN = Requirement(
+    "authgate",
+    "issue 19 done-when 7",
+    "SIGTERM with calls in flight: shorter calls finish, the rest get a JSON-RPC error, no traceback, exit 0",
+)
+ISSUE19_STDIO_CALL_TIMEOUT = Requirement(
+    "authgate",
+    "issue 19 done-when 5",
+    "a stdio call past upstream_call_timeout gets a JSON-RPC error naming the program, the child a cancel",
+)
+ISSUE19_STDERR_BOUNDED = Requirement(
+    "authgate", "issue 19 done-when 5", "a child's stderr flood reaches the log bounded; its calls still answer"
+)
 ISSUE19_HEADER_READ_TIMEOUT = Requirement(
     "authgate", "issue 19", "a connection that sends no whole request head within header_read_timeout is closed"
 )
@@ -498,24 +512,13 @@ ISSUE18_AUDIT_FLUSHED_ON_STOP = Requirement("authgate", "issue 18", "a clean sto
 ISSUE18_AUDIT_WRITER_SHARES_SQLITE = Requirement(
     "authgate", "issue 18", "the audit writer's own connection and the store's writes share one SQLite file unlocked"
 )
+ISSUE18_SQLITE_KILL_9_LOSES_NOTHING = Requirement(
+    "authgate", "issue 18", "kill -9 of authgate on SQLite under load loses no answered client or refresh token"
+)
 ISSUE18_GATEWAY_STARTS_WITHOUT_SDK = Requirement(
     "authgate",
     "issue 18",
     "`authgate serve --upstream http://…` starts without importing the MCP SDK or the knowledge base",
-)
-
-ISSUE19_SIGTERM_DRAIN = Requirement(
-    "authgate",
-    "issue 19 done-when 7",
-    "SIGTERM with calls in flight: shorter calls finish, the rest get a JSON-RPC error, no traceback, exit 0",
-)
-ISSUE19_STDIO_CALL_TIMEOUT = Requirement(
-    "authgate",
-    "issue 19 done-when 5",
-    "a stdio call past upstream_call_timeout gets a JSON-RPC error naming the program, the child a cancel",
-)
-ISSUE19_STDERR_BOUNDED = Requirement(
-    "authgate", "issue 19 done-when 5", "a child's stderr flood reaches the log bounded; its calls still answer"
 )
 
 
