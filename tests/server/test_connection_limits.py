@@ -46,7 +46,13 @@ def slow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateSe
 def capped_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
     # a long head timeout: what closes the flood here is the cap, not the clock
     yield from _server(
-        tmp_path_factory, "capped", AUTHGATE_MAX_CONNECTIONS=str(CAP), AUTHGATE_HEADER_READ_TIMEOUT="120"
+        tmp_path_factory,
+        "capped",
+        AUTHGATE_MAX_CONNECTIONS=str(CAP),
+        AUTHGATE_HEADER_READ_TIMEOUT="120",
+        # the busy seats are POST /register bodies that stop short: the per-address registration
+        # limit (10 a minute) must not answer them before their body is read, freeing their seat
+        AUTHGATE_REGISTRATIONS_PER_MINUTE="1000",
     )
 
 
