@@ -3,10 +3,10 @@ used only by the audit writer thread (`audit/writer.py`), never on the serving e
 
 * SQLite: the stdlib `sqlite3` module on the same database file (no SQLAlchemy, no aiosqlite
   thread hop), with the store's rules: WAL, `synchronous=FULL`, the same busy timeout,
-  `BEGIN IMMEDIATE`. A batch is written ROWS_PER_STATEMENT rows per INSERT (the rest one
-  `executemany`): SQLite does its work in a few calls that release the GIL, where a plain
-  `executemany` would release and take it back once per row, and each taking back can wait
-  for the serving thread's switch interval (5 ms). This connection and the store's
+  `BEGIN IMMEDIATE`. A batch is written in a few multi-row INSERTs (STATEMENT_ROWS): SQLite
+  does its work in a few calls that release the GIL, where `executemany` would release and take
+  it back once per row, and each taking back can wait for the serving thread's switch
+  interval (5 ms). This connection and the store's
   take turns for the write lock (WAL has one writer at a time): a batch holds it for the
   time of its insert and commit (measured in docs/benchmarks.md), well inside the busy timeout.
 * PostgreSQL: asyncpg on an event loop private to the thread; one `executemany` per batch
@@ -47,17 +47,20 @@ def _insert(rows: int) -> str:
     return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES " + ", ".join([one] * rows)
 
 
-# Two statements only, each prepared once: a statement per batch size would fill sqlite3's
-# statement cache with large prepared INSERTs (measured: ~1 KB of RSS a request in a server).
-ROWS_PER_STATEMENT = 40  # 440 parameters: under SQLite's historic limit of 999
-_MANY_ROWS = _insert(ROWS_PER_STATEMENT)
-_ONE_ROW = _insert(1)
+# A batch goes in INSERTs of 256, 128, …, 2, 1 rows (500 rows: six statements): few calls
+# into SQLite, each letting go of the GIL once and taking it back once (beside a busy serving
+# thread each taking back can wait its 5 ms switch interval), and only these nine statements
+# prepared (one per batch size kept up to 128 large ones in sqlite3's statement cache: ~1 KB of
+# RSS a request in a server). 256 rows are 2 816 parameters; SQLite before 3.32 allowed 999.
+STATEMENT_ROWS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+_INSERTS = {rows: _insert(rows) for rows in STATEMENT_ROWS}
 
 
 class SqliteBatchWriter:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
+        self._sizes = STATEMENT_ROWS
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -65,6 +68,8 @@ class SqliteBatchWriter:
             conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            most = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(COLUMNS)
+            self._sizes = tuple(size for size in STATEMENT_ROWS if size <= most)
             self._conn = conn
         return self._conn
 
@@ -72,15 +77,15 @@ class SqliteBatchWriter:
         if not events:
             return
         rows = _rows(events)
-        whole = len(rows) - len(rows) % ROWS_PER_STATEMENT
         try:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                for start in range(0, whole, ROWS_PER_STATEMENT):
-                    conn.execute(_MANY_ROWS, [v for row in rows[start : start + ROWS_PER_STATEMENT] for v in row])
-                if whole < len(rows):
-                    conn.executemany(_ONE_ROW, rows[whole:])
+                start = 0
+                for size in self._sizes:
+                    while len(rows) - start >= size:
+                        conn.execute(_INSERTS[size], [v for row in rows[start : start + size] for v in row])
+                        start += size
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
