@@ -60,7 +60,7 @@ class SqliteBatchWriter:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._conn: sqlite3.Connection | None = None
-        self._sizes = STATEMENT_ROWS
+        self._sizes: tuple[int, ...] = STATEMENT_ROWS
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
