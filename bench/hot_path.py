@@ -16,6 +16,9 @@ process (the audit writer's thread included), medians over the rounds.
 - `sdk` is the `mcp` SDK's stateless JSON app with one `echo` tool (bench/apps.py).
 
 Not a test; no assertion on a number. The gc settings are authgate's `gc_tuning` for both.
+The loop never waits on I/O, so the audit writer's thread gets the GIL only every switch
+interval and may fall behind (its drops are logged): the serving thread's µs stay right, the
+process's understate the writer.
 """
 
 from __future__ import annotations
