@@ -70,10 +70,12 @@ async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: fl
     never loses an item to a race."""
     if not queue.empty():
         return queue.get_nowait()
+    at_deadline = False  # the wait below ends at the watch's deadline, not at an idle tick
     if watch.deadline is not None:
         left = watch.deadline - time.monotonic()
         if left <= 0:
             return Wake.TIMEOUT
+        at_deadline = left <= timeout
         timeout = min(timeout, left)
     getter = asyncio.ensure_future(queue.get())
     gone = asyncio.ensure_future(watch.gone.wait())
@@ -89,7 +91,9 @@ async def next_from(queue: asyncio.Queue[T], watch: DisconnectWatch, timeout: fl
         return getter.result()
     if watch.gone.is_set():
         return Wake.GONE
-    return Wake.TIMEOUT if watch.deadline is not None and time.monotonic() >= watch.deadline else Wake.IDLE
+    # The loop may wake a timer up to its clock resolution early: a wait that ran to the deadline
+    # is the deadline (an idle tick here would open an SSE stream just before a 504 JSON answer).
+    return Wake.TIMEOUT if at_deadline else Wake.IDLE
 
 
 async def give_up(child: StdioChild, ex: Exchange, seconds: float) -> UpstreamCallTimeout:
