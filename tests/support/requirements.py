@@ -520,6 +520,34 @@ ISSUE18_GATEWAY_STARTS_WITHOUT_SDK = Requirement(
     "issue 18",
     "`authgate serve --upstream http://…` starts without importing the MCP SDK or the knowledge base",
 )
+ISSUE13_CLIENTS_LIST_SHOWS_CONNECTIONS = Requirement(
+    "authgate",
+    "issue 13",
+    "`authgate clients list --json` shows each connected client (DCR, CIMD) with its registration kind, "
+    "last use and live grants",
+)
+ISSUE13_CLIENT_REVOKE_ENDS_TOKENS = Requirement(
+    "authgate",
+    "issue 13",
+    "`authgate clients revoke` fails the client's refresh tokens at once, its access tokens once "
+    "token_cache_seconds has passed",
+)
+ISSUE13_PRUNE_DRY_RUN_EXACT = Requirement(
+    "authgate",
+    "issue 13",
+    "`authgate clients prune --dry-run` lists exactly the clients a prune removes, removing none",
+)
+ISSUE13_GRANTS_FROM_THE_CLI = Requirement(
+    "authgate", "issue 13", "`authgate grants list|revoke` lists and revokes grants by grant id, user or client"
+)
+ISSUE13_LISTINGS_JSON_AND_HEADERS = Requirement(
+    "authgate", "issue 13", "every listing command prints a table with a header row, or JSON with --json"
+)
+ISSUE13_LISTINGS_SHOW_NO_SECRET = Requirement(
+    "authgate",
+    "issue 13",
+    "no client secret, secret hash, token or token hash is printed by a clients or grants command",
+)
 
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}

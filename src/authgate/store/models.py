@@ -91,6 +91,23 @@ class RefreshFamily:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveGrant:
+    """A grant that still works (`authgate grants list`, `clients list`, the admin page): a
+    refresh family not revoked, whose user and client exist, with a refresh token not yet
+    expired. Never a token or a hash: what an operator needs to decide what to revoke."""
+
+    family_id: str
+    client_id: str
+    client_name: str  # the client's registered name; a CIMD client's id (its document is not stored)
+    user_id: str
+    username: str
+    scopes: tuple[str, ...]
+    created_at: float  # the authorization (consent and code exchange)
+    last_used_at: float  # its newest refresh token's issue: the code exchange or the last refresh
+    expires_at: float  # when its newest refresh token expires, unless refreshed before
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshToken:
     token_hash: str
     family_id: str

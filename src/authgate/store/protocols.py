@@ -19,6 +19,7 @@ from authgate.store.models import (
     CodeRedemption,
     Consent,
     KeyState,
+    LiveGrant,
     Owner,
     RefreshFamily,
     RefreshToken,
@@ -54,6 +55,10 @@ class ClientStore(Protocol):
 
     async def prune_unverified_clients(self, unused_since: float) -> int:
         """Delete DCR clients no user has consented to, last used before `unused_since`."""
+
+    async def prunable_clients(self, *, unverified_since: float, unused_since: float, now: float) -> list[Client]:
+        """What `prune_unverified_clients(unverified_since)` then `prune_clients(unused_since,
+        now)` would delete now, deleting nothing (`authgate clients prune --dry-run`)."""
 
 
 class UserStore(Protocol):
@@ -249,6 +254,18 @@ class SessionBindingStore(SessionBindings, Protocol):
 
 class GrantStore(CodeStore, RefreshStore, ConsentStore, Protocol):
     """What a user granted a client: consents, authorization codes, refresh families."""
+
+    async def list_live_grants(
+        self, *, user_id: str | None = None, client_id: str | None = None, limit: int = 1000, now: float | None = None
+    ) -> list[LiveGrant]:
+        """The grants that still work (see `LiveGrant`), of this user and/or client if given,
+        most recently used first, at most `limit`; `now` defaults to the wall clock."""
+
+    async def revoke_client_grants(self, client_id: str, reason: str, now: float) -> int:
+        """End everything `client_id` holds, atomically: revoke its refresh families (its
+        refresh tokens fail at once, its access tokens at the guard's next re-check), delete
+        its unredeemed codes and its consents (every user is asked again). Returns how many
+        families were revoked. The client itself stays registered."""
 
 
 class Store(ClientStore, UserStore, GrantStore, KeyStore, Protocol):

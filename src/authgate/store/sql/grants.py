@@ -8,6 +8,7 @@ revocation).
 from __future__ import annotations
 
 import functools
+import time
 
 import sqlalchemy as sa
 
@@ -16,6 +17,7 @@ from authgate.store.models import (
     AuthorizationCode,
     CodeRedemption,
     Consent,
+    LiveGrant,
     RefreshFamily,
     RefreshToken,
 )
@@ -127,6 +129,55 @@ class SqlGrants(SqlDatabase):
 
     async def family_is_live(self, family_id: str) -> bool:
         return await self._one(_LIVE_FAMILY, {"family_id": family_id}) is not None
+
+    async def list_live_grants(
+        self, *, user_id: str | None = None, client_id: str | None = None, limit: int = 1000, now: float | None = None
+    ) -> list[LiveGrant]:
+        # the newest token of a family (rotation renews the expiry) says when it was last used
+        # and until when it can be; correlated subqueries read the family_id index only
+        newest = sa.select(sa.func.max(TOKENS.c.issued_at)).where(TOKENS.c.family_id == FAMILIES.c.family_id)
+        until = sa.select(sa.func.max(TOKENS.c.expires_at)).where(TOKENS.c.family_id == FAMILIES.c.family_id)
+        last_used, expires = newest.scalar_subquery().label("last_used_at"), until.scalar_subquery()
+        query = (
+            sa.select(
+                FAMILIES.c.family_id,
+                FAMILIES.c.client_id,
+                CLIENTS.c.metadata,
+                FAMILIES.c.user_id,
+                USERS.c.username,
+                FAMILIES.c.scopes,
+                FAMILIES.c.created_at,
+                last_used,
+                expires.label("expires_at"),
+            )
+            .select_from(
+                FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id).outerjoin(
+                    CLIENTS, CLIENTS.c.client_id == FAMILIES.c.client_id
+                )
+            )
+            .where(
+                FAMILIES.c.revoked_at.is_(None),
+                sa.or_(CLIENTS.c.client_id.is_not(None), *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES)),
+                expires > (time.time() if now is None else now),
+            )
+            .order_by(last_used.desc(), FAMILIES.c.family_id)
+            .limit(max(0, limit))
+        )
+        if user_id is not None:
+            query = query.where(FAMILIES.c.user_id == user_id)
+        if client_id is not None:
+            query = query.where(FAMILIES.c.client_id == client_id)
+        return [rows.to_live_grant(row) for row in await self._all(query)]
+
+    @idempotent
+    async def revoke_client_grants(self, client_id: str, reason: str, now: float) -> int:
+        async with self._tx() as conn:
+            revoked = await conn.execute(revoke_where(FAMILIES.c.client_id == client_id, reason, now))
+            await conn.execute(sa.delete(CODES).where(CODES.c.client_id == client_id, CODES.c.consumed_at.is_(None)))
+            await conn.execute(sa.delete(CONSENTS).where(CONSENTS.c.client_id == client_id))
+            # no consent names it any more: back in the unverified pool (store.py `_unverified`)
+            await conn.execute(sa.update(CLIENTS).where(CLIENTS.c.client_id == client_id).values(consented=False))
+            return int(revoked.rowcount)
 
     async def purge_expired(self, before: float) -> int:
         # Rotated tokens stay until they expire: presenting one is how reuse is detected

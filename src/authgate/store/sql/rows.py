@@ -12,6 +12,7 @@ from authgate.store.models import (
     ClientSource,
     Consent,
     KeyState,
+    LiveGrant,
     RefreshFamily,
     RefreshToken,
     SigningKey,
@@ -122,6 +123,21 @@ def to_family(row: RowMapping) -> RefreshFamily:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
         revoked_reason=row["revoked_reason"],
+    )
+
+
+def to_live_grant(row: RowMapping) -> LiveGrant:
+    metadata = row["metadata"] or {}  # None: a CIMD client, not stored
+    return LiveGrant(
+        family_id=row["family_id"],
+        client_id=row["client_id"],
+        client_name=str(metadata.get("client_name") or row["client_id"]),
+        user_id=row["user_id"],
+        username=row["username"],
+        scopes=tuple(row["scopes"]),
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        expires_at=row["expires_at"],
     )
 
 

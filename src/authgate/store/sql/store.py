@@ -88,29 +88,20 @@ class SqlStore(SqlGrants):
         return [rows.to_client(row) for row in found]
 
     async def prune_clients(self, unused_since: float, now: float) -> int:
-        live_grant = (
-            sa.select(sa.literal(1))
-            .select_from(FAMILIES.join(TOKENS, TOKENS.c.family_id == FAMILIES.c.family_id))
-            .where(
-                FAMILIES.c.client_id == CLIENTS.c.client_id,
-                FAMILIES.c.revoked_at.is_(None),
-                TOKENS.c.expires_at > now,
-            )
-        )
         async with self._tx() as conn:
-            result = await conn.execute(
-                sa.delete(CLIENTS).where(
-                    CLIENTS.c.source == "dcr",
-                    CLIENTS.c.last_used_at < unused_since,
-                    ~live_grant.exists(),
-                )
-            )
+            result = await conn.execute(sa.delete(CLIENTS).where(_idle_without_grant(unused_since, now)))
             return result.rowcount
 
     async def prune_unverified_clients(self, unused_since: float) -> int:
         async with self._tx() as conn:
-            result = await conn.execute(sa.delete(CLIENTS).where(_unverified(), CLIENTS.c.last_used_at < unused_since))
+            result = await conn.execute(sa.delete(CLIENTS).where(_unverified_idle(unused_since)))
             return result.rowcount
+
+    async def prunable_clients(self, *, unverified_since: float, unused_since: float, now: float) -> list[Client]:
+        # the very conditions of the two deletes above, so a dry run lists what a prune removes
+        either = sa.or_(_unverified_idle(unverified_since), _idle_without_grant(unused_since, now))
+        found = await self._all(sa.select(CLIENTS).where(either).order_by(CLIENTS.c.created_at, CLIENTS.c.client_id))
+        return [rows.to_client(row) for row in found]
 
     # -- users ------------------------------------------------------------------------------
 
@@ -205,6 +196,25 @@ def _unverified() -> sa.ColumnElement[bool]:
     it in the consent's own transaction, `remove_user` clears it for the clients it leaves
     without one)."""
     return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.consented == sa.false())
+
+
+def _unverified_idle(unused_since: float) -> sa.ColumnElement[bool]:
+    return sa.and_(_unverified(), CLIENTS.c.last_used_at < unused_since)
+
+
+def _idle_without_grant(unused_since: float, now: float) -> sa.ColumnElement[bool]:
+    """A DCR client last used before `unused_since` holding no refresh family that can still
+    refresh (not revoked, a token not expired)."""
+    live_grant = (
+        sa.select(sa.literal(1))
+        .select_from(FAMILIES.join(TOKENS, TOKENS.c.family_id == FAMILIES.c.family_id))
+        .where(
+            FAMILIES.c.client_id == CLIENTS.c.client_id,
+            FAMILIES.c.revoked_at.is_(None),
+            TOKENS.c.expires_at > now,
+        )
+    )
+    return sa.and_(CLIENTS.c.source == "dcr", CLIENTS.c.last_used_at < unused_since, ~live_grant.exists())
 
 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
