@@ -549,6 +549,18 @@ ISSUE13_LISTINGS_SHOW_NO_SECRET = Requirement(
     "no client secret, secret hash, token or token hash is printed by a clients or grants command",
 )
 
+ISSUE13_CONNECTION_TIMELINE = Requirement(
+    "authgate",
+    "issue 13",
+    "every OAuth flow attempt is one story in the store: the client, the steps reached, the first failure "
+    "with its reason and fix",
+)
+ISSUE13_ATTEMPTS_BOUNDED = Requirement(
+    "authgate",
+    "issue 13",
+    "the attempts table keeps at most its cap of rows under a flood of failed attempts, and its rows age out",
+)
+
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from authgate.store.protocols import (
+    AttemptStore,
     AuditStore,
     ClientStore,
     GrantStore,
@@ -37,6 +38,7 @@ class Stores:
     upstream_tokens: UpstreamTokenStore
     session_bindings: SessionBindingStore
     rate_limits: RateLimitStore  # also the known sign-in addresses
+    attempts: AttemptStore  # the connection timeline (oauth/attempts.py)
 
     @property
     def clients(self) -> ClientStore:

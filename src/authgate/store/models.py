@@ -190,3 +190,50 @@ class Owner:
 
     subject: str
     client_id: str
+
+
+# The steps of a connection, in the order a client reaches them (oauth/attempts.py records them).
+ATTEMPT_STEPS = ("metadata", "register", "authorize", "sign-in", "consent", "token", "mcp", "refresh")
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One OAuth connection attempt as a story (`authgate attempts`, the admin page): which
+    client, how far it got, and the first failure with its reason and its fix. Never a secret,
+    code, token, password or code_verifier; every text bounded (oauth/attempts.py)."""
+
+    attempt_id: str
+    started_at: float
+    updated_at: float
+    steps: tuple[str, ...]  # the ATTEMPT_STEPS reached, in that order
+    client_id: str | None = None  # a DCR id, a CIMD URL, or what an unknown client sent
+    client_name: str | None = None
+    client_kind: str | None = None  # dcr, cimd, operator, static, or unknown
+    software: str | None = None  # RFC 7591 software_id and software_version, if the client gave them
+    failed_step: str | None = None  # where it failed first (None: no failure recorded)
+    reason: str | None = None
+    fix: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failed_step is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptNote:
+    """What the recorder tells the store about one step (`AttemptStore.record_attempt`): the
+    attempt it belongs to is found by `flow_key` (the authorization request), else
+    `family_key` (the grant), else, with `follow_client`, the client's newest attempt."""
+
+    at: float
+    steps: tuple[str, ...] = ()  # reached by this step
+    client_id: str | None = None
+    client_name: str | None = None
+    client_kind: str | None = None
+    software: str | None = None
+    flow_key: str | None = None  # SHA-256 of client_id and code_challenge
+    family_key: str | None = None  # SHA-256 of the refresh family's id
+    follow_client: bool = False
+    failed_step: str | None = None
+    reason: str | None = None
+    fix: str | None = None

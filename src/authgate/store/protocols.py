@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from authgate.store.models import (
+    Attempt,
+    AttemptNote,
     AuditEvent,
     AuthorizationCode,
     Client,
@@ -275,3 +277,25 @@ class Store(ClientStore, UserStore, GrantStore, KeyStore, Protocol):
         """Connect and check the schema is current (migrating first if asked to)."""
 
     async def close(self) -> None: ...
+
+
+class AttemptStore(Protocol):
+    """The connection timeline (`authgate.oauth.attempts`): one row per OAuth flow attempt,
+    bounded in rows and in age."""
+
+    async def record_attempt(self, note: AttemptNote, *, max_rows: int, window: float) -> None:
+        """Add `note` to its attempt, in one transaction committed on return: the row whose
+        `flow_key` matches; else, for a note with a `flow_key`, the client's newest attempt of
+        the last `window` seconds that has none yet (its registration); else the row whose
+        `family_key` matches; else, with `follow_client`, the client's newest attempt of the
+        last `window` seconds; else a new row, the oldest deleted so at most `max_rows` remain.
+        Steps accumulate, the first failure stays, a missing client field is filled in."""
+
+    async def list_attempts(
+        self, *, since: float, client_id: str | None = None, failed_only: bool = False, limit: int = 200
+    ) -> list[Attempt]:
+        """Attempts started since `since`, newest first, at most `limit`; `client_id` matches
+        the client id or name."""
+
+    async def purge_attempts(self, before: float) -> int:
+        """Delete attempts last updated before `before`; returns how many."""

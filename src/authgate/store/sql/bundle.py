@@ -7,6 +7,7 @@ opening and closing the bundle opens and closes that one engine.
 from __future__ import annotations
 
 from authgate.store.bundle import Stores
+from authgate.store.sql.attempts import SqlAttemptStore
 from authgate.store.sql.audit import SqlAuditStore
 from authgate.store.sql.known_addresses import SqlKnownAddresses
 from authgate.store.sql.ratelimits import SqlRateLimits, StoreOutage
@@ -49,4 +50,5 @@ def sql_stores(database_url: str, *, migrate: bool = True) -> Stores:
         upstream_tokens=SqlUpstreamTokenStore(store),
         session_bindings=SqlSessionBindings(store),
         rate_limits=SqlRateLimitStore(store),
+        attempts=SqlAttemptStore(store),
     )

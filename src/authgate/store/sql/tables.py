@@ -176,7 +176,29 @@ rate_limits = sa.Table(
     sa.Column("hits", sa.Integer, nullable=False),
 )
 
+# The connection timeline (authgate.oauth.attempts, sql/attempts.py): one row per OAuth flow
+# attempt, capped in rows and purged by age; `steps` is a bit set of models.ATTEMPT_STEPS.
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("attempt_id", sa.String(32), primary_key=True),
+    sa.Column("started_at", sa.Double, nullable=False, index=True),
+    sa.Column("updated_at", sa.Double, nullable=False, index=True),
+    sa.Column("steps", sa.Integer, nullable=False),
+    sa.Column("client_id", sa.String(512), nullable=True),
+    sa.Column("client_name", sa.String(255), nullable=True),
+    sa.Column("client_kind", sa.String(16), nullable=True),
+    sa.Column("software", sa.String(255), nullable=True),
+    sa.Column("flow_key", sa.String(64), nullable=True, index=True),
+    sa.Column("family_key", sa.String(64), nullable=True, index=True),
+    sa.Column("failed_step", sa.String(16), nullable=True),
+    sa.Column("reason", sa.String(1024), nullable=True),
+    sa.Column("fix", sa.String(1024), nullable=True),
+    sa.Index("ix_attempts_client_id", "client_id", "started_at"),
+)
+
 __all__ = [
+    "attempts",
     "audit_events",
     "authorization_codes",
     "clients",

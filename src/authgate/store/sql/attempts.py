@@ -1,0 +1,202 @@
+"""`SqlAttemptStore`: the `AttemptStore` Protocol (the connection timeline) on the SQL store's
+database.
+
+A companion of `SqlStore` (like `SqlAuditStore`): same engine, same transaction rules. One
+`record_attempt` is one write transaction: find the attempt's row (by `flow_key`, the
+client's registration row, `family_key`, or the client's newest row), then either update it
+with expressions that cannot lose a concurrent step (`steps = steps | :bits`, the failure only
+`WHERE failed_step IS NULL`) or insert a new row after deleting the oldest past the cap, so
+the table never holds more than `max_rows` (the count and the insert under the PostgreSQL
+advisory lock below; SQLite's `BEGIN IMMEDIATE` already serialises writers). Two replicas
+recording the first step of one flow at the same instant may make two rows of it; nothing
+else depends on there being one.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+
+from authgate.store.models import ATTEMPT_STEPS, Attempt, AttemptNote
+from authgate.store.sql import tables as t
+from authgate.store.sql.database import Connection, idempotent
+from authgate.store.sql.store import SqlStore
+
+__all__ = ["SqlAttemptStore", "step_bits", "step_names"]
+
+ATTEMPTS = t.attempts
+C = ATTEMPTS.c
+
+# pg_advisory_xact_lock key serialising the cap's count-then-insert ("authgatt")
+ATTEMPT_CAP_LOCK_KEY = int.from_bytes(b"authgatt", "big")
+
+_BIT = {name: 1 << i for i, name in enumerate(ATTEMPT_STEPS)}
+
+
+def step_bits(steps: tuple[str, ...]) -> int:
+    return sum(_BIT[s] for s in set(steps) if s in _BIT)
+
+
+def step_names(bits: int) -> tuple[str, ...]:
+    return tuple(name for name in ATTEMPT_STEPS if bits & _BIT[name])
+
+
+class SqlAttemptStore:
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+
+    async def record_attempt(self, note: AttemptNote, *, max_rows: int, window: float) -> None:
+        async with self._store._tx() as conn:  # same package: the store's transaction rules
+            found = await _find(conn, note, window)
+            if found is None:
+                await self._insert(conn, note, max_rows)
+            else:
+                await conn.execute(_UPDATE, _update_values(found, note))
+
+    async def _insert(self, conn: Connection, note: AttemptNote, max_rows: int) -> None:
+        if self._store.dialect == "postgresql":
+            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ATTEMPT_CAP_LOCK_KEY)))
+        count = int(await conn.scalar(_COUNT) or 0)
+        if count >= max_rows:
+            await conn.execute(_EVICT, {"n": count - max_rows + 1})
+        await conn.execute(
+            _INSERT,
+            {
+                "attempt_id": secrets.token_hex(16),
+                "started_at": note.at,
+                "updated_at": note.at,
+                "steps": step_bits(note.steps),
+                "client_id": note.client_id,
+                "client_name": note.client_name,
+                "client_kind": note.client_kind,
+                "software": note.software,
+                "flow_key": note.flow_key,
+                "family_key": note.family_key,
+                "failed_step": note.failed_step,
+                "reason": note.reason,
+                "fix": note.fix,
+            },
+        )
+
+    @idempotent
+    async def list_attempts(
+        self, *, since: float, client_id: str | None = None, failed_only: bool = False, limit: int = 200
+    ) -> list[Attempt]:
+        query = sa.select(ATTEMPTS).where(C.started_at >= since)
+        if client_id is not None:
+            query = query.where(sa.or_(C.client_id == client_id, C.client_name == client_id))
+        if failed_only:
+            query = query.where(C.failed_step.is_not(None))
+        query = query.order_by(C.started_at.desc(), C.attempt_id.desc()).limit(max(0, limit))
+        return [_to_attempt(row) for row in await self._store._all(query)]
+
+    @idempotent
+    async def purge_attempts(self, before: float) -> int:
+        async with self._store._tx() as conn:
+            result = await conn.execute(sa.delete(ATTEMPTS).where(C.updated_at < before))
+            return int(result.rowcount or 0)
+
+
+async def _find(conn: Connection, note: AttemptNote, window: float) -> str | None:
+    """The attempt_id of the row `note` belongs to, or None (a new attempt)."""
+    recent = note.at - window
+    if note.flow_key is not None:
+        found = await conn.scalar(_BY_FLOW, {"flow_key": note.flow_key})
+        if found is None and note.client_id is not None:  # its registration, made before the flow
+            found = await conn.scalar(_REGISTRATION, {"client_id": note.client_id, "recent": recent})
+        if found is not None:
+            return str(found)
+    if note.family_key is not None:
+        found = await conn.scalar(_BY_FAMILY, {"family_key": note.family_key})
+        if found is not None:
+            return str(found)
+    if note.follow_client and note.client_id is not None:
+        found = await conn.scalar(_NEWEST_OF_CLIENT, {"client_id": note.client_id, "recent": recent})
+        if found is not None:
+            return str(found)
+    return None
+
+
+def _update_values(attempt_id: str, note: AttemptNote) -> dict[str, Any]:
+    return {
+        "b_attempt_id": attempt_id,
+        "b_at": note.at,
+        "b_bits": step_bits(note.steps),
+        "b_client_id": note.client_id,
+        "b_client_name": note.client_name,
+        "b_client_kind": note.client_kind,
+        "b_software": note.software,
+        "b_flow_key": note.flow_key,
+        "b_family_key": note.family_key,
+        "b_failed_step": note.failed_step,
+        "b_reason": note.reason,
+        "b_fix": note.fix,
+    }
+
+
+def _to_attempt(row: sa.RowMapping) -> Attempt:
+    return Attempt(
+        attempt_id=row["attempt_id"],
+        started_at=row["started_at"],
+        updated_at=row["updated_at"],
+        steps=step_names(int(row["steps"])),
+        client_id=row["client_id"],
+        client_name=row["client_name"],
+        client_kind=row["client_kind"],
+        software=row["software"],
+        failed_step=row["failed_step"],
+        reason=row["reason"],
+        fix=row["fix"],
+    )
+
+
+def _kept(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """The row's value, or the note's where the row has none."""
+    return sa.func.coalesce(column, sa.bindparam(f"b_{column.name}"))
+
+
+def _first_failure(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
+    """The note's failure text only when the row has no failure yet (the first one stays)."""
+    return sa.case((C.failed_step.is_(None), sa.bindparam(f"b_{column.name}")), else_=column)
+
+
+# Built once (docs/benchmarks.md, "OAuth flows": building a statement costs more than running it).
+_BY_FLOW = sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("flow_key")).limit(1)
+_BY_FAMILY = sa.select(C.attempt_id).where(C.family_key == sa.bindparam("family_key")).limit(1)
+_NEWEST_OF_CLIENT = (
+    sa.select(C.attempt_id)
+    .where(C.client_id == sa.bindparam("client_id"), C.started_at >= sa.bindparam("recent"))
+    .order_by(C.started_at.desc())
+    .limit(1)
+)
+_REGISTRATION = _NEWEST_OF_CLIENT.where(C.flow_key.is_(None), C.family_key.is_(None))
+_COUNT = sa.select(sa.func.count()).select_from(ATTEMPTS)
+_EVICT = sa.delete(ATTEMPTS).where(
+    C.attempt_id.in_(
+        sa.select(C.attempt_id)
+        .order_by(C.started_at, C.attempt_id)
+        .limit(sa.bindparam("n", type_=sa.Integer))
+        .correlate(None)
+    )
+)
+_INSERT = sa.insert(ATTEMPTS)
+_UPDATE = (
+    sa.update(ATTEMPTS)
+    .where(C.attempt_id == sa.bindparam("b_attempt_id"))
+    .values(
+        updated_at=sa.bindparam("b_at"),
+        steps=C.steps.op("|")(sa.bindparam("b_bits", type_=sa.Integer)),
+        client_id=_kept(C.client_id),
+        client_name=_kept(C.client_name),
+        client_kind=_kept(C.client_kind),
+        software=_kept(C.software),
+        flow_key=_kept(C.flow_key),
+        family_key=_kept(C.family_key),
+        # (every right-hand side reads the row as it was: SQL evaluates SET against the old row)
+        reason=_first_failure(C.reason),
+        fix=_first_failure(C.fix),
+        failed_step=_kept(C.failed_step),
+    )
+)
