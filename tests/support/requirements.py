@@ -548,6 +548,32 @@ ISSUE13_LISTINGS_SHOW_NO_SECRET = Requirement(
     "issue 13",
     "no client secret, secret hash, token or token hash is printed by a clients or grants command",
 )
+ISSUE13_ADMIN_PAGE_REVOKES = Requirement(
+    "authgate",
+    "issue 13 done-when 2",
+    "an admin signed in on /admin sees the clients and revokes one: its refresh token fails at once "
+    "(invalid_grant), its access token once token_cache_seconds has passed",
+)
+ISSUE13_ADMIN_PAGE_ADMINS_ONLY = Requirement(
+    "authgate",
+    "issue 13 done-when 2",
+    "/admin sends an anonymous visitor to sign in and back, and answers 403 to a signed-in user without the "
+    "admin role, on every page and action",
+)
+ISSUE13_ADMIN_PAGE_CSRF = Requirement(
+    "authgate", "issue 13 done-when 2", "every /admin action is a POST refused without the right CSRF token"
+)
+ISSUE13_ADMIN_PAGE_NO_FRAMING = Requirement(
+    "authgate",
+    "issue 13 done-when 2",
+    "/admin's pages carry the sign-in pages' headers: CSP frame-ancestors 'none', X-Frame-Options DENY, no-store",
+)
+ISSUE13_ADMIN_PAGE_ESCAPED = Requirement(
+    "authgate", "issue 13 done-when 2", "what a client names itself is shown on /admin as text, never as HTML"
+)
+ISSUE13_ADMIN_PAGE_EMBEDDED_ONLY = Requirement(
+    "authgate", "issue 13 done-when 2", "/admin is served in the embedded mode only: a 404 in external and proxy mode"
+)
 
 ISSUE13_CONNECTION_TIMELINE = Requirement(
     "authgate",

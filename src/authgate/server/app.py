@@ -2,7 +2,7 @@
 
 request ─┬─ {base}/mcp ──> the gate (server/gate.py: log, body limit, CORS, Origin/Host, bearer, policy) ─> the MCP app
          ├─ /.well-known/… , /token, /register, /revoke, /jwks.json ──> CORS (any origin, no cookies)
-         └─ /authorize, /login, /consent, /health ──> pages (proxy mode: /upstream/callback, no /login)
+         └─ /authorize, /login, /consent, /admin…, /health ──> pages (proxy: /upstream/callback, no /login, /admin)
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from authgate.server.gate import McpGate
 from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
 from authgate.server.responses import NoAnswer
+from authgate.server.routes.admin import ADMIN_PAGES, AdminPages, admin_routes
 from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
@@ -43,7 +44,7 @@ from authgate.server.runtime import Runtime, housekeeping, open_runtime
 from authgate.server.store_failures import oauth_answer, page_answer
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
-PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"})  # answered in HTML
+PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"}) | ADMIN_PAGES  # answered in HTML
 
 
 class AuthgateApp:
@@ -119,6 +120,8 @@ class AuthgateApp:
             paths = [p for p in paths if p[1] in served]
         if self.settings.auth_mode == "proxy":  # sign-in at the upstream IdP instead of /login
             paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
+        if self.settings.auth_mode == "embedded":  # /admin: only where people sign in here (server/routes/admin.py)
+            paths += admin_routes(b)
         return [Route(path, self._handler(name), methods=methods) for path, name, methods in paths]
 
     def _handler(self, name: str) -> Any:
@@ -176,6 +179,8 @@ class AuthgateApp:
             "revoke": endpoints.revoke,
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
+        if not proxy:
+            self.handlers.update(AdminPages(rt.auth, rt.stores, rt.signer, rt.settings).handlers())
         self.protected = self._guarded(rt.verifier)
         self._attach_store(rt)
         chores = asyncio.create_task(housekeeping(self.settings, rt.stores))

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from starlette.requests import Request
 from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from authgate.store.models import User
+    from authgate.store.protocols import UserStore
 
 CSRF_COOKIE = "authgate_csrf"
 SESSION_COOKIE = "authgate_session"
@@ -28,6 +32,19 @@ class Signer:
             return URLSafeTimedSerializer(self._secret, salt=purpose).loads(token, max_age=max_age)
         except (BadSignature, SignatureExpired):
             return None
+
+
+async def session_user(request: Request, signer: Signer, users: UserStore, ttl: int) -> User | None:
+    """The person the sign-in cookie names (the consent pages' and /admin's), or None: no
+    cookie, a bad or expired signature, a removed user, or a cookie signed before the user's
+    password changed (its `session_version` is older; on every replica)."""
+    data = signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), ttl)
+    if not isinstance(data, dict):
+        return None
+    user = await users.get_user(str(data.get("uid")))
+    if user is None or data.get("v", 0) != user.session_version:
+        return None
+    return user
 
 
 def csrf_token(request: Request) -> str:

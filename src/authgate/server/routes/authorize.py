@@ -19,7 +19,15 @@ from authgate.policy.model import Policy
 from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
-from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_ok, csrf_token, set_cookie
+from authgate.server.security import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    Signer,
+    csrf_ok,
+    csrf_token,
+    session_user,
+    set_cookie,
+)
 from authgate.store.models import Consent, User
 
 REQUEST_MAX_AGE = 900  # seconds a person has to sign in and decide
@@ -207,14 +215,8 @@ class BrowserFlow:
         )
 
     async def _session_user(self, request: Request) -> User | None:
-        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl)
-        if not isinstance(data, dict):
-            return None
-        user = await self.auth.store.get_user(str(data.get("uid")))
         # a password change bumps the version: cookies signed before it end (on every replica)
-        if user is None or data.get("v", 0) != user.session_version:
-            return None
-        return user
+        return await session_user(request, self.signer, self.auth.store, self.settings.login_session_ttl)
 
     def _auth_time(self, request: Request) -> float:
         data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl)
