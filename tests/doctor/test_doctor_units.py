@@ -95,7 +95,7 @@ def test_page_text_skips_styles_and_scripts() -> None:
         "<html><head><title>T</title><style>p{color:red}</style></head><body><p>Unknown client</p>"
         "<script>var x=1</script><p>try again</p></body></html>"
     )
-    assert login.page_text(html) == "Unknown client try again"
+    assert login.page_text(html) == "Unknown client. Try again."  # each paragraph a sentence (issue 13)
 
 
 async def test_interactive_sign_in_waits_for_the_browser_on_the_loopback_redirect() -> None:

@@ -587,6 +587,59 @@ ISSUE13_ATTEMPTS_BOUNDED = Requirement(
     "the attempts table keeps at most its cap of rows under a flood of failed attempts, and its rows age out",
 )
 
+ISSUE13_DOCTOR_OFFLINE_EXPLAINED = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "a server that cannot fetch a client's CIMD document fails that client at authorize naming the host and "
+    "the fix (--cimd-host-map with a stand-in); the README says its sample used stand-ins",
+)
+ISSUE13_DOCTOR_TEXT_READABLE = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "the doctor's failure text keeps a page's sentences apart and is cut at a word boundary, marked with …",
+)
+ISSUE13_DOCTOR_URL_USAGE_ERROR = Requirement(
+    "authgate", "issue 13 done-when 6", "`authgate doctor` with a URL that is not http(s) is a usage error (exit 2)"
+)
+
+ISSUE13_CLI_PORT_IN_USE = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "a taken port stops `serve` before its banner and start-up: one line naming port / AUTHGATE_PORT, no traceback",
+)
+ISSUE13_CLI_PASSWORD_WITHOUT_TTY = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "users add / set-password check the user first; with no terminal they read --password-stdin or refuse in a line",
+)
+ISSUE13_CLI_DATA_DIR_UNUSABLE = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "a data_dir that cannot be created (a file, no permission) is one line naming --data-dir and the fix",
+)
+ISSUE13_CLI_LIST_SETTINGS = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "list and map settings work as flags: --upstream-command split like a shell, lists repeated or JSON, maps JSON",
+)
+ISSUE13_CLI_OWN_HELP = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "a subcommand's --help lists its own options (and the settings it uses); serve --help shows defaults",
+)
+ISSUE13_CLI_KB_ADD_REPORT = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "kb add says what was indexed, skipped and where; kb add/reindex show progress on a terminal only",
+)
+ISSUE13_FIRST_PASSWORD_ONE_TIME = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "the first admin password file goes once the password is changed or first used to sign in",
+)
+ISSUE13_CLI_BAD_ARGUMENTS_EXIT_2 = Requirement(
+    "authgate", "issue 13 done-when 6", "every subcommand given bad arguments exits 2 without a traceback"
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -8,6 +8,7 @@ import getpass
 import os
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from authgate.doctor.profiles import PROFILES, parse_host_map
 
@@ -18,6 +19,20 @@ _EPILOG = """exit status: 0 when no step failed (with --strict: and none warned)
 2 for a usage error. See docs/doctor.md for every step and its fixes."""
 
 
+def mcp_url(value: str) -> str:
+    """An http(s) URL with a host (a usage error otherwise, before any request is made)."""
+    parts = urlsplit(value.strip())
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} has an invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an http:// or https:// URL; give the MCP endpoint URL, e.g. https://mcp.example.com/mcp"
+        )
+    return value.strip()
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "doctor",
@@ -25,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "against an MCP server and name the failing step",
         epilog=_EPILOG,
     )
-    p.add_argument("url", help="the MCP endpoint URL, exactly as users give it to clients")
+    p.add_argument("url", type=mcp_url, help="the MCP endpoint URL, exactly as users give it to clients")
     p.add_argument(
         "--client",
         action="append",

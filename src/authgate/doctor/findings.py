@@ -43,6 +43,17 @@ def info(seen: str, fix: str = "") -> Verdict:
     return Verdict("info", seen, fix)
 
 
+def excerpt(text: str, limit: int = 160) -> str:
+    """`text` on one line for a finding, cut at a word boundary and marked with "…" when it
+    is longer than `limit` (a word is never cut, unless it alone is longer than `limit`)."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    head = flat[: limit + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else flat[:limit]
+    return cut.rstrip(" ,;:") + " …"
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One step's verdict for one client."""

@@ -22,6 +22,7 @@ from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import httpx
 
+from authgate.doctor.findings import excerpt
 from authgate.doctor.profiles import LOOPBACK_HOSTS
 from authgate.errors import AuthgateError, Unreachable
 from authgate.httpx_errors import translated
@@ -29,7 +30,14 @@ from authgate.httpx_errors import translated
 _MAX_STEPS = 12
 _ALLOW = ("allow", "approve", "accept", "authorize", "yes", "consent", "grant")
 _USER_NAMES = ("username", "user", "login", "email", "name")
-_HIDDEN = ("style", "script", "title")
+_HIDDEN = ("style", "script", "title", "footer", "nav")  # not what the page says, its chrome
+# Elements that end a sentence on screen: their texts are joined as sentences, not run together
+_BLOCKS = frozenset(
+    {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "main", "section", "header", "form"}
+    | {"label", "table", "tr", "td", "th", "dd", "dt", "article", "blockquote", "pre"}
+)
+_BREAK = "\x00"  # a block boundary in the collected text (never in a page's own text)
+_SENTENCE_END = (".", "!", "?", ":", ";", "…")
 _NEVER_FOLLOW = ("chatgpt.com", "claude.ai", "claude.com")
 
 
@@ -68,6 +76,8 @@ class _FormParser(HTMLParser):
         a = {k: v or "" for k, v in attrs}
         if tag in _HIDDEN:
             self._hidden += 1
+        if tag in _BLOCKS:
+            self.text.append(_BREAK)
         if tag == "form":
             self.forms.append(_Form(urljoin(self.base, a.get("action") or self.base), a.get("method", "get").lower()))
         elif self.forms and (name := a.get("name")):
@@ -80,6 +90,8 @@ class _FormParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _HIDDEN and self._hidden:
             self._hidden -= 1
+        if tag in _BLOCKS:
+            self.text.append(_BREAK)
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:
@@ -99,10 +111,20 @@ def params_of(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
 
 
-def page_text(html: str) -> str:
+def _sentence(block: str) -> str:
+    first = block.split(" ", 1)[0]
+    if first.replace("'", "").isalpha() and first.islower():  # not `client_id`, `iOS`, a URL
+        block = block[0].upper() + block[1:]
+    return block if block.endswith(_SENTENCE_END) else block + "."
+
+
+def page_text(html: str, limit: int = 240) -> str:
+    """What an HTML page says, as sentences on one line (a heading and the paragraph under it
+    do not run together), cut at a word boundary past `limit` characters."""
     parser = _FormParser("")
     parser.feed(html)
-    return " ".join(" ".join(parser.text).split())[:240]
+    blocks = (" ".join(block.split()) for block in "".join(parser.text).split(_BREAK))
+    return excerpt(" ".join(_sentence(block) for block in blocks if block), limit)
 
 
 async def form_sign_in(
@@ -184,10 +206,14 @@ async def _send(http: httpx.AsyncClient, form: _Form, data: dict[str, str]) -> h
         raise SignInError(f"{exc.what}: {exc.kind}", _REACH) from None
 
 
+# the server could not use a CIMD client's document (the authorization step names the host)
+CIMD_FETCH_FIX = "the server could not use the client's metadata document: check it can fetch it (CIMD)"
+
+
 def fix_for_page(html: str) -> str:
     text = html.lower()
     if "metadata document" in text or "client_id" in text and "fetch" in text:
-        return "the server could not use the client's metadata document: check it can fetch it (CIMD)"
+        return CIMD_FETCH_FIX
     if "redirect" in text:
         return "register (or accept) this client's redirect URI"
     if "too many" in text:

@@ -16,13 +16,18 @@ _STEP_WIDTH = 27
 _INDENT = 2 + 4 + 2 + _STEP_WIDTH + 1
 
 
+def _wrap(text: str, width: int) -> list[str]:
+    # lines break between words only: a URL, a flag (--cimd-host-map) or a path stays whole,
+    # so it can be copied from the terminal
+    return textwrap.wrap(text, width=max(40, width - _INDENT), break_long_words=False, break_on_hyphens=False)
+
+
 def finding_lines(finding: Finding, width: int = 110) -> list[str]:
     head = f"  {_LABEL[finding.status]}  {finding.step:<{_STEP_WIDTH}} "
-    lines = textwrap.wrap(finding.seen, width=max(40, width - _INDENT)) or [""]
+    lines = _wrap(finding.seen, width) or [""]
     out = [head + lines[0]] + [" " * _INDENT + line for line in lines[1:]]
     if finding.fix and finding.status != "pass":
-        fix = textwrap.wrap("fix: " + finding.fix, width=max(40, width - _INDENT))
-        out += [" " * _INDENT + line for line in fix]
+        out += [" " * _INDENT + line for line in _wrap("fix: " + finding.fix, width)]
     return out
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 from authgate.doctor import login
-from authgate.doctor.findings import Verdict, fail, info, ok, skip, warn
+from authgate.doctor.findings import Verdict, excerpt, fail, info, ok, skip, warn
 from authgate.doctor.flow import NO_CREDENTIALS, Flow
 
 _AUTHZ_FIXES = {
@@ -94,8 +94,36 @@ async def authorize(flow: Flow) -> Verdict:
             )
     except login.SignInError as exc:
         flow.missing["auth_response"] = "sign-in did not complete"
-        return fail(exc.seen, exc.fix)
+        return _explain_cimd(flow, fail(exc.seen, exc.fix))
     return _authorization_response(flow, result.params)
+
+
+def cimd_fetch_fix(cimd_url: str | None, client_id: str) -> str:
+    """What to do when the server could not fetch a CIMD client's document: most often it has
+    no way out to the client's host (no internet, a firewall), as on a test machine."""
+    real = cimd_url or client_id
+    host = urlsplit(real).hostname or real
+    if client_id != real:  # --cimd-host-map: the stand-in's copy was not fetched
+        return (
+            f"the server could not fetch the stand-in's copy at {client_id}: start it with "
+            "AUTHGATE_CIMD_CA_FILE=<the stand-in's test CA> and AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP=true "
+            "(testing only; docs/doctor.md, 'Testing the CIMD path offline')"
+        )
+    return (
+        f"the server cannot reach {host}: its CIMD fetch of {client_id} failed (the server's log says why). "
+        f"Let it reach {host} over HTTPS (DNS, firewall, outbound proxy). On a machine without internet, "
+        f"test with a local stand-in: --cimd-host-map {host}=https://127.0.0.1:PORT "
+        "(docs/doctor.md, 'Testing the CIMD path offline')"
+    )
+
+
+def _explain_cimd(flow: Flow, verdict: Verdict) -> Verdict:
+    """A CIMD client refused because the server could not fetch its document: say which host."""
+    if verdict.status != "fail" or verdict.fix != login.CIMD_FETCH_FIX or flow.client is None:
+        return verdict
+    if flow.client.via != "cimd":
+        return verdict
+    return fail(verdict.seen, cimd_fetch_fix(flow.profile.cimd_url, flow.client.client_id))
 
 
 def _authorization_response(flow: Flow, params: dict[str, str]) -> Verdict:
@@ -128,11 +156,15 @@ async def _probe(flow: Flow, url: str, resource: str | None, note: str) -> Verdi
             )
         return ok(f"resource={resource}: answered with a code at once (consent remembered); {note}")
     if response.status_code == 200 or response.is_redirect:
-        where = f"redirect to {location[:80]}" if response.is_redirect else "a sign-in page"
+        where = f"redirect to {excerpt(location, 80)}" if response.is_redirect else "a sign-in page"
         return ok(f"resource={resource}: accepted ({where}); {note}")
-    return fail(
-        f"resource={resource}: GET {urlsplit(url).path} → {response.status_code}: {login.page_text(response.text)!r}",
-        login.fix_for_page(response.text),
+    return _explain_cimd(
+        flow,
+        fail(
+            f"resource={resource}: GET {urlsplit(url).path} → {response.status_code}: "
+            f"{login.page_text(response.text)!r}",
+            login.fix_for_page(response.text),
+        ),
     )
 
 
@@ -223,7 +255,7 @@ async def token(flow: Flow) -> Verdict:
         body = None
     if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
         error = body.get("error", "") if isinstance(body, dict) else ""
-        desc = body.get("error_description", "") if isinstance(body, dict) else response.text[:160]
+        desc = body.get("error_description", "") if isinstance(body, dict) else excerpt(response.text)
         flow.missing["access_token"] = "the token request failed"
         fix = _TOKEN_FIXES.get(error, "see error_description").format(method=flow.client.auth_method)
         if error == "invalid_client" and flow.client.via == "cimd" and flow.profile.name == "chatgpt":

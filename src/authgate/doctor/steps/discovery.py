@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authgate.doctor import messages
-from authgate.doctor.findings import Verdict, fail, ok, warn
+from authgate.doctor.findings import Verdict, excerpt, fail, ok, warn
 from authgate.doctor.flow import Flow, is_loopback
 from authgate.doctor.profiles import NEEDS_PATH_PRM, NEEDS_ROOT_PRM
 from authgate.doctor.wire import bearer_challenge
@@ -72,7 +72,7 @@ async def mcp_challenge(flow: Flow) -> Verdict:
             "give the doctor the exact Streamable HTTP endpoint URL (usually …/mcp)",
         )
     return fail(
-        f"POST {method} without a token → {answer.status}: {answer.text[:160]!r}",
+        f"POST {method} without a token → {answer.status}: {excerpt(answer.text)!r}",
         'answer 401 with WWW-Authenticate: Bearer resource_metadata="…" when no token is sent',
     )
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import secrets
 
 from authgate.doctor import messages
-from authgate.doctor.findings import Verdict, fail, info, ok, warn
+from authgate.doctor.findings import Verdict, excerpt, fail, info, ok, warn
 from authgate.doctor.flow import Flow
 from authgate.doctor.wire import ACCEPT_MCP, RpcAnswer, bearer_challenge
 
@@ -18,7 +18,7 @@ def http_problem(flow: Flow, answer: RpcAnswer, method: str) -> Verdict | None:
         return None
     ch = bearer_challenge(answer.headers)
     if answer.status == 401:
-        error = f"{ch.get('error') or ''}: {ch.get('error_description') or ''}" if ch else answer.text[:120]
+        error = f"{ch.get('error') or ''}: {ch.get('error_description') or ''}" if ch else excerpt(answer.text, 120)
         return fail(
             f"{method} with the token → 401 ({error.strip(': ')})",
             f"the resource server refused the token: accept aud={flow.resource or flow.url} and "
@@ -31,7 +31,7 @@ def http_problem(flow: Flow, answer: RpcAnswer, method: str) -> Verdict | None:
         )
     if answer.status == 403:
         return fail(
-            f"{method} → 403: {answer.text[:160]!r}",
+            f"{method} → 403: {excerpt(answer.text)!r}",
             "allow this client's Origin, or use 401/insufficient_scope as the spec says",
         )
     if answer.status == 406:
@@ -41,11 +41,11 @@ def http_problem(flow: Flow, answer: RpcAnswer, method: str) -> Verdict | None:
         )
     if answer.status == 415:
         return fail(f"{method} → 415 for Content-Type: application/json", "accept Content-Type: application/json")
-    return fail(f"{method} → {answer.status}: {answer.text[:160]!r}", "see the server's log for this request")
+    return fail(f"{method} → {answer.status}: {excerpt(answer.text)!r}", "see the server's log for this request")
 
 
 def _rpc_error(method: str, answer: RpcAnswer) -> Verdict:
-    detail = answer.error or {"body": answer.text[:160]}
+    detail = answer.error or {"body": excerpt(answer.text)}
     return fail(f"{method} → 200 without a result: {detail}", "answer with a JSON-RPC result (JSON or SSE)")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.doctor.findings import Registration, Verdict, fail, info, ok, warn
+from authgate.doctor.findings import Registration, Verdict, excerpt, fail, info, ok, warn
 from authgate.doctor.flow import ClientCredentials, Flow
 from authgate.doctor.profiles import (
     CHATGPT,
@@ -128,7 +128,7 @@ async def _dcr(flow: Flow, endpoint: str) -> Verdict:
 
 def _refused(status: int, answer: Any, text: str, endpoint: str, redirect: str) -> Verdict:
     error = answer.get("error", "") if isinstance(answer, dict) else ""
-    desc = answer.get("error_description", "") if isinstance(answer, dict) else text[:160]
+    desc = answer.get("error_description", "") if isinstance(answer, dict) else excerpt(text)
     seen = f"POST {endpoint} → {status} {error}: {desc}".rstrip(": ")
     if status in (401, 403):
         return fail(
