@@ -601,6 +601,12 @@ ISSUE13_DOCTOR_TEXT_READABLE = Requirement(
 ISSUE13_DOCTOR_URL_USAGE_ERROR = Requirement(
     "authgate", "issue 13 done-when 6", "`authgate doctor` with a URL that is not http(s) is a usage error (exit 2)"
 )
+ISSUE13_BANNER_NAMES_UPSTREAM = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "the start banner names what authgate protects: the HTTP upstream (masked), the stdio program "
+    "(without its arguments) or the built-in knowledge base",
+)
 
 ISSUE13_CLI_PORT_IN_USE = Requirement(
     "authgate",
@@ -639,6 +645,23 @@ ISSUE13_FIRST_PASSWORD_ONE_TIME = Requirement(
 )
 ISSUE13_CLI_BAD_ARGUMENTS_EXIT_2 = Requirement(
     "authgate", "issue 13 done-when 6", "every subcommand given bad arguments exits 2 without a traceback"
+)
+
+ISSUE13_TRACES_GUARD_POLICY_UPSTREAM = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "with the otel extra and otel_enabled, a tools/call through the HTTP gateway and through the stdio bridge "
+    "each makes a server span with guard, policy and upstream spans; the upstream receives the upstream span's "
+    "context (HTTP traceparent header; stdio params._meta.traceparent, in every protocol revision, SEP-414)",
+)
+ISSUE13_TRACES_CONTINUE_CLIENT_CONTEXT = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "a client's valid traceparent is continued (same trace, its span the parent); a malformed one is "
+    "ignored: a trace of authgate's own, and never passed on to the upstream",
+)
+ISSUE13_TRACES_OFF_IMPORTS_NOTHING = Requirement(
+    "authgate", "issue 13 done-when 5", "with tracing off (the default) a started gateway has imported no OpenTelemetry"
 )
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}

@@ -41,6 +41,7 @@ async def _preflight(settings: Settings) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from authgate.cli.banner import start_banner
     from authgate.cli.settings_flags import setting_overrides
     from authgate.config.settings import load_settings
     from authgate.server.app import build_app
@@ -58,11 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)  # before anything may warn
     asyncio.run(_preflight(settings))  # a wrong secret or database fails here, readably
     app = build_app(settings)
-    print(
-        f"authgate {__version__}: MCP endpoint {settings.urls.resource} (listening on {settings.host}:{settings.port})",
-        file=sys.stderr,
-        flush=True,
-    )
+    print(start_banner(settings), file=sys.stderr, flush=True)
     config = uvicorn.Config(
         app,
         host=settings.host,
