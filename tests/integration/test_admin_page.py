@@ -254,6 +254,21 @@ def test_an_admin_removes_a_client_and_a_user(server: AuthgateServer) -> None:
     assert mcp_status(server, other["access_token"]) == 401  # token_cache_seconds = 0
 
 
+def test_an_admin_revokes_one_grant(server: AuthgateServer) -> None:
+    """A live grant is listed with its client and user, and revoked alone."""
+    client_id = register(server, "Grant holder")
+    tokens = connect(server, client_id, server.username, server.password)
+    with signed_in(server, server.username, server.password) as http:
+        page = http.get("/admin")
+        (row,) = [r for r in page.text.split("<tr>") if "Grant holder" in r and 'name="family_id"' in r]
+        assert f"<bdi>{server.username}</bdi>" in row
+        (family_id,) = re.findall(r'name="family_id" value="([^"]+)"', row)
+        form = action_form(page.text, str(page.url), "/admin/grants/revoke", "family_id", family_id)
+        done = http.get(http.post("/admin/grants/revoke", data=form).headers["location"])
+        assert "Revoked the grant." in done.text and family_id not in done.text
+    assert refresh(server, client_id, tokens["refresh_token"]).json()["error"] == "invalid_grant"
+
+
 @pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_NO_FRAMING)
 def test_every_admin_page_refuses_framing_and_caching(server: AuthgateServer) -> None:
     with signed_in(server, server.username, server.password) as http:
@@ -331,6 +346,7 @@ def test_an_admin_revokes_a_client_in_chromium(server: AuthgateServer, chromium:
     client_id = register(server, name)
     register(server, EVIL_NAME)
     tokens = connect(server, client_id, server.username, server.password)
+    assert mcp_status(server, tokens["access_token"]) == 200  # an audit event to list
     console: list[str] = []
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     try:

@@ -66,6 +66,8 @@ ROUTES = (
 ADMIN_PAGES = frozenset(name for _, name, _ in ROUTES)  # answered in HTML, also when the store fails
 PAGE_SIZE = 50  # clients and users per page
 AUDIT_SHOWN = 50  # newest audit events
+ATTEMPTS_SHOWN = 50  # newest connection attempts of the last ATTEMPTS_SINCE seconds
+ATTEMPTS_SINCE = 86400.0
 GRANTS_SHOWN = 100  # most recently used live grants listed
 MAX_GRANTS = 1000  # live grants read to count each client's
 MAX_FIELD = 4096  # one form field
@@ -207,6 +209,8 @@ class AdminPages:
         live = await self.stores.grants.list_live_grants(limit=MAX_GRANTS, now=self.auth.clock())
         per_client = Counter(g.client_id for g in live)
         audit = await self.stores.audit.list_audit_events(limit=AUDIT_SHOWN)
+        since = self.auth.clock() - ATTEMPTS_SINCE
+        attempts = await self.stores.attempts.list_attempts(since=since, limit=ATTEMPTS_SHOWN)
         return {
             "clients": [rows.client_row(c, per_client.get(c.client_id, 0)) for c in client_pages.slice(clients)],
             "counts_capped": len(live) >= MAX_GRANTS,
@@ -216,7 +220,8 @@ class AdminPages:
             "user_pages": self._pager(request, "users", user_pages),
             "grants": [rows.grant_row(g) for g in live[:GRANTS_SHOWN]],
             "grants_truncated": len(live) > GRANTS_SHOWN,
-            "attempts": None,
+            "attempts": [rows.attempt_row(a) for a in attempts],
+            "attempts_shown": ATTEMPTS_SHOWN,
             "audit": [rows.audit_row(e) for e in reversed(audit)],
         }
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from authgate.store.models import AuditEvent, Client, LiveGrant, User
+from authgate.store.models import Attempt, AuditEvent, Client, LiveGrant, User
 
 MAX_TEXT = 120  # characters of any one value shown
 T = TypeVar("T")
@@ -31,7 +31,7 @@ def cut(text: str | None, limit: int = MAX_TEXT) -> str:
 def when(at: float | None) -> str:
     if at is None or not math.isfinite(at) or at <= 0:
         return "–"
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def redirect_hosts(client: Client) -> str:
@@ -112,4 +112,20 @@ def grant_row(grant: LiveGrant) -> dict[str, str]:
         "created": when(grant.created_at),
         "last_used": when(grant.last_used_at),
         "expires": when(grant.expires_at),
+    }
+
+
+def attempt_row(attempt: Attempt) -> dict[str, str | bool]:
+    """One connection attempt: who, how far it got, and its first failure with the fix."""
+    client = attempt.client_name or attempt.client_id or "unknown client"
+    kind = KINDS.get(attempt.client_kind or "", attempt.client_kind or "")
+    return {
+        "at": when(attempt.started_at),
+        "client": cut(client, 80),
+        "kind": kind,
+        "software": cut(attempt.software, 60),
+        "steps": cut(" → ".join(attempt.steps)) or "–",
+        "failed": attempt.failed,
+        "outcome": cut(attempt.reason, 300) if attempt.failed else "no failure",
+        "fix": cut(attempt.fix, 300) if attempt.failed else "",
     }
