@@ -4,7 +4,7 @@
 #   bash scripts/test.sh [extra pytest args or test paths...]
 #
 # Idempotent; a second run reuses what is installed. Steps: Python venv + `pip install -e
-# '.[test]'`; Debian chromium + chromium-driver and glewlwyd (installed only when missing); the
+# '.[test,otel]'`; Debian chromium + chromium-driver and glewlwyd (installed only when missing); the
 # pinned Node.js peers in tests/node (`npm ci`); PostgreSQL: Debian's server (installed only
 # when missing) running a throw-away instance of the suite's own in .pg/ on a free loopback
 # port, stopped when the script exits (unless AUTHGATE_TEST_POSTGRES_URL names a server to
@@ -75,14 +75,14 @@ else
 fi
 PYBIN="$VENV/bin/python"
 
-section "pip install -e '.[test]'"
+section "pip install -e '.[test,otel]'"
 # Skipped when pyproject.toml is what the venv was last installed from (a stamp in the venv).
 PIP_STAMP="$VENV/.authgate-installed-from"
 PIP_WANT="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat "$PIP_STAMP" 2>/dev/null)" = "$PIP_WANT" ] && "$PYBIN" -c 'import authgate, pytest' 2>/dev/null; then
     echo "venv already holds what pyproject.toml asks for"
 else
-    "$PYBIN" -m pip install --disable-pip-version-check -q -e '.[test]'
+    "$PYBIN" -m pip install --disable-pip-version-check -q -e '.[test,otel]'  # otel: tests/integration/test_tracing.py
     echo "$PIP_WANT" > "$PIP_STAMP"
 fi
 "$PYBIN" - <<'PY'

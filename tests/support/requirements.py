@@ -664,6 +664,23 @@ ISSUE13_TRACES_OFF_IMPORTS_NOTHING = Requirement(
     "authgate", "issue 13 done-when 5", "with tracing off (the default) a started gateway has imported no OpenTelemetry"
 )
 
+ISSUE13_TRACES_GUARD_POLICY_UPSTREAM = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "with the otel extra and otel_enabled, a tools/call through the HTTP gateway and through the stdio bridge "
+    "each makes a server span with guard, policy and upstream spans; the upstream receives the upstream span's "
+    "context (HTTP traceparent header; stdio params._meta.traceparent, in every protocol revision, SEP-414)",
+)
+ISSUE13_TRACES_CONTINUE_CLIENT_CONTEXT = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "a client's valid traceparent is continued (same trace, its span the parent); a malformed one is "
+    "ignored: a trace of authgate's own, and never passed on to the upstream",
+)
+ISSUE13_TRACES_OFF_IMPORTS_NOTHING = Requirement(
+    "authgate", "issue 13 done-when 5", "with tracing off (the default) a started gateway has imported no OpenTelemetry"
+)
+
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
 

@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "authgate._version",
             "authgate.errors",
             "authgate.observe",
+            # OpenTelemetry spans (imported only when tracing is on): the gate, both gateways
+            "authgate.tracing",
             "authgate.json_depth",
             # URLs as they may be printed (passwords, query values masked): config, gateway, IdP, doctor
             "authgate.masking",

@@ -35,6 +35,8 @@ from authgate.config.registration import RegistrationSettings
 from authgate.config.server import ServerSettings, server_refusals
 from authgate.config.signin import SignInSettings
 from authgate.config.tokens import TokenSettings
+from authgate.config.tracing import FIXES as TRACING_FIXES
+from authgate.config.tracing import TracingSettings
 from authgate.errors import ConfigError, SettingProblem
 
 _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authgate_toml", default=None)
@@ -43,6 +45,7 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
 class Settings(
+    TracingSettings,
     ProxySettings,
     ExternalSettings,
     LogSettings,
@@ -114,6 +117,7 @@ FIXES: dict[str, str] = {
     **gateway.FIXES,
     **external.FIXES,
     **proxy.FIXES,
+    **TRACING_FIXES,
 }
 
 

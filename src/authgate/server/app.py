@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -230,7 +230,12 @@ class AuthgateApp:
             expose_headers=MCP_EXPOSED,
             max_age=3600,
         )
-        return McpGate(
+        gate: Callable[..., McpGate] = McpGate
+        if self.settings.otel_enabled:  # spans around the checks and the upstream calls (server/tracing.py)
+            from authgate.server.tracing import traced_gate
+
+            gate = traced_gate(self.settings, self.mcp_app, self.mcp_path)
+        return gate(
             drained,
             origins=OriginCheck(public_host=urls.origin.split("://", 1)[1], allowed_origins=origins),
             bearer=BearerCheck(verifier, resource_metadata=urls.prm_url, scopes=tuple(self.settings.scopes)),

@@ -308,7 +308,7 @@ class HttpUpstreamProxy:
         limit = self.upstream.stream_timeout if stream else self.upstream.call_timeout
         deadline = asyncio.timeout(limit)
         try:
-            async with deadline:
+            async with deadline, self.upstream.traced(request.method, request.headers, reply):
                 await self._relay(request, reply)
         except TimeoutError:
             if not deadline.expired():

@@ -21,7 +21,9 @@ the server closed just as it was reused (RFC 9110 §9.2.2).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
@@ -35,9 +37,14 @@ from authgate.gateway.errors import (
 )
 from authgate.masking import masked_url, masked_urls
 
+if TYPE_CHECKING:
+    from authgate.tracing import Tracing
+
 __all__ = ["Upstream"]
 
 log = logging.getLogger("authgate.gateway")
+
+_UNTRACED = contextlib.nullcontext()  # stateless: one for every exchange while tracing is off
 
 
 class Upstream:
@@ -69,6 +76,7 @@ class Upstream:
             total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=first_byte_timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self.tracing: Tracing | None = None  # set when otel_enabled (server/tracing.py)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -100,6 +108,15 @@ class Upstream:
             return self.url
         path = self.url.raw_path.rstrip("/") + suffix if suffix else self.url.raw_path
         return self.url.with_path(path, encoded=True).with_query(query.decode("latin-1") or None)
+
+    def traced(
+        self, method: str, headers: list[tuple[str, str]], reply: Any
+    ) -> contextlib.AbstractAsyncContextManager[object]:
+        """Around one whole exchange: with tracing on, its span (authgate/tracing.py), whose context
+        goes into `headers` as `traceparent`; else nothing."""
+        if self.tracing is None:
+            return _UNTRACED
+        return self.tracing.upstream_http(method, self.shown, headers, reply)
 
     async def send(
         self,

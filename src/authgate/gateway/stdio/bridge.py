@@ -27,6 +27,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from mcp.client.stdio import get_default_environment
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
@@ -43,6 +44,9 @@ from authgate.gateway.stdio.pool import ChildPool, Owner
 from authgate.gateway.stdio.relay import single_message
 from authgate.gateway.stdio.stateless import StatelessHandler
 from authgate.guard.identity import SCOPE_KEY, Identity
+
+if TYPE_CHECKING:
+    from authgate.tracing import Tracing
 
 __all__ = ["StdioBridge", "bridge_from_settings"]
 
@@ -107,6 +111,7 @@ class StdioBridge:
         self.started = False
         self._numbers = itertools.count(1)
         self._reaper: asyncio.Task[None] | None = None
+        self.tracing: Tracing | None = None  # set when otel_enabled (server/tracing.py): children trace requests
 
     # -- children --------------------------------------------------------------------------------
 
@@ -118,7 +123,9 @@ class StdioBridge:
         )
         if self.identity_env:
             env |= {"AUTHGATE_CALLER_SUBJECT": owner.subject, "AUTHGATE_CALLER_CLIENT_ID": owner.client_id}
-        return StdioChild(self.command, env=env, cwd=self.cwd, label=f"stdio#{next(self._numbers)}")
+        child = StdioChild(self.command, env=env, cwd=self.cwd, label=f"stdio#{next(self._numbers)}")
+        child.tracing = self.tracing
+        return child
 
     # -- lifespan ---------------------------------------------------------------------------------
 

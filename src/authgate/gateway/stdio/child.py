@@ -23,12 +23,15 @@ import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authgate.gateway.errors import GatewayError, JsonRpcId
 from authgate.gateway.jsonrpc import cancelled_notification
 from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
 from authgate.gateway.stdio.stderr import READ_SIZE, StderrLog
+
+if TYPE_CHECKING:
+    from authgate.tracing import Tracing
 
 __all__ = ["Cancelled", "Exchange", "Outgoing", "StdioChild", "id_key"]
 
@@ -64,6 +67,7 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     queue: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     done: bool = False
+    span: Any = None  # its upstream span, when tracing is on (authgate/tracing.py)
 
     def deliver(self, item: Outgoing) -> None:
         if isinstance(item, dict) and "id" not in item and self.queue.qsize() >= MAX_QUEUED_NOTIFICATIONS:
@@ -74,6 +78,8 @@ class Exchange:
 
 class StdioChild:
     """A running stdio MCP server. `start()`, then `request()` / `send()`; `terminate()` ends it."""
+
+    tracing: Tracing | None = None  # the bridge's, when otel_enabled (server/tracing.py)
 
     def __init__(
         self,
@@ -167,6 +173,8 @@ class StdioChild:
             ex.client_token, ex.child_token = meta["progressToken"], f"authgate-{child_id}"
             out["params"] = {**params, "_meta": {**meta, "progressToken": ex.child_token}}
             self._by_token[ex.child_token] = ex
+        if self.tracing is not None:  # its span's context in params._meta.traceparent (SEP-414)
+            out, ex.span = self.tracing.upstream_stdio(out, self.program)
         self.exchanges[child_id] = ex
         try:
             await self.send(out)
@@ -175,11 +183,14 @@ class StdioChild:
             raise
         return ex
 
-    def finish(self, ex: Exchange) -> None:
-        """Forget an exchange (answered, or abandoned)."""
+    def finish(self, ex: Exchange, error: str | None = None) -> None:
+        """Forget an exchange (answered, or abandoned; `error`: failed so)."""
         self.exchanges.pop(ex.child_id, None)
         if ex.child_token is not None:
             self._by_token.pop(ex.child_token, None)
+        if ex.span is not None and self.tracing is not None:
+            span, ex.span = ex.span, None
+            self.tracing.ended(span, error)
 
     async def cancel(self, ex: Exchange, reason: str) -> None:
         """MCP cancellation over stdio: `notifications/cancelled` names the request (basic/utilities/cancellation)."""
@@ -314,6 +325,7 @@ class StdioChild:
         if pending:
             logger.warning("%s: %s with %d request(s) pending", self.label, self._exit_text(), len(pending))
         for ex in pending:
+            self.finish(ex, self._exit_text())
             ex.deliver(
                 ChildExited(
                     f"{self._exit_text()} before answering; start a new session and try again", request_id=ex.client_id
