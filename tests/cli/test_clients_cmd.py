@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from authgate.cli.clients_cmd import _printable, client_scopes
+from authgate.cli.clients_cmd import client_scopes
 from authgate.cli.main import build_parser
+from authgate.cli.output import printable
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
 
@@ -32,4 +33,4 @@ def test_add_takes_the_clients_scopes_not_the_scopes_setting() -> None:
 
 
 def test_a_client_name_cannot_drive_the_terminal() -> None:
-    assert _printable("evil\x1b]0;pwned\x07\nname") == "evil\\x1b]0;pwned\\x07\\x0aname"
+    assert printable("evil\x1b]0;pwned\x07\nname") == "evil\\x1b]0;pwned\\x07\\x0aname"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -24,9 +25,8 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
         logs = server.logs()
         assert str(password_file) in logs and password not in logs  # the path, never the secret
         assert stat.S_IMODE((server.data_dir / "secret.key").stat().st_mode) == 0o600
-        listed = server.cli("users", "list")
-        name, _, _, roles = listed.stdout.splitlines()[0].split("\t")
-        assert (name, roles) == ("admin", "admin")  # the first user may grant every scope
+        (listed,) = [json.loads(line) for line in server.cli("users", "list", "--json").stdout.splitlines()]
+        assert (listed["username"], listed["roles"]) == ("admin", ["admin"])  # the first user may grant every scope
         # the password works on the sign-in form
         reg = httpx.post(
             server.endpoint("register"),
@@ -45,7 +45,7 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
         server.stop()
     server.start()  # a second start creates no second admin and keeps the password
     try:
-        assert [line.split("\t")[0] for line in server.cli("users", "list").stdout.splitlines()] == ["admin"]
+        assert [line.split()[0] for line in server.cli("users", "list").stdout.splitlines()] == ["USER", "admin"]
         assert (server.data_dir / "initial-admin-password").read_text().strip() == password
     finally:
         server.stop()

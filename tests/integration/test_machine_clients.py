@@ -251,10 +251,15 @@ def test_operator_made_machine_client_gets_its_token_and_only_its_scopes(server:
         },
     )
     assert attacker.status_code == 400
-    listed = server.cli("clients", "list").stdout.splitlines()
-    mine = next(line.split("\t") for line in listed if line.startswith(client_id))
-    assert (mine[1], mine[2], mine[5], mine[6]) == ("nightly-backup", "operator", "client_credentials", "mcp")
-    assert not any("\tattacker\t" in line for line in listed)  # refused registrations stored nothing
+    listed = [json.loads(line) for line in server.cli("clients", "list", "--json").stdout.splitlines()]
+    mine = next(row for row in listed if row["client_id"] == client_id)
+    assert (mine["name"], mine["registration"], mine["grant_types"], mine["scope"]) == (
+        "nightly-backup",
+        "operator",
+        ["client_credentials"],
+        "mcp",
+    )
+    assert not any(row["name"] == "attacker" for row in listed)  # refused registrations stored nothing
 
     unused = _token(server, client_id, secret).json()["access_token"]
     assert server.cli("clients", "remove", client_id).returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,11 @@ def test_add_list_reindex_remove(tmp_path: Path, corpus: Path, capsys: pytest.Ca
     assert (tmp_path / "data" / "kb.sqlite3").is_file()
 
     code, out, _ = run(capsys, "kb", "list", *data)
-    assert code == 0 and "company: 5 documents" in out and "company docs" in out
-    assert str(corpus / "handbook") in out
+    header, row = out.splitlines()
+    assert header.split()[:4] == ["NAME", "BUILT-IN", "DOCUMENTS", "PASSAGES"]
+    assert row.split()[:3] == ["company", "no", "5"] and "company docs" in row
+    (company,) = [json.loads(line) for line in run(capsys, "kb", "list", "--json", *data)[1].splitlines()]
+    assert str(corpus / "handbook") in [f["path"] for f in company["folders"]]
 
     (corpus / "handbook" / "new.md").write_text("# New\n\nfresh words\n")
     code, out, _ = run(capsys, "kb", "reindex", "company", *data)
@@ -53,7 +57,8 @@ def test_data_dir_comes_from_the_environment(
     monkeypatch.setenv("AUTHGATE_DATA_DIR", str(tmp_path / "env-data"))
     assert run(capsys, "kb", "add", "hb", str(corpus / "handbook"), "--no-index")[0] == 0
     code, out, _ = run(capsys, "kb", "list")
-    assert "hb: 0 documents" in out and "indexed never" in out
+    (kb,) = [json.loads(line) for line in run(capsys, "kb", "list", "--json")[1].splitlines()]
+    assert (kb["name"], kb["documents"], kb["indexed"]) == ("hb", 0, None)
     assert (tmp_path / "env-data" / "kb.sqlite3").is_file()
 
 

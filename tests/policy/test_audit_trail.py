@@ -140,8 +140,9 @@ async def _seed(path: Path) -> None:
 def test_authgate_audit_prints_lines_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     asyncio.run(_seed(tmp_path / "authgate.db"))
     assert main(["audit", "--data-dir", str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split("\t")[1:5] == ["refused", "tools/call", "t1", "user1"]
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[:4] == ["TIME", "DECISION", "METHOD", "TARGET"]
+    assert lines[0].split()[1:5] == ["refused", "tools/call", "t1", "user1"]
     assert lines[0].endswith("insufficient_scope: needs docs.write") and "200 2ms" in lines[1]
     assert main(["audit", "--data-dir", str(tmp_path), "--json", "--subject", "user0"]) == 0
     [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import time
 from dataclasses import asdict
 from datetime import UTC, datetime
+from typing import Any
 
+from authgate.cli.output import Column, add_json_flag, print_rows
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
@@ -37,11 +38,22 @@ def _iso(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _line(e: AuditEvent) -> str:
-    who = e.username or e.subject or "(anonymous)"
-    outcome = f"{e.status} {e.latency_ms:.0f}ms" if e.status is not None and e.latency_ms is not None else "-"
-    fields = [_iso(e.at), e.decision, e.method, e.target or "-", who, e.client_id or "-", outcome, e.reason or ""]
-    return "\t".join(fields).rstrip()
+COLUMNS = (
+    Column("time", "TIME"),
+    Column("decision", "DECISION"),
+    Column("method", "METHOD"),
+    Column("target", "TARGET"),
+    Column("who", "WHO"),
+    Column("client_id", "CLIENT"),
+    Column("outcome", "OUTCOME"),
+    Column("reason", "REASON", width=120),
+)
+
+
+def _row(e: AuditEvent) -> dict[str, Any]:
+    """The event's fields (JSON: every one), with `time`, and for the table `who` and `outcome`."""
+    outcome = f"{e.status} {e.latency_ms:.0f}ms" if e.status is not None and e.latency_ms is not None else None
+    return {**asdict(e), "time": _iso(e.at), "who": e.username or e.subject or "(anonymous)", "outcome": outcome}
 
 
 async def _read(args: argparse.Namespace) -> list[AuditEvent]:
@@ -62,12 +74,10 @@ async def _read(args: argparse.Namespace) -> list[AuditEvent]:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    events = asyncio.run(_read(args))
-    for event in events:
-        if args.json:
-            print(json.dumps({**asdict(event), "time": _iso(event.at)}))
-        else:
-            print(_line(event))
+    rows = [_row(event) for event in asyncio.run(_read(args))]
+    if args.json:  # the event as stored, and its time in ISO 8601
+        rows = [{k: v for k, v in row.items() if k not in ("who", "outcome")} for row in rows]
+    print_rows(rows, COLUMNS, as_json=args.json)
     return 0
 
 
@@ -78,6 +88,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     audit.add_argument("--subject", help="only events of this subject or username")
     audit.add_argument("--tool", help="only events about this tool (or prompt name, or resource URI)")
     audit.add_argument("--limit", type=int, default=100, help="at most this many (the newest); default 100")
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_flag(audit)
     add_setting_flags(audit)
     audit.set_defaults(func=cmd_audit)

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from authgate.cli.output import Column, add_json_flag, iso, print_rows
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import load_settings
 
@@ -47,12 +47,6 @@ def _print_report(report: IndexReport) -> None:
         print(f"  skipped {line}")
 
 
-def _when(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "never"
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
 def _folders(raw: list[str]) -> list[Path]:
     from authgate.kb.errors import InvalidKnowledgeBase
 
@@ -75,26 +69,44 @@ def cmd_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_kb(kb: KnowledgeBase) -> None:
-    builtin = " (built-in)" if kb.builtin else ""
-    print(
-        f"{kb.kb_id}{builtin}: {kb.document_count} documents, {kb.chunk_count} passages, indexed {_when(kb.indexed_at)}"
-    )
-    if kb.description:
-        print(f"  {kb.description}")
-    for ds in kb.data_sources:
-        print(f"  {ds.ds_id}\t{ds.path}\t{ds.document_count} documents\t{ds.status}")
+def _folders_cell(folders: list[dict[str, object]]) -> str:
+    return ",".join(f"{f['path']}{' (missing)' if f['status'] == 'missing' else ''}" for f in folders or [])
+
+
+KB_COLUMNS = (
+    Column("name", "NAME"),
+    Column("builtin", "BUILT-IN"),
+    Column("documents", "DOCUMENTS"),
+    Column("passages", "PASSAGES"),
+    Column("indexed", "INDEXED"),
+    Column("folders", "FOLDERS", show=_folders_cell, width=80),
+    Column("description", "DESCRIPTION"),
+)
+
+
+def _kb_row(kb: KnowledgeBase) -> dict[str, object]:
+    folders = [
+        {"id": ds.ds_id, "path": str(ds.path), "documents": ds.document_count, "status": ds.status}
+        for ds in kb.data_sources
+    ]
+    return {
+        "name": kb.kb_id,
+        "builtin": kb.builtin,
+        "documents": kb.document_count,
+        "passages": kb.chunk_count,
+        "indexed": iso(kb.indexed_at),
+        "folders": folders,
+        "description": kb.description,
+    }
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     bases = _store(args).list_knowledge_bases()
-    if not bases:
-        print(
-            "no knowledge bases: add one with `authgate kb add NAME DIR…` "
-            "(`authgate serve` registers the built-in authgate-docs when there is none)"
-        )
-    for kb in bases:
-        _print_kb(kb)
+    empty = (
+        "no knowledge bases: add one with `authgate kb add NAME DIR…` "
+        "(`authgate serve` registers the built-in authgate-docs when there is none)"
+    )
+    print_rows([_kb_row(kb) for kb in bases], KB_COLUMNS, as_json=args.json, empty=empty)
     return 0
 
 
@@ -140,7 +152,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add.add_argument("--no-index", action="store_true", help="register only; index at the next start or reindex")
     add.set_defaults(func=cmd_add)
 
-    kb_sub.add_parser("list", help="list knowledge bases and their folders").set_defaults(func=cmd_list)
+    listing = kb_sub.add_parser("list", help="list knowledge bases and their folders")
+    add_json_flag(listing)
+    listing.set_defaults(func=cmd_list)
 
     reindex = kb_sub.add_parser("reindex", help="pick up added, changed and removed files now")
     reindex.add_argument("name", nargs="?", help="one knowledge base (default: all)")

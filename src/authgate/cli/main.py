@@ -122,11 +122,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     async def run(stores: Stores) -> int:
         store = stores.users
         if args.users_command == "list":
-            for user in await store.list_users():
-                print(
-                    f"{user.username}\t{user.user_id}\t{time.strftime('%Y-%m-%d', time.gmtime(user.created_at))}"
-                    f"\t{','.join(user.roles) or '-'}"
-                )
+            from authgate.cli.listings import print_users
+
+            print_users(await store.list_users(), as_json=args.json)
             return 0
         if args.users_command == "add":
             return await _add_user(settings, store, args.name, args.role, password)
@@ -204,14 +202,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
         await keys.load()
         if args.keys_command == "rotate":
             print(f"active signing key is now {await keys.rotate()}")
-        for key in keys.jwks()["keys"]:
-            print(key["kid"])
+        from authgate.cli.listings import print_keys
+
+        print_keys(await stores.keys.list_keys(), as_json=getattr(args, "json", False))
         return 0
 
     return asyncio.run(with_store(settings, run))
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from authgate.cli.output import add_json_flag
     from authgate.cli.settings_flags import add_setting_flags
 
     parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 in front of MCP servers.")
@@ -252,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if name == "roles":
             p.add_argument("roles", nargs="*", type=_role, metavar="ROLE", help="the roles (none: clear them)")
+        if name == "list":
+            add_json_flag(p)
         add_setting_flags(p)
         p.set_defaults(func=cmd_users)
 
@@ -263,8 +265,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="signing keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    for name, text in (("list", "list published key ids"), ("rotate", "promote the next key, retire the active one")):
+    for name, text in (
+        ("list", "list the signing keys: active, next (published, signs after a rotation), retired"),
+        ("rotate", "promote the next key, retire the active one"),
+    ):
         p = keys_sub.add_parser(name, help=text)
+        if name == "list":
+            add_json_flag(p)
         add_setting_flags(p)
         p.set_defaults(func=cmd_keys)
     from authgate.cli.kb_cmd import add_parser as add_kb
@@ -282,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     from authgate.cli.clients_cmd import add_parser as add_clients
 
     add_clients(sub)
+    from authgate.cli.grants_cmd import add_parser as add_grants
+
+    add_grants(sub)
     return parser
 
 

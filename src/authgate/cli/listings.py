@@ -1,0 +1,52 @@
+"""The rows of `authgate users list` and `authgate keys list`, through the one printer
+(`output.py`): never a password hash, never a private key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from authgate.cli.output import Column, iso, print_rows
+from authgate.store.models import SigningKey, User
+
+USER_COLUMNS = (
+    Column("username", "USER"),
+    Column("user_id", "ID"),
+    Column("created", "CREATED"),
+    Column("roles", "ROLES"),
+)
+KEY_COLUMNS = (
+    Column("kid", "KEY ID"),
+    Column("state", "STATE"),
+    Column("alg", "ALG"),
+    Column("created", "CREATED"),
+    Column("activated", "ACTIVATED"),
+    Column("retired", "RETIRED"),
+)
+# the order `keys list` shows them in (all three states are published in the JWKS)
+KEY_STATES = {"active": 0, "next": 1, "retired": 2}
+
+
+def print_users(users: Iterable[User], *, as_json: bool) -> None:
+    rows = [
+        {"username": u.username, "user_id": u.user_id, "created": iso(u.created_at), "roles": list(u.roles)}
+        for u in users
+    ]
+    print_rows(rows, USER_COLUMNS, as_json=as_json)
+
+
+def print_keys(keys: Iterable[SigningKey], *, as_json: bool) -> None:
+    """Active first, then next (published, signs after the next rotation), then retired
+    (published until the tokens it signed have expired)."""
+    ordered = sorted(keys, key=lambda k: (KEY_STATES.get(k.state, 3), -k.created_at))
+    rows = [
+        {
+            "kid": k.kid,
+            "state": k.state,
+            "alg": k.alg,
+            "created": iso(k.created_at),
+            "activated": iso(k.activated_at),
+            "retired": iso(k.retired_at),
+        }
+        for k in ordered
+    ]
+    print_rows(rows, KEY_COLUMNS, as_json=as_json)
