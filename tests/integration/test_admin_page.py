@@ -337,10 +337,26 @@ def browser_sign_in(page: Any, server: AuthgateServer, username: str, password: 
     return navigation.value
 
 
+def framing_attempt(context: Any, server: AuthgateServer) -> str:
+    """Another site (http://localhost:PORT is another origin than http://127.0.0.1:PORT) puts
+    /admin in an iframe: the URL the frame ends on (Chromium's error page when refused)."""
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda m: blocked.append(m.text) if "frame-ancestors" in m.text else None)
+    page.goto(server.url.replace("127.0.0.1", "localhost") + "/health")
+    with page.expect_response(lambda r: urlsplit(r.url).path == "/admin"):
+        page.set_content(f'<iframe id="admin" src="{server.url}/admin"></iframe>')
+    frame = page.locator("#admin").element_handle().content_frame()
+    frame.wait_for_load_state()
+    assert frame.locator("form").count() == 0
+    return f"{frame.url} ({'; '.join(blocked)})"
+
+
 @pytest.mark.browser
 @pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_REVOKES)
 @pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_CSRF)
 @pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_ESCAPED)
+@pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_NO_FRAMING)
 def test_an_admin_revokes_a_client_in_chromium(server: AuthgateServer, chromium: Any) -> None:
     name = "Revoke me (Chromium)"
     client_id = register(server, name)
@@ -379,12 +395,14 @@ def test_an_admin_revokes_a_client_in_chromium(server: AuthgateServer, chromium:
         row = page.locator("tr", has=page.locator(f'input[name="client_id"][value="{client_id}"]')).first
         assert row.locator("td").nth(6).inner_text() == "0"
         page.screenshot(path=str(ARTIFACTS / "admin-revoked.png"), full_page=True)
+        framed = framing_attempt(context, server)
     finally:
         context.close()
     after = refresh(server, client_id, tokens["refresh_token"])
     assert after.status_code == 400 and after.json()["error"] == "invalid_grant", after.text
     assert mcp_status(server, tokens["access_token"]) == 401  # token_cache_seconds = 0
     assert not [line for line in console if "Content Security Policy" in line], console
+    assert framed.startswith("chrome-error://"), f"another site framed /admin: {framed}"
 
 
 @pytest.mark.browser
