@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import secrets
 from collections.abc import Iterator
@@ -251,6 +252,10 @@ def test_an_admin_removes_a_client_and_a_user(server: AuthgateServer) -> None:
         assert "Removed the user and revoked their grants." in gone.text and "<bdi>carol</bdi>" not in gone.text
         again = http.get(http.post("/admin/users/remove", data=form).headers["location"])
         assert "Nothing to do: it was already gone." in again.text
+        listed = server.cli("users", "list", "--json")
+        (me,) = [u["user_id"] for u in map(json.loads, listed.stdout.splitlines()) if u["username"] == server.username]
+        mine = http.get(http.post("/admin/users/remove", data={**form, "user_id": me}).headers["location"])
+        assert "You cannot remove yourself" in mine.text and f"<bdi>{server.username}</bdi>" in mine.text
     assert mcp_status(server, other["access_token"]) == 401  # token_cache_seconds = 0
 
 
