@@ -581,6 +581,15 @@ ISSUE13_CONNECTION_TIMELINE = Requirement(
     "every OAuth flow attempt is one story in the store: the client, the steps reached, the first failure "
     "with its reason and fix",
 )
+ISSUE13_ATTEMPTS_EXPLAIN_FAILURES = Requirement(
+    "authgate",
+    "issue 13",
+    "a connection broken on purpose (wrong redirect URI, PKCE mismatch, missing scope, expired code) is "
+    "listed by `authgate attempts --failed` with its failing step and reason, for every doctor profile",
+)
+ISSUE13_ATTEMPTS_NO_SECRET = Requirement(
+    "authgate", "issue 13", "no attempt row holds a secret, code, token, password or code_verifier"
+)
 ISSUE13_ATTEMPTS_BOUNDED = Requirement(
     "authgate",
     "issue 13",
@@ -600,6 +609,11 @@ ISSUE13_DOCTOR_TEXT_READABLE = Requirement(
 )
 ISSUE13_DOCTOR_URL_USAGE_ERROR = Requirement(
     "authgate", "issue 13 done-when 6", "`authgate doctor` with a URL that is not http(s) is a usage error (exit 2)"
+)
+ISSUE13_WHOAMI_OVER_STDIO = Requirement(
+    "authgate",
+    "issue 13 done-when 6",
+    "whoami in a stdio server behind `authgate serve -- …` reports the signed-in caller",
 )
 ISSUE13_BANNER_NAMES_UPSTREAM = Requirement(
     "authgate",
@@ -663,22 +677,32 @@ ISSUE13_TRACES_CONTINUE_CLIENT_CONTEXT = Requirement(
 ISSUE13_TRACES_OFF_IMPORTS_NOTHING = Requirement(
     "authgate", "issue 13 done-when 5", "with tracing off (the default) a started gateway has imported no OpenTelemetry"
 )
+ISSUE13_TRACES_EXPORTED_OVER_OTLP = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "`authgate serve` with otel_enabled exports its spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, "
+    "as service authgate",
+)
 
-ISSUE13_TRACES_GUARD_POLICY_UPSTREAM = Requirement(
+ISSUE13_METRICS_COUNT_TRAFFIC = Requirement(
     "authgate",
-    "issue 13 done-when 5",
-    "with the otel extra and otel_enabled, a tools/call through the HTTP gateway and through the stdio bridge "
-    "each makes a server span with guard, policy and upstream spans; the upstream receives the upstream span's "
-    "context (HTTP traceparent header; stdio params._meta.traceparent, in every protocol revision, SEP-414)",
+    "issue 13 done-when 4",
+    "/metrics, scraped and parsed by prometheus_client after real traffic, shows the counters moving: requests "
+    "by route and status, auth decisions, token verifications and cache hits, OAuth flow steps and failures, "
+    "upstream latency (HTTP gateway and stdio) and errors, store latency, stdio children",
 )
-ISSUE13_TRACES_CONTINUE_CLIENT_CONTEXT = Requirement(
+ISSUE13_METRICS_NOT_PUBLIC = Requirement(
     "authgate",
-    "issue 13 done-when 5",
-    "a client's valid traceparent is continued (same trace, its span the parent); a malformed one is "
-    "ignored: a trace of authgate's own, and never passed on to the upstream",
+    "issue 13 done-when 4",
+    "metrics are off by default and never public by accident: /metrics is 404 on the main listener unless "
+    "metrics_on_main, which needs metrics_token (refused at start without it, 401 to anyone without it, an "
+    "OAuth access token included); a metrics listener off loopback needs the token too",
 )
-ISSUE13_TRACES_OFF_IMPORTS_NOTHING = Requirement(
-    "authgate", "issue 13 done-when 5", "with tracing off (the default) a started gateway has imported no OpenTelemetry"
+ISSUE13_METRICS_BOUNDED_LABELS = Requirement(
+    "authgate",
+    "issue 13 done-when 4",
+    "1 000 requests to random paths and random tool names (through /mcp) add no series: label values come "
+    "from bounded sets (route templates, status codes, fixed reasons), never from a request",
 )
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}

@@ -7,6 +7,15 @@ from typing import Any
 
 SCOPE_KEY = "authgate.identity"  # where the guard puts the Identity in the ASGI scope
 
+# What authgate's stdio gateway tells each server process it starts (a stdio server sees no
+# HTTP request): GATEWAY_ENV always ("stdio": started for an authenticated caller), the
+# caller's subject, client and user name only with identity_headers (docs/gateway-stdio.md).
+# A process serves one caller (gateway/stdio/pool.py), so its environment names that caller.
+GATEWAY_ENV = "AUTHGATE_GATEWAY"
+CALLER_SUBJECT_ENV = "AUTHGATE_CALLER_SUBJECT"
+CALLER_CLIENT_ID_ENV = "AUTHGATE_CALLER_CLIENT_ID"
+CALLER_USERNAME_ENV = "AUTHGATE_CALLER_USERNAME"
+
 
 @dataclass(frozen=True, slots=True)
 class Identity:
@@ -30,3 +39,11 @@ def current_identity(request_or_scope: Any) -> Identity | None:
         ident = scope.get(SCOPE_KEY)
         return ident if isinstance(ident, Identity) else None
     return None
+
+
+def caller_environment(subject: str, client_id: str, username: str | None) -> dict[str, str]:
+    """The variables naming the caller in a stdio server process it is the only caller of."""
+    env = {CALLER_SUBJECT_ENV: subject, CALLER_CLIENT_ID_ENV: client_id}
+    if username:
+        env[CALLER_USERNAME_ENV] = username
+    return env

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import logging
 import os
@@ -43,7 +44,7 @@ from authgate.gateway.stdio.legacy import LegacyHandler
 from authgate.gateway.stdio.pool import ChildPool, Owner
 from authgate.gateway.stdio.relay import single_message
 from authgate.gateway.stdio.stateless import StatelessHandler
-from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.identity import GATEWAY_ENV, SCOPE_KEY, Identity, caller_environment
 
 if TYPE_CHECKING:
     from authgate.tracing import Tracing
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["StdioBridge", "bridge_from_settings"]
 
 logger = logging.getLogger("authgate.stdio")
+_CALLER: contextvars.ContextVar[Identity | None] = contextvars.ContextVar("authgate_stdio_caller", default=None)
 
 
 class StdioBridge:
@@ -58,8 +60,9 @@ class StdioBridge:
 
     `env`: the children's environment. None (the default) passes authgate's own environment
     minus every `AUTHGATE_*` variable (secrets live there); a mapping is used on top of the
-    MCP SDK's minimal set (HOME, PATH, …), as MCP clients do. With `identity_env`, each
-    child also gets AUTHGATE_CALLER_SUBJECT and AUTHGATE_CALLER_CLIENT_ID.
+    MCP SDK's minimal set (HOME, PATH, …), as MCP clients do. Each child gets
+    AUTHGATE_GATEWAY=stdio; with `identity_env`, also AUTHGATE_CALLER_SUBJECT,
+    AUTHGATE_CALLER_CLIENT_ID and AUTHGATE_CALLER_USERNAME (the `whoami` tool reads them).
     """
 
     def __init__(
@@ -121,8 +124,11 @@ class StdioBridge:
             if self.env is not None
             else {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
         )
+        env[GATEWAY_ENV] = "stdio"
         if self.identity_env:
-            env |= {"AUTHGATE_CALLER_SUBJECT": owner.subject, "AUTHGATE_CALLER_CLIENT_ID": owner.client_id}
+            caller = _CALLER.get()  # the request that starts the child: its caller is the owner
+            username = caller.username if caller is not None and caller.subject == owner.subject else None
+            env |= caller_environment(owner.subject, owner.client_id, username)
         child = StdioChild(self.command, env=env, cwd=self.cwd, label=f"stdio#{next(self._numbers)}")
         child.tracing = self.tracing
         return child
@@ -210,6 +216,7 @@ class StdioBridge:
             await send_json(send, 503 if not self.started else 401, error_object(-32603, reason))
             return
         owner = Owner(identity.subject, identity.client_id)
+        _CALLER.set(identity)  # this request's task only: a child it starts is told who it serves
         version = header(scope, "mcp-protocol-version")
         stateless = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
         method = scope.get("method", "GET")
