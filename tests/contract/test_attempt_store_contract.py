@@ -32,7 +32,8 @@ async def test_a_flows_steps_become_one_story(stores: Stores) -> None:
     await _record(stores, _note(NOW + 1, "authorize", client_id=c, flow_key="f1"))  # adopts the registration
     await _record(stores, _note(NOW + 2, "sign-in", client_id=c, flow_key="f1"))
     await _record(stores, _note(NOW + 3, "consent", "token", client_id=c, flow_key="f1", family_key="g1"))
-    await _record(stores, _note(NOW + 4, "mcp", family_key="g1"))
+    await _record(stores, _note(NOW + 4, "mcp", family_key="g1", join_only=True))
+    await _record(stores, _note(NOW + 4, "mcp", family_key="another grant", join_only=True))  # no story: dropped
     await _record(stores, _note(NOW + 5, "refresh", family_key="g1", client_id=c))
     [story] = await stores.attempts.list_attempts(since=0)
     assert story.steps == ("metadata", "register", "authorize", "sign-in", "consent", "token", "mcp", "refresh")

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from authgate.config.urls import PublicUrls
+from authgate.oauth.attempts import AttemptRecorder
 from authgate.oauth.cimd import CimdResolver
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
@@ -52,6 +53,7 @@ class Authority:
     known_addresses: KnownAddresses = field(default_factory=KnownAddressesInMemory)
     password_checks: PasswordChecks = field(default_factory=lambda: PasswordChecks(4))
     hooks: Hooks = field(default_factory=Hooks)
+    attempts: AttemptRecorder = field(default_factory=AttemptRecorder)  # the connection timeline; off by default
 
     @property
     def urls(self) -> PublicUrls:

@@ -13,6 +13,7 @@ from authgate.errors import (
     UnsupportedGrantType,
 )
 from authgate.oauth import access_tokens, pkce, roles, scopes
+from authgate.oauth.attempts import TokenSeen
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import canonical_resources
 from authgate.oauth.clients import authenticate
@@ -26,21 +27,28 @@ TOUCH_EVERY = 3600.0  # seconds between two records of a client's last use
 
 
 async def token(
-    auth: Authority, form: dict[str, str], resources: list[str], authorization: str | None
+    auth: Authority,
+    form: dict[str, str],
+    resources: list[str],
+    authorization: str | None,
+    seen: TokenSeen | None = None,
 ) -> TokenResponse:
-    """`form` holds the single-valued parameters, `resources` every `resource` value."""
+    """`form` holds the single-valued parameters, `resources` every `resource` value; `seen`
+    is filled with what the request showed (its client, code, grant) for the connection
+    timeline (oauth/attempts.py), success or failure."""
+    seen = TokenSeen() if seen is None else seen
     grant_type = form.get("grant_type")
     if not grant_type:
         raise InvalidRequest("grant_type is required")
     handler = _GRANTS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
-    client = await authenticate(auth, form, authorization)
+    client = seen.client = await authenticate(auth, form, authorization)
     allowed = client.metadata.get("grant_types", ["authorization_code", "refresh_token"])
     # refresh_token goes with authorization_code: clients that omit it still expect to refresh
     if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
         raise UnauthorizedClient(f"this client did not register the {grant_type} grant")
-    response = await handler(auth, client, form, resources)
+    response = await handler(auth, client, form, resources, seen)
     now = auth.clock()
     # pruning spares it; `authgate clients list` shows it. Recorded at most once an hour (a write
     # per token request otherwise): pruning counts days (client_idle_days ≥ 1).
@@ -78,13 +86,15 @@ def _access_token_response(
 
 
 async def _authorization_code(
-    auth: Authority, client: Client, form: dict[str, str], resources: list[str]
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen
 ) -> TokenResponse:
     code = form.get("code")
     if not code:
         raise InvalidRequest("code is required")
     now = auth.clock()
     redemption = await auth.store.consume_code(digest(code), now)
+    if (found := redemption.code or redemption.replayed) is not None and found.client_id == client.client_id:
+        seen.code = found
     if redemption.replayed is not None:
         # RFC 6749 §4.1.2 / OAuth 2.1 §4.1.3: a replayed code revokes what it issued
         await auth.store.revoke_family(redemption.replayed.family_id, "authorization code replayed", now)
@@ -176,7 +186,9 @@ async def _check_before_rotation(auth: Authority, family: RefreshFamily, now: fl
         raise
 
 
-async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> TokenResponse:
+async def _refresh_token(
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen
+) -> TokenResponse:
     presented = form.get("refresh_token")
     if not presented:
         raise InvalidRequest("refresh_token is required")
@@ -185,6 +197,7 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
     family = await auth.store.get_family(record.family_id) if record else None
     if record is None or family is None or family.client_id != client.client_id:
         raise InvalidGrant("refresh token is invalid")
+    seen.family = family
     if family.revoked_at is not None:
         raise InvalidGrant("refresh token was revoked")
     if record.rotated_at is not None:
@@ -232,7 +245,7 @@ async def _refresh_token(auth: Authority, client: Client, form: dict[str, str], 
 
 
 async def _client_credentials(
-    auth: Authority, client: Client, form: dict[str, str], resources: list[str]
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen
 ) -> TokenResponse:
     # Only operator-made clients: one registered dynamically (by an older version) is anyone's
     if client.source != "operator" or client.client_secret_hash is None:

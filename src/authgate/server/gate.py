@@ -58,6 +58,7 @@ class McpGate:
         base_path: str = "",
         sdk_users: SdkUsers | None = None,
         cors: Callable[[ASGIApp], ASGIApp] | None = None,
+        first_call: Callable[[object], None] | None = None,
     ) -> None:
         self.app = app
         self.origins = origins
@@ -68,6 +69,9 @@ class McpGate:
         self.base_path = base_path
         self.sdk_users = sdk_users
         self.cors = cors(self._behind_cors) if cors is not None else None
+        # a token's grant reached /mcp: the connection timeline, asked only when the verifier
+        # checked a token afresh (oauth/attempts.py: once per grant, written in the background)
+        self.first_call = first_call
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange(scope, receive, send)
@@ -126,7 +130,7 @@ class McpGate:
             return True
         token = bearer_token(ex.authorization)
         if token is not None:
-            found = self.bearer.known(token) or await self.bearer.identify(token)
+            found = self.bearer.known(token) or await self._identified(token)
             if not isinstance(found, Identity):
                 await found(scope, ex.receive, send)
                 return False
@@ -137,6 +141,13 @@ class McpGate:
         if method != "POST" or self.enforcer is None:
             return True
         return await self._judged(ex, scope, self.enforcer, send)
+
+    async def _identified(self, token: str) -> Identity | ASGIApp:
+        """The verifier's answer for a token not in its cache (its first use, or a re-check)."""
+        found = await self.bearer.identify(token)
+        if self.first_call is not None and isinstance(found, Identity):
+            self.first_call(found.claims.get("gid"))
+        return found
 
     def _hand_on(self, ex: Exchange, scope: Scope, identity: Identity) -> None:
         """Who is calling, for the app (and the SDK's own types for SDK apps) and the log."""

@@ -16,6 +16,7 @@ from pathlib import Path
 from authgate.config.settings import Settings
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.guard.verifier import EmbeddedTokenVerifier
+from authgate.oauth.attempts import AttemptRecorder
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.config import CoreConfig
@@ -45,6 +46,7 @@ class Runtime:
 
     async def close(self) -> None:
         self.auth.password_checks.close()
+        await self.auth.attempts.aclose()  # its background writes, before the store closes
         if self.auth.cimd is not None:
             await self.auth.cimd.aclose()
         await self.stores.close()
@@ -155,6 +157,8 @@ async def housekeeping(
                 log.info("pruned %d idle clients", pruned)
             if purged := await purge_expired_grants(settings, stores.grants):
                 log.info("purged %d expired codes, refresh tokens and grants", purged)
+            if purged := await stores.attempts.purge_attempts(time.time() - settings.attempts_retention_hours * 3600):
+                log.info("purged %d connection attempts older than attempts_retention_hours", purged)
             for what, purge in [*stores.purges(), *purges]:
                 if removed := await purge():
                     log.info("purged %d expired %s", removed, what)
@@ -204,6 +208,11 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
         ),
         known_addresses=limits.known_addresses(key_secret=key_secret),
         password_checks=PasswordChecks(settings.max_concurrent_password_checks),
+        attempts=AttemptRecorder(
+            stores.attempts,
+            max_rows=settings.attempts_max_rows,
+            failures_per_minute=settings.attempts_failures_per_minute,
+        ),
     )
     verifier = EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds)
     return Runtime(settings=settings, stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))

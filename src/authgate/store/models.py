@@ -234,6 +234,7 @@ class AttemptNote:
     flow_key: str | None = None  # SHA-256 of client_id and code_challenge
     family_key: str | None = None  # SHA-256 of the refresh family's id
     follow_client: bool = False
+    join_only: bool = False  # continues a story only: dropped when no attempt is found
     failed_step: str | None = None
     reason: str | None = None
     fix: str | None = None

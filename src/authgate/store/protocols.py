@@ -288,7 +288,8 @@ class AttemptStore(Protocol):
         `flow_key` matches; else, for a note with a `flow_key`, the client's newest attempt of
         the last `window` seconds that has none yet (its registration); else the row whose
         `family_key` matches; else, with `follow_client`, the client's newest attempt of the
-        last `window` seconds; else a new row, the oldest deleted so at most `max_rows` remain.
+        last `window` seconds; else (unless `join_only`) a new row, the oldest deleted so at
+        most `max_rows` remain.
         Steps accumulate, the first failure stays, a missing client field is filled in."""
 
     async def list_attempts(

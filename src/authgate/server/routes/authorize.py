@@ -19,6 +19,7 @@ from authgate.policy.model import Policy
 from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
+from authgate.server.routes import attempt_steps
 from authgate.server.security import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -37,15 +38,19 @@ async def validated(auth: Authority, request: Request) -> AuthorizationRequest |
     """The authorization request of GET /authorize, or the answer that refuses it: a page when
     the redirect URI cannot be trusted, else a redirect to the client (RFC 6749 §4.1.2.1)."""
     try:
-        return await authorize.validate(auth, list(request.query_params.multi_items()))
+        req = await authorize.validate(auth, list(request.query_params.multi_items()))
     except UnverifiedRedirect as exc:
+        await attempt_steps.authorize_refused(auth, request, exc)
         return error_page(
             "This app cannot sign in",
             exc.description,
             "Go back to the app and connect again; if it keeps failing, tell its developer.",
         )
     except RedirectError as err:
+        await attempt_steps.authorize_refused(auth, request, err.error)
         return error_redirect(auth, err, 302)
+    await attempt_steps.authorize_reached(auth, request, req)
+    return req
 
 
 class BrowserFlow:
@@ -81,6 +86,7 @@ class BrowserFlow:
             return response
         if user is None:
             return self._login_page(request, req, "Wrong username or password.", username, 401)
+        await attempt_steps.browser_step(self.auth, req, "sign-in")
         now = self.auth.clock()
         response = await self._consent_or_code(request, req, user, now)
         session = self.signer.dumps("session", {"uid": user.user_id, "at": now, "v": user.session_version})
@@ -103,8 +109,10 @@ class BrowserFlow:
         if user is None:
             return self._login_page(request, req)
         if form.get("decision") != "allow":
-            return error_redirect(self.auth, req.refused(AccessDenied("the user denied access")))
-        narrowed = self._for_user(req, user)  # the signed-in user may differ from the page's
+            denied = AccessDenied("the user denied access")
+            await attempt_steps.browser_refused(self.auth, req, "consent", denied)
+            return error_redirect(self.auth, req.refused(denied))
+        narrowed = await self._for_user(req, user)  # the signed-in user may differ from the page's
         if isinstance(narrowed, Response):
             return narrowed
         req = narrowed
@@ -117,7 +125,7 @@ class BrowserFlow:
     async def _consent_or_code(
         self, request: Request, req: AuthorizationRequest, user: User, auth_time: float
     ) -> Response:
-        narrowed = self._for_user(req, user)  # the page lists only what this user may grant
+        narrowed = await self._for_user(req, user)  # the page lists only what this user may grant
         if isinstance(narrowed, Response):
             return narrowed
         req = narrowed
@@ -152,14 +160,16 @@ class BrowserFlow:
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 
-    def _for_user(self, req: AuthorizationRequest, user: User) -> AuthorizationRequest | Response:
+    async def _for_user(self, req: AuthorizationRequest, user: User) -> AuthorizationRequest | Response:
         try:
             return authorize.for_user(self.auth, req, user)
         except RedirectError as err:
+            await attempt_steps.browser_refused(self.auth, req, "consent", err.error)
             return error_redirect(self.auth, err)
 
     async def _code_redirect(self, req: AuthorizationRequest, user: User, auth_time: float) -> Response:
         code = await authorize.issue_code(self.auth, req, user.user_id, auth_time)
+        await attempt_steps.browser_step(self.auth, req, "sign-in", "consent")  # signed in, consented
         url = authorize.redirect_url(self.auth, req.redirect_uri, {"code": code, "state": req.state})
         return RedirectResponse(url, status_code=303)
 

@@ -11,6 +11,7 @@ from authgate.config.settings import Settings
 from authgate.guard.prm import protected_resource_metadata
 from authgate.oauth.authority import Authority
 from authgate.oauth.metadata import authorization_server_metadata
+from authgate.server.routes.attempt_steps import metadata as metadata_step
 
 _PUBLIC = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
 
@@ -28,9 +29,11 @@ class Discovery:
         self._prm = protected_resource_metadata(settings)  # the policy's scope map too
 
     async def as_metadata(self, request: Request) -> Response:
+        metadata_step(self.auth, request)  # in this process only: no write (oauth/attempts.py)
         return JSONResponse(self._as, headers=_PUBLIC)
 
     async def prm(self, request: Request) -> Response:
+        metadata_step(self.auth, request)
         return JSONResponse(self._prm, headers=_PUBLIC)
 
     async def jwks(self, request: Request) -> Response:

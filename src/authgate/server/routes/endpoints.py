@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,10 +12,12 @@ from authgate import json_depth
 from authgate.config.settings import Settings
 from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
 from authgate.oauth import grants, registration, revocation
+from authgate.oauth.attempts import TokenSeen, basic_client_id
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
 from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
+from authgate.server.routes import attempt_steps
 from authgate.store.models import Client
 
 MAX_BODY = 64 * 1024
@@ -49,11 +53,17 @@ class Endpoints:
 
     async def token(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
+        form: dict[str, str] = {}
+        seen = TokenSeen()  # what the request showed, for the connection timeline
         try:
             form, resources = await _form(request)
-            return json_response(await grants.token(self.auth, form, resources, authorization))
+            body = await grants.token(self.auth, form, resources, authorization, seen)
         except OAuthError as exc:
+            client_id = form.get("client_id") or basic_client_id(authorization)
+            await self.auth.attempts.token_failed(form.get("grant_type"), seen, exc, client_id)
             return oauth_error(exc, basic_attempted=bool(authorization))
+        await self.auth.attempts.token_done(form.get("grant_type"), seen)
+        return json_response(body)
 
     async def revoke(self, request: Request) -> Response:
         authorization = request.headers.get("authorization")
@@ -65,12 +75,16 @@ class Endpoints:
         return Response(status_code=200, headers={"Cache-Control": "no-store"})
 
     async def register(self, request: Request) -> Response:
+        body: list[Any] = []  # the request's JSON once read, for the connection timeline
         try:
-            return await self._register(request)
+            response, client_id = await self._register(request, body)
         except OAuthError as exc:
+            await attempt_steps.registered(self.auth, request, body[0] if body else None, None, exc)
             return oauth_error(exc)
+        await attempt_steps.registered(self.auth, request, body[0], client_id, None)
+        return response
 
-    async def _register(self, request: Request) -> Response:
+    async def _register(self, request: Request, seen: list[Any]) -> tuple[Response, str]:
         settings = self.settings
         if not settings.registration_enabled:
             raise InvalidRequest("dynamic client registration is disabled on this server")
@@ -91,10 +105,11 @@ class Endpoints:
             raise InvalidClientMetadata("the body must be a JSON object") from None
         if not isinstance(body, dict):
             raise InvalidClientMetadata("the body must be a JSON object")
+        seen.append(body)
         now = self.auth.clock()
         client, response = registration.register(body, now, settings.dcr_grant_types)
         await self._store_client(client, now)
-        return json_response(response, 201)
+        return json_response(response, 201), client.client_id
 
     async def _store_client(self, client: Client, now: float) -> None:
         """A new client joins the unverified pool, which drops its oldest when full, so

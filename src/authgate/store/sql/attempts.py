@@ -51,7 +51,8 @@ class SqlAttemptStore:
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             found = await _find(conn, note, window)
             if found is None:
-                await self._insert(conn, note, max_rows)
+                if not note.join_only:
+                    await self._insert(conn, note, max_rows)
             else:
                 await conn.execute(_UPDATE, _update_values(found, note))
 
