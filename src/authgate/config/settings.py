@@ -25,6 +25,7 @@ from pydantic_settings import (
 )
 
 from authgate.config import external, gateway, policy, proxy, registration, server, signin, tokens
+from authgate.config.attempts import AttemptSettings
 from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals
 from authgate.config.logs import LogSettings
@@ -46,6 +47,7 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
 class Settings(
     TracingSettings,
+    AttemptSettings,
     ProxySettings,
     ExternalSettings,
     LogSettings,

@@ -246,6 +246,7 @@ class AuthgateApp:
             base_path=urls.base_path,
             sdk_users=SdkUsers() if self.sdk_user else None,
             cors=cors,  # only requests with an Origin (browsers) go through it
+            first_call=self.runtime.auth.attempts.first_call if self.runtime else None,  # oauth/attempts.py
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
