@@ -273,3 +273,74 @@ def _last_result(response: httpx.Response) -> dict[str, Any]:
     message = last_message(response)
     assert "result" in message, message
     return dict(message["result"])
+
+
+@pytest.mark.requirement(req.ISSUE13_TRACES_EXPORTED_OVER_OTLP)
+def test_authgate_serve_sends_its_spans_over_otlp_http_to_the_configured_endpoint(tmp_path: Path) -> None:
+    """The production path: `authgate serve` (a real process, the built-in server) with only
+    otel_enabled set exports in batches to OTEL_EXPORTER_OTLP_ENDPOINT, as service `authgate`."""
+    try:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+            ExportTraceServiceResponse,
+        )
+    except ImportError:
+        unavailable("the OTLP exporter is not installed: pip install -e '.[otel]' (scripts/test.sh does)")
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from support.authgate_server import AuthgateServer
+
+    received: list[tuple[str, str, str, str | None]] = []  # (service, trace id, name, parent span id)
+
+    async def export(request: Request) -> Response:
+        batch = ExportTraceServiceRequest.FromString(await request.body())
+        for resource_spans in batch.resource_spans:
+            service = next(a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name")
+            for scope_spans in resource_spans.scope_spans:
+                for s in scope_spans.spans:
+                    received.append((service, s.trace_id.hex(), s.name, s.parent_span_id.hex() or None))
+        return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+
+    collector = Starlette(routes=[Route("/v1/traces", export, methods=["POST"])])
+    with serve_asgi_in_thread(collector) as otlp:
+        server = AuthgateServer(
+            tmp_path,
+            extra_env={
+                "AUTHGATE_OTEL_ENABLED": "true",
+                "OTEL_EXPORTER_OTLP_ENDPOINT": otlp,
+                "OTEL_BSP_SCHEDULE_DELAY": "50",  # ms between batches (default 5 s)
+            },
+        )
+        server.add_user()
+        server.start()
+        try:
+            token, _ = server.machine_token("mcp", name="otlp-test")
+            r = httpx.post(
+                server.mcp_url,
+                headers={
+                    **LEGACY_HEADERS,
+                    "Authorization": f"Bearer {token}",
+                    "traceparent": f"00-{'c' * 32}-{CLIENT_SPAN}-01",
+                },
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "initialize",
+                    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t"}},
+                },
+                timeout=30,
+            )
+            assert r.status_code == 200, r.text
+            deadline = time.monotonic() + SPAN_WAIT
+            wanted = {"POST /mcp", "authgate.guard", "authgate.policy"}
+            while not wanted <= {name for _, trace_id, name, _ in received if trace_id == "c" * 32}:
+                assert time.monotonic() < deadline, f"spans received: {received}"
+                time.sleep(0.05)
+        finally:
+            server.stop()
+    mine = {name: (service, parent) for service, trace_id, name, parent in received if trace_id == "c" * 32}
+    assert mine["POST /mcp"] == ("authgate", CLIENT_SPAN)
+    assert all(service == "authgate" for service, _ in mine.values())

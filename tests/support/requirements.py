@@ -683,6 +683,12 @@ ISSUE13_TRACES_EXPORTED_OVER_OTLP = Requirement(
     "`authgate serve` with otel_enabled exports its spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, "
     "as service authgate",
 )
+ISSUE13_TRACES_EXPORTED_OVER_OTLP = Requirement(
+    "authgate",
+    "issue 13 done-when 5",
+    "`authgate serve` with otel_enabled exports its spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, "
+    "as service authgate",
+)
 
 ISSUE13_METRICS_COUNT_TRAFFIC = Requirement(
     "authgate",
