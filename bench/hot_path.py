@@ -1,7 +1,7 @@
 """What authgate's layers cost in process, with no server and no network: µs of CPU per call
 and the coroutine frames between the server and the app.
 
-    .venv/bin/python -m bench.hot_path [--seconds 2] [--rounds 5] [--apps noop,suspend,sdk]
+    .venv/bin/python -m bench.hot_path [--seconds 2] [--rounds 5] [--apps noop,suspend,sdk] [--metrics]
 
 Each app is called directly over ASGI, one call after another on one event loop (uvloop, as
 `authgate serve` runs), bare and behind `authgate.protect()` (the whole stack: guard, policy,
@@ -14,6 +14,9 @@ process (the audit writer's thread included), medians over the rounds.
   resumes through the frames above the app, so (suspend − noop) / 15 is the cost of one
   suspension; the frames are counted from inside the app at its first suspension.
 - `sdk` is the `mcp` SDK's stateless JSON app with one `echo` tool (bench/apps.py).
+
+`--metrics` turns the Prometheus metrics on (a `metrics_listen` on a free loopback port, never
+scraped): their cost per call is the difference to a run without it.
 
 Not a test; no assertion on a number. The gc settings are authgate's `gc_tuning` for both.
 The loop never waits on I/O, so the audit writer's thread gets the GIL only every switch
@@ -202,13 +205,21 @@ async def _measure(app: ASGI, token: str | None, seconds: float) -> tuple[float,
     return 1e6 * (t1 - t0) / calls, 1e6 * (p1 - p0) / calls
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def _sdk_app() -> ASGI:
     from bench.apps import mcp_app
 
     return mcp_app()  # type: ignore[no-any-return]
 
 
-async def run(apps: list[str], seconds: float, rounds: int) -> dict[str, Any]:
+async def run(apps: list[str], seconds: float, rounds: int, metrics: bool = False) -> dict[str, Any]:
     import authgate
     from authgate.server.heap import settle_after_startup
 
@@ -217,8 +228,9 @@ async def run(apps: list[str], seconds: float, rounds: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in apps:
             bare = makers[name]()
+            extra = {"metrics_listen": f"127.0.0.1:{_free_port()}"} if metrics else {}
             protected = authgate.protect(
-                makers[name](), public_url=ORIGIN, data_dir=Path(tmp) / name, log_level="warning"
+                makers[name](), public_url=ORIGIN, data_dir=Path(tmp) / name, log_level="warning", **extra
             )
             bare_life, life = Lifespan(bare), Lifespan(protected)
             await bare_life.start()
@@ -252,6 +264,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per app, kind and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--apps", default="noop,suspend,sdk")
+    parser.add_argument("--metrics", action="store_true", help="with the Prometheus metrics on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -260,7 +273,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    results = runner(run(args.apps.split(","), args.seconds, args.rounds))
+    results = runner(run(args.apps.split(","), args.seconds, args.rounds, args.metrics))
     for name, r in results.items():
         b, a = r["bare"], r["authgate"]
         extra = (

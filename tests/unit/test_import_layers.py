@@ -29,6 +29,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "authgate._version",
             "authgate.errors",
             "authgate.observe",
+            # what the metrics count, reported from every layer (server/metrics.py installs the meter)
+            "authgate.metering",
             # OpenTelemetry spans (imported only when tracing is on): the gate, both gateways
             "authgate.tracing",
             "authgate.json_depth",

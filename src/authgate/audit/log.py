@@ -58,6 +58,11 @@ class AuditLog:
         self._writer: WriterThread | None = None
         self._overflow_logged_at = -OVERFLOW_LOG_SECONDS
 
+    @property
+    def queued(self) -> int:
+        """Events waiting for the writer thread (the metrics read it at scrape time)."""
+        return len(self._queue)
+
     def record(self, event: AuditEvent) -> None:
         """Queue an allowed operation for the writer thread; drop it (counted) when full."""
         queue = self._queue

@@ -24,11 +24,12 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from authgate.config import external, gateway, policy, proxy, registration, server, signin, tokens
+from authgate.config import external, gateway, metrics, policy, proxy, registration, server, signin, tokens
 from authgate.config.attempts import AttemptSettings
 from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals
 from authgate.config.logs import LogSettings
+from authgate.config.metrics import MetricsSettings, metrics_refusals
 from authgate.config.policy import PolicySettings, policy_refusals
 from authgate.config.problems import UNKNOWN_FIX, Refusals, constraint_fix, refusals_of
 from authgate.config.proxy import ProxySettings, proxy_refusals
@@ -46,6 +47,7 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
 class Settings(
+    MetricsSettings,
     TracingSettings,
     AttemptSettings,
     ProxySettings,
@@ -70,6 +72,7 @@ class Settings(
             *gateway_refusals(self, self.public_url),
             *external_refusals(self),
             *proxy_refusals(self, self.auth_mode),
+            *metrics_refusals(self),
         ]
         if refusals:
             raise Refusals(refusals)
@@ -119,6 +122,7 @@ FIXES: dict[str, str] = {
     **gateway.FIXES,
     **external.FIXES,
     **proxy.FIXES,
+    **metrics.FIXES,
     **TRACING_FIXES,
 }
 

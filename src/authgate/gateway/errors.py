@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 from starlette.types import Send
 
+from authgate import metering
 from authgate.errors import AuthgateError
 
 JsonRpcId = str | int | None
@@ -176,6 +177,11 @@ class UpstreamError(GatewayError):
     status = 502
     code = -32603
     reason: ClassVar[str] = "upstream_error"
+
+    def __init__(self, message: str, *, request_id: JsonRpcId = None) -> None:
+        super().__init__(message, request_id=request_id)
+        if (meter := metering.meter) is not None:  # counted where each failure is made (server/metrics.py)
+            meter.upstream_error(self.reason)
 
     def data(self) -> dict[str, Any] | None:
         return {"source": "authgate", "reason": self.reason}

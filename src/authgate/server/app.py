@@ -21,6 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authgate import metering
 from authgate.config.settings import Settings
 from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
@@ -62,7 +63,7 @@ class AuthgateApp:
         self.policy: PolicyLayer | None = None
         urls = settings.urls
         self.mcp_path = urls.base_path + urls.mcp_path
-        self.router = Starlette(routes=self._routes(), lifespan=self._lifespan)
+        self.router = Starlette(routes=self._routes(), lifespan=self._metered_lifespan)
         self.public_api = CORSMiddleware(
             self.router,
             allow_origins=["*"],
@@ -122,6 +123,8 @@ class AuthgateApp:
             paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
         if self.settings.auth_mode == "embedded":  # /admin: only where people sign in here (server/routes/admin.py)
             paths += admin_routes(b)
+        if self.settings.metrics_on_main:  # only with metrics_token (config/metrics.py)
+            paths.append((f"{b}/metrics", "metrics", ["GET"]))
         return [Route(path, self._handler(name), methods=methods) for path, name, methods in paths]
 
     def _handler(self, name: str) -> Any:
@@ -131,9 +134,11 @@ class AuthgateApp:
             try:
                 response: Response = await self.handlers[name](request)
             except StoreError as exc:  # 503 + Retry-After when the database cannot answer now
-                return (page_answer if name in PAGES else oauth_answer)(exc, request)
+                response = (page_answer if name in PAGES else oauth_answer)(exc, request)
             except ClientDisconnect:  # gone mid-body (or its body fell silent: server/http_protocol.py)
                 return NoAnswer()
+            if (meter := metering.meter) is not None:
+                meter.flow(name, request, response)  # the OAuth flow's steps (server/metrics.py)
             return response
 
         return endpoint
@@ -195,6 +200,18 @@ class AuthgateApp:
             if self.policy is not None:
                 await self.policy.aclose()  # the audit events still queued, before the store closes
             await self.runtime.close()
+
+    @contextlib.asynccontextmanager
+    async def _metered_lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        """The lifespan, with the metrics around it when they are on (server/metrics_http.py)."""
+        if not self.settings.metrics_enabled:
+            async with self._lifespan(app):
+                yield
+            return
+        from authgate.server.metrics_http import serving_metrics
+
+        async with serving_metrics(self, self._lifespan(app)):
+            yield
 
     def _attach_store(self, rt: Runtime) -> None:
         """Hand the stores to an MCP app that keeps state in authgate's database (the gateway's

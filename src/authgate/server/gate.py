@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authgate import metering
 from authgate.errors import StoreError
 from authgate.gateway.body import PARSED_BODY_KEY
 from authgate.gateway.errors import GatewayError, send_error
@@ -123,6 +124,8 @@ class McpGate:
         False once answered instead of the app."""
         refusal = self.origins.refusal(ex.origin, ex.host)
         if refusal is not None:
+            if (meter := metering.meter) is not None:
+                meter.auth("origin_refused" if refusal[0] == 403 else "host_refused")
             await JsonAnswer(*refusal)(scope, ex.receive, send)
             return False
         method = scope["method"]
@@ -130,17 +133,23 @@ class McpGate:
             return True
         token = bearer_token(ex.authorization)
         if token is not None:
-            found = self.bearer.known(token) or await self._identified(token)
+            known = self.bearer.known(token)
+            found = known or await self._identified(token)
+            if (meter := metering.meter) is not None:
+                _count_token(meter, found, known is not None)
             if not isinstance(found, Identity):
                 await found(scope, ex.receive, send)
                 return False
             self._hand_on(ex, scope, found)
         elif not await self._anonymous(ex, scope, method):
+            if (meter := metering.meter) is not None:
+                meter.auth("no_token")
             await self.bearer.missing(ex.authorization)(scope, ex.receive, send)
             return False
-        if method != "POST" or self.enforcer is None:
-            return True
-        return await self._judged(ex, scope, self.enforcer, send)
+        admitted = method != "POST" or self.enforcer is None or await self._judged(ex, scope, self.enforcer, send)
+        if admitted and (meter := metering.meter) is not None:
+            meter.auth("allowed" if ex.identity is not None else "anonymous")
+        return admitted
 
     async def _identified(self, token: str) -> Identity | ASGIApp:
         """The verifier's answer for a token not in its cache (its first use, or a re-check)."""
@@ -185,6 +194,8 @@ class McpGate:
         scope[PARSED_BODY_KEY] = (raw, body.decoded)  # the proxy behind reuses the parse
         refusal = enforcer.judge(scope, ex.identity, body)
         if refusal is not None:
+            if (meter := metering.meter) is not None:
+                meter.auth("operation_refused")
             ex.body = None
             await enforcer.refuse(scope, ex.identity, ex.at, body, refusal, send)
             return False
@@ -213,6 +224,23 @@ class McpGate:
             session=ex.response_session,
             listing=listing,
         )
+
+
+def _count_token(meter: metering.Meter, found: Identity | ASGIApp, cached: bool) -> None:
+    """A bearer token met (server/metrics.py): its check's outcome, and the verdict of a refusal."""
+    if isinstance(found, Identity):
+        meter.token("cache_hit" if cached else "valid")
+        return
+    status = getattr(found, "status", getattr(found, "status_code", 503))
+    outcome, decision = (
+        ("invalid", "invalid_token")
+        if status == 401
+        else ("insufficient_scope", "insufficient_scope")
+        if status == 403
+        else ("unavailable", "unavailable")
+    )
+    meter.token(outcome)
+    meter.auth(decision)
 
 
 def _app_send(ex: Exchange, send: Send) -> Send:

@@ -23,6 +23,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from authgate import metering
 from authgate.masking import masked_urls
 from authgate.observe import REQUEST_KEY
 
@@ -159,7 +160,10 @@ def stamp_start(record: dict[str, Any], message: Message) -> tuple[Message, str 
 
 
 def write_record(record: dict[str, Any], started: float) -> None:
-    record["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    seconds = time.monotonic() - started
+    record["duration_ms"] = round(seconds * 1000, 1)
+    if (meter := metering.meter) is not None:  # requests by route template and status (server/metrics.py)
+        meter.http(record["path"], record.get("status"), seconds)
     log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
 
 

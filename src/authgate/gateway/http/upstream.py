@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from yarl import URL
 
+from authgate import metering
 from authgate.gateway.errors import (
     UpstreamError,
     UpstreamIdleTimeout,
@@ -128,6 +130,7 @@ class Upstream:
     ) -> aiohttp.ClientResponse:
         """Send a request and wait for the response headers; the caller must close it.
         Raises an UpstreamError the client can be shown."""
+        begun = time.monotonic()
         try:
             response = await self.session.request(
                 method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout or self._timeout
@@ -136,6 +139,8 @@ class Upstream:
             raise
         except Exception as exc:  # noqa: BLE001 - every transport failure becomes a 502/504
             raise self._explain(exc) from exc
+        if (meter := metering.meter) is not None:  # until the response head (server/metrics.py)
+            meter.upstream(time.monotonic() - begun)
         # From here on the limit is silence between chunks, not the wait for the first byte
         # (aiohttp drops the timer at the end of the body; a body already whole needs none).
         connection = response.connection

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from authgate import metering
 from authgate.gateway.errors import GatewayError, JsonRpcId
 from authgate.gateway.jsonrpc import cancelled_notification
 from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
@@ -270,6 +271,8 @@ class StdioChild:
             return
         self.finish(ex)
         ex.done = True
+        if (meter := metering.meter) is not None:  # the child's latency (server/metrics.py)
+            meter.upstream(time.monotonic() - ex.started)
         ex.deliver({**msg, "id": ex.client_id})
 
     def _on_notification(self, msg: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
 
+from authgate import metering
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.masking import masked_urls
 from authgate.store.sql.engine import (
@@ -150,18 +152,21 @@ class SqlDatabase:
         if engine is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         connecting = True  # a failure to get a connection at all is the database's unavailability
+        meter, begun, failed = metering.meter, time.perf_counter(), True  # latency by kind (server/metrics.py)
         try:
             async with self._serial or contextlib.nullcontext():
                 if self._direct is not None:  # an SQLite file: no thread hop per call (sqlite_direct.py)
                     connecting = False
                     async with self._direct.transaction(write=write) as tx:
                         yield tx
+                    failed = False
                     return
                 async with engine.connect() as conn:
                     connecting = False
                     try:
                         async with conn.begin():
                             yield conn
+                        failed = False
                     except BaseException as exc:
                         if not conn.invalidated and (not isinstance(exc, Exception) or unavailable(exc)):
                             with contextlib.suppress(Exception):
@@ -178,6 +183,9 @@ class SqlDatabase:
             if isinstance(exc, sa.exc.SQLAlchemyError):
                 raise StoreError(f"database error: {masked_urls(str(exc))}") from exc
             raise
+        finally:
+            if meter is not None:
+                meter.store(write, time.perf_counter() - begun, failed)
 
     @idempotent
     async def _one(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> sa.RowMapping | None:
