@@ -286,6 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     from authgate.cli.audit_cmd import add_parser as add_audit
 
     add_audit(sub)
+    from authgate.cli.attempts_cmd import add_parser as add_attempts
+
+    add_attempts(sub)
     from authgate.cli.clients_cmd import add_parser as add_clients
 
     add_clients(sub)
