@@ -621,6 +621,15 @@ ISSUE13_BANNER_NAMES_UPSTREAM = Requirement(
     "the start banner names what authgate protects: the HTTP upstream (masked), the stdio program "
     "(without its arguments) or the built-in knowledge base",
 )
+ISSUE13_WHEEL_INSTALLS_AND_SERVES = Requirement(
+    "authgate",
+    "issue 13 done-when 7",
+    "the built wheel and sdist hold every package file; the wheel installs into a fresh venv whose "
+    "`authgate serve` answers /health and renders its pages",
+)
+ISSUE13_NO_PACKAGE_INDEX_INSTALL = Requirement(
+    "authgate", "issue 13 done-when 7", "no document tells users to `pip install authgate` from a package index"
+)
 
 ISSUE13_CLI_PORT_IN_USE = Requirement(
     "authgate",
