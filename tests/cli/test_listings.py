@@ -64,3 +64,19 @@ def test_cells_are_escaped_cut_and_aligned(capsys: pytest.CaptureFixture[str]) -
     assert json.loads(capsys.readouterr().out.splitlines()[0]) == rows[0]  # JSON escapes on its own
     print_record({"uris": ["a", "b"], "name": "n"}, [Column("name", "NAME"), Column("uris", "URIS")])
     assert capsys.readouterr().out.splitlines() == ["NAME: n", "URIS: a", "      b"]
+
+
+def test_revoking_or_showing_what_does_not_exist_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = ("--data-dir", str(tmp_path / "data"))
+    assert main(["clients", "revoke", "no-such-client", *data]) == 1
+    assert main(["clients", "show", "no-such-client\x1b[2J", *data]) == 1
+    assert main(["grants", "revoke", "no-such-grant", *data]) == 1
+    assert main(["grants", "list", "--user", "nobody", *data]) == 1
+    err = capsys.readouterr().err
+    assert "no stored client and no grant of 'no-such-client'" in err and "\x1b" not in err
+    for argv in (["grants", "revoke"], ["grants", "revoke", "g", "--user", "u"], ["grants", "list", "--limit", "0"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*argv, *data])
+        assert exit_.value.code == 2  # a usage error: nothing is revoked by omission
