@@ -101,6 +101,10 @@ class Tracing:
             if (value := record.get(key)) is not None:
                 span.set_attribute(attribute, str(value))
 
+    def recording(self) -> bool:
+        """Whether the current (server) span is sampled: if not, its children would not be either."""
+        return trace.get_current_span().is_recording()
+
     def step(self, name: str) -> Step:
         """A check of the gate, a child of the current (server) span."""
         return Step(self.tracer.start_span(name))

@@ -90,6 +90,8 @@ class TracedGate(McpGate):
                 self.tracing.answered(span, scope.get(REQUEST_KEY))
 
     async def _admit(self, ex: Exchange, scope: Scope, send: Send) -> bool:
+        if not self.tracing.recording():  # sampled out: no child spans to make (parent-based sampling)
+            return await super()._admit(ex, scope, send)
         guard = scope[_GUARD_KEY] = self.tracing.step("authgate.guard")
         try:
             admitted = await super()._admit(ex, scope, send)
@@ -103,8 +105,9 @@ class TracedGate(McpGate):
 
     async def _judged(self, ex: Exchange, scope: Scope, enforcer: PolicyEnforcer, send: Send) -> bool:
         guard: Step | None = scope.pop(_GUARD_KEY, None)
-        if guard is not None:
-            guard.close("allowed")  # the caller is known: the rest is the policy's
+        if guard is None:  # sampled out (_admit made no guard span)
+            return await super()._judged(ex, scope, enforcer, send)
+        guard.close("allowed")  # the caller is known: the rest is the policy's
         policy = self.tracing.step("authgate.policy")
         try:
             allowed = await super()._judged(ex, scope, enforcer, send)
