@@ -274,6 +274,20 @@ def test_an_admin_revokes_one_grant(server: AuthgateServer) -> None:
     assert refresh(server, client_id, tokens["refresh_token"]).json()["error"] == "invalid_grant"
 
 
+def test_the_page_shows_a_failed_connection_attempt(server: AuthgateServer) -> None:
+    """A connection broken on purpose (an unregistered redirect URI) is listed with the step it
+    failed at, the reason and the fix."""
+    broken = register(server, "Broken redirect")
+    query = {"response_type": "code", "client_id": broken, "redirect_uri": "http://127.0.0.1:1/elsewhere"}
+    query |= {"code_challenge": "x" * 43, "code_challenge_method": "S256", "state": "s"}
+    assert httpx.get(server.endpoint("authorize"), params=query).status_code == 400
+    with signed_in(server, server.username, server.password) as http:
+        page = http.get("/admin")
+    (attempt,) = [r for r in page.text.split("<tr>") if "<bdi>Broken redirect</bdi>" in r and "Fix:" in r]
+    assert "authorization request refused: redirect_uri is not registered for this client" in attempt, attempt
+    assert f"it registered {CALLBACK}" in attempt, attempt
+
+
 @pytest.mark.requirement(req.ISSUE13_ADMIN_PAGE_NO_FRAMING)
 def test_every_admin_page_refuses_framing_and_caching(server: AuthgateServer) -> None:
     with signed_in(server, server.username, server.password) as http:
