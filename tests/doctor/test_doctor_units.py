@@ -162,6 +162,7 @@ def test_exit_status_is_zero_only_without_failures_or_with_strict_without_warnin
     report = _report(*statuses)
     assert (report.exit_status(), report.exit_status(strict=True)) == (plain, strict)
     assert f"exit status {plain}" in render_text(report)
+    assert ("`authgate attempts --failed`" in render_text(report)) == bool(plain)  # the server's side (issue 13)
     assert f'"exit_status": {strict}' in render_json(report, strict=True)
 
 

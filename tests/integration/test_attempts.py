@@ -215,10 +215,31 @@ def _story(server: AuthgateServer, client_id: str, waiting_for: str) -> tuple[st
     deadline = time.monotonic() + 10
     while True:
         with sqlite3.connect(server.data_dir / "authgate.db", timeout=10) as db:
-            bits = db.execute("SELECT steps FROM attempts WHERE client_id = ?", (client_id,)).fetchone()[0]
+            query = "SELECT steps FROM attempts WHERE client_id = ? ORDER BY steps DESC LIMIT 1"
+            bits = db.execute(query, (client_id,)).fetchone()[0]
         if waiting_for in step_names(bits) or time.monotonic() > deadline:
             return step_names(bits)
         time.sleep(0.05)
+
+
+@pytest.mark.requirement(req.ISSUE13_CONNECTION_TIMELINE)
+async def test_nobody_writes_a_failure_into_another_clients_story(server: AuthgateServer) -> None:
+    """An anonymous token request naming a client that is mid-connection (it signed in, its
+    code not yet exchanged) starts a row of its own: the client's story stays clean."""
+    victim = Connection(server, PROFILES["claude"])
+    code = (await victim.code())["code"]
+    forged = httpx.post(
+        server.endpoint("token"),
+        data={"grant_type": "authorization_code", "code": "agc_forged", "client_id": victim.client_id},
+        timeout=10,
+    )
+    assert forged.status_code == 401 and forged.json()["error"] == "invalid_client"
+    rows = _attempts(server, "--client", victim.client_id)
+    assert len(rows) == 2
+    story = next(r for r in rows if r["steps"])
+    assert story["steps"] == ["register", "authorize", "sign-in", "consent"] and story["failed_step"] is None
+    assert victim.exchange(code).status_code == 200
+    assert _story(server, victim.client_id, "token")[-1] == "token"
 
 
 @pytest.mark.requirement(req.ISSUE13_ATTEMPTS_NO_SECRET)

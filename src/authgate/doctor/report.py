@@ -63,6 +63,8 @@ def summary(report: DoctorReport, *, strict: bool = False) -> str:
     code = report.exit_status(strict=strict)
     rule = " (--strict: warnings count)" if strict else ""
     lines += ["", f"{fails} failed, {warns} warned, {skips} skipped; exit status {code}{rule}"]
+    if fails:  # the server's side of each failure, when the server is authgate (docs/attempts.md)
+        lines.append("On an authgate server, `authgate attempts --failed` shows each failed connection as it saw it.")
     return "\n".join(lines)
 
 

@@ -243,11 +243,15 @@ class AttemptRecorder:
         address: str | None = None,
         registered: Iterable[str] = (),
         reached: tuple[str, ...] = (),
+        follow: bool = True,
     ) -> None:
+        """A step refused. Without `flow` or `family` it joins the client's newest attempt
+        (`follow`: only for a client that proved who it is; else it starts a row of its own)."""
         if self.store is None or not self._may_record_failure():
             return
         reason, fix = explain(step, error, registered)
-        note = self._note(reached, client, flow, family, address, follow_client=flow is None and family is None)
+        joins = follow and flow is None and family is None
+        note = self._note(reached, client, flow, family, address, follow_client=joins)
         await self._write(_with_failure(note, step, reason, fix))
 
     def first_call(self, grant_id: object) -> None:
@@ -292,7 +296,8 @@ class AttemptRecorder:
         client = ClientFacts.of(seen.client) if seen.client is not None else ClientFacts.named(form_client_id)
         flow = flow_key(seen.code.client_id, seen.code.code_challenge) if seen.code is not None else None
         family = family_key(seen.family.family_id) if seen.family is not None else None
-        await self.failed(step, error, client=client, flow=flow, family=family)
+        # a client that did not authenticate may be anyone naming it: never joins its story
+        await self.failed(step, error, client=client, flow=flow, family=family, follow=seen.client is not None)
 
     # -- inside -------------------------------------------------------------------------------
     def _note(
