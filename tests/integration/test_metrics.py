@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import secrets
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -268,3 +272,23 @@ def test_random_paths_and_tool_names_add_no_series(gateway: tuple[AuthgateServer
         after = scrape(metrics_url)
     assert set(after) == set(before), set(after) ^ set(before)
     assert value(after, "authgate_http_requests_total", route="other") >= 300
+
+
+@pytest.mark.requirement(ISSUE13_METRICS_NOT_PUBLIC)
+def test_a_busy_metrics_port_is_a_configuration_error_before_start(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        listen = f"127.0.0.1:{busy.getsockname()[1]}"
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")},
+            "AUTHGATE_DATA_DIR": str(tmp_path),
+            "AUTHGATE_PORT": str(ports.free_port()),
+            "AUTHGATE_METRICS_LISTEN": listen,
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "authgate", "serve"], env=env, capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"setting 'metrics_listen': cannot listen on {listen}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -73,6 +73,7 @@ def _loaded(imported: set[str], *prefixes: str) -> list[str]:
 
 @pytest.mark.requirement(req.ISSUE18_GATEWAY_STARTS_WITHOUT_SDK)
 @pytest.mark.requirement(req.ISSUE13_TRACES_OFF_IMPORTS_NOTHING)
+@pytest.mark.requirement(req.ISSUE13_METRICS_NOT_PUBLIC)
 def test_the_http_gateway_starts_without_the_mcp_sdk_the_knowledge_base_or_alembic(tmp_path: Path) -> None:
     imported = _started_server_imports(tmp_path, AUTHGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}/mcp")
     assert "authgate.gateway.http.proxy" in imported  # it did start the gateway
@@ -80,6 +81,8 @@ def test_the_http_gateway_starts_without_the_mcp_sdk_the_knowledge_base_or_alemb
     # opentelemetry: tracing is off (otel_enabled), whether or not the otel extra is installed
     assert not _loaded(imported, "mcp", "mcp_types", "authgate.kb", "alembic", "jinja2", "httpx")
     assert not _loaded(imported, "opentelemetry", "authgate.tracing", "authgate.server.tracing")
+    # prometheus_client: metrics are off (metrics_listen, metrics_on_main)
+    assert not _loaded(imported, "prometheus_client", "authgate.server.metrics", "authgate.server.metrics_http")
 
 
 def test_the_built_in_server_starts_without_alembic_or_jinja2(tmp_path: Path) -> None:

@@ -79,6 +79,11 @@ class AuthgateApp:
         self._logged = RequestLog(bounded)  # outermost: request id and the access log
         self.proxies = TrustedProxies(settings.trusted_proxies, settings.forwarded_header)
         self.handlers: dict[str, Any] | None = None
+        self.metrics_socket: Any = None  # metrics_listen's, bound now: a busy port fails before start-up
+        if settings.metrics_listen is not None:
+            from authgate.server.metrics_http import bound_socket
+
+            self.metrics_socket = bound_socket(settings.metrics_listen)
 
     def _public_paths(self) -> list[str]:
         u = self.settings.urls

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from authgate import metering
+from authgate.server.metric_cells import Count, CounterFamily, HistogramFamily
 
 if TYPE_CHECKING:
-    from prometheus_client.metrics import Counter, Histogram
     from prometheus_client.registry import Collector
 
     from authgate.audit.log import AuditLog
@@ -83,13 +83,13 @@ class _Route:
 
     __slots__ = ("codes", "duration", "requests", "template")
 
-    def __init__(self, template: str, requests: Counter, duration: Histogram) -> None:
+    def __init__(self, template: str, requests: CounterFamily, duration: HistogramFamily) -> None:
         self.template = template
         self.requests = requests
-        self.codes: dict[int | None, Any] = {}
+        self.codes: dict[int | None, Count] = {}
         self.duration = duration.labels(template)
 
-    def code(self, status: int | None) -> Any:
+    def code(self, status: int | None) -> Count:
         child = self.codes.get(status)
         if child is None:
             label = str(status) if status is not None and 100 <= status <= 599 else "none"
@@ -98,12 +98,13 @@ class _Route:
 
 
 class Metrics:
-    """The meter of `authgate.metering`, backed by `prometheus_client`."""
+    """The meter of `authgate.metering`: cells counted in place (server/metric_cells.py), in a
+    `prometheus_client` registry with the process's own collectors."""
 
     def __init__(self, *, routes: Iterable[tuple[str, Callable[[str], bool] | None]], transport: str) -> None:
         """`routes`: (template, matcher) per route, the matcher None for a template without
         parameters (matched exactly); `transport`: the upstream's, `http`, `stdio` or `none`."""
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry
         from prometheus_client.gc_collector import GCCollector
         from prometheus_client.platform_collector import PlatformCollector
         from prometheus_client.process_collector import ProcessCollector
@@ -111,14 +112,13 @@ class Metrics:
         self.registry = reg = CollectorRegistry()
         for collector in (ProcessCollector, PlatformCollector, GCCollector):
             collector(registry=reg)
-        requests = Counter(
+        requests = CounterFamily(
             "authgate_http_requests",
             "HTTP requests answered, by route template and status code",
             ["route", "code"],
-            registry=reg,
         )
-        duration = Histogram(
-            "authgate_http_request_duration_seconds", "time to answer, by route template", ["route"], registry=reg
+        duration = HistogramFamily(
+            "authgate_http_request_duration_seconds", "time to answer, by route template", ["route"]
         )
         self._exact: dict[str | None, _Route] = {}
         self._patterns: list[tuple[Callable[[str], bool], _Route]] = []
@@ -129,47 +129,44 @@ class Metrics:
             else:
                 self._patterns.append((matcher, route))
         self._other = _Route(OTHER, requests, duration)
-        decisions = Counter(
-            "authgate_auth_decisions", "the guard's verdict on /mcp requests", ["decision"], registry=reg
-        )
+        decisions = CounterFamily("authgate_auth_decisions", "the guard's verdict on /mcp requests", ["decision"])
         self._decisions = _bound(decisions, metering.AUTH_DECISIONS)
-        tokens = Counter("authgate_token_verifications", "bearer tokens checked, by outcome", ["outcome"], registry=reg)
+        tokens = CounterFamily("authgate_token_verifications", "bearer tokens checked, by outcome", ["outcome"])
         self._tokens = _bound(tokens, metering.TOKEN_OUTCOMES)
-        steps = Counter("authgate_oauth_steps", "OAuth endpoint requests, by flow step", ["step"], registry=reg)
+        steps = CounterFamily("authgate_oauth_steps", "OAuth endpoint requests, by flow step", ["step"])
         self._steps = _bound(steps, STEPS)
-        self._failures = Counter(
+        self._failures = CounterFamily(
             "authgate_oauth_failures",
             "OAuth steps that failed, by step and error code",
             ["step", "error"],
-            registry=reg,
         )
         self._errors = oauth_error_codes() | {PAGE_ERROR, *_PAGE_ERRORS.values()}
-        self._failed: dict[tuple[str, str], Any] = {}
+        self._failed: dict[tuple[str, str], Count] = {}
         self.transport = transport
-        upstream = Histogram(
+        upstream = HistogramFamily(
             "authgate_upstream_latency_seconds",
             "time until the upstream began its answer (HTTP: the response head; stdio: the response)",
             ["transport"],
             buckets=LATENCY_BUCKETS,
-            registry=reg,
         )
         self._upstream = upstream.labels(transport)
-        upstream_errors = Counter(
-            "authgate_upstream_errors", "upstream failures, by reason", ["transport", "reason"], registry=reg
+        upstream_errors = CounterFamily(
+            "authgate_upstream_errors", "upstream failures, by reason", ["transport", "reason"]
         )
         self._upstream_errors = {r: upstream_errors.labels(transport, r) for r in (*upstream_reasons(), OTHER)}
-        store = Histogram(
+        store = HistogramFamily(
             "authgate_store_transaction_seconds",
             "store transactions, by kind",
             ["kind"],
             buckets=STORE_BUCKETS,
-            registry=reg,
         )
         self._store = {True: store.labels("write"), False: store.labels("read")}
-        store_errors = Counter(
-            "authgate_store_errors", "store transactions that failed, by kind", ["kind"], registry=reg
-        )
+        store_errors = CounterFamily("authgate_store_errors", "store transactions that failed, by kind", ["kind"])
         self._store_errors = {True: store_errors.labels("write"), False: store_errors.labels("read")}
+        for family in (requests, duration, decisions, tokens, steps, self._failures, upstream, upstream_errors):
+            reg.register(family)
+        reg.register(store)
+        reg.register(store_errors)
         self.live = _Live()
         reg.register(self.live)
 
@@ -244,7 +241,7 @@ class Metrics:
         return _PAGE_ERRORS.get(status, PAGE_ERROR)
 
 
-def _bound(counter: Counter, values: Iterable[str]) -> dict[str, Any]:
+def _bound(counter: CounterFamily, values: Iterable[str]) -> dict[str, Count]:
     """The counter's child for each value (and for `other`), bound once."""
     return {value: counter.labels(value) for value in (*values, OTHER)}
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from authgate.server.app import AuthgateApp
     from authgate.server.metrics import Metrics
 
-__all__ = ["MetricsListener", "metrics_page", "serving_metrics"]
+__all__ = ["MetricsListener", "bound_socket", "metrics_page", "serving_metrics"]
 
 MAX_CONNECTIONS = 16  # scrapers are few
 STARTUP_SECONDS = 5.0
@@ -79,8 +79,17 @@ class _Page:
 class MetricsListener:
     """`metrics_listen`: a uvicorn server of its own on the running loop; `start()`, `stop()`."""
 
-    def __init__(self, listen: str, metrics: Metrics, token: str | None, *, header_read_timeout: float) -> None:
+    def __init__(
+        self,
+        listen: str,
+        metrics: Metrics,
+        token: str | None,
+        *,
+        header_read_timeout: float,
+        sock: socket.socket | None,
+    ) -> None:
         self.listen = listen
+        self.sock = sock  # bound by AuthgateApp when it was made (`bound_socket`), or here
         self.app = _Page(metrics, token)
         self.header_read_timeout = header_read_timeout
         self._server: uvicorn.Server | None = None
@@ -89,7 +98,8 @@ class MetricsListener:
     async def start(self) -> None:
         from authgate.server.http_protocol import bounded_protocol
 
-        sock = _bound_socket(self.listen)
+        sock, self.sock = self.sock if self.sock is not None and self.sock.fileno() != -1 else None, None
+        sock = sock or bound_socket(self.listen)
         config = uvicorn.Config(
             self.app,
             log_config=None,
@@ -118,7 +128,8 @@ class MetricsListener:
         self._server = self._task = None
 
 
-def _bound_socket(listen: str) -> socket.socket:
+def bound_socket(listen: str) -> socket.socket:
+    """`listen`'s address, bound (not yet listening); a ConfigError when it cannot be."""
     host, port = listen_address(listen)
     host = "127.0.0.1" if host == "localhost" else host
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -156,7 +167,13 @@ async def serving_metrics(
     metrics = Metrics(routes=route_templates(app), transport=_transport(settings))
     token = settings.metrics_token.get_secret_value() if settings.metrics_token is not None else None
     listener = (
-        MetricsListener(settings.metrics_listen, metrics, token, header_read_timeout=settings.header_read_timeout)
+        MetricsListener(
+            settings.metrics_listen,
+            metrics,
+            token,
+            header_read_timeout=settings.header_read_timeout,
+            sock=app.metrics_socket,
+        )
         if settings.metrics_listen is not None
         else None
     )
