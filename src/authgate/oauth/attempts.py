@@ -117,7 +117,7 @@ def _cut(text: str | None, limit: int) -> str | None:
     """`text` on one line, printable, at most `limit` characters (an ellipsis when cut)."""
     if text is None:
         return None
-    clean = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    clean = (text if text.isprintable() else "".join(ch if ch.isprintable() else " " for ch in text)).strip()
     return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
 
