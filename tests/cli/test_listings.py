@@ -76,6 +76,9 @@ def test_revoking_or_showing_what_does_not_exist_is_an_error(
     assert main(["grants", "list", "--user", "nobody", *data]) == 1
     err = capsys.readouterr().err
     assert "no stored client and no grant of 'no-such-client'" in err and "\x1b" not in err
+    # a grant id may start with "-" (URL-safe base64): it is the id, not an unknown option
+    assert main(["grants", "revoke", "-I-R2OKIu8eY4", *data]) == 1
+    assert "no grant '-I-R2OKIu8eY4'" in capsys.readouterr().err
     for argv in (["grants", "revoke"], ["grants", "revoke", "g", "--user", "u"], ["grants", "list", "--limit", "0"]):
         with pytest.raises(SystemExit) as exit_:
             main([*argv, *data])

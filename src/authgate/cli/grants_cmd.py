@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import sys
 import time
+from typing import Any
 
 from authgate.cli.clients_cmd import GRANT_COLUMNS, REVOKED, grant_row
 from authgate.cli.output import Column, add_json_flag, iso, print_rows, printable
@@ -95,10 +96,25 @@ def _limit(value: str) -> int:
     return int(value)
 
 
+class _DashedIds:
+    """Grant ids are URL-safe base64 and one in 64 starts with `-`: a single-dash word that is
+    no option of the parser is a value (`grants revoke -I-R2OKIu8…`), not an unknown option."""
+
+    _option_string_actions: dict[str, argparse.Action]
+
+    def _parse_optional(self, arg_string: str) -> Any:
+        if arg_string[:1] == "-" and arg_string[:2] != "--" and arg_string not in self._option_string_actions:
+            return None  # argparse: a positional
+        return super()._parse_optional(arg_string)  # type: ignore[misc]
+
+
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `grants` to the `authgate` parser."""
     grants = sub.add_parser("grants", help="what users granted clients: list the live grants, revoke them")
-    grants_sub = grants.add_subparsers(dest="grants_command", required=True)
+    parser_class = type("GrantsParser", (_DashedIds, type(grants)), {})  # keeps the CLI's own parser class
+    grants_sub: argparse._SubParsersAction[argparse.ArgumentParser] = grants.add_subparsers(
+        dest="grants_command", required=True, parser_class=parser_class
+    )
     listing = grants_sub.add_parser(
         "list", help="the grants that still work: id, client, user, scopes, created, last used, expires"
     )
