@@ -102,8 +102,9 @@ def bridge(stack: ExitStack, tmp_path_factory: pytest.TempPathFactory) -> Authga
     return server
 
 
-def _code_flow(server: AuthgateServer) -> dict[str, Any]:
-    """Register, authorize (sign-in, consent), redeem: the token response and the client_id."""
+def _code_flow(server: AuthgateServer, ua: headless.HeadlessUserAgent | None = None) -> dict[str, Any]:
+    """Register, authorize (sign-in, consent; in `ua` if given), redeem: the token response and
+    the client_id."""
     r = httpx.post(
         server.endpoint("register"),
         json={"client_name": "metrics-test", "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
@@ -123,7 +124,8 @@ def _code_flow(server: AuthgateServer) -> dict[str, Any]:
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
-    answer = headless.authorize(server.endpoint("authorize") + "?" + urlencode(query), server.username, server.password)
+    url = server.endpoint("authorize") + "?" + urlencode(query)
+    answer = (ua.authorize if ua is not None else headless.authorize)(url, server.username, server.password)
     assert answer.code, answer
     form = {"grant_type": "authorization_code", "code": answer.code, "code_verifier": verifier}
     r = httpx.post(
@@ -213,11 +215,19 @@ def test_metrics_are_not_on_the_public_listener_unless_configured(
     server, metrics_url = gateway
     assert httpx.get(server.url + "/metrics", timeout=10).status_code == 404  # only on metrics_listen
     assert httpx.get(metrics_url.replace("/metrics", "/health"), timeout=10).status_code == 404  # only /metrics
-    access, _ = bridge.machine_token("mcp", name="metrics-not-a-scraper")
-    for headers in ({}, {"Authorization": f"Bearer {access}"}, {"Authorization": f"Bearer {TOKEN[:-1]}x"}):
-        r = httpx.get(bridge.url + "/metrics", headers=headers, timeout=10)
-        assert r.status_code == 401 and "authgate_" not in r.text, (headers, r.text)
-        assert r.headers["www-authenticate"].startswith("Bearer")
+    machine, _ = bridge.machine_token("mcp", name="metrics-not-a-scraper")
+    with headless.HeadlessUserAgent() as browser:  # signed in (the first user: an admin), with a user's token
+        person = _code_flow(bridge, browser)["access_token"]
+        assert browser.cookies  # the sign-in cookie goes along
+        for headers in (
+            {},  # anonymous
+            {"Authorization": f"Bearer {machine}"},  # a registered client's access token
+            {"Authorization": f"Bearer {person}"},
+            {"Authorization": f"Bearer {TOKEN[:-1]}x"},
+        ):
+            r = browser.http.get(bridge.url + "/metrics", headers=headers)
+            assert r.status_code == 401 and "authgate_" not in r.text, (headers, r.text)
+            assert r.headers["www-authenticate"].startswith("Bearer")
     assert (
         "authgate_http_requests_total"
         in httpx.get(bridge.url + "/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10).text
