@@ -12,6 +12,8 @@ tests/support/upstream_app.py, the stdio child tests/integration/stdio_servers/m
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -344,3 +346,35 @@ def test_authgate_serve_sends_its_spans_over_otlp_http_to_the_configured_endpoin
     mine = {name: (service, parent) for service, trace_id, name, parent in received if trace_id == "c" * 32}
     assert mine["POST /mcp"] == ("authgate", CLIENT_SPAN)
     assert all(service == "authgate" for service, _ in mine.values())
+
+
+NO_SDK = """
+import sys
+
+class NoSdk:  # the otel extra not installed: its packages cannot be found
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk."):
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, NoSdk)
+sys.argv = ["authgate", "serve"]
+from authgate.cli.main import main
+sys.exit(main())
+"""
+
+
+@pytest.mark.requirement(req.ISSUE13_TRACES_NEED_THE_EXTRA)
+def test_tracing_without_the_otel_extra_is_refused_at_start_naming_the_install(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    env.update(AUTHGATE_OTEL_ENABLED="true", AUTHGATE_DATA_DIR=str(tmp_path / "data"))
+    done = subprocess.run(
+        [sys.executable, "-c", NO_SDK], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("authgate: configuration error: setting 'otel_enabled': is true but the OpenTelemetry SDK")
+    assert "pip install -e '.[otel]'" in line and "otel_enabled = false" in line
+    assert not (tmp_path / "data").exists()  # refused before anything was created

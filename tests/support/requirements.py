@@ -692,11 +692,10 @@ ISSUE13_TRACES_EXPORTED_OVER_OTLP = Requirement(
     "`authgate serve` with otel_enabled exports its spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, "
     "as service authgate",
 )
-ISSUE13_TRACES_EXPORTED_OVER_OTLP = Requirement(
+ISSUE13_TRACES_NEED_THE_EXTRA = Requirement(
     "authgate",
     "issue 13 done-when 5",
-    "`authgate serve` with otel_enabled exports its spans over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT, "
-    "as service authgate",
+    "otel_enabled without the otel extra is a one-line configuration error at start naming how to install it",
 )
 
 ISSUE13_METRICS_COUNT_TRAFFIC = Requirement(

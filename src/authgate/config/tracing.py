@@ -45,5 +45,5 @@ class TracingSettings(BaseModel):
 def _sdk_installed() -> bool:
     try:
         return importlib.util.find_spec("opentelemetry.sdk") is not None
-    except ImportError:  # not even the API (a parent package) is there
+    except (ImportError, ValueError):  # not even the API (a parent package) is there, or its import blocked
         return False
