@@ -1,11 +1,11 @@
 """Issue 13: the line `authgate serve` prints as it starts names what it protects — the HTTP
 upstream (its password and query values masked), the stdio server's program (never its
-arguments or environment, where secrets live) or the built-in knowledge base."""
+arguments or environment, where secrets live) or the built-in knowledge base. A real
+`authgate serve` in front of a stdio server: tests/integration/test_stdio_whoami.py."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,6 @@ import pytest
 from authgate.cli.banner import start_banner
 from authgate.config.settings import load_settings
 from support import requirements as req
-from support.authgate_server import AuthgateServer
 
 
 def _banner(tmp_path: Path, **overrides: object) -> str:
@@ -37,19 +36,3 @@ def test_the_banner_names_each_kind_of_upstream_without_its_secrets(
     builtin = _banner(tmp_path)
     assert "protecting the built-in knowledge base" in builtin
     assert builtin.startswith("authgate ") and "MCP endpoint https://mcp.example.com/mcp" in builtin
-
-
-@pytest.mark.requirement(req.ISSUE13_BANNER_NAMES_UPSTREAM)
-def test_serve_in_front_of_a_stdio_server_prints_its_program_only(tmp_path: Path) -> None:
-    server = AuthgateServer(
-        tmp_path,
-        serve_args=("--", sys.executable, "-m", "authgate", "kb", "serve", "--stdio", "--data-dir", "kb-s3cret"),
-    )
-    server.start()
-    try:
-        banner = next(line for line in server.logs().splitlines() if "MCP endpoint" in line)
-    finally:
-        server.stop()
-    program = Path(sys.executable).name
-    assert banner.endswith(f"protecting the stdio MCP server {program!r} (a process per caller)"), banner
-    assert "kb-s3cret" not in banner and " -m " not in banner

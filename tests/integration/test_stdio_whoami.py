@@ -97,6 +97,14 @@ def test_whoami_behind_the_stdio_gateway_without_identity_headers_says_how_to_na
     assert "identity_headers = true" in answer["note"]
 
 
+@pytest.mark.requirement(req.ISSUE13_BANNER_NAMES_UPSTREAM)
+def test_the_start_banner_names_the_stdio_program_not_its_arguments(named: AuthgateServer) -> None:
+    banner = next(line for line in named.logs().splitlines() if "MCP endpoint" in line)
+    program = Path(sys.executable).name
+    assert banner.endswith(f"protecting the stdio MCP server {program!r} (a process per caller)"), banner
+    assert "kb-data" not in banner and " -m " not in banner  # its arguments may carry secrets
+
+
 def test_whoami_over_stdio_without_the_gateway_is_not_signed_in() -> None:
     assert stdio_caller({}) == {"authenticated": False}
     # the caller's variables alone, without the gateway's mark, name nobody
