@@ -150,7 +150,8 @@ class Tracing:
         )
         carrier: dict[str, str] = {}
         propagate.inject(carrier, context=trace.set_span_in_context(span))
-        return {**message, "params": {**params, "_meta": {**meta, **carrier}}}, span
+        kept = {k: v for k, v in meta.items() if k not in _CARRIED}  # the client's own context is replaced whole
+        return {**message, "params": {**params, "_meta": {**kept, **carrier}}}, span
 
     def ended(self, span: Span, error: str | None = None) -> None:
         """A stdio request's span, once answered, cancelled or failed (`error`)."""

@@ -208,6 +208,7 @@ def test_a_tool_call_through_the_stdio_bridge_carries_the_trace_in_meta_in_both_
     legacy = legacy_call(stdio_gateway, stdio_gateway.token, session, "meta", {})
     assert legacy.status_code == 200, legacy.text
     body = modern_request("tools/call", {"name": "meta", "arguments": {}})  # 2026-07-28: stateless
+    body["params"]["_meta"] |= {"traceparent": f"00-{'d' * 32}-{'e' * 16}-01", "tracestate": "client=1"}
     modern = httpx.post(stdio_gateway.mcp_url, headers=modern_headers(stdio_gateway.token, body), json=body, timeout=30)
     assert modern.status_code == 200, modern.text
     ids = set()
@@ -218,6 +219,7 @@ def test_a_tool_call_through_the_stdio_bridge_carries_the_trace_in_meta_in_both_
         assert_one_request_trace(found, meta["traceparent"])
         assert found["authgate.upstream"].attributes["mcp.method.name"] == "tools/call"
         assert "io.modelcontextprotocol/protocolVersion" not in meta  # the 2026 envelope still stripped
+        assert trace_id != "d" * 32 and "tracestate" not in meta  # a context in the body is replaced whole
         ids.add(trace_id)
     assert len(ids) == 2  # two requests, two traces
 
