@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,8 +60,9 @@ class Protected:
     def mcp_url(self) -> str:
         return f"{self.url}/mcp"
 
-    @property
+    @functools.cached_property
     def admin_password(self) -> str:
+        # read once: the file is one-time, removed at admin's first sign-in (issue 13)
         return (self.data_dir / "initial-admin-password").read_text().strip()
 
     def token(self, scope: str) -> str:

@@ -9,11 +9,14 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 import authgate
+from support import requirements as req
 from support.authgate_server import AuthgateServer
 
 
+@pytest.mark.requirement(req.ISSUE13_FIRST_PASSWORD_ONE_TIME)
 def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path) -> None:
     server = AuthgateServer(tmp_path)  # no user added: the server must create one
     server.start()
@@ -41,12 +44,14 @@ def test_first_start_creates_admin_with_a_one_time_password_file(tmp_path: Path)
             + "&code_challenge_method=S256&state=s"
         )
         assert authorize(url, "admin", password).code
+        # issue 13: one-time — used once to sign in, the file is gone (the password stays admin's)
+        assert not password_file.exists()
     finally:
         server.stop()
-    server.start()  # a second start creates no second admin and keeps the password
+    server.start()  # a second start creates no second admin and no new password file
     try:
         assert [line.split()[0] for line in server.cli("users", "list").stdout.splitlines()] == ["USER", "admin"]
-        assert (server.data_dir / "initial-admin-password").read_text().strip() == password
+        assert not password_file.exists()
     finally:
         server.stop()
 

@@ -30,7 +30,8 @@ def test_add_list_reindex_remove(tmp_path: Path, corpus: Path, capsys: pytest.Ca
         *data,
     )
     assert code == 0
-    assert "knowledge base company: engineering, handbook" in out
+    assert "knowledge base company: 5 documents" in out and f"index: {tmp_path / 'data' / 'kb.sqlite3'}" in out
+    assert f"folder engineering: {corpus / 'engineering'}" in out and f"folder handbook: {corpus / 'handbook'}" in out
     assert "company: 5 added, 0 updated, 0 removed, 0 unchanged" in out
     assert (tmp_path / "data" / "kb.sqlite3").is_file()
 

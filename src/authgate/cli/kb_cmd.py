@@ -10,7 +10,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from authgate.cli.output import Column, add_json_flag, iso, print_rows
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
@@ -35,16 +35,52 @@ def _data_dir(args: argparse.Namespace) -> Path:
     return load_settings(args.config, **setting_overrides(args)).data_dir
 
 
-def _indexer(args: argparse.Namespace, store: KnowledgeStore) -> Indexer:
+def _indexer(args: argparse.Namespace, store: KnowledgeStore, progress: Progress) -> Indexer:
     from authgate.kb.indexer import Indexer
 
-    return Indexer(store, excluded=(_data_dir(args),))  # never publish authgate's own secrets
+    # never publish authgate's own secrets
+    return Indexer(store, excluded=(_data_dir(args),), on_file=progress.update)
+
+
+class Progress:
+    """One line on stderr, rewritten as files are indexed (at most ten times a second), and
+    cleared at the end; only on a terminal, so a pipe or a log gets the summary alone."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.on = stream.isatty()
+        self.last = -1.0
+
+    def update(self, report: IndexReport) -> None:
+        now = time.monotonic()
+        if not self.on or 0 <= now - self.last < 0.1:
+            return
+        self.last = now
+        done = report.added + report.updated + report.unchanged + len(report.skipped)
+        self.stream.write(
+            f"\r\x1b[K{report.kb_id}: {done} files examined ({report.added} added, {report.updated} updated, "
+            f"{len(report.skipped)} skipped)"
+        )
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.last >= 0:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
+            self.last = -1.0
 
 
 def _print_report(report: IndexReport) -> None:
     print(report.summary())
     for line in report.skipped:
         print(f"  skipped {line}")
+
+
+def _reindex(indexer: Indexer, progress: Progress, kb_id: str) -> IndexReport:
+    try:
+        return indexer.reindex(kb_id)
+    finally:
+        progress.end()
 
 
 def _folders(raw: list[str]) -> list[Path]:
@@ -60,12 +96,28 @@ def _folders(raw: list[str]) -> list[Path]:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    from authgate.kb.service import index_path
+
     folders = _folders(args.dirs)
     store = _store(args)
     kb = store.add_knowledge_base(args.name, folders, description=args.description or "", now=time.time())
-    print(f"knowledge base {kb.kb_id}: {', '.join(ds.ds_id for ds in kb.data_sources)}")
-    if not args.no_index:
-        _print_report(_indexer(args, store).reindex(kb.kb_id))
+    where = index_path(_data_dir(args))
+    if args.no_index:
+        print(
+            f"knowledge base {kb.kb_id}: {len(kb.data_sources)} folder(s) registered in {where}, not indexed yet "
+            f"(`authgate kb reindex {kb.kb_id}` or the next `authgate serve` indexes them)"
+        )
+    else:
+        progress = Progress(sys.stderr)
+        report = _reindex(_indexer(args, store, progress), progress, kb.kb_id)
+        kb = store.get_knowledge_base(kb.kb_id)
+        print(
+            f"knowledge base {kb.kb_id}: {kb.document_count} documents, {kb.chunk_count} passages from "
+            f"{len(kb.data_sources)} folder(s), {len(report.skipped)} files skipped; index: {where}"
+        )
+        _print_report(report)
+    for ds in kb.data_sources:
+        print(f"  folder {ds.ds_id}: {ds.path}")
     return 0
 
 
@@ -111,8 +163,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_reindex(args: argparse.Namespace) -> int:
-    indexer = _indexer(args, _store(args))
-    reports = [indexer.reindex(args.name)] if args.name else indexer.reindex_all()
+    store, progress = _store(args), Progress(sys.stderr)
+    indexer = _indexer(args, store, progress)
+    names = [args.name] if args.name else [kb.kb_id for kb in store.list_knowledge_bases()]
+    reports = [_reindex(indexer, progress, name) for name in names]
     for report in reports:
         _print_report(report)
     return 1 if any(r.missing_sources for r in reports) else 0
@@ -169,4 +223,4 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     serve.set_defaults(func=cmd_serve)
 
     for parser in (add, reindex, remove, serve, kb_sub.choices["list"]):
-        add_setting_flags(parser)
+        add_setting_flags(parser, shown=("data_dir",))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import sys
 import time
 import uuid
@@ -42,6 +41,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from authgate.cli.banner import start_banner
+    from authgate.cli.listen_socket import bind_listener
     from authgate.cli.settings_flags import setting_overrides
     from authgate.config.settings import load_settings
     from authgate.server.app import build_app
@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     )
     configure_logging(settings.log_level, settings.log_format)  # before anything may warn
+    listener = bind_listener(settings.host, settings.port)  # a taken port fails now, not after start-up
     asyncio.run(_preflight(settings))  # a wrong secret or database fails here, readably
     app = build_app(settings)
     print(start_banner(settings), file=sys.stderr, flush=True)
@@ -79,8 +80,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     # a stop drains the requests in flight and exits 0 (server/shutdown.py)
     server = GracefulServer(config, drain=app.drain, drain_seconds=settings.shutdown_drain_seconds)
-    server.run()
-    return 0 if server.started else 3  # 3: uvicorn's start-up failure (the port taken, …)
+    server.run(sockets=[listener])
+    return 0 if server.started else 3  # 3: uvicorn's start-up failure (the app's lifespan, …)
 
 
 def _stdio_command(argv: list[str]) -> list[str]:
@@ -96,28 +97,12 @@ def _stdio_command(argv: list[str]) -> list[str]:
     return argv[1:]
 
 
-def _read_password(args: argparse.Namespace) -> str:
-    from authgate.oauth.passwords import check_new_password
-
-    if args.password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
-            raise SystemExit("authgate: passwords differ")
-    try:
-        check_new_password(password)
-    except ValueError as exc:
-        raise SystemExit(f"authgate: {exc}") from None
-    return password
-
-
 def cmd_users(args: argparse.Namespace) -> int:
+    from authgate.cli.password_prompt import no_password_source, read_password
     from authgate.oauth.passwords import hash_password
-    from authgate.server.runtime import with_store
+    from authgate.server.runtime import FIRST_PASSWORD_FILE, discard_first_password, with_store
 
     settings = _settings(args)
-    password = _read_password(args) if args.users_command in ("add", "set-password") else ""
 
     async def run(stores: Stores) -> int:
         store = stores.users
@@ -126,20 +111,27 @@ def cmd_users(args: argparse.Namespace) -> int:
 
             print_users(await store.list_users(), as_json=args.json)
             return 0
-        if args.users_command == "add":
-            return await _add_user(settings, store, args.name, args.role, password)
-        found = await store.get_user_by_name(args.name)
-        if found is None:
-            print(f"authgate: no user named {args.name!r}", file=sys.stderr)
+        found = await store.get_user_by_name(args.name)  # checked before a password is asked
+        if (found is None) != (args.users_command == "add"):
+            why = "exists (`users set-password` changes its password)" if found else "does not exist"
+            print(f"authgate: a user named {args.name!r} {why}", file=sys.stderr)
             return 1
+        if args.users_command in ("add", "set-password") and (problem := no_password_source(args)):
+            print(problem, file=sys.stderr)
+            return 2
+        if found is None:  # add
+            return await _add_user(settings, store, args.name, args.role, read_password(args))
         if args.users_command == "remove":
             await store.remove_user(found.user_id, time.time())
+            discard_first_password(settings, found)
             print(f"removed user {args.name}; their grants and sign-in sessions are revoked")
         elif args.users_command == "roles":
             await store.set_roles(found.user_id, args.roles)
             _print_roles(settings, args.name, args.roles)
         else:
-            await store.set_password(found.user_id, hash_password(password), time.time())
+            await store.set_password(found.user_id, hash_password(read_password(args)), time.time())
+            if discard_first_password(settings, found):  # its password was the one in the file
+                print(f"removed {settings.data_dir / FIRST_PASSWORD_FILE}: the first password no longer works")
             print(f"password of {args.name} changed; their grants and sign-in sessions are revoked")
         return 0
 
@@ -212,14 +204,14 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from authgate.cli.output import add_json_flag
-    from authgate.cli.settings_flags import add_setting_flags
+    from authgate.cli.settings_flags import ALL_SETTINGS, add_setting_flags
 
     parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 in front of MCP servers.")
     parser.add_argument("--version", action="version", version=f"authgate {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the authorization server, guard and MCP endpoint")
-    add_setting_flags(serve)
+    add_setting_flags(serve, shown=ALL_SETTINGS)
     serve.add_argument(
         "stdio_command",
         nargs=argparse.REMAINDER,
@@ -272,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = keys_sub.add_parser(name, help=text)
         if name == "list":
             add_json_flag(p)
-        add_setting_flags(p)
+        add_setting_flags(p, shown=("data_dir", "database_url", "secret_key"))
         p.set_defaults(func=cmd_keys)
     from authgate.cli.kb_cmd import add_parser as add_kb
 

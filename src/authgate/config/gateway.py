@@ -89,7 +89,8 @@ class GatewaySettings(BaseModel):
         None,
         description="a stdio MCP server to run and protect, e.g. "
         "['npx','-y','@modelcontextprotocol/server-everything'] (on the command line: "
-        "`authgate serve -- CMD ARGS…`); one process per session / caller",
+        '`--upstream-command "CMD ARGS…"`, split like a shell, or `authgate serve -- CMD ARGS…`); '
+        "one process per session / caller",
     )
     max_streams_per_caller: int = Field(
         8,

@@ -69,7 +69,8 @@ class IndexReport:
 
 class Indexer:
     """Indexes knowledge bases of one store. `should_stop` is polled between files; `excluded`
-    folders (authgate's own data directory) are never indexed, even inside a data source."""
+    folders (authgate's own data directory) are never indexed, even inside a data source;
+    `on_file` is told the report so far after each file (the CLI's progress line)."""
 
     def __init__(
         self,
@@ -78,10 +79,12 @@ class Indexer:
         clock: Callable[[], float] = time.time,
         should_stop: Callable[[], bool] = lambda: False,
         excluded: tuple[Path, ...] = (),
+        on_file: Callable[[IndexReport], None] = lambda _: None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.should_stop = should_stop
+        self.on_file = on_file
         self.excluded = tuple(Path(os.path.realpath(p)) for p in excluded)
 
     def reindex_all(self) -> list[IndexReport]:
@@ -112,6 +115,7 @@ class Indexer:
                 report.stopped = True
                 break
             change = self._examine(root, rel_path, path, known.get(rel_path), report)
+            self.on_file(report)
             if change is not False:
                 seen.add(rel_path)
             if isinstance(change, (Upsert, Touch)):

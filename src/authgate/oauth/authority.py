@@ -4,7 +4,7 @@ every core function takes first. Not a god object: it holds no behaviour of its 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -16,6 +16,7 @@ from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks
 from authgate.oauth.ratelimit import RateLimiter, RateLimits
 from authgate.oauth.signin import KnownAddresses, KnownAddressesInMemory
+from authgate.store.models import User
 from authgate.store.protocols import Store
 
 
@@ -30,13 +31,16 @@ class RefreshCheck(Protocol):
 
 class Hooks:
     """Checks another part installs into the core when it starts (proxy mode's upstream grant
-    check). The one mutable slot of the Authority, on purpose: the Authority is built before
-    the parts that install them, and every holder of it must see the same checks."""
+    check; the removal of the one-time first password after its first use). The one mutable
+    slot of the Authority, on purpose: the Authority is built before the parts that install
+    them, and every holder of it must see the same checks."""
 
-    __slots__ = ("refresh_check",)
+    __slots__ = ("refresh_check", "signed_in")
 
     def __init__(self) -> None:
         self.refresh_check: RefreshCheck | None = None
+        # after a successful password sign-in (server/runtime.py: the one-time first password)
+        self.signed_in: Callable[[User], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True, slots=True)

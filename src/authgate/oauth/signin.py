@@ -86,4 +86,6 @@ async def sign_in(auth: Authority, username: str, password: str, address: str) -
         return None
     await auth.logins.reset(pair)
     await auth.known_addresses.remember(pair)
+    if auth.hooks.signed_in is not None:
+        await auth.hooks.signed_in(user)
     return user

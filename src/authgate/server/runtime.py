@@ -21,7 +21,7 @@ from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
-from authgate.oauth.passwords import PasswordChecks, hash_password
+from authgate.oauth.passwords import PasswordChecks, hash_password, verify_password
 from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
@@ -117,12 +117,52 @@ async def ensure_first_user(settings: Settings, store: UserStore) -> Path | None
     path.unlink(missing_ok=True)
     _write_private(path, password + "\n")
     print(
-        f"authgate: created user 'admin'; its one-time password is in {path} "
-        "(change it with `authgate users set-password admin`)",
+        f"authgate: created user 'admin'; its one-time password is in {path}, removed once used: "
+        "keep it when you sign in, or set your own with `authgate users set-password admin`",
         file=sys.stderr,
         flush=True,
     )
     return path
+
+
+def _first_password_of(settings: Settings, user: User) -> Path | None:
+    """data_dir/initial-admin-password if it holds `user`'s password (per the hash given)."""
+    path = settings.data_dir / FIRST_PASSWORD_FILE
+    try:
+        password = path.read_text().strip()
+    except OSError:
+        return None
+    return path if verify_password(user.password_hash, password) else None
+
+
+def discard_first_password(settings: Settings, user: User) -> bool:
+    """Remove data_dir/initial-admin-password if it holds `user`'s password (checked against
+    the hash the caller read, before a change): it was there to be used once. True if removed."""
+    path = _first_password_of(settings, user)
+    if path is None:
+        return False
+    path.unlink(missing_ok=True)
+    return True
+
+
+async def _watch_first_password(settings: Settings, store: UserStore, auth: Authority) -> None:
+    """The first password is one-time. A file whose password no longer works (changed, or the
+    admin removed) goes now; one that still works goes at admin's first successful sign-in
+    (`Hooks.signed_in`, run by oauth/signin.py; it uninstalls itself)."""
+    path = settings.data_dir / FIRST_PASSWORD_FILE
+    if not path.exists():
+        return
+    admin = await store.get_user_by_name("admin")
+    if admin is None or await asyncio.to_thread(_first_password_of, settings, admin) is None:
+        path.unlink(missing_ok=True)
+        return
+
+    async def used(user: User) -> None:
+        if user.username == "admin" and await asyncio.to_thread(discard_first_password, settings, user):
+            auth.hooks.signed_in = None
+            log.info("admin signed in with the first password: removed %s", path)
+
+    auth.hooks.signed_in = used
 
 
 HOUSEKEEPING_INTERVAL = 6 * 3600.0
@@ -214,5 +254,7 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
             failures_per_minute=settings.attempts_failures_per_minute,
         ),
     )
+    if settings.auth_mode != "proxy":
+        await _watch_first_password(settings, stores.users, auth)
     verifier = EmbeddedTokenVerifier(auth, recheck_seconds=settings.token_cache_seconds)
     return Runtime(settings=settings, stores=stores, auth=auth, verifier=verifier, signer=Signer(secret))
