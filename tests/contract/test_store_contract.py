@@ -59,12 +59,12 @@ async def test_client_cap_holds_across_concurrent_replicas(
     assert await store.count_clients() == 5
 
 
-async def test_list_clients_returns_every_source_oldest_first(store: SqlStore, build: type[Build]) -> None:
+async def test_list_clients_returns_every_source_newest_first(store: SqlStore, build: type[Build]) -> None:
     await store.add_client(dataclasses.replace(build.client("late", source="operator"), created_at=NOW + 5))
     await store.add_client(build.client("early"))
     listed = await store.list_clients()
-    assert [(c.client_id, c.source) for c in listed] == [("early", "dcr"), ("late", "operator")]
-    assert listed[1] == await store.get_client("late")
+    assert [(c.client_id, c.source) for c in listed] == [("late", "operator"), ("early", "dcr")]
+    assert listed[0] == await store.get_client("late")
 
 
 async def test_touch_client_records_last_use(store: SqlStore, build: type[Build]) -> None:
@@ -125,7 +125,7 @@ async def test_user_round_trip(store: SqlStore, build: type[Build]) -> None:
     assert await store.get_user_by_name("bob") == bob
     assert await store.get_user("nobody") is None
     assert await store.get_user_by_name("nobody") is None
-    assert await store.list_users() == [alice, bob]
+    assert await store.list_users() == [bob, alice]  # made at the same time: by user_id, descending
     assert await store.count_users() == 2
 
 

@@ -739,6 +739,13 @@ ISSUE13_METRICS_BOUNDED_LABELS = Requirement(
     "1 000 requests to random paths and random tool names (through /mcp) add no series: label values come "
     "from bounded sets (route templates, status codes, fixed reasons), never from a request",
 )
+ISSUE13_LISTINGS_READ_ONE_PAGE = Requirement(
+    "authgate",
+    "issue 13",
+    "the admin page and `clients list` / `users list` read one page of clients or users from the store "
+    "(newest first, a stable order) and a count, never the whole table (open registration makes it large); "
+    "the per-client live-grant counts are counted for that page's clients only",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

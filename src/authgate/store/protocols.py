@@ -18,6 +18,7 @@ from authgate.store.models import (
     AuditEvent,
     AuthorizationCode,
     Client,
+    ClientSource,
     CodeRedemption,
     Consent,
     KeyState,
@@ -47,10 +48,15 @@ class ClientStore(Protocol):
 
     async def delete_client(self, client_id: str) -> bool: ...
 
-    async def count_clients(self) -> int: ...
+    async def count_clients(self, *, source: ClientSource | None = None) -> int:
+        """How many are stored (of `source` if given): a count, reading no row's data."""
 
-    async def list_clients(self) -> list[Client]:
-        """Every stored client, oldest first (`authgate clients list`)."""
+    async def list_clients(
+        self, *, limit: int | None = None, offset: int = 0, source: ClientSource | None = None
+    ) -> list[Client]:
+        """Stored clients (of `source` if given), newest first, ties by client_id (descending):
+        the `offset` first skipped, then at most `limit` (None: every one; a page of the admin
+        page or of `authgate clients list` always passes one, registration is open)."""
 
     async def prune_clients(self, unused_since: float, now: float) -> int:
         """Delete DCR clients last used before `unused_since` that hold no live refresh family."""
@@ -71,7 +77,9 @@ class UserStore(Protocol):
 
     async def get_user_by_name(self, username: str) -> User | None: ...
 
-    async def list_users(self) -> list[User]: ...
+    async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
+        """Users newest first, ties by user_id (descending): the `offset` first skipped, then at
+        most `limit` (None: every one)."""
 
     async def count_users(self) -> int: ...
 
@@ -262,6 +270,10 @@ class GrantStore(CodeStore, RefreshStore, ConsentStore, Protocol):
     ) -> list[LiveGrant]:
         """The grants that still work (see `LiveGrant`), of this user and/or client if given,
         most recently used first, at most `limit`; `now` defaults to the wall clock."""
+
+    async def count_live_grants(self, client_ids: Sequence[str], *, now: float | None = None) -> dict[str, int]:
+        """How many of the grants `list_live_grants` would list each of `client_ids` holds
+        (a page of clients): counted by the database, one entry per client holding any."""
 
     async def revoke_client_grants(self, client_id: str, reason: str, now: float) -> int:
         """End everything `client_id` holds, atomically: revoke its refresh families (its

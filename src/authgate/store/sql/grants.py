@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
@@ -34,6 +35,27 @@ CONSENTS = t.consents
 
 # CIMD clients (client_id is the metadata document's URL) are fetched, not stored.
 CIMD_PREFIXES = ("https://", "http://")
+
+# a grant: its family, whose user exists, and its client (absent for a CIMD client)
+_LIVE_FROM = FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id).outerjoin(
+    CLIENTS, CLIENTS.c.client_id == FAMILIES.c.client_id
+)
+
+
+def _expires() -> sa.ScalarSelect[float]:
+    """Until when a family can refresh: its newest token's expiry (rotation renews it); a
+    correlated subquery reading the family_id index only."""
+    until = sa.select(sa.func.max(TOKENS.c.expires_at)).where(TOKENS.c.family_id == FAMILIES.c.family_id)
+    return until.scalar_subquery()
+
+
+def _live(expires: sa.ScalarSelect[float], now: float | None) -> tuple[sa.ColumnElement[bool], ...]:
+    """A grant that still works: not revoked, its client stored or a CIMD URL, a token unexpired."""
+    return (
+        FAMILIES.c.revoked_at.is_(None),
+        sa.or_(CLIENTS.c.client_id.is_not(None), *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES)),
+        expires > (time.time() if now is None else now),
+    )
 
 
 class SqlGrants(SqlDatabase):
@@ -136,8 +158,8 @@ class SqlGrants(SqlDatabase):
         # the newest token of a family (rotation renews the expiry) says when it was last used
         # and until when it can be; correlated subqueries read the family_id index only
         newest = sa.select(sa.func.max(TOKENS.c.issued_at)).where(TOKENS.c.family_id == FAMILIES.c.family_id)
-        until = sa.select(sa.func.max(TOKENS.c.expires_at)).where(TOKENS.c.family_id == FAMILIES.c.family_id)
-        last_used, expires = newest.scalar_subquery().label("last_used_at"), until.scalar_subquery()
+        last_used = newest.scalar_subquery().label("last_used_at")
+        expires = _expires()
         query = (
             sa.select(
                 FAMILIES.c.family_id,
@@ -150,16 +172,8 @@ class SqlGrants(SqlDatabase):
                 last_used,
                 expires.label("expires_at"),
             )
-            .select_from(
-                FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id).outerjoin(
-                    CLIENTS, CLIENTS.c.client_id == FAMILIES.c.client_id
-                )
-            )
-            .where(
-                FAMILIES.c.revoked_at.is_(None),
-                sa.or_(CLIENTS.c.client_id.is_not(None), *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES)),
-                expires > (time.time() if now is None else now),
-            )
+            .select_from(_LIVE_FROM)
+            .where(*_live(expires, now))
             .order_by(last_used.desc(), FAMILIES.c.family_id)
             .limit(max(0, limit))
         )
@@ -168,6 +182,17 @@ class SqlGrants(SqlDatabase):
         if client_id is not None:
             query = query.where(FAMILIES.c.client_id == client_id)
         return [rows.to_live_grant(row) for row in await self._all(query)]
+
+    async def count_live_grants(self, client_ids: Sequence[str], *, now: float | None = None) -> dict[str, int]:
+        if not client_ids:
+            return {}
+        query = (
+            sa.select(FAMILIES.c.client_id, sa.func.count().label("n"))
+            .select_from(_LIVE_FROM)
+            .where(FAMILIES.c.client_id.in_(list(client_ids)), *_live(_expires(), now))
+            .group_by(FAMILIES.c.client_id)
+        )
+        return {row["client_id"]: int(row["n"]) for row in await self._all(query)}
 
     @idempotent
     async def revoke_client_grants(self, client_id: str, reason: str, now: float) -> int:

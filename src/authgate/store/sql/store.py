@@ -16,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from authgate.errors import StoreError
-from authgate.store.models import Client, KeyState, SigningKey, User
+from authgate.store.models import Client, ClientSource, KeyState, SigningKey, User
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import idempotent
@@ -80,12 +80,23 @@ class SqlStore(SqlGrants):
             result = await conn.execute(sa.delete(CLIENTS).where(CLIENTS.c.client_id == client_id))
             return result.rowcount == 1
 
-    async def count_clients(self) -> int:
-        return await self._count(CLIENTS)
+    async def count_clients(self, *, source: ClientSource | None = None) -> int:
+        if source is None:
+            return await self._count(CLIENTS)
+        # along ix_clients_pool, which starts with `source`
+        counted = sa.select(sa.func.count().label("n")).select_from(CLIENTS).where(CLIENTS.c.source == source)
+        row = await self._one(counted)
+        return int(row["n"]) if row is not None else 0
 
-    async def list_clients(self) -> list[Client]:
-        found = await self._all(sa.select(CLIENTS).order_by(CLIENTS.c.created_at, CLIENTS.c.client_id))
-        return [rows.to_client(row) for row in found]
+    async def list_clients(
+        self, *, limit: int | None = None, offset: int = 0, source: ClientSource | None = None
+    ) -> list[Client]:
+        # newest first along ix_clients_created: a page reads its rows and the `offset` index
+        # entries before them, never the whole table
+        query = _page(sa.select(CLIENTS), (CLIENTS.c.created_at, CLIENTS.c.client_id), limit, offset)
+        if source is not None:
+            query = query.where(CLIENTS.c.source == source)
+        return [rows.to_client(row) for row in await self._all(query)]
 
     async def prune_clients(self, unused_since: float, now: float) -> int:
         async with self._tx() as conn:
@@ -120,8 +131,8 @@ class SqlStore(SqlGrants):
         row = await self._one(sa.select(USERS).where(USERS.c.username == username))
         return rows.to_user(row) if row is not None else None
 
-    async def list_users(self) -> list[User]:
-        query = sa.select(USERS).order_by(USERS.c.username)
+    async def list_users(self, *, limit: int | None = None, offset: int = 0) -> list[User]:
+        query = _page(sa.select(USERS), (USERS.c.created_at, USERS.c.user_id), limit, offset)
         return [rows.to_user(r) for r in await self._all(query)]
 
     async def count_users(self) -> int:
@@ -188,6 +199,14 @@ class SqlStore(SqlGrants):
     async def delete_key(self, kid: str) -> None:
         async with self._tx() as conn:
             await conn.execute(sa.delete(KEYS).where(KEYS.c.kid == kid))
+
+
+def _page(
+    query: sa.Select[Any], order: tuple[sa.ColumnElement[Any], ...], limit: int | None, offset: int
+) -> sa.Select[Any]:
+    """`query` newest first by `order` (its time, then its id: a stable order), one page of it."""
+    query = query.order_by(*(column.desc() for column in order)).offset(max(0, offset) or None)
+    return query if limit is None else query.limit(max(0, limit))
 
 
 def _unverified() -> sa.ColumnElement[bool]:

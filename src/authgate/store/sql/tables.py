@@ -36,6 +36,8 @@ clients = sa.Table(
     # in the unverified pool, which this index finds oldest first without reading the others
     sa.Column("consented", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Index("ix_clients_pool", "source", "consented", "created_at", "client_id"),
+    # the listings' order, newest first (admin page, `clients list`): a page reads its rows only
+    sa.Index("ix_clients_created", "created_at", "client_id"),
 )
 
 users = sa.Table(
@@ -49,6 +51,7 @@ users = sa.Table(
     sa.Column("roles", sa.JSON, nullable=False, server_default=sa.text("'[]'")),
     # carried by sign-in cookies; bumped by a password change, which ends older sessions
     sa.Column("session_version", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_users_created", "created_at", "user_id"),  # the listings' order, newest first
 )
 
 authorization_codes = sa.Table(
