@@ -233,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name != "list":
             p.add_argument("name")
         if name in ("add", "set-password"):
-            p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+            p.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="read the password from stdin, one line (without a terminal, the only way)",
+            )
         if name == "add":
             p.add_argument(
                 "--role",
