@@ -162,7 +162,7 @@ def test_kb_add_says_what_it_indexed_and_shows_progress_only_on_a_terminal(tmp_p
     data = ["--data-dir", str(tmp_path / "data")]
     done = authgate("kb", "add", "mydocs", str(docs), *data)
     assert done.returncode == 0, done.stderr
-    assert f"knowledge base mydocs: 3 documents, 3 passages from 1 folder(s), 1 files skipped; index: {tmp_path}" in (
+    assert f"knowledge base mydocs: 3 documents, 3 passages from 1 folder, 1 file skipped; index: {tmp_path}" in (
         done.stdout
     )
     assert "skipped huge.md" in done.stdout and f"folder docs: {docs}" in done.stdout

@@ -83,6 +83,10 @@ def _reindex(indexer: Indexer, progress: Progress, kb_id: str) -> IndexReport:
         progress.end()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _folders(raw: list[str]) -> list[Path]:
     from authgate.kb.errors import InvalidKnowledgeBase
 
@@ -104,7 +108,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     where = index_path(_data_dir(args))
     if args.no_index:
         print(
-            f"knowledge base {kb.kb_id}: {len(kb.data_sources)} folder(s) registered in {where}, not indexed yet "
+            f"knowledge base {kb.kb_id}: {_count(len(kb.data_sources), 'folder')} registered in {where}, "
+            "not indexed yet "
             f"(`authgate kb reindex {kb.kb_id}` or the next `authgate serve` indexes them)"
         )
     else:
@@ -112,8 +117,9 @@ def cmd_add(args: argparse.Namespace) -> int:
         report = _reindex(_indexer(args, store, progress), progress, kb.kb_id)
         kb = store.get_knowledge_base(kb.kb_id)
         print(
-            f"knowledge base {kb.kb_id}: {kb.document_count} documents, {kb.chunk_count} passages from "
-            f"{len(kb.data_sources)} folder(s), {len(report.skipped)} files skipped; index: {where}"
+            f"knowledge base {kb.kb_id}: {_count(kb.document_count, 'document')}, "
+            f"{_count(kb.chunk_count, 'passage')} from {_count(len(kb.data_sources), 'folder')}, "
+            f"{_count(len(report.skipped), 'file')} skipped; index: {where}"
         )
         _print_report(report)
     for ds in kb.data_sources:
