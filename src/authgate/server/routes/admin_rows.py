@@ -11,13 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 from authgate.store.models import Attempt, AuditEvent, Client, LiveGrant, User
 
 MAX_TEXT = 120  # characters of any one value shown
-T = TypeVar("T")
 KINDS = {"dcr": "DCR", "cimd": "CIMD", "operator": "operator", "static": "static"}
 
 
@@ -48,7 +46,9 @@ def redirect_hosts(client: Client) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Pager:
-    """One page of a list the store returns whole (clients, users): `page` counts from 1."""
+    """Which page of a list (clients, users) of `total` items to read: `page` counts from 1, a
+    page number out of range is the nearest page, and the store is asked for `size` items from
+    `start`."""
 
     page: int
     pages: int
@@ -62,9 +62,6 @@ class Pager:
         page = int(raw_page) if raw_page and raw_page.isdigit() and len(raw_page) < 7 else 1
         page = min(max(page, 1), pages)
         return cls(page, pages, total, (page - 1) * size, size)
-
-    def slice(self, items: list[T]) -> list[T]:
-        return items[self.start : self.start + self.size]
 
 
 def client_row(client: Client, live_grants: int | None) -> dict[str, str]:
