@@ -20,6 +20,7 @@ from authgate.mcpapp.whoami import stdio_caller
 from gateway.conftest import user_token
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.stdio_support import last_message, modern_headers, modern_request
 
 LEGACY = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 VERSION = "2025-06-18"
@@ -81,6 +82,17 @@ def test_whoami_behind_the_stdio_gateway_names_the_signed_in_user(named: Authgat
     assert answer["username"] == named.username
     assert answer["subject"] == claims["sub"]
     assert answer["client_id"] == claims["client_id"]
+
+
+@pytest.mark.requirement(req.ISSUE13_WHOAMI_OVER_STDIO)
+def test_whoami_in_a_2026_07_28_stateless_call_names_the_signed_in_user(named: AuthgateServer) -> None:
+    token = user_token(named)
+    body = modern_request("tools/call", {"name": "whoami", "arguments": {}})
+    answer = httpx.post(named.mcp_url, headers=modern_headers(token, body), json=body, timeout=60)
+    result = last_message(answer)["result"]
+    assert not result.get("isError"), result
+    who = json.loads(result["content"][0]["text"])
+    assert (who["authenticated"], who["username"], who["subject"]) == (True, named.username, _claims(token)["sub"])
 
 
 @pytest.mark.requirement(req.ISSUE13_WHOAMI_OVER_STDIO)
