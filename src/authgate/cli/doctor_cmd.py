@@ -62,7 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         action="append",
         default=[],
         metavar="HOST=BASE_URL",
-        help="TESTING: serve a client's CIMD URL from a stand-in, e.g. chatgpt.com=https://127.0.0.1:8443 (repeatable)",
+        help="TESTING: serve a client's CIMD URL from a stand-in, e.g. chatgpt.com=https://127.0.0.1:8443 "
+        "(repeatable); for a server that cannot reach chatgpt.com and claude.ai (docs/doctor.md)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
