@@ -163,10 +163,11 @@ class Metrics:
         self._store = {True: store.labels("write"), False: store.labels("read")}
         store_errors = CounterFamily("authgate_store_errors", "store transactions that failed, by kind", ["kind"])
         self._store_errors = {True: store_errors.labels("write"), False: store_errors.labels("read")}
-        for family in (requests, duration, decisions, tokens, steps, self._failures, upstream, upstream_errors):
+        for family in (requests, duration, decisions, tokens, steps, self._failures, store, store_errors):
             reg.register(family)
-        reg.register(store)
-        reg.register(store_errors)
+        if transport != "none":  # the built-in server, or an app of your own: no upstream to measure
+            reg.register(upstream)
+            reg.register(upstream_errors)
         self.live = _Live()
         reg.register(self.live)
 
