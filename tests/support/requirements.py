@@ -719,26 +719,6 @@ ISSUE13_METRICS_BOUNDED_LABELS = Requirement(
     "from bounded sets (route templates, status codes, fixed reasons), never from a request",
 )
 
-ISSUE13_METRICS_COUNT_TRAFFIC = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "/metrics, scraped and parsed by prometheus_client after real traffic, shows the counters moving: requests "
-    "by route and status, auth decisions, token verifications and cache hits, OAuth flow steps and failures, "
-    "upstream latency (HTTP gateway and stdio) and errors, store latency, stdio children",
-)
-ISSUE13_METRICS_NOT_PUBLIC = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "metrics are off by default and never public by accident: /metrics is 404 on the main listener unless "
-    "metrics_on_main, which needs metrics_token (refused at start without it, 401 to anyone without it, an "
-    "OAuth access token included); a metrics listener off loopback needs the token too",
-)
-ISSUE13_METRICS_BOUNDED_LABELS = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "1 000 requests to random paths and random tool names (through /mcp) add no series: label values come "
-    "from bounded sets (route templates, status codes, fixed reasons), never from a request",
-)
 ISSUE13_LISTINGS_READ_ONE_PAGE = Requirement(
     "authgate",
     "issue 13",
@@ -747,26 +727,6 @@ ISSUE13_LISTINGS_READ_ONE_PAGE = Requirement(
     "the per-client live-grant counts are counted for that page's clients only",
 )
 
-ISSUE13_METRICS_COUNT_TRAFFIC = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "/metrics, scraped and parsed by prometheus_client after real traffic, shows the counters moving: requests "
-    "by route and status, auth decisions, token verifications and cache hits, OAuth flow steps and failures, "
-    "upstream latency (HTTP gateway and stdio) and errors, store latency, stdio children",
-)
-ISSUE13_METRICS_NOT_PUBLIC = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "metrics are off by default and never public by accident: /metrics is 404 on the main listener unless "
-    "metrics_on_main, which needs metrics_token (refused at start without it, 401 to anyone without it, an "
-    "OAuth access token included); a metrics listener off loopback needs the token too",
-)
-ISSUE13_METRICS_BOUNDED_LABELS = Requirement(
-    "authgate",
-    "issue 13 done-when 4",
-    "1 000 requests to random paths and random tool names (through /mcp) add no series: label values come "
-    "from bounded sets (route templates, status codes, fixed reasons), never from a request",
-)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
