@@ -22,7 +22,7 @@ def _note(at: float, *steps: str, **kw: object) -> AttemptNote:
 
 
 async def _record(stores: Stores, note: AttemptNote, max_rows: int = 1000) -> None:
-    await stores.attempts.record_attempt(note, max_rows=max_rows, window=WINDOW)
+    await stores.attempts.record_attempts([note], max_rows=max_rows, window=WINDOW)
 
 
 @pytest.mark.requirement(req.ISSUE13_CONNECTION_TIMELINE)
@@ -87,6 +87,21 @@ async def test_replicas_flooding_together_stay_within_the_cap(open_stores: Store
 
     await asyncio.gather(flood(a, "a"), flood(b, "b"))
     assert len(await a.attempts.list_attempts(since=0, limit=1000)) == 20
+
+
+async def test_a_batch_is_one_story_in_order(stores: Stores) -> None:
+    """What the recorder's writer sends: the notes queued while it wrote, in one transaction."""
+    c = "dcr-client-2"
+    batch = [
+        _note(NOW, "register", client_id=c, client_kind="dcr"),
+        _note(NOW + 1, "authorize", client_id=c, flow_key="f9"),  # adopts the row made just before
+        _note(NOW + 2, "sign-in", "consent", client_id=c, flow_key="f9"),
+        _note(NOW + 2, client_id="stranger", failed_step="authorize", reason="r", fix="f"),
+    ]
+    await stores.attempts.record_attempts(batch, max_rows=1000, window=WINDOW)
+    await stores.attempts.record_attempts([], max_rows=1000, window=WINDOW)
+    stranger, story = await stores.attempts.list_attempts(since=0)
+    assert story.steps == ("register", "authorize", "sign-in", "consent") and stranger.failed
 
 
 async def test_purge_deletes_only_what_was_last_updated_before(stores: Stores) -> None:

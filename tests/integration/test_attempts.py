@@ -156,6 +156,18 @@ BROKEN = {  # how → (the step it fails at, what the reason says)
 }
 
 
+def _settled(server: AuthgateServer, query: str, *params: object, want: object) -> None:
+    """Wait (bounded) until `query`'s first value is `want`: the steps are written by the
+    server's background writer, a few milliseconds after the answers."""
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(server.data_dir / "authgate.db", timeout=10) as db:
+            got = db.execute(query, params).fetchone()[0]
+        if got == want or time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+
+
 def _attempts(server: AuthgateServer, *args: str) -> list[dict[str, Any]]:
     done = server.cli("attempts", "--json", "--limit", "1000", *args)
     assert done.returncode == 0, done.stderr
@@ -169,6 +181,14 @@ async def test_broken_connections_of_every_profile_are_explained(server: Authgat
     for name in ("chatgpt", "claude", "sdk"):
         for how in BROKEN:
             broken[name, how] = await _break(server, PROFILES[name], how)
+    ids = [conn.client_id for conn in broken.values()]
+    marks = ",".join("?" * len(ids))
+    _settled(
+        server,
+        f"SELECT count(*) FROM attempts WHERE failed_step IS NOT NULL AND client_id IN ({marks})",
+        *ids,
+        want=len(ids),
+    )
     failed = {a["client_id"]: a for a in _attempts(server, "--failed")}
     for (name, how), conn in broken.items():
         step, reason = BROKEN[how]
@@ -205,7 +225,7 @@ async def test_a_whole_connection_is_one_story_up_to_the_first_refresh(server: A
     )
     assert call.status_code < 500, call.text
     assert conn.token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}).status_code == 200
-    story = _story(server, conn.client_id, "mcp")  # the first call is written in the background
+    story = _story(server, conn.client_id, "refresh")  # the last step queued
     assert story == ("metadata", "register", "authorize", "sign-in", "consent", "token", "mcp", "refresh")
     [row] = _attempts(server, "--client", conn.client_id)
     assert row["failed_step"] is None and row["client_name"] == "authgate doctor (mcp SDK)"
@@ -234,6 +254,7 @@ async def test_nobody_writes_a_failure_into_another_clients_story(server: Authga
         timeout=10,
     )
     assert forged.status_code == 401 and forged.json()["error"] == "invalid_client"
+    _settled(server, "SELECT count(*) FROM attempts WHERE client_id = ?", victim.client_id, want=2)
     rows = _attempts(server, "--client", victim.client_id)
     assert len(rows) == 2
     story = next(r for r in rows if r["steps"])
@@ -260,6 +281,7 @@ def test_a_flood_of_unknown_clients_leaves_the_table_at_its_cap(server: Authgate
         for i in range(CAP + 50):
             query = {"response_type": "code", "client_id": f"flood-{i}", "redirect_uri": "https://x.example/cb"}
             assert http.get(server.endpoint("authorize") + "?" + urlencode(query)).status_code == 400
+    _settled(server, "SELECT count(*) FROM attempts WHERE client_id = ?", f"flood-{CAP + 49}", want=1)
     with sqlite3.connect(server.data_dir / "authgate.db", timeout=10) as db:
         assert db.execute("SELECT count(*) FROM attempts").fetchone()[0] == CAP
     newest = _attempts(server, "--failed", "--limit", "1")[0]

@@ -19,11 +19,14 @@ row is found by the most precise key each step knows:
 
 Only hashes serve as keys, and no row holds a secret, code, token, password or code_verifier:
 the texts are built here from the client's metadata and the core's error descriptions, every
-one cut to a bound. Cost and abuse: a step is one small write (an AS step, never on the MCP
-hot path: the first MCP call is remembered per grant in this process and written in the
-background, once); failures are written at most `failures_per_minute` a minute per replica
-(an unknown client costs nobody a row past that), and the store keeps at most `max_rows`
-(oldest deleted in the insert's transaction), purged after `retention` seconds.
+one cut to a bound. Cost and abuse: a step is queued, never waited for: one task writes the
+queue in order, the notes that arrived while it wrote sharing its next transaction, so the AS
+answers without a write of its own (a crash may lose the last few notes: diagnostics, not
+security state). The MCP hot path asks an in-process set only when its verifier checked a
+token afresh, and queues each grant's first call once. Failures are queued at most
+`failures_per_minute` a minute per replica (an unknown client costs nobody a row past that),
+the queue holds at most MAX_QUEUED notes, and the store keeps at most `max_rows` (oldest
+deleted in the insert's transaction), purged after `retention` seconds.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import base64
 import hashlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from urllib.parse import unquote_plus
@@ -49,7 +52,8 @@ log = logging.getLogger("authgate.attempts")
 WINDOW = 3600.0  # a failure knowing only its client joins that client's attempt of the last hour
 METADATA_WINDOW = 600.0  # metadata fetched from the same address this recently: the flow's first step
 MAX_REMEMBERED = 10_000  # addresses and grants remembered in this process (least recent dropped)
-MAX_BACKGROUND = 64  # first-call writes in flight; more are dropped (the next process start retries)
+MAX_QUEUED = 2_000  # notes waiting for the writer; more are dropped (counted in the log)
+GATHER = 0.25  # seconds the writer lets notes gather before a transaction (one per batch)
 MAX_TEXT, MAX_ID, MAX_NAME = 300, 512, 120
 
 _PHRASE = {
@@ -208,7 +212,8 @@ class AttemptRecorder:
         self.clock = clock
         self._metadata: OrderedDict[str, float] = OrderedDict()  # address → when it fetched metadata
         self._first_calls: OrderedDict[str, None] = OrderedDict()  # grants whose first MCP call is recorded
-        self._background: set[asyncio.Task[None]] = set()
+        self._queue: deque[AttemptNote] = deque()  # written in order by one task, a batch per transaction
+        self._writer: asyncio.Task[None] | None = None
         self._minute, self._failures, self._dropped = 0.0, 0, 0
 
     # -- steps reached ------------------------------------------------------------------------
@@ -230,7 +235,7 @@ class AttemptRecorder:
         address: str | None = None,
         join_only: bool = False,
     ) -> None:
-        await self._write(self._note(steps, client, flow, family, address, join_only=join_only))
+        self._enqueue(self._note(steps, client, flow, family, address, join_only=join_only))
 
     async def failed(
         self,
@@ -252,26 +257,26 @@ class AttemptRecorder:
         reason, fix = explain(step, error, registered)
         joins = follow and flow is None and family is None
         note = self._note(reached, client, flow, family, address, follow_client=joins)
-        await self._write(_with_failure(note, step, reason, fix))
+        self._enqueue(_with_failure(note, step, reason, fix))
 
     def first_call(self, grant_id: object) -> None:
         """A token of grant `grant_id` reached the MCP endpoint: recorded once per grant and
-        process, in the background (the gate's hot path only asks a dict)."""
+        process (the gate asks this only when its verifier checked a token afresh)."""
         if self.store is None or not isinstance(grant_id, str) or grant_id in self._first_calls:
             return
         self._first_calls[grant_id] = None
         if len(self._first_calls) > MAX_REMEMBERED:
             self._first_calls.popitem(last=False)
-        if len(self._background) >= MAX_BACKGROUND:
-            return
-        task = asyncio.get_running_loop().create_task(self.reached("mcp", family=family_key(grant_id), join_only=True))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._enqueue(self._note(("mcp",), None, None, family_key(grant_id), None, join_only=True))
+
+    async def flush(self) -> None:
+        """Wait until every note so far is written (tests; and `aclose`)."""
+        while (writer := self._writer) is not None and not writer.done():
+            await asyncio.shield(writer)
 
     async def aclose(self) -> None:
-        """Let the background writes finish (at shutdown, before the store closes)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Write what is queued (at shutdown, before the store closes)."""
+        await self.flush()
 
     # -- the token endpoint ---------------------------------------------------------------------
     async def token_done(self, grant_type: str | None, seen: TokenSeen) -> None:
@@ -336,7 +341,8 @@ class AttemptRecorder:
         if now - self._minute >= 60:
             if self._dropped:
                 log.warning(
-                    "%d failed connection steps not recorded in the last minute (over %d a minute)",
+                    "%d connection attempt steps not recorded in the last minute (failures over %d a minute, "
+                    "or the writer behind)",
                     self._dropped,
                     self.failures_per_minute,
                 )
@@ -347,13 +353,27 @@ class AttemptRecorder:
         self._failures += 1
         return True
 
-    async def _write(self, note: AttemptNote) -> None:
+    def _enqueue(self, note: AttemptNote) -> None:
+        """Queue `note` for the writer, which the step never waits for: the AS answers without
+        a write of its own, and notes arriving while one is written share the next transaction."""
         if self.store is None:
             return
-        try:
-            await self.store.record_attempt(note, max_rows=self.max_rows, window=WINDOW)
-        except StoreError as exc:
-            log.warning("connection attempt not recorded: %s", exc)
+        if len(self._queue) >= MAX_QUEUED:
+            self._dropped += 1  # logged with the failures over the budget
+            return
+        self._queue.append(note)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write(self.store))
+
+    async def _write(self, store: AttemptStore) -> None:
+        await asyncio.sleep(GATHER)
+        while self._queue:
+            batch = list(self._queue)
+            self._queue.clear()
+            try:
+                await store.record_attempts(batch, max_rows=self.max_rows, window=WINDOW)
+            except StoreError as exc:
+                log.warning("%d connection attempt steps not recorded: %s", len(batch), exc)
 
 
 def _with_failure(note: AttemptNote, step: str, reason: str, fix: str) -> AttemptNote:

@@ -221,7 +221,7 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class AttemptNote:
-    """What the recorder tells the store about one step (`AttemptStore.record_attempt`): the
+    """What the recorder tells the store about one step (`AttemptStore.record_attempts`): the
     attempt it belongs to is found by `flow_key` (the authorization request), else
     `family_key` (the grant), else, with `follow_client`, the client's newest attempt."""
 

@@ -295,8 +295,8 @@ class AttemptStore(Protocol):
     """The connection timeline (`authgate.oauth.attempts`): one row per OAuth flow attempt,
     bounded in rows and in age."""
 
-    async def record_attempt(self, note: AttemptNote, *, max_rows: int, window: float) -> None:
-        """Add `note` to its attempt, in one transaction committed on return: the row whose
+    async def record_attempts(self, notes: Sequence[AttemptNote], *, max_rows: int, window: float) -> None:
+        """Add each note, in order, to its attempt, in one transaction committed on return: the row whose
         `flow_key` matches; else, for a note with a `flow_key`, the client's newest attempt of
         the last `window` seconds that has none yet (its registration); else the row whose
         `family_key` matches; else, with `follow_client`, the client's newest attempt of the

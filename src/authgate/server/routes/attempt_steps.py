@@ -42,18 +42,13 @@ async def registered(
         await auth.attempts.failed("register", error, client=facts, address=_address(request))
 
 
-async def _facts(auth: Authority, client_id: str, via_cimd: bool, name: str | None = None) -> ClientFacts:
-    if via_cimd:
-        return ClientFacts(client_id, name, "cimd")
-    client = await auth.store.get_client(client_id)
-    return ClientFacts.of(client) if client is not None else ClientFacts(client_id, name, "unknown")
-
-
 async def authorize_reached(auth: Authority, request: Request, req: AuthorizationRequest) -> None:
     steps = ("register", "authorize") if req.via_cimd else ("authorize",)  # a CIMD client registers here
+    # the kind from what validation found (no second read): DCR and CIMD clients describe themselves
+    kind = "cimd" if req.via_cimd else "dcr" if req.unverified_client else "operator"
     await auth.attempts.reached(
         *steps,
-        client=await _facts(auth, req.client_id, req.via_cimd, req.client_name),
+        client=ClientFacts(req.client_id, req.client_name, kind),
         flow=flow_key(req.client_id, req.code_challenge),
         address=_address(request),
     )

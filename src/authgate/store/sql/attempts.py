@@ -2,7 +2,7 @@
 database.
 
 A companion of `SqlStore` (like `SqlAuditStore`): same engine, same transaction rules. One
-`record_attempt` is one write transaction: find the attempt's row (by `flow_key`, the
+`record_attempts` is one write transaction; for each note in it: find the attempt's row (by `flow_key`, the
 client's registration row, `family_key`, or the client's newest row), then either update it
 with expressions that cannot lose a concurrent step (`steps = steps | :bits`, the failure only
 `WHERE failed_step IS NULL`) or insert a new row after deleting the oldest past the cap, so
@@ -15,6 +15,7 @@ else depends on there being one.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,14 +48,17 @@ class SqlAttemptStore:
     def __init__(self, store: SqlStore) -> None:
         self._store = store
 
-    async def record_attempt(self, note: AttemptNote, *, max_rows: int, window: float) -> None:
+    async def record_attempts(self, notes: Sequence[AttemptNote], *, max_rows: int, window: float) -> None:
+        if not notes:
+            return
         async with self._store._tx() as conn:  # same package: the store's transaction rules
-            found = await _find(conn, note, window)
-            if found is None:
-                if not note.join_only:
-                    await self._insert(conn, note, max_rows)
-            else:
-                await conn.execute(_UPDATE, _update_values(found, note))
+            for note in notes:  # in order: a note may continue the row an earlier one made
+                found = await _find(conn, note, window)
+                if found is None:
+                    if not note.join_only:
+                        await self._insert(conn, note, max_rows)
+                else:
+                    await conn.execute(_UPDATE, _update_values(found, note))
 
     async def _insert(self, conn: Connection, note: AttemptNote, max_rows: int) -> None:
         if self._store.dialect == "postgresql":
