@@ -3,7 +3,7 @@
 Each field is one setting; the CLI builds a `--flag` per field (underscores become dashes),
 so flags, env vars and TOML keys map onto it one to one. The fields live in one module per
 section (server, tokens, sign-in, registration, policy, gateway, logging, external IdP, proxy
-mode), composed here into the one `Settings`. A wrong value fails at start with a
+mode, connection attempts), composed here into the one `Settings`. A wrong value fails at start with a
 `ConfigError` listing every problem at once, each naming its setting, what was wrong and its fix:
 single-field checks are the sections' validators, rules across fields `_cross_field_rules`.
 """
