@@ -99,6 +99,11 @@ def test_a_data_dir_that_cannot_be_made_is_one_line(tmp_path: Path) -> None:
         line = one_line_error(done)
         assert "setting 'data_dir'" in line and "--data-dir" in line and "AUTHGATE_DATA_DIR" in line
         assert fix in line
+    # a folder that exists but takes no file (the loose-mode warning comes first: it is a 0555 folder)
+    for command in (("users", "list"), ("kb", "list")):
+        done = authgate(*command, "--data-dir", "/proc/self")
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "setting 'data_dir': cannot create the file /proc/self/" in done.stderr.splitlines()[-1]
 
 
 @pytest.mark.requirement(req.ISSUE13_CLI_LIST_SETTINGS)

@@ -107,9 +107,9 @@ def cmd_users(args: argparse.Namespace) -> int:
     async def run(stores: Stores) -> int:
         store = stores.users
         if args.users_command == "list":
-            from authgate.cli.listings import print_users
+            from authgate.cli.listings import list_users
 
-            print_users(await store.list_users(), as_json=args.json)
+            await list_users(store, limit=args.limit, as_json=args.json)
             return 0
         found = await store.get_user_by_name(args.name)  # checked before a password is asked
         if (found is None) != (args.users_command == "add"):
@@ -172,12 +172,11 @@ def _role(value: str) -> str:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from authgate.store.files import private_dir
+    from authgate.server.runtime import prepare_sqlite
     from authgate.store.sql import upgrade
 
     settings = _settings(args)
-    if settings.effective_database_url.startswith("sqlite"):
-        private_dir(settings.data_dir)
+    prepare_sqlite(settings)
     revision = asyncio.run(upgrade(settings.effective_database_url))
     print(f"database schema at revision {revision}")
     return 0
@@ -203,7 +202,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from authgate.cli.output import add_json_flag
+    from authgate.cli.output import add_json_flag, add_limit_flag
     from authgate.cli.settings_flags import ALL_SETTINGS, add_setting_flags
 
     parser = argparse.ArgumentParser(prog="authgate", description="OAuth 2.1 in front of MCP servers.")
@@ -250,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("roles", nargs="*", type=_role, metavar="ROLE", help="the roles (none: clear them)")
         if name == "list":
             add_json_flag(p)
+            add_limit_flag(p, "users")
         add_setting_flags(p)
         p.set_defaults(func=cmd_users)
 

@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import make_url
+
 from authgate.config.settings import Settings
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.guard.verifier import EmbeddedTokenVerifier
@@ -26,10 +28,11 @@ from authgate.oauth.roles import ADMIN_ROLE
 from authgate.oauth.sealing import derive_key
 from authgate.server.security import Signer
 from authgate.store.bundle import Purge, Stores
-from authgate.store.files import private_dir
+from authgate.store.files import private_dir, private_file
 from authgate.store.models import User
 from authgate.store.protocols import ClientStore, GrantStore, UserStore
 from authgate.store.sql import sql_stores
+from authgate.store.sql.engine import sqlite_file
 
 log = logging.getLogger("authgate")
 
@@ -72,10 +75,20 @@ def load_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
+def prepare_sqlite(settings: Settings) -> None:
+    """SQLite: data_dir (0700) and the database file (0600) made now, so a place this user
+    cannot write is a ConfigError naming the setting the path came from."""
+    if not settings.effective_database_url.startswith("sqlite"):
+        return
+    private_dir(settings.data_dir)
+    path = sqlite_file(make_url(settings.effective_database_url))
+    if path is not None:
+        private_file(path, "database_url" if settings.database_url else "data_dir")
+
+
 def open_store(settings: Settings) -> Stores:
     """The configured database's stores, not opened yet."""
-    if settings.effective_database_url.startswith("sqlite"):
-        private_dir(settings.data_dir)
+    prepare_sqlite(settings)
     return sql_stores(settings.effective_database_url, migrate=settings.migrate == "auto")
 
 

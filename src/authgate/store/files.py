@@ -35,7 +35,7 @@ def private_dir(path: Path, setting: str = "data_dir") -> None:
     _warn_if_loose(path, 0o077, f"chmod 700 {path}")
 
 
-def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError:
+def _unusable(path: Path, setting: str, exc: OSError, what: str = "folder") -> ConfigError:
     where = Path(exc.filename) if exc.filename else path
     if isinstance(exc, (FileExistsError, NotADirectoryError)):
         problem, other = f"{where} is a file, not a folder", f"move the file {where} away"
@@ -43,7 +43,7 @@ def _unusable(path: Path, setting: str, exc: OSError) -> ConfigError:
         problem, other = f"{exc.strerror or exc} ({where})", f"let this user write in {where.parent}"
     return ConfigError(
         setting,
-        f"cannot create the folder {path}: {problem}",
+        f"cannot create the {what} {path}: {problem}",
         f"set --{setting.replace('_', '-')} or AUTHGATE_{setting.upper()} to a place this user may write, or {other}",
     )
 
@@ -55,6 +55,8 @@ def private_file(path: Path, setting: str = "data_dir") -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
         _warn_if_loose(path, 0o077, f"chmod 600 {path}")
+    except OSError as exc:  # a folder this user may not write in
+        raise _unusable(path, setting, exc, "file") from None
 
 
 _warned: set[Path] = set()

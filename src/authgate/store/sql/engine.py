@@ -98,7 +98,7 @@ def make_engine(url: URL, *, reads: bool = False) -> AsyncEngine:
     path = sqlite_file(url)
     if path is not None:
         try:
-            private_file(path, "database_url")  # 0600 in a 0700 folder before SQLite creates it
+            private_file(path)  # 0600 in a 0700 folder before SQLite creates it
         except OSError as exc:
             raise StoreError(f"cannot create the directory for {path}: {exc}") from None
     engine = create_async_engine(url)
