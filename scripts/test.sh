@@ -4,7 +4,8 @@
 #   bash scripts/test.sh [extra pytest args or test paths...]
 #
 # Idempotent; a second run reuses what is installed. Steps: Python venv + `pip install -e
-# '.[test,otel]'`; Debian chromium + chromium-driver and glewlwyd (installed only when missing); the
+# '.[test,otel]'`; Debian chromium + chromium-driver and glewlwyd (installed only when missing); Keycloak
+# (Maven, cached in ~/.cache/authgate/keycloak: tests/support/keycloak.py fetch); the
 # pinned Node.js peers in tests/node (`npm ci`); PostgreSQL: Debian's server (installed only
 # when missing) running a throw-away instance of the suite's own in .pg/ on a free loopback
 # port, stopped when the script exits (unless AUTHGATE_TEST_POSTGRES_URL names a server to
@@ -113,6 +114,19 @@ else
         || need "step 'install glewlwyd' failed: run as root (or with sudo) so apt-get can install glewlwyd; tests/idp/test_glewlwyd.py needs it"
 fi
 glewlwyd --version 2>/dev/null | sed 's/^/glewlwyd /' || true
+
+# ---------------------------------------------------------------------------
+section "Keycloak (Maven Central: org.keycloak:keycloak-quarkus-dist, for tests/idp/keycloak)"
+# Fetched with `mvn dependency:copy` and unpacked once into ~/.cache/authgate/keycloak (outside the
+# repo; AUTHGATE_KEYCLOAK_CACHE moves it); run by the newest JDK the release supports (17/21/25).
+if ! command -v mvn >/dev/null 2>&1; then
+    echo "mvn missing: installing Debian maven"
+    apt_install maven || need "step 'install maven' failed: run as root (or with sudo) so apt-get can install maven; tests/idp/keycloak needs it"
+fi
+if command -v mvn >/dev/null 2>&1; then
+    "$PYBIN" tests/support/keycloak.py fetch \
+        || need "step 'fetch Keycloak' failed (the line above names what and the fix); tests/idp/keycloak needs it"
+fi
 
 # ---------------------------------------------------------------------------
 section "Node.js peers (tests/node: npm ci)"

@@ -92,6 +92,7 @@ class ProviderShape:
     access_token_ttl: int = 600
     clients: list[dict[str, Any]] = field(default_factory=static_clients)
     store_file: str | None = None  # state kept across stop/start (else lost with the process)
+    resource_scope: str | None = None  # the resource's scopes the IdP defines (space-separated; None: mcp)
 
 
 def auth0_like(port: int, mcp_url: str) -> ProviderShape:

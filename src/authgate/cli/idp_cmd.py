@@ -27,6 +27,7 @@ def cmd_idp_check(args: argparse.Namespace) -> int:
         client_secret=args.client_secret,
         resource=args.resource,
         scope=args.scope,
+        scopes=tuple(s for s in args.scopes.replace(",", " ").split() if s),
     )
 
     async def run() -> Any:
@@ -61,5 +62,11 @@ def add_parser(sub: Any) -> None:
     )
     check.add_argument("--resource", help="the MCP URL to ask a token for (RFC 8707)")
     check.add_argument("--scope", help="scope to ask for with client_credentials")
+    check.add_argument(
+        "--scopes",
+        default="mcp",
+        help="the scopes authgate will advertise (its `scopes` setting; comma- or space-separated), which "
+        "must exist at the IdP; default: mcp",
+    )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.set_defaults(func=cmd_idp_check)

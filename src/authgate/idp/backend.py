@@ -20,13 +20,15 @@ from starlette.responses import JSONResponse, Response
 from authgate._version import __version__
 from authgate.config.settings import Settings
 from authgate.error_responses import oauth_error
-from authgate.errors import TemporarilyUnavailable
+from authgate.errors import FetchError, TemporarilyUnavailable
 from authgate.guard.prm import protected_resource_metadata
 from authgate.idp.claims import TokenPolicy
+from authgate.idp.discovery import discover
 from authgate.idp.introspection import IntrospectionClient, IntrospectionVerifier
 from authgate.idp.jwks import JwksCache
 from authgate.idp.mirror import MetadataMirror
 from authgate.idp.profiles import get_profile
+from authgate.idp.scopes import missing_scopes, scope_fix
 from authgate.idp.verifier import ExternalJwtVerifier
 
 log = logging.getLogger("authgate.idp")
@@ -116,6 +118,25 @@ def _introspection(settings: Settings, policy: TokenPolicy, http: httpx.AsyncCli
     return IntrospectionVerifier(client, policy, http, cache_seconds=float(settings.token_cache_seconds))
 
 
+async def warn_unknown_scopes(settings: Settings, policy: TokenPolicy, http: httpx.AsyncClient) -> list[str]:
+    """At start: warn (naming the setting and the fix) when an advertised scope is not in the IdP's
+    `scopes_supported`. Returns the missing scopes; an unreachable IdP or no list: nothing to say."""
+    try:
+        document = (await discover(http, policy.issuer)).document or {}
+    except FetchError:
+        return []  # the JWKS warning already says the IdP cannot be reached
+    missing = missing_scopes(settings.scopes, document) or []
+    if missing:
+        log.warning(
+            "scope(s) %s advertised by authgate (setting `scopes`) are not in the scopes_supported of %s: MCP "
+            "clients asking for them will be refused at the IdP's registration or authorization. Fix: %s",
+            ", ".join(missing),
+            policy.issuer,
+            scope_fix(policy.profile, missing),
+        )
+    return missing
+
+
 @contextlib.asynccontextmanager
 async def open_external(
     settings: Settings, *, upstream_ready: UpstreamReady | None = None
@@ -130,4 +151,6 @@ async def open_external(
         mirror = MetadataMirror(policy.issuer, settings.urls.issuer, http) if settings.mirror_as_metadata else None
         if not await jwks.refresh():  # early word of a wrong issuer; start anyway, keys come later
             log.warning("the signing keys of %s are not available yet: %s", policy.issuer, jwks.last_error)
+        else:
+            await warn_unknown_scopes(settings, policy, http)
         yield ExternalBackend(settings, jwks, verifier, mirror, upstream_ready)

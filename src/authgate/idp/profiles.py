@@ -105,6 +105,14 @@ _KEYCLOAK = IdpProfile(
             "document",
         ),
         Trap(
+            "keycloak-client-scope",
+            "a scope authgate advertises (`scopes`, default mcp) is not a client scope of the realm, so "
+            "registrations asking for it are refused and authorizations fail with invalid_scope",
+            "Keycloak: Client scopes → Create client scope SCOPE (OpenID Connect, Include in token scope on), "
+            "add it as an Optional realm default client scope, and allow it in the 'Allowed Client Scopes' "
+            "client registration policy",
+        ),
+        Trap(
             "keycloak-scopes",
             "ChatGPT requests every advertised scope (address phone organization microprofile-jwt); "
             "a scope a DCR client may not use fails the authorization",

@@ -1,4 +1,5 @@
-"""What the authorization server metadata advertises: PKCE S256, DCR, refresh tokens, keys, RFC 9207."""
+"""What the authorization server metadata advertises: PKCE S256, DCR, refresh tokens, keys, RFC 9207, and
+whether it defines the scopes authgate advertises (`scopes_supported`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,34 @@ from typing import Any
 
 from authgate.idp.check.report import CheckReport, trap_fix
 from authgate.idp.profiles import IdpProfile
+from authgate.idp.scopes import missing_scopes, scope_fix
 
-__all__ = ["check_metadata"]
+__all__ = ["check_metadata", "check_scopes"]
+
+
+def check_scopes(report: CheckReport, meta: dict[str, Any], scopes: tuple[str, ...], profile: IdpProfile) -> None:
+    """The scopes authgate advertises must be scopes the IdP knows (its scopes_supported)."""
+    if not scopes:
+        return
+    missing = missing_scopes(scopes, meta)
+    if missing is None:
+        report.add(
+            "scopes-unlisted",
+            "info",
+            f"the metadata has no scopes_supported, so whether {', '.join(scopes)} exist(s) there was not checked",
+        )
+        return
+    report.settled.add(f"{profile.name}-client-scope")
+    if missing:
+        report.add(
+            "scope-missing",
+            "fail",
+            f"scope(s) {', '.join(missing)} that authgate advertises (setting `scopes`) are not in the IdP's "
+            "scopes_supported: MCP clients asking for them are refused at registration or authorization",
+            scope_fix(profile, missing),
+        )
+    else:
+        report.add("scopes", "ok", f"the IdP defines the advertised scope(s) {', '.join(scopes)}")
 
 
 def check_metadata(report: CheckReport, meta: dict[str, Any], profile: IdpProfile) -> None:

@@ -30,6 +30,7 @@ class CheckOptions:
     client_secret: str | None = None
     resource: str | None = None
     scope: str | None = None
+    scopes: tuple[str, ...] = ("mcp",)  # what authgate advertises (its `scopes` setting): must exist at the IdP
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class CheckReport:
     profile: str
     findings: list[Finding] = field(default_factory=list)
     registered_client_id: str | None = None
+    settled: set[str] = field(default_factory=set)  # trap codes a probe checked directly (not listed again)
 
     @property
     def failed(self) -> bool:
