@@ -1,5 +1,6 @@
-"""`authgate clients …`: machine clients made by the operator (`add`); every client listed
-(`list`: how it registered, its redirect hosts, last use, live grants and their users) or shown
+"""`authgate clients …`: machine clients made by the operator (`add`); the clients listed
+(`list`: how it registered, its redirect hosts, last use, live grants and their users; the
+newest `--limit` read a page at a time, never the whole table: registration is open) or shown
 (`show`); what it holds revoked (`revoke`) or the client removed with it (`remove`);
 registrations no user has consented to pruned now (`prune`, `--dry-run` to see which).
 
@@ -21,7 +22,16 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from authgate.cli.output import Column, add_json_flag, iso, print_record, print_rows, printable
+from authgate.cli.output import (
+    Column,
+    add_json_flag,
+    add_limit_flag,
+    iso,
+    print_more,
+    print_record,
+    print_rows,
+    printable,
+)
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
 from authgate.errors import ConfigError
@@ -159,34 +169,52 @@ GRANT_COLUMNS = (
 )
 
 
-async def _client_rows(stores: Stores, only: str | None = None) -> list[dict[str, Any]]:
-    """Every stored client, then every CIMD client holding a live grant; `only`: that one."""
-    clients = await stores.clients.list_clients() if only is None else []
-    if only is not None and (one := await stores.clients.get_client(only)) is not None:
-        clients = [one]
-    held: dict[str, list[LiveGrant]] = defaultdict(list)
-    for g in await stores.grants.list_live_grants(client_id=only, limit=MAX_GRANTS):
-        held[g.client_id].append(g)
-    rows = [_client_row(c, c.client_id, held.pop(c.client_id, [])) for c in clients]
-    return rows + [_client_row(None, cid, grants) for cid, grants in sorted(held.items())]
+async def _client_record(stores: Stores, client_id: str) -> tuple[dict[str, Any], list[LiveGrant]] | None:
+    """One client (stored, or CIMD known by its grants) and its live grants; None: neither."""
+    client = await stores.clients.get_client(client_id)
+    grants = await stores.grants.list_live_grants(client_id=client_id, limit=MAX_GRANTS)
+    if client is None and not grants:
+        return None
+    row = _client_row(client, client_id, grants)
+    meta = client.metadata if client else {}
+    row.update({k: meta.get(k) for k in SHOWN_METADATA})
+    return row, grants
 
 
 async def _list(args: argparse.Namespace, stores: Stores) -> int:
-    rows = [r for r in await _client_rows(stores) if not args.source or r["registration"] == args.source]
-    print_rows(rows, CLIENT_COLUMNS, as_json=args.json)
+    """The newest `--limit` stored clients (of `--source`), then the CIMD clients holding a live
+    grant, cut at `--limit` in all; stderr says how many more there are."""
+    source, limit = args.source, args.limit
+    stored: list[Client] = []
+    total = 0
+    if source != "cimd":  # CIMD clients are not stored
+        total = await stores.clients.count_clients(source=source)
+        stored = await stores.clients.list_clients(limit=limit, source=source)
+    held: dict[str, list[LiveGrant]] = defaultdict(list)
+    for g in await stores.grants.list_live_grants(limit=MAX_GRANTS):
+        held[g.client_id].append(g)
+    rows = [_client_row(c, c.client_id, held.pop(c.client_id, [])) for c in stored]
+    if source in (None, "cimd"):  # what is left: CIMD clients, and stored ones on no page read
+        cimd = [(cid, grants) for cid, grants in sorted(held.items()) if _is_cimd(cid)]
+        rows += [_client_row(None, cid, grants) for cid, grants in cimd]
+        total += len(cimd)
+    print_rows(rows[:limit], CLIENT_COLUMNS, as_json=args.json)
+    print_more(total - min(len(rows), limit), "clients", limit)
     return 0
 
 
+def _is_cimd(client_id: str) -> bool:
+    """A CIMD client's id is the URL of its metadata document; a stored client's is a token."""
+    return urlsplit(client_id).scheme in ("https", "http")
+
+
 async def _show(args: argparse.Namespace, stores: Stores) -> int:
-    rows = await _client_rows(stores, only=args.client_id)
-    if not rows:
+    found = await _client_record(stores, args.client_id)
+    if found is None:
         print(f"authgate: no stored client and no live grant of {printable(args.client_id)!r}", file=sys.stderr)
         return 1
-    row = rows[0]
-    client = await stores.clients.get_client(args.client_id)
-    meta = client.metadata if client else {}
-    row.update({k: meta.get(k) for k in SHOWN_METADATA})
-    grants = [grant_row(g) for g in await stores.grants.list_live_grants(client_id=args.client_id, limit=MAX_GRANTS)]
+    row, live = found
+    grants = [grant_row(g) for g in live]
     if args.json:
         print_rows([{**row, "grants": grants}], (), as_json=True)
         return 0
@@ -297,13 +325,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     listing = clients_sub.add_parser(
         "list",
-        help="every client: id, name, how it registered (dcr, cimd, operator, static), redirect hosts, "
+        help="the clients, newest first: id, name, how it registered (dcr, cimd, operator, static), redirect hosts, "
         "created, last used, live grants, their users",
     )
     listing.add_argument(
         "--source", choices=["dcr", "cimd", "operator", "static"], help="only clients registered this way"
     )
     add_json_flag(listing)
+    add_limit_flag(listing, "clients")
     add_setting_flags(listing)
     show = clients_sub.add_parser("show", help="one client: its registration and its live grants")
     show.add_argument("client_id")

@@ -1,12 +1,14 @@
 """The rows of `authgate users list` and `authgate keys list`, through the one printer
-(`output.py`): never a password hash, never a private key."""
+(`output.py`): never a password hash, never a private key. Users are read a page at a time
+(`--limit`, newest first) with a count, never all of them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from authgate.cli.output import Column, iso, print_rows
+from authgate.cli.output import Column, iso, print_more, print_rows
 from authgate.store.models import SigningKey, User
+from authgate.store.protocols import UserStore
 
 USER_COLUMNS = (
     Column("username", "USER"),
@@ -32,6 +34,14 @@ def print_users(users: Iterable[User], *, as_json: bool) -> None:
         for u in users
     ]
     print_rows(rows, USER_COLUMNS, as_json=as_json)
+
+
+async def list_users(store: UserStore, *, limit: int, as_json: bool) -> None:
+    """The newest `limit` users, then how many more there are (on stderr)."""
+    total = await store.count_users()
+    users = await store.list_users(limit=limit)
+    print_users(users, as_json=as_json)
+    print_more(total - len(users), "users", limit)
 
 
 def print_keys(keys: Iterable[SigningKey], *, as_json: bool) -> None:

@@ -17,10 +17,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-__all__ = ["Column", "add_json_flag", "iso", "print_record", "print_rows", "printable"]
+__all__ = [
+    "Column",
+    "add_json_flag",
+    "add_limit_flag",
+    "iso",
+    "print_more",
+    "print_record",
+    "print_rows",
+    "printable",
+]
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 GAP = "  "
+DEFAULT_LIMIT = 100  # rows a listing of stored rows prints unless `--limit` says otherwise
+MAX_LIMIT = 1_000_000
 
 
 def printable(text: str) -> str:
@@ -56,6 +67,33 @@ class Column:
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per line instead of a table")
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise argparse.ArgumentTypeError(f"{value[:40]!r} is not a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+def add_limit_flag(parser: argparse.ArgumentParser, what: str, default: int = DEFAULT_LIMIT) -> None:
+    """`--limit N`: the listing reads at most N of `what` from the store (a page, newest first)."""
+    parser.add_argument(
+        "--limit",
+        type=_limit,
+        default=default,
+        metavar="N",
+        help=f"at most N {what}, newest first (default {default}); stderr says how many more there are",
+    )
+
+
+def print_more(more: int, what: str, limit: int, *, out: TextIO | None = None) -> None:
+    """The line a listing cut at `--limit` ends with: how many more there are. On stderr, so
+    stdout stays the table or the JSON Lines (`--json | jq` reads no stray line)."""
+    if more > 0:
+        print(
+            f"authgate: {more} more {what} not listed (newest first, --limit {limit}): raise --limit",
+            file=out or sys.stderr,
+        )
 
 
 def _fit(text: str, width: int) -> str:
