@@ -16,6 +16,7 @@ import json
 import secrets
 import signal
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,22 @@ async def test_a_user_outside_the_allow_list_is_refused_at_the_callback(
         with sqlite3.connect(gate.data_dir / "authgate.db") as conn:
             assert conn.execute("SELECT count(*) FROM users").fetchone() == (0,)
             assert conn.execute("SELECT count(*) FROM authorization_codes").fetchone() == (0,)
+        # the connection timeline (issue 13) names the step and why; written in the background
+        failed = _failed_attempts(gate)
+        assert [f for f, _ in failed] == ["sign-in"] and failed[0][1].startswith("sign-in refused:"), failed
     finally:
         browser.close()
         gate.stop()
+
+
+def _failed_attempts(gate: Any) -> list[tuple[str, str]]:
+    deadline = time.monotonic() + 10
+    while True:
+        with sqlite3.connect(gate.data_dir / "authgate.db", timeout=10) as conn:
+            rows = conn.execute("SELECT failed_step, reason FROM attempts WHERE failed_step IS NOT NULL").fetchall()
+        if rows or time.monotonic() > deadline:
+            return [(str(f), str(r)) for f, r in rows]
+        time.sleep(0.05)
 
 
 async def test_denying_consent_never_reaches_the_upstream(tmp_path: Path, idp: Callable[..., OidcProvider]) -> None:

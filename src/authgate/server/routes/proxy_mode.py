@@ -34,6 +34,7 @@ from authgate.oauth.authorize import AuthorizationRequest
 from authgate.oauth.redirect_uris import form_action_source
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
+from authgate.server.routes import attempt_steps
 from authgate.server.routes.authorize import REQUEST_MAX_AGE, BrowserFlow, validated
 from authgate.server.runtime import Runtime, load_secret
 from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
@@ -65,7 +66,7 @@ class ProxyFlow(BrowserFlow):
             return checked
         form, req = checked
         if form.get("decision") != "allow":
-            return self._client_error(req, AccessDenied("the user denied access"))
+            return await self._client_error(req, AccessDenied("the user denied access"), "consent")
         verifier, challenge = pkce_pair()
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         response = RedirectResponse(self.upstream.authorize_url(state, challenge, nonce), status_code=303)
@@ -91,17 +92,17 @@ class ProxyFlow(BrowserFlow):
         code = request.query_params.get("code")
         if not code:
             error = request.query_params.get("error", "access_denied")
-            return self._done(self._client_error(req, AccessDenied(f"the identity provider said {error}")))
+            return self._done(await self._client_error(req, AccessDenied(f"the identity provider said {error}")))
         try:
             tokens = await self.upstream.exchange(code, str(pending["verifier"]))
             who = await self.upstream.identity(tokens, str(pending["nonce"]))
         except UpstreamIdpError as exc:
             log.warning("upstream sign-in failed: %s", exc)
-            return self._done(self._client_error(req, ServerError("the identity provider sign-in failed")))
+            return self._done(await self._client_error(req, ServerError("the identity provider sign-in failed")))
         reason = refusal(self.settings, who)
         if reason is not None:
             log.info("refused %s at the upstream callback: %s", who.subject, reason)
-            return self._done(self._client_error(req, AccessDenied(reason)))
+            return self._done(await self._client_error(req, AccessDenied(reason)))
         now = self.auth.clock()
         await self.vault.save(who, tokens, now)  # also creates/updates the local user
         await self.auth.store.save_consent(Consent(who.subject, req.client_id, req.scopes, req.resources, now))
@@ -130,7 +131,9 @@ class ProxyFlow(BrowserFlow):
         set_cookie(response, CSRF_COOKIE, token, secure=self.secure, path=self.cookie_path, max_age=None)
         return response
 
-    def _client_error(self, req: AuthorizationRequest, error: OAuthError) -> Response:
+    async def _client_error(self, req: AuthorizationRequest, error: OAuthError, step: str = "sign-in") -> Response:
+        """`error` to the client, and to the connection timeline as the failure of `step`."""
+        await attempt_steps.browser_refused(self.auth, req, step, error)
         return error_redirect(self.auth, req.refused(error))
 
     def _done(self, response: Response) -> Response:
