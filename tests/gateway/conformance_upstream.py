@@ -50,6 +50,8 @@ from mcp_types import (
 )
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .conformance_upstream_2026 import add_2026_features
+
 # A 1x1 PNG and a header-only WAV: the scenarios check only type and MIME type.
 PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
 WAV_EMPTY = base64.b64encode(
@@ -67,12 +69,30 @@ WAV_EMPTY = base64.b64encode(
     + (0).to_bytes(4, "little")
 ).decode()
 
-# SEP-1613: listed as is, so `$schema`, `$defs` and `additionalProperties` must survive.
+# SEP-1613 and SEP-2106: listed as is, so `$schema`, `$defs`, `additionalProperties`,
+# `$anchor`, `allOf`/`anyOf` and `if`/`then`/`else` must survive (the schema the
+# `json-schema-2020-12` scenario of conformance 0.2.0-alpha.12 lists).
 JSON_SCHEMA_2020_12 = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
-    "$defs": {"address": {"type": "object", "properties": {"street": {"type": "string"}, "city": {"type": "string"}}}},
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "$defs": {
+        "address": {
+            "$anchor": "addressDef",
+            "type": "object",
+            "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
+        }
+    },
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
 }
 
@@ -126,6 +146,20 @@ def _text(result: str) -> CallToolResult:
 
 
 def build_conformance_upstream() -> ASGIApp:
+    """The server over Streamable HTTP at `/mcp` (see the module doc)."""
+    server = build_conformance_server()
+    # Loopback defaults of the SDK: Host and Origin must be 127.0.0.1/localhost/[::1].
+    security = TransportSecuritySettings(
+        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+    )
+    return _SessionVersionWins(
+        server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=100, transport_security=security)
+    )
+
+
+def build_conformance_server() -> MCPServer:
+    """The `MCPServer` itself, for any transport (conformance_stdio.py runs it over stdio)."""
     server = MCPServer("authgate-conformance-upstream", version="1.0.0")
     subscriptions: set[str] = set()
 
@@ -387,11 +421,5 @@ def build_conformance_upstream() -> ASGIApp:
     async def complete(ref: Any, argument: Any, context: Any) -> Completion:
         return Completion(values=[], total=0, has_more=False)
 
-    # Loopback defaults of the SDK: Host and Origin must be 127.0.0.1/localhost/[::1].
-    security = TransportSecuritySettings(
-        allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-        allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-    )
-    return _SessionVersionWins(
-        server.streamable_http_app(event_store=MemoryEventStore(), retry_interval=100, transport_security=security)
-    )
+    add_2026_features(server)  # the 2026-07-28 scenarios' tools and prompt
+    return server

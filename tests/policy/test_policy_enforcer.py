@@ -190,14 +190,21 @@ async def test_a_utf8_bom_body_is_judged_like_any_other(make: Client) -> None:
     assert r.status_code == 403 and app.seen == []
 
 
-async def test_a_call_naming_no_tool_is_refused(make: Client) -> None:
-    async with make(McpApp()) as http:
-        r = await http.post(
-            "/mcp",
-            json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": ["write"]},
-            headers=auth("search.read"),
-        )
-    assert r.status_code == 400
+@pytest.mark.requirement(req.ISSUE14_GATEWAY_LEAVES_UPSTREAM_ANSWERS_TO_IT)
+@pytest.mark.parametrize("params", [["write"], {"arguments": {}}], ids=["positional", "no-name"])
+async def test_a_call_naming_no_tool_needs_every_tool_scope_and_is_then_the_upstreams_to_answer(
+    make: Client, params: Any
+) -> None:
+    # Which tool a call without a name reaches is the upstream's reading; only a caller who
+    # could reach any of them gets it through, and the upstream then gives its own answer
+    # (-32602, or -32601 for a method it does not serve): the gateway never answers for it.
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    app = McpApp()
+    async with make(app) as http:
+        refused = await http.post("/mcp", json=body, headers=auth("search.read", "docs.write"))
+        passed = await http.post("/mcp", json=body, headers=auth("search.read", "memory.delete"))
+    assert refused.status_code == 403 and "memory.delete" in refused.headers["www-authenticate"]
+    assert passed.status_code == 200 and len(app.seen) == 1
 
 
 async def test_a_body_that_is_not_json_rpc_goes_to_the_app(make: Client) -> None:

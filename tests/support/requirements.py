@@ -727,7 +727,19 @@ ISSUE13_LISTINGS_READ_ONE_PAGE = Requirement(
     "the per-client live-grant counts are counted for that page's clients only",
 )
 
-
+ISSUE14_UPSTREAM_PASSES_BOTH_SETS = Requirement(
+    "authgate",
+    "issue 14 done-when 1",
+    "MCP conformance 0.2.0-alpha.12: the conformance upstream passes every scored scenario of "
+    "`--requirements 2025-11-25` and `--requirements 2026-07-28` directly (what it cannot pass is listed "
+    "with the reason)",
+)
+ISSUE14_NO_CHECK_LOST_THROUGH_AUTHGATE = Requirement(
+    "authgate",
+    "issue 14 done-when 2",
+    "no conformance check (both requirement sets and `--suite all`) is SUCCESS directly and anything else "
+    "through `authgate serve --upstream` or the stdio bridge; a failure names the check and its message",
+)
 ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",
@@ -752,6 +764,13 @@ ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",
     "`authgate doctor` against authgate in front of a real Keycloak passes",
+)
+ISSUE14_GATEWAY_LEAVES_UPSTREAM_ANSWERS_TO_IT = Requirement(
+    "authgate",
+    "issue 14",
+    "a gateway never answers for the upstream what only the upstream may answer: a request of a targeted "
+    "method that names no target (`resources/subscribe` without a URI, removed at 2026-07-28) is passed on "
+    "to a caller holding every scope of its kind, and the upstream's 404/-32601 or -32602 reaches the client",
 )
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}

@@ -140,15 +140,9 @@ class PolicyEnforcer:
         """None when every message of the body is allowed; else what `refuse` answers."""
         requests = body.requests
         mismatch = header_mismatch(scope, body)
-        if mismatch is not None or any(op.kind != "method" and op.target is None for _m, op in requests):
+        if mismatch is not None:
             first_id = requests[0][0].get("id") if requests else None
-            unusable: GatewayError = (
-                HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
-                if mismatch is not None
-                else InvalidJsonRpcRequest(
-                    "Invalid params: the request names no tool, resource or prompt", request_id=first_id
-                )
-            )
+            unusable: GatewayError = HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
             return Refusal([(m, op, Decision(False, (), unusable.message)) for m, op in requests], [], unusable)
         held = self.policy.effective(identity)
         judged = [(m, op, self.policy.decide(op, identity, held)) for m, op in requests]

@@ -3,7 +3,8 @@
 Plain values in, plain values out (no Starlette here): the enforcer, the consent page, the
 PRM scope map and the list rewriting all ask this one object.
 
-    requirement(op)   the scopes an operation needs (all of them): its rule, else the default
+    requirement(op)   the scopes an operation needs (all of them): its rule, else the default;
+                      without a target, every scope of its kind (`strictest`)
     effective(ident)  what a caller holds: token scopes ∪ scopes from roles, closed under the
                       implications (`docs.write` ⇒ `docs.read`)
     decide(op, ident) allowed, or refused with the scopes that were missing
@@ -161,10 +162,23 @@ class Policy:
         return bool(self.anonymous_methods) or any(r.exact or r.patterns for r in self.anonymous.values())
 
     def requirement(self, op: Operation) -> tuple[str, ...]:
-        if op.kind == "method" or op.target is None:
+        if op.kind == "method":
             return ()
+        if op.target is None:
+            return self.strictest(op.kind)
         found = self.rules[op.kind].lookup(op.target)
         return self.default if found is None else found
+
+    def strictest(self, kind: Kind) -> tuple[str, ...]:
+        """Every scope the default or any rule of `kind` needs: what a request of a targeted
+        method that names no target needs (`tools/call` without a name, `resources/subscribe`
+        without a URI). Its answer is the upstream's to give — -32602, or -32601 for a method
+        the upstream does not serve — so it is passed on, but only for a caller who could
+        reach whatever the upstream might make of it."""
+        scopes = dict.fromkeys(self.default)
+        for _name, needed in self.rules[kind].items():
+            scopes.update(dict.fromkeys(needed))
+        return tuple(scopes)
 
     def is_anonymous(self, op: Operation) -> bool:
         if op.kind == "method":
@@ -207,8 +221,6 @@ class Policy:
     def decide(self, op: Operation, identity: Identity | None, held: frozenset[str] | None = None) -> Decision:
         """Allowed when the operation is anonymous, or the caller is known and holds every scope
         it needs. `held` may be passed in when deciding several operations for one caller."""
-        if op.kind != "method" and op.target is None:
-            return Decision(False, (), "invalid_request: names no tool, resource or prompt")
         needed = self.requirement(op)
         if self.is_anonymous(op):
             return Decision(True, needed)
