@@ -3,7 +3,8 @@ of the doctor's client profiles (ChatGPT, Claude, SDK-style: their registration 
 authentication and redirect URIs), a connection broken on purpose — a wrong redirect URI, a
 PKCE mismatch, a scope the user may not grant, an expired code — is listed by
 `authgate attempts --failed` with the step it failed at and the reason; a whole connection
-tells its story up to the first MCP call and the first refresh; no row (nor the database
+tells its story up to the first MCP call and the first refresh, a CIMD client too (and a
+document not found is its failure); no row (nor the database
 file) holds a secret the test used; a flood of unknown clients leaves the table at its cap."""
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import httpx
 import pytest
 
 from authgate.doctor.login import form_sign_in
-from authgate.doctor.profiles import PROFILES, ClientProfile
+from authgate.doctor.profiles import PROFILES, ClientProfile, pinned_document
 from authgate.oauth.pkce import s256
 from authgate.store.sql.attempts import step_names
+from support import ports
 from support import requirements as req
-from support.authgate_server import AuthgateServer
+from support.authgate_server import AuthgateServer, serve_asgi_in_thread
 
 CAP = 100
 BOB, BOB_PASSWORD = "bob", f"pw-{secrets.token_urlsafe(12)}"
@@ -39,7 +41,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]
     srv = AuthgateServer(
         tmp_path_factory.mktemp("attempts"),
         extra_env={
-            "AUTHGATE_CIMD_ENABLED": "false",  # ChatGPT and Claude register by DCR, as without CIMD
+            "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true",  # the CIMD case's documents: on 127.0.0.1
             "AUTHGATE_REGISTRATIONS_PER_MINUTE": "10000",
             "AUTHGATE_TOOL_SCOPES": '{"docs.create": ["docs.write"]}',  # offered; bob may not grant it
             "AUTHGATE_ATTEMPTS_MAX_ROWS": str(CAP),
@@ -261,6 +263,51 @@ async def test_nobody_writes_a_failure_into_another_clients_story(server: Authga
     assert story["steps"] == ["register", "authorize", "sign-in", "consent"] and story["failed_step"] is None
     assert victim.exchange(code).status_code == 200
     assert _story(server, victim.client_id, "token")[-1] == "token"
+
+
+@pytest.fixture(scope="module")
+def cimd_host() -> Iterator[str]:
+    """Claude's CIMD document (the pinned copy, its client_id this URL), served on loopback."""
+    base = f"http://127.0.0.1:{ports.free_port()}"
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        found = scope["path"] == "/claude.json"
+        body = json.dumps(pinned_document(PROFILES["claude"], base + "/claude.json")).encode() if found else b"{}"
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200 if found else 404, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    with serve_asgi_in_thread(app, int(base.rsplit(":", 1)[1])) as url:
+        yield url
+
+
+@pytest.mark.requirement(req.ISSUE13_CONNECTION_TIMELINE)
+def test_a_cimd_client_tells_its_story_and_a_document_not_found_is_a_failure(
+    server: AuthgateServer, cimd_host: str
+) -> None:
+    verifier = secrets.token_urlsafe(48)
+    used_secrets.append(verifier)
+    for path, status in (("/claude.json", 200), ("/gone.json", 400)):
+        query = {
+            "response_type": "code",
+            "client_id": cimd_host + path,
+            "redirect_uri": PROFILES["claude"].redirect_uri,
+            "code_challenge": s256(verifier),
+            "code_challenge_method": "S256",
+        }
+        assert httpx.get(server.endpoint("authorize") + "?" + urlencode(query), timeout=10).status_code == status
+    gone = cimd_host + "/gone.json"
+    _settled(server, "SELECT count(*) FROM attempts WHERE client_id = ?", gone, want=1)
+    rows = {r["client_id"]: r for r in _attempts(server, "--since", "1h")}
+    ok, failed = rows[cimd_host + "/claude.json"], rows[gone]
+    assert (ok["client_kind"], ok["client_name"], ok["steps"], ok["failed_step"]) == (
+        "cimd",
+        "Claude",
+        ["register", "authorize"],
+        None,
+    )
+    assert (failed["client_kind"], failed["failed_step"]) == ("cimd", "authorize")
+    assert "metadata document could not be fetched" in failed["reason"] and "CIMD" in failed["fix"]
 
 
 @pytest.mark.requirement(req.ISSUE13_ATTEMPTS_NO_SECRET)
