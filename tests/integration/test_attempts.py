@@ -4,8 +4,9 @@ authentication and redirect URIs), a connection broken on purpose — a wrong re
 PKCE mismatch, a scope the user may not grant, an expired code — is listed by
 `authgate attempts --failed` with the step it failed at and the reason; a whole connection
 tells its story up to the first MCP call and the first refresh, a CIMD client too (and a
-document not found is its failure); no row (nor the database
-file) holds a secret the test used; a flood of unknown clients leaves the table at its cap."""
+document not found is its failure); nobody writes a failure into another client's story; no
+row (nor the database file) holds a secret the test used; a flood of unknown clients leaves
+the table at its cap."""
 
 from __future__ import annotations
 
