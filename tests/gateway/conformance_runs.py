@@ -86,7 +86,7 @@ def start_server_runs(url: str, out: Path, sets: tuple[str, ...] = tuple(SETS)) 
     return [start_run(name, ("server", *SETS[name], "--url", url), out / name) for name in sets]
 
 
-_RESULT_DIR = re.compile(r"^(?:server|authorization)-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+_RESULT_DIR = re.compile(r"^(?:authorization-server|server)-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
 
 def read_results(out: Path) -> Results:

@@ -772,6 +772,13 @@ ISSUE14_GATEWAY_LEAVES_UPSTREAM_ANSWERS_TO_IT = Requirement(
     "method that names no target (`resources/subscribe` without a URI, removed at 2026-07-28) is passed on "
     "to a caller holding every scope of its kind, and the upstream's 404/-32601 or -32602 reaches the client",
 )
+ISSUE14_AUTHORIZATION_SUITE_PASSES = Requirement(
+    "authgate",
+    "issue 14 done-when 3",
+    "`conformance authorization` (0.2.0-alpha.12) against the embedded AS — `--url` the issuer, a public "
+    "client registered beforehand, `--resource` the MCP URL, sign-in and consent by the headless user agent — "
+    "reports every check SUCCESS",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
