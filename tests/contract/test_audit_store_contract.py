@@ -78,8 +78,12 @@ async def test_events_written_by_one_replica_are_read_by_another_after_reopening
 async def test_the_batch_writer_commits_from_a_thread_of_its_own(store: SqlStore, replica: SqlStore) -> None:
     writer = SqlAuditStore(store).batch_writer()
     assert writer is not None  # a file or a server: a second connection sees the same database
-    await asyncio.to_thread(writer.write, [_event(i) for i in range(203)])  # several INSERTs and a rest
-    await asyncio.to_thread(writer.close)
+
+    def write_and_close() -> None:  # one thread, as the audit writer's own (SQLite connections are per thread)
+        writer.write([_event(i) for i in range(203)])  # several INSERTs and a rest
+        writer.close()
+
+    await asyncio.to_thread(write_and_close)
     events = await SqlAuditStore(replica).list_audit_events(limit=1000)
     assert [e.at for e in events] == [NOW + i for i in range(203)]
     assert events[7] == _event(7, event_id=events[7].event_id)
