@@ -298,7 +298,12 @@ def _create_realm(admin: httpx.Client, spec: dict[str, Any]) -> None:
     _ok(admin.post("", json=spec["realm"]), f"create realm {realm}")  # default client scopes come with it
     for scope in spec.get("clientScopes", []):
         _ok(admin.post(f"/{realm}/client-scopes", json=scope), f"create client scope {scope['name']}")
-    scope_ids = {s["name"]: s["id"] for s in _ok(admin.get(f"/{realm}/client-scopes"), "list scopes").json()}
+    scopes = {s["name"]: s for s in _ok(admin.get(f"/{realm}/client-scopes"), "list scopes").json()}
+    scope_ids = {name: scope["id"] for name, scope in scopes.items()}
+    for name, attributes in spec.get("clientScopeAttributes", {}).items():  # Keycloak's own scopes
+        scope = scopes[name]
+        scope.setdefault("attributes", {}).update(attributes)
+        _ok(admin.put(f"/{realm}/client-scopes/{scope['id']}", json=scope), f"attributes of scope {name}")
     for kind, key in (("default", "defaultDefaultClientScopes"), ("optional", "defaultOptionalClientScopes")):
         for name in spec.get(key, []):
             _ok(admin.put(f"/{realm}/default-{kind}-client-scopes/{scope_ids[name]}"), f"{kind} scope {name}")
@@ -310,6 +315,15 @@ def _create_realm(admin: httpx.Client, spec: dict[str, Any]) -> None:
             if key in policies:
                 component["config"].update(policies[key])
                 _ok(admin.put(f"/{realm}/components/{component['id']}", json=component), f"policy {key}")
+    if spec.get("addRegistrationPolicies"):
+        realm_id = _ok(admin.get(f"/{realm}"), "read realm").json()["id"]
+        for policy in spec["addRegistrationPolicies"]:
+            component = {
+                **policy,
+                "parentId": realm_id,
+                "providerType": "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy",
+            }
+            _ok(admin.post(f"/{realm}/components", json=component), f"add policy {policy['name']}")
     for client in spec.get("clients", []):
         _ok(admin.post(f"/{realm}/clients", json=client), f"create client {client['clientId']}")
 

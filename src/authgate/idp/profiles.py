@@ -83,9 +83,10 @@ _KEYCLOAK = IdpProfile(
             "keycloak-audience",
             "Keycloak puts `account` (not the MCP URL) in `aud` and does not implement RFC 8707 "
             "`resource`, so tokens fail authgate's audience check",
-            "Keycloak: Client scopes → Create (e.g. `mcp-audience`) → Mappers → By configuration → "
-            "Audience, Included Custom Audience = the MCP URL, Add to access token on; then Realm "
-            "settings → Client registration / Default client scopes → add it as a realm default scope",
+            "Keycloak: Client scopes → the scope authgate advertises (`mcp`) → Mappers → By configuration → "
+            "Audience, Included Custom Audience = the MCP URL, Add to access token on; and make that scope a "
+            "Default realm client scope. Not a separate audience scope: a client that registers naming "
+            "`scope` (the MCP SDK does) gets only those scopes, not the realm's default ones",
         ),
         Trap(
             "keycloak-trusted-hosts",
@@ -97,8 +98,9 @@ _KEYCLOAK = IdpProfile(
         ),
         Trap(
             "keycloak-no-rfc8414",
-            "Keycloak serves its RFC 8414 document path-appended ({issuer}/.well-known/oauth-authorization-"
-            "server), not at the RFC 8414 §3.1 location MCP clients try first; clients since 2025-11-25 "
+            "Keycloak before 26.x served its RFC 8414 document only path-appended ({issuer}/.well-known/oauth-"
+            "authorization-server), not at the RFC 8414 §3.1 location MCP clients try first (26.7 serves both); "
+            "a reverse proxy that forwards only /realms/* still hides the §3.1 one; clients since 2025-11-25 "
             "fall back to OIDC discovery",
             "nothing for current clients; for older ones set authgate `mirror_as_metadata = true`, or have "
             "your reverse proxy answer /.well-known/oauth-authorization-server/realms/REALM with Keycloak's "
