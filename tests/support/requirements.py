@@ -779,6 +779,25 @@ ISSUE14_AUTHORIZATION_SUITE_PASSES = Requirement(
     "client registered beforehand, `--resource` the MCP URL, sign-in and consent by the headless user agent — "
     "reports every check SUCCESS",
 )
+ISSUE14_BUILT_IN_PASSES_2026_SET = Requirement(
+    "authgate",
+    "issue 14 done-when 4",
+    "the built-in knowledge-base server passes every 2026-07-28 conformance scenario that applies to a server of "
+    "its kind (metadata, transport, caching, header validation, resource-not-found, stateless methods); the ones "
+    "that do not apply are listed with the reason",
+)
+ISSUE14_BUILT_IN_ERROR_CODES = Requirement(
+    "authgate",
+    "issue 14",
+    "the built-in server answers an unknown resource -32602 with data.uri at 2026-07-28 and -32002 at 2025-11-25, "
+    "an unknown prompt -32602 at both, never -32603",
+)
+ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
+    "authgate",
+    "issue 14 done-when 5",
+    "docs/gateway.md's conformance table (scenario × direct, HTTP gateway, stdio bridge, built-in server) is "
+    "written by the test from its run and checked against it",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -28,6 +28,7 @@ from authgate._version import __version__
 from authgate.kb.errors import KnowledgeBaseError
 from authgate.kb.models import KnowledgeBase, Passage, SearchRequest
 from authgate.kb.service import DEFAULT_REINDEX_INTERVAL, IndexStatus, KnowledgeService
+from authgate.mcpapp.spec_errors import SpecErrorsServer
 from authgate.mcpapp.whoami import add_whoami_tool
 
 INSTRUCTIONS = (
@@ -233,7 +234,9 @@ def build_server(data_dir: Path, *, reindex_interval: float | None = DEFAULT_REI
         async with service.running():
             yield None
 
-    server: MCPServer[None] = MCPServer("authgate", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan)
+    server: MCPServer[None] = SpecErrorsServer(
+        "authgate", version=__version__, instructions=INSTRUCTIONS, lifespan=lifespan
+    )
     add_whoami_tool(server)
     add_knowledge_base_tools(server, service)
     return server

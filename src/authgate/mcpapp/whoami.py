@@ -26,10 +26,11 @@ from authgate.guard.identity import (
     GATEWAY_ENV,
     current_identity,
 )
+from authgate.mcpapp.spec_errors import SpecErrorsServer
 
 
 def build_server() -> MCPServer:
-    server = MCPServer(
+    server = SpecErrorsServer(
         "authgate",
         version=__version__,
         instructions="authgate's built-in server: call whoami to see who you are signed in as.",
