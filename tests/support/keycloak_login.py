@@ -3,8 +3,9 @@
 `KeycloakBrowser` is the `redirect_handler` / `callback_handler` pair of the `mcp` SDK's
 `OAuthClientProvider`: the SDK hands it the authorization URL; it opens it in Chromium, fills
 Keycloak's login form (`#username`, `#password`, `#kc-login`), accepts the consent page when Keycloak
-shows one (anonymous DCR clients must ask for consent: the realm's Consent Required policy), and
-catches the redirect to the client's redirect URI (a Playwright route: nothing listens there) for
+shows one (anonymous DCR clients must ask for consent: the realm's Consent Required policy) or
+authgate's own consent page (proxy mode, before it sends the person to Keycloak), and catches the
+redirect to the client's redirect URI (seen as a request: nothing listens there) for
 the code, state and `iss`. Playwright's sync API runs in a worker thread; every wait is bounded.
 """
 
@@ -32,6 +33,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 STEP_TIMEOUT_MS = 20_000
+MAX_PAGES = 12
 
 
 def require_chromium() -> None:
@@ -74,30 +76,44 @@ class KeycloakBrowser:
                 page = browser.new_page()
                 page.set_default_timeout(STEP_TIMEOUT_MS)
 
-                def catch(route: Any) -> None:
-                    caught.append(route.request.url)
-                    route.fulfill(status=200, content_type="text/plain", body="signed in")
-
-                page.route(f"{self.redirect_uri}**", catch)
+                # The redirect to the client is seen as a request (nothing listens there: the
+                # navigation then fails, which is fine). A route cannot catch it: Playwright does not
+                # route the later requests of a redirect chain.
+                page.on("request", lambda r: caught.append(r.url) if r.url.startswith(self.redirect_uri) else None)
                 page.goto(url)
-                self.pages.append(page.title())
-                if self.screenshot is not None:
-                    page.screenshot(path=str(self.screenshot))
-                page.fill("#username", self.username)
-                page.fill("#password", self.password)
-                page.click("#kc-login")
-                page.wait_for_load_state()
-                if not caught and page.locator("input[name=accept], button[name=accept]").count():
-                    self.pages.append(page.title())  # Keycloak's consent page: grant access
-                    page.click("[name=accept]")
-                page.wait_for_function("() => true")  # let the last navigation settle
-                for _ in range(40):
+                for _ in range(MAX_PAGES):
                     if caught:
                         break
-                    page.wait_for_timeout(250)
+                    self._act(page, caught)
                 if not caught:
                     text = page.inner_text("body")[:300]
                     raise AssertionError(f"no redirect to {self.redirect_uri}; the page says: {text}")
             finally:
                 browser.close()
         return {k: v[0] for k, v in parse_qs(urlsplit(caught[0]).query).items()}
+
+    def _act(self, page: Any, caught: list[str]) -> None:
+        """One page: Keycloak's login form, Keycloak's consent, or authgate's consent (proxy mode)."""
+        page.wait_for_load_state()
+        self.pages.append(f"{page.title()} <{urlsplit(page.url).path}>")
+        if page.locator("#username").count():
+            if self.screenshot is not None:
+                page.screenshot(path=str(self.screenshot))
+            page.fill("#username", self.username)
+            page.fill("#password", self.password)
+            self._submit(page, "#kc-login", caught)
+        elif page.locator("[name=accept]").count():  # Keycloak's consent page: grant access
+            self._submit(page, "[name=accept]", caught)
+        elif page.locator("button[name=decision][value=allow]").count():  # authgate's consent page
+            self._submit(page, "button[name=decision][value=allow]", caught)
+        else:
+            page.wait_for_timeout(250)  # a redirect under way
+
+    @staticmethod
+    def _submit(page: Any, selector: str, caught: list[str]) -> None:
+        before = page.url
+        page.click(selector, no_wait_after=True)
+        for _ in range(int(STEP_TIMEOUT_MS / 250)):
+            if caught or page.url != before:
+                return
+            page.wait_for_timeout(250)
