@@ -181,18 +181,15 @@ STDIO_BRIDGE_GAPS: dict[tuple[str, str], str] = {
     ("input-required-result-*", "*"): "the bridge speaks 2025-11-25 to its child (initialize), where the "
     "child's SDK refuses to return an InputRequiredResult (-32603 'Handler returned an invalid result'); "
     "the bridge's own requestState then refuses the retries",
-    ("caching", "*"): "the bridge passes the child's 2025-11-25 resources/read result on without the "
-    "2026-07-28 ttlMs/cacheScope",
-    ("resources-read-*", "wire-schema-valid"): "as caching: resources/read without ttlMs/cacheScope",
-    ("resources-templates-read", "wire-schema-valid"): "as caching: resources/read without ttlMs/cacheScope",
-    ("server-stateless", "sep-2575-http-server-method-not-found-404-*"): "at 2026-07-28 the bridge answers the "
-    "removed methods itself (initialize/logging/subscribe 400 -32602, ping 200) instead of 404 -32601",
-    ("server-stateless", "sep-2575-server-sends-*"): "the bridge's subscriptions/listen stream: no "
-    "acknowledgement frame, no listChanged in its server/discover",
-    ("server-stateless", "sep-2575-server-tags-subscription-id"): "as above: subscriptions/listen",
-    ("server-stateless", "sep-2575-http-server-no-independent-requests-on-stream"): "the bridge answers "
-    "a 2026-07-28 tools/call without the SSE frames the suite reads",
-    ("server-stateless", "sep-2575-server-no-log-without-loglevel"): "as above",
+    ("server-stateless", "sep-2575-server-sends-*"): "the bridge initializes its child at 2025-11-25, where "
+    "the child declares no listChanged, so the bridge's server/discover declares none and the suite skips the "
+    "list-changed checks; the acknowledgement frame was seen missing once under load",
+    ("server-stateless", "sep-2575-server-tags-subscription-id"): "subscriptions/listen through the bridge "
+    "(seen to fail under load: no frame in the suite's 1.5 s window)",
+    ("server-stateless", "sep-2575-http-server-no-independent-requests-on-stream"): "the suite reads the "
+    "answer for 600 ms only; a request with client capabilities the caller's child was not started with "
+    "waits for a new child (1.8 s measured on this machine, idle)",
+    ("server-stateless", "sep-2575-server-no-log-without-loglevel"): "as above: 500 ms read window",
     ("server-sse-polling", "*"): "the bridge's 2025-11-25 POST streams have no priming event, retry or "
     "Last-Event-ID resumption",
     ("server-sse-multiple-streams", "server-sse-streams-functional"): "as server-sse-polling",

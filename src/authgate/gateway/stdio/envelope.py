@@ -21,7 +21,8 @@ from authgate.gateway.stdio.child import Exchange, StdioChild
 __all__ = ["LEVELS", "complete", "status_of", "strip_envelope", "wanted"]
 
 ENVELOPE = (PROTOCOL_VERSION_META_KEY, CLIENT_INFO_META_KEY, CLIENT_CAPABILITIES_META_KEY, LOG_LEVEL_META_KEY)
-CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list"})
+# MCP 2026-07-28 (SEP-2549): results that carry ttlMs/cacheScope (server/discover is answered apart)
+CACHEABLE = frozenset({"tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"})
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 
 

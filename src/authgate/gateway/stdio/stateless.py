@@ -32,6 +32,7 @@ from mcp.shared.inbound import (
 )
 from mcp.shared.subscriptions import LISTEN_STREAM_METHODS
 from mcp_types import LOG_LEVEL_META_KEY, SERVER_INFO_META_KEY
+from mcp_types.methods import CLIENT_REQUESTS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from starlette.types import Receive, Scope, Send
 
@@ -49,6 +50,12 @@ from authgate.gateway.stdio.subscriptions import requested_filter
 from authgate.observe import note
 
 __all__ = ["StatelessHandler"]
+
+# MCP 2026-07-28 removes these (SEP-2575): a stateless client gets 404 -32601 for them, which
+# the bridge must give itself, as the child it initialized at 2025-11-25 still serves them.
+REMOVED_METHODS = frozenset(m for m, v in CLIENT_REQUESTS if v == "2025-11-25") - frozenset(
+    m for m, v in CLIENT_REQUESTS if v in MODERN_PROTOCOL_VERSIONS
+)
 
 
 class StatelessHandler:
@@ -79,6 +86,11 @@ class StatelessHandler:
         if rejection is not None:
             body = error_object(rejection.code, rejection.message, msg.id, rejection.data)
             await send_json(send, ERROR_CODE_HTTP_STATUS.get(rejection.code, 400), body)
+            return
+        if msg.method in REMOVED_METHODS:  # the child speaks 2025-11-25 and would answer them
+            await send_json(
+                send, 404, error_object(-32601, f"Method not found: {msg.method} (removed in 2026-07-28)", msg.id)
+            )
             return
         params = msg.params
         if msg.method == "subscriptions/listen":
