@@ -1,12 +1,14 @@
 """An `mcp` SDK `MCPServer` that implements what the MCP conformance suite's server
-scenarios ask of the server under test (`@modelcontextprotocol/conformance` 0.1.16,
+scenarios ask of the server under test (`@modelcontextprotocol/conformance` 0.2.0-alpha.12,
 `conformance list --server`; each scenario's description names the tools, resources and
-prompts it calls). The gateway conformance test (test_conformance.py) runs the suite
-against it directly and through authgate.
+prompts it calls); the 2026-07-28 scenarios' part is in conformance_upstream_2026.py. The
+gateway conformance test (test_conformance.py) runs the suite against it directly, through
+authgate's HTTP gateway and (conformance_stdio.py) through its stdio bridge.
 
 Why not `@modelcontextprotocol/server-everything` (already in tests/node, with a
-`streamableHttp` mode)? Its tools have other names, so it passes 11 of the 32 scenarios
-(and fails `dns-rebinding-protection`); this server passes all 32.
+`streamableHttp` mode)? Its tools have other names, so it passed 11 of 0.1.16's 32 scenarios
+(and failed `dns-rebinding-protection`); this server passes every scored scenario of both
+requirement sets.
 
 `build_conformance_upstream()` returns the ASGI app (Streamable HTTP at `/mcp`, stateful,
 an in-memory event store so SSE streams can be resumed with `Last-Event-ID`, DNS
