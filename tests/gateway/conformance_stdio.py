@@ -8,7 +8,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, so `gateway.…` imports
 
+import anyio  # noqa: E402
+from mcp.server.lowlevel.server import NotificationOptions  # noqa: E402
+from mcp.server.stdio import stdio_server  # noqa: E402
+
 from gateway.conformance_upstream import build_conformance_server  # noqa: E402
 
+
+async def main() -> None:
+    """`MCPServer.run("stdio")`, but declaring `listChanged` for tools and prompts: over stdio
+    the bridge initializes it at 2025-11-25, where the trigger tools send the notifications."""
+    lowlevel = build_conformance_server()._lowlevel_server
+    options = lowlevel.create_initialization_options(NotificationOptions(prompts_changed=True, tools_changed=True))
+    async with stdio_server() as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, options)
+
+
 if __name__ == "__main__":
-    build_conformance_server().run("stdio")
+    anyio.run(main)

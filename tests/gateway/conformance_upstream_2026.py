@@ -9,8 +9,8 @@ of the server under test, added to conformance_upstream.py's `MCPServer` by `add
   `requestState` (AES-GCM, `RequestStateBoundary`), so a tampered one gets -32602.
 * `server-stateless` (SEP-2575): `test_missing_capability` needs the client's `sampling`
   capability and answers -32021 with `requiredCapabilities: {"sampling": {}}` without it;
-  `test_trigger_tool_change` / `test_trigger_prompt_change` add or remove a tool/prompt and
-  publish the list-changed event to the open `subscriptions/listen` streams.
+  `test_trigger_tool_change` / `test_trigger_prompt_change` change a tool/prompt (its
+  description) and publish the list-changed event to the open `subscriptions/listen` streams.
 * `http-custom-header-server-validation` (SEP-2243): `test_custom_header`'s `region`
   argument carries `x-mcp-header: Region`; the SDK checks `Mcp-Param-Region` against it.
 * `json-schema-2020-12` (SEP-1613, SEP-2106): the full schema the scenario lists, with
@@ -22,6 +22,7 @@ server side for the tasks extension.
 
 from __future__ import annotations
 
+from itertools import count
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -184,29 +185,34 @@ def add_2026_features(server: MCPServer) -> None:
         return _text("The client declared sampling")
 
     def dynamic_tool() -> str:
-        return "A tool that test_trigger_tool_change adds and removes"
+        return "A tool whose description test_trigger_tool_change changes"
 
     def dynamic_prompt() -> str:
-        return "A prompt that test_trigger_prompt_change adds and removes"
+        return "A prompt whose description test_trigger_prompt_change changes"
 
-    @server.tool(description="Adds or removes test_dynamic_tool and tells the listen streams.")
+    # The triggers change these two in place (a new description each time), never the set of
+    # names: runs in parallel share this server, and another run's tools-list compares names.
+    versions = count(1)
+    server.add_tool(dynamic_tool, name="test_dynamic_tool", description="Changed 0 times")
+    server.add_prompt(Prompt.from_function(dynamic_prompt, name="test_dynamic_prompt", description="Changed 0 times"))
+
+    @server.tool(description="Changes test_dynamic_tool and tells the listen streams.")
     async def test_trigger_tool_change(ctx: Context) -> CallToolResult:
-        if server._tool_manager.get_tool("test_dynamic_tool") is None:
-            server.add_tool(dynamic_tool, name="test_dynamic_tool", description="Comes and goes")
-        else:
-            server.remove_tool("test_dynamic_tool")
-        await ctx.notify_tools_changed()
+        server.remove_tool("test_dynamic_tool")
+        server.add_tool(dynamic_tool, name="test_dynamic_tool", description=f"Changed {next(versions)} times")
+        await ctx.notify_tools_changed()  # 2026-07-28: to the subscriptions/listen streams
+        if (ctx.protocol_version or "") < "2026-07-28":  # a 2025-11-25 session (the stdio bridge's child)
+            await ctx.session.send_tool_list_changed()
         return _text("The tool list changed")
 
-    @server.tool(description="Adds or removes test_dynamic_prompt and tells the listen streams.")
+    @server.tool(description="Changes test_dynamic_prompt and tells the listen streams.")
     async def test_trigger_prompt_change(ctx: Context) -> CallToolResult:
-        if server._prompt_manager.get_prompt("test_dynamic_prompt") is None:
-            server.add_prompt(
-                Prompt.from_function(dynamic_prompt, name="test_dynamic_prompt", description="Comes and goes")
-            )
-        else:
-            server.remove_prompt("test_dynamic_prompt")
+        server.remove_prompt("test_dynamic_prompt")
+        description = f"Changed {next(versions)} times"
+        server.add_prompt(Prompt.from_function(dynamic_prompt, name="test_dynamic_prompt", description=description))
         await ctx.notify_prompts_changed()
+        if (ctx.protocol_version or "") < "2026-07-28":
+            await ctx.session.send_prompt_list_changed()
         return _text("The prompt list changed")
 
     # -- http-custom-header-server-validation (SEP-2243) ------------------------------------
