@@ -150,6 +150,7 @@ class Keycloak:
     http_port: int
     management_port: int
     features: tuple[str, ...] = ()
+    extra_args: tuple[str, ...] = ()  # e.g. --truststore-paths=CA.pem
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     process: subprocess.Popen[bytes] | None = None
     started_in: float = 0.0
@@ -184,6 +185,7 @@ class Keycloak:
         ]
         if self.features:
             args.append(f"--features={','.join(self.features)}")
+        args.extend(self.extra_args)
         self.workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -267,6 +269,7 @@ class KeycloakSession:
     server: Keycloak
     mcp_port: int
     values: dict[str, str]  # what the realm files' ${NAME} placeholders were filled with
+    standin: str = ""  # https://127.0.0.1:PORT serving the pinned CIMD documents (Keycloak trusts its CA)
 
     @property
     def mcp_url(self) -> str:
@@ -324,6 +327,10 @@ def _create_realm(admin: httpx.Client, spec: dict[str, Any]) -> None:
                 "providerType": "org.keycloak.services.clientregistration.policy.ClientRegistrationPolicy",
             }
             _ok(admin.post(f"/{realm}/components", json=component), f"add policy {policy['name']}")
+    for kind in ("profiles", "policies"):  # client policies (e.g. CIMD's condition and executor)
+        if kind in spec.get("clientPolicies", {}):
+            body = {kind: spec["clientPolicies"][kind]}
+            _ok(admin.put(f"/{realm}/client-policies/{kind}", json=body), f"client policy {kind}")
     for client in spec.get("clients", []):
         _ok(admin.post(f"/{realm}/clients", json=client), f"create client {client['clientId']}")
 

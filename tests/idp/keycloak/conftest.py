@@ -2,7 +2,9 @@
 
 `keycloak` (session scope) fetches the distribution when not cached (support.keycloak), starts it
 in dev mode with the newest supported JDK, prints the Keycloak and Java versions and the start time
-in the test output, and imports every realms/*.json. The MCP URL the realms' audience mappers name
+in the test output, and imports every realms/*.json. It runs with `--features=cimd` and trusts the
+test CA of a CIMD stand-in (authgate.doctor.standin: the pinned ChatGPT / Claude documents over
+HTTPS on 127.0.0.1), which the session also serves. The MCP URL the realms' audience mappers name
 is fixed for the session (`mcp_port` here overrides tests/idp/conftest.py's), so each test's
 authgate listens on it in turn.
 """
@@ -16,12 +18,14 @@ from pathlib import Path
 
 import pytest
 
+from authgate.doctor.standin import make_test_ca, serve_standin
 from support import keycloak as kc
 from support.keycloak import KeycloakSession
 from support.needs import unavailable
 from support.ports import free_port
 
 REALMS = Path(__file__).parent / "realms"
+FEATURES = ("cimd",)  # experimental in 26.7: Client ID Metadata Documents (realms/mcp.json's client policy)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +44,11 @@ def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         home = kc.fetch(log=lambda line: say.write_line(line) if say else None)
         fetched = time.monotonic() - started
         java_home, java_line = kc.pick_java()
-        server = kc.Keycloak(home, java_home, tmp_path_factory.mktemp("keycloak"), free_port(), free_port())
+        workdir = tmp_path_factory.mktemp("keycloak")
+        ca = make_test_ca(workdir / "test-ca")  # the CIMD stand-in's; Keycloak fetches documents over TLS
+        server = kc.Keycloak(
+            home, java_home, workdir, free_port(), free_port(), FEATURES, (f"--truststore-paths={ca.ca_file}",)
+        )
         server.start()
     except kc.KeycloakUnavailable as exc:
         unavailable(str(exc))
@@ -53,7 +61,8 @@ def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
                 f"Keycloak {kc.VERSION} on {java_line} ({java_home}); dist ready in {fetched:.0f} s, "
                 f"started in {server.started_in:.0f} s, realms imported in {time.monotonic() - started:.0f} s"
             )
-        yield KeycloakSession(server, mcp_port, values)
+        with serve_standin(ca) as (standin, _):
+            yield KeycloakSession(server, mcp_port, values, standin)
     finally:
         server.stop()
 
