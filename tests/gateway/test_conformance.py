@@ -185,9 +185,10 @@ STDIO_BRIDGE_GAPS: dict[tuple[str, str], str] = {
     "seen to fail under load (no frame within the suite's window); passes on a quieter run",
     ("server-stateless", "sep-2575-server-tags-subscription-id"): "as above",
     ("server-stateless", "sep-2575-http-server-no-independent-requests-on-stream"): "the suite reads the "
-    "answer for 600 ms only; a request with client capabilities the caller's child was not started with "
+    "answer for 600 ms only; a request with client capabilities the caller's children were not started with "
     "waits for a new child (1.8 s measured on this machine, idle)",
-    ("server-stateless", "sep-2575-server-no-log-without-loglevel"): "as above: 500 ms read window",
+    ("server-stateless", "sep-2575-server-no-log-without-loglevel"): "500 ms read window: the next request "
+    "waits for that child start too, as stateless_children.dispatch starts children under the caller's lock",
     ("server-sse-polling", "*"): "the bridge's 2025-11-25 POST streams have no priming event, retry or "
     "Last-Event-ID resumption",
     ("server-sse-multiple-streams", "server-sse-streams-functional"): "as server-sse-polling",
