@@ -117,7 +117,9 @@ def auth0_like(port: int, mcp_url: str) -> ProviderShape:
 
 
 def keycloak_like(port: int, mcp_url: str, realm: str = "mcp") -> ProviderShape:
-    """Issuer /realms/<realm>, Keycloak's endpoint paths and DCR endpoint."""
+    """Issuer /realms/<realm>, Keycloak's endpoint paths and DCR endpoint: the fast path's stand-in
+    for Keycloak's *shape* only (it honours `resource`, has no registration policies or client
+    scopes); Keycloak's quirks are proven against the real server in tests/idp/keycloak."""
     base = "/protocol/openid-connect"
     return ProviderShape(
         port=port,
