@@ -151,8 +151,12 @@ class BearerInjectingShim:
                 await session.close()
 
         response: Response = StreamingResponse(relay(), status_code=upstream.status)
+        # uvicorn adds its own Date and Server to every answer: relaying authgate's too would
+        # give the CLI each twice
         response.raw_headers = [
-            (k.lower(), v) for k, v in upstream.raw_headers if k.decode("latin-1").lower() not in _HOP
+            (k.lower(), v)
+            for k, v in upstream.raw_headers
+            if k.decode("latin-1").lower() not in _HOP and k.lower() not in (b"date", b"server")
         ]
         await response(scope, receive, send)
 
