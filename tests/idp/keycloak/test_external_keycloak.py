@@ -90,7 +90,6 @@ async def test_sdk_client_registers_signs_in_on_keycloaks_page_and_calls_whoami(
     assert browser.urls[0].startswith(f"{keycloak.issuer()}/protocol/openid-connect/auth?")
     assert query["code_challenge_method"] == ["S256"] and query["resource"] == [gate.mcp_url]
     assert browser.params.get("iss") == keycloak.issuer()  # RFC 9207, from Keycloak
-    print(browser.pages)
     assert "/realms/mcp/protocol/openid-connect/auth" in browser.pages[0]  # Keycloak's login page
     assert len(browser.pages) >= 2  # then its consent page (the anonymous Consent Required policy)
 

@@ -67,7 +67,6 @@ async def test_proxy_mode_signs_in_at_keycloak_and_a_keycloak_logout_ends_the_gr
                 async with Client(streamable_http_client(gate.mcp_url, http_client=http), mode="legacy") as client:
                     result = await client.call_tool("whoami", {})
         who: dict[str, Any] = json.loads(next(c.text for c in result.content if isinstance(c, TextContent)))
-        print(browser.pages, who)
         assert who["authenticated"] is True and who["username"] == "alice"
         assert who["subject"].startswith(keycloak.issuer() + "|")  # the upstream's subject, namespaced
         assert browser.urls[0].startswith(gate.url + "/authorize?")  # the client met only authgate
