@@ -80,7 +80,9 @@ async def test_allowed_and_refused_calls_are_audited_and_survive_a_restart(
     assert [e["target"] for e in _audit(server, "--tool", "list_knowledge_bases")] == ["list_knowledge_bases"]
 
     text = server.cli("audit", "--since", "1h").stdout
-    assert "refused\ttools/call\tlist_knowledge_bases" in text
+    header, *rows = text.splitlines()
+    assert header.split()[:4] == ["TIME", "DECISION", "METHOD", "TARGET"], header
+    assert any(row.split()[1:4] == ["refused", "tools/call", "list_knowledge_bases"] for row in rows), text
 
     stored = _stored_bytes(server) + json.dumps(events).encode() + text.encode()
     assert token.encode() not in stored and token.split(".")[2].encode() not in stored
