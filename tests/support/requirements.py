@@ -740,31 +740,6 @@ ISSUE14_NO_CHECK_LOST_THROUGH_AUTHGATE = Requirement(
     "no conformance check (both requirement sets and `--suite all`) is SUCCESS directly and anything else "
     "through `authgate serve --upstream` or the stdio bridge; a failure names the check and its message",
 )
-ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate idp check --profile keycloak` against a real Keycloak passes the realm set up as seed 003 says and "
-    "names each seed-003 trap of a broken realm (no audience mapper, default Trusted Hosts policy, a scope that "
-    "is not a client scope, a wrong issuer shape) with the setting to change",
-)
-ISSUE17_SCOPES_EXIST_AT_IDP = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode checks that the scopes it advertises exist at the IdP (its scopes_supported): a warning at "
-    "start naming the setting and the fix, and a failure in `idp check`",
-)
-ISSUE17_EXTERNAL_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode in front of a real Keycloak: the mcp SDK client registers at the realm, signs in on "
-    "Keycloak's own login page in a headless browser and calls tools through authgate; a token for another "
-    "audience is refused 401, a token without a needed scope 403 insufficient_scope",
-)
-ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate doctor` against authgate in front of a real Keycloak passes",
-)
 ISSUE14_GATEWAY_LEAVES_UPSTREAM_ANSWERS_TO_IT = Requirement(
     "authgate",
     "issue 14",
@@ -799,113 +774,9 @@ ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
     "written by the test from its run and checked against it",
 )
 
-ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate idp check --profile keycloak` against a real Keycloak passes the realm set up as seed 003 says and "
-    "names each seed-003 trap of a broken realm (no audience mapper, default Trusted Hosts policy, a scope that "
-    "is not a client scope, a wrong issuer shape) with the setting to change",
-)
-ISSUE17_SCOPES_EXIST_AT_IDP = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode checks that the scopes it advertises exist at the IdP (its scopes_supported): a warning at "
-    "start naming the setting and the fix, and a failure in `idp check`",
-)
-ISSUE17_EXTERNAL_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode in front of a real Keycloak: the mcp SDK client registers at the realm, signs in on "
-    "Keycloak's own login page in a headless browser and calls tools through authgate; a token for another "
-    "audience is refused 401, a token without a needed scope 403 insufficient_scope",
-)
-ISSUE17_PROXY_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "proxy mode with a real Keycloak as the upstream IdP (a pre-registered confidential client): the mcp SDK "
-    "client signs in through authgate and Keycloak's login page; revoking the user's grant to authgate's "
-    "client at Keycloak (its offline session) ends the authgate grant at the next refresh (invalid_grant)",
-)
-ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate doctor` against authgate in front of a real Keycloak passes",
-)
 
-ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate idp check --profile keycloak` against a real Keycloak passes the realm set up as seed 003 says and "
-    "names each seed-003 trap of a broken realm (no audience mapper, default Trusted Hosts policy, a scope that "
-    "is not a client scope, a wrong issuer shape) with the setting to change",
-)
-ISSUE17_SCOPES_EXIST_AT_IDP = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode checks that the scopes it advertises exist at the IdP (its scopes_supported): a warning at "
-    "start naming the setting and the fix, and a failure in `idp check`",
-)
-ISSUE17_EXTERNAL_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode in front of a real Keycloak: the mcp SDK client registers at the realm, signs in on "
-    "Keycloak's own login page in a headless browser and calls tools through authgate; a token for another "
-    "audience is refused 401, a token without a needed scope 403 insufficient_scope",
-)
-ISSUE17_PROXY_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "proxy mode with a real Keycloak as the upstream IdP (a pre-registered confidential client): the mcp SDK "
-    "client signs in through authgate and Keycloak's login page; revoking the user's grant to authgate's "
-    "client at Keycloak (its offline session) ends the authgate grant at the next refresh (invalid_grant)",
-)
-ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate doctor` against authgate in front of a real Keycloak passes every client profile except where "
-    "Keycloak itself refuses the client, each named (ChatGPT's CIMD document, the Inspector's CORS)",
-)
 
-ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate idp check --profile keycloak` against a real Keycloak passes the realm set up as seed 003 says and "
-    "names each seed-003 trap of a broken realm (no audience mapper, default Trusted Hosts policy, a scope that "
-    "is not a client scope, a wrong issuer shape) with the setting to change",
-)
-ISSUE17_SCOPES_EXIST_AT_IDP = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode checks that the scopes it advertises exist at the IdP (its scopes_supported): a warning at "
-    "start naming the setting and the fix, and a failure in `idp check`",
-)
-ISSUE17_EXTERNAL_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "external mode in front of a real Keycloak: the mcp SDK client registers at the realm, signs in on "
-    "Keycloak's own login page in a headless browser and calls tools through authgate; a token for another "
-    "audience is refused 401, a token without a needed scope 403 insufficient_scope",
-)
-ISSUE17_PROXY_MODE_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "proxy mode with a real Keycloak as the upstream IdP (a pre-registered confidential client): the mcp SDK "
-    "client signs in through authgate and Keycloak's login page; revoking the user's grant to authgate's "
-    "client at Keycloak (its offline session) ends the authgate grant at the next refresh (invalid_grant)",
-)
-ISSUE17_KEYCLOAK_CIMD = Requirement(
-    "authgate",
-    "issue 17",
-    "Keycloak's own CIMD (--features=cimd and its client policy): a client presenting its client ID metadata "
-    "document URL (served over HTTPS by a test CA Keycloak trusts) signs in at Keycloak and its token is "
-    "accepted by authgate in external mode",
-)
-ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
-    "authgate",
-    "issue 17",
-    "`authgate doctor` against authgate in front of a real Keycloak passes every client profile except where "
-    "Keycloak itself refuses the client, each named (ChatGPT's CIMD document, the Inspector's CORS)",
-)
+
 
 ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
     "authgate",
