@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import pytest
 
-
 @dataclass(frozen=True)
 class Requirement:
     spec: str  # a key of SPECS
@@ -26,7 +25,6 @@ class Requirement:
 
     def __str__(self) -> str:
         return f"{self.spec} {self.section}: {self.text}" if self.section else f"{self.spec}: {self.text}"
-
 
 # The specs, in the order docs/requirements.md lists them, each with its title.
 SPECS: dict[str, str] = {
@@ -774,10 +772,6 @@ ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
     "written by the test from its run and checked against it",
 )
 
-
-
-
-
 ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",
@@ -815,7 +809,7 @@ ISSUE17_KEYCLOAK_CIMD = Requirement(
 ISSUE17_KEYCLOAK_REALM_ROLES = Requirement(
     "authgate",
     "issue 17",
-    "per-tool access from a real Keycloak's realm roles (`role_claim = \"realm_access.roles\"`, `role_scopes`): "
+    "per-tool access from a real Keycloak's realm roles (role_claim = realm_access.roles, `role_scopes`): "
     "a user holding the mapped role calls the tool, a token without it gets 403 insufficient_scope",
 )
 ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
@@ -827,12 +821,10 @@ ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
-
 def name_of(value: object) -> str | None:
     """The constant's name when value is one of the registry's constants (the object itself: an
     equal Requirement built elsewhere is not registered)."""
     return next((name for name, known in REGISTRY.items() if known is value), None)
-
 
 def tag_problems(items: Iterable[pytest.Item]) -> list[str]:
     """One line per `requirement` mark that is not exactly one registry constant."""
