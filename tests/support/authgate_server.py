@@ -191,6 +191,16 @@ class AuthgateServer:
         self.stop()
         self.start()
 
+    def logs_once(self, *texts: str, seconds: float = 5.0) -> str:
+        """The logs once every text is in them (or as they are after `seconds`): authgate writes
+        its log from a thread of its own, so a line may land just after the answer it explains."""
+        deadline = time.monotonic() + seconds
+        while True:
+            text = self.logs()
+            if all(t in text for t in texts) or time.monotonic() >= deadline:
+                return text
+            time.sleep(0.05)
+
     def logs(self) -> str:
         parts = []
         for path in self._log_files:
