@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import pytest
 
+
 @dataclass(frozen=True)
 class Requirement:
     spec: str  # a key of SPECS
@@ -25,6 +26,7 @@ class Requirement:
 
     def __str__(self) -> str:
         return f"{self.spec} {self.section}: {self.text}" if self.section else f"{self.spec}: {self.text}"
+
 
 # The specs, in the order docs/requirements.md lists them, each with its title.
 SPECS: dict[str, str] = {
@@ -821,10 +823,12 @@ ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
+
 def name_of(value: object) -> str | None:
     """The constant's name when value is one of the registry's constants (the object itself: an
     equal Requirement built elsewhere is not registered)."""
     return next((name for name, known in REGISTRY.items() if known is value), None)
+
 
 def tag_problems(items: Iterable[pytest.Item]) -> list[str]:
     """One line per `requirement` mark that is not exactly one registry constant."""
