@@ -774,6 +774,7 @@ ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
     "written by the test from its run and checked against it",
 )
 
+
 ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",

@@ -3,9 +3,9 @@ confidential client `authgate-proxy` is authgate's; the `mcp` SDK client registe
 the person consents at authgate, signs in on Keycloak's login page (headless Chromium) and the
 client gets authgate's own tokens. The realm's access tokens live 60 s, so every authgate refresh
 re-checks the upstream refresh token (docs/idp/proxy.md). The `oidc` preset asks offline_access, so
-that token is a Keycloak offline token: signing the person out of every session does not end it
-(authgate's refresh still works — a finding, in docs/idp/keycloak.md); revoking her grant to
-authgate's client does, and authgate's next refresh answers invalid_grant.
+that token is a Keycloak offline token; signing the person out of every session at Keycloak ended it
+in our runs (once only after one more refresh passed), revoking her grant to authgate's client
+always does: authgate's next refresh answers invalid_grant "sign in again".
 """
 
 from __future__ import annotations
@@ -89,15 +89,14 @@ async def test_proxy_mode_signs_in_at_keycloak_and_a_keycloak_logout_ends_the_gr
         assert renewed.status_code == 200, renewed.text  # Keycloak's refresh token still good
         with keycloak.server.admin() as admin:
             [alice] = admin.get("/mcp/users", params={"username": "alice", "exact": "true"}).json()
-            # Sign out all her sessions: the `oidc` preset asked offline_access, so authgate holds
-            # an offline token, which outlives the sessions (docs/idp/keycloak.md)
+            # Sign her out of every session. authgate holds an offline token (the `oidc` preset asks
+            # offline_access); 26.7.3 ended it too in our runs, once not before the next refresh
+            # (docs/idp/keycloak.md). Then revoking her grant to authgate's client ends it for sure.
             assert admin.post(f"/mcp/users/{alice['id']}/logout").status_code == 204
-            survived = refresh(renewed.json()["refresh_token"])
-            assert survived.status_code == 200, survived.text
-            # Revoke her grant to authgate's client (Users → alice → Consents → Revoke): ends the
-            # offline session, and authgate's grant at the next refresh
-            assert admin.delete(f"/mcp/users/{alice['id']}/consents/authgate-proxy").status_code == 204
-        ended = refresh(survived.json()["refresh_token"])
+            ended = refresh(renewed.json()["refresh_token"])
+            if ended.status_code == 200:
+                assert admin.delete(f"/mcp/users/{alice['id']}/consents/authgate-proxy").status_code == 204
+                ended = refresh(ended.json()["refresh_token"])
         assert ended.status_code == 400, ended.text
         assert ended.json()["error"] == "invalid_grant" and "sign in again" in ended.json()["error_description"]
     finally:
