@@ -11,6 +11,7 @@ authgate listens on it in turn.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Iterator
@@ -30,7 +31,16 @@ FEATURES = ("cimd",)  # experimental in 26.7: Client ID Metadata Documents (real
 
 @pytest.fixture(scope="session")
 def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeycloakSession]:
-    say = request.config.pluginmanager.get_plugin("terminalreporter")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        """To the test output itself, not to the test's captured output (CI runs with -ra)."""
+        if reporter is None:
+            return
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            reporter.write_line(line)
+
     mcp_port = free_port()
     values = {
         "MCP_URL": f"http://127.0.0.1:{mcp_port}/mcp",
@@ -41,7 +51,7 @@ def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     }
     try:
         started = time.monotonic()
-        home = kc.fetch(log=lambda line: say.write_line(line) if say else None)
+        home = kc.fetch(log=say)
         fetched = time.monotonic() - started
         java_home, java_line = kc.pick_java()
         workdir = tmp_path_factory.mktemp("keycloak")
@@ -56,11 +66,10 @@ def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         started = time.monotonic()
         for path in sorted(REALMS.glob("*.json")):
             server.import_realm(path, values)
-        if say:
-            say.write_line(
-                f"Keycloak {kc.VERSION} on {java_line} ({java_home}); dist ready in {fetched:.0f} s, "
-                f"started in {server.started_in:.0f} s, realms imported in {time.monotonic() - started:.0f} s"
-            )
+        say(
+            f"Keycloak {kc.VERSION} on {java_line} ({java_home}); dist ready in {fetched:.0f} s, "
+            f"started in {server.started_in:.0f} s, realms imported in {time.monotonic() - started:.0f} s"
+        )
         with serve_standin(ca) as (standin, _):
             yield KeycloakSession(server, mcp_port, values, standin)
     finally:
