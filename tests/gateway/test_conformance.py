@@ -182,9 +182,28 @@ def _start_through_shims(
 # check) patterns → why. The test fails on any lost check no pattern covers. Open work of
 # issue 14 (docs/gateway.md, "Conformance").
 STDIO_BRIDGE_GAPS: dict[tuple[str, str], str] = {
-    ("input-required-result-*", "*"): "the bridge speaks 2025-11-25 to its child (initialize), where the "
-    "child's SDK refuses to return an InputRequiredResult (-32603 'Handler returned an invalid result'); "
-    "the bridge's own requestState then refuses the retries",
+    **dict.fromkeys(
+        (
+            (f"input-required-result-{name}", "*")
+            for name in (
+                "basic-elicitation",
+                "basic-list-roots",
+                "basic-sampling",
+                "capability-check",
+                "ignore-extra-params",
+                "missing-input-response",
+                "multi-round",
+                "multiple-input-requests",
+                "non-tool-request",
+                "request-state",
+                "result-type",
+                "tampered-state",
+            )
+        ),
+        "the bridge speaks 2025-11-25 to its child (initialize), where the child's SDK refuses to return an "
+        "InputRequiredResult (-32603 'Handler returned an invalid result'); the bridge's own requestState "
+        "then refuses the retries",
+    ),
     ("server-stateless", "sep-2575-server-sends-subscription-ack"): "subscriptions/listen through the bridge: "
     "seen to fail under load (no frame within the suite's window); passes on a quieter run",
     ("server-stateless", "sep-2575-server-tags-subscription-id"): "as above",
@@ -274,7 +293,8 @@ def test_no_check_succeeds_directly_and_not_through_authgate(
     conformance_runs: dict[str, dict[str, cr.Results]], target: str
 ) -> None:
     gaps = STDIO_BRIDGE_GAPS if target == "stdio bridge" else {}
-    lost, known = [], []
+    lost: list[str] = []
+    known: list[str] = []
     for name in cr.SETS:
         for line in cr.compare(conformance_runs["direct"][name], conformance_runs[target][name]):
             (known if _known_gap(line, gaps) else lost).append(f"[{name}] {line}")
@@ -411,6 +431,10 @@ def render_table(runs: dict[str, dict[str, cr.Results]]) -> str:
             return "—"
         if target == BUILT_IN and scenario in BUILT_IN_NOT_APPLICABLE:
             return "n/a"
+        if target == "stdio bridge" and any(fnmatch.fnmatchcase(scenario, s) for s, _ in STDIO_BRIDGE_GAPS):
+            # what the listed gaps cover may pass on a quiet run and fail under load: the table says
+            # "gaps" whatever this run gave (no other check of the scenario may be lost: the test above)
+            return "gaps"
         if target == BUILT_IN:  # its not-applicable checks aside
             applicable = [c for c in checks if (scenario, c["id"]) not in BUILT_IN_NOT_APPLICABLE_CHECKS]
             return "pass" if cr.passed(applicable) else "FAIL"
