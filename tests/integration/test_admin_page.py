@@ -18,6 +18,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -281,9 +282,14 @@ def test_the_page_shows_a_failed_connection_attempt(server: AuthgateServer) -> N
     query = {"response_type": "code", "client_id": broken, "redirect_uri": "http://127.0.0.1:1/elsewhere"}
     query |= {"code_challenge": "x" * 43, "code_challenge_method": "S256", "state": "s"}
     assert httpx.get(server.endpoint("authorize"), params=query).status_code == 400
+    rows: list[str] = []
     with signed_in(server, server.username, server.password) as http:
-        page = http.get("/admin")
-    (attempt,) = [r for r in page.text.split("<tr>") if "<bdi>Broken redirect</bdi>" in r and "Fix:" in r]
+        deadline = time.monotonic() + 10  # the recorder writes its notes a moment after the answer
+        while not rows and time.monotonic() < deadline:
+            page = http.get("/admin")
+            rows = [r for r in page.text.split("<tr>") if "<bdi>Broken redirect</bdi>" in r and "Fix:" in r]
+            time.sleep(0.1 if not rows else 0)
+    (attempt,) = rows
     assert "authorization request refused: redirect_uri is not registered for this client" in attempt, attempt
     assert f"it registered {CALLBACK}" in attempt, attempt
 

@@ -239,9 +239,10 @@ def _story(server: AuthgateServer, client_id: str, waiting_for: str) -> tuple[st
     while True:
         with sqlite3.connect(server.data_dir / "authgate.db", timeout=10) as db:
             query = "SELECT steps FROM attempts WHERE client_id = ? ORDER BY steps DESC LIMIT 1"
-            bits = db.execute(query, (client_id,)).fetchone()[0]
-        if waiting_for in step_names(bits) or time.monotonic() > deadline:
-            return step_names(bits)
+            row = db.execute(query, (client_id,)).fetchone()  # None until the recorder's first write
+        steps = step_names(row[0]) if row else ()
+        if waiting_for in steps or time.monotonic() > deadline:
+            return steps
         time.sleep(0.05)
 
 
