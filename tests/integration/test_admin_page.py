@@ -13,8 +13,6 @@ test-artifacts/admin.png, admin-revoked.png, admin-denied.png.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import secrets
@@ -30,6 +28,8 @@ import pytest
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.browser import CHROMIUM, CHROMIUM_ARGS
+from support.flow_load import pkce_pair
 from support.headless import HeadlessUserAgent, parse_forms
 from support.needs import unavailable
 
@@ -38,8 +38,6 @@ EVIL_NAME = '<img src=x onerror="document.title=1"><b>Evil</b> & co'
 BOB_PASSWORD = "bob-password-" + secrets.token_urlsafe(8)
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 STEP_TIMEOUT_MS = 15_000
 
 
@@ -75,8 +73,7 @@ def register(server: AuthgateServer, name: str) -> str:
 
 def connect(server: AuthgateServer, client_id: str, username: str, password: str) -> dict[str, str]:
     """A whole code flow for `client_id` as `username`: its token response."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = pkce_pair()
     query = {
         "response_type": "code",
         "client_id": client_id,

@@ -11,8 +11,6 @@ Two servers, each started once for the module:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import secrets
 import socket
@@ -32,6 +30,7 @@ from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
 from support import headless, ports
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
+from support.flow_load import pkce_pair
 from support.requirements import (
     ISSUE13_METRICS_BOUNDED_LABELS,
     ISSUE13_METRICS_COUNT_TRAFFIC,
@@ -112,8 +111,7 @@ def _code_flow(server: AuthgateServer, ua: headless.HeadlessUserAgent | None = N
     )
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = pkce_pair()
     query = {
         "response_type": "code",
         "client_id": client_id,

@@ -19,19 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 import anyio.to_thread
 from mcp.shared.auth import AuthorizationCodeResult
 
+from support.browser import CHROMIUM, CHROMIUM_ARGS
 from support.needs import unavailable
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 STEP_TIMEOUT_MS = 20_000
 MAX_PAGES = 12
 

@@ -9,7 +9,6 @@ audience mapper, azp the document's URL.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import secrets
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import pytest
 from authgate.doctor.profiles import PROFILES, mapped_cimd_url
 from support import requirements as req
 from support.external_gate import ExternalAuthgate
+from support.flow_load import pkce_pair
 from support.keycloak import KeycloakSession
 from support.keycloak_login import KeycloakBrowser, require_chromium
 
@@ -39,8 +39,7 @@ async def test_a_cimd_client_signs_in_at_keycloak_and_authgate_accepts_its_token
     gate = external_authgate(issuer=keycloak.issuer(), idp_profile="keycloak")
     client_id = mapped_cimd_url(PROFILES["claude"], {"claude.ai": keycloak.standin})
     assert client_id and client_id.startswith(keycloak.standin)
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    verifier, challenge = pkce_pair()
     query = {
         "response_type": "code",
         "client_id": client_id,
