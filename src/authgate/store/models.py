@@ -26,6 +26,8 @@ class Client:
     client_secret_hash: str | None = None
     client_secret_expires_at: int = 0  # 0 = never (RFC 7591 §3.2.1)
     source: ClientSource = "dcr"
+    # SHA-256 of its RFC 7592 registration access token; None: no registration management
+    registration_token_hash: str | None = None
 
     @property
     def redirect_uris(self) -> list[str]:

@@ -29,6 +29,7 @@ def client_values(client: Client) -> dict[str, Any]:
         "client_secret_hash": client.client_secret_hash,
         "client_secret_expires_at": client.client_secret_expires_at,
         "source": client.source,
+        "registration_token_hash": client.registration_token_hash,
     }
 
 
@@ -41,6 +42,7 @@ def to_client(row: RowMapping) -> Client:
         client_secret_hash=row["client_secret_hash"],
         client_secret_expires_at=int(row["client_secret_expires_at"]),
         source=cast(ClientSource, row["source"]),
+        registration_token_hash=row.get("registration_token_hash"),
     )
 
 

@@ -35,6 +35,8 @@ clients = sa.Table(
     # a user consented to it (kept with the consents, `sql/store.py`): a DCR client without is
     # in the unverified pool, which this index finds oldest first without reading the others
     sa.Column("consented", sa.Boolean, nullable=False, server_default=sa.false()),
+    # SHA-256 of the RFC 7592 registration access token; NULL: the client has none
+    sa.Column("registration_token_hash", sa.String(64), nullable=True),
     sa.Index("ix_clients_pool", "source", "consented", "created_at", "client_id"),
     # the listings' order, newest first (admin page, `clients list`): a page reads its rows only
     sa.Index("ix_clients_created", "created_at", "client_id"),
@@ -200,6 +202,16 @@ attempts = sa.Table(
     sa.Index("ix_attempts_client_id", "client_id", "started_at"),
 )
 
+# The `jti` of each accepted signed assertion (RFC 7523 §3: `private_key_jwt`), as SHA-256 of
+# issuer and `jti`, per kind, until the assertion expires: first use wins on every replica.
+used_jtis = sa.Table(
+    "used_jtis",
+    metadata,
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("jti_hash", sa.String(64), primary_key=True),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+)
+
 __all__ = [
     "attempts",
     "audit_events",
@@ -213,5 +225,6 @@ __all__ = [
     "session_bindings",
     "signing_keys",
     "upstream_tokens",
+    "used_jtis",
     "users",
 ]
