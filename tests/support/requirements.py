@@ -504,6 +504,11 @@ ISSUE19_STREAMS_PER_CALLER = Requirement(
 ISSUE19_UPSTREAM_URL_MASKED = Requirement(
     "authgate", "issue 19", "an upstream URL's password or query secret never appears in output, logs or errors"
 )
+ISSUE19_GATEWAY_REUSED_CONNECTION_RETRY = Requirement(
+    "authgate",
+    "issue 19",
+    "a kept-alive upstream connection reset as it is reused: safe requests go again on a fresh one, tools/call never",
+)
 
 ISSUE18_AUDIT_NEVER_BLOCKS = Requirement(
     "authgate", "issue 18", "the audit queue is bounded: overflow is counted and logged, a request never waits for it"
@@ -820,6 +825,20 @@ ISSUE17_DOCTOR_REAL_KEYCLOAK = Requirement(
     "issue 17",
     "`authgate doctor` against authgate in front of a real Keycloak passes every client profile except where "
     "Keycloak itself refuses the client, each named (ChatGPT's CIMD document, the Inspector's CORS)",
+)
+ISSUE17_INSPECTOR_CLI_REAL_KEYCLOAK = Requirement(
+    "authgate",
+    "issue 17",
+    "external mode in front of a real Keycloak: the MCP Inspector CLI registers at the realm, signs in on "
+    "Keycloak's own login page in headless Chromium and calls a tool through `authgate serve` (Keycloak's CORS, "
+    "which blocks the Inspector in a browser, does not reach the CLI: Node sends no preflight)",
+)
+ISSUE17_DOCTOR_PROXY_MODE_REAL_KEYCLOAK = Requirement(
+    "authgate",
+    "issue 17",
+    "`authgate doctor` against authgate in proxy mode with a real Keycloak upstream passes every client profile "
+    "(ChatGPT, Claude and Claude Code by CIMD from the offline stand-in), signing in through authgate's consent "
+    "and Keycloak's login page",
 )
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}

@@ -14,9 +14,36 @@ from typing import Any
 
 from authgate.gateway.errors import InvalidJsonRpcRequest, JsonRpcId, ParseError, error_object
 
-__all__ = ["LISTEN", "Body", "Message", "cancelled_notification", "listen_closed", "parse_body", "readable_id"]
+__all__ = [
+    "LISTEN",
+    "REPLAYABLE_METHODS",
+    "Body",
+    "Message",
+    "cancelled_notification",
+    "listen_closed",
+    "parse_body",
+    "readable_id",
+]
 
 LISTEN = "subscriptions/listen"  # MCP 2026-07-28: its answer is a stream that stays open
+# Requests that change nothing a second copy could change again: sent twice (once on a kept-alive
+# connection the upstream closed as it was reused, once on a fresh one) they cost the upstream a
+# second answer and nothing else. `initialize` makes a session, but one nobody holds is reaped
+# like any abandoned one. Never tools/call, whose tool may act in the world.
+REPLAYABLE_METHODS = frozenset(
+    {
+        "initialize",
+        "ping",
+        "server/discover",
+        "tools/list",
+        "prompts/list",
+        "prompts/get",
+        "resources/list",
+        "resources/templates/list",
+        "resources/read",
+        "completion/complete",
+    }
+)
 SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
 
 
@@ -58,6 +85,11 @@ class Body:
     @property
     def single(self) -> Message | None:
         return None if self.is_batch else self.messages[0]
+
+    @property
+    def replayable(self) -> bool:
+        """Every message a request safe to send twice (REPLAYABLE_METHODS)."""
+        return all(m.is_request and m.method in REPLAYABLE_METHODS for m in self.messages)
 
     def upstream_bytes(self) -> bytes:
         if not self.rejected:

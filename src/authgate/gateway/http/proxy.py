@@ -6,10 +6,9 @@ the caller's `Identity` in the scope. For each request to the MCP endpoint:
     read + parse the body ─> check mirrored headers ─> check the session's owner
         ─> build the upstream headers ─> send ─> relay the answer as it arrives
 
-* SSE answers are relayed chunk by chunk as they arrive (SSE `id:` / `retry:` lines byte
-  for byte; `X-Accel-Buffering: no` added); GET streams and DELETE of legacy sessions
-  likewise; JSON answers are checked whole before they go out (relay.py, answer.py); a 202
-  for a notification passes as it is.
+* SSE answers are relayed chunk by chunk as they arrive (SSE `id:` / `retry:` lines byte for byte;
+  `X-Accel-Buffering: no` added); GET streams and DELETE of legacy sessions likewise; JSON answers
+  are checked whole before they go out (relay.py, answer.py); a 202 for a notification passes.
 * One request's answer takes at most `upstream_call_timeout`, a GET stream (or a
   `subscriptions/listen` one) at most `upstream_stream_timeout`, after which it ends
   cleanly (the listen stream with its graceful result) and the client reconnects.
@@ -95,6 +94,7 @@ class _Request:
     request_ids: frozenset[JsonRpcId]  # of every request in the body (a batch has several)
     modern: bool  # a 2026-07-28 request: closing its connection is its cancellation
     listen: bool  # subscriptions/listen: a stream, timed by upstream_stream_timeout
+    replayable: bool  # safe to send again on a fresh connection (jsonrpc.REPLAYABLE_METHODS)
     streams: list[str] = field(default_factory=list)
 
     @property
@@ -241,6 +241,7 @@ class HttpUpstreamProxy:
             frozenset(m.id for m in body.messages if m.is_request and m.id is not None) if body else frozenset(),
             single is not None and is_modern(single, _header(scope, b"mcp-protocol-version")),
             single is not None and single.method == LISTEN,
+            method != "POST" or (body is not None and bool(body.messages) and body.replayable),
         )
 
     async def _owner(self, session_id: str, request_id: JsonRpcId) -> Owner | None:
@@ -328,7 +329,8 @@ class HttpUpstreamProxy:
             self.cancellation.send(request.url, request.headers, reply.pending, reason)
 
     async def _relay(self, request: _Request, reply: Reply) -> None:
-        response = await self.upstream.send(request.method, request.url, request.headers, request.raw_body)
+        wire = (request.method, request.url, request.headers, request.raw_body)
+        response = await self.upstream.send(*wire, replayable=request.replayable)
         finished = False
         try:
             await self._track_session(request, response)

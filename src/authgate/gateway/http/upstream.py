@@ -49,6 +49,14 @@ log = logging.getLogger("authgate.gateway")
 _UNTRACED = contextlib.nullcontext()  # stateless: one for every exchange while tracing is off
 
 
+def _lost_before_answer(exc: BaseException) -> bool:
+    """The connection broke before the upstream's answer began (reset, or closed without a
+    word) — not a refused connection or a timeout, which a second try would only repeat."""
+    if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+        return False
+    return isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError)
+
+
 class Upstream:
     """A pooled HTTP client bound to one upstream URL. `open()`/`close()` bracket its life
     (it opens itself on first use if nobody did)."""
@@ -127,18 +135,35 @@ class Upstream:
         headers: list[tuple[str, str]],
         body: bytes | None,
         timeout: aiohttp.ClientTimeout | None = None,
+        *,
+        replayable: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send a request and wait for the response headers; the caller must close it.
-        Raises an UpstreamError the client can be shown."""
+        Raises an UpstreamError the client can be shown.
+
+        A kept-alive connection the upstream closes just as it is reused (its keep-alive ran
+        out, or it reset connections under load) fails the request before any answer. aiohttp
+        sends GET and DELETE once more on a fresh connection itself; a POST is sent again only
+        when `replayable` (every message a request that changes nothing: jsonrpc.REPLAYABLE_METHODS),
+        and only once. A tools/call is never sent twice: its client gets the 502."""
         begun = time.monotonic()
-        try:
-            response = await self.session.request(
-                method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout or self._timeout
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every transport failure becomes a 502/504
-            raise self._explain(exc) from exc
+        attempts = 2 if replayable and method == "POST" else 1
+        while True:
+            attempts -= 1
+            try:
+                response = await self.session.request(
+                    method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout or self._timeout
+                )
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every transport failure becomes a 502/504
+                if attempts > 0 and _lost_before_answer(exc):
+                    log.info(
+                        "upstream closed a kept-alive connection (%s); sending %s again", type(exc).__name__, method
+                    )
+                    continue
+                raise self._explain(exc) from exc
         if (meter := metering.meter) is not None:  # until the response head (server/metrics.py)
             meter.upstream(time.monotonic() - begun)
         # From here on the limit is silence between chunks, not the wait for the first byte
