@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from authgate.errors import StoreError
+from authgate.masking import masked_urls
 from authgate.store.models import AuditEvent
 from authgate.store.sql.engine import SQLITE_BUSY_TIMEOUT_MS
 
@@ -103,7 +104,8 @@ class SqliteBatchWriter:
 
 class PostgresBatchWriter:
     def __init__(self, url: URL) -> None:
-        # asyncpg takes the libpq URL form: the SQLAlchemy driver name goes
+        # asyncpg takes the libpq URL form: the SQLAlchemy driver name goes. The DSN holds the
+        # password: it is never logged, and errors are shown through masked_urls.
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: Any = None  # asyncpg.Connection
@@ -120,11 +122,13 @@ class PostgresBatchWriter:
             self._loop.run_until_complete(self._write(_rows(events)))
         except (OSError, TimeoutError) as exc:
             self._drop_connection()
-            raise StoreError(f"audit: cannot reach the database: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(
+                f"audit: cannot reach the database: {type(exc).__name__}: {masked_urls(str(exc))}"
+            ) from exc
         except Exception as exc:
             if type(exc).__module__.startswith("asyncpg"):
                 self._drop_connection()
-                raise StoreError(f"audit: database error: {type(exc).__name__}: {exc}") from exc
+                raise StoreError(f"audit: database error: {type(exc).__name__}: {masked_urls(str(exc))}") from exc
             raise
 
     async def _write(self, rows: list[tuple[Any, ...]]) -> None:
