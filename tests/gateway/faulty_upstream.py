@@ -11,7 +11,8 @@ test can kill it in the middle of an answer. What it does, by the tool a `tools/
 * `half_event_sse` — an SSE progress event and half of a second event, then silence;
 * `html_500` — `500` with an HTML error page;  `json_500` — `500` with a JSON-RPC error;
   `bad_json` — `200 application/json` that is not JSON;  `wrong_id` — a well-formed
-  response to another id.
+  response to another id;  `busy_503` — `503` with `Retry-After: 7`;  `busy_503_date` — `503`
+  with an HTTP-date `Retry-After` (not passed on).
 
 `initialize` (2025-era) hands out a session id; a notification is answered 202 and kept with
 its headers; `GET /mcp` is an endless stream of keep-alive comments; `GET /marks` tells what
@@ -128,6 +129,10 @@ def _answer(tool: str | None, request_id: Any, body: dict[str, Any], marks: dict
     if tool == "json_500":  # what the SDK's 2025-era transport answers when its handler fails
         error = {"code": -32603, "message": "Error handling POST request"}
         return JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=500)
+    if tool == "busy_503":
+        return Response("overloaded", 503, {"retry-after": "7"}, media_type="text/plain")
+    if tool == "busy_503_date":
+        return Response("maintenance", 503, {"retry-after": "Fri, 31 Dec 2100 23:59:59 GMT"}, media_type="text/plain")
     if tool == "bad_json":
         return Response('{"jsonrpc": "2.0", "id": ', 200, media_type="application/json")
     if tool == "wrong_id":

@@ -279,6 +279,28 @@ async def test_answers_that_are_not_json_rpc_for_the_request_are_502(
     await _wait_logged(gateway, 502, "upstream_invalid_answer")
 
 
+@pytest.mark.requirement(req.ISSUE19_GATEWAY_UPSTREAM_503_RETRYABLE)
+async def test_an_upstream_503_stays_a_retryable_503_with_its_retry_after(
+    gateway: Any, upstream: FaultyUpstream, tokens: tuple[str, str]
+) -> None:
+    first, second = tokens
+    async with httpx.AsyncClient(timeout=15) as http:
+        body, headers = _call("busy_503", 31, first)
+        busy = await http.post(gateway.mcp_url, json=body, headers=headers)
+        body, headers = _call("busy_503_date", 32, first)
+        dated = await http.post(gateway.mcp_url, json=body, headers=headers)
+        await _echo_ok(http, gateway, second)
+    for r, request_id in ((busy, 31), (dated, 32)):
+        assert r.status_code == 503 and r.headers["content-type"] == "application/json", r.text
+        error = r.json()["error"]
+        assert r.json()["id"] == request_id and error["code"] == -32603, r.text
+        assert error["data"] == {"source": "authgate", "reason": "upstream_busy", "retryable": True}, error
+        assert "answered HTTP 503 Service Unavailable" in error["message"] and upstream.url in error["message"]
+    assert busy.headers["retry-after"] == "7"
+    assert "retry-after" not in dated.headers  # a date is not passed on: the client decides
+    await _wait_logged(gateway, 503, "upstream_busy")
+
+
 @pytest.mark.requirement(req.ISSUE19_GATEWAY_INVALID_ANSWER_502)
 async def test_the_upstream_is_named_with_its_password_masked(upstream: FaultyUpstream) -> None:
     from authgate.gateway import HttpUpstreamProxy

@@ -509,6 +509,9 @@ ISSUE19_GATEWAY_REUSED_CONNECTION_RETRY = Requirement(
     "issue 19",
     "a kept-alive upstream connection reset as it is reused: safe requests go again on a fresh one, tools/call never",
 )
+ISSUE19_GATEWAY_UPSTREAM_503_RETRYABLE = Requirement(
+    "authgate", "issue 19", "an upstream's 503 reaches the client as a retryable 503 with its Retry-After in seconds"
+)
 
 ISSUE18_AUDIT_NEVER_BLOCKS = Requirement(
     "authgate", "issue 18", "the audit queue is bounded: overflow is counted and logged, a request never waits for it"

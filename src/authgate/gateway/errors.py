@@ -18,6 +18,7 @@
             ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
             ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
             ├── UpstreamInvalidAnswer   502  not JSON-RPC for the request: a 5xx, HTML, invalid JSON, a wrong id
+            ├── UpstreamBusy            503  the upstream answered 503: retryable, its Retry-After passed on
             ├── UpstreamStreamCut       502  the answer ended early: connection lost mid-body, stream ended unanswered
             └── UpstreamTimeout         504  no connection or no first byte in time
                 ├── UpstreamIdleTimeout 504  a streamed answer silent for longer than upstream_idle_timeout
@@ -197,6 +198,25 @@ class UpstreamRefused(UpstreamError):
 
 class UpstreamInvalidAnswer(UpstreamError):
     reason = "upstream_invalid_answer"
+
+
+class UpstreamBusy(UpstreamError):
+    """The upstream answered 503 (overloaded, starting, in maintenance): as retryable for the
+    client as it was for authgate, with the upstream's `Retry-After` when it gave one in
+    seconds (bounded to an hour)."""
+
+    status = 503
+    reason = "upstream_busy"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, request_id: JsonRpcId = None) -> None:
+        super().__init__(message, request_id=request_id)
+        self.retry_after = retry_after
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": self.reason, "retryable": True}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", str(self.retry_after).encode())] if self.retry_after is not None else []
 
 
 class UpstreamStreamCut(UpstreamError):

@@ -7,7 +7,8 @@ Anything else is the upstream failing, and the client gets 502 with a JSON-RPC e
 names the upstream (`UpstreamInvalidAnswer`) instead of the upstream's bytes:
 
 * a 5xx (an HTML error page, a crashed handler) or a 3xx (a redirect would lead the client
-  away from authgate, to an address only authgate may reach);
+  away from authgate, to an address only authgate may reach); a 503 is the upstream saying
+  "not now": 503 `UpstreamBusy` with its `Retry-After` (seconds, at most an hour), retryable;
 * a 2xx in another content type (HTML, text, none);
 * a JSON body that is not JSON, not JSON-RPC responses, or that answers an id the request
   did not carry.
@@ -24,9 +25,11 @@ from collections.abc import Collection
 from http import HTTPStatus
 from typing import Any
 
-from authgate.gateway.errors import JsonRpcId, UpstreamInvalidAnswer
+from authgate.gateway.errors import JsonRpcId, UpstreamBusy, UpstreamError, UpstreamInvalidAnswer
 
-__all__ = ["check_json", "error_message", "is_json", "refusal"]
+__all__ = ["check_json", "error_message", "is_json", "refusal", "retry_after_seconds"]
+
+MAX_RETRY_AFTER = 3600
 
 
 def refusal(
@@ -38,16 +41,19 @@ def refusal(
     answers_requests: bool,
     said: str | None = None,
     location: str | None = None,
-) -> UpstreamInvalidAnswer | None:
+    retry_after: int | None = None,
+) -> UpstreamError | None:
     """Why the answer's status and content type cannot be a JSON-RPC answer, or None.
     `answers_requests`: the POST carried at least one request (not only notifications);
-    `said`: the JSON-RPC error message of a 5xx body; `location`: a redirect's target."""
+    `said`: the JSON-RPC error message of a 5xx body; `location`: a redirect's target;
+    `retry_after`: a 503's Retry-After in seconds (retry_after_seconds)."""
     shown = content_type.split(";")[0].strip() or "no content type"
     if status >= 500 or 300 <= status < 400:
         extra = f": {said}" if said else f" (to {location})" if location else ""
-        return UpstreamInvalidAnswer(
-            f"authgate: {where} answered HTTP {status}{_phrase(status)} ({shown}) instead of a JSON-RPC answer{extra}"
-        )
+        message = f"authgate: {where} answered HTTP {status}{_phrase(status)} ({shown}) instead of a JSON-RPC answer"
+        if status == 503:
+            return UpstreamBusy(message + extra, retry_after=retry_after)
+        return UpstreamInvalidAnswer(message + extra)
     if status >= 400 or status in (202, 204) or content_type.startswith("text/event-stream"):
         return None
     if method == "GET":
@@ -59,6 +65,13 @@ def refusal(
             f"authgate: {where} answered with {shown} instead of JSON-RPC (application/json or text/event-stream)"
         )
     return None
+
+
+def retry_after_seconds(value: str | None) -> int | None:
+    """A Retry-After in delta-seconds (RFC 9110 §10.2.3), at most MAX_RETRY_AFTER; an HTTP-date
+    or anything else: None (the client decides)."""
+    value = (value or "").strip()
+    return min(int(value), MAX_RETRY_AFTER) if value.isdigit() and len(value) <= 10 else None
 
 
 def is_json(content_type: str) -> bool:

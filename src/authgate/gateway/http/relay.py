@@ -21,7 +21,7 @@ import aiohttp
 
 from authgate.gateway.errors import JsonRpcId, UpstreamError, UpstreamInvalidAnswer, UpstreamStreamCut
 from authgate.gateway.headers import downstream_headers
-from authgate.gateway.http.answer import check_json, error_message, is_json, refusal
+from authgate.gateway.http.answer import check_json, error_message, is_json, refusal, retry_after_seconds
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.upstream import Upstream
 from authgate.gateway.sse import sse_event
@@ -99,7 +99,7 @@ async def relay_with_rejections(
 
 async def _refusal(
     response: aiohttp.ClientResponse, upstream: Upstream, method: str, *, answers_requests: bool
-) -> UpstreamInvalidAnswer | None:
+) -> UpstreamError | None:
     """answer.refusal, with what a 5xx JSON body said and where a redirect pointed."""
     content_type = response.headers.get("content-type", "")
     said = location = None
@@ -117,6 +117,7 @@ async def _refusal(
         answers_requests=answers_requests,
         said=said,
         location=location,
+        retry_after=retry_after_seconds(response.headers.get("retry-after")) if response.status == 503 else None,
     )
 
 
