@@ -1,8 +1,9 @@
 """authgate: OAuth 2.1 in front of MCP servers.
 
 The public API is small: `protect()` wraps an ASGI MCP app, `current_identity()` tells a tool
-who is calling, `Settings`/`load_settings()` hold the configuration, and every error authgate
-raises derives from `AuthgateError`.
+who is calling, `upstream_token()` gives it the caller's upstream IdP token (proxy mode),
+`Settings`/`load_settings()` hold the configuration, and every error authgate raises derives
+from `AuthgateError`.
 
 The names are resolved on first use (PEP 562), so `import authgate.oauth.pkce` or
 `authgate --version` does not load the server, the store and their frameworks.
@@ -15,20 +16,33 @@ from authgate._version import __version__
 
 if _typing.TYPE_CHECKING:
     from authgate.config.settings import Settings, load_settings
-    from authgate.errors import AuthgateError, ConfigError, OAuthError
+    from authgate.errors import (
+        AuthgateError,
+        ConfigError,
+        NoUpstreamToken,
+        OAuthError,
+        UpstreamGrantEnded,
+        UpstreamTokenError,
+        UpstreamTokenUnavailable,
+    )
     from authgate.guard.identity import Identity, current_identity
-    from authgate.library import protect
+    from authgate.library import protect, upstream_token
 
 __all__ = [
     "AuthgateError",
     "ConfigError",
     "Identity",
+    "NoUpstreamToken",
     "OAuthError",
     "Settings",
+    "UpstreamGrantEnded",
+    "UpstreamTokenError",
+    "UpstreamTokenUnavailable",
     "__version__",
     "current_identity",
     "load_settings",
     "protect",
+    "upstream_token",
 ]
 
 # public name -> the module that defines it
@@ -36,11 +50,16 @@ _LAZY = {
     "AuthgateError": "authgate.errors",
     "ConfigError": "authgate.errors",
     "OAuthError": "authgate.errors",
+    "UpstreamTokenError": "authgate.errors",
+    "NoUpstreamToken": "authgate.errors",
+    "UpstreamGrantEnded": "authgate.errors",
+    "UpstreamTokenUnavailable": "authgate.errors",
     "Settings": "authgate.config.settings",
     "load_settings": "authgate.config.settings",
     "Identity": "authgate.guard.identity",
     "current_identity": "authgate.guard.identity",
     "protect": "authgate.library",
+    "upstream_token": "authgate.library",
 }
 
 

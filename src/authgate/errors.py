@@ -23,6 +23,13 @@
     ├── KnowledgeBaseError           the built-in knowledge base (kb/errors.py)
     │   └── SkippedFile              a file the indexer will not read (kb/indexer.py)
     ├── UpstreamIdpError             proxy mode's upstream IdP refused or failed (idp/proxy/upstream_idp.py)
+    ├── UpstreamTokenError           `authgate.upstream_token(ctx)` has no upstream IdP token to give
+    │   ├── NoUpstreamToken          none for this caller (not proxy mode, no sign-in upstream, a
+    │   │                            machine client, expired without a refresh token, unsealable)
+    │   ├── UpstreamGrantEnded       the IdP refused the refresh (grant ended): the caller's
+    │   │                            authgate grant is revoked too; the person signs in again
+    │   └── UpstreamTokenUnavailable the IdP cannot renew it now (unreachable, 5xx, 429, or it
+    │                                refused authgate's own client): retry after `retry_after`
     ├── SignInError                  the doctor could not play a sign-in: what it saw, the fix
     │                                (doctor/login.py)
     ├── RedirectError                an OAuthError to deliver to a verified redirect URI, with
@@ -130,6 +137,28 @@ class Unreachable(AuthgateError):
     def __init__(self, what: str, kind: str, detail: str = "", *, timed_out: bool = False) -> None:
         self.what, self.kind, self.detail, self.timed_out = what, kind, detail, timed_out
         super().__init__(f"{what}: {kind}: {detail[:160] or 'no answer'}")
+
+
+class UpstreamTokenError(AuthgateError):
+    """Proxy mode: the caller's upstream IdP access token cannot be given (`authgate.upstream_token`).
+    The message says why and what the person or the operator does next; it never holds a token."""
+
+
+class NoUpstreamToken(UpstreamTokenError):
+    """There is no upstream IdP token for this caller."""
+
+
+class UpstreamGrantEnded(UpstreamTokenError):
+    """The IdP refused to renew the caller's token: the grant ended there (revoked, expired).
+    authgate revoked the caller's own grant as well (as its refresh does); they sign in again."""
+
+
+class UpstreamTokenUnavailable(UpstreamTokenError):
+    """The IdP cannot renew the caller's token now: worth a retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, *, retry_after: int = 30) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
 
 
 class OAuthError(AuthgateError):

@@ -47,6 +47,18 @@ async def test_upstream_tokens_round_trip_and_keep_their_local_user(stores: Stor
     assert await stores.upstream_tokens.get_upstream("iss|nobody") is None
 
 
+async def test_upstream_tokens_swap_only_from_what_the_writer_read(stores: Stores, replica: Stores) -> None:
+    """The compare-and-swap behind one upstream refresh per user across replicas (vault.py)."""
+    first = UpstreamTokens("iss|alice", "oidc", "alice", None, b"sealed-1", NOW)
+    assert not await stores.upstream_tokens.swap_upstream(first, b"sealed-0")  # no record: nothing to swap
+    await stores.upstream_tokens.save_upstream(first)
+    claimed = UpstreamTokens("iss|alice", "oidc", "alice", None, b"claimed-a", NOW + 1)
+    assert await stores.upstream_tokens.swap_upstream(claimed, b"sealed-1")
+    late = UpstreamTokens("iss|alice", "oidc", "alice", None, b"claimed-b", NOW + 1)
+    assert not await replica.upstream_tokens.swap_upstream(late, b"sealed-1")  # the other replica lost
+    assert await replica.upstream_tokens.get_upstream("iss|alice") == claimed
+
+
 async def test_an_upstream_identity_whose_name_is_taken_is_named_by_its_subject(
     stores: Stores, build: type[Build]
 ) -> None:

@@ -28,12 +28,39 @@ _GATEWAY_OWNED = {
     "mcp-name",
 }
 
+# Names upstream_token_header may not take: the gateway's own, auth, cookies, forwarding, the
+# content headers it relays, trace context, and the identity headers (gateway/headers.py).
+_TOKEN_HEADER_TAKEN = _GATEWAY_OWNED | {
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "origin",
+    "forwarded",
+    "x-real-ip",
+    "accept",
+    "accept-encoding",
+    "content-type",
+    "content-encoding",
+    "last-event-id",
+    "expect",
+    "traceparent",
+    "tracestate",
+    "www-authenticate",
+    "x-authgate-subject",
+    "x-authgate-client-id",
+    "x-authgate-scopes",
+    "x-authgate-username",
+}
+
 FIXES: dict[str, str] = {
     "upstream": "set it to the Streamable HTTP URL of the MCP server to protect, e.g. "
     "http://127.0.0.1:9000/mcp, or leave it unset to serve the built-in server",
     "upstream_headers": 'give header names and values, e.g. {"X-Api-Key": "..."} (on the command line: '
     "that JSON object or one 'Name: value'); never Host, Mcp-*, X-Authgate-* or hop-by-hop headers",
     "upstream_bearer_token": "keep either upstream_bearer_token or an Authorization entry in upstream_headers",
+    "upstream_token_header": "give one header name for the upstream to read, e.g. X-Authgate-Upstream-Token "
+    "(its X-Authgate- prefix keeps client copies out even when the setting is off); never Authorization, "
+    "Cookie, Host, hop-by-hop, Forwarded/X-Forwarded-*, Mcp-*, traceparent or a header authgate already sets",
     "upstream_command": "give the program and its arguments, e.g. ['npx','-y','@modelcontextprotocol/"
     "server-everything'] (on the command line: `authgate serve -- CMD ARGS…`), and unset upstream",
 }
@@ -85,6 +112,13 @@ class GatewaySettings(BaseModel):
     upstream_bearer_token: SecretStr | None = Field(
         None, description="sent upstream as `Authorization: Bearer …` (the client's own token never is)"
     )
+    upstream_token_header: str | None = Field(
+        None,
+        max_length=64,
+        description="proxy mode with an HTTP upstream: send the caller's own access token at the upstream IdP "
+        "(renewed when near expiry) to the upstream in this header, e.g. X-Authgate-Upstream-Token; never the "
+        "token the client presented. A client's header of that name is always removed. Default: off",
+    )
     upstream_command: list[str] | None = Field(
         None,
         description="a stdio MCP server to run and protect, e.g. "
@@ -121,6 +155,22 @@ class GatewaySettings(BaseModel):
             )
         return v
 
+    @field_validator("upstream_token_header")
+    @classmethod
+    def _gateway_token_header_is_free(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip()
+        if not re.fullmatch(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+", v):  # RFC 9110 §5.6.2 token
+            raise ValueError(f"{v!r} is not a valid HTTP header name")
+        lower = v.lower()
+        if lower in _TOKEN_HEADER_TAKEN or lower.startswith(("mcp-", "x-forwarded-", "proxy-")):
+            raise ValueError(
+                f"{v} is a header authgate, the client or a proxy sets (auth, hop-by-hop, forwarding, MCP); "
+                "choose another name, e.g. X-Authgate-Upstream-Token"
+            )
+        return v
+
     @field_validator("upstream_command")
     @classmethod
     def _gateway_command_is_given(cls, v: list[str] | None) -> list[str] | None:
@@ -154,9 +204,12 @@ class GatewaySettings(BaseModel):
         return v
 
 
-def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
-    """Rules across settings: one upstream, not authgate itself, one Authorization header."""
+def gateway_refusals(s: GatewaySettings, public_url: str, auth_mode: str = "embedded") -> list[Refusal]:
+    """Rules across settings: one upstream, not authgate itself, one Authorization header, the
+    upstream IdP token only where there is one (proxy mode) and an HTTP upstream to send it to."""
     found = []
+    if s.upstream_token_header is not None:
+        found += _token_header_refusals(s, auth_mode)
     if s.upstream is not None and s.upstream.rstrip("/") == public_url + "/mcp":
         found.append(
             Refusal(
@@ -182,3 +235,17 @@ def gateway_refusals(s: GatewaySettings, public_url: str) -> list[Refusal]:
             )
         )
     return found
+
+
+def _token_header_refusals(s: GatewaySettings, auth_mode: str) -> list[Refusal]:
+    name = s.upstream_token_header or ""
+    if auth_mode != "proxy":
+        problem = f'needs auth_mode = "proxy" (authgate holds upstream IdP tokens only there; it is {auth_mode!r})'
+        return [Refusal("upstream_token_header", problem, depends=("auth_mode",))]
+    if s.upstream is None:
+        problem = "needs an HTTP upstream (upstream); library-mode tools call authgate.upstream_token(ctx)"
+        return [Refusal("upstream_token_header", problem, depends=("upstream", "upstream_command"))]
+    if any(n.lower() == name.lower() for n in s.upstream_headers):
+        problem = f"upstream_headers already sets {name}; choose another name"
+        return [Refusal("upstream_token_header", problem, depends=("upstream_headers",))]
+    return []

@@ -69,7 +69,7 @@ class Settings(
         refusals = [
             *server_refusals(self),
             *policy_refusals(self, self.scopes),
-            *gateway_refusals(self, self.public_url),
+            *gateway_refusals(self, self.public_url, self.auth_mode),
             *external_refusals(self),
             *proxy_refusals(self, self.auth_mode),
             *metrics_refusals(self),

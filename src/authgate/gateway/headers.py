@@ -6,8 +6,9 @@ Upstream, everything the client sent passes except:
   passthrough" MCP forbids (2025-06-18 authorization §Access Token Privilege Restriction);
 * `Cookie` (authgate's own `authgate_session` / `authgate_csrf` among them) and
   `Proxy-Authorization`;
-* every `X-Authgate-*` header and the configured identity header names — only the gateway
-  may say who is calling;
+* every `X-Authgate-*` header, the configured identity header names and
+  `upstream_token_header` — only the gateway may say who is calling, and only it sends the
+  caller's upstream IdP token (gateway/http/upstream_token.py);
 * hop-by-hop headers (RFC 9110 §7.6.1) and those the client's `Connection` names, `Host`,
   `Content-Length`, `Expect`;
 * `Origin` (the gateway enforced the Origin policy; the upstream sees the gateway as its
@@ -89,11 +90,14 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
 class UpstreamRequestHeaders:
     """Builds the header list of one upstream request from the client's."""
 
-    def __init__(self, static: Mapping[str, str], identity: IdentityHeaderNames | None) -> None:
+    def __init__(
+        self, static: Mapping[str, str], identity: IdentityHeaderNames | None, token_header: str | None = None
+    ) -> None:
         self.static = list(static.items())
         self.identity = identity
         owned = {name.lower().encode("latin-1") for name in static}
         owned |= {name.lower().encode("latin-1") for name in identity.names()} if identity else set()
+        owned |= {token_header.lower().encode("latin-1")} if token_header else set()  # only authgate sets it
         self.drop = _NEVER_UPSTREAM | owned
 
     def build(self, scope: Scope, identity: Identity | None) -> list[tuple[str, str]]:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCOPE_KEY = "authgate.identity"  # where the guard puts the Identity in the ASGI scope
+# proxy mode: where authgate puts the caller's upstream IdP token source (idp/proxy/upstream_access.py)
+UPSTREAM_ACCESS_KEY = "authgate.upstream_access"
 
 # What authgate's stdio gateway tells each server process it starts (a stdio server sees no
 # HTTP request): GATEWAY_ENV always ("stdio": started for an authenticated caller), the
@@ -30,15 +32,19 @@ class Identity:
 
 def current_identity(request_or_scope: Any) -> Identity | None:
     """The Identity of a Starlette Request, an ASGI scope, or an `mcp` SDK tool Context."""
+    scope = request_scope(request_or_scope)
+    ident = scope.get(SCOPE_KEY) if scope is not None else None
+    return ident if isinstance(ident, Identity) else None
+
+
+def request_scope(request_or_scope: Any) -> dict[str, Any] | None:
+    """The ASGI scope of a Starlette Request, an `mcp` SDK tool Context, or the scope itself."""
     obj = request_or_scope
     ctx = getattr(obj, "request_context", None)  # mcp SDK Context
     if ctx is not None:
         obj = getattr(ctx, "request", None)
     scope = getattr(obj, "scope", obj)
-    if isinstance(scope, dict):
-        ident = scope.get(SCOPE_KEY)
-        return ident if isinstance(ident, Identity) else None
-    return None
+    return scope if isinstance(scope, dict) else None
 
 
 def caller_environment(subject: str, client_id: str, username: str | None) -> dict[str, str]:

@@ -27,6 +27,7 @@ from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
+from authgate.guard.identity import UPSTREAM_ACCESS_KEY
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
 from authgate.guard.verifier import TokenVerifier
@@ -74,6 +75,7 @@ class AuthgateApp:
         )
         self._cors_paths = set(self._public_paths())
         self.protected: McpGate | None = None  # the MCP endpoint's one layer, made at start-up
+        self.upstream_access: object | None = None  # proxy mode: the callers' upstream IdP tokens
         # every body bounded per route before anything reads it (server/body_limit.py)
         bounded = BodyLimit(self._dispatch, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
         self._logged = RequestLog(bounded)  # outermost: request id and the access log
@@ -113,6 +115,7 @@ class AuthgateApp:
             (f"{b}/consent", "consent", ["POST"]),
             (f"{b}/token", "token", ["POST"]),
             (f"{b}/register", "register", ["POST"]),
+            (f"{b}/register/{{client_id}}", "registration", ["GET", "PUT", "DELETE"]),  # RFC 7592
             (f"{b}/revoke", "revoke", ["POST"]),
             (f"{b}/health", "health", ["GET"]),
             (f"{b}/health/ready", "ready", ["GET"]),
@@ -172,6 +175,8 @@ class AuthgateApp:
             from authgate.server.routes.proxy_mode import open_proxy_flow
 
             flow: BrowserFlow = await stack.enter_async_context(open_proxy_flow(rt))
+            stack.callback(setattr, self, "upstream_access", None)
+            self.upstream_access = getattr(flow, "access", None)  # for the app: upstream_token(ctx)
         else:
             flow = BrowserFlow(rt.auth, rt.signer, rt.settings)
         endpoints = Endpoints(rt.auth, rt.settings)
@@ -186,6 +191,7 @@ class AuthgateApp:
             "consent": flow.consent,
             "token": endpoints.token,
             "register": endpoints.register,
+            "registration": endpoints.registration,
             "revoke": endpoints.revoke,
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
@@ -276,6 +282,8 @@ class AuthgateApp:
         if scope["type"] == "http" and self._is_mcp(scope.get("path", "")):
             if self.protected is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
+            if self.upstream_access is not None:  # proxy mode (guard/identity.py)
+                scope[UPSTREAM_ACCESS_KEY] = self.upstream_access
             await self.protected(scope, receive, send)  # the gate: log, limits and checks in one layer
         else:
             await self._logged(scope, receive, send)

@@ -187,6 +187,12 @@ class UpstreamTokenStore(Protocol):
 
     async def get_upstream(self, user_id: str) -> UpstreamTokens | None: ...
 
+    async def swap_upstream(self, record: UpstreamTokens, expected: bytes) -> bool:
+        """Compare-and-swap: replace the sealed tokens (and `updated_at`) of `record.user_id`
+        only if they are still `expected` (each sealing is unique: a fresh nonce); False when
+        another writer changed them first, or there is no record. The local user is untouched.
+        What makes one refresh per user across replicas (idp/proxy/vault.py)."""
+
 
 class RateLimits(Protocol):
     """Counters of events per key (an address, `username|address`) over a window

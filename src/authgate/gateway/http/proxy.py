@@ -57,6 +57,7 @@ from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejec
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.http.upstream import Upstream
+from authgate.gateway.http.upstream_token import UpstreamTokenHeader
 from authgate.gateway.jsonrpc import LISTEN, Body, listen_closed, parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata, is_modern
 from authgate.gateway.tool_schemas import ToolSchemas, ToolsListTap
@@ -116,6 +117,7 @@ class HttpUpstreamProxy:
         stream_timeout: float = 3600.0,
         upstream_headers: Mapping[str, str] | None = None,
         identity_headers: IdentityHeaderNames | None = None,
+        upstream_token_header: str | None = None,
         max_body: int = 4 << 20,
         sessions: SessionBindings | None = None,
         mount_path: str = "/mcp",
@@ -129,7 +131,8 @@ class HttpUpstreamProxy:
             stream_timeout=stream_timeout,
         )
         self.cancellation = UpstreamCancellation(self.upstream)
-        self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers)
+        self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers, upstream_token_header)
+        self.upstream_token = UpstreamTokenHeader(upstream_token_header)  # proxy mode: upstream_token.py
         self.max_body = max_body
         self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
         self._own_sessions = sessions is None  # bindings this proxy chose, which a store may replace
@@ -213,8 +216,8 @@ class HttpUpstreamProxy:
                 f"{method} is not part of the MCP Streamable HTTP transport: POST messages "
                 "(GET and DELETE for legacy sessions)"
             )
-        identity = scope.get(SCOPE_KEY)
-        owner = Owner(identity.subject, identity.client_id) if isinstance(identity, Identity) else _ANONYMOUS
+        identity = scope[SCOPE_KEY] if isinstance(scope.get(SCOPE_KEY), Identity) else None
+        owner = Owner(identity.subject, identity.client_id) if identity is not None else _ANONYMOUS
         body = raw = None
         if method == "POST":
             raw = await self._read_body(scope, receive)
@@ -232,7 +235,7 @@ class HttpUpstreamProxy:
         return _Request(
             method,
             self.upstream.url_for(suffix, scope.get("query_string", b"")),
-            self.request_headers.build(scope, identity if isinstance(identity, Identity) else None),
+            self.request_headers.build(scope, identity) + await self.upstream_token(scope, identity, request_id),
             body,
             body.upstream_bytes() if body is not None else raw,
             session_id,
@@ -394,7 +397,4 @@ async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
+    return next((str(value.decode("latin-1")) for key, value in scope["headers"] if key == name), None)

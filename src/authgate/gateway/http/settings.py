@@ -41,6 +41,7 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         stream_timeout=settings.upstream_stream_timeout,
         upstream_headers=static,
         identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
+        upstream_token_header=settings.upstream_token_header,
         mount_path=settings.urls.mcp_path,
         max_body=settings.mcp_max_body_bytes,
     )

@@ -27,6 +27,7 @@ from authgate.errors import AccessDenied, OAuthError, ServerError
 from authgate.idp.proxy.grant_check import UpstreamGrantCheck
 from authgate.idp.proxy.identity import refusal
 from authgate.idp.proxy.presets import resolve
+from authgate.idp.proxy.upstream_access import UpstreamAccess
 from authgate.idp.proxy.upstream_idp import TIMEOUT, UpstreamClient, UpstreamIdpError, pkce_pair
 from authgate.idp.proxy.vault import UpstreamVault
 from authgate.oauth.authority import Authority
@@ -51,6 +52,8 @@ class ProxyFlow(BrowserFlow):
         super().__init__(auth, signer, settings)
         self.upstream = upstream
         self.vault = vault
+        # the caller's upstream token for the app behind authgate (library tools, the gateway's header)
+        self.access = UpstreamAccess(vault, upstream, auth.store, auth.clock, upstream.upstream.name)
         parts = urlsplit(upstream.upstream.authorize_url)
         self.upstream_origin = f"{parts.scheme}://{parts.netloc}"
 

@@ -37,6 +37,15 @@ class SqlUpstreamTokenStore:
             if updated.rowcount == 0:
                 await conn.execute(sa.insert(UPSTREAM).values(**values))
 
+    async def swap_upstream(self, record: UpstreamTokens, expected: bytes) -> bool:
+        async with self._store._tx() as conn:
+            swapped = await conn.execute(
+                sa.update(UPSTREAM)
+                .where(UPSTREAM.c.user_id == record.user_id, UPSTREAM.c.sealed_tokens == expected)
+                .values(sealed_tokens=record.sealed_tokens, updated_at=record.updated_at)
+            )
+        return bool(swapped.rowcount == 1)
+
     @idempotent
     async def get_upstream(self, user_id: str) -> UpstreamTokens | None:
         async with self._store._tx(write=False) as conn:
