@@ -80,6 +80,8 @@ def test_the_http_gateway_starts_without_the_mcp_sdk_the_knowledge_base_or_alemb
     # alembic: the schema is current; jinja2: no page asked for yet; httpx: no CIMD client yet;
     # opentelemetry: tracing is off (otel_enabled), whether or not the otel extra is installed
     assert not _loaded(imported, "mcp", "mcp_types", "authgate.kb", "alembic", "jinja2", "httpx")
+    # an SQLite file at head runs on the sqlite3 module: no asyncio layer, ORM or aiosqlite
+    assert not _loaded(imported, "sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite")
     assert not _loaded(imported, "opentelemetry", "authgate.tracing", "authgate.server.tracing")
     # prometheus_client: metrics are off (metrics_listen, metrics_on_main)
     assert not _loaded(imported, "prometheus_client", "authgate.server.metrics", "authgate.server.metrics_http")
@@ -89,3 +91,4 @@ def test_the_built_in_server_starts_without_alembic_or_jinja2(tmp_path: Path) ->
     imported = _started_server_imports(tmp_path)
     assert "authgate.kb.server" in imported
     assert not _loaded(imported, "alembic", "jinja2", "sqlalchemy.dialects.postgresql")
+    assert not _loaded(imported, "sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite")

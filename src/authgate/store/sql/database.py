@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authgate import metering
 from authgate.errors import StoreError, StoreUnavailable
@@ -34,7 +35,7 @@ from authgate.store.sql.engine import (
     sqlite_file,
     unavailable,
 )
-from authgate.store.sql.revisions import schema_is_current
+from authgate.store.sql.revisions import head_revision, revision_of, schema_is_current
 from authgate.store.sql.sqlite_direct import DirectSqlite
 
 log = logging.getLogger("authgate.store")
@@ -109,7 +110,10 @@ class SqlDatabase:
         return postgresql.insert(table) if self.dialect == "postgresql" else sqlite.insert(table)
 
     async def open(self) -> None:
-        if self._engine is not None:
+        if self._engine is not None or self._direct is not None:
+            return
+        self._direct = self._direct_at_head()
+        if self._direct is not None:
             return
         engine = make_engine(self._url)
         try:
@@ -132,6 +136,25 @@ class SqlDatabase:
             self._direct = DirectSqlite(self._url)
             await engine.dispose()  # aiosqlite's connections (a thread each) were the migration's
 
+    def _direct_at_head(self) -> DirectSqlite | None:
+        """An SQLite file whose schema is at head: its `DirectSqlite`, opened without
+        SQLAlchemy's asyncio layer, the ORM that layer imports and aiosqlite (~8 MB of a
+        started server, docs/benchmarks.md §4), which only an upgrade or check needs. None
+        otherwise (no file yet, in memory, behind or ahead of head, or unreadable): `open`
+        then takes the asyncio engine's path, which migrates or names the problem."""
+        path = sqlite_file(self._url)
+        if self._serial is not None or path is None or not path.is_file() or head_revision() is None:
+            return None
+        probe = sa.create_engine(self._url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+        try:
+            with probe.connect() as conn:  # a read of one row on the loop's thread, once at start
+                current = revision_of(conn) == head_revision()
+        except (sa.exc.SQLAlchemyError, OSError):
+            return None
+        finally:
+            probe.dispose()
+        return DirectSqlite(self._url) if current else None
+
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None
         direct, self._direct = self._direct, None
@@ -149,7 +172,7 @@ class SqlDatabase:
         a database that cannot answer now StoreUnavailable. A connection that broke, or was
         left mid-statement by a cancellation, is discarded rather than pooled again."""
         engine = self._writer if write else (self._reader or self._engine)
-        if engine is None:
+        if engine is None and self._direct is None:
             raise StoreError("the store is not open: call `await store.open()` first")
         connecting = True  # a failure to get a connection at all is the database's unavailability
         meter, begun, failed = metering.meter, time.perf_counter(), True  # latency by kind (server/metrics.py)
@@ -161,6 +184,8 @@ class SqlDatabase:
                         yield tx
                     failed = False
                     return
+                if engine is None:  # unreachable: no DirectSqlite means open() made an engine
+                    raise StoreError("the store is not open: call `await store.open()` first")
                 async with engine.connect() as conn:
                     connecting = False
                     try:

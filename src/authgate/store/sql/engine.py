@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, ExceptionContext
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+if TYPE_CHECKING:  # imported by make_engine: an SQLite file at head never needs it (database.py)
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.masking import masked_urls
@@ -85,6 +87,8 @@ def make_engine(url: URL, *, reads: bool = False) -> AsyncEngine:
     snapshot under READ COMMITTED); no ping before each use (BEGIN and ROLLBACK with asyncpg,
     two more round trips): a read whose connection was lost runs again on a fresh one
     (`database.idempotent`), and the lost connection takes the pool's older ones with it."""
+    from sqlalchemy.ext.asyncio import create_async_engine  # with the ORM: ~7 MB (docs/benchmarks.md §4)
+
     if not is_sqlite(url):
         # pre_ping: a replica outlives database restarts without surfacing stale connections.
         engine = create_async_engine(

@@ -14,11 +14,14 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["current_revision", "head_revision", "schema_is_current"]
+if TYPE_CHECKING:  # the asyncio layer (and the ORM it imports) is loaded by whoever makes an engine
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+__all__ = ["current_revision", "head_revision", "revision_of", "schema_is_current"]
 
 VERSIONS_DIR = Path(__file__).resolve().with_name("migrations") / "versions"
 
@@ -41,14 +44,19 @@ def head_revision() -> str | None:
     return heads.pop() if len(heads) == 1 else None
 
 
+def revision_of(conn: sa.Connection) -> str | None:
+    """What `alembic_version` holds, read on a synchronous connection; None for a database
+    without one (empty)."""
+    if not sa.inspect(conn).has_table("alembic_version"):
+        return None
+    rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+    return rows[0] if len(rows) == 1 else None
+
+
 async def current_revision(engine: AsyncEngine) -> str | None:
     """What `alembic_version` holds; None for a database without one (empty)."""
     async with engine.connect() as conn:
-        has_table = await conn.run_sync(lambda sync: sa.inspect(sync).has_table("alembic_version"))
-        if not has_table:
-            return None
-        rows = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalars().all()
-    return rows[0] if len(rows) == 1 else None
+        return await conn.run_sync(revision_of)
 
 
 async def schema_is_current(engine: AsyncEngine) -> bool:
