@@ -93,6 +93,8 @@ class ProviderShape:
     clients: list[dict[str, Any]] = field(default_factory=static_clients)
     store_file: str | None = None  # state kept across stop/start (else lost with the process)
     resource_scope: str | None = None  # the resource's scopes the IdP defines (space-separated; None: mcp)
+    rotate_refresh: bool | None = None  # every refresh rotates the refresh token (None: oidc-provider's default)
+    refresh_delay_ms: int = 0  # a refresh is answered this much later (held in flight), once done
 
 
 def auth0_like(port: int, mcp_url: str) -> ProviderShape:
@@ -227,6 +229,13 @@ class OidcProvider:
         self.start()
 
     # -- tokens ----------------------------------------------------------------------------
+
+    def token_counts(self) -> dict[str, dict[str, int]]:
+        """Token requests the provider answered, by grant_type: {"ok": n, "error": m}."""
+        r = httpx.get(f"{self.origin}/__counts", timeout=10.0)
+        r.raise_for_status()
+        counts: dict[str, dict[str, int]] = r.json()
+        return counts
 
     def discovery(self) -> dict[str, Any]:
         r = httpx.get(self.issuer.rstrip("/") + "/.well-known/openid-configuration", timeout=10.0)

@@ -18,6 +18,12 @@
 // file when it is stopped (SIGTERM) and read back when it starts, so a provider stopped and
 // started again still honours the grants it issued (an upstream outage, not a reset).
 //
+// `rotate_refresh` (optional): true rotates every refresh token (a second use of a spent one then
+// ends the grant, oidc-provider's reuse detection); false never; unset: oidc-provider's default.
+// `refresh_delay_ms` (optional): a refresh_token grant is answered this much later (after it is
+// done), so that a test can hold a refresh in flight. GET /__counts answers how many token
+// requests of each grant_type it answered, {"refresh_token": {"ok": n, "error": m}, ...}.
+//
 // Prints "READY <issuer>" on stdout once listening. Test use only.
 
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -112,9 +118,22 @@ const configuration = {
   ttl: { AccessToken: cfg.access_token_ttl ?? 600, IdToken: 600 },
   routes: { ...(cfg.routes ?? {}), ...(cfg.dcr_path ? { registration: cfg.dcr_path } : {}) },
   clientDefaults: { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] },
+  ...(cfg.rotate_refresh !== undefined ? { rotateRefreshToken: () => cfg.rotate_refresh } : {}),
 };
 
 const provider = new Provider(issuer, configuration);
+
+// token requests answered, by grant_type and outcome (GET /__counts); refresh answers held back
+const counts = {};
+provider.use(async (ctx, next) => {
+  await next();
+  if (ctx.oidc?.route !== 'token') return;
+  const grant = String(ctx.oidc.params?.grant_type ?? 'unknown');
+  const outcome = ctx.status === 200 ? 'ok' : 'error';
+  counts[grant] = counts[grant] ?? { ok: 0, error: 0 };
+  counts[grant][outcome] += 1;
+  if (grant === 'refresh_token' && cfg.refresh_delay_ms) await new Promise((r) => { setTimeout(r, cfg.refresh_delay_ms); });
+});
 
 if (cfg.s256 === false) {
   // An IdP that does not advertise PKCE S256 (MCP clients then refuse it).
@@ -161,6 +180,10 @@ const callback = provider.callback();
 const server = http.createServer(async (req, res) => {
   try {
     const url = new URL(req.url, origin);
+    if (url.pathname === '/__counts') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify(counts));
+    }
     if (url.pathname === '/__health') {
       res.writeHead(200, { 'content-type': 'text/plain' });
       return res.end('ok');
