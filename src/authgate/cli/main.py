@@ -31,7 +31,16 @@ def _settings(args: argparse.Namespace) -> Settings:
 async def _preflight(settings: Settings) -> None:
     from authgate.server.runtime import open_runtime
 
+    if settings.strict and settings.upstream:  # refused before the store is opened: exit 2
+        from authgate.gateway.http.settings import check_upstream_at_start
+
+        check_upstream_at_start(settings)
     if settings.auth_mode == "external":  # no store or keys: the IdP issues the tokens
+        if settings.strict:  # the IdP's keys and scopes checked before listening: a refusal exits 2
+            from authgate.idp.backend import open_external
+
+            async with open_external(settings):
+                pass
         return
     runtime = await open_runtime(settings)
     await runtime.close()

@@ -108,6 +108,13 @@ class ServerSettings(BaseModel):
         "(with X-Forwarded-Proto) or Forwarded (RFC 7239); the other is ignored, since a proxy passes "
         "it on from the client untouched",
     )
+    strict: bool = Field(
+        False,
+        description="refuse to start (exit status 2, one line naming the setting and the fix) where a "
+        "start-up check would only warn: an advertised scope the external IdP does not list in its "
+        "scopes_supported, an external IdP whose metadata cannot be fetched at start (the checks could not "
+        "run), a plain-http upstream on a public address",
+    )
 
     @model_validator(mode="before")
     @classmethod

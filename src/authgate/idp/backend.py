@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from authgate._version import __version__
 from authgate.config.settings import Settings
 from authgate.error_responses import oauth_error
-from authgate.errors import FetchError, TemporarilyUnavailable
+from authgate.errors import ConfigError, FetchError, SettingProblem, TemporarilyUnavailable
 from authgate.guard.prm import protected_resource_metadata
 from authgate.idp.claims import TokenPolicy
 from authgate.idp.discovery import discover
@@ -28,7 +28,7 @@ from authgate.idp.introspection import IntrospectionClient, IntrospectionVerifie
 from authgate.idp.jwks import JwksCache
 from authgate.idp.mirror import MetadataMirror
 from authgate.idp.profiles import get_profile
-from authgate.idp.scopes import missing_scopes, scope_fix
+from authgate.idp.scopes import scope_problem
 from authgate.idp.verifier import ExternalJwtVerifier
 
 log = logging.getLogger("authgate.idp")
@@ -36,6 +36,10 @@ log = logging.getLogger("authgate.idp")
 Handler = Callable[[Request], Awaitable[Response]]
 UpstreamReady = Callable[[], Awaitable[tuple[bool, str]]]  # the gateway's upstream check
 HTTP_TIMEOUT = 5.0
+UNREACHABLE_FIX = (
+    "check that `issuer` is the IdP's issuer exactly and that authgate can reach it; "
+    "without `strict` authgate starts anyway and fetches the keys when the first token comes"
+)
 _PUBLIC = {"Cache-Control": "public, max-age=300", "Access-Control-Allow-Origin": "*"}
 
 
@@ -118,23 +122,31 @@ def _introspection(settings: Settings, policy: TokenPolicy, http: httpx.AsyncCli
     return IntrospectionVerifier(client, policy, http, cache_seconds=float(settings.token_cache_seconds))
 
 
-async def warn_unknown_scopes(settings: Settings, policy: TokenPolicy, http: httpx.AsyncClient) -> list[str]:
-    """At start: warn (naming the setting and the fix) when an advertised scope is not in the IdP's
-    `scopes_supported`. Returns the missing scopes; an unreachable IdP or no list: nothing to say."""
+async def unknown_scopes(settings: Settings, policy: TokenPolicy, http: httpx.AsyncClient) -> SettingProblem | None:
+    """At start: the advertised scopes (setting `scopes`) not in the IdP's `scopes_supported`, as the
+    problem to warn about (or, with `strict`, to refuse). An unreachable IdP or no list: nothing to say."""
     try:
         document = (await discover(http, policy.issuer)).document or {}
     except FetchError:
-        return []  # the JWKS warning already says the IdP cannot be reached
-    missing = missing_scopes(settings.scopes, document) or []
-    if missing:
-        log.warning(
-            "scope(s) %s advertised by authgate (setting `scopes`) are not in the scopes_supported of %s: MCP "
-            "clients asking for them will be refused at the IdP's registration or authorization. Fix: %s",
-            ", ".join(missing),
-            policy.issuer,
-            scope_fix(policy.profile, missing),
+        return None  # the keys' warning already says the IdP cannot be reached
+    return scope_problem(settings.scopes, policy.issuer, policy.profile, document)
+
+
+async def check_idp_at_start(settings: Settings, policy: TokenPolicy, jwks: JwksCache, http: httpx.AsyncClient) -> None:
+    """Fetch the IdP's keys and check its scopes: warnings, or with `strict` a ConfigError naming
+    the setting and the fix (`authgate serve --strict` exits 2 before it listens)."""
+    problem: SettingProblem | None
+    if not await jwks.refresh(quiet=True):  # early word of a wrong issuer; start anyway, keys come later
+        problem = SettingProblem(
+            "issuer", f"the signing keys of {policy.issuer} are not available yet: {jwks.last_error}", UNREACHABLE_FIX
         )
-    return missing
+    else:
+        problem = await unknown_scopes(settings, policy, http)
+    if problem is None:
+        return
+    if settings.strict:
+        raise ConfigError(problem.setting, f"{problem.problem} (refused: `strict` is on)", problem.fix)
+    log.warning("%s", problem.problem if problem.setting == "issuer" else f"{problem.problem}. Fix: {problem.fix}")
 
 
 @contextlib.asynccontextmanager
@@ -149,8 +161,5 @@ async def open_external(
         jwks = JwksCache(policy.issuer, http, min_refetch=float(settings.jwks_refetch_seconds))
         verifier = ExternalJwtVerifier(policy, jwks, opaque=_introspection(settings, policy, http))
         mirror = MetadataMirror(policy.issuer, settings.urls.issuer, http) if settings.mirror_as_metadata else None
-        if not await jwks.refresh():  # early word of a wrong issuer; start anyway, keys come later
-            log.warning("the signing keys of %s are not available yet: %s", policy.issuer, jwks.last_error)
-        else:
-            await warn_unknown_scopes(settings, policy, http)
+        await check_idp_at_start(settings, policy, jwks, http)
         yield ExternalBackend(settings, jwks, verifier, mirror, upstream_ready)

@@ -103,8 +103,9 @@ class JwksCache:
         gap = self._min_refetch if self._last_error is None else min(self._min_refetch, FAILED_RETRY_SECONDS)
         return self._attempted_at + gap
 
-    async def refresh(self) -> bool:
-        """Fetch the JWKS unless a fetch happened too recently; True if the keys are current."""
+    async def refresh(self, *, quiet: bool = False) -> bool:
+        """Fetch the JWKS unless a fetch happened too recently; True if the keys are current.
+        `quiet`: no warning of a failure (the caller reports it: the start-up check)."""
         async with self._lock:  # concurrent unknown-kid tokens share one fetch
             if self._clock() < self._next_attempt_at():
                 return self._last_error is None and self._keys is not None
@@ -113,6 +114,8 @@ class JwksCache:
                 self._keys = await self._fetch()
             except FetchError as exc:
                 self._last_error = str(exc)
+                if quiet:
+                    return False
                 log.warning(
                     "JWKS of %s not refreshed (%s); %s",
                     self.issuer,

@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from authgate.errors import SettingProblem
 from authgate.idp.profiles import IdpProfile
 
-__all__ = ["missing_scopes", "scope_fix"]
+__all__ = ["missing_scopes", "scope_fix", "scope_problem"]
 
 
 def missing_scopes(advertised: Iterable[str], metadata: Mapping[str, Any]) -> list[str] | None:
@@ -33,3 +34,19 @@ def scope_fix(profile: IdpProfile, missing: list[str]) -> str:
     at_idp = next((t.fix for t in profile.traps if t.code.endswith("-client-scope")), None)
     how = at_idp.replace("SCOPE", names) if at_idp else f"at the IdP: define the scope(s) {names}"
     return f"{how}; or set authgate `scopes` to scopes the IdP defines (its scopes_supported)"
+
+
+def scope_problem(
+    advertised: Iterable[str], issuer: str, profile: IdpProfile, metadata: Mapping[str, Any]
+) -> SettingProblem | None:
+    """The start-up finding on setting `scopes`: a warning, or with `strict` a refusal. None when
+    every advertised scope is listed, or the IdP publishes no `scopes_supported` (cannot tell)."""
+    missing = missing_scopes(advertised, metadata)
+    if not missing:
+        return None
+    return SettingProblem(
+        "scopes",
+        f"scope(s) {', '.join(missing)} advertised by authgate (setting `scopes`) are not in the scopes_supported "
+        f"of {issuer}: MCP clients asking for them will be refused at the IdP's registration or authorization",
+        scope_fix(profile, missing),
+    )

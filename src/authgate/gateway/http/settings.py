@@ -9,11 +9,12 @@ import logging
 from yarl import URL
 
 from authgate.config.settings import Settings
+from authgate.errors import ConfigError
 from authgate.gateway.headers import IdentityHeaderNames
 from authgate.gateway.http.proxy import HttpUpstreamProxy
 from authgate.masking import masked_url
 
-__all__ = ["proxy_from_settings"]
+__all__ = ["check_upstream_at_start", "proxy_from_settings"]
 
 log = logging.getLogger("authgate.gateway")
 
@@ -25,13 +26,7 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
     static = dict(settings.upstream_headers)
     if settings.upstream_bearer_token is not None:
         static["Authorization"] = f"Bearer {settings.upstream_bearer_token.get_secret_value()}"
-    url = URL(settings.upstream)
-    if url.scheme == "http" and not _private_host(url.host or ""):
-        log.warning(
-            "upstream %s is plain http on a public address: traffic to it (and its credential) "
-            "is readable on the way; use https or a private network",
-            masked_url(settings.upstream),
-        )
+    check_upstream_at_start(settings)
     return HttpUpstreamProxy(
         settings.upstream,
         connect_timeout=settings.upstream_connect_timeout,
@@ -45,6 +40,21 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         mount_path=settings.urls.mcp_path,
         max_body=settings.mcp_max_body_bytes,
     )
+
+
+def check_upstream_at_start(settings: Settings) -> None:
+    """A plain-http upstream on a public address: a warning, or with `strict` a ConfigError (`authgate
+    serve --strict` checks it before it opens the store, and exits 2)."""
+    url = URL(settings.upstream or "")
+    if url.scheme != "http" or _private_host(url.host or ""):
+        return
+    problem = (
+        f"upstream {masked_url(settings.upstream or '')} is plain http on a public address: traffic to it "
+        "(and its credential) is readable on the way"
+    )
+    if settings.strict:
+        raise ConfigError("upstream", f"{problem} (refused: `strict` is on)", "use https or a private network")
+    log.warning("%s; use https or a private network", problem)
 
 
 def _private_host(host: str) -> bool:
