@@ -56,11 +56,13 @@ def test_the_oauth_core_loads_neither_the_settings_model_nor_the_policy() -> Non
     assert not found, f"importing the OAuth core loaded {found}"
 
 
-def _started_server_imports(tmp_path: Path, **env: str) -> set[str]:
+def _started_server_imports(tmp_path: Path, *, migrated: bool = True, **env: str) -> set[str]:
     """Every module a real `authgate serve` imported by the time /health answered (python's
-    own import log, PYTHONPROFILEIMPORTTIME), on a database `users add` already migrated."""
+    own import log, PYTHONPROFILEIMPORTTIME), on a database `users add` already migrated
+    (`migrated`), else on an empty data directory."""
     server = AuthgateServer(tmp_path, extra_env={"PYTHONPROFILEIMPORTTIME": "1", **env})
-    server.add_user()
+    if migrated:
+        server.add_user()
     server.start()
     server.stop()
     stderr = (server.logs_dir / f"serve-{server.runs}.stderr").read_text()
@@ -91,4 +93,15 @@ def test_the_built_in_server_starts_without_alembic_or_jinja2(tmp_path: Path) ->
     imported = _started_server_imports(tmp_path)
     assert "authgate.kb.server" in imported
     assert not _loaded(imported, "alembic", "jinja2", "sqlalchemy.dialects.postgresql")
+    assert not _loaded(imported, "sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite")
+
+
+def test_a_first_start_migrates_in_a_child_and_the_server_never_imports_alembic(tmp_path: Path) -> None:
+    # the empty database is brought to head by a child process (store/sql/upgrade_child.py),
+    # whose modules leave with it; the server itself then opens the file at head
+    imported = _started_server_imports(
+        tmp_path, migrated=False, AUTHGATE_UPSTREAM=f"http://127.0.0.1:{free_port()}/mcp"
+    )
+    assert "authgate.store.sql.upgrade_child" in imported  # it did run the child
+    assert not _loaded(imported, "alembic", "mako", "authgate.store.sql.migrate")
     assert not _loaded(imported, "sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite")

@@ -42,6 +42,12 @@ async def _preflight(settings: Settings) -> None:
             async with open_external(settings):
                 pass
         return
+    if settings.migrate == "auto":  # Alembic never enters the server (store/sql/upgrade_child.py)
+        from authgate.server.runtime import prepare_sqlite
+        from authgate.store.sql.upgrade_child import upgrade_sqlite_apart
+
+        prepare_sqlite(settings)
+        upgrade_sqlite_apart(settings.effective_database_url)
     runtime = await open_runtime(settings)
     await runtime.close()
 

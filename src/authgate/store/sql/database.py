@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
 
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
@@ -35,7 +34,7 @@ from authgate.store.sql.engine import (
     sqlite_file,
     unavailable,
 )
-from authgate.store.sql.revisions import head_revision, revision_of, schema_is_current
+from authgate.store.sql.revisions import schema_is_current, sqlite_at_head
 from authgate.store.sql.sqlite_direct import DirectSqlite
 
 log = logging.getLogger("authgate.store")
@@ -142,18 +141,7 @@ class SqlDatabase:
         started server, docs/benchmarks.md §4), which only an upgrade or check needs. None
         otherwise (no file yet, in memory, behind or ahead of head, or unreadable): `open`
         then takes the asyncio engine's path, which migrates or names the problem."""
-        path = sqlite_file(self._url)
-        if self._serial is not None or path is None or not path.is_file() or head_revision() is None:
-            return None
-        probe = sa.create_engine(self._url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
-        try:
-            with probe.connect() as conn:  # a read of one row on the loop's thread, once at start
-                current = revision_of(conn) == head_revision()
-        except (sa.exc.SQLAlchemyError, OSError):
-            return None
-        finally:
-            probe.dispose()
-        return DirectSqlite(self._url) if current else None
+        return DirectSqlite(self._url) if self._serial is None and sqlite_at_head(self._url) else None
 
     async def close(self) -> None:
         engine, self._engine, self._writer = self._engine, None, None

@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.engine import URL
+from sqlalchemy.pool import NullPool
+
+from authgate.store.sql.engine import sqlite_file
 
 if TYPE_CHECKING:  # the asyncio layer (and the ORM it imports) is loaded by whoever makes an engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["current_revision", "head_revision", "revision_of", "schema_is_current"]
+__all__ = ["current_revision", "head_revision", "revision_of", "schema_is_current", "sqlite_at_head"]
 
 VERSIONS_DIR = Path(__file__).resolve().with_name("migrations") / "versions"
 
@@ -62,3 +66,20 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 async def schema_is_current(engine: AsyncEngine) -> bool:
     head = head_revision()
     return head is not None and await current_revision(engine) == head
+
+
+def sqlite_at_head(url: URL) -> bool:
+    """Whether `url` names an SQLite file that exists with its schema at head, read with the
+    sqlite3 module (no asyncio layer, no Alembic: one row, once at start); False when it is
+    not, or when the read fails (then the asyncio engine's path migrates or names the problem)."""
+    path = sqlite_file(url)
+    if path is None or not path.is_file() or head_revision() is None:
+        return False
+    probe = sa.create_engine(url.set(drivername="sqlite+pysqlite"), poolclass=NullPool)
+    try:
+        with probe.connect() as conn:
+            return revision_of(conn) == head_revision()
+    except (sa.exc.SQLAlchemyError, OSError):
+        return False
+    finally:
+        probe.dispose()
