@@ -343,7 +343,7 @@ def test_serve_refuses_the_header_outside_proxy_mode_or_on_a_taken_name(
         text=True,
         timeout=60,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     line = next(line for line in proc.stderr.splitlines() if "upstream_token_header" in line)
     assert says in line and "Traceback" not in proc.stderr, proc.stderr
 

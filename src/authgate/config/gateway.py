@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -126,6 +126,14 @@ class GatewaySettings(BaseModel):
         '`--upstream-command "CMD ARGS…"`, split like a shell, or `authgate serve -- CMD ARGS…`); '
         "one process per session / caller",
     )
+    upstream_stdio_protocol: Literal["auto", "2025-11-25"] = Field(
+        "auto",
+        description="the MCP version a stdio upstream's processes are spoken to at for 2026-07-28 clients: "
+        "auto = 2026-07-28 when the command's server/discover lists it (its own InputRequiredResults, "
+        "requestState and subscriptions/listen streams pass through), else 2025-11-25; 2025-11-25 = always, "
+        "the bridge turning the server's requests to the client (elicitation, sampling, roots) into "
+        "InputRequiredResults (for a server that claims 2026-07-28 but still sends them)",
+    )
     max_streams_per_caller: int = Field(
         8,
         ge=1,
@@ -241,11 +249,13 @@ def _token_header_refusals(s: GatewaySettings, auth_mode: str) -> list[Refusal]:
     name = s.upstream_token_header or ""
     if auth_mode != "proxy":
         problem = f'needs auth_mode = "proxy" (authgate holds upstream IdP tokens only there; it is {auth_mode!r})'
-        return [Refusal("upstream_token_header", problem, depends=("auth_mode",))]
+        fix = 'set auth_mode = "proxy" (people sign in at an IdP, docs/idp/proxy.md), or remove upstream_token_header'
+        return [Refusal("upstream_token_header", problem, fix, depends=("auth_mode",))]
     if s.upstream is None:
-        problem = "needs an HTTP upstream (upstream); library-mode tools call authgate.upstream_token(ctx)"
-        return [Refusal("upstream_token_header", problem, depends=("upstream", "upstream_command"))]
+        problem = "needs an HTTP upstream (upstream) to send the header to"
+        fix = "set upstream, or remove upstream_token_header (library-mode tools call authgate.upstream_token(ctx))"
+        return [Refusal("upstream_token_header", problem, fix, depends=("upstream", "upstream_command"))]
     if any(n.lower() == name.lower() for n in s.upstream_headers):
-        problem = f"upstream_headers already sets {name}; choose another name"
-        return [Refusal("upstream_token_header", problem, depends=("upstream_headers",))]
+        problem = f"upstream_headers already sets {name}"
+        return [Refusal("upstream_token_header", problem, "choose another name", depends=("upstream_headers",))]
     return []
