@@ -883,33 +883,6 @@ ISSUE17_STRICT_START = Requirement(
     "IdP unreachable at start, a plain-http public upstream) becomes a refusal: exit 2, one line naming the "
     "setting and the fix, no traceback",
 )
-ISSUE15_UPSTREAM_TOKEN_LIBRARY = Requirement(
-    "authgate",
-    "issue 15",
-    "proxy mode, library mode: `authgate.upstream_token(ctx)` gives a tool the caller's own upstream IdP access "
-    "token (two users never see each other's), renewed at the IdP when near expiry, one renewal for concurrent "
-    "calls; a grant ended at the IdP is UpstreamGrantEnded and revokes the caller's authgate grant, an "
-    "unreachable IdP is UpstreamTokenUnavailable",
-)
-ISSUE15_UPSTREAM_TOKEN_ONE_REFRESH_ACROSS_REPLICAS = Requirement(
-    "authgate",
-    "issue 15",
-    "two replicas on one PostgreSQL database renewing one person's near-expiry upstream token at once make one "
-    "refresh request at the IdP (counted there), and every call carries the renewed token",
-)
-ISSUE15_UPSTREAM_TOKEN_HEADER = Requirement(
-    "authgate",
-    "issue 15",
-    "gateway mode, `upstream_token_header` (off by default): the upstream receives the caller's upstream IdP "
-    "token in that header, once, never the token the client presented; a client's header of that name (or any "
-    "X-Authgate-*) never reaches the upstream",
-)
-ISSUE15_UPSTREAM_TOKEN_HEADER_REFUSALS = Requirement(
-    "authgate",
-    "issue 15",
-    "`upstream_token_header` is refused at start outside proxy mode, without an HTTP upstream, or on a header "
-    "name authgate, the client or a proxy sets (Authorization, hop-by-hop, forwarding, Mcp-*), in one line",
-)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
