@@ -182,36 +182,6 @@ def _start_through_shims(
 # check) patterns → why. The test fails on any lost check no pattern covers. Open work of
 # issue 14 (docs/gateway.md, "Conformance").
 STDIO_BRIDGE_GAPS: dict[tuple[str, str], str] = {
-    **dict.fromkeys(
-        (
-            (f"input-required-result-{name}", "*")
-            for name in (
-                "basic-elicitation",
-                "basic-list-roots",
-                "basic-sampling",
-                "capability-check",
-                "ignore-extra-params",
-                "missing-input-response",
-                "multi-round",
-                "multiple-input-requests",
-                "non-tool-request",
-                "request-state",
-                "result-type",
-                "tampered-state",
-            )
-        ),
-        "the bridge speaks 2025-11-25 to its child (initialize), where the child's SDK refuses to return an "
-        "InputRequiredResult (-32603 'Handler returned an invalid result'); the bridge's own requestState "
-        "then refuses the retries",
-    ),
-    ("server-stateless", "sep-2575-server-sends-subscription-ack"): "subscriptions/listen through the bridge: "
-    "seen to fail under load (no frame within the suite's window); passes on a quieter run",
-    ("server-stateless", "sep-2575-server-tags-subscription-id"): "as above",
-    ("server-stateless", "sep-2575-http-server-no-independent-requests-on-stream"): "the suite reads the "
-    "answer for 600 ms only; a request with client capabilities the caller's children were not started with "
-    "waits for a new child (1.8 s measured on this machine, idle)",
-    ("server-stateless", "sep-2575-server-no-log-without-loglevel"): "500 ms read window: the next request "
-    "waits for that child start too, as stateless_children.dispatch starts children under the caller's lock",
     ("server-sse-polling", "*"): "the bridge's 2025-11-25 POST streams have no priming event, retry or "
     "Last-Event-ID resumption",
     ("server-sse-multiple-streams", "server-sse-streams-functional"): "as server-sse-polling",

@@ -174,7 +174,15 @@ async def open_session(asgi: Asgi, who: Identity) -> str:
 
 @pytest.fixture
 async def bridge() -> AsyncIterator[StdioBridge]:
-    app = StdioBridge([sys.executable, str(DEMO)], identity_env=True, max_children=3, max_children_per_identity=2)
+    # 2025-11-25 children for 2026-07-28 callers too: these tests are of the bridge's own InputRequiredResults
+    # (demo_server's tools ask with ctx.elicit, which a 2026-07-28 connection cannot carry)
+    app = StdioBridge(
+        [sys.executable, str(DEMO)],
+        identity_env=True,
+        max_children=3,
+        max_children_per_identity=2,
+        protocol="2025-11-25",
+    )
     async with app:
         yield app
 

@@ -44,7 +44,10 @@ MODES = {"legacy": ("legacy", "2025-11-25"), "2026-07-28": ("auto", "2026-07-28"
 
 @pytest.fixture(scope="module")
 def demo_gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    server = start_stdio_gate(tmp_path_factory.mktemp("stdio-demo"), DEMO_COMMAND)
+    # the bridge's own InputRequiredResults: demo_server's tools ask with ctx.elicit (not at 2026-07-28)
+    server = start_stdio_gate(
+        tmp_path_factory.mktemp("stdio-demo"), DEMO_COMMAND, AUTHGATE_UPSTREAM_STDIO_PROTOCOL="2025-11-25"
+    )
     yield server
     server.stop()
 

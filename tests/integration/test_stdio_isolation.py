@@ -40,7 +40,10 @@ from support.stdio_support import (
 
 @pytest.fixture(scope="module")
 def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthgateServer]:
-    server = start_stdio_gate(tmp_path_factory.mktemp("stdio-isolation"), DEMO_COMMAND)
+    # the bridge's own InputRequiredResults: demo_server's tools ask with ctx.elicit (not at 2026-07-28)
+    server = start_stdio_gate(
+        tmp_path_factory.mktemp("stdio-isolation"), DEMO_COMMAND, AUTHGATE_UPSTREAM_STDIO_PROTOCOL="2025-11-25"
+    )
     yield server
     server.stop()
 

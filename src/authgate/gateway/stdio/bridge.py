@@ -63,6 +63,12 @@ class StdioBridge:
     MCP SDK's minimal set (HOME, PATH, …), as MCP clients do. Each child gets
     AUTHGATE_GATEWAY=stdio; with `identity_env`, also AUTHGATE_CALLER_SUBJECT,
     AUTHGATE_CALLER_CLIENT_ID and AUTHGATE_CALLER_USERNAME (the `whoami` tool reads them).
+
+    `protocol`: what 2026-07-28 callers' children are spoken to at. "auto": 2026-07-28 when the
+    command's `server/discover` lists it (the child then answers those callers itself:
+    its InputRequiredResults, requestState and listen streams pass through), else 2025-11-25;
+    "2025-11-25": always 2025-11-25, the bridge turning a child's requests to the client into
+    InputRequiredResults (stateless.py).
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class StdioBridge:
         identity_env: bool = False,
         call_timeout: float = 600.0,
         stream_timeout: float = 3600.0,
+        protocol: str = "auto",
     ) -> None:
         if not command:
             raise ValueError("StdioBridge needs a command to run")
@@ -107,6 +114,7 @@ class StdioBridge:
             input_timeout=input_timeout,
             call_timeout=call_timeout,
             stream_timeout=stream_timeout,
+            protocol=protocol,
         )
         # a stop (gateway/drain.py, behind DrainGuard): listen streams end with their graceful close at once
         self.drain = Drain()
@@ -262,4 +270,5 @@ def bridge_from_settings(settings: Settings) -> StdioBridge:
         max_body=settings.mcp_max_body_bytes,
         call_timeout=settings.upstream_call_timeout,
         stream_timeout=settings.upstream_stream_timeout,
+        protocol=settings.upstream_stdio_protocol,
     )

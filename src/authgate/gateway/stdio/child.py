@@ -40,6 +40,7 @@ logger = logging.getLogger("authgate.stdio")
 
 MAX_LINE = 16 * 1024 * 1024  # the largest JSON-RPC message read from the child
 MAX_QUEUED_NOTIFICATIONS = 1000  # per exchange, while the HTTP side is not reading
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"  # MCP 2026-07-28 subscriptions/listen frames
 
 
 class Cancelled:
@@ -101,6 +102,9 @@ class StdioChild:
         self.exchanges: dict[int, Exchange] = {}
         self.server_requests: dict[str, Exchange | None] = {}  # the child's requests awaiting the client
         self.init_result: dict[str, Any] | None = None
+        # MCP 2026-07-28 envelope (`_meta`) of the bridge's own requests; set when the child serves
+        # 2026-07-28 itself (stateless_children.py: it answered server/discover), else None
+        self.modern_meta: dict[str, Any] | None = None
         self.exited = asyncio.Event()
         self.last_used = time.monotonic()
         self._by_token: dict[str, Exchange] = {}
@@ -285,6 +289,12 @@ class StdioChild:
                 msg = {**msg, "params": {**params, "progressToken": target.client_token}}
         elif msg["method"] == "notifications/cancelled":  # the child withdrew one of its own requests
             target = self.server_requests.pop(id_key(params.get("requestId")), None)
+        elif isinstance(meta := params.get("_meta"), dict) and SUBSCRIPTION_ID in meta:
+            # 2026-07-28: a listen stream's frame names its listen request, by the id the child saw
+            sid = meta[SUBSCRIPTION_ID]
+            target = self.exchanges.get(sid) if isinstance(sid, int) else None
+            if target is not None:
+                msg = {**msg, "params": {**params, "_meta": {**meta, SUBSCRIPTION_ID: target.client_id}}}
         else:
             target = self._current()
         self._route(msg, target)

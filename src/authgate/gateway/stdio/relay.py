@@ -114,7 +114,12 @@ async def ask(
 
     stdio does not tie the child's other messages to a request, so some may be routed to this
     exchange: they go to `stray`, as if no request were pending. TimeoutError after `timeout` s.
+    A child that serves 2026-07-28 gets the bridge's envelope in `params._meta`.
     """
+    if child.modern_meta is not None:
+        params = request.get("params")
+        params = params if isinstance(params, dict) else {}
+        request = {**request, "params": {**params, "_meta": {**child.modern_meta, **params.get("_meta", {})}}}
     ex = await child.request(request)
     try:
         async with asyncio.timeout(timeout):

@@ -1,8 +1,10 @@
 """Stateless clients, MCP 2026-07-28: no session, every message a self-contained POST.
 
 Policy (docs/gateway-stdio.md):
-- A caller's (subject, client) requests go to children started for that caller and
-  initialized by the bridge itself (stateless_children.py). The per-request envelope
+- A caller's (subject, client) requests go to children started for that caller
+  (stateless_children.py): a child that serves 2026-07-28 itself gets them as they came and
+  answers them itself (InputRequiredResults, requestState, listen streams: all its own);
+  otherwise the bridge initializes it at 2025-11-25 and does what follows. The per-request envelope
   (`_meta` protocol version, client info, capabilities, log level) is checked (MCP
   2026-07-28 basic §Per-request protocol fields, and the `Mcp-Method`/`Mcp-Name` header
   rules → 400 -32020) and removed before the child sees it. A `tools/call`'s `Mcp-Param-*`
@@ -39,7 +41,7 @@ from starlette.types import Receive, Scope, Send
 from authgate.gateway.errors import GatewayError, HeaderMismatch, InvalidJsonRpcRequest, error_object
 from authgate.gateway.jsonrpc import Message
 from authgate.gateway.request_metadata import MirroredHeaders, check_param_headers, param_headers
-from authgate.gateway.stdio.child import Cancelled, Exchange, StdioChild
+from authgate.gateway.stdio.child import SUBSCRIPTION_ID, Cancelled, Exchange, StdioChild
 from authgate.gateway.stdio.envelope import LEVELS, complete, status_of, wanted
 from authgate.gateway.stdio.http import PING_INTERVAL, DisconnectWatch, HttpReply, accepts, send_json, send_status
 from authgate.gateway.stdio.input_required import SuspendedRequests
@@ -67,11 +69,14 @@ class StatelessHandler:
         input_timeout: float,
         call_timeout: float = 600.0,
         stream_timeout: float = 3600.0,
+        protocol: str = "auto",
     ) -> None:
         self.input_timeout = input_timeout
         self.call_timeout = call_timeout
         self.suspended = SuspendedRequests(input_timeout)
-        self.children = StatelessChildren(pool, init_timeout=init_timeout, stream_timeout=stream_timeout)
+        self.children = StatelessChildren(
+            pool, init_timeout=init_timeout, stream_timeout=stream_timeout, protocol=protocol
+        )
 
     async def post(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         if not msg.is_request:
@@ -96,8 +101,8 @@ class StatelessHandler:
         if msg.method == "subscriptions/listen":
             await self._listen(scope, receive, send, owner, msg)
         elif msg.method == "server/discover":
-            await self._discover(send, owner, msg)
-        elif "requestState" in params or "inputResponses" in params:
+            await self._discover(scope, receive, send, owner, msg)
+        elif ("requestState" in params or "inputResponses" in params) and not self.children.modern:
             await self._resume(scope, receive, send, owner, msg)
         else:
             await self._forward(scope, receive, send, owner, msg)
@@ -113,9 +118,13 @@ class StatelessHandler:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def _discover(self, send: Send, owner: Owner, msg: Message) -> None:
-        """`server/discover` (MCP 2026-07-28 lifecycle), answered from the child's initialize result."""
-        child, _ = await self.children.dispatch(owner, msg, interactive=False, forward=False)
+    async def _discover(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
+        """`server/discover` (MCP 2026-07-28 lifecycle): a 2026-07-28 child answers it itself; for a
+        2025-11-25 child the bridge answers from its initialize result."""
+        child, ex = await self.children.dispatch(owner, msg, interactive=False, forward=None)
+        if ex is not None:
+            await self._relay(scope, receive, send, owner, child, ex, msg)
+            return
         init = child.init_result or {}
         result: dict[str, Any] = {
             "supportedVersions": list(MODERN_PROTOCOL_VERSIONS),
@@ -139,9 +148,14 @@ class StatelessHandler:
                 "send Accept: application/json, text/event-stream",
             )
             return
-        requested = requested_filter(msg)
-        child, _ = await self.children.dispatch(owner, msg, interactive=False, forward=False)
-        await self.children.subscriptions.serve(scope, receive, send, child, msg, requested)
+        requested = None if self.children.modern else requested_filter(msg)
+        child, ex = await self.children.dispatch(owner, msg, interactive=False, forward=None)
+        if ex is not None:  # a 2026-07-28 child serves the stream itself: its frames name ex (child.py)
+            await self._relay(
+                scope, receive, send, owner, child, ex, msg, limit=self.children.subscriptions.stream_timeout
+            )
+            return
+        await self.children.subscriptions.serve(scope, receive, send, child, msg, requested or requested_filter(msg))
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, owner: Owner, msg: Message) -> None:
         method = msg.method or ""
@@ -187,15 +201,29 @@ class StatelessHandler:
         await self._relay(scope, receive, send, owner, state.child, ex, msg)
 
     async def _relay(
-        self, scope: Scope, receive: Receive, send: Send, owner: Owner, child: StdioChild, ex: Exchange, msg: Message
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        owner: Owner,
+        child: StdioChild,
+        ex: Exchange,
+        msg: Message,
+        *,
+        limit: float | None = None,
     ) -> None:
         reply = HttpReply(send, sse=accepts(scope)[1])
-        watch = DisconnectWatch(receive, limit=self.call_timeout)
+        watch = DisconnectWatch(receive, limit=limit or self.call_timeout)
         try:
             while not reply.finished:
                 item = await next_item(ex, watch, PING_INTERVAL)
                 if item is Wake.GONE:
                     await child.cancel(ex, "the client closed the HTTP stream (2026-07-28: that is cancellation)")
+                    return
+                if item is Wake.TIMEOUT and limit is not None:  # a listen stream's graceful close: listen again
+                    await child.cancel(ex, "upstream_stream_timeout: the client listens again")
+                    result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: ex.client_id}}
+                    await reply.final({"jsonrpc": "2.0", "id": ex.client_id, "result": result})
                     return
                 if item is Wake.TIMEOUT:
                     note(scope, outcome=f"{'error_event:' if reply.streaming else ''}upstream_call_timeout")
@@ -219,12 +247,16 @@ class StatelessHandler:
     async def _handle(
         self, reply: HttpReply, owner: Owner, child: StdioChild, ex: Exchange, msg: Message, item: dict[str, Any]
     ) -> None:
+        modern = child.modern_meta is not None  # a 2026-07-28 child: its answers and frames as they are
         if is_response(item):
             if ex.method == "tools/list" and child in self.children.tools:
                 self.children.tools[child].learn(item.get("result"))
-            await reply.final(complete(item, ex.method, child), status_of(item))
+            await reply.final(item if modern else complete(item, ex.method, child), status_of(item))
+        elif modern and ex.method == "subscriptions/listen":
+            if _subscription_of(item) == ex.client_id:  # the frames naming this stream (child.py)
+                await reply.message(item)
         elif is_request(item):
-            if item.get("method") == "ping" or not ex.interactive:
+            if item.get("method") == "ping" or not ex.interactive or modern:
                 await self.children.refuse(child, item)
             else:
                 await reply.final(self.suspended.suspend(owner, child, ex, msg, item))
@@ -242,6 +274,12 @@ class StatelessHandler:
     def close(self) -> None:
         """The bridge is stopping: listen streams end gracefully, listings stop."""
         self.children.close()
+
+
+def _subscription_of(item: dict[str, Any]) -> Any:
+    params = item.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return meta.get(SUBSCRIPTION_ID) if isinstance(meta, dict) else None
 
 
 def _param_headers(scope: Scope, msg: Message) -> dict[str, str]:
