@@ -4,10 +4,10 @@ A caller's (subject, client) requests go to children started for that caller. A 
 `server/discover` (its first request, with the 2026-07-28 envelope) lists 2026-07-28 takes the
 caller's requests as they came, envelope included (`upstream_stdio_protocol = "auto"`);
 otherwise the bridge initializes its children itself (`initialize` at 2025-11-25 with the
-client capabilities the request's `_meta` declares; children are kept per distinct capability set). Each child's tool schemas
-are kept for the `Mcp-Param-*` checks (tools.py). Outside a request a 2026-07-28 client cannot
-be reached: a child's requests are refused, its change notifications go to the listen streams
-(subscriptions.py), other notifications are dropped.
+client capabilities the request's `_meta` declares; children are kept per distinct capability
+set). Each child's tool schemas are kept for the `Mcp-Param-*` checks (tools.py). Outside a
+request a 2026-07-28 client cannot be reached: a child's requests are refused, its change
+notifications go to the listen streams (subscriptions.py), other notifications are dropped.
 """
 
 from __future__ import annotations
