@@ -19,6 +19,12 @@ an IdP's sign-in pages, so the runs use the two documented ways for an external 
   the doctor prints, signs in at the IdP and lands on the doctor's loopback redirect URI. This
   covers what `--token` skips: the authorization request at the IdP with the client the doctor
   registered there, RFC 9207 `iss`, and the token request at the IdP.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_doctor_keycloak.py
+(every profile through authgate in front of Keycloak).
 """
 
 from __future__ import annotations

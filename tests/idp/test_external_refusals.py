@@ -3,6 +3,13 @@
 Tokens come from the IdP itself where it can make them wrong (another `resource`, an ID token);
 where only one claim must be wrong (issuer, expiry, an unpublished key) they are signed with
 the IdP's own private key, which the test generated and handed to it.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_external_keycloak.py
+and test_seed_003_keycloak.py (another audience, `aud: account`, another issuer spelling,
+Keycloak's own ID token).
 """
 
 from __future__ import annotations

@@ -7,6 +7,12 @@ calls `whoami` through authgate in external mode, in two IdP shapes:
 
 authgate is only the resource guard: its PRM names the IdP, the client registers (DCR) and
 gets its token at the IdP, and authgate's own authorization server routes answer 404.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_external_keycloak.py
+(the SDK signs in on Keycloak's own login page).
 """
 
 from __future__ import annotations

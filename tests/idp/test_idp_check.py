@@ -1,4 +1,11 @@
-"""`authgate idp check` names each problem, against an oidc-provider configured to have it."""
+"""`authgate idp check` names each problem, against an oidc-provider configured to have it.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_idp_check_keycloak.py
+(realms each missing one of seed 003's settings).
+"""
 
 from __future__ import annotations
 

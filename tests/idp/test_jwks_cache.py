@@ -1,6 +1,13 @@
 """The JWKS cache against the real IdP, on a fake clock: refetches on unknown `kid`s are
 rate-limited, cached keys survive an IdP outage, and only a cache that never held a key
-reports the IdP as temporarily unavailable."""
+reports the IdP as temporarily unavailable.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_external_keycloak.py
+(Keycloak's own keys).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,12 @@ the stand-ins' loopback URLs), starts npm `oidc-provider` 9.13.3 in the page's I
 (tests/idp: Auth0-like or Keycloak-like), runs `authgate serve --config` as a subprocess, runs
 the page's bash blocks (setup, validation playbook) and then proves the scenario with the `mcp`
 SDK client. Without Node or the npm peers the tests skip; under CI=true they fail.
+
+The Keycloak-like shape (`support.idp_peers.keycloak_like`) is the fast path, without Java: it
+stands in for Keycloak's issuer path, endpoint paths and DCR endpoint only — it honours `resource`
+instead of an audience mapper, has no registration policies or client scopes, and types its tokens
+`at+jwt`. The same things against a real Keycloak: tests/idp/keycloak/test_seed_003_keycloak.py
+(seed 003's page run against the real realm).
 """
 
 from __future__ import annotations
