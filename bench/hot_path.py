@@ -2,12 +2,20 @@
 and the coroutine frames between the server and the app.
 
     .venv/bin/python -m bench.hot_path [--seconds 2] [--rounds 5] [--apps noop,suspend,sdk] [--metrics]
+        [--protocol 2025-11-25|2026-07-28] [--guard] [--profile FILE]
 
 Each app is called directly over ASGI, one call after another on one event loop (uvloop, as
 `authgate serve` runs), bare and behind `authgate.protect()` (the whole stack: guard, policy,
 audit, request log) with a real access token from the embedded AS; rounds alternate bare and
 protected. Reported: CPU µs per call of the serving thread (`thread_time`) and of the whole
 process (the audit writer's thread included), medians over the rounds.
+
+The call is the bench's stateless `tools/call` (`bench.common.mcp_call`) at `--protocol`: at
+2025-11-25 the version header alone, at 2026-07-28 the per-request `_meta` envelope and the
+`Mcp-Method`/`Mcp-Name` headers. `--guard` adds a third kind, authgate with the guard alone
+(the gate's policy enforcer taken out after start-up, as `bench/apps.py guard` does), in the
+same interleaved rounds. `--profile FILE` then runs the whole stack once more under cProfile
+(`seconds` long) and writes its stats to FILE (`python -m pstats FILE`).
 
 - `noop` answers at once: the layers' own cost.
 - `suspend` suspends 15 times before answering (`asyncio.sleep(0)`): every suspension
@@ -41,7 +49,6 @@ from typing import Any
 
 import httpx
 
-BODY = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}}'
 PORT = 8123
 ORIGIN = f"http://127.0.0.1:{PORT}"
 ANSWER = b'{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"hi"}],"isError":false}}'
@@ -98,15 +105,25 @@ async def _lifespan(receive: Any, send: Any) -> None:
             return
 
 
+class Call:
+    """The request every call makes: the body and headers of `bench.common.mcp_call`."""
+
+    body = b""
+    headers: list[tuple[bytes, bytes]] = []
+
+    @classmethod
+    def at(cls, protocol: str) -> None:
+        from bench.common import mcp_call
+
+        named, text = mcp_call(protocol)
+        cls.body = text.encode()
+        cls.headers = [(b"host", f"127.0.0.1:{PORT}".encode()), (b"user-agent", b"bench")]
+        cls.headers += [(k.lower().encode(), v.encode()) for k, v in named.items()]
+        cls.headers.append((b"content-length", str(len(cls.body)).encode()))
+
+
 def _scope(token: str | None) -> dict[str, Any]:
-    headers = [
-        (b"host", f"127.0.0.1:{PORT}".encode()),
-        (b"user-agent", b"bench"),
-        (b"content-type", b"application/json"),
-        (b"accept", b"application/json, text/event-stream"),
-        (b"mcp-protocol-version", b"2025-06-18"),
-        (b"content-length", str(len(BODY)).encode()),
-    ]
+    headers = list(Call.headers)
     if token:
         headers.append((b"authorization", f"Bearer {token}".encode()))
     return {
@@ -136,7 +153,7 @@ async def _drive(app: ASGI, token: str | None) -> int:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
+            return {"type": "http.request", "body": Call.body, "more_body": False}
         await never
         return {"type": "http.disconnect"}
 
@@ -219,7 +236,9 @@ def _sdk_app() -> ASGI:
     return mcp_app()  # type: ignore[no-any-return]
 
 
-async def run(apps: list[str], seconds: float, rounds: int, metrics: bool = False) -> dict[str, Any]:
+async def run(
+    apps: list[str], seconds: float, rounds: int, metrics: bool = False, guard: bool = False, profile: str | None = None
+) -> dict[str, Any]:
     import authgate
     from authgate.server.heap import settle_after_startup
 
@@ -227,28 +246,46 @@ async def run(apps: list[str], seconds: float, rounds: int, metrics: bool = Fals
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in apps:
-            bare = makers[name]()
             extra = {"metrics_listen": f"127.0.0.1:{_free_port()}"} if metrics else {}
-            protected = authgate.protect(
+            kinds: dict[str, Any] = {"bare": makers[name]()}
+            kinds["authgate"] = authgate.protect(
                 makers[name](), public_url=ORIGIN, data_dir=Path(tmp) / name, log_level="warning", **extra
             )
-            bare_life, life = Lifespan(bare), Lifespan(protected)
-            await bare_life.start()
-            await life.start()
-            token = await _token(protected, Path(tmp) / name)
+            if guard:
+                kinds["guard"] = authgate.protect(
+                    makers[name](), public_url=ORIGIN, data_dir=Path(tmp) / f"{name}-guard", log_level="warning"
+                )
+            lives = [Lifespan(app) for app in kinds.values()]
+            for life in lives:
+                await life.start()
+            tokens: dict[str, str | None] = {
+                "bare": None,
+                "authgate": await _token(kinds["authgate"], Path(tmp) / name),
+            }
+            if guard:
+                kinds["guard"].protected.enforcer = None  # the guard alone, as bench/apps.py guard
+                tokens["guard"] = await _token(kinds["guard"], Path(tmp) / f"{name}-guard")
             settle_after_startup()
             frames = {}
             if name == "suspend":
-                for label, app, tok in (("bare", bare, None), ("authgate", protected, token)):
+                for label, app in kinds.items():
                     _frames.clear()
-                    await _drive(app, tok)
+                    await _drive(app, tokens[label])
                     frames[label] = _frames[0]
-            runs: dict[str, list[tuple[float, float]]] = {"bare": [], "authgate": []}
+            runs: dict[str, list[tuple[float, float]]] = {label: [] for label in kinds}
             for _ in range(rounds):
-                runs["bare"].append(await _measure(bare, None, seconds))
-                runs["authgate"].append(await _measure(protected, token, seconds))
-            await life.stop()
-            await bare_life.stop()
+                for label, app in kinds.items():
+                    runs[label].append(await _measure(app, tokens[label], seconds))
+            if profile:
+                import cProfile
+
+                profiler = cProfile.Profile()
+                profiler.enable()
+                await _measure(kinds["authgate"], tokens["authgate"], seconds)
+                profiler.disable()
+                profiler.dump_stats(f"{profile}.{name}" if len(apps) > 1 else profile)
+            for life in reversed(lives):
+                await life.stop()
             results[name] = {
                 label: {
                     "thread_us": round(statistics.median(r[0] for r in rs), 1),
@@ -265,7 +302,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--apps", default="noop,suspend,sdk")
     parser.add_argument("--metrics", action="store_true", help="with the Prometheus metrics on")
+    parser.add_argument("--protocol", default="2025-11-25", help="2025-11-25 or 2026-07-28")
+    parser.add_argument("--guard", action="store_true", help="authgate with the guard alone, too")
+    parser.add_argument("--profile", help="cProfile the whole stack once more, stats to this file")
     args = parser.parse_args()
+    Call.at(args.protocol)
     logging.basicConfig(level=logging.WARNING)
     try:
         import uvloop
@@ -273,7 +314,7 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    results = runner(run(args.apps.split(","), args.seconds, args.rounds, args.metrics))
+    results = runner(run(args.apps.split(","), args.seconds, args.rounds, args.metrics, args.guard, args.profile))
     for name, r in results.items():
         b, a = r["bare"], r["authgate"]
         extra = (
@@ -281,9 +322,11 @@ def main() -> None:
             if "frames" in r
             else ""
         )
+        g = r.get("guard")
+        alone = f"  guard {g['thread_us']:7.1f} µs (+{g['thread_us'] - b['thread_us']:.1f})" if g else ""
         print(
             f"{name:8s} bare {b['thread_us']:7.1f} µs  authgate {a['thread_us']:7.1f} µs "
-            f"(+{a['thread_us'] - b['thread_us']:.1f}; process {a['process_us']:.1f}){extra}"
+            f"(+{a['thread_us'] - b['thread_us']:.1f}; process {a['process_us']:.1f}){alone}{extra}"
         )
     if "noop" in results and "suspend" in results:
         per = [

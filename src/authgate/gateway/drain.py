@@ -38,7 +38,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -80,7 +80,7 @@ def take_cut(scope: Scope) -> ShuttingDown | None:
     return flight.error
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Flight:
     """One request the guard watches: what went out of it, and how to end it when cut."""
 
@@ -89,7 +89,7 @@ class _Flight:
     method: str  # the HTTP method; GET is a standalone stream (MCP Streamable HTTP)
     send: Send
     parsed: Any = None  # the decoded body, when a layer in front parsed it
-    body: list[bytes] = field(default_factory=list)
+    body: list[bytes] | None = None  # the body kept as the app reads it (`tap`: when not parsed)
     body_size: int = 0
     started: bool = False
     sse: bool = False
@@ -109,15 +109,18 @@ class _Flight:
             self.task.cancel()
 
     def tap(self, receive: Receive) -> Receive:
+        kept: list[bytes] = []
+        self.body = kept
+
         async def receive_kept() -> Message:
             message = await receive()
             if message["type"] == "http.request" and self.body_size <= BODY_KEPT:
                 chunk = message.get("body", b"")
                 self.body_size += len(chunk)
                 if self.body_size <= BODY_KEPT:
-                    self.body.append(chunk)
+                    kept.append(chunk)
                 else:
-                    self.body.clear()
+                    kept.clear()
             return message
 
         return receive_kept
@@ -127,10 +130,10 @@ class _Flight:
             return  # the app's last words after the cut: the guard writes the ending
         if message["type"] == "http.response.start":
             self.started = True
-            self.sse = any(
-                k.lower() == b"content-type" and v.lower().startswith(b"text/event-stream")
-                for k, v in message.get("headers", [])
-            )
+            for k, v in message.get("headers", ()):
+                if v[:17].lower() == b"text/event-stream" and k.lower() == b"content-type":
+                    self.sse = True
+                    break
             if self.sse and self.method == "POST" and not self.owned and (ids := self.requests()[0]):
                 self.watch = SseWatch(set(ids))
         elif message["type"] == "http.response.body":

@@ -136,16 +136,28 @@ class PolicyEnforcer:
         )
 
     # -- refusing --------------------------------------------------------------------------
-    def judge(self, scope: Scope, identity: Identity | None, body: Body) -> Refusal | None:
-        """None when every message of the body is allowed; else what `refuse` answers."""
+    def judge(
+        self,
+        scope: Scope,
+        identity: Identity | None,
+        body: Body,
+        mirrored: tuple[str | None, str | None] | None = None,
+    ) -> Refusal | None:
+        """None when every message of the body is allowed; else what `refuse` answers.
+        `mirrored`: `Mcp-Method` and `Mcp-Name` as the caller read them (else from `scope`)."""
         requests = body.requests
-        mismatch = header_mismatch(scope, body)
+        mismatch = header_mismatch(scope, body, mirrored)
         if mismatch is not None:
             first_id = requests[0][0].get("id") if requests else None
             unusable: GatewayError = HeaderMismatch(f"Header mismatch: {mismatch}", request_id=first_id)
             return Refusal([(m, op, Decision(False, (), unusable.message)) for m, op in requests], [], unusable)
-        held = self.policy.effective(identity)
-        judged = [(m, op, self.policy.decide(op, identity, held)) for m, op in requests]
+        policy = self.policy
+        held = policy.effective(identity)
+        if len(requests) == 1:  # most bodies: one message, no lists built
+            message, op = requests[0]
+            decision = policy.decide(op, identity, held)
+            return None if decision.allowed else Refusal([(message, op, decision)], [(message, op, decision)], None)
+        judged = [(m, op, policy.decide(op, identity, held)) for m, op in requests]
         refused = [j for j in judged if not j[2].allowed]
         return Refusal(judged, refused, None) if refused else None
 
@@ -214,6 +226,11 @@ class PolicyEnforcer:
         """A `send` that rewrites the results of the list requests in the body, with its
         rewriter; None (send as is) when there are none, as for most calls."""
         requests = body.requests
+        for _m, op in requests:  # most calls list nothing: no list built
+            if op.method in LIST_METHODS:
+                break
+        else:
+            return None
         listed = [(m, op) for m, op in requests if op.method in LIST_METHODS and isinstance(m.get("id"), str | int)]
         if not listed:
             return None
@@ -235,19 +252,16 @@ class PolicyEnforcer:
     ) -> None:
         """After the app's answer: what `initialize` said about the client, the warning about
         tools the policy names but the server lacks (once), and the audit events (queued)."""
+        if listing is not None and listing[1].listed_tools is not None and not self._warned_missing:
+            self._warned_missing = True
+            if missing := missing_tools(self.policy, listing[1].listed_tools):
+                log.warning("the policy names tools the MCP server does not list: %s", ", ".join(missing))
+        audit = self.audit
         for message, op in body.requests:
             if op.method == "initialize":
                 self.clients.remember(session, message)
-        rewriter = listing[1] if listing is not None else None
-        if rewriter is not None and rewriter.listed_tools is not None and not self._warned_missing:
-            self._warned_missing = True
-            if missing := missing_tools(self.policy, rewriter.listed_tools):
-                log.warning("the policy names tools the MCP server does not list: %s", ", ".join(missing))
-        if self.audit is None:
-            return
-        for message, op in body.requests:
-            if is_audited(op):
-                self.audit.record(
+            if audit is not None and is_audited(op):
+                audit.record(
                     audit_event(
                         at=at,
                         identity=identity,

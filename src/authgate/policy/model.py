@@ -128,6 +128,8 @@ class Policy:
     role_scopes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # scopes a token holds → what they imply: worked out once per set of scopes (bounded)
     _effective: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict, compare=False, repr=False)
+    # an allowed decision per requirement (immutable, so shared): not one built per call
+    _allowed: dict[tuple[str, ...], Decision] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Policy:
@@ -223,13 +225,25 @@ class Policy:
         it needs. `held` may be passed in when deciding several operations for one caller."""
         needed = self.requirement(op)
         if self.is_anonymous(op):
-            return Decision(True, needed)
+            return self._allow(needed)
         if identity is None:
             return Decision(False, needed, "no token, and the operation is not anonymous")
-        missing = [s for s in needed if s not in (self.effective(identity) if held is None else held)]
-        if missing:
-            return Decision(False, needed, "insufficient_scope: needs " + " ".join(missing))
-        return Decision(True, needed)
+        if needed:
+            if held is None:
+                held = self.effective(identity)
+            missing = [s for s in needed if s not in held]
+            if missing:
+                return Decision(False, needed, "insufficient_scope: needs " + " ".join(missing))
+        return self._allow(needed)
+
+    def _allow(self, needed: tuple[str, ...]) -> Decision:
+        allowed = self._allowed.get(needed)
+        if allowed is None:
+            allowed = Decision(True, needed)
+            if len(self._allowed) >= MAX_REMEMBERED_SCOPE_SETS:
+                self._allowed.clear()
+            self._allowed[needed] = allowed
+        return allowed
 
     # -- for people and documents ----------------------------------------------------------
     def unlocked_by(self, scope: str, kind: Kind = "tool") -> list[str]:

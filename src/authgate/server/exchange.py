@@ -2,8 +2,9 @@
 object — the only per-request allocation of the gate besides the log record, the body and
 its parse:
 
-* the request headers the gate reads, found in one pass (the first of each, as ASGI servers
-  hand them; for `Content-Length` the last that is a number, for `Transfer-Encoding` any);
+* the request headers the gate and the policy read, found in one pass (the first of each, as
+  ASGI servers hand them; for `Content-Length` the last that is a number, for
+  `Transfer-Encoding` any);
 * the request log's record (`server/logs.py`) and when the request started;
 * the body once read: `receive` hands it to the app first, then the server's channel (so
   the app still hears a disconnect);
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Exchange"]
 
-_READ = frozenset({b"authorization", b"origin", b"host", b"x-request-id", b"mcp-session-id"})
+_READ = frozenset(
+    {b"authorization", b"origin", b"host", b"x-request-id", b"mcp-session-id", b"mcp-method", b"mcp-name"}
+)
 
 
 class Exchange:
@@ -45,6 +48,7 @@ class Exchange:
         "identity",
         "judged",
         "listing",
+        "mirrored",
         "origin",
         "record",
         "response_session",
@@ -69,6 +73,8 @@ class Exchange:
         self.origin = _text(found.get(b"origin"))
         self.host = _text(found.get(b"host"))
         self.declared, self.chunked = declared, chunked
+        # MCP 2026-07-28's Mcp-Method / Mcp-Name, for the policy's check against the body
+        self.mirrored = (_text(found.get(b"mcp-method")), _text(found.get(b"mcp-name")))
         self.record: dict[str, Any] = open_record(
             scope, _text(found.get(b"x-request-id")), _text(found.get(b"mcp-session-id"))
         )

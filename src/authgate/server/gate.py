@@ -187,12 +187,18 @@ class McpGate:
             return False
         if body is None:  # not JSON-RPC: nothing to authorize, the app answers it
             return True
-        if named := body.requests:
+        named = body.requests
+        if len(named) == 1:  # most bodies: no strings joined
+            op = named[0][1]
+            ex.record["mcp_method"] = op.method
+            if op.target:
+                ex.record["mcp_target"] = op.target
+        elif named:
             ex.record["mcp_method"] = ",".join(op.method for _, op in named)
             if targets := ",".join(op.target for _, op in named if op.target):
                 ex.record["mcp_target"] = targets
         scope[PARSED_BODY_KEY] = (raw, body.decoded)  # the proxy behind reuses the parse
-        refusal = enforcer.judge(scope, ex.identity, body)
+        refusal = enforcer.judge(scope, ex.identity, body, ex.mirrored)
         if refusal is not None:
             if (meter := metering.meter) is not None:
                 meter.auth("operation_refused")
@@ -206,9 +212,12 @@ class McpGate:
     # -- the app ---------------------------------------------------------------------------
     def _target(self, ex: Exchange, scope: Scope) -> ASGIApp:
         """The app, or the app behind the per-caller count of long-lived streams."""
-        body = ex.judged
-        if scope["method"] == "GET" or (body is not None and any(op.method == LISTEN for _m, op in body.requests)):
+        if scope["method"] == "GET":
             return self.streams
+        if ex.judged is not None:
+            for _m, op in ex.judged.requests:
+                if op.method == LISTEN:
+                    return self.streams
         return self.app
 
     def _answered(self, ex: Exchange) -> None:
