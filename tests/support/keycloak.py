@@ -34,9 +34,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from support.authgate_server import AuthgateServer
 
 VERSION = "26.7.3"  # the newest 26.7.x patch Maven Central serves here (26.7.4 is not)
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{VERSION}:tar.gz"
@@ -270,6 +273,7 @@ class KeycloakSession:
     mcp_port: int
     values: dict[str, str]  # what the realm files' ${NAME} placeholders were filled with
     standin: str = ""  # https://127.0.0.1:PORT serving the pinned CIMD documents (Keycloak trusts its CA)
+    standin_ca: str = ""  # that stand-in's test CA (PEM): what an authgate fetching the documents must trust
 
     @property
     def mcp_url(self) -> str:
@@ -346,6 +350,35 @@ def running(workdir: Path, http_port: int, management_port: int, features: tuple
         yield server
     finally:
         server.stop()
+
+
+def external_gate(keycloak: KeycloakSession, workdir: Path, **env: str) -> AuthgateServer:
+    """`authgate serve` (support.authgate_server.AuthgateServer, not started) in external mode in
+    front of the session's `mcp` realm, on the session's MCP URL: the audience the realm's mapper names."""
+    from support.authgate_server import AuthgateServer  # not at the top: `python keycloak.py fetch` runs alone
+
+    url = f"http://127.0.0.1:{keycloak.mcp_port}"
+    server = AuthgateServer(
+        workdir,
+        extra_env={
+            "AUTHGATE_AUTH_MODE": "external",
+            "AUTHGATE_ISSUER": keycloak.issuer(),
+            "AUTHGATE_IDP_PROFILE": "keycloak",
+            "AUTHGATE_PORT": str(keycloak.mcp_port),
+            "AUTHGATE_PUBLIC_URL": url,
+            **env,
+        },
+    )
+    server.port, server.url = keycloak.mcp_port, url
+    return server
+
+
+def point_proxy_client_at(keycloak: KeycloakSession, callback: str) -> None:
+    """The realm's `authgate-proxy` client redirects to this authgate's /upstream/callback."""
+    with keycloak.server.admin() as admin:
+        [client] = admin.get("/mcp/clients", params={"clientId": "authgate-proxy"}).json()
+        client["redirectUris"] = [callback]
+        _ok(admin.put(f"/mcp/clients/{client['id']}", json=client), "point authgate-proxy at the test's authgate")
 
 
 def main(argv: list[str]) -> int:

@@ -6,7 +6,8 @@ Keycloak's login form (`#username`, `#password`, `#kc-login`), accepts the conse
 shows one (anonymous DCR clients must ask for consent: the realm's Consent Required policy) or
 authgate's own consent page (proxy mode, before it sends the person to Keycloak), and catches the
 redirect to the client's redirect URI (seen as a request: nothing listens there) for
-the code, state and `iss`. Playwright's sync API runs in a worker thread; every wait is bounded.
+the code, state and `iss` — or, with `deliver`, lets Chromium load it (the Inspector CLI listens
+there). Playwright's sync API runs in a worker thread; every wait is bounded.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class KeycloakBrowser:
     urls: list[str] = field(default_factory=list)  # authorization URLs the SDK opened
     pages: list[str] = field(default_factory=list)  # titles of the pages seen (login, consent)
     params: dict[str, str] = field(default_factory=dict)
+    deliver: bool = False  # let Chromium load the redirect URI (a client listening there: the Inspector CLI)
 
     async def redirect_handler(self, url: str) -> None:
         self.urls.append(url)
@@ -78,6 +80,8 @@ class KeycloakBrowser:
                 if not caught:
                     text = page.inner_text("body")[:300]
                     raise AssertionError(f"no redirect to {self.redirect_uri}; the page says: {text}")
+                if self.deliver:  # until the client's loopback server has answered the redirect
+                    page.wait_for_url(lambda u: u.startswith(self.redirect_uri), wait_until="commit")
             finally:
                 browser.close()
         return {k: v[0] for k, v in parse_qs(urlsplit(caught[0]).query).items()}

@@ -17,7 +17,8 @@ import asyncio
 import sys
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import TextIO
+from http.cookiejar import Cookie, CookieJar, DefaultCookiePolicy
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import parse_qsl, unquote, urljoin, urlsplit
 
 import httpx
@@ -26,6 +27,9 @@ from authgate.doctor.findings import excerpt
 from authgate.doctor.profiles import LOOPBACK_HOSTS
 from authgate.errors import AuthgateError, Unreachable
 from authgate.httpx_errors import translated
+
+if TYPE_CHECKING:
+    from urllib.request import Request
 
 _MAX_STEPS = 12
 _ALLOW = ("allow", "approve", "accept", "authorize", "yes", "consent", "grant")
@@ -39,6 +43,17 @@ _BLOCKS = frozenset(
 _BREAK = "\x00"  # a block boundary in the collected text (never in a page's own text)
 _SENTENCE_END = (".", "!", "?", ":", ";", "…")
 _NEVER_FOLLOW = ("chatgpt.com", "claude.ai", "claude.com")
+
+
+class _LoopbackCookiePolicy(DefaultCookiePolicy):
+    """A Secure cookie from a plain-http loopback server is kept as a plain one: browsers send it
+    back there (loopback is a secure context), httpx would not. Keycloak marks its login cookies
+    Secure also on http://127.0.0.1 ("Restart login cookie not found" at the password POST)."""
+
+    def set_ok(self, cookie: Cookie, request: Request) -> bool:
+        if (urlsplit(request.get_full_url()).hostname or "") in LOOPBACK_HOSTS:
+            cookie.secure = False
+        return super().set_ok(cookie, request)
 
 
 class SignInError(AuthgateError):
@@ -131,7 +146,8 @@ async def form_sign_in(
     url: str, redirect_uri: str, username: str, password: str, *, timeout: float = 10.0
 ) -> SignInResult:
     """Sign in and consent on the server's pages; return the authorization response."""
-    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False) as http:
+    jar = CookieJar(_LoopbackCookiePolicy())
+    async with httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, cookies=jar) as http:
         response = await _get(http, url)
         signed_in = False
         for _ in range(_MAX_STEPS):
@@ -174,7 +190,7 @@ async def _submit(
     http: httpx.AsyncClient, forms: list[_Form], username: str, password: str, signed_in: bool
 ) -> tuple[httpx.Response, bool]:
     login = next((f for f in forms if "password" in f.types.values()), None)
-    consent = next((f for f in forms if any(v.lower() in _ALLOW for _, v in f.buttons)), None)
+    consent = next((f for f in forms if any(_allows(n, v) for n, v in f.buttons)), None)
     if login is not None:
         if signed_in:
             raise SignInError("the sign-in form came back after signing in", "check the user name and password")
@@ -188,12 +204,18 @@ async def _submit(
         data[user_field], data[pw_field] = username, password
         return await _send(http, login, data), True
     if consent is not None:
-        name, value = next((n, v) for n, v in consent.buttons if v.lower() in _ALLOW)
+        name, value = next((n, v) for n, v in consent.buttons if _allows(n, v))
         return await _send(http, consent, {**consent.fields, name: value}), signed_in
     raise SignInError(
         "the authorization page has no sign-in or consent form the doctor understands",
         "use --token TOKEN, or --interactive with a loopback client",
     )
+
+
+def _allows(name: str, value: str) -> bool:
+    """A consent form's allow button: by its value (`decision=allow`), or by its name when it has no
+    value (Keycloak's `<button name="accept">Yes</button>`)."""
+    return value.lower() in _ALLOW or (not value and name.lower() in _ALLOW)
 
 
 async def _send(http: httpx.AsyncClient, form: _Form, data: dict[str, str]) -> httpx.Response:

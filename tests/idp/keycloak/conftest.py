@@ -71,7 +71,7 @@ def keycloak(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
             f"started in {server.started_in:.0f} s, realms imported in {time.monotonic() - started:.0f} s"
         )
         with serve_standin(ca) as (standin, _):
-            yield KeycloakSession(server, mcp_port, values, standin)
+            yield KeycloakSession(server, mcp_port, values, standin, str(ca.ca_file))
     finally:
         server.stop()
 
