@@ -90,13 +90,19 @@ async def test_every_profile_passes_against_authgate(served: tuple[AuthgateServe
         assert findings["mcp.discover"].status == "pass"  # 2026-07-28 as well as the handshake
 
 
-async def test_chatgpt_cimd_document_authenticates_with_none(served: tuple[AuthgateServer, Standin]) -> None:
-    """ChatGPT's document declares private_key_jwt but lists `none` as supported; the token
-    request with `none` must succeed (it failed with invalid_client before)."""
+@pytest.mark.requirement(req.ISSUE16_CIMD_PRIVATE_KEY_JWT)
+async def test_chatgpt_cimd_document_authenticates_with_private_key_jwt(
+    served: tuple[AuthgateServer, Standin],
+) -> None:
+    """ChatGPT's document declares private_key_jwt with a jwks_uri; authgate advertises the
+    method, so the doctor (as ChatGPT would) signs its token request, with the stand-in's key
+    that the stand-in's copy of the document points at."""
     server, standin = served
     report = await run_doctor(_options(server, standin, "chatgpt"))
     token = report.clients[0].step("token")
     assert token is not None and token.status == "pass", _problems(report)
+    assert "private_key_jwt" in token.seen
+    assert "/.well-known/authgate-doctor-standin-jwks.json" in standin.app.fetches
 
 
 @pytest.mark.requirement(req.RFC7591_3_2_1_CLIENT_INFORMATION)
@@ -143,9 +149,11 @@ def test_cli_passes_prints_progress_and_never_echoes_the_password(served: tuple[
     assert "Claude Code [claude-code]" in done.stdout and "PASS  mcp.tools_list" in done.stdout
     assert "exit status 0" in done.stdout
     assert server.password not in done.stdout + done.stderr
-    assert "Clients registered at the server" in done.stdout and "left registered" in done.stdout
+    assert "Clients registered at the server" in done.stdout and "deleted (RFC 7592)" in done.stdout
 
 
+@pytest.mark.requirement(req.ISSUE16_DOCTOR_LEAVES_NO_CLIENT)
+@pytest.mark.requirement(req.RFC7592_2_3_DELETE)
 def test_cli_json_reports_every_step_and_the_registrations(served: tuple[AuthgateServer, Standin]) -> None:
     server, standin = served
     done = _cli(
@@ -167,12 +175,15 @@ def test_cli_json_reports_every_step_and_the_registrations(served: tuple[Authgat
             "client": "inspector",
             "client_id": report["registrations"][0]["client_id"],
             "method": "dcr",
-            "rfc7592": False,
-            "outcome": "left registered (the server does not support RFC 7592)",
+            "rfc7592": True,
+            "outcome": "deleted (RFC 7592)",
         }
     ]
     cleanup = report["clients"][0]["findings"][-1]
-    assert cleanup["step"] == "register.cleanup" and cleanup["status"] == "info"
+    assert cleanup["step"] == "register.cleanup" and cleanup["status"] == "pass"
+    # the doctor left no client behind at authgate
+    listed = server.cli("clients", "list", "--json")
+    assert report["registrations"][0]["client_id"] not in listed.stdout, listed.stdout
 
 
 def test_without_credentials_the_doctor_says_what_it_skipped_and_why(served: tuple[AuthgateServer, Standin]) -> None:

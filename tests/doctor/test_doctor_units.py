@@ -14,7 +14,7 @@ from authgate.doctor.findings import ClientReport, DoctorReport, Finding
 from authgate.doctor.flow import DoctorOptions, Flow
 from authgate.doctor.profiles import PROFILES, mapped_cimd_url, parse_host_map, pinned_document
 from authgate.doctor.report import finding_lines, render_json, render_text
-from authgate.doctor.standin import standin_documents
+from authgate.doctor.standin import STANDIN_JWKS_PATH, standin_client_key, standin_documents
 from authgate.doctor.steps import discovery
 from authgate.doctor.wire import Wire, parse_challenges
 from support import requirements as req
@@ -42,7 +42,11 @@ def test_cimd_urls_map_to_the_stand_in_and_the_documents_name_themselves() -> No
     assert mapped_cimd_url(chatgpt, {}) == "https://chatgpt.com/oauth/client.json"
     assert mapped_cimd_url(chatgpt, {"chatgpt.com": base}) == f"{base}/oauth/client.json"
     assert mapped_cimd_url(PROFILES["inspector"], {"chatgpt.com": base}) is None
-    for path, document in standin_documents(base).items():
+    documents = standin_documents(base)
+    jwks = documents.pop(STANDIN_JWKS_PATH)  # the stand-in's key set, for ChatGPT's private_key_jwt
+    assert jwks["keys"][0]["kid"] == standin_client_key().kid and "d" not in jwks["keys"][0]
+    assert documents["/oauth/client.json"]["jwks_uri"] == base + STANDIN_JWKS_PATH
+    for path, document in documents.items():
         assert document["client_id"] == base + path  # CIMD: client_id equals the document URL
     assert pinned_document(chatgpt)["client_id"] == "https://chatgpt.com/oauth/client.json"
     assert pinned_document(PROFILES["claude-code"])["redirect_uris"] == [

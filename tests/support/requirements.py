@@ -37,6 +37,8 @@ SPECS: dict[str, str] = {
     "RFC 7009": "OAuth 2.0 Token Revocation",
     "RFC 7517": "JSON Web Key (JWK)",
     "RFC 7519": "JSON Web Token (JWT)",
+    "RFC 7523": "JWT Profile for OAuth 2.0 Client Authentication and Authorization Grants "
+    "(with draft-ietf-oauth-rfc7523bis-11)",
     "RFC 7591": "OAuth 2.0 Dynamic Client Registration Protocol",
     "RFC 7592": "OAuth 2.0 Dynamic Client Registration Management Protocol",
     "RFC 7636": "Proof Key for Code Exchange (PKCE)",
@@ -133,6 +135,32 @@ RFC7519_4_1_5_NBF = Requirement(
     "RFC 7519", "§4.1.5", "the JWT MUST NOT be accepted before nbf, a NumericDate (any JSON number)"
 )
 
+# -- RFC 7523 ----------------------------------------------------------------------------------
+RFC7523_2_2_PRIVATE_KEY_JWT = Requirement(
+    "RFC 7523",
+    "§2.2",
+    "private_key_jwt: a client authenticates at the token endpoint with a JWT signed by a key it registered "
+    "(jwks or jwks_uri), iss = sub = client_id; no assertion, or another client's, is invalid_client",
+)
+RFC7523_3_AUDIENCE_ISSUER = Requirement(
+    "RFC 7523",
+    "§3 item 3 (rfc7523bis-11)",
+    "the assertion's aud is the issuer as its sole value (a string or a one-element array); the token "
+    "endpoint URL only behind a legacy setting; any other aud is invalid_client",
+)
+RFC7523_3_EXP_BOUNDED = Requirement(
+    "RFC 7523", "§3 item 4", "exp is required; an expired assertion, or one valid too far ahead, is refused"
+)
+RFC7523_3_JTI_SINGLE_USE = Requirement(
+    "RFC 7523", "§3 item 7", "a jti is accepted once, on every replica, until its assertion expires"
+)
+RFC7523_3_SIGNATURE_BY_CLIENT_KEY = Requirement(
+    "RFC 7523",
+    "§3 item 9",
+    "the signature verifies with the client's own key, chosen by kid: alg none, HS256 keyed with the public "
+    "key and an unknown kid are refused",
+)
+
 # -- RFC 7591 ----------------------------------------------------------------------------------
 RFC7591_2_REDIRECT_URIS = Requirement(
     "RFC 7591", "§2", "redirect URIs are HTTPS or loopback, without a fragment (OAuth 2.1 §2.3.1)"
@@ -152,6 +180,27 @@ RFC7591_3_2_2_INVALID_METADATA = Requirement(
 
 # -- RFC 7592 ----------------------------------------------------------------------------------
 RFC7592_2_3_DELETE = Requirement("RFC 7592", "§2.3", "a client deletes its registration")
+RFC7592_2_INVALID_TOKEN = Requirement(
+    "RFC 7592",
+    "§2",
+    "a wrong or missing registration access token, or another client's, is 401 invalid_token (RFC 6750 §3), "
+    "the same answer whether or not the client exists",
+)
+RFC7592_2_1_READ = Requirement(
+    "RFC 7592", "§2.1", "a client reads its registration with its registration access token (rotated on use)"
+)
+RFC7592_2_2_UPDATE_REPLACES = Requirement(
+    "RFC 7592",
+    "§2.2",
+    "an update replaces the metadata through the registration's own checks and refusals; client_id must "
+    "match and a client_secret sent must be the current one",
+)
+RFC7592_3_MANAGEMENT_CREDENTIALS = Requirement(
+    "RFC 7592",
+    "§3",
+    "a DCR registration answer carries registration_access_token and registration_client_uri; the token "
+    "is stored only as a hash; operator-made and CIMD clients have none",
+)
 
 # -- RFC 7636 ----------------------------------------------------------------------------------
 RFC7636_4_6_VERIFIER_MATCHES = Requirement(
@@ -168,6 +217,11 @@ RFC8252_7_3_LOOPBACK_ANY_PORT = Requirement("RFC 8252", "§7.3", "loopback redir
 # -- RFC 8414 ----------------------------------------------------------------------------------
 RFC8414_2_METADATA_FIELDS = Requirement(
     "RFC 8414", "§2", "the REQUIRED fields; S256 advertised (MCP); iss support (RFC 9207)"
+)
+RFC8414_2_AUTH_SIGNING_ALGS = Requirement(
+    "RFC 8414",
+    "§2",
+    "private_key_jwt and its token_endpoint_auth_signing_alg_values_supported (asymmetric only) are advertised",
 )
 RFC8414_3_METADATA_DOCUMENT = Requirement("RFC 8414", "§3", "the metadata document is served at the well-known URI")
 RFC8414_3_1_PATH_INSERTION = Requirement(
@@ -780,6 +834,31 @@ ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
     "issue 14 done-when 5",
     "docs/gateway.md's conformance table (scenario × direct, HTTP gateway, stdio bridge, built-in server) is "
     "written by the test from its run and checked against it",
+)
+
+
+ISSUE16_JWKS_URI_THROUGH_SSRF_GUARD = Requirement(
+    "authgate",
+    "issue 16",
+    "a client's jwks_uri is fetched through the CIMD fetcher's SSRF guard: one on a private address is "
+    "never fetched and the client is refused (invalid_client)",
+)
+ISSUE16_CIMD_PRIVATE_KEY_JWT = Requirement(
+    "authgate",
+    "issue 16",
+    "a CIMD client whose document declares private_key_jwt with a jwks_uri (ChatGPT's) authenticates "
+    "with its signed assertion",
+)
+ISSUE16_DELETE_ENDS_GRANTS = Requirement(
+    "authgate",
+    "issue 16 done-when 5",
+    "after an RFC 7592 delete the client's refresh token fails and its registration access token is gone",
+)
+ISSUE16_DOCTOR_LEAVES_NO_CLIENT = Requirement(
+    "authgate",
+    "issue 16 done-when 5",
+    "the doctor deletes the clients it registered at authgate (RFC 7592), and says so where a server "
+    "offers no registration management",
 )
 
 

@@ -38,6 +38,11 @@ class RegistrationSettings(BaseModel):
         description="dynamically registered clients that no user has consented to yet; when the pool is "
         "full the oldest is removed, so a new registration always succeeds",
     )
+    client_assertion_token_endpoint_audience: bool = Field(
+        False,
+        description="LEGACY: also accept the token endpoint URL as a private_key_jwt assertion's aud; by "
+        "default only the issuer is (draft-ietf-oauth-rfc7523bis, after CVE-2025-27370/27371)",
+    )
     cimd_enabled: bool = Field(True, description="accept Client ID Metadata Documents (HTTPS client_id)")
     cimd_allow_loopback_http: bool = Field(
         False, description="TESTING ONLY: allow CIMD documents on http://127.0.0.1 / localhost"

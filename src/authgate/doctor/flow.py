@@ -47,6 +47,8 @@ class ClientCredentials:
     auth_method: str  # how it authenticates at the token endpoint
     via: Literal["dcr", "cimd"]
     client_secret: str | None = field(default=None, repr=False)
+    # private_key_jwt: the key to sign client assertions with (the CIMD stand-in's, testing only)
+    assertion_key: Any = field(default=None, repr=False)
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ Every host maps to the same stand-in: the documents' paths differ.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import socket
@@ -33,6 +34,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from authgate.doctor.profiles import PROFILES, mapped_cimd_url, pinned_document
 
 _START_TIMEOUT = 15.0
+STANDIN_JWKS_PATH = "/.well-known/authgate-doctor-standin-jwks.json"
+STANDIN_KEY_ALG = "ES256"
+
+
+def standin_client_key() -> Any:
+    """TESTING ONLY: the stand-in clients' `private_key_jwt` key (a joserfc ECKey). Derived from
+    a published seed, so anyone can compute it: it signs only for documents the stand-in serves
+    (with its JWK Set), never for the real chatgpt.com, whose jwks_uri does not hold it."""
+    from joserfc.jwk import ECKey
+
+    seed = int.from_bytes(hashlib.sha256(b"authgate doctor stand-in client key").digest(), "big")
+    key = ec.derive_private_key(seed % (2**255), ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return ECKey.import_key(pem, parameters={"kid": "authgate-doctor-standin"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +119,9 @@ def make_test_ca(directory: Path) -> StandinCA:
 
 
 def standin_documents(base_url: str) -> dict[str, dict[str, Any]]:
-    """Path → pinned document with `client_id` = the stand-in URL, for every profile that has one."""
+    """Path → pinned document with `client_id` = the stand-in URL, for every profile that has one.
+    A document with a `jwks_uri` (ChatGPT's: `private_key_jwt`) gets the stand-in's JWK Set
+    instead, whose key the doctor signs with (`standin_client_key`), and ES256 as its algorithm."""
     documents: dict[str, dict[str, Any]] = {}
     for profile in PROFILES.values():
         if profile.cimd_url is None:
@@ -112,7 +129,12 @@ def standin_documents(base_url: str) -> dict[str, dict[str, Any]]:
         host = urlsplit(profile.cimd_url).hostname or ""
         url = mapped_cimd_url(profile, {host: base_url})
         assert url is not None
-        documents[urlsplit(url).path] = pinned_document(profile, url)
+        document = pinned_document(profile, url)
+        if "jwks_uri" in document:
+            document["jwks_uri"] = base_url + STANDIN_JWKS_PATH
+            document["token_endpoint_auth_signing_alg"] = STANDIN_KEY_ALG
+        documents[urlsplit(url).path] = document
+    documents[STANDIN_JWKS_PATH] = {"keys": [standin_client_key().as_dict(private=False)]}
     return documents
 
 

@@ -11,6 +11,7 @@ from typing import Protocol
 from authgate.config.urls import PublicUrls
 from authgate.oauth.attempts import AttemptRecorder
 from authgate.oauth.cimd import CimdResolver
+from authgate.oauth.client_keys import ClientKeys
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks
@@ -58,6 +59,7 @@ class Authority:
     password_checks: PasswordChecks = field(default_factory=lambda: PasswordChecks(4))
     hooks: Hooks = field(default_factory=Hooks)
     attempts: AttemptRecorder = field(default_factory=AttemptRecorder)  # the connection timeline; off by default
+    client_keys: ClientKeys | None = None  # private_key_jwt clients' keys (oauth/client_keys.py); None: refused
 
     @property
     def urls(self) -> PublicUrls:

@@ -8,6 +8,7 @@ import logging
 from urllib.parse import unquote_plus
 
 from authgate.errors import FetchError, InvalidClient, InvalidClientMetadata, InvalidRequest, OAuthError
+from authgate.oauth import client_assertion
 from authgate.oauth.authority import Authority
 from authgate.oauth.opaque import digest
 from authgate.store.models import Client
@@ -65,9 +66,35 @@ def _may_use_none(client: Client) -> bool:
     return client.source == "cimd" and isinstance(supported, list) and "none" in supported
 
 
+async def _by_assertion(auth: Authority, form: dict[str, str], basic: bool) -> Client:
+    """RFC 7523 §2.2 `private_key_jwt`: the client named by `client_id` (else by the assertion's
+    `iss`), which must have registered that method, proven by its signed assertion."""
+    if basic or form.get("client_secret"):
+        raise InvalidRequest("use one client authentication method, not both")  # RFC 6749 §2.3
+    if form.get("client_assertion_type") != client_assertion.ASSERTION_TYPE:
+        raise InvalidClient(f"client_assertion_type must be {client_assertion.ASSERTION_TYPE}")
+    assertion = form.get("client_assertion") or ""
+    if not assertion:
+        raise InvalidClient("client_assertion is required with client_assertion_type")
+    _, claims = client_assertion.unverified_claims(assertion)
+    client_id = form.get("client_id") or claims.get("iss")
+    if not isinstance(client_id, str) or not client_id:
+        raise InvalidClient("client_assertion names no client (iss)")
+    if claims.get("iss") != client_id or claims.get("sub") != client_id:  # checked again once verified
+        raise InvalidClient("client_assertion iss and sub must both be the client_id")
+    client = await require_client(auth, client_id, InvalidClient)
+    if client.token_endpoint_auth_method != "private_key_jwt":
+        raise InvalidClient(f"this client authenticates with {client.token_endpoint_auth_method}, not private_key_jwt")
+    await client_assertion.verify(auth, client, assertion)
+    return client
+
+
 async def authenticate(auth: Authority, form: dict[str, str], authorization: str | None) -> Client:
-    """RFC 6749 §2.3 client authentication: `none`, `client_secret_basic`, `client_secret_post`."""
+    """RFC 6749 §2.3 client authentication: `none`, `client_secret_basic`, `client_secret_post`,
+    and `private_key_jwt` (RFC 7523 §2.2, oauth/client_assertion.py)."""
     basic = _basic_credentials(authorization)
+    if "client_assertion" in form or "client_assertion_type" in form:
+        return await _by_assertion(auth, form, basic is not None)
     if basic and form.get("client_secret"):
         raise InvalidRequest("use one client authentication method, not both")  # RFC 6749 §2.3
     client_id, secret = basic if basic else (form.get("client_id", ""), form.get("client_secret"))
@@ -78,7 +105,8 @@ async def authenticate(auth: Authority, form: dict[str, str], authorization: str
     client = await require_client(auth, client_id, InvalidClient)
     if client.client_secret_hash is None:
         if not _may_use_none(client):
-            # e.g. a CIMD document declaring only private_key_jwt (RFC 7523), not supported yet
+            if client.token_endpoint_auth_method == "private_key_jwt":
+                raise InvalidClient("this client authenticates with private_key_jwt: send a client_assertion")
             raise InvalidClient(
                 f"token_endpoint_auth_method {client.token_endpoint_auth_method!r} "
                 "is not supported by this server; use 'none'"

@@ -32,6 +32,8 @@ class CoreConfig:
     refresh_grace_seconds: int  # a just-rotated refresh token replays its successor this long
     registration_enabled: bool
     cimd_enabled: bool
+    # private_key_jwt: the token endpoint URL as an assertion's aud too (legacy, off by default)
+    assertion_token_endpoint_aud: bool = False
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -53,4 +55,5 @@ class CoreConfig:
             refresh_grace_seconds=settings.refresh_grace_seconds,
             registration_enabled=settings.registration_enabled,
             cimd_enabled=settings.cimd_enabled,
+            assertion_token_endpoint_aud=settings.client_assertion_token_endpoint_audience,
         )

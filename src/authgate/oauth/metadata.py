@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authgate.oauth.client_keys import SIGNING_ALGS
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.registration import AUTH_METHODS
 from authgate.oauth.scopes import OFFLINE_ACCESS
@@ -30,6 +31,9 @@ def authorization_server_metadata(config: CoreConfig) -> dict[str, Any]:
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        # private_key_jwt (RFC 7523 §2.2): asymmetric algorithms only (oauth/client_keys.py)
+        "token_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
+        "revocation_endpoint_auth_signing_alg_values_supported": list(SIGNING_ALGS),
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "client_id_metadata_document_supported": config.cimd_enabled,

@@ -8,10 +8,12 @@ from typing import Any
 
 from authgate.errors import InvalidClientMetadata, InvalidRedirectUri
 from authgate.oauth import redirect_uris
+from authgate.oauth.client_keys import validate_key_metadata
 from authgate.oauth.opaque import digest, new_secret
 from authgate.store.models import Client
 
-AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
+AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
+SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 OPEN_GRANTS = ("authorization_code", "refresh_token")  # `dcr_grant_types` default: grants with a user
 _STRING_FIELDS = (
@@ -88,17 +90,22 @@ def validate_metadata(body: dict[str, Any], open_grants: Sequence[str] = OPEN_GR
             kept[name] = body[name][:500]
     if "contacts" in body:
         kept["contacts"] = _string_list(body, "contacts", [])[:10]
+    if method == "private_key_jwt":  # RFC 7523 §2.2: its public keys, by value or by reference
+        kept.update(validate_key_metadata(body))
     return kept
 
 
 def register(
-    body: dict[str, Any], now: float, open_grants: Sequence[str] = OPEN_GRANTS
+    body: dict[str, Any], now: float, open_grants: Sequence[str] = OPEN_GRANTS, *, management_base: str | None = None
 ) -> tuple[Client, dict[str, Any]]:
     """Mint a client from validated metadata. Returns the record and the 201 response body
-    (which alone carries the plaintext secret)."""
+    (which alone carries the plaintext secret and registration access token). With
+    `management_base` (the registration endpoint's URL), the client gets RFC 7592 management:
+    a registration access token and its `registration_client_uri` under that URL."""
     metadata = validate_metadata(body, open_grants)
     client_id = str(uuid.uuid4())
-    secret = None if metadata["token_endpoint_auth_method"] == "none" else new_secret("ags_")
+    secret = new_secret("ags_") if metadata["token_endpoint_auth_method"] in SECRET_METHODS else None
+    token = new_secret("agr_") if management_base is not None else None
     client = Client(
         client_id=client_id,
         metadata=metadata,
@@ -106,12 +113,21 @@ def register(
         last_used_at=now,
         client_secret_hash=digest(secret) if secret else None,  # 256 random bits: SHA-256 suffices
         client_secret_expires_at=0,
+        registration_token_hash=digest(token) if token else None,
     )
     response: dict[str, Any] = {"client_id": client_id, "client_id_issued_at": int(now), **metadata}
     if secret:
         response["client_secret"] = secret
         response["client_secret_expires_at"] = 0  # RFC 7591 §3.2.1: REQUIRED with a secret
+    if token and management_base:  # RFC 7592 §3
+        response["registration_access_token"] = token
+        response["registration_client_uri"] = management_uri(management_base, client_id)
     return client, response
+
+
+def management_uri(management_base: str, client_id: str) -> str:
+    """The client's RFC 7592 client configuration endpoint (its id is a UUID: no escaping)."""
+    return f"{management_base}/{client_id}"
 
 
 def machine_client(name: str, scopes: Sequence[str], subject: str | None, now: float) -> tuple[Client, str]:

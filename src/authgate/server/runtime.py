@@ -21,6 +21,7 @@ from authgate.guard.verifier import EmbeddedTokenVerifier
 from authgate.oauth.attempts import AttemptRecorder
 from authgate.oauth.authority import Authority
 from authgate.oauth.cimd import CimdPolicy, CimdResolver
+from authgate.oauth.client_keys import ClientKeys
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.keys import SigningKeys
 from authgate.oauth.passwords import PasswordChecks, hash_password, verify_password
@@ -52,6 +53,8 @@ class Runtime:
         await self.auth.attempts.aclose()  # its background writes, before the store closes
         if self.auth.cimd is not None:
             await self.auth.cimd.aclose()
+        if self.auth.client_keys is not None:
+            await self.auth.client_keys.aclose()
         await self.stores.close()
 
 
@@ -230,22 +233,18 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
     if create_first_user and settings.auth_mode != "proxy":  # proxy mode: people sign in upstream
         await ensure_first_user(settings, stores.users)
     await prune_idle_clients(settings, stores.clients)
-    cimd = None
-    if settings.cimd_enabled:
-        ssl_context = None
-        if settings.cimd_ca_file is not None:  # TESTING ONLY: trust a stand-in host's CA as well
-            import httpx  # only then: the CIMD fetcher loads it on its first fetch otherwise
+    ssl_context = None
+    if settings.cimd_ca_file is not None:  # TESTING ONLY: trust a stand-in host's CA as well
+        import httpx  # only then: the CIMD fetcher loads it on its first fetch otherwise
 
-            ssl_context = httpx.create_ssl_context()
-            ssl_context.load_verify_locations(cafile=str(settings.cimd_ca_file))
-        cimd = CimdResolver(
-            CimdPolicy(
-                allow_loopback_http=settings.cimd_allow_loopback_http,
-                timeout=settings.cimd_timeout,
-                max_bytes=settings.cimd_max_bytes,
-            ),
-            ssl_context=ssl_context,
-        )
+        ssl_context = httpx.create_ssl_context()
+        ssl_context.load_verify_locations(cafile=str(settings.cimd_ca_file))
+    policy = CimdPolicy(
+        allow_loopback_http=settings.cimd_allow_loopback_http,
+        timeout=settings.cimd_timeout,
+        max_bytes=settings.cimd_max_bytes,
+    )
+    cimd = CimdResolver(policy, ssl_context=ssl_context) if settings.cimd_enabled else None
     # Shared by every replica; keys kept as HMACs under a key derived from secret_key (the same
     # on every replica). One store: its limiters rest together when it fails.
     limits, key_secret = stores.rate_limits, derive_key(secret, "rate-limit-keys")
@@ -254,6 +253,7 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
         store=stores.core,
         keys=keys,
         cimd=cimd,
+        client_keys=ClientKeys(policy, ssl_context=ssl_context),  # a jwks_uri: fetched as CIMD documents are
         registrations=limits.limiter("registrations", settings.registrations_per_minute, key_secret=key_secret),
         logins=limits.limiter("logins", settings.login_attempts_per_minute, key_secret=key_secret),
         login_accounts=limits.limiter(

@@ -7,6 +7,7 @@ closing and housekeeping go through it too, so no caller knows what is behind.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -70,4 +71,8 @@ class Stores:
         return [
             ("rate-limit windows and known sign-in addresses", self.rate_limits.purge_expired),
             ("MCP session bindings", self.session_bindings.purge_expired),
+            ("client assertion jtis", self._purge_used_jtis),
         ]
+
+    async def _purge_used_jtis(self) -> int:
+        return await self.core.purge_used_jtis(time.time())

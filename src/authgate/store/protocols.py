@@ -48,6 +48,19 @@ class ClientStore(Protocol):
 
     async def delete_client(self, client_id: str) -> bool: ...
 
+    async def replace_client(self, client: Client, *, expected_token_hash: str) -> bool:
+        """RFC 7592 update: give the stored client `client`'s metadata, secret hash and
+        registration token hash, only if its registration token hash is still
+        `expected_token_hash`; False (nothing changed) otherwise or when it is gone."""
+
+    async def use_jti(self, kind: str, jti_hash: str, expires_at: float, now: float) -> bool:
+        """Record a signed assertion's `jti` (of `kind`, as a hash) until `expires_at`; True for
+        its first use, False when it is already recorded and not yet expired at `now`, on
+        every replica alike (RFC 7523 §3: single use)."""
+
+    async def purge_used_jtis(self, before: float) -> int:
+        """Delete the `jti`s that expired before `before`; returns how many."""
+
     async def count_clients(self, *, source: ClientSource | None = None) -> int:
         """How many are stored (of `source` if given): a count, reading no row's data."""
 

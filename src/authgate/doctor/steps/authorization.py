@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import secrets
+import time
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
@@ -232,7 +233,20 @@ def _token_request(flow: Flow) -> tuple[dict[str, str], dict[str, str]]:
         headers["Authorization"] = "Basic " + base64.b64encode(basic.encode()).decode()
     elif c.auth_method == "client_secret_post" and c.client_secret:
         form["client_secret"] = c.client_secret
+    elif c.auth_method == "private_key_jwt" and c.assertion_key is not None:
+        form["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        form["client_assertion"] = _client_assertion(c.client_id, c.assertion_key, str(flow.meta("issuer")))
     return form, headers
+
+
+def _client_assertion(client_id: str, key: Any, issuer: str) -> str:
+    """RFC 7523 §2.2 with draft-ietf-oauth-rfc7523bis: aud is the issuer, as a single string."""
+    from joserfc import jwt  # only for a stand-in client that signs
+
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": issuer, "iat": now, "exp": now + 60}
+    claims["jti"] = secrets.token_urlsafe(16)
+    return jwt.encode({"alg": "ES256", "kid": key.kid}, claims, key, algorithms=["ES256"])
 
 
 async def token(flow: Flow) -> Verdict:
@@ -243,7 +257,7 @@ async def token(flow: Flow) -> Verdict:
         flow.missing["access_token"] = flow.missing.get("auth_response", "no authorization code")
         return skip(flow.missing["access_token"])
     assert flow.client is not None
-    if flow.client.auth_method == "private_key_jwt":
+    if flow.client.auth_method == "private_key_jwt" and flow.client.assertion_key is None:
         flow.missing["access_token"] = "the token request needs ChatGPT's private key"
         return skip("ChatGPT would authenticate with private_key_jwt signed by its own key; the doctor cannot")
     form, headers = _token_request(flow)

@@ -63,7 +63,12 @@ def _cimd_client(flow: Flow, url: str) -> ClientCredentials:
     method = str(document.get("token_endpoint_auth_method", "none"))
     if flow.profile is CHATGPT and method == "private_key_jwt" and "private_key_jwt" not in advertised:
         method = "none"  # ChatGPT authenticates as a public client when the AS lacks private_key_jwt
-    return ClientCredentials(client_id=url, redirect_uri=redirect, auth_method=method, via="cimd")
+    key = None
+    if method == "private_key_jwt" and url != flow.profile.cimd_url:  # a stand-in serves the document
+        from authgate.doctor.standin import standin_client_key  # its JWK Set holds this key
+
+        key = standin_client_key()
+    return ClientCredentials(client_id=url, redirect_uri=redirect, auth_method=method, via="cimd", assertion_key=key)
 
 
 async def register(flow: Flow) -> Verdict:

@@ -123,8 +123,9 @@ class PinnedFetcher:
         transport = _PinnedTransport(ssl_context or httpx.create_ssl_context())
         self._client = httpx.AsyncClient(transport=transport, trust_env=False, timeout=policy.timeout)
 
-    async def fetch(self, client_id: str) -> tuple[Any, httpx.Headers]:
-        where = f"CIMD document {client_id}"
+    async def fetch(self, client_id: str, *, what: str = "CIMD document") -> tuple[Any, httpx.Headers]:
+        """GET `client_id` (or another URL `what` names: a client's jwks_uri, oauth/client_keys.py)."""
+        where = f"{what} {client_id}"
         timed_out = FetchError(f"{where}: no complete response within {self._policy.timeout:g}s")
         try:
             async with asyncio.timeout(self._policy.timeout):

@@ -1,4 +1,4 @@
-"""Back-channel endpoints: /token, /register, /revoke (JSON in/out, no cookies)."""
+"""Back-channel endpoints: /token, /register, /register/{client_id} (RFC 7592), /revoke (JSON in/out, no cookies)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ from starlette.responses import Response
 
 from authgate import json_depth
 from authgate.config.settings import Settings
-from authgate.errors import InvalidClientMetadata, InvalidRequest, OAuthError, SlowDown, TemporarilyUnavailable
-from authgate.oauth import grants, registration, revocation
+from authgate.errors import (
+    InvalidClientMetadata,
+    InvalidRequest,
+    OAuthError,
+    SlowDown,
+    TemporarilyUnavailable,
+)
+from authgate.oauth import grants, registration, registration_management, revocation
 from authgate.oauth.attempts import TokenSeen, basic_client_id
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
@@ -44,6 +50,22 @@ async def _form(request: Request) -> tuple[dict[str, str], list[str]]:
         else:
             single[key] = value
     return single, resources
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """A registration request's JSON object (RFC 7591 §3.1), bounded in size and depth."""
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        raise InvalidClientMetadata("registration request is too large")
+    try:
+        body = json_depth.loads(raw)
+    except json_depth.TooDeep as exc:
+        raise InvalidClientMetadata(str(exc)) from None
+    except ValueError:
+        raise InvalidClientMetadata("the body must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise InvalidClientMetadata("the body must be a JSON object")
+    return body
 
 
 class Endpoints:
@@ -94,22 +116,33 @@ class Endpoints:
                 "too many registrations from this address; retry later",
                 retry_after=max(1, await self.auth.registrations.retry_after(source)),
             )
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise InvalidClientMetadata("registration request is too large")
-        try:
-            body = json_depth.loads(raw)
-        except json_depth.TooDeep as exc:
-            raise InvalidClientMetadata(str(exc)) from None
-        except ValueError:
-            raise InvalidClientMetadata("the body must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise InvalidClientMetadata("the body must be a JSON object")
+        body = await _json_object(request)
         seen.append(body)
         now = self.auth.clock()
-        client, response = registration.register(body, now, settings.dcr_grant_types)
+        base = self.auth.urls.endpoint("register")  # RFC 7592: each client managed below it
+        client, response = registration.register(body, now, settings.dcr_grant_types, management_base=base)
         await self._store_client(client, now)
         return json_response(response, 201), client.client_id
+
+    async def registration(self, request: Request) -> Response:
+        """RFC 7592 client configuration endpoint: GET reads, PUT replaces, DELETE removes."""
+        client_id = str(request.path_params["client_id"])
+        authorization = request.headers.get("authorization")
+        base = self.auth.urls.endpoint("register")
+        try:
+            if request.method == "DELETE":
+                await registration_management.delete(self.auth, client_id, authorization)
+                return Response(status_code=204, headers={"Cache-Control": "no-store"})
+            if request.method == "PUT":
+                body = await _json_object(request)
+                answer = await registration_management.update(
+                    self.auth, client_id, authorization, body, base, self.settings.dcr_grant_types
+                )
+            else:
+                answer = await registration_management.read(self.auth, client_id, authorization, base)
+        except OAuthError as exc:
+            return oauth_error(exc)
+        return json_response(answer)
 
     async def _store_client(self, client: Client, now: float) -> None:
         """A new client joins the unverified pool, which drops its oldest when full, so

@@ -26,6 +26,9 @@ __all__ = ["SqlStore"]
 
 KEYS = t.signing_keys
 CLIENTS = t.clients
+JTIS = t.used_jtis
+# what an RFC 7592 update replaces (the id, its dates, source and pool membership stay)
+_REPLACED = ("metadata", "client_secret_hash", "client_secret_expires_at", "registration_token_hash")
 USERS = t.users
 
 # pg_advisory_xact_lock key serialising capped client registration ("authgclt").
@@ -79,6 +82,33 @@ class SqlStore(SqlGrants):
             await conn.execute(revoke_where(condition, "client deleted", time.time()))
             result = await conn.execute(sa.delete(CLIENTS).where(CLIENTS.c.client_id == client_id))
             return result.rowcount == 1
+
+    async def replace_client(self, client: Client, *, expected_token_hash: str) -> bool:
+        # RFC 7592: the registration access token is checked and rotated in one conditional
+        # UPDATE, so of two requests presenting one token only the first changes anything
+        values = rows.client_values(client)
+        kept = {k: values[k] for k in _REPLACED}
+        matches = sa.and_(
+            CLIENTS.c.client_id == client.client_id, CLIENTS.c.registration_token_hash == expected_token_hash
+        )
+        async with self._tx() as conn:
+            result = await conn.execute(sa.update(CLIENTS).where(matches).values(kept))
+            return result.rowcount == 1
+
+    async def use_jti(self, kind: str, jti_hash: str, expires_at: float, now: float) -> bool:
+        # RFC 7523 §3: first use wins on every replica (the primary key decides); a row already
+        # past its expiry is a purge not yet run and does not count
+        async with self._tx() as conn:
+            stale = sa.and_(JTIS.c.kind == kind, JTIS.c.jti_hash == jti_hash, JTIS.c.expires_at < now)
+            await conn.execute(sa.delete(JTIS).where(stale))
+            insert = self.upsert(JTIS).on_conflict_do_nothing(index_elements=["kind", "jti_hash"])
+            result = await conn.execute(insert.values(kind=kind, jti_hash=jti_hash, expires_at=expires_at))
+            return result.rowcount == 1
+
+    async def purge_used_jtis(self, before: float) -> int:
+        async with self._tx() as conn:
+            result = await conn.execute(sa.delete(JTIS).where(JTIS.c.expires_at < before))
+            return int(result.rowcount)
 
     async def count_clients(self, *, source: ClientSource | None = None) -> int:
         if source is None:
