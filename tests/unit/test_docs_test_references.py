@@ -24,6 +24,17 @@ def test_the_docs_name_tests() -> None:
     assert any(doc == "docs/replicas.md" for doc, _, _ in _references())
 
 
+def test_every_seed_003_quirk_in_the_keycloak_page_names_a_test() -> None:
+    """docs/idp/keycloak.md: each row of its seed-003 quirk table names the test that proves it."""
+    text = (ROOT / "docs" / "idp" / "keycloak.md").read_text(encoding="utf-8")
+    table = text.split("## Seed 003's quirks, and the test that proves each", 1)[1].split("\n## ", 1)[0]
+    rows = [
+        line for line in table.splitlines() if line.startswith("| ") and not line.startswith(("| seed 003", "| ---"))
+    ]
+    assert len(rows) >= 20, "the quirk table is gone or shrank"
+    assert [row for row in rows if not REFERENCE.search(row)] == [], "a quirk without a tests/…::test"
+
+
 def test_every_test_the_docs_name_exists() -> None:
     missing = []
     for doc, path, name in _references():

@@ -202,6 +202,14 @@ def test_seed_003_failure_modes_at_keycloak_are_named_by_authgate(
     assert answer.status_code == 401
     assert f"token issuer '{keycloak.issuer()}' is not '{other_host}'" in answer.headers["www-authenticate"]
 
+    # Seed §3.1 / §4.6 / §4.9: the PRM answers at the root and at /mcp, cacheable for 5 minutes only
+    # (a CDN in front keeps it no longer than that); the seed's manifest.json is not MCP's, not served.
+    for path in ("/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"):
+        prm = httpx.get(seed_gate.url + path, timeout=15.0)
+        assert prm.status_code == 200 and prm.json()["authorization_servers"] == [keycloak.issuer()]
+        assert prm.headers["cache-control"] == "public, max-age=300"
+    assert httpx.get(seed_gate.url + "/.well-known/mcp/manifest.json", timeout=15.0).status_code == 404
+
     # 406 without the Accept header: the playbook's line. 403 from a browser Origin not allowed:
     token = token_of(keycloak).json()["access_token"]
     assert call(seed_gate.mcp_url, token, Origin="https://evil.example").status_code == 403
