@@ -118,7 +118,7 @@ const configuration = {
   ttl: { AccessToken: cfg.access_token_ttl ?? 600, IdToken: 600 },
   routes: { ...(cfg.routes ?? {}), ...(cfg.dcr_path ? { registration: cfg.dcr_path } : {}) },
   clientDefaults: { token_endpoint_auth_method: 'client_secret_basic', grant_types: ['authorization_code', 'refresh_token'] },
-  ...(cfg.rotate_refresh !== undefined ? { rotateRefreshToken: () => cfg.rotate_refresh } : {}),
+  ...(typeof cfg.rotate_refresh === 'boolean' ? { rotateRefreshToken: () => cfg.rotate_refresh } : {}),
 };
 
 const provider = new Provider(issuer, configuration);
