@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from proxy_harness import SECRET_KEY, proxy_gate
+from proxy_standins import FakeGitHub
 from starlette.types import ASGIApp, Receive, Scope, Send
 from test_proxy_refresh import _sign_in
 
@@ -211,6 +212,52 @@ def _families(data_dir: Path) -> dict[str, bool]:
             "SELECT u.username, f.revoked_at IS NOT NULL FROM refresh_families f JOIN users u ON u.user_id = f.user_id"
         ).fetchall()
     return {name: bool(revoked) for name, revoked in rows}
+
+
+@pytest.mark.requirement(req.ISSUE15_UPSTREAM_TOKEN_LIBRARY)
+async def test_a_github_oauth_app_token_is_given_as_stored_with_no_call_to_github(tmp_path: Path) -> None:
+    """GitHub OAuth apps give no refresh token and no expiry: nothing to renew, nothing asked."""
+    client_id, secret = "Iv1.standin", "standin-secret-" + "g" * 24
+    github = FakeGitHub(client_id, secret)
+    with ExitStack() as stack:
+        github.url = api = stack.enter_context(serve_asgi_in_thread(github.app()))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        mcp = MCPServer("as-the-github-user")
+
+        @mcp.tool()
+        async def my_login(ctx: Context) -> str:
+            token = await authgate.upstream_token(ctx)
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                r = await http.get(f"{api}/user", headers={"Authorization": f"Bearer {token}"})
+            return json.dumps({"status": r.status_code, "login": r.json().get("login")})
+
+        inner = mcp.streamable_http_app(
+            stateless_http=True,
+            json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
+        app = authgate.protect(
+            inner,
+            public_url=base,
+            data_dir=tmp_path / "lib",
+            auth_mode="proxy",
+            idp_preset="github",
+            idp_client_id=client_id,
+            idp_client_secret=secret,
+            idp_authorize_url=f"{api}/login/oauth/authorize",
+            idp_token_url=f"{api}/login/oauth/access_token",
+            idp_userinfo_url=api,
+            secret_key=SECRET_KEY,
+        )
+        stack.enter_context(serve_asgi_in_thread(app, port, lifespan="on"))
+        gate: Any = SimpleNamespace(url=base)
+        _, tokens = await _sign_in(gate, "-")
+        seen = len(github.requests)
+        for _ in range(2):
+            r = await asyncio.to_thread(_call, base, tokens["access_token"], "my_login")
+            assert _text(r) == {"status": 200, "login": "octocat"}
+        assert [path for _, path, _ in github.requests[seen:]] == ["/user", "/user"]  # the tool's calls only
 
 
 async def test_upstream_token_outside_proxy_mode_says_so(tmp_path: Path) -> None:
