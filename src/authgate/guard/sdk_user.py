@@ -22,9 +22,19 @@ class SdkUsers:
     def __init__(self, max_views: int = MAX_VIEWS) -> None:
         self._views: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._max = max_views
+        # the last caller's: the verifier's cache hands the same Identity for the same token
+        self._last: tuple[Identity | None, dict[str, Any]] = (None, {})
 
     def view(self, identity: Identity) -> dict[str, Any]:
         """`{"user": AuthenticatedUser, "auth": AuthCredentials}` for `identity`."""
+        last, view = self._last
+        if identity is last:
+            return view
+        view = self._view(identity)
+        self._last = (identity, view)
+        return view
+
+    def _view(self, identity: Identity) -> dict[str, Any]:
         key = (identity.subject, identity.client_id, identity.expires_at, identity.scopes, identity.audience)
         view = self._views.get(key)
         if view is None:

@@ -176,7 +176,7 @@ class McpGate:
         return self.enforcer.lets_in_anonymously(scope, raw)
 
     async def _judged(self, ex: Exchange, scope: Scope, enforcer: PolicyEnforcer, send: Send) -> bool:
-        raw = ex.body if ex.body is not None else await enforcer.read(ex.receive, send)
+        raw = ex.body if ex.body is not None else await enforcer.read(ex.channel, send)  # nothing to replay yet
         if raw is None:
             return False
         ex.body = raw  # replayed to the app

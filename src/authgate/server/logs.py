@@ -153,7 +153,7 @@ def stamp_start(record: dict[str, Any], message: Message) -> tuple[Message, str 
     headers = message.get("headers", [])
     session = None
     for key, value in headers:
-        if key.lower() == b"mcp-session-id":
+        if len(key) == 14 and key.lower() == b"mcp-session-id":  # the length first: most are not
             session = value.decode("latin-1")
             record.setdefault("session_id", session)
     return {**message, "headers": [*headers, (b"x-request-id", record["request_id"].encode())]}, session
