@@ -89,7 +89,11 @@ async def test_the_bundle_purges_what_expired_only_and_closes_every_store(stores
     await stores.rate_limits.known_addresses(key_secret=SECRET).remember("alice|198.51.100.7")
     await stores.session_bindings.hold("session-1")  # starts the lease renewer
     purged = {what: await purge() for what, purge in stores.purges()}
-    assert purged == {"rate-limit windows and known sign-in addresses": 0, "MCP session bindings": 0}
+    assert purged == {
+        "rate-limit windows and known sign-in addresses": 0,
+        "MCP session bindings": 0,
+        "client assertion jtis": 0,
+    }
     assert await replica.session_bindings.owner("session-1") == ALICE  # live: kept
     assert await replica.rate_limits.known_addresses(key_secret=SECRET).is_known("alice|198.51.100.7")
     await stores.close()
