@@ -79,9 +79,11 @@ class UpstreamVault:
         """The user's upstream tokens, refreshed first when the access token expires within
         REFRESH_MARGIN and a refresh token is held; as stored when it is still valid (no call)
         or when there is nothing to refresh it with. None: nothing stored for `user_id`.
-        Concurrent callers for one user share one refresh (an upstream that rotates refresh
-        tokens would take a second use of the old one for theft). Raises what
-        `client.refresh` raises, or SealError when the stored tokens do not open."""
+        Concurrent callers for one user share one refresh, in this process and across replicas
+        (an upstream that rotates refresh tokens would take a second use of the old one for
+        theft); a caller that waited for another replica's renewal takes its result. Raises what
+        `client.refresh` raises (TokenEndpointUnavailable also when a renewal waited for does
+        not end in time), or SealError when the stored tokens do not open."""
         running = self._renewals.get(user_id)
         if running is None:
             running = asyncio.ensure_future(self._fresh(user_id, client))
@@ -142,7 +144,9 @@ class UpstreamVault:
         except (TokenRequestRefused, TokenEndpointUnavailable):
             latest = await self.store.get_upstream(user_id)
             if latest is not None and latest.sealed_tokens != claimed.sealed_tokens:
-                return self._open(latest)  # another replica renewed it meanwhile (our claim lapsed)
+                renewed = self._open(latest)  # another replica renewed it meanwhile (our claim lapsed)
+                renewed.pop(CLAIM, None)
+                return renewed
             released = replace(claimed, sealed_tokens=self._sealed(user_id, data), updated_at=self.clock())
             await self.store.swap_upstream(released, claimed.sealed_tokens)
             raise
