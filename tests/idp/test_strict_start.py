@@ -67,6 +67,29 @@ async def test_an_idp_unreachable_at_start_warns_or_with_strict_refuses(
 
 
 @pytest.mark.requirement(req.ISSUE17_STRICT_START)
+async def test_keycloaks_account_audience_warns_and_with_strict_every_problem_is_refused_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keycloak puts `account` in every token: in `audiences` it turns the audience check off."""
+    issuer = f"http://127.0.0.1:{free_port()}/realms/gone"
+    base = {"data_dir": tmp_path, "auth_mode": "external", "issuer": issuer, "idp_profile": "keycloak"}
+    audiences = ["http://127.0.0.1:8000/mcp", "account"]
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        settings = load_settings(None, **base, audiences=audiences)
+        with caplog.at_level(logging.WARNING, logger="authgate.idp"):
+            await check_idp_at_start(settings, token_policy(settings), JwksCache(issuer, http), http)
+        assert "account is in every Keycloak token's aud" in caplog.text
+        assert "remove account from `audiences`" in caplog.text
+        generic = load_settings(None, **{**base, "idp_profile": "generic"}, audiences=audiences)
+        assert "account" in token_policy(generic).audiences and not token_policy(generic).profile.blanket_audiences
+        strict = load_settings(None, **base, audiences=audiences, strict=True)
+        with pytest.raises(ConfigError) as refused:
+            await check_idp_at_start(strict, token_policy(strict), JwksCache(issuer, http), http)
+    assert [p.setting for p in refused.value.problems] == ["audiences", "issuer"]
+    assert all(p.problem.endswith("(refused: `strict` is on)") for p in refused.value.problems)
+
+
+@pytest.mark.requirement(req.ISSUE17_STRICT_START)
 def test_a_plain_http_public_upstream_warns_or_with_strict_refuses(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

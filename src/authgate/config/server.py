@@ -113,7 +113,8 @@ class ServerSettings(BaseModel):
         description="refuse to start (exit status 2, one line naming the setting and the fix) where a "
         "start-up check would only warn: an advertised scope the external IdP does not list in its "
         "scopes_supported, an external IdP whose metadata cannot be fetched at start (the checks could not "
-        "run), a plain-http upstream on a public address",
+        "run), an accepted audience every token of the IdP carries (Keycloak's account), a plain-http "
+        "upstream on a public address",
     )
 
     @model_validator(mode="before")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx
 from starlette.requests import Request
@@ -132,21 +132,39 @@ async def unknown_scopes(settings: Settings, policy: TokenPolicy, http: httpx.As
     return scope_problem(settings.scopes, policy.issuer, policy.profile, document)
 
 
+def blanket_audience(policy: TokenPolicy) -> SettingProblem | None:
+    """An accepted audience every token of the IdP carries (Keycloak's `account`): no audience check."""
+    blanket = [a for a in policy.audiences if a in policy.profile.blanket_audiences]
+    if not blanket:
+        return None
+    return SettingProblem(
+        "audiences",
+        f"{', '.join(blanket)} is in every {policy.profile.title} token's aud: accepting it accepts any token "
+        "of the realm, for any client or resource",
+        f"remove {', '.join(blanket)} from `audiences` and give the MCP URL an audience mapper at the IdP "
+        "(docs/idp/keycloak.md, keycloak-audience)",
+    )
+
+
 async def check_idp_at_start(settings: Settings, policy: TokenPolicy, jwks: JwksCache, http: httpx.AsyncClient) -> None:
-    """Fetch the IdP's keys and check its scopes: warnings, or with `strict` a ConfigError naming
-    the setting and the fix (`authgate serve --strict` exits 2 before it listens)."""
-    problem: SettingProblem | None
+    """Check the audiences, fetch the IdP's keys and check its scopes: warnings, or with `strict` a
+    ConfigError naming each setting and its fix (`authgate serve --strict` exits 2 before it listens)."""
+    found = [blanket_audience(policy)]
     if not await jwks.refresh(quiet=True):  # early word of a wrong issuer; start anyway, keys come later
-        problem = SettingProblem(
-            "issuer", f"the signing keys of {policy.issuer} are not available yet: {jwks.last_error}", UNREACHABLE_FIX
+        found.append(
+            SettingProblem(
+                "issuer",
+                f"the signing keys of {policy.issuer} are not available yet: {jwks.last_error}",
+                UNREACHABLE_FIX,
+            )
         )
     else:
-        problem = await unknown_scopes(settings, policy, http)
-    if problem is None:
-        return
-    if settings.strict:
-        raise ConfigError(problem.setting, f"{problem.problem} (refused: `strict` is on)", problem.fix)
-    log.warning("%s", problem.problem if problem.setting == "issuer" else f"{problem.problem}. Fix: {problem.fix}")
+        found.append(await unknown_scopes(settings, policy, http))
+    problems = [p for p in found if p is not None]
+    if problems and settings.strict:
+        raise ConfigError.of([replace(p, problem=f"{p.problem} (refused: `strict` is on)") for p in problems])
+    for p in problems:
+        log.warning("%s", p.problem if p.setting == "issuer" else f"{p.problem}. Fix: {p.fix}")
 
 
 @contextlib.asynccontextmanager

@@ -34,6 +34,8 @@ class IdpProfile:
     token_use: str | None = None  # Cognito: `token_use` must be "access"
     registration_path: str | None = None  # where DCR lives, relative to the issuer
     traps: tuple[Trap, ...] = ()
+    # `aud` values every token of the IdP carries: listed in `audiences`, they check nothing
+    blanket_audiences: tuple[str, ...] = ()
 
 
 _AUTH0 = IdpProfile(
@@ -77,6 +79,7 @@ _KEYCLOAK = IdpProfile(
     name="keycloak",
     title="Keycloak",
     sets_at_jwt_typ=False,
+    blanket_audiences=("account",),  # the account console client, in every user's token
     registration_path="/clients-registrations/openid-connect",
     traps=(
         Trap(

@@ -19,6 +19,7 @@ the same DCR → token → initialize → tools/list path.
 
 from __future__ import annotations
 
+import logging
 import shlex
 import subprocess
 import sys
@@ -127,7 +128,10 @@ def test_seed_003_page_commands_and_playbook_pass_against_keycloak(
 @pytest.mark.requirement(req.ISSUE17_SEED_003_REAL_KEYCLOAK)
 @pytest.mark.requirement(req.ISSUE17_SCOPES_EXIST_AT_IDP)
 def test_seed_003_failure_modes_at_keycloak_are_named_by_authgate(
-    keycloak: KeycloakSession, seed_gate: SeedGate, external_authgate: Callable[..., ExternalAuthgate]
+    keycloak: KeycloakSession,
+    seed_gate: SeedGate,
+    external_authgate: Callable[..., ExternalAuthgate],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     mcp_url = keycloak.mcp_url
     # `Policy 'Trusted Hosts' rejected request` — Keycloak's default policy (realm `locked`);
@@ -145,6 +149,23 @@ def test_seed_003_failure_modes_at_keycloak_are_named_by_authgate(
     answer = call(noaud.mcp_url, token_of(keycloak, "noaud").json()["access_token"])
     assert answer.status_code == 401
     assert "token aud ['account'] is none of this resource's audiences" in answer.headers["www-authenticate"]
+
+    # Never `account` among the audiences (the seed accepts several): every token of the realm
+    # carries it, so another app's token would pass the audience check. authgate says so at start.
+    with caplog.at_level(logging.WARNING, logger="authgate.idp"):
+        blanket = external_authgate(
+            port=free_port(), issuer=keycloak.issuer(), idp_profile="keycloak", audiences=[mcp_url, "account"]
+        )
+    assert "account is in every Keycloak token's aud" in caplog.text
+    other = httpx.post(
+        f"{keycloak.issuer()}/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials"},
+        auth=("other-app", keycloak.checker_secret),
+        timeout=30.0,
+    ).json()["access_token"]
+    assert call(mcp_url, other).status_code == 401  # the seed's gate: another audience
+    answer = call(blanket.mcp_url, other)
+    assert answer.status_code == 403 and "insufficient_scope" in answer.headers["www-authenticate"]  # aud passed
 
     # `invalid_scope` at the authorize page — a scope the DCR client may not use (Keycloak's own
     # `service_account`); every scope the realm advertises (what ChatGPT asks for) is grantable.
