@@ -134,6 +134,15 @@ class GatewaySettings(BaseModel):
         "the bridge turning the server's requests to the client (elicitation, sampling, roots) into "
         "InputRequiredResults (for a server that claims 2026-07-28 but still sends them)",
     )
+    upstream_stdio_spares: int = Field(
+        1,
+        ge=0,
+        le=4,
+        description="processes of the stdio upstream started ahead for each caller (after its first), so "
+        "that its next session or process does not wait for the command's start-up; 0 = none. A spare "
+        "counts toward the bridge's process limit (stopped first when room is needed), not toward the "
+        "per-caller one, and is stopped like any idle process",
+    )
     max_streams_per_caller: int = Field(
         8,
         ge=1,

@@ -68,7 +68,7 @@ class StdioBridge:
     command's `server/discover` lists it (the child then answers those callers itself:
     its InputRequiredResults, requestState and listen streams pass through), else 2025-11-25;
     "2025-11-25": always 2025-11-25, the bridge turning a child's requests to the client into
-    InputRequiredResults (stateless.py).
+    InputRequiredResults (stateless.py). `spares`: processes started ahead per caller (pool.py).
     """
 
     def __init__(
@@ -89,6 +89,7 @@ class StdioBridge:
         call_timeout: float = 600.0,
         stream_timeout: float = 3600.0,
         protocol: str = "auto",
+        spares: int = 0,
     ) -> None:
         if not command:
             raise ValueError("StdioBridge needs a command to run")
@@ -104,6 +105,7 @@ class StdioBridge:
             max_children=max_children,
             max_per_identity=max_children_per_identity,
             idle_timeout=idle_timeout,
+            spares=spares,
         )
         self.legacy = LegacyHandler(
             self.pool, init_timeout=init_timeout, call_timeout=call_timeout, stream_timeout=stream_timeout
@@ -271,4 +273,5 @@ def bridge_from_settings(settings: Settings) -> StdioBridge:
         call_timeout=settings.upstream_call_timeout,
         stream_timeout=settings.upstream_stream_timeout,
         protocol=settings.upstream_stdio_protocol,
+        spares=settings.upstream_stdio_spares,
     )

@@ -8,6 +8,13 @@ idle child is stopped to make room, otherwise the request is refused (503, `Chil
 Children idle longer than `idle_timeout` are stopped by `reap()`. A child is idle when no
 request is in flight, no legacy GET stream is open and no `subscriptions/listen` stream
 holds it (`hold()`).
+
+Spares (`spares` per caller, `upstream_stdio_spares`): after a caller's child starts, another
+process of the command is started for that caller in the background, so that its next session
+(or new stateless child) is handed a process that has already loaded, instead of waiting for the
+command's start-up. A spare is started for the caller only, with the caller's environment, and
+is never shared. It counts toward `max_children` but not toward `max_per_identity`; it is
+stopped first when room is needed, and like any idle child after `idle_timeout`.
 """
 
 from __future__ import annotations
@@ -62,18 +69,27 @@ class _Entry:
     session: LegacySession | None = None
     capabilities: str | None = None  # stateless children: the client capabilities they were initialized with
     held: int = 0  # open `subscriptions/listen` streams bound to this child
+    spare: bool = False  # started ahead for its owner, not handed out yet
 
 
 class ChildPool:
     def __init__(
-        self, spawn: Callable[[Owner], StdioChild], *, max_children: int, max_per_identity: int, idle_timeout: float
+        self,
+        spawn: Callable[[Owner], StdioChild],
+        *,
+        max_children: int,
+        max_per_identity: int,
+        idle_timeout: float,
+        spares: int = 0,
     ) -> None:
         self._spawn = spawn
         self.max_children = max_children
         self.max_per_identity = max_per_identity
         self.idle_timeout = idle_timeout
+        self.spares = spares
         self.entries: dict[StdioChild, _Entry] = {}
         self.sessions: dict[str, LegacySession] = {}
+        self._starting: set[asyncio.Task[None]] = set()  # spares being started
 
     def owner_of(self, child: StdioChild) -> Owner | None:
         entry = self.entries.get(child)
@@ -83,10 +99,23 @@ class ChildPool:
         return self.entries.get(child)
 
     async def start_child(self, owner: Owner, capabilities: str | None = None) -> StdioChild:
-        """Start a child for `owner`, within the limits."""
-        await self._make_room(owner)
+        """A child for `owner` (its spare when one is running), within the limits; a new spare
+        for `owner` is then started in the background."""
+        spare = next((c for c, e in self.entries.items() if e.spare and e.owner == owner and c.alive), None)
+        if spare is not None:
+            await self._make_room(owner, spare)
+            entry = self.entries[spare]
+            entry.spare, entry.capabilities = False, capabilities
+            spare.last_used = time.monotonic()
+        else:
+            await self._make_room(owner)
+            spare = await self._start(owner, _Entry(owner, capabilities=capabilities))
+        self._start_spare(owner)
+        return spare
+
+    async def _start(self, owner: Owner, entry: _Entry) -> StdioChild:
         child = self._spawn(owner)
-        self.entries[child] = _Entry(owner, capabilities=capabilities)  # the slot is taken before any await
+        self.entries[child] = entry  # the slot is taken before any await
         child.on_exit = self._exited
         try:
             await child.start()
@@ -95,8 +124,24 @@ class ChildPool:
             raise
         return child
 
-    async def _make_room(self, owner: Owner) -> None:
-        mine = [c for c, e in self.entries.items() if e.owner == owner]
+    def _start_spare(self, owner: Owner) -> None:
+        """Start spares for `owner` in the background, up to `spares`, only where there is room."""
+        have = sum(1 for e in self.entries.values() if e.owner == owner and e.spare)
+        for _ in range(self.spares - have):
+            if len(self.entries) >= self.max_children:
+                return
+            task = asyncio.get_running_loop().create_task(self._spare(owner))
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _spare(self, owner: Owner) -> None:
+        try:
+            await self._start(owner, _Entry(owner, spare=True))
+        except Exception as exc:  # a spare that cannot start is no request's failure
+            logger.warning("stdio bridge: a spare process could not start (%s)", exc)
+
+    async def _make_room(self, owner: Owner, taking: StdioChild | None = None) -> None:
+        mine = [c for c, e in self.entries.items() if e.owner == owner and not e.spare]
         if len(mine) >= self.max_per_identity:
             idle = [c for c in mine if self._idle(c)]
             if not idle:
@@ -107,7 +152,11 @@ class ChildPool:
             victim = min(idle, key=lambda c: c.last_used)
             logger.info("%s: stopped to make room for a new one for the same caller", victim.label)
             await self.stop(victim)
-        if len(self.entries) >= self.max_children:
+        if taking is None and len(self.entries) >= self.max_children:
+            spares = [c for c, e in self.entries.items() if e.spare]
+            if spares:  # a spare (anyone's) makes room before a request is refused
+                await self.stop(min(spares, key=lambda c: c.last_used))
+        if taking is None and len(self.entries) >= self.max_children:
             raise ChildLimit(f"authgate runs {len(self.entries)} MCP server processes (the limit); try again later")
 
     def _idle(self, child: StdioChild) -> bool:
@@ -179,6 +228,10 @@ class ChildPool:
 
     async def close(self) -> None:
         """Stop every child (at shutdown), concurrently, each bounded by its SIGKILL deadline."""
+        for task in list(self._starting):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*self._starting, return_exceptions=True)
         children = list(self.entries)
         for child in children:
             entry = self.entries.pop(child, None)
