@@ -50,6 +50,8 @@
         ├── InvalidClientMetadata    invalid_client_metadata   (RFC 7591)
         ├── SlowDown                 slow_down (rate limited; rendered as 429)
         └── InvalidToken             invalid_token             (RFC 6750, at the resource)
+            └── InvalidRegistrationToken  a wrong or missing RFC 7592 registration access token
+                                          (oauth/registration_management.py)
 
 Branches that belong to one part are declared in that part, listed here so the tree stays
 whole. An OAuthError knows its status and its own headers (`headers()`: `Retry-After` on 429
