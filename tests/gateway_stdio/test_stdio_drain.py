@@ -100,3 +100,34 @@ async def test_a_stop_ends_listen_streams_with_their_graceful_close() -> None:
         assert end["id"] == "sub-1" and end["result"]["resultType"] == "complete"
         assert end["result"]["_meta"][SUBSCRIPTION_ID] == "sub-1"
         assert end["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"]
+
+
+@pytest.mark.requirement(req.ISSUE19_SIGTERM_DRAIN)
+async def test_a_stop_ends_the_listen_stream_of_a_2026_child_with_its_graceful_close() -> None:
+    """demo_server (the mcp SDK) speaks 2026-07-28 itself: its own listen stream, relayed, ends the same way."""
+    app = StdioBridge([sys.executable, str(DEMO)], init_timeout=20)
+    async with app:
+        asgi = Asgi(DrainGuard(app, app.drain))  # type: ignore[arg-type]
+        body, headers = modern("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, "sub-2")
+        reply = await asgi.post(ALICE, body, headers)
+        events = reply.events()
+        ack = await asyncio.wait_for(anext(events), 10)
+        assert ack["method"] == "notifications/subscriptions/acknowledged"
+        assert ack["params"]["_meta"][SUBSCRIPTION_ID] == "sub-2", "the child's id for it, mapped back"
+        assert app.stateless.children.modern is True
+        app.drain.begin()
+        end = await asyncio.wait_for(anext(events), 10)
+        assert end["id"] == "sub-2" and end["result"]["resultType"] == "complete"
+        assert end["result"]["_meta"][SUBSCRIPTION_ID] == "sub-2"
+
+
+async def test_a_2025_era_child_is_spoken_to_at_2025_11_25_after_one_server_discover() -> None:
+    """watch_server.py knows no server/discover: its first child is stopped, the next initialized."""
+    app = StdioBridge([sys.executable, str(WATCH)], init_timeout=20)
+    async with app:
+        asgi = Asgi(app)
+        body, headers = modern("tools/list")
+        answer = await (await asgi.post(ALICE, body, headers)).answer()
+        assert answer["result"]["resultType"] == "complete" and app.stateless.children.modern is False
+        (child,) = app.pool.entries
+        assert child.modern_meta is None and child.init_result is not None

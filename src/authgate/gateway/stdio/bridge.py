@@ -121,6 +121,7 @@ class StdioBridge:
         # a stop (gateway/drain.py, behind DrainGuard): listen streams end with their graceful close at once
         self.drain = Drain()
         self.drain.on_stop(self.stateless.children.subscriptions.close)
+        self.drain.on_stop(self.stateless.end_listens)
         self.started = False
         self._numbers = itertools.count(1)
         self._reaper: asyncio.Task[None] | None = None

@@ -74,6 +74,7 @@ class StatelessHandler:
         self.input_timeout = input_timeout
         self.call_timeout = call_timeout
         self.suspended = SuspendedRequests(input_timeout)
+        self.listens: set[Exchange] = set()  # subscriptions/listen streams of 2026-07-28 children
         self.children = StatelessChildren(
             pool, init_timeout=init_timeout, stream_timeout=stream_timeout, protocol=protocol
         )
@@ -151,6 +152,7 @@ class StatelessHandler:
         requested = None if self.children.modern else requested_filter(msg)
         child, ex = await self.children.dispatch(owner, msg, interactive=False, forward=None)
         if ex is not None:  # a 2026-07-28 child serves the stream itself: its frames name ex (child.py)
+            self.listens.add(ex)
             await self._relay(
                 scope, receive, send, owner, child, ex, msg, limit=self.children.subscriptions.stream_timeout
             )
@@ -220,7 +222,8 @@ class StatelessHandler:
                 if item is Wake.GONE:
                     await child.cancel(ex, "the client closed the HTTP stream (2026-07-28: that is cancellation)")
                     return
-                if item is Wake.TIMEOUT and limit is not None:  # a listen stream's graceful close: listen again
+                if (item is Wake.TIMEOUT and limit is not None) or isinstance(item, Closing):
+                    # a listen stream's graceful close (upstream_stream_timeout, or a stop): listen again
                     await child.cancel(ex, "upstream_stream_timeout: the client listens again")
                     result = {"resultType": "complete", "_meta": {SUBSCRIPTION_ID: ex.client_id}}
                     await reply.final({"jsonrpc": "2.0", "id": ex.client_id, "result": result})
@@ -241,6 +244,7 @@ class StatelessHandler:
             await child.cancel(ex, "authgate is shutting down")
             raise
         finally:
+            self.listens.discard(ex)
             watch.close()
             await reply.close()
 
@@ -273,7 +277,17 @@ class StatelessHandler:
 
     def close(self) -> None:
         """The bridge is stopping: listen streams end gracefully, listings stop."""
+        self.end_listens()
         self.children.close()
+
+    def end_listens(self) -> None:
+        """A stop: the listen streams of 2026-07-28 children end with their graceful close."""
+        for ex in self.listens:
+            ex.deliver(Closing())
+
+
+class Closing(Cancelled):
+    """Ends a 2026-07-28 child's listen stream with the graceful-close result (a stop)."""
 
 
 def _subscription_of(item: dict[str, Any]) -> Any:
