@@ -42,17 +42,23 @@ def audit_event(
     with_arguments: bool = False,
 ) -> AuditEvent:
     # each value cut to its column's size (names come from request bodies and external tokens)
-    username = identity.username if identity is not None else None
-    return AuditEvent(
-        at=at,
-        method=op.method[:255],
-        decision=decision,
-        subject=identity.subject[:255] if identity is not None else None,
-        username=username[:255] if username is not None else None,
-        client_id=identity.client_id[:2048] if identity is not None else None,
-        target=op.target[:2048] if op.target is not None else None,
-        reason=reason,
-        status=status,
-        latency_ms=None if latency_ms is None else round(latency_ms, 3),
-        arguments=_arguments(message) if with_arguments and op.kind in ("tool", "prompt") else None,
+    if identity is None:
+        subject = username = client_id = None
+    else:
+        subject, username, client_id = identity.subject[:255], identity.username, identity.client_id[:2048]
+        if username is not None:
+            username = username[:255]
+    target = op.target
+    return AuditEvent(  # by position, in the field order of AuditEvent (faster than by keyword)
+        at,
+        op.method[:255],
+        decision,
+        subject,
+        username,
+        client_id,
+        target[:2048] if target is not None else None,
+        reason,
+        status,
+        None if latency_ms is None else round(latency_ms, 3),
+        _arguments(message) if with_arguments and op.kind in ("tool", "prompt") else None,
     )

@@ -126,7 +126,7 @@ class _Flight:
         return receive_kept
 
     async def guarded_send(self, message: Message) -> None:
-        if self.cutting and not self.taken:
+        if self.error is not None and not self.taken:  # cut (`cutting`, without a property call per message)
             return  # the app's last words after the cut: the guard writes the ending
         if message["type"] == "http.response.start":
             self.started = True
@@ -254,7 +254,7 @@ class DrainGuard:
         finally:
             self.drain._flights.discard(flight)
             del scope[CUT_KEY]  # no scope <-> flight cycle: both go by reference count, not the collector
-        if not flight.cutting:
+        if flight.error is None:  # not cut: most requests
             return
         if not (delivered or flight.taken):  # cut as the app returned: take the cancellation here
             try:

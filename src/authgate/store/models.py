@@ -158,7 +158,8 @@ AuditDecision = Literal["allowed", "refused"]
 class AuditEvent:
     """One MCP operation as the policy layer saw it. Never a token; arguments only when the
     `audit_arguments` setting asks for them. Not changed once built, but not a frozen
-    dataclass: one is built per call on the serving loop, and a frozen one took 2.5x as long."""
+    dataclass: one is built per call on the serving loop, and a frozen one took 2.5x as long.
+    `audit/events.py` builds it by position: keep the field order."""
 
     at: float
     method: str
