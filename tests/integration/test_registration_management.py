@@ -5,6 +5,8 @@ delete ends the client's grants."""
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlencode
@@ -65,8 +67,18 @@ def test_registration_answer_carries_the_management_credentials_and_a_read_rotat
     assert body["registration_client_uri"] == uri and body["registration_access_token"] != token
     assert "client_secret" not in body
     _refused(httpx.get(uri, headers=_bearer(token), timeout=10))  # the old token is spent
-    assert httpx.get(uri, headers=_bearer(body["registration_access_token"]), timeout=10).status_code == 200
+    last = httpx.get(uri, headers=_bearer(body["registration_access_token"]), timeout=10)
+    assert last.status_code == 200
     assert token not in server.logs()  # never logged
+    # stored only as SHA-256: the database holds the current token's digest, never a token
+    current = last.json()["registration_access_token"]
+    with sqlite3.connect(server.data_dir / "authgate.db") as db:
+        (held,) = db.execute(
+            "SELECT registration_token_hash FROM clients WHERE client_id = ?", (reg["client_id"],)
+        ).fetchone()
+        dump = "\n".join(db.iterdump())
+    assert held == hashlib.sha256(current.encode()).hexdigest()
+    assert all(t not in dump for t in (token, body["registration_access_token"], current))
 
 
 @pytest.mark.requirement(req.RFC7592_2_INVALID_TOKEN)
