@@ -140,7 +140,9 @@ async def update(
 async def delete(auth: Authority, client_id: str, authorization: str | None) -> None:
     """RFC 7592 §2.3: its grants revoked (refresh tokens fail at once, access tokens at the
     guard's next re-check), then the client and its token gone."""
-    await authorized_client(auth, client_id, authorization)
+    client = await authorized_client(auth, client_id, authorization)
+    # spend the token first (the conditional UPDATE): a request racing with it gets invalid_token
+    await _store(auth, client, replace(client, registration_token_hash=digest(new_secret())))
     now = auth.clock()
     await auth.store.revoke_client_grants(client_id, "registration deleted by the client (RFC 7592)", now)
     await auth.store.delete_client(client_id)
