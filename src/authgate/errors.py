@@ -49,6 +49,8 @@
         ├── InvalidRedirectUri       invalid_redirect_uri      (RFC 7591)
         ├── InvalidClientMetadata    invalid_client_metadata   (RFC 7591)
         ├── SlowDown                 slow_down (rate limited; rendered as 429)
+        ├── InvalidDpopProof         invalid_dpop_proof        (RFC 9449 §5, §7.1)
+        │   └── UseDpopNonce         use_dpop_nonce, with its DPoP-Nonce header (RFC 9449 §8, §9)
         └── InvalidToken             invalid_token             (RFC 6750, at the resource)
             └── InvalidRegistrationToken  a wrong or missing RFC 7592 registration access token
                                           (oauth/registration_management.py)
@@ -272,6 +274,26 @@ class InvalidToken(OAuthError):
     status = 401
 
 
+class InvalidDpopProof(OAuthError):
+    """A DPoP proof is missing, malformed or does not match the request (oauth/dpop.py): 400 at
+    the token endpoint; the guard answers it as a 401 with its DPoP challenge."""
+
+    error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(InvalidDpopProof):
+    """The proof lacks the server's current nonce; the answer carries the one to use."""
+
+    error = "use_dpop_nonce"
+
+    def __init__(self, description: str = "", *, nonce: str) -> None:
+        self.nonce = nonce
+        super().__init__(description)
+
+    def headers(self, *, basic_attempted: bool = False) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}  # RFC 9449 §8
+
+
 __all__ = [
     "AccessDenied",
     "AuthgateError",
@@ -279,6 +301,7 @@ __all__ = [
     "FetchError",
     "InvalidClient",
     "InvalidClientMetadata",
+    "InvalidDpopProof",
     "InvalidGrant",
     "InvalidRedirectUri",
     "InvalidRequest",
@@ -296,4 +319,5 @@ __all__ = [
     "Unreachable",
     "UnsupportedGrantType",
     "UnsupportedResponseType",
+    "UseDpopNonce",
 ]

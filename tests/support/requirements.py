@@ -963,6 +963,40 @@ ISSUE17_STRICT_START = Requirement(
     "setting and the fix, no traceback",
 )
 
+RFC9449_5_DPOP_BOUND_TOKENS = Requirement(
+    "RFC 9449",
+    "§5, §6.1",
+    "a token request with a valid DPoP proof gets token_type DPoP and an access token whose cnf.jkt is the "
+    "proof key's RFC 7638 thumbprint; a public client's refresh token is bound to that key (a refresh with "
+    "another key or none is refused); a client registered with dpop_bound_access_tokens must send a proof",
+)
+RFC9449_4_3_PROOF_CHECKS = Requirement(
+    "RFC 9449",
+    "§4.3, §11.1",
+    "a DPoP proof is refused (invalid_dpop_proof) for another method or URL (htu compared after RFC 3986 "
+    "normalization, without query), an iat outside the window, a replayed jti, alg none or a MAC, or a "
+    "private key in its jwk",
+)
+RFC9449_7_RESOURCE_ACCESS = Requirement(
+    "RFC 9449",
+    "§7.1, §7.2",
+    "/mcp accepts a DPoP-bound token only as Authorization: DPoP with a proof whose ath is the token's hash "
+    "and whose key is the token's cnf.jkt; the token sent as Bearer, without a proof, or with another key is "
+    "refused with a DPoP challenge that keeps resource_metadata",
+)
+RFC9449_8_NONCE = Requirement(
+    "RFC 9449",
+    "§8, §9",
+    "with server nonces on, a proof without the current nonce is answered use_dpop_nonce with a DPoP-Nonce "
+    "header, at the token endpoint (400) and at /mcp (401), and the retry with that nonce succeeds",
+)
+ISSUE16_DPOP_SETTINGS = Requirement(
+    "authgate",
+    "issue 16",
+    "dpop_required refuses Bearer tokens at /mcp and proof-less token requests, and PRM says "
+    "dpop_bound_access_tokens_required; AS metadata and PRM list dpop_signing_alg_values_supported",
+)
+
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 
 

@@ -30,6 +30,19 @@ class TokenSettings(BaseModel):
         "(a revoked grant or removed user stops working within this time)",
     )
     scopes: list[str] = Field(default_factory=lambda: ["mcp"], description="scopes the protected MCP server offers")
+    dpop_required: bool = Field(
+        False,
+        description="every access token must be DPoP-bound (RFC 9449): the token endpoint refuses a request "
+        "without a proof, the MCP endpoint refuses Bearer tokens, and PRM says dpop_bound_access_tokens_required",
+    )
+    dpop_nonce: bool = Field(
+        False,
+        description="DPoP proofs must carry a server nonce (RFC 9449 §8, §9): a proof without the current one "
+        "is answered use_dpop_nonce with a DPoP-Nonce header",
+    )
+    dpop_proof_max_age: int = Field(
+        300, ge=30, le=600, description="seconds a DPoP proof's iat may lie either side of the server's time"
+    )
 
     @field_validator("scopes")
     @classmethod

@@ -46,6 +46,7 @@ _NEVER_UPSTREAM = HOP_BY_HOP | {
     b"expect",
     b"authorization",
     b"proxy-authorization",
+    b"dpop",  # RFC 9449: the proof is for authgate's URL and checked here; never passed on
     b"cookie",
     b"origin",
     b"forwarded",

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate.error_responses import oauth_error
 from authgate.errors import InvalidToken, OAuthError, TemporarilyUnavailable
-from authgate.guard.challenge import bearer_challenge
+from authgate.guard.challenge import bearer_challenge, dpop_challenge
 from authgate.guard.identity import Identity
 from authgate.guard.verifier import TokenVerifier
 
@@ -58,10 +58,22 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 class BearerCheck:
-    def __init__(self, verifier: TokenVerifier, *, resource_metadata: str, scopes: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        resource_metadata: str,
+        scopes: tuple[str, ...],
+        dpop_algs: tuple[str, ...] = (),
+        dpop_only: bool = False,
+    ) -> None:
         self.verifier = verifier
         self.resource_metadata = resource_metadata
         self.scopes = scopes
+        # RFC 9449 §7.1: the DPoP scheme's challenge beside Bearer's on a 401 (guard/dpop.py);
+        # `dpop_only`: the Bearer scheme is refused altogether (the dpop_required setting)
+        self.dpop_algs = dpop_algs
+        self.dpop_only = dpop_only
         self._offered = frozenset(scopes)
         # a verifier's cache, asked without a coroutine (EmbeddedTokenVerifier.cached)
         self._cached: Callable[[str], Identity | None] | None = getattr(verifier, "cached", None)
@@ -78,30 +90,63 @@ class BearerCheck:
             return None
         return identity
 
-    async def identify(self, token: str) -> Identity | ASGIApp:
+    async def identify(self, token: str, *, dpop: bool = False) -> Identity | ASGIApp:
+        """`dpop`: the token came with the DPoP scheme, whose challenge carries the error."""
         try:
             identity = await self.verifier.verify(token)
         except TemporarilyUnavailable as exc:
             return oauth_error(exc)  # 503 with its Retry-After
         except OAuthError as exc:
-            return self.challenge(401, InvalidToken.error, exc.description)
+            return self.challenge(401, InvalidToken.error, exc.description, dpop_error=dpop)
         if self._offered and self._offered.isdisjoint(identity.scopes):
             return self.challenge(
                 403,
                 "insufficient_scope",
                 f"token holds none of the scopes {' '.join(self.scopes)}",
                 scopes=tuple(dict.fromkeys((*self.scopes, *identity.scopes))),
+                dpop_error=dpop,
             )
         return identity
 
+    def not_bearer(self, identity: Identity) -> JsonAnswer:
+        """A valid token that may not be used as a bearer token: DPoP-bound (RFC 9449 §7.2), or
+        every token must be (`dpop_only`)."""
+        why = "this token is DPoP-bound" if identity.jkt is not None else "this server accepts DPoP tokens only"
+        description = f"{why}: send it as Authorization: DPoP with a DPoP proof"
+        return self.challenge(401, InvalidToken.error, description, dpop_error=True)  # the remedy is DPoP's
+
     def challenge(
-        self, status: int, error: str | None, description: str, scopes: tuple[str, ...] | None = None
+        self,
+        status: int,
+        error: str | None,
+        description: str,
+        scopes: tuple[str, ...] | None = None,
+        *,
+        dpop_error: bool = False,
+        extra: tuple[tuple[bytes, bytes], ...] = (),
     ) -> JsonAnswer:
-        challenge = bearer_challenge(
-            resource_metadata=self.resource_metadata,
-            scopes=scopes if scopes is not None else self.scopes,
-            error=error,
-            description=description,
-        )
+        """The answer and its challenges: Bearer's, DPoP's beside it on a 401 when DPoP is
+        accepted (RFC 9449 §7.1), DPoP's alone when Bearer is not; `dpop_error`: the error
+        belongs to the DPoP scheme (a proof's), so Bearer's challenge carries none."""
+        shown = scopes if scopes is not None else self.scopes
         body = {"error": error or "unauthorized", "error_description": description}
-        return JsonAnswer(status, body, ((b"www-authenticate", challenge.encode()),))
+        headers: list[tuple[bytes, bytes]] = []
+        if not self.dpop_only and (status == 401 or not dpop_error):
+            challenge = bearer_challenge(
+                resource_metadata=self.resource_metadata,
+                scopes=shown,
+                error=None if dpop_error else error,
+                description=None if dpop_error else description,
+            )
+            headers.append((b"www-authenticate", challenge.encode()))
+        if self.dpop_algs and (status == 401 or dpop_error or self.dpop_only):
+            mine = dpop_error or self.dpop_only
+            dpop = dpop_challenge(
+                resource_metadata=self.resource_metadata,
+                scopes=shown,
+                algs=self.dpop_algs,
+                error=error if mine else None,
+                description=description if mine else None,
+            )
+            headers.append((b"www-authenticate", dpop.encode()))
+        return JsonAnswer(status, body, (*headers, *extra))

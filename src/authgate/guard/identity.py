@@ -28,6 +28,7 @@ class Identity:
     expires_at: int
     username: str | None = None
     claims: dict[str, Any] = field(default_factory=dict)
+    jkt: str | None = None  # RFC 9449 §6.1 cnf.jkt: usable only with a DPoP proof by that key (guard/dpop.py)
 
 
 def current_identity(request_or_scope: Any) -> Identity | None:

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from authgate.errors import InvalidToken
 from authgate.guard.identity import Identity
-from authgate.oauth import access_tokens
+from authgate.oauth import access_tokens, dpop
 from authgate.oauth.authority import Authority
 
 
@@ -70,6 +70,7 @@ class EmbeddedTokenVerifier:
             expires_at=claims.expires_at,
             username=username,
             claims=claims.raw,
+            jkt=dpop.bound_key(claims.raw),
         )
         self._remember(token, _Entry(identity, now))
         return identity

@@ -10,6 +10,7 @@ from authgate.errors import InvalidToken
 from authgate.guard.identity import Identity
 from authgate.idp.profiles import IdpProfile
 from authgate.oauth.access_tokens import check_times
+from authgate.oauth.dpop import bound_key
 
 LEEWAY = 60  # seconds of clock skew tolerated between authgate and the IdP
 
@@ -89,4 +90,5 @@ def identity_from_claims(claims: dict[str, Any], policy: TokenPolicy, now: float
         expires_at=expires_at,
         username=_first_string(claims, profile.username_claims),
         claims=claims,
+        jkt=bound_key(claims),  # an IdP's DPoP-bound token (RFC 9449 §6.1): the guard asks for its proof
     )

@@ -44,6 +44,7 @@ def issue(
     ttl: int,
     grant_id: str | None,
     auth_time: float | None = None,
+    jkt: str | None = None,
 ) -> tuple[str, int]:
     kid, key = keys.signing_key()
     iat = int(now)
@@ -62,6 +63,8 @@ def issue(
         claims["auth_time"] = int(auth_time)
     if grant_id:
         claims["gid"] = grant_id  # lets the guard re-check the grant is still live
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the DPoP proof's key
     token = jwt.encode({"alg": ALG, "typ": TYP, "kid": kid}, claims, key, algorithms=[ALG])
     return token, iat + ttl
 

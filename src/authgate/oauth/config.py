@@ -34,6 +34,10 @@ class CoreConfig:
     cimd_enabled: bool
     # private_key_jwt: the token endpoint URL as an assertion's aud too (legacy, off by default)
     assertion_token_endpoint_aud: bool = False
+    # DPoP (RFC 9449, oauth/dpop.py): proofs required for every token; server nonces asked for
+    dpop_required: bool = False
+    dpop_nonce: bool = False
+    dpop_proof_max_age: int = 300
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -56,4 +60,7 @@ class CoreConfig:
             registration_enabled=settings.registration_enabled,
             cimd_enabled=settings.cimd_enabled,
             assertion_token_endpoint_aud=settings.client_assertion_token_endpoint_audience,
+            dpop_required=settings.dpop_required,
+            dpop_nonce=settings.dpop_nonce,
+            dpop_proof_max_age=settings.dpop_proof_max_age,
         )

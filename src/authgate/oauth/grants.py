@@ -6,13 +6,14 @@ import json
 from typing import Any
 
 from authgate.errors import (
+    InvalidDpopProof,
     InvalidGrant,
     InvalidRequest,
     InvalidScope,
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from authgate.oauth import access_tokens, pkce, roles, scopes
+from authgate.oauth import access_tokens, dpop, pkce, roles, scopes
 from authgate.oauth.attempts import TokenSeen
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import canonical_resources
@@ -32,10 +33,11 @@ async def token(
     resources: list[str],
     authorization: str | None,
     seen: TokenSeen | None = None,
+    dpop_proof: str | None = None,
 ) -> TokenResponse:
     """`form` holds the single-valued parameters, `resources` every `resource` value; `seen`
     is filled with what the request showed (its client, code, grant) for the connection
-    timeline (oauth/attempts.py), success or failure."""
+    timeline (oauth/attempts.py), success or failure; `dpop_proof`: the request's DPoP header."""
     seen = TokenSeen() if seen is None else seen
     grant_type = form.get("grant_type")
     if not grant_type:
@@ -48,13 +50,45 @@ async def token(
     # refresh_token goes with authorization_code: clients that omit it still expect to refresh
     if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
         raise UnauthorizedClient(f"this client did not register the {grant_type} grant")
-    response = await handler(auth, client, form, resources, seen)
+    jkt = await _dpop_key(auth, client, dpop_proof)
+    response = await handler(auth, client, form, resources, seen, jkt)
     now = auth.clock()
     # pruning spares it; `authgate clients list` shows it. Recorded at most once an hour (a write
     # per token request otherwise): pruning counts days (client_idle_days ≥ 1).
     if client.source in ("dcr", "operator") and now - client.last_used_at >= TOUCH_EVERY:
         await auth.store.touch_client(client.client_id, now)
     return response
+
+
+async def _dpop_key(auth: Authority, client: Client, proof: str | None) -> str | None:
+    """The thumbprint of the request's DPoP key (RFC 9449 §5), or None: a Bearer token."""
+    if proof is None:
+        if auth.config.dpop_required or client.metadata.get("dpop_bound_access_tokens") is True:
+            raise InvalidDpopProof("this client's tokens are DPoP-bound: send a DPoP proof")  # RFC 9449 §5.2
+        return None
+    checked = await dpop.check(
+        proof,
+        method="POST",
+        url=auth.urls.endpoint("token"),
+        now=auth.clock(),
+        store=auth.store,
+        nonce_key=auth.keys.nonce_key if auth.config.dpop_nonce else None,
+        max_age=auth.config.dpop_proof_max_age,
+    )
+    return checked.jkt
+
+
+def _bound_refresh(client: Client, jkt: str | None) -> str:
+    """A new refresh token; a public client's carries its DPoP key's thumbprint (RFC 9449 §5:
+    bound to that key), inside the hashed value, so it cannot be changed."""
+    refresh = new_secret("agr_")
+    return f"{refresh}.{jkt}" if jkt is not None and client.token_endpoint_auth_method == "none" else refresh
+
+
+def _check_refresh_binding(presented: str, jkt: str | None) -> None:
+    bound = presented.rpartition(".")[2] if "." in presented else None
+    if bound is not None and bound != jkt:
+        raise InvalidGrant("this refresh token is bound to a DPoP key: refresh with a proof signed by that key")
 
 
 def _access_token_response(
@@ -66,6 +100,7 @@ def _access_token_response(
     resources: tuple[str, ...],
     grant_id: str | None,
     auth_time: float | None = None,
+    jkt: str | None = None,
 ) -> TokenResponse:
     now = auth.clock()
     ttl = auth.config.access_token_ttl
@@ -81,12 +116,14 @@ def _access_token_response(
         ttl=ttl,
         grant_id=grant_id,
         auth_time=auth_time,
+        jkt=jkt,
     )
-    return {"access_token": at, "token_type": "Bearer", "expires_in": ttl, "scope": scopes.render(granted)}
+    token_type = "DPoP" if jkt is not None else "Bearer"  # RFC 9449 §5
+    return {"access_token": at, "token_type": token_type, "expires_in": ttl, "scope": scopes.render(granted)}
 
 
 async def _authorization_code(
-    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen, jkt: str | None
 ) -> TokenResponse:
     code = form.get("code")
     if not code:
@@ -120,8 +157,9 @@ async def _authorization_code(
         resources=granted_resources,
         grant_id=stored.family_id,
         auth_time=stored.auth_time,
+        jkt=jkt,
     )
-    refresh = new_secret("agr_")
+    refresh = _bound_refresh(client, jkt)
     family = RefreshFamily(
         family_id=stored.family_id,
         client_id=client.client_id,
@@ -187,7 +225,7 @@ async def _check_before_rotation(auth: Authority, family: RefreshFamily, now: fl
 
 
 async def _refresh_token(
-    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], seen: TokenSeen, jkt: str | None
 ) -> TokenResponse:
     presented = form.get("refresh_token")
     if not presented:
@@ -197,6 +235,7 @@ async def _refresh_token(
     family = await auth.store.get_family(record.family_id) if record else None
     if record is None or family is None or family.client_id != client.client_id:
         raise InvalidGrant("refresh token is invalid")
+    _check_refresh_binding(presented, jkt)
     seen.family = family
     if family.revoked_at is not None:
         raise InvalidGrant("refresh token was revoked")
@@ -225,8 +264,9 @@ async def _refresh_token(
         granted=granted,
         resources=narrowed,
         grant_id=family.family_id,
+        jkt=jkt,
     )
-    successor = new_secret("agr_")
+    successor = _bound_refresh(client, jkt)
     body["refresh_token"] = successor
     new = RefreshToken(
         token_hash=digest(successor),
@@ -245,7 +285,7 @@ async def _refresh_token(
 
 
 async def _client_credentials(
-    auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen, jkt: str | None
 ) -> TokenResponse:
     # Only operator-made clients: one registered dynamically (by an older version) is anyone's
     if client.source != "operator" or client.client_secret_hash is None:
@@ -268,6 +308,7 @@ async def _client_credentials(
         granted=granted,
         resources=canonical_resources(auth, resources),
         grant_id=None,
+        jkt=jkt,
     )
 
 

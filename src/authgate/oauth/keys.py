@@ -30,6 +30,7 @@ class SigningKeys:
     ) -> None:
         self._store = store
         self._seal_key = derive_key(secret, "signing-keys")
+        self.nonce_key = derive_key(secret, "dpop-nonce")  # the same on every replica (oauth/dpop.py)
         self._retire_after = retire_after
         self._clock = clock
         self._records: list[SigningKey] = []

@@ -13,6 +13,7 @@ from typing import Any
 
 from authgate.oauth.client_keys import SIGNING_ALGS
 from authgate.oauth.config import CoreConfig
+from authgate.oauth.dpop import ALGS as DPOP_ALGS
 from authgate.oauth.registration import AUTH_METHODS
 from authgate.oauth.scopes import OFFLINE_ACCESS
 
@@ -38,6 +39,7 @@ def authorization_server_metadata(config: CoreConfig) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,  # RFC 9207
         "client_id_metadata_document_supported": config.cimd_enabled,
         "resource_indicators_supported": True,
+        "dpop_signing_alg_values_supported": list(DPOP_ALGS),  # RFC 9449 §5.1
     }
     if config.registration_enabled:
         doc["registration_endpoint"] = urls.endpoint("register")

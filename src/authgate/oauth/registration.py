@@ -90,6 +90,10 @@ def validate_metadata(body: dict[str, Any], open_grants: Sequence[str] = OPEN_GR
             kept[name] = body[name][:500]
     if "contacts" in body:
         kept["contacts"] = _string_list(body, "contacts", [])[:10]
+    if "dpop_bound_access_tokens" in body:  # RFC 9449 §5.2: then every token request needs a proof
+        if not isinstance(body["dpop_bound_access_tokens"], bool):
+            raise InvalidClientMetadata("dpop_bound_access_tokens must be a boolean")
+        kept["dpop_bound_access_tokens"] = body["dpop_bound_access_tokens"]
     if method == "private_key_jwt":  # RFC 7523 §2.2: its public keys, by value or by reference
         kept.update(validate_key_metadata(body))
     return kept

@@ -27,10 +27,12 @@ from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
+from authgate.guard.dpop import DpopCheck
 from authgate.guard.identity import UPSTREAM_ACCESS_KEY
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
 from authgate.guard.verifier import TokenVerifier
+from authgate.oauth import dpop
 from authgate.policy.layer import PolicyLayer
 from authgate.server.body_limit import BodyLimit
 from authgate.server.forwarded import TrustedProxies
@@ -45,7 +47,7 @@ from authgate.server.routes.endpoints import Endpoints
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 from authgate.server.store_failures import oauth_answer, page_answer
 
-MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version"]
+MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version", "DPoP-Nonce"]  # RFC 9449 §8
 PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"}) | ADMIN_PAGES  # answered in HTML
 
 
@@ -69,8 +71,8 @@ class AuthgateApp:
             self.router,
             allow_origins=["*"],
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
-            expose_headers=["WWW-Authenticate"],
+            allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version", "DPoP"],
+            expose_headers=["WWW-Authenticate", "DPoP-Nonce"],
             max_age=3600,
         )
         self._cors_paths = set(self._public_paths())
@@ -263,10 +265,18 @@ class AuthgateApp:
             from authgate.server.tracing import traced_gate
 
             gate = traced_gate(self.settings, self.mcp_app, self.mcp_path)
+        bearer = BearerCheck(
+            verifier,
+            resource_metadata=urls.prm_url,
+            scopes=tuple(self.settings.scopes),
+            dpop_algs=dpop.ALGS if self.runtime else (),
+            dpop_only=self.settings.dpop_required,
+        )
         return gate(
             drained,
             origins=OriginCheck(public_host=urls.origin.split("://", 1)[1], allowed_origins=origins),
-            bearer=BearerCheck(verifier, resource_metadata=urls.prm_url, scopes=tuple(self.settings.scopes)),
+            bearer=bearer,
+            dpop=self._dpop(bearer),
             enforcer=policy.enforcer,
             # streams per caller counted once the policy has parsed the body (gateway/streams.py)
             streams=StreamLimit(drained, per_caller=self.settings.max_streams_per_caller),
@@ -275,6 +285,20 @@ class AuthgateApp:
             sdk_users=SdkUsers() if self.sdk_user else None,
             cors=cors,  # only requests with an Origin (browsers) go through it
             first_call=self.runtime.auth.attempts.first_call if self.runtime else None,  # oauth/attempts.py
+        )
+
+    def _dpop(self, bearer: BearerCheck) -> DpopCheck | None:
+        """The DPoP scheme on /mcp (guard/dpop.py): proofs' jtis in the shared store."""
+        if self.runtime is None:
+            return None
+        auth = self.runtime.auth
+        return DpopCheck(
+            bearer,
+            auth.store,
+            url=self.settings.urls.resource,
+            nonce_key=auth.keys.nonce_key if self.settings.dpop_nonce else None,
+            max_age=self.settings.dpop_proof_max_age,
+            clock=auth.clock,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

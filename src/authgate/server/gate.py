@@ -33,6 +33,7 @@ from authgate.gateway.body import PARSED_BODY_KEY
 from authgate.gateway.errors import GatewayError, send_error
 from authgate.gateway.streams import LISTEN, StreamLimit
 from authgate.guard.bearer import BearerCheck, JsonAnswer, bearer_token
+from authgate.guard.dpop import DpopCheck, dpop_token
 from authgate.guard.identity import SCOPE_KEY, Identity
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
@@ -60,8 +61,10 @@ class McpGate:
         sdk_users: SdkUsers | None = None,
         cors: Callable[[ASGIApp], ASGIApp] | None = None,
         first_call: Callable[[object], None] | None = None,
+        dpop: DpopCheck | None = None,
     ) -> None:
         self.app = app
+        self.dpop = dpop  # the DPoP scheme (guard/dpop.py); None: only Bearer is understood
         self.origins = origins
         self.bearer = bearer
         self.enforcer = enforcer
@@ -135,12 +138,17 @@ class McpGate:
         if token is not None:
             known = self.bearer.known(token)
             found = known or await self._identified(token)
+            if isinstance(found, Identity) and (found.jkt is not None or self.bearer.dpop_only):
+                found = self.bearer.not_bearer(found)  # RFC 9449 §7.2: a bound token needs its proof
             if (meter := metering.meter) is not None:
                 _count_token(meter, found, known is not None)
             if not isinstance(found, Identity):
                 await found(scope, ex.receive, send)
                 return False
             self._hand_on(ex, scope, found)
+        elif self.dpop is not None and (bound := dpop_token(ex.authorization)) is not None:
+            if not await self._proved(ex, scope, send, self.dpop, bound):
+                return False
         elif not await self._anonymous(ex, scope, method):
             if (meter := metering.meter) is not None:
                 meter.auth("no_token")
@@ -157,6 +165,19 @@ class McpGate:
         if self.first_call is not None and isinstance(found, Identity):
             self.first_call(found.claims.get("gid"))
         return found
+
+    async def _proved(self, ex: Exchange, scope: Scope, send: Send, dpop: DpopCheck, token: str) -> bool:
+        """The DPoP scheme: the token, then this request's proof (guard/dpop.py)."""
+        found = await dpop.identify(token, scope)
+        if (meter := metering.meter) is not None:
+            _count_token(meter, found, False)
+        if not isinstance(found, Identity):
+            await found(scope, ex.receive, send)
+            return False
+        if self.first_call is not None:
+            self.first_call(found.claims.get("gid"))
+        self._hand_on(ex, scope, found)
+        return True
 
     def _hand_on(self, ex: Exchange, scope: Scope, identity: Identity) -> None:
         """Who is calling, for the app (and the SDK's own types for SDK apps) and the log."""

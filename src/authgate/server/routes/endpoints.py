@@ -79,7 +79,8 @@ class Endpoints:
         seen = TokenSeen()  # what the request showed, for the connection timeline
         try:
             form, resources = await _form(request)
-            body = await grants.token(self.auth, form, resources, authorization, seen)
+            proof = request.headers.get("dpop")
+            body = await grants.token(self.auth, form, resources, authorization, seen, proof)
         except OAuthError as exc:
             client_id = form.get("client_id") or basic_client_id(authorization)
             await self.auth.attempts.token_failed(form.get("grant_type"), seen, exc, client_id)
