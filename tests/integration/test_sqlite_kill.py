@@ -1,8 +1,10 @@
 """One authgate on SQLite under a load of whole OAuth flows, killed with SIGKILL mid-flow
-(issue 18: the store's transactions run in place on the loop's thread and a write's COMMIT is
-fsynced in a commit thread before its answer, `store/sql/sqlite_direct.py`): nothing it had
-answered is lost. Every client answered 201 and every newest refresh token answered 200 still
-work once it is restarted on the same data directory.
+(issue 18: the store's transactions run in place on the loop's thread, a write's COMMIT hands
+its WAL frames to the operating system and a flush thread fsyncs them, one fsync for a
+request's writes and whatever committed meanwhile, before its answer:
+`store/sql/sqlite_direct.py`, `store/durability.py`): nothing it had answered is lost. Every
+client answered 201 and every newest refresh token answered 200 still work once it is
+restarted on the same data directory.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
 from authgate.server.runtime import Runtime, housekeeping, open_runtime
 from authgate.server.store_failures import oauth_answer, page_answer
+from authgate.store.durability import answer_after_flush
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version", "DPoP-Nonce"]  # RFC 9449 §8
 PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"}) | ADMIN_PAGES  # answered in HTML
@@ -142,7 +143,9 @@ class AuthgateApp:
             if self.handlers is None:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
             try:
-                response: Response = await self.handlers[name](request)
+                # its writes share one flush to the disk, before the answer (store/durability.py)
+                async with answer_after_flush():
+                    response: Response = await self.handlers[name](request)
             except StoreError as exc:  # 503 + Retry-After when the database cannot answer now
                 response = (page_answer if name in PAGES else oauth_answer)(exc, request)
             except ClientDisconnect:  # gone mid-body (or its body fell silent: server/http_protocol.py)

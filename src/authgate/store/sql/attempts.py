@@ -20,6 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from authgate.store import durability
 from authgate.store.models import ATTEMPT_STEPS, Attempt, AttemptNote
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import Connection, idempotent
@@ -51,6 +52,10 @@ class SqlAttemptStore:
     async def record_attempts(self, notes: Sequence[AttemptNote], *, max_rows: int, window: float) -> None:
         if not notes:
             return
+        with durability.relaxed():  # diagnostics: a power loss may take the last notes back
+            await self._record(notes, max_rows, window)
+
+    async def _record(self, notes: Sequence[AttemptNote], max_rows: int, window: float) -> None:
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             for note in notes:  # in order: a note may continue the row an earlier one made
                 found = await _find(conn, note, window)

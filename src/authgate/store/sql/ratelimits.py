@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from authgate.errors import StoreError
 from authgate.oauth.ratelimit import RateLimiter, weighted_wait
+from authgate.store import durability
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import Connection
 from authgate.store.sql.store import SqlStore
@@ -149,14 +150,18 @@ class SqlRateLimits:
         if self._outage.resting():
             return  # the stored attempts then count until their windows pass
         try:
-            async with self._store._tx() as conn:
-                await conn.execute(
-                    sa.delete(LIMITS).where(
-                        LIMITS.c.limiter == self.name, LIMITS.c.key_hash == _digest(key, self._key_secret)
-                    )
-                )
+            with durability.relaxed():  # as a hit's count (_count_in_store)
+                await self._forget(key)
         except StoreError as exc:
             self._outage.failed(f"rate limit {self.name}", exc)
+
+    async def _forget(self, key: str) -> None:
+        async with self._store._tx() as conn:
+            await conn.execute(
+                sa.delete(LIMITS).where(
+                    LIMITS.c.limiter == self.name, LIMITS.c.key_hash == _digest(key, self._key_secret)
+                )
+            )
 
     # -- housekeeping -------------------------------------------------------------------------
 
@@ -174,6 +179,11 @@ class SqlRateLimits:
     async def _count_in_store(self, key: str) -> bool:
         start, elapsed = self._now()
         digest = _digest(key, self._key_secret)
+        # a count a power loss may take back (no answer waits for its flush: store/durability.py)
+        with durability.relaxed():
+            return await self._count_hit(digest, start, elapsed)
+
+    async def _count_hit(self, digest: str, start: int, elapsed: float) -> bool:
         async with self._store._tx() as conn:  # same package: the store's transaction rules
             previous = await self._hits(conn, digest, start - self.window)
             # this window's count must stay below what the previous one leaves (hits are whole)

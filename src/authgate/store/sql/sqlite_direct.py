@@ -10,9 +10,16 @@ costs ~25–40 µs (docs/benchmarks.md, "OAuth flows").
 
 Only two things could block the loop, and do not:
 
-- **COMMIT of a write** (WAL with `synchronous=FULL`: an fsync, 0.1–10 ms by disk) runs in a
-  commit thread while the loop goes on. It is shielded: a request cancelled meanwhile still
-  waits for the commit it started, so a write is committed or failed, never half-known.
+- **The flush to the disk** (an fsync of the WAL, 0.1–10 ms by disk). The writer connection
+  runs with `synchronous=NORMAL`: its COMMIT, on the loop, only hands the WAL frames to the
+  operating system (~10 µs; a `kill -9` of this process loses none of them), and the fsync
+  that makes them survive a power loss runs in a flush thread (group commit). A write waits
+  for the flush that covers it before it returns — or, inside a request's
+  `durability.answer_after_flush()`, before the request's answer is sent: one flush for all of
+  a request's writes, shared with whatever else committed meanwhile. A read waits too, when
+  it may have seen a commit of this process whose flush is still on its way, so no answer
+  depends on what a power loss could take back. Checkpoints (which copy the WAL into the
+  database file, with two fsyncs) run in the flush thread as well, not in a COMMIT on the loop.
 - **The write lock.** This process's writers queue on an asyncio lock and share one writer
   connection; its BEGIN IMMEDIATE never waits in SQLite's busy handler (busy timeout 0 on
   that connection), it is retried after asyncio sleeps while another process (a replica, the
@@ -28,23 +35,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
+from authgate.errors import StoreUnavailable
+from authgate.store import durability
 from authgate.store.sql import engine as engines
 
 __all__ = ["DirectSqlite", "DirectTx"]
 
 MAX_IDLE_READERS = 4  # reader connections kept open between transactions
 _FIRST_RETRY, _LONGEST_RETRY = 0.001, 0.05  # seconds between BEGIN IMMEDIATE attempts
+CHECKPOINT_EVERY = 200  # commits between two checkpoints in the flush thread (SQLite's own: 1000 pages)
 
 
 class DirectTx:
@@ -73,23 +85,28 @@ class DirectSqlite:
         self._readers: list[sa.Connection] = []
         self._writer: sa.Connection | None = None
         self._write_lock = asyncio.Lock()
-        self._commits = _Committer()
+        path = engines.sqlite_file(url)
+        assert path is not None, "an in-memory database keeps the asyncio engine"
+        self._flusher = _Flusher(path)
 
     def close(self) -> None:
         for conn in [*self._readers, *([self._writer] if self._writer else [])]:
             with contextlib.suppress(Exception):
                 conn.close()
         self._readers, self._writer = [], None
-        self._commits.close()
+        self._flusher.close()
         self._engine.dispose()
 
     @contextlib.asynccontextmanager
     async def transaction(self, *, write: bool) -> AsyncIterator[DirectTx]:
-        """One transaction, committed on exit (a write's COMMIT in the commit thread), rolled
-        back on an error."""
+        """One transaction, committed on exit, rolled back on an error. It returns once what it
+        may depend on is on the disk, or, in a request's flush scope, leaves that to the
+        request's end (`durability`): see the module's docstring."""
         if write:
             await self._lock_writer()
         conn: sa.Connection | None = None
+        flusher = self._flusher
+        seen = flusher.committed  # a read may see every commit of this process up to here
         try:
             conn = self._writer_connection() if write else self._reader_connection()
             raw = self._raw(conn)
@@ -99,14 +116,14 @@ class DirectSqlite:
                 else:
                     raw.execute("BEGIN")
                 yield DirectTx(conn)
-                if write:
-                    await self._commit(raw)
-                # SQLAlchemy's own bookkeeping (its transaction began with the first statement);
-                # for a read this is the COMMIT, for a write it finds nothing left to commit
+                # SQLAlchemy's own bookkeeping (its transaction began with the first statement)
+                # and the COMMIT: for a write, the WAL frames handed to the operating system
                 if conn.in_transaction():
                     conn.commit()
                 elif raw.in_transaction:
                     raw.commit()
+                if write and not durability.is_relaxed():  # numbered: what answers may depend on
+                    seen = flusher.committed = flusher.committed + 1
             except BaseException:
                 self._roll_back(conn)
                 raise
@@ -117,6 +134,13 @@ class DirectSqlite:
                 self._readers.append(conn)
             elif conn is not None:
                 conn.close()
+        if seen > flusher.durable:
+            scope = durability.current_scope()
+            pending = scope.pending if scope is not None else None
+            if scope is None or (pending is not None and getattr(pending, "flusher", None) is not flusher):
+                await flusher.flush(seen)
+            else:  # the request's answer waits for it (server/app.py)
+                scope.pending = _Pending(flusher, max(seen, getattr(pending, "seq", 0)))
 
     async def _lock_writer(self) -> None:
         if not self._write_lock.locked():
@@ -130,7 +154,11 @@ class DirectSqlite:
     def _writer_connection(self) -> sa.Connection:
         if self._writer is None or self._writer.closed:
             self._writer = self._engine.connect()
-            self._raw(self._writer).execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
+            raw = self._raw(self._writer)
+            raw.execute("PRAGMA busy_timeout = 0")  # see _begin_immediate
+            # the fsync is the flush thread's (see the module docstring), and so are checkpoints
+            raw.execute("PRAGMA synchronous = NORMAL")
+            raw.execute("PRAGMA wal_autocheckpoint = 0")
         return self._writer
 
     def _reader_connection(self) -> sa.Connection:
@@ -147,20 +175,6 @@ class DirectSqlite:
             with contextlib.suppress(Exception):
                 conn.close()
 
-    async def _commit(self, raw: sqlite3.Connection) -> None:
-        done = self._commits.commit(raw)
-        cancelled = False
-        while True:
-            try:
-                await asyncio.shield(done)
-                break
-            except asyncio.CancelledError:
-                if done.cancelled():  # never ran (closing)
-                    raise
-                cancelled = True  # the commit is on its way to the disk: wait for it
-        if cancelled:
-            raise asyncio.CancelledError
-
     @staticmethod
     def _raw(conn: sa.Connection) -> sqlite3.Connection:
         raw = conn.connection.dbapi_connection
@@ -168,22 +182,46 @@ class DirectSqlite:
         return raw
 
 
-class _Committer:
-    """The commit thread: COMMIT (its fsync) of the writer's transactions, one at a time, each
-    answered on the loop that asked. A queue and `call_soon_threadsafe` rather than an
-    executor: half the locks and futures per commit."""
+class _Pending:
+    """What a request's scope awaits at its end: the flush of this database up to `seq`."""
 
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[tuple[sqlite3.Connection, asyncio.Future[None]] | None] = queue.SimpleQueue()
+    __slots__ = ("flusher", "seq")
+
+    def __init__(self, flusher: _Flusher, seq: int) -> None:
+        self.flusher, self.seq = flusher, seq
+
+    def __call__(self) -> Any:
+        return self.flusher.flush(self.seq)
+
+
+class _Flusher:
+    """Group commit: the flush thread fsyncs the WAL for every commit made before it started
+    (one fsync, however many commits), then answers each waiter on its loop. Commits are
+    numbered in this process (`committed`); `durable` is the highest number known on the disk.
+    While one flush runs, the next waiters gather for one more. Every `CHECKPOINT_EVERY`
+    commits the thread also checkpoints (PASSIVE: it never waits for readers or writers) on a
+    connection of its own, so the loop never copies the WAL into the database."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._wal = Path(f"{path}-wal")
+        self.committed = 0
+        self.durable = 0
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._running = False  # a flush is on its way (state kept on the loop's thread)
+        self._checkpointed = 0  # `committed` at the last checkpoint asked for
+        self._queue: queue.SimpleQueue[tuple[int, bool, asyncio.AbstractEventLoop] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def commit(self, raw: sqlite3.Connection) -> asyncio.Future[None]:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="authgate-sqlite-commit", daemon=True)
-            self._thread.start()
+    async def flush(self, seq: int) -> None:
+        """Return once commit `seq` (and every one before it) is on the disk."""
+        if seq <= self.durable:
+            return
         done = asyncio.get_running_loop().create_future()
-        self._queue.put((raw, done))
-        return done
+        self._waiters.append((seq, done))
+        if not self._running:
+            self._start()
+        await done  # cancelled: the commit stands; the flush goes on for the others
 
     def close(self) -> None:
         if self._thread is not None:
@@ -191,24 +229,73 @@ class _Committer:
             self._thread.join(timeout=30)
             self._thread = None
 
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="authgate-sqlite-flush", daemon=True)
+            self._thread.start()
+        self._running = True
+        checkpoint = self.committed - self._checkpointed >= CHECKPOINT_EVERY
+        if checkpoint:
+            self._checkpointed = self.committed
+        self._queue.put((self.committed, checkpoint, asyncio.get_running_loop()))
+
+    def _flushed(self, seq: int, error: BaseException | None) -> None:
+        """On the loop: answer the waiters this flush covered; start the next for the rest."""
+        self._running = False
+        if error is None:
+            self.durable = max(self.durable, seq)
+        covered = [(s, f) for s, f in self._waiters if s <= seq]
+        self._waiters = [(s, f) for s, f in self._waiters if s > seq]
+        for _, done in covered:
+            if not done.done():
+                done.set_result(None) if error is None else done.set_exception(error)
+        self._waiters = [(s, f) for s, f in self._waiters if not f.done()]
+        if self._waiters:
+            self._start()
+
     def _run(self) -> None:
+        checkpointer: sqlite3.Connection | None = None
         while (item := self._queue.get()) is not None:
-            raw, done = item
-            try:
-                raw.commit()
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                done.get_loop().call_soon_threadsafe(_settle, done, exc)
-            else:
-                done.get_loop().call_soon_threadsafe(_settle, done, None)
+            seq, checkpoint, loop = item
+            error = self._fsync()
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._flushed, seq, error)
+            if checkpoint and error is None:
+                checkpointer = _checkpoint(self._path, checkpointer)
+        self._fsync()  # a clean stop: the relaxed writes too
+        if checkpointer is not None:
+            checkpointer.close()
+
+    def _fsync(self) -> StoreUnavailable | None:
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:  # no WAL: the last connection's checkpoint moved it all (synced)
+            return None
+        except OSError as exc:
+            return StoreUnavailable(f"the database could not be flushed to the disk: {exc}")
+        try:
+            os.fsync(fd)
+        except OSError as exc:  # the disk refused: the commits it covered cannot be answered
+            return StoreUnavailable(f"the database could not be flushed to the disk: {exc}")
+        finally:
+            os.close(fd)
+        return None
 
 
-def _settle(done: asyncio.Future[None], error: BaseException | None) -> None:
-    if done.cancelled():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+def _checkpoint(path: Path, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
+    """A PASSIVE checkpoint (copy what no reader still needs from the WAL into the database,
+    with its fsyncs) on the flush thread's own connection; a failure only waits for the next."""
+    try:
+        if conn is None:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout = {engines.SQLITE_BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    except sqlite3.Error:
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        return None
+    return conn
 
 
 async def _begin_immediate(raw: sqlite3.Connection) -> None:
