@@ -14,6 +14,7 @@ connection, a lock held past the busy timeout, a full pool): `SqlDatabase._tx` r
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ WRITE_OPTION = "authgate_write"
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 PG_CONNECT_TIMEOUT_SECONDS = 10  # asyncpg's own default is 60: a request would wait that long
+PG_PING_AFTER_IDLE_SECONDS = 5.0  # a pooled write connection idle longer is pinged before use
+_CHECKED_IN = "authgate_checked_in"  # a pooled connection's last check-in (time.monotonic)
 
 # SQLSTATEs of a connection the server ended or refused: class 08 (connection exception) and
 # these. 53300 (too many connections) and 57P03 (starting up) are worth a wait, not a reconnect.
@@ -90,14 +93,14 @@ def make_engine(url: URL, *, reads: bool = False) -> AsyncEngine:
     from sqlalchemy.ext.asyncio import create_async_engine  # with the ORM: ~7 MB (docs/benchmarks.md §4)
 
     if not is_sqlite(url):
-        # pre_ping: a replica outlives database restarts without surfacing stale connections.
         engine = create_async_engine(
             url,
-            pool_pre_ping=not reads,
             connect_args={"timeout": PG_CONNECT_TIMEOUT_SECONDS},
             **({"isolation_level": "AUTOCOMMIT"} if reads else {}),
         )
         sa.event.listen(engine.sync_engine, "handle_error", _broken_is_disconnect)
+        if not reads:
+            _ping_when_idle(engine.sync_engine)
         return engine
     path = sqlite_file(url)
     if path is not None:
@@ -109,6 +112,35 @@ def make_engine(url: URL, *, reads: bool = False) -> AsyncEngine:
     sa.event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
     sa.event.listen(engine.sync_engine, "begin", _sqlite_on_begin)
     return engine
+
+
+def _ping_when_idle(engine: sa.Engine) -> None:
+    """The writes' engine pings a pooled connection before use only when it has idled past
+    `PG_PING_AFTER_IDLE_SECONDS`, so a replica outlives a database restart during a quiet spell
+    without surfacing a stale connection, and a busy one pays no ping (BEGIN and ROLLBACK with
+    asyncpg: two round trips, ~0.3 ms of CPU, before each write transaction with
+    `pool_pre_ping`). A connection the database ended while it was in use is a disconnect
+    (`_broken_is_disconnect`): the pool discards it and its older ones, and that one request is
+    a 503 (`StoreUnavailable`), as it was with the ping."""
+    dialect = engine.dialect
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idled = record.info.get(_CHECKED_IN)
+        if idled is None or time.monotonic() - idled < PG_PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception as exc:  # noqa: BLE001 - any failure of the ping: reconnect
+            raise sa.exc.DisconnectionError(f"a pooled connection failed its ping: {_text(exc)}") from exc
+        if not alive:
+            raise sa.exc.DisconnectionError("a pooled connection failed its ping")
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        if record is not None:
+            record.info[_CHECKED_IN] = time.monotonic()
+
+    sa.event.listen(engine, "checkout", checkout)
+    sa.event.listen(engine, "checkin", checkin)
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
