@@ -23,6 +23,8 @@
     ├── KnowledgeBaseError           the built-in knowledge base (kb/errors.py)
     │   └── SkippedFile              a file the indexer will not read (kb/indexer.py)
     ├── UpstreamIdpError             proxy mode's upstream IdP refused or failed (idp/proxy/upstream_idp.py)
+    ├── OutboundAuthError            authgate as an OAuth client refused a remote's metadata or got no
+    │                                token (outbound/errors.py)
     ├── UpstreamTokenError           `authgate.upstream_token(ctx)` has no upstream IdP token to give
     │   ├── NoUpstreamToken          none for this caller (not proxy mode, no sign-in upstream, a
     │   │                            machine client, expired without a refresh token, unsealable)

@@ -44,7 +44,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("config and store contracts", ("authgate.config", "authgate.store")),
-    ("core", ("authgate.oauth", "authgate.policy", "authgate.guard")),
+    # outbound: authgate as an OAuth client of a protected remote (framework-free, beside oauth)
+    ("core", ("authgate.oauth", "authgate.policy", "authgate.guard", "authgate.outbound")),
     (
         "adapters",
         (

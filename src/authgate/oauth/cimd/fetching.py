@@ -169,6 +169,44 @@ class PinnedFetcher:
             _PIN.reset(token)
         return response, body
 
+    async def exchange(
+        self, method: str, url: str, *, what: str, form: dict[str, str] | None = None,
+        json_body: Any = None, headers: dict[str, str] | None = None,
+    ) -> tuple[int, httpx.Headers, bytes]:  # fmt: skip
+        """One request to `url`, vetted and pinned like `fetch`, never following a redirect (the
+        caller reads a 302's Location itself; a token POST is never redirected): its status,
+        headers and body (any status, at most `max_bytes`). For authgate's outbound OAuth client."""
+        where = f"{what} {url[:200]}"
+        if problem := fetch_url_problem(url, self._policy):
+            raise FetchError(f"{where}: {problem}")
+        try:
+            async with asyncio.timeout(self._policy.timeout):
+                with translated(where):
+                    return await self._exchange(method, url, where, form, json_body, headers or {})
+        except TimeoutError:
+            raise FetchError(f"{where}: no complete response within {self._policy.timeout:g}s") from None
+        except Unreachable as exc:
+            raise FetchError(f"{where}: {exc.kind}: {exc.detail[:200]}") from None
+
+    async def _exchange(
+        self, method: str, url: str, where: str, form: dict[str, str] | None, json_body: Any, headers: dict[str, str]
+    ) -> tuple[int, httpx.Headers, bytes]:
+        target = httpx.URL(url)
+        host = target.raw_host.decode("ascii")
+        port = target.port or (443 if target.scheme == "https" else 80)
+        token = _PIN.set((host, await self._vet_host(host, port, target.scheme, where)))
+        try:
+            sent = {"Accept": "application/json", "Accept-Encoding": "identity", **headers}
+            request = self._client.build_request(method, target, headers=sent, data=form, json=json_body)
+            response = await self._client.send(request, stream=True)
+            try:
+                body = await self._read_body(response, where)
+            finally:
+                await response.aclose()
+        finally:
+            _PIN.reset(token)
+        return response.status_code, response.headers, body
+
     async def _vet_host(self, host: str, port: int, scheme: str, where: str) -> str:
         """Resolve `host`; refuse if ANY address is not public; return the one to dial."""
         try:
