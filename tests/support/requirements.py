@@ -49,6 +49,7 @@ SPECS: dict[str, str] = {
     "RFC 8725": "JSON Web Token Best Current Practices",
     "RFC 9068": "JWT Profile for OAuth 2.0 Access Tokens",
     "RFC 9207": "OAuth 2.0 Authorization Server Issuer Identification",
+    "RFC 9449": "OAuth 2.0 Demonstrating Proof of Possession (DPoP)",
     "RFC 9700": "OAuth 2.0 Security Best Current Practice",
     "RFC 9728": "OAuth 2.0 Protected Resource Metadata",
     "OIDC Core": "OpenID Connect Core 1.0",
