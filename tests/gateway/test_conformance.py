@@ -438,8 +438,8 @@ def render_table(runs: dict[str, dict[str, cr.Results]]) -> str:
         if target == BUILT_IN and scenario in BUILT_IN_NOT_APPLICABLE:
             return "n/a"
         if target == "stdio bridge" and any(fnmatch.fnmatchcase(scenario, s) for s, _ in STDIO_BRIDGE_GAPS):
-            # what the listed gaps cover may pass on a quiet run and fail under load: the table says
-            # "gaps" whatever this run gave (no other check of the scenario may be lost: the test above)
+            # the table says "gaps" whatever this run gave, so it does not follow a listed check that
+            # passes on some runs (no other check of the scenario may be lost: the test above)
             return "gaps"
         if target == BUILT_IN:  # its not-applicable checks aside
             applicable = [c for c in checks if (scenario, c["id"]) not in BUILT_IN_NOT_APPLICABLE_CHECKS]
