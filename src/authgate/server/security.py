@@ -23,15 +23,22 @@ class Signer:
 
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._serializers: dict[str, URLSafeTimedSerializer] = {}  # one per purpose, made once
 
     def dumps(self, purpose: str, value: Any) -> str:
-        return URLSafeTimedSerializer(self._secret, salt=purpose).dumps(value)
+        return self._serializer(purpose).dumps(value)
 
     def loads(self, purpose: str, token: str, max_age: int) -> Any | None:
         try:
-            return URLSafeTimedSerializer(self._secret, salt=purpose).loads(token, max_age=max_age)
+            return self._serializer(purpose).loads(token, max_age=max_age)
         except (BadSignature, SignatureExpired):
             return None
+
+    def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
+        serializer = self._serializers.get(purpose)
+        if serializer is None:  # a handful of purposes, fixed in the code
+            serializer = self._serializers[purpose] = URLSafeTimedSerializer(self._secret, salt=purpose)
+        return serializer
 
 
 async def session_user(request: Request, signer: Signer, users: UserStore, ttl: int) -> User | None:
@@ -41,6 +48,7 @@ async def session_user(request: Request, signer: Signer, users: UserStore, ttl: 
     data = signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), ttl)
     if not isinstance(data, dict):
         return None
+    request.state.authgate_session = data  # read once a request (routes/authorize.py `_auth_time`)
     user = await users.get_user(str(data.get("uid")))
     if user is None or data.get("v", 0) != user.session_version:
         return None

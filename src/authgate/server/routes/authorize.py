@@ -229,7 +229,11 @@ class BrowserFlow:
         return await session_user(request, self.signer, self.auth.store, self.settings.login_session_ttl)
 
     def _auth_time(self, request: Request) -> float:
-        data = self.signer.loads("session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl)
+        data = getattr(request.state, "authgate_session", None)  # session_user's, this request
+        if data is None:
+            data = self.signer.loads(
+                "session", request.cookies.get(SESSION_COOKIE, ""), self.settings.login_session_ttl
+            )
         return float(data.get("at", self.auth.clock())) if isinstance(data, dict) else self.auth.clock()
 
 
