@@ -362,3 +362,34 @@ def test_nonces_round_trip_and_dpop_required_refuses_bearer(tmp_path_factory: py
         assert [c.split(" ", 1)[0] for c in r.headers.get_list("www-authenticate")] == ["DPoP"]
     finally:
         server.stop()
+
+
+@pytest.mark.requirement(req.ISSUE16_DPOP_SETTINGS)
+def test_dpop_required_for_one_scope(tmp_path_factory: pytest.TempPathFactory) -> None:
+    server = _start(tmp_path_factory, "dpop-scope", AUTHGATE_SCOPES='["mcp", "notes.write"]')
+    try:
+        client_id, secret = server.add_machine_client("dpop-scoped", "mcp notes.write")
+        url = server.endpoint("token")
+
+        def token(scope: str, proof: str | None) -> httpx.Response:
+            form = {"grant_type": "client_credentials", "resource": server.mcp_url, "scope": scope}
+            headers = {"DPoP": proof} if proof is not None else {}
+            return httpx.post(url, data=form, auth=(client_id, secret), headers=headers, timeout=10)
+
+        before = token("mcp notes.write", None).json()["access_token"]  # issued before the setting
+        server.env["AUTHGATE_DPOP_REQUIRED_SCOPES"] = '["notes.write"]'
+        server.restart()
+        r = token("mcp notes.write", None)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_dpop_proof", r.text
+        assert "notes.write" in r.json()["error_description"]
+        key = DpopKey()
+        r = token("mcp notes.write", key.proof("POST", url))
+        assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+        plain = token("mcp", None)
+        assert plain.status_code == 200 and plain.json()["token_type"] == "Bearer", plain.text
+        assert _mcp(server, plain.json()["access_token"], None, scheme="Bearer").status_code == 200
+        r = _mcp(server, before, None, scheme="Bearer")  # a Bearer token holding the scope: refused
+        _refused(r, "invalid_token", server)
+        assert "must be DPoP-bound" in r.json()["error_description"]
+    finally:
+        server.stop()

@@ -35,6 +35,11 @@ class TokenSettings(BaseModel):
         description="every access token must be DPoP-bound (RFC 9449): the token endpoint refuses a request "
         "without a proof, the MCP endpoint refuses Bearer tokens, and PRM says dpop_bound_access_tokens_required",
     )
+    dpop_required_scopes: list[str] = Field(
+        default_factory=list,
+        description="scopes whose tokens must be DPoP-bound (RFC 9449): a token request granting one needs a proof, "
+        "and /mcp refuses a Bearer token holding one",
+    )
     dpop_nonce: bool = Field(
         False,
         description="DPoP proofs must carry a server nonce (RFC 9449 §8, §9): a proof without the current one "

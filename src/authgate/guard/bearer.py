@@ -66,6 +66,7 @@ class BearerCheck:
         scopes: tuple[str, ...],
         dpop_algs: tuple[str, ...] = (),
         dpop_only: bool = False,
+        dpop_scopes: frozenset[str] = frozenset(),
     ) -> None:
         self.verifier = verifier
         self.resource_metadata = resource_metadata
@@ -74,6 +75,8 @@ class BearerCheck:
         # `dpop_only`: the Bearer scheme is refused altogether (the dpop_required setting)
         self.dpop_algs = dpop_algs
         self.dpop_only = dpop_only
+        self.dpop_scopes = dpop_scopes  # `dpop_required_scopes`: a Bearer token holding one is refused
+        self.dpop_rules = dpop_only or bool(dpop_scopes)  # one test on the Bearer path when neither is set
         self._offered = frozenset(scopes)
         # a verifier's cache, asked without a coroutine (EmbeddedTokenVerifier.cached)
         self._cached: Callable[[str], Identity | None] | None = getattr(verifier, "cached", None)
@@ -108,10 +111,20 @@ class BearerCheck:
             )
         return identity
 
+    def refuses_bearer(self, identity: Identity) -> bool:
+        """An unbound token the settings say must be DPoP-bound (asked only with `dpop_rules`)."""
+        return self.dpop_only or not self.dpop_scopes.isdisjoint(identity.scopes)
+
     def not_bearer(self, identity: Identity) -> JsonAnswer:
         """A valid token that may not be used as a bearer token: DPoP-bound (RFC 9449 §7.2), or
         every token must be (`dpop_only`)."""
-        why = "this token is DPoP-bound" if identity.jkt is not None else "this server accepts DPoP tokens only"
+        why = (
+            "this token is DPoP-bound"
+            if identity.jkt is not None
+            else "this server accepts DPoP tokens only"
+            if self.dpop_only
+            else "tokens for these scopes must be DPoP-bound"
+        )
         description = f"{why}: send it as Authorization: DPoP with a DPoP proof"
         return self.challenge(401, InvalidToken.error, description, dpop_error=True)  # the remedy is DPoP's
 

@@ -38,6 +38,7 @@ class CoreConfig:
     dpop_required: bool = False
     dpop_nonce: bool = False
     dpop_proof_max_age: int = 300
+    dpop_scopes: frozenset[str] = frozenset()  # a token granting one of these must be DPoP-bound
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -63,4 +64,5 @@ class CoreConfig:
             dpop_required=settings.dpop_required,
             dpop_nonce=settings.dpop_nonce,
             dpop_proof_max_age=settings.dpop_proof_max_age,
+            dpop_scopes=frozenset(settings.dpop_required_scopes),
         )

@@ -105,6 +105,9 @@ def _access_token_response(
     now = auth.clock()
     ttl = auth.config.access_token_ttl
     token_scopes = tuple(s for s in granted if s != scopes.OFFLINE_ACCESS)
+    if jkt is None and not auth.config.dpop_scopes.isdisjoint(token_scopes):  # dpop_required_scopes
+        bound = " ".join(sorted(auth.config.dpop_scopes.intersection(token_scopes)))
+        raise InvalidDpopProof(f"tokens for the scope {bound} must be DPoP-bound: send a DPoP proof")
     at, _ = access_tokens.issue(
         auth.keys,
         issuer=auth.issuer,

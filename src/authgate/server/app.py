@@ -274,6 +274,7 @@ class AuthgateApp:
             scopes=tuple(self.settings.scopes),
             dpop_algs=dpop.ALGS if self.runtime else (),
             dpop_only=self.settings.dpop_required,
+            dpop_scopes=frozenset(self.settings.dpop_required_scopes),
         )
         return gate(
             drained,

@@ -138,7 +138,9 @@ class McpGate:
         if token is not None:
             known = self.bearer.known(token)
             found = known or await self._identified(token)
-            if isinstance(found, Identity) and (found.jkt is not None or self.bearer.dpop_only):
+            if isinstance(found, Identity) and (
+                found.jkt is not None or (self.bearer.dpop_rules and self.bearer.refuses_bearer(found))
+            ):
                 found = self.bearer.not_bearer(found)  # RFC 9449 §7.2: a bound token needs its proof
             if (meter := metering.meter) is not None:
                 _count_token(meter, found, known is not None)

@@ -12,6 +12,7 @@ from authgate import json_depth
 from authgate.config.settings import Settings
 from authgate.errors import (
     InvalidClientMetadata,
+    InvalidDpopProof,
     InvalidRequest,
     OAuthError,
     SlowDown,
@@ -79,8 +80,10 @@ class Endpoints:
         seen = TokenSeen()  # what the request showed, for the connection timeline
         try:
             form, resources = await _form(request)
-            proof = request.headers.get("dpop")
-            body = await grants.token(self.auth, form, resources, authorization, seen, proof)
+            proofs = request.headers.getlist("dpop")
+            if len(proofs) > 1:  # RFC 9449 §4.3 item 1
+                raise InvalidDpopProof("send exactly one DPoP header")
+            body = await grants.token(self.auth, form, resources, authorization, seen, proofs[0] if proofs else None)
         except OAuthError as exc:
             client_id = form.get("client_id") or basic_client_id(authorization)
             await self.auth.attempts.token_failed(form.get("grant_type"), seen, exc, client_id)
