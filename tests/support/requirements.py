@@ -997,6 +997,37 @@ ISSUE16_DPOP_SETTINGS = Requirement(
     "dpop_required refuses Bearer tokens at /mcp and proof-less token requests, and PRM says "
     "dpop_bound_access_tokens_required; AS metadata and PRM list dpop_signing_alg_values_supported",
 )
+ISSUE16_ID_JAG_SDK_EXCHANGE = Requirement(
+    "authgate",
+    "issue 16 done-when 3",
+    "a confidential client made with `clients add --grant jwt-bearer` exchanges an ID-JAG from a trusted "
+    "enterprise IdP (the mcp SDK's IdentityAssertionOAuthProvider) and calls a tool as the user linked by (iss, sub)",
+)
+ISSUE16_ID_JAG_REFUSALS = Requirement(
+    "authgate",
+    "issue 16 done-when 3",
+    "an ID-JAG with the wrong aud or resource, a scope beyond the assertion, a replayed jti, expired, from an "
+    "untrusted issuer, naming another client, or from a public client is refused (invalid_grant, invalid_scope, "
+    "unauthorized_client); open registration cannot ask for the jwt-bearer grant",
+)
+ISSUE16_ID_JAG_METADATA = Requirement(
+    "authgate",
+    "issue 16",
+    "with trusted enterprise IdPs configured, AS metadata lists the jwt-bearer grant and "
+    "authorization_grant_profiles_supported [urn:ietf:params:oauth:grant-profile:id-jag]",
+)
+ISSUE16_WORKLOAD_JWT_BEARER = Requirement(
+    "authgate",
+    "issue 16",
+    "a workload assertion (RFC 7523 §2.1) from a configured workload issuer gets the operator-approved machine "
+    "client its subject is mapped to a token; its jti is single use; a wrong aud or an unmapped sub is invalid_grant",
+)
+ISSUE16_JWT_BEARER_KINDS_APART = Requirement(
+    "authgate",
+    "issue 16 done-when 3",
+    "a workload assertion is refused at the ID-JAG path and an ID-JAG at the workload path: an ID-JAG issuer's "
+    "assertion is never a workload assertion, nor the reverse",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -41,6 +41,7 @@ from authgate.store.protocols import ClientStore
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REVOKED = "revoked by the operator"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # oauth/jwt_bearer.py, not imported: CLI start cost
 # a client's metadata fields `show` prints: never the secret nor its hash, nor an unknown field
 SHOWN_METADATA = (
     "redirect_uris",
@@ -94,13 +95,15 @@ async def _add(args: argparse.Namespace, settings: Settings, store: ClientStore)
     name = _check_text("NAME", args.name, 100)
     subject = _check_text("--subject", args.subject, 255) if args.subject is not None else None
     scopes = client_scopes(settings, args.client_scopes)
-    client, secret = machine_client(name, scopes, subject, time.time())
+    grant = JWT_BEARER if args.grant == "jwt-bearer" else "client_credentials"
+    client, secret = machine_client(name, scopes, subject, time.time(), grant)
     await store.add_client(client)  # outside max_clients: that cap bounds open registration
     print(f"client_id\t{client.client_id}\nclient_secret\t{secret}")
     print(
         f"added machine client {name!r} (scopes: {' '.join(scopes)}; subject: {client.metadata['subject']}). "
         "The secret is shown only this once: authgate keeps only its hash.\nGet a token: curl -u "
-        f"CLIENT_ID:CLIENT_SECRET -d grant_type=client_credentials -d resource={settings.urls.resource} "
+        f"CLIENT_ID:CLIENT_SECRET -d grant_type={grant} {'-d assertion=JWT ' if grant == JWT_BEARER else ''}"
+        f"-d resource={settings.urls.resource} "
         f"{settings.urls.issuer}/token",
         file=sys.stderr,
     )
@@ -311,7 +314,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "add", conflict_handler="resolve", help="make a machine client (client_credentials); prints its secret once"
     )
     add.add_argument("name", help="what the client is, e.g. nightly-backup")
-    add.add_argument("--grant", required=True, choices=["client_credentials"], help="the grant it uses")
+    add.add_argument(
+        "--grant",
+        required=True,
+        choices=["client_credentials", "jwt-bearer"],
+        help="the grant it uses; jwt-bearer: it exchanges ID-JAGs or workload assertions (docs/enterprise.md)",
+    )
     add.add_argument("--subject", help="the `sub` of its tokens (default: its client_id)")
     add_setting_flags(add)
     add.add_argument(

@@ -24,8 +24,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from authgate.config import external, gateway, metrics, policy, proxy, registration, server, signin, tokens
+from authgate.config import enterprise, external, gateway, metrics, policy, proxy, registration, server, signin, tokens
 from authgate.config.attempts import AttemptSettings
+from authgate.config.enterprise import EnterpriseSettings, enterprise_refusals
 from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals
 from authgate.config.logs import LogSettings
@@ -50,6 +51,7 @@ class Settings(
     MetricsSettings,
     TracingSettings,
     AttemptSettings,
+    EnterpriseSettings,
     ProxySettings,
     ExternalSettings,
     LogSettings,
@@ -72,6 +74,7 @@ class Settings(
             *gateway_refusals(self, self.public_url, self.auth_mode),
             *external_refusals(self),
             *proxy_refusals(self, self.auth_mode),
+            *enterprise_refusals(self, self.auth_mode),
             *metrics_refusals(self),
         ]
         if refusals:
@@ -122,6 +125,7 @@ FIXES: dict[str, str] = {
     **gateway.FIXES,
     **external.FIXES,
     **proxy.FIXES,
+    **enterprise.FIXES,
     **metrics.FIXES,
     **TRACING_FIXES,
 }

@@ -110,6 +110,11 @@ class ClientKeys:
         uri = client.metadata.get("jwks_uri")
         if not isinstance(uri, str):
             raise InvalidClientMetadata("the client has neither jwks nor jwks_uri")
+        return await self.uri_key_set(uri, refresh=refresh)
+
+    async def uri_key_set(self, uri: str, *, refresh: bool = False) -> KeySet:
+        """The key set at `uri` (a client's jwks_uri, or a trusted issuer's: oauth/jwt_bearer.py),
+        cached as key_set says."""
         lock = self._locks.setdefault(uri, asyncio.Lock())
         async with lock:  # concurrent assertions of one client share one fetch
             now = self._clock()

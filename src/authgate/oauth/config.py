@@ -9,13 +9,14 @@ sizes, the policy) stay with the adapters, which keep the settings themselves.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from authgate.config.urls import PublicUrls
 
 if TYPE_CHECKING:
+    from authgate.config.enterprise import EnterpriseIdp, WorkloadIssuer
     from authgate.config.settings import Settings
 
 
@@ -39,6 +40,9 @@ class CoreConfig:
     dpop_nonce: bool = False
     dpop_proof_max_age: int = 300
     dpop_scopes: frozenset[str] = frozenset()  # a token granting one of these must be DPoP-bound
+    # the jwt-bearer grant (oauth/jwt_bearer.py): trusted ID-JAG issuers and workload issuers
+    enterprise_idps: Mapping[str, EnterpriseIdp] = field(default_factory=lambda: MappingProxyType({}))
+    workload_issuers: Mapping[str, WorkloadIssuer] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoreConfig:
@@ -65,4 +69,6 @@ class CoreConfig:
             dpop_nonce=settings.dpop_nonce,
             dpop_proof_max_age=settings.dpop_proof_max_age,
             dpop_scopes=frozenset(settings.dpop_required_scopes),
+            enterprise_idps=MappingProxyType(dict(settings.enterprise_idps)),
+            workload_issuers=MappingProxyType(dict(settings.workload_issuers)),
         )

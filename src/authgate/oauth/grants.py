@@ -13,7 +13,7 @@ from authgate.errors import (
     UnauthorizedClient,
     UnsupportedGrantType,
 )
-from authgate.oauth import access_tokens, dpop, pkce, roles, scopes
+from authgate.oauth import access_tokens, dpop, jwt_bearer, pkce, roles, scopes
 from authgate.oauth.attempts import TokenSeen
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import canonical_resources
@@ -45,7 +45,10 @@ async def token(
     handler = _GRANTS.get(grant_type)
     if handler is None:
         raise UnsupportedGrantType(f"grant_type {grant_type!r} is not supported")
-    client = seen.client = await authenticate(auth, form, authorization)
+    if grant_type == jwt_bearer.GRANT_TYPE:  # the assertion may be what identifies the client
+        client = seen.client = await jwt_bearer.client_for(auth, form, authorization)
+    else:
+        client = seen.client = await authenticate(auth, form, authorization)
     allowed = client.metadata.get("grant_types", ["authorization_code", "refresh_token"])
     # refresh_token goes with authorization_code: clients that omit it still expect to refresh
     if grant_type not in allowed and not (grant_type == "refresh_token" and "authorization_code" in allowed):
@@ -315,8 +318,25 @@ async def _client_credentials(
     )
 
 
+async def _jwt_bearer(
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen, jkt: str | None
+) -> TokenResponse:
+    """RFC 7523 §2.1: an ID-JAG or a workload assertion (oauth/jwt_bearer.py); no refresh token."""
+    decided = await jwt_bearer.exchange(auth, client, form, resources)
+    return _access_token_response(
+        auth,
+        subject=decided.subject,
+        client_id=client.client_id,
+        granted=decided.scopes,
+        resources=decided.resources,
+        grant_id=None,
+        jkt=jkt,
+    )
+
+
 _GRANTS = {
     "authorization_code": _authorization_code,
     "refresh_token": _refresh_token,
     "client_credentials": _client_credentials,
+    jwt_bearer.GRANT_TYPE: _jwt_bearer,
 }

@@ -14,6 +14,8 @@ from typing import Any
 from authgate.oauth.client_keys import SIGNING_ALGS
 from authgate.oauth.config import CoreConfig
 from authgate.oauth.dpop import ALGS as DPOP_ALGS
+from authgate.oauth.jwt_bearer import GRANT_TYPE as JWT_BEARER
+from authgate.oauth.jwt_bearer import ID_JAG_PROFILE
 from authgate.oauth.registration import AUTH_METHODS
 from authgate.oauth.scopes import OFFLINE_ACCESS
 
@@ -43,4 +45,8 @@ def authorization_server_metadata(config: CoreConfig) -> dict[str, Any]:
     }
     if config.registration_enabled:
         doc["registration_endpoint"] = urls.endpoint("register")
+    if config.enterprise_idps or config.workload_issuers:  # RFC 7523 §2.1 (oauth/jwt_bearer.py)
+        doc["grant_types_supported"].append(JWT_BEARER)
+    if config.enterprise_idps:  # the ID-JAG draft §8
+        doc["authorization_grant_profiles_supported"] = [ID_JAG_PROFILE]
     return doc

@@ -134,15 +134,18 @@ def management_uri(management_base: str, client_id: str) -> str:
     return f"{management_base}/{client_id}"
 
 
-def machine_client(name: str, scopes: Sequence[str], subject: str | None, now: float) -> tuple[Client, str]:
-    """An operator-made client_credentials client (`authgate clients add`): the record and
-    its plaintext secret, shown once. `scopes` bounds every token it gets; `subject` is their
-    `sub` (default: the client_id)."""
+def machine_client(
+    name: str, scopes: Sequence[str], subject: str | None, now: float, grant: str = "client_credentials"
+) -> tuple[Client, str]:
+    """An operator-made client (`authgate clients add`) of one grant: client_credentials, or the
+    jwt-bearer grant (oauth/jwt_bearer.py: ID-JAGs, workload assertions). The record and its
+    plaintext secret, shown once. `scopes` bounds every token it gets; `subject` is their
+    `sub` (default: the client_id; an ID-JAG's tokens carry the user's)."""
     client_id = str(uuid.uuid4())
     secret = new_secret("ags_")
     metadata: dict[str, Any] = {
         "client_name": name,
-        "grant_types": ["client_credentials"],
+        "grant_types": [grant],
         "response_types": [],
         "redirect_uris": [],
         "token_endpoint_auth_method": "client_secret_basic",

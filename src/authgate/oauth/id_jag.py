@@ -1,0 +1,99 @@
+"""The Identity Assertion JWT Authorization Grant (ID-JAG), the resource authorization server's
+half: draft-ietf-oauth-identity-assertion-authz-grant-04 §4.3 ("Processing Rules") and the MCP
+Enterprise-Managed Authorization extension (SEP-990). The client first exchanged the user's
+identity assertion at its enterprise IdP for an ID-JAG; here that ID-JAG becomes an access token
+for the user, without a consent screen: the enterprise IdP decided.
+
+Checks, each failure `invalid_grant` unless said: the issuer is a trusted enterprise IdP and
+`typ` is oauth-id-jag+jwt (jwt_bearer.kind_of); the signature verifies with that IdP's JWKS
+(fetched through the SSRF guard); `aud` is authgate's issuer; `client_id` is the authenticated
+client; `resource`, when present, is the MCP URL; exp/iat within MAX_LIFETIME; `jti` single use
+per IdP on every replica; a public client only when the IdP allows it (`unauthorized_client`).
+Scope: the requested scopes must lie within the assertion's (`invalid_scope` otherwise); the
+grant is requested (or the assertion's) ∩ offered ∩ what the user's roles may grant.
+The subject is the local user `ISSUER|SUB` (as proxy mode names upstream users), else, with
+`email_mapping`, the local user named by the verified `email`, else one provisioned with the
+IdP's `roles` (unless `provision_users` is off). No refresh token: the client exchanges a fresh
+ID-JAG, so the IdP's decision (a disabled employee) takes effect within one access token lifetime.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from authgate.errors import InvalidGrant, InvalidScope, StoreError, UnauthorizedClient
+from authgate.oauth import roles, scopes
+from authgate.oauth.authority import Authority
+from authgate.oauth.authorize import canonical_resources
+from authgate.oauth.jwt_bearer import Granted, check_common, spend_jti, verified_claims
+from authgate.oauth.opaque import digest
+from authgate.store.models import Client, User
+
+if TYPE_CHECKING:
+    from authgate.config.enterprise import EnterpriseIdp
+
+JTI_KIND = "id_jag"
+
+
+def is_public(client: Client) -> bool:
+    return client.client_secret_hash is None and client.token_endpoint_auth_method != "private_key_jwt"
+
+
+def _resources(claims: dict[str, Any], mcp_url: str) -> None:
+    resource = claims.get("resource")
+    if resource is None:
+        return
+    named = resource if isinstance(resource, list) else [resource]
+    if not named or any(not isinstance(r, str) or r.rstrip("/") != mcp_url for r in named):
+        raise InvalidGrant(f"assertion resource must be this server's MCP URL {mcp_url}")
+
+
+def _scopes(auth: Authority, claims: dict[str, Any], form: dict[str, str]) -> tuple[str, ...]:
+    asserted = scopes.parse(claims["scope"]) if isinstance(claims.get("scope"), str) else tuple(auth.config.scopes)
+    requested = scopes.parse(form.get("scope"))
+    if beyond := [s for s in requested if s not in asserted]:
+        raise InvalidScope(f"scope {' '.join(beyond)} is beyond what the ID-JAG grants")
+    offered = set(auth.config.offered_scopes)
+    return tuple(s for s in (requested or asserted) if s in offered)
+
+
+def _user_id(iss: str, sub: str) -> str:
+    named = f"{iss}|{sub}"
+    return named if len(named) <= 255 else f"sha256:{digest(named)}"
+
+
+async def local_user(auth: Authority, iss: str, idp: EnterpriseIdp, claims: dict[str, Any]) -> User:
+    user_id = _user_id(iss, str(claims["sub"]))
+    if (user := await auth.store.get_user(user_id)) is not None:
+        return user
+    email = claims.get("email")
+    if idp.email_mapping and isinstance(email, str) and claims.get("email_verified", True) in (True, "true"):
+        if (user := await auth.store.get_user_by_name(email[:255])) is not None:
+            return user
+    if not idp.provision_users:
+        raise InvalidGrant("no local user is linked to this subject")
+    user = User(user_id=user_id, username=user_id, password_hash="!", created_at=auth.clock(), roles=idp.roles)
+    try:
+        await auth.store.add_user(user)
+    except StoreError:  # another replica provisioned it meanwhile
+        if (user := await auth.store.get_user(user_id)) is None:
+            raise InvalidGrant("the subject's local user could not be made") from None
+    return user
+
+
+async def exchange(auth: Authority, client: Client, form: dict[str, str], resources: list[str], iss: str) -> Granted:
+    idp = auth.config.enterprise_idps[iss]
+    if is_public(client) and not idp.allow_public_clients:
+        raise UnauthorizedClient("ID-JAGs are accepted from confidential clients only")
+    claims = await verified_claims(auth, form["assertion"], idp.jwks_uri)
+    exp = check_common(claims, auth.issuer, auth.clock())
+    if claims.get("client_id") != client.client_id:  # the draft §4.3: the ID-JAG names its client
+        raise InvalidGrant("assertion client_id is not the authenticated client")
+    _resources(claims, auth.config.urls.resource)
+    wanted = _scopes(auth, claims, form)
+    await spend_jti(auth, JTI_KIND, iss, claims, exp)
+    user = await local_user(auth, iss, idp, claims)
+    granted = roles.limit(wanted, roles.grantable_by(auth.config, user))
+    if roles.grants_nothing(granted):
+        raise InvalidScope("the user may be granted none of the ID-JAG's scopes")
+    return Granted(user.user_id, granted, canonical_resources(auth, resources))
