@@ -64,10 +64,11 @@ def commands(keycloak: KeycloakSession) -> tuple[str, list[str]]:
     return check, serve[0][2:]
 
 
-@pytest.fixture
-def seed_gate(keycloak: KeycloakSession, tmp_path: Path) -> Iterator[SeedGate]:
-    """`authgate serve` as the page's §3 says, with its TOML, on the port the realm's mapper names."""
-    gate = SeedGate(tmp_path / "authgate")
+@pytest.fixture(scope="module")
+def seed_gate(keycloak: KeycloakSession, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeedGate]:
+    """`authgate serve` as the page's §3 says, with its TOML, on the port the realm's mapper names
+    (one for the module: both tests read it, neither changes it)."""
+    gate = SeedGate(tmp_path_factory.mktemp("seed003") / "authgate")
     _, serve_args = commands(keycloak)
     gate.server.serve_args = tuple(serve_args)  # run in the gate's workdir, where authgate.toml is
     gate.server.port = keycloak.mcp_port
