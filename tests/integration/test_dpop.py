@@ -9,20 +9,23 @@ import base64
 import hashlib
 import json
 import secrets
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, OctKey
+from joserfc.jwk import ECKey, JWKRegistry, OctKey
 
 from support import headless
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.flow_load import pkce_pair
+from support.needs import require_node_files
 
 CALLBACK = "http://127.0.0.1:9/callback"
 ENV = {"AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"}
@@ -393,3 +396,33 @@ def test_dpop_required_for_one_scope(tmp_path_factory: pytest.TempPathFactory) -
         assert "must be DPoP-bound" in r.json()["error_description"]
     finally:
         server.stop()
+
+
+NODE_CLIENT = Path(__file__).resolve().parents[1] / "node" / "dpop" / "client.mjs"
+
+
+@pytest.mark.requirement(req.RFC9449_5_DPOP_BOUND_TOKENS)
+@pytest.mark.requirement(req.RFC9449_7_RESOURCE_ACCESS)
+def test_oauth4webapi_gets_a_bound_token_calls_mcp_and_refreshes(server: AuthgateServer) -> None:
+    """An independent client: npm oauth4webapi makes every proof (issue 16 done-when 1)."""
+    require_node_files(NODE_CLIENT, NODE_CLIENT.parents[1] / "node_modules" / "oauth4webapi" / "package.json")
+    client_id = _register(server)
+    form = _code(server, client_id)
+    callback = f"{CALLBACK}?{urlencode({'code': form['code'], 'state': 's', 'iss': server.issuer})}"
+    args = [server.issuer, client_id, CALLBACK, callback, form["code_verifier"], "s", server.mcp_url]
+    done = subprocess.run(["node", str(NODE_CLIENT), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    jkt = str(JWKRegistry.import_key(got["jwk"]).thumbprint())
+    assert got["token_type"].lower() == "dpop" and got["refreshed_token_type"].lower() == "dpop"
+    assert _claims(got["access_token"])["cnf"] == {"jkt": jkt}
+    assert _claims(got["refreshed_access_token"])["cnf"] == {"jkt": jkt}
+    assert got["first_call"] == 200 and got["second_call"] == 200, got
+    # the token and the refresh token, stolen, are useless without the client's key
+    thief = DpopKey()
+    token = got["refreshed_access_token"]
+    _refused(_mcp(server, token, thief.proof("POST", server.mcp_url, token=token)), "invalid_dpop_proof", server)
+    _refused(_mcp(server, token, None, scheme="Bearer"), "invalid_token", server)
+    refresh = {"grant_type": "refresh_token", "refresh_token": got["refresh_token"], "client_id": client_id}
+    r = _token(server, refresh, thief.proof("POST", server.endpoint("token")))
+    assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
