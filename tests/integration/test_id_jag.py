@@ -7,13 +7,12 @@ token) for an operator-approved machine client.
 The enterprise IdP and the workload issuer here are a TEST STAND-IN: one loopback Starlette app
 serving two JWK Sets over a real socket, whose real EC keys (joserfc) sign assertions with the
 draft's claims. authgate fetches the keys through its SSRF-guarded fetcher
-(`cimd_allow_loopback_http`, testing only). Both clients are made with `authgate clients add
-NAME --grant jwt-bearer`."""
+(`cimd_allow_loopback_http`, testing only); the stand-in is tests/support/enterprise_idp.py.
+Both clients are made with `authgate clients add NAME --grant jwt-bearer`."""
 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,70 +27,11 @@ from mcp.client import Client
 from mcp.client.auth.extensions.identity_assertion import IdentityAssertionOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import TextContent
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
+from support.enterprise_idp import ID_JAG_TYP, JWT_BEARER, SERVICE_ACCOUNT, IssuerStandIn
 from support.sdk_oauth import MemoryTokenStorage
-
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ID_JAG_TYP = "oauth-id-jag+jwt"
-SERVICE_ACCOUNT = "system:serviceaccount:ci:runner"
-
-
-class IssuerStandIn:
-    """TEST STAND-IN for an enterprise IdP (issuer BASE, keys at /jwks) and a workload issuer
-    (issuer BASE/k8s, keys at /k8s/jwks): real keys, real socket, not a real IdP."""
-
-    def __init__(self) -> None:
-        self.base = ""
-        self.idp_key = ECKey.generate_key("P-256", parameters={"kid": "idp-1"})
-        self.k8s_key = ECKey.generate_key("P-256", parameters={"kid": "k8s-1"})
-
-    @property
-    def workload_issuer(self) -> str:
-        return f"{self.base}/k8s"
-
-    def app(self) -> Starlette:
-        def keys(key: ECKey) -> Any:
-            async def serve(_: Request) -> JSONResponse:
-                return JSONResponse({"keys": [key.as_dict(private=False)]}, headers={"Cache-Control": "max-age=60"})
-
-            return serve
-
-        return Starlette(routes=[Route("/jwks", keys(self.idp_key)), Route("/k8s/jwks", keys(self.k8s_key))])
-
-    def sign(self, claims: dict[str, Any], *, key: ECKey | None = None, typ: str = ID_JAG_TYP) -> str:
-        key = key or self.idp_key
-        return jwt.encode({"alg": "ES256", "typ": typ, "kid": key.kid}, claims, key)
-
-    def id_jag(self, server: AuthgateServer, client_id: str, **changes: Any) -> str:
-        """An ID-JAG as the draft's §3 shapes it; `changes` replace claims (None removes one)."""
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "iss": self.base,
-            "sub": "employee-1",
-            "aud": server.issuer,
-            "client_id": client_id,
-            "jti": secrets.token_urlsafe(12),
-            "iat": now,
-            "exp": now + 300,
-            "resource": server.mcp_url,
-            "scope": "mcp",
-            "email": "employee-1@corp.example",
-        }
-        claims.update(changes)
-        return self.sign({k: v for k, v in claims.items() if v is not None})
-
-    def workload(self, server: AuthgateServer, **changes: Any) -> str:
-        """A Kubernetes-style service-account token (typ JWT) for authgate's issuer."""
-        now = int(time.time())
-        claims = {"iss": self.workload_issuer, "sub": SERVICE_ACCOUNT, "aud": server.issuer}
-        claims.update({"jti": secrets.token_urlsafe(12), "iat": now, "exp": now + 300, **changes})
-        return self.sign(claims, key=self.k8s_key, typ="JWT")
 
 
 @pytest.fixture(scope="module")
