@@ -77,9 +77,10 @@ def is_sqlite(url: URL) -> bool:
 
 
 def sqlite_file(url: URL) -> Path | None:
-    """The database file, or None for an in-memory database."""
+    """The database file, or None for an in-memory database or one that is not SQLite (a
+    PostgreSQL URL's database is a name, never a path here)."""
     database = url.database
-    if not database or database == ":memory:" or url.query.get("mode") == "memory":
+    if not is_sqlite(url) or not database or database == ":memory:" or url.query.get("mode") == "memory":
         return None
     return Path(database)
 
