@@ -42,8 +42,8 @@ def stand_in() -> Iterator[IssuerStandIn]:
         yield issuers
 
 
-def _add_client(server: AuthgateServer, name: str) -> tuple[str, str]:
-    done = server.cli("clients", "add", name, "--grant", "jwt-bearer", "--scopes", "mcp")
+def _add_client(server: AuthgateServer, name: str, scopes: str = "mcp") -> tuple[str, str]:
+    done = server.cli("clients", "add", name, "--grant", "jwt-bearer", "--scopes", scopes)
     assert done.returncode == 0, done.stderr
     fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
     return fields["client_id"], fields["client_secret"]
@@ -59,11 +59,21 @@ def gate(tmp_path_factory: pytest.TempPathFactory, stand_in: IssuerStandIn) -> I
     env = {
         "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true",
         "AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000",
-        "AUTHGATE_ENTERPRISE_IDPS": json.dumps({stand_in.base: {"jwks_uri": f"{stand_in.base}/jwks"}}),
+        "AUTHGATE_TOOL_SCOPES": json.dumps({"docs.create": ["docs.write"]}),  # offered; only admins may grant it
+        "AUTHGATE_ENTERPRISE_IDPS": json.dumps(
+            {
+                stand_in.base: {"jwks_uri": f"{stand_in.base}/jwks"},
+                f"{stand_in.base}/corp": {
+                    "jwks_uri": f"{stand_in.base}/jwks",
+                    "email_mapping": True,
+                    "provision_users": False,
+                },
+            }
+        ),
     }
     srv = AuthgateServer(tmp_path_factory.mktemp("idjag"), extra_env=env)
     srv.add_user()
-    app = _add_client(srv, "enterprise-app")
+    app = _add_client(srv, "enterprise-app", "mcp docs.write")
     runner, _ = _add_client(srv, "ci-runner")
     srv.env["AUTHGATE_WORKLOAD_ISSUERS"] = json.dumps(
         {stand_in.workload_issuer: {"jwks_uri": f"{stand_in.base}/k8s/jwks", "subjects": {SERVICE_ACCOUNT: runner}}}
@@ -235,3 +245,35 @@ def _claims(assertion: str) -> dict[str, Any]:
 
     body = assertion.split(".")[1]
     return dict(json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))))
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_USER_LINKING)
+def test_users_are_linked_by_subject_or_verified_email_and_their_roles_narrow_the_grant(
+    gate: Gate, stand_in: IssuerStandIn
+) -> None:
+    app, corp = gate.app[0], f"{stand_in.base}/corp"
+    # a provisioned employee holds no role: of the ID-JAG's scopes only the baseline one
+    employee = _token(
+        gate, stand_in.id_jag(gate.server, app, sub="employee-2", scope="mcp docs.write"), client=gate.app
+    )
+    assert employee.status_code == 200 and employee.json()["scope"] == "mcp", employee.text
+    assert (
+        jwt.decode(employee.json()["access_token"], _authgate_key(gate)).claims["sub"] == f"{stand_in.base}|employee-2"
+    )
+    # the first IdP maps no email: alice's address there is another (provisioned) user, not alice
+    other = _token(
+        gate, stand_in.id_jag(gate.server, app, sub="e-3", email="alice", scope="mcp docs.write"), client=gate.app
+    )
+    assert other.status_code == 200 and other.json()["scope"] == "mcp", other.text
+    # the corp IdP maps verified emails: alice (admin) may grant both scopes
+    alice = _token(
+        gate,
+        stand_in.id_jag(gate.server, app, iss=corp, sub="a-1", email="alice", scope="mcp docs.write"),
+        client=gate.app,
+    )
+    assert alice.status_code == 200 and alice.json()["scope"] == "mcp docs.write", alice.text
+    assert not jwt.decode(alice.json()["access_token"], _authgate_key(gate)).claims["sub"].startswith(corp)
+    # corp provisions no one: an unknown address, or alice's unverified, links to no user
+    for changes in ({"email": "nobody@corp.example"}, {"email": "alice", "email_verified": False}):
+        jag = stand_in.id_jag(gate.server, app, iss=corp, sub="a-2", **changes)
+        assert "no local user" in _refused(_token(gate, jag, client=gate.app), "invalid_grant")

@@ -1028,6 +1028,12 @@ ISSUE16_JWT_BEARER_KINDS_APART = Requirement(
     "a workload assertion is refused at the ID-JAG path and an ID-JAG at the workload path: an ID-JAG issuer's "
     "assertion is never a workload assertion, nor the reverse",
 )
+ISSUE16_ID_JAG_USER_LINKING = Requirement(
+    "authgate",
+    "issue 16",
+    "an ID-JAG's subject is the local user ISSUER|SUB (provisioned when allowed), by verified email only where "
+    "the IdP's email_mapping is on, and the grant is narrowed to what that user's roles may grant",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -10,7 +10,8 @@ Checks, each failure `invalid_grant` unless said: the issuer is a trusted enterp
 client; `resource`, when present, is the MCP URL; exp/iat within MAX_LIFETIME; `jti` single use
 per IdP on every replica; a public client only when the IdP allows it (`unauthorized_client`).
 Scope: the requested scopes must lie within the assertion's (`invalid_scope` otherwise); the
-grant is requested (or the assertion's) ∩ offered ∩ what the user's roles may grant.
+grant is requested (or the assertion's) ∩ offered ∩ the client's allowance ∩ what the user's
+roles may grant.
 The subject is the local user `ISSUER|SUB` (as proxy mode names upstream users), else, with
 `email_mapping`, the local user named by the verified `email`, else one provisioned with the
 IdP's `roles` (unless `provision_users` is off). No refresh token: the client exchanges a fresh
@@ -48,13 +49,17 @@ def _resources(claims: dict[str, Any], mcp_url: str) -> None:
         raise InvalidGrant(f"assertion resource must be this server's MCP URL {mcp_url}")
 
 
-def _scopes(auth: Authority, claims: dict[str, Any], form: dict[str, str]) -> tuple[str, ...]:
+def _scopes(auth: Authority, client: Client, claims: dict[str, Any], form: dict[str, str]) -> tuple[str, ...]:
+    """Requested (within the assertion's) or the assertion's, ∩ offered ∩ the client's own
+    allowance when it has one (`authgate clients add --scopes`)."""
     asserted = scopes.parse(claims["scope"]) if isinstance(claims.get("scope"), str) else tuple(auth.config.scopes)
     requested = scopes.parse(form.get("scope"))
     if beyond := [s for s in requested if s not in asserted]:
         raise InvalidScope(f"scope {' '.join(beyond)} is beyond what the ID-JAG grants")
-    offered = set(auth.config.offered_scopes)
-    return tuple(s for s in (requested or asserted) if s in offered)
+    allowed = set(auth.config.offered_scopes)
+    if isinstance(client.metadata.get("scope"), str):
+        allowed &= set(scopes.parse(client.metadata["scope"]))
+    return tuple(s for s in (requested or asserted) if s in allowed)
 
 
 def _user_id(iss: str, sub: str) -> str:
@@ -90,7 +95,7 @@ async def exchange(auth: Authority, client: Client, form: dict[str, str], resour
     if claims.get("client_id") != client.client_id:  # the draft §4.3: the ID-JAG names its client
         raise InvalidGrant("assertion client_id is not the authenticated client")
     _resources(claims, auth.config.urls.resource)
-    wanted = _scopes(auth, claims, form)
+    wanted = _scopes(auth, client, claims, form)
     await spend_jti(auth, JTI_KIND, iss, claims, exp)
     user = await local_user(auth, iss, idp, claims)
     granted = roles.limit(wanted, roles.grantable_by(auth.config, user))
