@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from support.authgate_server import AuthgateServer
@@ -40,3 +41,20 @@ def test_a_server_restarted_after_its_first_start_serves_from_the_same_database(
     assert listed.returncode == 0 and "admin" in listed.stdout, listed.stderr
     server.start()  # at head now: opened directly, no child
     server.stop()
+
+
+def test_two_servers_started_at_once_on_an_empty_database_both_serve(tmp_path: Path) -> None:
+    # each finds the schema behind head and runs a child; the children take the migration
+    # lock in turn and the second finds the schema at head
+    first = AuthgateServer(tmp_path / "a")
+    second = AuthgateServer(tmp_path / "b", extra_env={"AUTHGATE_DATA_DIR": str(first.data_dir)})
+    with ThreadPoolExecutor(2) as pool:
+        started = [pool.submit(server.start) for server in (first, second)]
+        try:
+            for future in started:
+                future.result(timeout=CLI_TIMEOUT * 2)
+        finally:
+            first.stop()
+            second.stop()
+    listed = first.cli("users", "list")
+    assert listed.returncode == 0 and "admin" in listed.stdout, listed.stderr
