@@ -149,3 +149,29 @@ def test_the_cli_prints_json_and_exits_1_on_a_failure(idp: Callable[..., OidcPro
         timeout=60,
     )
     assert "FAIL  no-dcr" in text.stdout and "fix: Keycloak:" in text.stdout
+
+
+@pytest.mark.requirement(req.ISSUE16_IDP_CHECK_ID_JAG)
+async def test_id_jag_check_names_an_idp_that_does_not_offer_id_jags(idp: Callable[..., OidcProvider]) -> None:
+    provider = idp(ProviderShape(port=free_port(), default_resource=MCP_URL))
+    options = CheckOptions(issuer=provider.issuer, id_jag=True)
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        report = await run_check(options, http)
+    level, message, fix = finding(report, "no-id-jag")
+    assert level == "fail" and "identity_chaining_requested_token_types_supported" in message
+    assert fix is not None and "ID-JAG" in fix
+    assert "enterprise_idps" in finding(report, "id-jag-setting")[1]
+
+
+@pytest.mark.requirement(req.ISSUE16_IDP_CHECK_ID_JAG)
+def test_id_jag_check_passes_an_idp_that_offers_them() -> None:
+    from authgate.idp.check.id_jag import ID_JAG_TOKEN_TYPE, TOKEN_EXCHANGE, check_id_jag
+
+    report = CheckReport("https://idp.example.com", "generic")
+    meta = {
+        "identity_chaining_requested_token_types_supported": [ID_JAG_TOKEN_TYPE],
+        "grant_types_supported": [TOKEN_EXCHANGE],
+        "jwks_uri": "https://idp.example.com/keys",
+    }
+    check_id_jag(report, meta)
+    assert report.codes("fail", "warn") == [] and "id-jag" in report.codes("ok")

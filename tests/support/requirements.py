@@ -1034,6 +1034,12 @@ ISSUE16_ID_JAG_USER_LINKING = Requirement(
     "an ID-JAG's subject is the local user ISSUER|SUB (provisioned when allowed), by verified email only where "
     "the IdP's email_mapping is on, and the grant is narrowed to what that user's roles may grant",
 )
+ISSUE16_IDP_CHECK_ID_JAG = Requirement(
+    "authgate",
+    "issue 16",
+    "`authgate idp check --id-jag` fails an IdP whose metadata does not list the ID-JAG token type in "
+    "identity_chaining_requested_token_types_supported, and prints the enterprise_idps line to trust it",
+)
 
 REGISTRY: dict[str, Requirement] = {name: value for name, value in globals().items() if isinstance(value, Requirement)}
 

@@ -28,6 +28,7 @@ def cmd_idp_check(args: argparse.Namespace) -> int:
         resource=args.resource,
         scope=args.scope,
         scopes=tuple(s for s in args.scopes.replace(",", " ").split() if s),
+        id_jag=args.id_jag,
     )
 
     async def run() -> Any:
@@ -67,6 +68,11 @@ def add_parser(sub: Any) -> None:
         default="mcp",
         help="the scopes authgate will advertise (its `scopes` setting; comma- or space-separated), which "
         "must exist at the IdP; default: mcp",
+    )
+    check.add_argument(
+        "--id-jag",
+        action="store_true",
+        help="the IdP is meant to issue ID-JAGs for authgate (enterprise_idps): check it offers them",
     )
     check.add_argument("--json", action="store_true", help="print the findings as JSON")
     check.set_defaults(func=cmd_idp_check)

@@ -12,6 +12,7 @@ documents.py     the issuer's shape for the profile; the discovery documents
 metadata.py      what the metadata advertises: PKCE S256, DCR, refresh tokens, jwks_uri, RFC 9207
 registration.py  the test registration (`register`) and its RFC 7592 deletion
 resource.py      RFC 8707 `resource`: the audience of a client_credentials token
+id_jag.py        `--id-jag`: the IdP offers ID-JAGs by token exchange (Enterprise-Managed Authorization)
 preflight.py     `run_check`: the probes in order, then the profile's traps
 """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 
 from authgate.idp.check.documents import check_discovery, check_issuer_shape
+from authgate.idp.check.id_jag import check_id_jag
 from authgate.idp.check.metadata import check_metadata, check_scopes
 from authgate.idp.check.registration import check_registration
 from authgate.idp.check.report import CheckOptions, CheckReport
@@ -32,5 +33,7 @@ async def run_check(options: CheckOptions, http: httpx.AsyncClient) -> CheckRepo
         if options.register:
             await check_registration(report, meta, http, profile)
         await check_resource(report, options, meta, http, profile)
+        if options.id_jag:
+            check_id_jag(report, meta)
     add_profile_traps(report, profile)
     return report

@@ -31,6 +31,7 @@ class CheckOptions:
     resource: str | None = None
     scope: str | None = None
     scopes: tuple[str, ...] = ("mcp",)  # what authgate advertises (its `scopes` setting): must exist at the IdP
+    id_jag: bool = False  # the IdP is meant to issue ID-JAGs for authgate (id_jag.py)
 
 
 @dataclass(slots=True)
