@@ -5,7 +5,6 @@ server nonces round-trip; `dpop_required` turns Bearer off."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import secrets
@@ -19,11 +18,12 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 from joserfc import jwt
-from joserfc.jwk import ECKey, JWKRegistry, OctKey
+from joserfc.jwk import JWKRegistry, OctKey
 
 from support import headless
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.dpop import DpopKey, b64, claims_of
 from support.flow_load import pkce_pair
 from support.needs import require_node_files
 
@@ -40,50 +40,6 @@ MCP_HEADERS = {
     "Content-Type": "application/json",
     "MCP-Protocol-Version": "2025-06-18",
 }
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class DpopKey:
-    """A client's DPoP key and the proofs it signs (RFC 9449 §4.2)."""
-
-    def __init__(self) -> None:
-        self.key = ECKey.generate_key("P-256", private=True)
-
-    @property
-    def jkt(self) -> str:
-        return str(self.key.thumbprint())
-
-    def proof(
-        self,
-        method: str,
-        url: str,
-        *,
-        token: str | None = None,
-        nonce: str | None = None,
-        iat: float | None = None,
-        jti: str | None = None,
-        jwk: dict[str, Any] | None = None,
-    ) -> str:
-        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk or self.key.as_dict(private=False)}
-        claims: dict[str, Any] = {
-            "htm": method,
-            "htu": url,
-            "iat": int(time.time() if iat is None else iat),
-            "jti": jti or secrets.token_urlsafe(16),
-        }
-        if token is not None:
-            claims["ath"] = _b64(hashlib.sha256(token.encode()).digest())
-        if nonce is not None:
-            claims["nonce"] = nonce
-        return jwt.encode(header, claims, self.key, algorithms=["ES256"])
-
-
-def _claims(token: str) -> dict[str, Any]:
-    part = token.split(".")[1]
-    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
 
 
 def _start(tmp: pytest.TempPathFactory, name: str, **env: str) -> AuthgateServer:
@@ -190,7 +146,7 @@ def test_a_dpop_bound_token_calls_mcp_with_a_proof_per_request(server: AuthgateS
     body = _public_tokens(server, key)
     assert body["token_type"] == "DPoP"
     token = body["access_token"]
-    assert _claims(token)["cnf"] == {"jkt": key.jkt}
+    assert claims_of(token)["cnf"] == {"jkt": key.jkt}
     r = _mcp(server, token, key.proof("POST", server.mcp_url, token=token))
     assert r.status_code == 200, r.text
     # htu normalized (RFC 3986 §6.2.2/§6.2.3: scheme and host case, default-free port, dot
@@ -263,7 +219,7 @@ def test_a_replayed_proof_is_refused(server: AuthgateServer, bound: tuple[DpopKe
 
 
 def _unsigned(header: dict[str, Any], claims: dict[str, Any]) -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(claims).encode())}."
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}."
 
 
 @pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
@@ -275,7 +231,7 @@ def test_proofs_with_alg_none_a_mac_or_a_private_key_are_refused(
         "htm": "POST",
         "htu": server.mcp_url,
         "iat": int(time.time()),
-        "ath": _b64(hashlib.sha256(token.encode()).digest()),
+        "ath": b64(hashlib.sha256(token.encode()).digest()),
     }
     public = key.key.as_dict(private=False)
     none = _unsigned({"typ": "dpop+jwt", "alg": "none", "jwk": public}, {**claims, "jti": "n1"})
@@ -301,7 +257,7 @@ def test_a_public_clients_refresh_token_is_bound_to_its_key(server: AuthgateServ
     form = {
         "grant_type": "refresh_token",
         "refresh_token": body["refresh_token"],
-        "client_id": _claims(body["access_token"])["client_id"],
+        "client_id": claims_of(body["access_token"])["client_id"],
     }
     url = server.endpoint("token")
     for proof in (None, DpopKey().proof("POST", url)):  # none, or another key: refused, nothing rotated
@@ -311,7 +267,7 @@ def test_a_public_clients_refresh_token_is_bound_to_its_key(server: AuthgateServ
     r = _token(server, form, key.proof("POST", url))
     assert r.status_code == 200, r.text
     assert r.json()["token_type"] == "DPoP"
-    assert _claims(r.json()["access_token"])["cnf"] == {"jkt": key.jkt}
+    assert claims_of(r.json()["access_token"])["cnf"] == {"jkt": key.jkt}
 
 
 @pytest.mark.requirement(req.RFC9449_5_DPOP_BOUND_TOKENS)
@@ -415,8 +371,8 @@ def test_oauth4webapi_gets_a_bound_token_calls_mcp_and_refreshes(server: Authgat
     got = json.loads(done.stdout.strip().splitlines()[-1])
     jkt = str(JWKRegistry.import_key(got["jwk"]).thumbprint())
     assert got["token_type"].lower() == "dpop" and got["refreshed_token_type"].lower() == "dpop"
-    assert _claims(got["access_token"])["cnf"] == {"jkt": jkt}
-    assert _claims(got["refreshed_access_token"])["cnf"] == {"jkt": jkt}
+    assert claims_of(got["access_token"])["cnf"] == {"jkt": jkt}
+    assert claims_of(got["refreshed_access_token"])["cnf"] == {"jkt": jkt}
     assert got["first_call"] == 200 and got["second_call"] == 200, got
     # the token and the refresh token, stolen, are useless without the client's key
     thief = DpopKey()

@@ -13,10 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from test_dpop import INITIALIZE, MCP_HEADERS, DpopKey
+from test_dpop import INITIALIZE, MCP_HEADERS
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.dpop import DpopKey
 from support.pg import fresh_database
 
 pytestmark = pytest.mark.postgres

@@ -95,6 +95,7 @@ class ProviderShape:
     resource_scope: str | None = None  # the resource's scopes the IdP defines (space-separated; None: mcp)
     rotate_refresh: bool | None = None  # every refresh rotates the refresh token (None: oidc-provider's default)
     refresh_delay_ms: int = 0  # a refresh is answered this much later (held in flight), once done
+    dpop: bool = False  # oidc-provider's DPoP feature (RFC 9449): a token request with a proof gets a bound token
 
 
 def auth0_like(port: int, mcp_url: str) -> ProviderShape:

@@ -12,6 +12,7 @@ A token that is not DPoP-bound is refused with this scheme: it is a Bearer token
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Scope
@@ -20,9 +21,29 @@ from authgate.errors import InvalidDpopProof, InvalidToken, UseDpopNonce
 from authgate.guard.bearer import BearerCheck, JsonAnswer
 from authgate.guard.identity import Identity
 from authgate.oauth import dpop
-from authgate.store.protocols import Store
+from authgate.oauth.dpop import JtiLedger
 
-__all__ = ["DpopCheck", "dpop_token"]
+__all__ = ["DpopCheck", "MemoryJtis", "dpop_token"]
+
+
+class MemoryJtis:
+    """Proofs' `jti`s in this process, for external mode (no database): single use per replica
+    only (docs/dpop.md). Bounded: the oldest entries go first past `max_entries`."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._max = max_entries
+
+    async def use_jti(self, kind: str, jti_hash: str, expires_at: float, now: float) -> bool:
+        while self._seen and next(iter(self._seen.values())) < now:  # expired first: insertion ≈ expiry order
+            self._seen.popitem(last=False)
+        key = (kind, jti_hash)
+        if key in self._seen and self._seen[key] >= now:
+            return False
+        self._seen[key] = expires_at
+        while len(self._seen) > self._max:
+            self._seen.popitem(last=False)
+        return True
 
 
 def dpop_token(authorization: str | None) -> str | None:
@@ -36,7 +57,7 @@ class DpopCheck:
     def __init__(
         self,
         bearer: BearerCheck,
-        store: Store,
+        store: JtiLedger,
         *,
         url: str,
         nonce_key: bytes | None = None,

@@ -24,7 +24,7 @@ import math
 import re
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from joserfc import jwt
@@ -33,7 +33,6 @@ from joserfc.jwk import JWKRegistry
 
 from authgate.errors import InvalidDpopProof, UseDpopNonce
 from authgate.oauth.opaque import digest
-from authgate.store.protocols import Store
 
 # RFC 9449 §5: asymmetric only, never `none` or a MAC (RFC 8725 §3.1)
 ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA")
@@ -45,6 +44,13 @@ NONCE_STEP = 300  # seconds a server nonce stays current (and one more step acce
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _UNRESERVED_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class JtiLedger(Protocol):
+    """Where proofs' `jti`s are recorded: the store (`Store.use_jti`, shared by replicas), or in
+    external mode, which has no database, `guard/dpop.py`'s `MemoryJtis` (this process only)."""
+
+    async def use_jti(self, kind: str, jti_hash: str, expires_at: float, now: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +163,7 @@ async def check(
     method: str,
     url: str,
     now: float,
-    store: Store,
+    store: JtiLedger,
     access_token: str | None = None,
     jkt: str | None = None,
     nonce_key: bytes | None = None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -27,7 +28,7 @@ from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
-from authgate.guard.dpop import DpopCheck
+from authgate.guard.dpop import DpopCheck, MemoryJtis
 from authgate.guard.identity import UPSTREAM_ACCESS_KEY
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
@@ -272,7 +273,7 @@ class AuthgateApp:
             verifier,
             resource_metadata=urls.prm_url,
             scopes=tuple(self.settings.scopes),
-            dpop_algs=dpop.ALGS if self.runtime else (),
+            dpop_algs=dpop.ALGS,
             dpop_only=self.settings.dpop_required,
             dpop_scopes=frozenset(self.settings.dpop_required_scopes),
         )
@@ -291,17 +292,22 @@ class AuthgateApp:
             first_call=self.runtime.auth.attempts.first_call if self.runtime else None,  # oauth/attempts.py
         )
 
-    def _dpop(self, bearer: BearerCheck) -> DpopCheck | None:
-        """The DPoP scheme on /mcp (guard/dpop.py): proofs' jtis in the shared store."""
+    def _dpop(self, bearer: BearerCheck) -> DpopCheck:
+        """The DPoP scheme on /mcp (guard/dpop.py): proofs' jtis in the shared store; external
+        mode has none, so this process's memory, and nonces under a key of this process."""
+        settings = self.settings
         if self.runtime is None:
-            return None
+            key = os.urandom(32) if settings.dpop_nonce else None
+            return DpopCheck(
+                bearer, MemoryJtis(), url=settings.urls.resource, nonce_key=key, max_age=settings.dpop_proof_max_age
+            )
         auth = self.runtime.auth
         return DpopCheck(
             bearer,
             auth.store,
-            url=self.settings.urls.resource,
-            nonce_key=auth.keys.nonce_key if self.settings.dpop_nonce else None,
-            max_age=self.settings.dpop_proof_max_age,
+            url=settings.urls.resource,
+            nonce_key=auth.keys.nonce_key if settings.dpop_nonce else None,
+            max_age=settings.dpop_proof_max_age,
             clock=auth.clock,
         )
 

@@ -23,6 +23,8 @@
 // `refresh_delay_ms` (optional): a refresh_token grant is answered this much later (after it is
 // done), so that a test can hold a refresh in flight. GET /__counts answers how many token
 // requests of each grant_type it answered, {"refresh_token": {"ok": n, "error": m}, ...}.
+// `dpop` (optional): true turns on oidc-provider's DPoP feature (RFC 9449): a token request with
+// a DPoP proof gets a DPoP-bound token (cnf.jkt), server nonces not required.
 //
 // Prints "READY <issuer>" on stdout once listening. Test use only.
 
@@ -104,6 +106,7 @@ const configuration = {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
+    dPoP: { enabled: cfg.dpop === true },
     introspection: { enabled: true },
     revocation: { enabled: true },
     registration: { enabled: cfg.dcr !== false, initialAccessToken: false },
