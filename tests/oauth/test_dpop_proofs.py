@@ -1,0 +1,75 @@
+"""DPoP pieces without a server (RFC 9449): `htu` normalization (RFC 3986 §6.2.2/§6.2.3, no query
+or fragment), the per-process replay ledger of external mode, and the HTTP gateway's strip list
+(the `DPoP` header never reaches the upstream)."""
+
+from __future__ import annotations
+
+import pytest
+
+from authgate.errors import InvalidDpopProof
+from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
+from authgate.guard.dpop import MemoryJtis
+from authgate.guard.identity import Identity
+from authgate.oauth.dpop import access_token_hash, normalized_url
+from support import requirements as req
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+@pytest.mark.parametrize(
+    "given",
+    [
+        "https://mcp.example.com/mcp",
+        "HTTPS://MCP.Example.COM/mcp",
+        "https://mcp.example.com:443/mcp",
+        "https://mcp.example.com/a/../mcp",
+        "https://mcp.example.com/./mcp",
+        "https://mcp.example.com/%6Dcp",  # an unreserved character percent-encoded
+        "https://mcp.example.com/mcp?x=1#frag",
+    ],
+)
+def test_htu_spellings_of_one_url_normalize_alike(given: str) -> None:
+    assert normalized_url(given) == "https://mcp.example.com/mcp"
+
+
+@pytest.mark.parametrize(
+    "other", ["http://mcp.example.com/mcp", "https://mcp.example.com:8443/mcp", "https://mcp.example.com/MCP"]
+)
+def test_another_scheme_port_or_path_case_stays_another_url(other: str) -> None:
+    assert normalized_url(other) != "https://mcp.example.com/mcp"
+
+
+def test_percent_encoding_is_uppercased_and_empty_path_is_slash() -> None:
+    assert normalized_url("https://h.example/a%2fb") == "https://h.example/a%2Fb"
+    assert normalized_url("https://h.example") == "https://h.example/"
+    with pytest.raises(InvalidDpopProof):
+        normalized_url("mcp.example.com/mcp")
+
+
+def test_ath_is_base64url_sha256_of_the_token() -> None:
+    # RFC 9449 §7.1's example: the token "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU" and its ath
+    assert (
+        access_token_hash("Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU")
+        == "fUHyO2r2Z3DZ53EsNrWBb0xWXoaNy59IiKCAqksmQEo"
+    )
+
+
+async def test_the_memory_ledger_refuses_a_jti_until_it_expires() -> None:
+    ledger = MemoryJtis(max_entries=2)
+    assert await ledger.use_jti("dpop", "a", expires_at=100.0, now=0.0)
+    assert not await ledger.use_jti("dpop", "a", expires_at=100.0, now=50.0)
+    assert await ledger.use_jti("dpop", "a", expires_at=300.0, now=101.0)  # expired: a new use
+    assert await ledger.use_jti("dpop", "b", 300.0, 101.0) and await ledger.use_jti("dpop", "c", 300.0, 101.0)
+    assert len(ledger._seen) == 2  # bounded
+
+
+def test_the_gateway_never_forwards_the_dpop_proof() -> None:
+    identity = Identity(subject="s", client_id="c", scopes=("mcp",), audience=("https://gw/mcp",), expires_at=0)
+    scope = {
+        "type": "http",
+        "headers": [(b"dpop", b"eyJ0eXAiOiJkcG9wK2p3dCJ9.e30.sig"), (b"authorization", b"DPoP t"), (b"x-ok", b"1")],
+        "client": ("10.0.0.7", 5555),
+        "scheme": "https",
+    }
+    built = UpstreamRequestHeaders({}, IdentityHeaderNames()).build(scope, identity)
+    names = {n.lower() for n, _ in built}
+    assert "dpop" not in names and "authorization" not in names and "x-ok" in names
