@@ -7,7 +7,9 @@
   `tools/call` at 2025-11-25), sent 8 at a time with a client_credentials token.
 - Wall time of `authgate --version` and `authgate users list` (a data directory made first).
 
-Each round starts fresh processes; medians over rounds (the requests: the first round only).
+Each round starts fresh processes on empty data directories (so each is a first start:
+`authgate serve` upgrades the new SQLite file in a child process before it serves); medians
+over rounds (the requests: the first round only).
 """
 
 from __future__ import annotations
