@@ -308,6 +308,9 @@ def test_nonces_round_trip_and_dpop_required_refuses_bearer(tmp_path_factory: py
         r = _token(server, form, key.proof("POST", url))
         assert r.status_code == 400 and r.json()["error"] == "use_dpop_nonce", r.text
         nonce = r.headers["dpop-nonce"]
+        r = _token(server, form, key.proof("POST", url, nonce=nonce[::-1]))  # not one authgate made
+        assert r.status_code == 400 and r.json()["error"] == "use_dpop_nonce", r.text
+        assert r.headers["dpop-nonce"] == nonce  # the current one again
         r = _token(server, form, key.proof("POST", url, nonce=nonce))
         assert r.status_code == 200, r.text
         token = r.json()["access_token"]
