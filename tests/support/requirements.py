@@ -950,6 +950,26 @@ ISSUE15_UPSTREAM_TOKEN_HEADER_REFUSALS = Requirement(
     "`upstream_token_header` is refused at start outside proxy mode, without an HTTP upstream, or on a header "
     "name authgate, the client or a proxy sets (Authorization, hop-by-hop, forwarding, Mcp-*), in one line",
 )
+ISSUE15_OUTBOUND_CONFORMANCE_CLIENT = Requirement(
+    "authgate",
+    "issue 15 done-when 5",
+    "authgate's outbound OAuth client passes every auth/* client scenario of @modelcontextprotocol/conformance "
+    "0.2.0-alpha.12's requirements/2026-07-28.yaml at each wire version the suite runs it at, and the two "
+    "2025-03-26 back-compat scenarios (every check SUCCESS)",
+)
+ISSUE15_OUTBOUND_DISCOVERY = Requirement(
+    "authgate",
+    "issue 15",
+    "the outbound client finds a remote's AS in the MCP spec's order (challenge PRM URL, path-inserted then root "
+    "PRM; RFC 8414 path insertion, then OIDC both ways) and refuses AS metadata whose issuer is not the one its "
+    "URL was built from and a PRM whose resource is not the server's",
+)
+ISSUE15_OUTBOUND_SSRF = Requirement(
+    "authgate",
+    "issue 15",
+    "every URL a remote advertises is fetched through the CIMD fetcher's guard: plain http to a non-loopback host "
+    "and a redirect to a private address are refused before any connection to them",
+)
 ISSUE17_SEED_003_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",
@@ -997,6 +1017,7 @@ ISSUE16_DPOP_SETTINGS = Requirement(
     "dpop_required refuses Bearer tokens at /mcp and proof-less token requests, and PRM says "
     "dpop_bound_access_tokens_required; AS metadata and PRM list dpop_signing_alg_values_supported",
 )
+
 ISSUE16_ID_JAG_SDK_EXCHANGE = Requirement(
     "authgate",
     "issue 16 done-when 3",
