@@ -140,3 +140,17 @@ async def test_a_relaxed_write_waits_for_no_flush_and_is_not_counted(stores: tup
 
 def _hits_query() -> object:
     return sa.select(t.rate_limits.c.hits).where(t.rate_limits.c.limiter == sa.bindparam("limiter"))
+
+
+async def test_a_relaxed_write_waits_for_no_flush_owed_by_a_request(stores: tuple[Stores, SqlStore]) -> None:
+    bundle, _ = stores
+    core = bundle.core
+    flusher = core._direct._flusher  # type: ignore[attr-defined]
+    limiter = bundle.rate_limits.limiter("flush-test", 10)
+    async with durability.answer_after_flush():
+        await core.add_client(_client(6))
+        owed, _ = _counts(core)
+        # a relaxed write elsewhere (the timeline's writer task, no scope of its own) while that
+        # request's flush is owed: it neither waits for nor starts one
+        await asyncio.get_running_loop().create_task(limiter.hit("k"), context=_without_scope())
+        assert flusher.durable < owed
