@@ -11,10 +11,11 @@ callable, so a connect page, a test or the conformance driver can each play it.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from authgate.oauth.cimd.policy import CimdPolicy
 from authgate.oauth.cimd.validating import fetch_url_problem
@@ -23,6 +24,9 @@ from authgate.outbound.challenge import Challenge, parse_challenge
 from authgate.outbound.discovery import AuthServer, Discovery, discover
 from authgate.outbound.errors import OutboundAuthError
 from authgate.outbound.registration import ClientProfile, Credentials
+
+if TYPE_CHECKING:
+    from authgate.oauth.cimd.fetching import PinnedFetcher
 
 Browser = Callable[[str], Awaitable[str]]
 """`(authorization URL) -> the URL the AS redirected back to` (the user's browser leg)."""
@@ -46,7 +50,7 @@ class OutboundSettings:
 class OutboundClient:
     """One user's (or one test's) tokens for `settings.server_url`; `aclose()` when done."""
 
-    def __init__(self, settings: OutboundSettings, browser: Browser, fetcher: Any | None = None) -> None:
+    def __init__(self, settings: OutboundSettings, browser: Browser, fetcher: PinnedFetcher | None = None) -> None:
         from authgate.oauth.cimd.fetching import PinnedFetcher, system_dns  # brings httpx
 
         self.settings = settings
@@ -60,6 +64,7 @@ class OutboundClient:
         self._discovery: Discovery | None = None
         self._clients: dict[str, Credentials] = {}  # issuer → its client: never shown to another AS
         self._tokens: authorization.Tokens | None = None
+        self._lock = asyncio.Lock()  # one discovery / authorization at a time: concurrent 401s share it
         self.authorizations = 0  # how many times the browser was sent (for tests and logs)
 
     # -- what the transport asks ---------------------------------------------------------------
@@ -75,9 +80,16 @@ class OutboundClient:
                 await self._try_refresh()
         return self.bearer()
 
-    async def on_unauthorized(self, www_authenticate: str | None) -> str:
-        """A 401: find the AS again, refresh when it is the same AS, else authorize."""
-        challenge = parse_challenge(www_authenticate)
+    async def on_unauthorized(self, www_authenticate: str | None, sent: str | None = None) -> str:
+        """A 401 to a request that carried `sent`: a token obtained meanwhile by another request,
+        else find the AS again, refresh when it is the same AS, else authorize."""
+        async with self._lock:
+            current = self.bearer()
+            if current is not None and current != sent:
+                return current
+            return await self._unauthorized(parse_challenge(www_authenticate))
+
+    async def _unauthorized(self, challenge: Challenge) -> str:
         old = self._discovery
         self._discovery = await self._discover(challenge)
         same_as = old is not None and old.auth_server.issuer == self._discovery.auth_server.issuer
@@ -92,10 +104,11 @@ class OutboundClient:
         challenge = parse_challenge(www_authenticate)
         if challenge.error != "insufficient_scope":
             return None
-        if self._discovery is None:
-            self._discovery = await self._discover(challenge)
-        asked = self._tokens.scopes if self._tokens else ()
-        return await self._authorize(self._scopes(challenge, asked))
+        async with self._lock:
+            if self._discovery is None:
+                self._discovery = await self._discover(challenge)
+            asked = self._tokens.scopes if self._tokens else ()
+            return await self._authorize(self._scopes(challenge, asked))
 
     # -- the steps -----------------------------------------------------------------------------
 

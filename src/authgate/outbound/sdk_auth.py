@@ -19,11 +19,12 @@ class OutboundAuth(httpx2.Auth):
         self.client = client
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        if token := await self.client.fresh_bearer():
-            request.headers["Authorization"] = f"Bearer {token}"
+        sent = await self.client.fresh_bearer()
+        if sent:
+            request.headers["Authorization"] = f"Bearer {sent}"
         response = yield request
         if response.status_code == 401:
-            token = await self.client.on_unauthorized(response.headers.get("www-authenticate"))
+            token = await self.client.on_unauthorized(response.headers.get("www-authenticate"), sent)
             request.headers["Authorization"] = f"Bearer {token}"
             response = yield request
         for _ in range(self.client.settings.max_step_ups):
