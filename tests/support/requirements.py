@@ -970,6 +970,13 @@ ISSUE15_OUTBOUND_SSRF = Requirement(
     "every URL a remote advertises is fetched through the CIMD fetcher's guard: plain http to a non-loopback host "
     "and a redirect to a private address are refused before any connection to them",
 )
+ISSUE15_OUTBOUND_REFRESH = Requirement(
+    "authgate",
+    "issue 15",
+    "the outbound client registers by DCR, authorizes with PKCE S256 and the PRM's resource, and refreshes a "
+    "token within its refresh margin with the same resource and client authentication; concurrent 401s share "
+    "one authorization",
+)
 ISSUE17_SEED_003_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",
