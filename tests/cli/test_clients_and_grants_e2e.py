@@ -90,6 +90,7 @@ async def _replay(server: AuthgateServer, host_map: dict[str, str]) -> dict[str,
         username=server.username,
         password=server.password,
         cimd_host_map=host_map,
+        keep_clients=True,  # clients that stay connected (the doctor would delete the SDK's registration)
     )
     wire = Wire(timeout=10)
     flows = {}

@@ -67,6 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     )
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     p.add_argument("--strict", action="store_true", help="exit non-zero on warnings too")
+    p.add_argument(
+        "--keep-clients",
+        action="store_true",
+        help="leave the clients it registered (by default it deletes them, RFC 7592, where the server allows)",
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="per-request timeout, seconds (default 10)")
     p.add_argument(
         "--interactive-timeout",
@@ -105,6 +110,7 @@ def options_from_args(args: argparse.Namespace) -> DoctorOptions:
         timeout=args.timeout,
         interactive_timeout=args.interactive_timeout,
         strict=args.strict,
+        keep_clients=args.keep_clients,
     )
 
 

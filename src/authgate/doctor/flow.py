@@ -30,6 +30,7 @@ class DoctorOptions:
     timeout: float = 10.0
     interactive_timeout: float = 300.0
     strict: bool = False
+    keep_clients: bool = False  # leave what it registered (RFC 7592 delete skipped), e.g. to inspect it
 
     @property
     def credentials(self) -> Literal["token", "password", "interactive", "none"]:

@@ -156,6 +156,9 @@ async def cleanup(flow: Flow) -> Verdict:
     assert reg is not None
     if reg.method == "cimd":
         return info(f"nothing registered: {reg.client_id} is a CIMD client_id")
+    if flow.options.keep_clients:
+        reg.outcome = "kept (--keep-clients)"
+        return info(f"client {reg.client_id} stays registered (--keep-clients)")
     if not reg.registration_client_uri or not reg.registration_access_token:
         reg.outcome = "left registered (the server does not support RFC 7592)"
         return info(
