@@ -55,6 +55,8 @@ def new_request_id() -> str:
 
 
 class JsonFormatter(logging.Formatter):
+    converter = time.gmtime  # "time" ends in Z: UTC, whatever the machine's TZ
+
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
             "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
