@@ -7,6 +7,8 @@ from pydantic import BaseModel, Field, field_validator
 FIXES: dict[str, str] = {
     "scopes": 'list scope-tokens without spaces or quotes, e.g. ["mcp"] or ["notes.read", "notes.write"] '
     "(offline_access is added by authgate itself)",
+    "dpop_required_scopes": 'list scopes that `scopes` offers, e.g. ["notes.write"]; [] binds no scope, '
+    "dpop_required = true binds every token",
 }
 
 

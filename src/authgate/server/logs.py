@@ -55,7 +55,9 @@ def new_request_id() -> str:
 
 
 class JsonFormatter(logging.Formatter):
-    converter = time.gmtime  # "time" ends in Z: UTC, whatever the machine's TZ
+    def __init__(self) -> None:
+        super().__init__()
+        self.converter = time.gmtime  # "time" ends in Z: UTC, whatever the machine's TZ
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
