@@ -5,7 +5,6 @@ arrive in, the tokens it issued are refused afterwards on both replicas."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from test_negative_cases import CALLBACK, call_mcp, get_code, pkce_pair, registe
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.pg import fresh_database
+from support.replicas import two_replicas
 
 pytestmark = pytest.mark.postgres
 
@@ -30,21 +30,8 @@ async def database() -> AsyncIterator[sa.URL]:
 
 @pytest.fixture
 def replicas(database: sa.URL, tmp_path: Path) -> Iterator[tuple[AuthgateServer, AuthgateServer]]:
-    shared = {
-        "AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
-        "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    first = AuthgateServer(tmp_path / "a", extra_env=shared)
-    first.add_user()
-    first.start()
-    # The same public URL, as behind a load balancer: one issuer, audience and key set.
-    second = AuthgateServer(tmp_path / "b", extra_env={"AUTHGATE_PUBLIC_URL": first.url, **shared})
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(database, tmp_path, add_user=True) as pair:
+        yield pair
 
 
 async def _redeem_on_both(

@@ -6,7 +6,6 @@ nonce key is derived from the shared `secret_key`)."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.dpop import DpopKey
 from support.pg import fresh_database
+from support.replicas import two_replicas
 
 pytestmark = pytest.mark.postgres
 
@@ -31,20 +31,8 @@ async def database() -> AsyncIterator[sa.URL]:
 
 @pytest.fixture
 def replicas(database: sa.URL, tmp_path: Path) -> Iterator[tuple[AuthgateServer, AuthgateServer]]:
-    shared = {
-        "AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
-        "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32),
-        "AUTHGATE_DPOP_NONCE": "true",
-    }
-    first = AuthgateServer(tmp_path / "a", extra_env=shared)
-    first.start()
-    second = AuthgateServer(tmp_path / "b", extra_env={"AUTHGATE_PUBLIC_URL": first.url, **shared})
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(database, tmp_path, AUTHGATE_DPOP_NONCE="true") as pair:
+        yield pair
 
 
 def _bound_token(first: AuthgateServer, second: AuthgateServer, key: DpopKey) -> str:

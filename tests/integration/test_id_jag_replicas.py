@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
 from support.enterprise_idp import JWT_BEARER, IssuerStandIn
 from support.pg import fresh_database
+from support.replicas import two_replicas
 
 pytestmark = pytest.mark.postgres
 
@@ -41,21 +41,13 @@ def stand_in() -> Iterator[IssuerStandIn]:
 def replicas(
     database: sa.URL, tmp_path: Path, stand_in: IssuerStandIn
 ) -> Iterator[tuple[AuthgateServer, AuthgateServer]]:
-    shared = {
-        "AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
-        "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32),
-        "AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP": "true",
-        "AUTHGATE_ENTERPRISE_IDPS": json.dumps({stand_in.base: {"jwks_uri": f"{stand_in.base}/jwks"}}),
-    }
-    first = AuthgateServer(tmp_path / "a", extra_env=shared)
-    first.start()
-    second = AuthgateServer(tmp_path / "b", extra_env={"AUTHGATE_PUBLIC_URL": first.url, **shared})
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(
+        database,
+        tmp_path,
+        AUTHGATE_CIMD_ALLOW_LOOPBACK_HTTP="true",
+        AUTHGATE_ENTERPRISE_IDPS=json.dumps({stand_in.base: {"jwks_uri": f"{stand_in.base}/jwks"}}),
+    ) as pair:
+        yield pair
 
 
 @pytest.mark.requirement(req.ISSUE16_ID_JAG_REFUSALS)

@@ -6,7 +6,6 @@ and changes no grant, so only the `jti` decides."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,6 +19,7 @@ from joserfc.jwk import ECKey
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.pg import fresh_database
+from support.replicas import two_replicas
 
 pytestmark = pytest.mark.postgres
 
@@ -34,19 +34,8 @@ async def database() -> AsyncIterator[sa.URL]:
 
 @pytest.fixture
 def replicas(database: sa.URL, tmp_path: Path) -> Iterator[tuple[AuthgateServer, AuthgateServer]]:
-    shared = {
-        "AUTHGATE_DATABASE_URL": database.render_as_string(hide_password=False),
-        "AUTHGATE_SECRET_KEY": secrets.token_urlsafe(32),
-    }
-    first = AuthgateServer(tmp_path / "a", extra_env=shared)
-    first.start()
-    second = AuthgateServer(tmp_path / "b", extra_env={"AUTHGATE_PUBLIC_URL": first.url, **shared})
-    try:
-        second.start()
-        yield first, second
-    finally:
-        second.stop()
-        first.stop()
+    with two_replicas(database, tmp_path) as pair:
+        yield pair
 
 
 @pytest.mark.requirement(req.RFC7523_3_JTI_SINGLE_USE)
