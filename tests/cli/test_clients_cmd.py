@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from authgate.cli.clients_cmd import client_scopes
+from authgate.cli.machine_clients import client_scopes
 from authgate.cli.main import build_parser
 from authgate.cli.output import printable
 from authgate.config.settings import load_settings

@@ -312,3 +312,39 @@ def test_a_cimd_client_declaring_private_key_jwt_with_a_jwks_uri_authenticates(
     assert tokens["access_token"]
     refresh = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": client_id}
     _refused(_token(server, refresh, assertion(_ec("cimd-1"), client_id, server.issuer)), "RS256")
+
+
+@pytest.mark.requirement(req.ISSUE16_OPERATOR_CLIENT_WITH_KEYS)
+def test_an_operator_made_client_with_keys_gets_tokens_by_private_key_jwt_and_has_no_secret(
+    server: AuthgateServer, tmp_path: Any
+) -> None:
+    key = _ec("ops-1")
+    jwks_file = tmp_path / "backup.jwks.json"
+    jwks_file.write_text(json.dumps(_public(key)))
+    done = server.cli("clients", "add", "keyed-backup", "--grant", "client_credentials", "--scopes", "mcp",
+                      "--jwks", str(jwks_file))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fields = dict(line.split("\t", 1) for line in done.stdout.splitlines())
+    assert list(fields) == ["client_id"], done.stdout  # no secret exists, none is printed
+    assert "private_key_jwt" in done.stderr
+    client_id = fields["client_id"]
+    shown = json.loads(server.cli("clients", "show", client_id, "--json").stdout)
+    assert shown["token_endpoint_auth_method"] == "private_key_jwt" and shown["registration"] == "operator"
+
+    form = {"grant_type": "client_credentials", "client_id": client_id, "resource": server.mcp_url}
+    r = _token(server, form, assertion(key, client_id, server.issuer))
+    assert r.status_code == 200, r.text
+    hello = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    headers = {"Authorization": f"Bearer {r.json()['access_token']}", "Accept": "application/json, text/event-stream"}
+    answered = httpx.post(server.mcp_url, json=init, headers=headers, timeout=30)
+    assert answered.status_code == 200 and "serverInfo" in answered.text, answered.text
+    _refused(_token(server, form))  # no assertion: a keyed client has no secret to fall back on
+    _refused(_token(server, {**form, "client_secret": "anything"}))
+    _refused(_token(server, form, assertion(_ec("ops-1"), client_id, server.issuer)), "signature")
+
+    private = tmp_path / "private.jwks.json"  # a private key is refused, with the flag and the fix
+    private.write_text(json.dumps({"keys": [key.as_dict(private=True)]}))
+    for bad in (["--jwks", str(private)], ["--jwks", str(tmp_path / "missing.json")], ["--jwks-uri", "ftp://x"]):
+        refused = server.cli("clients", "add", "bad", "--grant", "client_credentials", "--scopes", "mcp", *bad)
+        assert refused.returncode == 2 and bad[0] in refused.stderr and "Traceback" not in refused.stderr, refused

@@ -861,6 +861,11 @@ ISSUE16_DOCTOR_LEAVES_NO_CLIENT = Requirement(
     "the doctor deletes the clients it registered at authgate (RFC 7592), and says so where a server "
     "offers no registration management",
 )
+ISSUE16_OPERATOR_CLIENT_WITH_KEYS = Requirement(
+    "authgate",
+    "issue 16",
+    "an operator-made client (`clients add --jwks/--jwks-uri`) authenticates with private_key_jwt and has no secret",
+)
 
 
 ISSUE17_IDP_CHECK_REAL_KEYCLOAK = Requirement(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import sys
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from authgate.cli.machine_clients import add_machine_client
 from authgate.cli.output import (
     Column,
     add_json_flag,
@@ -34,14 +34,11 @@ from authgate.cli.output import (
 )
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
-from authgate.errors import ConfigError
 from authgate.store.bundle import Stores
 from authgate.store.models import Client, LiveGrant
 from authgate.store.protocols import ClientStore
 
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 REVOKED = "revoked by the operator"
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # oauth/jwt_bearer.py, not imported: CLI start cost
 # a client's metadata fields `show` prints: never the secret nor its hash, nor an unknown field
 SHOWN_METADATA = (
     "redirect_uris",
@@ -56,58 +53,10 @@ SHOWN_METADATA = (
 MAX_GRANTS = 100_000  # read for the listing's counts: the CLI's bound, not the server's
 
 
-def client_scopes(settings: Settings, values: list[str]) -> list[str]:
-    """`--scopes "a b"`, `--scopes a,b` or repeated; each must be one the server offers."""
-    from authgate.policy.model import offered_scopes
-
-    wanted = list(dict.fromkeys(s for v in values for s in re.split(r"[\s,]+", v) if s))
-    offered = offered_scopes(settings)
-    if not wanted or (unknown := [s for s in wanted if s not in offered]):
-        problem = "no scope given" if not wanted else f"{', '.join(unknown)} is not a scope this server offers"
-        raise ConfigError(
-            "--scopes",
-            problem,
-            f"use some of: {' '.join(offered)} (run with the settings of "
-            "`authgate serve`; the policy's tool_scopes add scopes)",
-        )
-    return wanted
-
-
 def _minutes(value: str) -> int:
     if not value.isdigit():
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of minutes")
     return int(value)
-
-
-def _check_text(flag: str, value: str, limit: int) -> str:
-    if not value.strip() or len(value) > limit or _UNPRINTABLE.search(value):
-        raise ConfigError(
-            flag,
-            f"{value!r} is empty, longer than {limit} characters or holds control characters",
-            "use a short printable name",
-        )
-    return value
-
-
-async def _add(args: argparse.Namespace, settings: Settings, store: ClientStore) -> int:
-    from authgate.oauth.registration import machine_client
-
-    name = _check_text("NAME", args.name, 100)
-    subject = _check_text("--subject", args.subject, 255) if args.subject is not None else None
-    scopes = client_scopes(settings, args.client_scopes)
-    grant = JWT_BEARER if args.grant == "jwt-bearer" else "client_credentials"
-    client, secret = machine_client(name, scopes, subject, time.time(), grant)
-    await store.add_client(client)  # outside max_clients: that cap bounds open registration
-    print(f"client_id\t{client.client_id}\nclient_secret\t{secret}")
-    print(
-        f"added machine client {name!r} (scopes: {' '.join(scopes)}; subject: {client.metadata['subject']}). "
-        "The secret is shown only this once: authgate keeps only its hash.\nGet a token: curl -u "
-        f"CLIENT_ID:CLIENT_SECRET -d grant_type={grant} {'-d assertion=JWT ' if grant == JWT_BEARER else ''}"
-        f"-d resource={settings.urls.resource} "
-        f"{settings.urls.issuer}/token",
-        file=sys.stderr,
-    )
-    return 0
 
 
 def _hosts(uris: Sequence[str]) -> list[str]:
@@ -289,7 +238,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     async def run(stores: Stores) -> int:
         command = args.clients_command
         if command == "add":
-            return await _add(args, settings, stores.clients)
+            return await add_machine_client(args, settings, stores.clients)
         if command == "list":
             return await _list(args, stores)
         if command == "show":
@@ -311,7 +260,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     clients_sub = clients.add_subparsers(dest="clients_command", required=True)
     # `--scopes` here is the client's own allowance, so it replaces the `scopes` setting's flag
     add = clients_sub.add_parser(
-        "add", conflict_handler="resolve", help="make a machine client (client_credentials); prints its secret once"
+        "add",
+        conflict_handler="resolve",
+        help="make a machine client: prints its secret once, or takes its public keys (--jwks)",
     )
     add.add_argument("name", help="what the client is, e.g. nightly-backup")
     add.add_argument(
@@ -321,6 +272,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="the grant it uses; jwt-bearer: it exchanges ID-JAGs or workload assertions (docs/enterprise.md)",
     )
     add.add_argument("--subject", help="the `sub` of its tokens (default: its client_id)")
+    keyed = add.add_mutually_exclusive_group()
+    keyed.add_argument(
+        "--jwks", metavar="FILE", help="authenticate with private_key_jwt: a JSON JWK Set of its public keys"
+    )
+    keyed.add_argument(
+        "--jwks-uri", metavar="URL", help="authenticate with private_key_jwt: where its public keys are published"
+    )
     add_setting_flags(add)
     add.add_argument(
         "--scopes",

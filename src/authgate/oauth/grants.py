@@ -293,8 +293,10 @@ async def _refresh_token(
 async def _client_credentials(
     auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen, jkt: str | None
 ) -> TokenResponse:
-    # Only operator-made clients: one registered dynamically (by an older version) is anyone's
-    if client.source != "operator" or client.client_secret_hash is None:
+    # Only operator-made clients, authenticated by a secret or a key (private_key_jwt, already
+    # checked): one registered dynamically (by an older version) is anyone's
+    keyed = client.metadata.get("token_endpoint_auth_method") == "private_key_jwt"
+    if client.source != "operator" or (client.client_secret_hash is None and not keyed):
         raise UnauthorizedClient(
             "client_credentials is only for machine clients an operator creates with "
             "`authgate clients add`; this client was registered dynamically"

@@ -135,29 +135,38 @@ def management_uri(management_base: str, client_id: str) -> str:
 
 
 def machine_client(
-    name: str, scopes: Sequence[str], subject: str | None, now: float, grant: str = "client_credentials"
-) -> tuple[Client, str]:
+    name: str,
+    scopes: Sequence[str],
+    subject: str | None,
+    now: float,
+    grant: str = "client_credentials",
+    keys: dict[str, Any] | None = None,
+) -> tuple[Client, str | None]:
     """An operator-made client (`authgate clients add`) of one grant: client_credentials, or the
     jwt-bearer grant (oauth/jwt_bearer.py: ID-JAGs, workload assertions). The record and its
-    plaintext secret, shown once. `scopes` bounds every token it gets; `subject` is their
-    `sub` (default: the client_id; an ID-JAG's tokens carry the user's)."""
+    plaintext secret, shown once — or, with `keys` (`jwks` or `jwks_uri`, checked as at
+    registration), a `private_key_jwt` client (RFC 7523 §2.2) that has no secret at all. `scopes`
+    bounds every token it gets; `subject` is their `sub` (default: the client_id; an ID-JAG's
+    tokens carry the user's)."""
     client_id = str(uuid.uuid4())
-    secret = new_secret("ags_")
+    secret = None if keys is not None else new_secret("ags_")
     metadata: dict[str, Any] = {
         "client_name": name,
         "grant_types": [grant],
         "response_types": [],
         "redirect_uris": [],
-        "token_endpoint_auth_method": "client_secret_basic",
+        "token_endpoint_auth_method": "client_secret_basic" if keys is None else "private_key_jwt",
         "scope": " ".join(scopes),
         "subject": subject or client_id,
     }
+    if keys is not None:
+        metadata.update(validate_key_metadata(keys))
     client = Client(
         client_id=client_id,
         metadata=metadata,
         created_at=now,
         last_used_at=now,
-        client_secret_hash=digest(secret),
+        client_secret_hash=digest(secret) if secret is not None else None,
         source="operator",
     )
     return client, secret
