@@ -30,6 +30,7 @@ from mcp_types import TextContent
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
+from support.dpop import DpopKey
 from support.enterprise_idp import ID_JAG_TYP, JWT_BEARER, SERVICE_ACCOUNT, IssuerStandIn
 from support.sdk_oauth import MemoryTokenStorage
 
@@ -277,3 +278,41 @@ def test_users_are_linked_by_subject_or_verified_email_and_their_roles_narrow_th
     for changes in ({"email": "nobody@corp.example"}, {"email": "alice", "email_verified": False}):
         jag = stand_in.id_jag(gate.server, app, iss=corp, sub="a-2", **changes)
         assert "no local user" in _refused(_token(gate, jag, client=gate.app), "invalid_grant")
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_DRAFT_RULES)
+def test_an_id_jag_without_iat_is_refused(gate: Gate, stand_in: IssuerStandIn) -> None:
+    jag = stand_in.id_jag(gate.server, gate.app[0], iat=None)  # iat is REQUIRED (the draft §3.1)
+    assert "iat" in _refused(_token(gate, jag, client=gate.app), "invalid_grant")
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_DRAFT_RULES)
+def test_a_key_bound_id_jag_needs_a_dpop_proof_by_its_key(gate: Gate, stand_in: IssuerStandIn) -> None:
+    key, stranger = DpopKey(), DpopKey()
+
+    def present(proof_key: DpopKey | None) -> httpx.Response:
+        jag = stand_in.id_jag(gate.server, gate.app[0], cnf={"jkt": key.jkt})
+        data = {"grant_type": JWT_BEARER, "assertion": jag, "resource": gate.server.mcp_url}
+        data |= {"client_id": gate.app[0], "client_secret": gate.app[1]}
+        proof = {} if proof_key is None else {"DPoP": proof_key.proof("POST", gate.server.endpoint("token"))}
+        return httpx.post(gate.server.endpoint("token"), data=data, headers=proof, timeout=10)
+
+    assert "DPoP proof" in _refused(present(None), "invalid_grant")  # §8.6.1.2.2
+    assert "cnf.jkt" in _refused(present(stranger), "invalid_grant")  # §8.6.1.2.1 item 4
+    bound = present(key)
+    assert bound.status_code == 200, bound.text
+    assert bound.json()["token_type"] == "DPoP"
+    assert jwt.decode(bound.json()["access_token"], _authgate_key(gate)).claims["cnf"]["jkt"] == key.jkt
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_DRAFT_RULES)
+def test_a_tenant_claim_scopes_the_subject(gate: Gate, stand_in: IssuerStandIn) -> None:
+    subjects = []
+    for tenant in ("tenant-a", "tenant-b"):
+        jag = stand_in.id_jag(gate.server, gate.app[0], sub="shared-7", tenant=tenant)
+        ok = _token(gate, jag, client=gate.app)
+        assert ok.status_code == 200, ok.text
+        subjects.append(jwt.decode(ok.json()["access_token"], _authgate_key(gate)).claims["sub"])
+    assert subjects == [f"{stand_in.base}|tenant-a|shared-7", f"{stand_in.base}|tenant-b|shared-7"]
+    bad = stand_in.id_jag(gate.server, gate.app[0], sub="shared-7", tenant="a|b")
+    _refused(_token(gate, bad, client=gate.app), "invalid_grant")

@@ -1043,6 +1043,12 @@ ISSUE16_ID_JAG_REFUSALS = Requirement(
     "untrusted issuer, naming another client, or from a public client is refused (invalid_grant, invalid_scope, "
     "unauthorized_client); open registration cannot ask for the jwt-bearer grant",
 )
+ISSUE16_ID_JAG_DRAFT_RULES = Requirement(
+    "authgate",
+    "issue 16 (ID-JAG draft §3.1, §6.3, §8.6.1.2)",
+    "an ID-JAG without iat is refused (invalid_grant); one bound to a key (cnf.jkt) is honoured only with a "
+    "DPoP proof by that key, else invalid_grant; a tenant claim scopes the subject (iss+tenant+sub)",
+)
 ISSUE16_ID_JAG_METADATA = Requirement(
     "authgate",
     "issue 16",

@@ -324,7 +324,7 @@ async def _jwt_bearer(
     auth: Authority, client: Client, form: dict[str, str], resources: list[str], _seen: TokenSeen, jkt: str | None
 ) -> TokenResponse:
     """RFC 7523 §2.1: an ID-JAG or a workload assertion (oauth/jwt_bearer.py); no refresh token."""
-    decided = await jwt_bearer.exchange(auth, client, form, resources)
+    decided = await jwt_bearer.exchange(auth, client, form, resources, jkt)
     return _access_token_response(
         auth,
         subject=decided.subject,

@@ -38,7 +38,7 @@ from authgate.store.models import Client
 log = logging.getLogger("authgate.oauth")
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1
-ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"  # AS metadata, the ID-JAG draft §8
+ID_JAG_PROFILE = "urn:ietf:params:oauth:grant-profile:id-jag"  # AS metadata, the ID-JAG draft §7
 ID_JAG_TYPES = frozenset({"oauth-id-jag+jwt", "application/oauth-id-jag+jwt"})  # the draft §3.1, JOSE typ
 MAX_LIFETIME = 600.0  # exp at most this far ahead of now (and of iat): a long-lived grant is a bearer secret
 LEEWAY = 60.0
@@ -183,14 +183,17 @@ async def spend_jti(auth: Authority, kind: str, iss: str, claims: dict[str, Any]
         raise InvalidGrant("assertion jti was already used")  # RFC 7523 §3 item 7
 
 
-async def exchange(auth: Authority, client: Client, form: dict[str, str], resources: list[str]) -> Granted:
-    """Verify the request's assertion for `client` and decide the grant."""
+async def exchange(
+    auth: Authority, client: Client, form: dict[str, str], resources: list[str], jkt: str | None = None
+) -> Granted:
+    """Verify the request's assertion for `client` and decide the grant; `jkt`: the thumbprint of
+    the request's DPoP key, checked against an ID-JAG's `cnf`."""
     assertion = form["assertion"]  # client_for checked it
     kind, iss = kind_of(auth, assertion)
     if kind == "id_jag":
         from authgate.oauth import id_jag
 
-        return await id_jag.exchange(auth, client, form, resources, iss)
+        return await id_jag.exchange(auth, client, form, resources, iss, jkt)
     return await _workload(auth, client, form, resources, iss)
 
 
