@@ -4,14 +4,21 @@ or fragment), the per-process replay ledger of external mode, and the HTTP gatew
 
 from __future__ import annotations
 
-import pytest
+import secrets
+import time
+from typing import Any
 
-from authgate.errors import InvalidDpopProof
+import pytest
+from joserfc import jwt
+
+from authgate.errors import InvalidDpopProof, UseDpopNonce
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
 from authgate.guard.dpop import MemoryJtis
 from authgate.guard.identity import Identity
+from authgate.oauth import dpop
 from authgate.oauth.dpop import access_token_hash, normalized_url
 from support import requirements as req
+from support.dpop import DpopKey
 
 
 @pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
@@ -73,3 +80,49 @@ def test_the_gateway_never_forwards_the_dpop_proof() -> None:
     built = UpstreamRequestHeaders({}, IdentityHeaderNames()).build(scope, identity)
     names = {n.lower() for n, _ in built}
     assert "dpop" not in names and "authorization" not in names and "x-ok" in names
+
+
+def test_userinfo_in_htu_makes_another_url() -> None:
+    # RFC 3986 §6.2.2 normalizes case, encoding and dot segments; it never drops userinfo
+    assert normalized_url("https://someone@mcp.example.com/mcp") != "https://mcp.example.com/mcp"
+    assert normalized_url("https://a:b@MCP.example.com:443/mcp") == "https://a:b@mcp.example.com/mcp"
+
+
+URL = "https://mcp.example.com/mcp"
+
+
+async def _checked(proof: str, **given: Any) -> dpop.Proof:
+    return await dpop.check(proof, method="POST", url=URL, now=time.time(), store=MemoryJtis(), **given)
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+@pytest.mark.parametrize("value", ["é", "\u2603" * 40, 7, ["x"], None])
+async def test_an_odd_nonce_is_answered_use_dpop_nonce(value: object) -> None:
+    # hmac.compare_digest raises TypeError on a non-ASCII str: that was a 500, not the RFC 9449 §8 answer
+    key = DpopKey()
+    proof = key.proof("POST", URL) if value is None else _with(key, nonce=value)
+    with pytest.raises(UseDpopNonce) as caught:
+        await _checked(proof, nonce_key=b"k" * 32)
+    assert caught.value.nonce == dpop.nonce(b"k" * 32, time.time())
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+@pytest.mark.parametrize("ath", ["é", 12, {"a": 1}])
+async def test_an_odd_ath_is_invalid_dpop_proof(ath: object) -> None:
+    with pytest.raises(InvalidDpopProof, match="ath"):
+        await _checked(_with(DpopKey(), ath=ath), access_token="tok")
+
+
+async def test_a_token_bound_to_a_non_ascii_jkt_refuses_the_proof() -> None:
+    # an IdP's token (external mode) may carry any string as cnf.jkt
+    key = DpopKey()
+    with pytest.raises(InvalidDpopProof, match="bound to"):
+        await _checked(key.proof("POST", URL), jkt="é" + key.jkt[1:])
+    assert (await _checked(key.proof("POST", URL), jkt=key.jkt)).jkt == key.jkt
+
+
+def _with(key: DpopKey, **extra: object) -> str:
+    """A proof of POST URL signed by `key`, with `extra` claims as given (any JSON value)."""
+    header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.key.as_dict(private=False)}
+    claims = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": secrets.token_urlsafe(16), **extra}
+    return jwt.encode(header, claims, key.key, algorithms=["ES256"])

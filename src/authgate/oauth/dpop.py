@@ -101,6 +101,8 @@ def normalized_url(url: str) -> str:
     if ":" in host:
         host = f"[{host}]"
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+    if "@" in parts.netloc:  # userinfo is part of the URI (RFC 3986 §3.2.1): kept, case and all
+        netloc = parts.netloc.rpartition("@")[0] + "@" + netloc
     path = _dot_segments(_UNRESERVED_ESCAPE.sub(_escape, parts.path or "/"))
     return f"{scheme}://{netloc}{path}"
 
@@ -111,8 +113,14 @@ def nonce(key: bytes, now: float, *, step_offset: int = 0) -> str:
     return b64(packed + hmac.new(key, b"dpop-nonce" + packed, hashlib.sha256).digest()[:16])
 
 
+def same(given: object, expected: str) -> bool:
+    """`given` is the string `expected`, compared in constant time; a non-ASCII or non-string
+    `given` is simply different (`hmac.compare_digest` raises TypeError on non-ASCII str)."""
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def nonce_is_current(key: bytes, value: object, now: float) -> bool:
-    return isinstance(value, str) and any(hmac.compare_digest(value, nonce(key, now, step_offset=o)) for o in (0, -1))
+    return any(same(value, nonce(key, now, step_offset=o)) for o in (0, -1))
 
 
 def _header(proof: str) -> dict[str, Any]:
@@ -181,9 +189,9 @@ async def check(
     if not isinstance(htu, str) or normalized_url(htu) != normalized_url(url):
         raise InvalidDpopProof("the DPoP proof htu is not this request's URL")
     iat = _iat(claims, now, max_age)
-    if access_token is not None and claims.get("ath") != access_token_hash(access_token):
+    if access_token is not None and not same(claims.get("ath"), access_token_hash(access_token)):
         raise InvalidDpopProof("the DPoP proof ath does not match the access token")
-    if jkt is not None and not hmac.compare_digest(thumbprint, jkt):
+    if jkt is not None and not same(jkt, thumbprint):  # jkt: the token's claim, any string
         raise InvalidDpopProof("the DPoP proof key is not the key the token is bound to")
     if nonce_key is not None and not nonce_is_current(nonce_key, claims.get("nonce"), now):
         raise UseDpopNonce("a current server nonce is required in the DPoP proof", nonce=nonce(nonce_key, now))
