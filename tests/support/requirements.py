@@ -1076,7 +1076,7 @@ ISSUE16_ID_JAG_USER_LINKING = Requirement(
 ISSUE16_IDP_CHECK_ID_JAG = Requirement(
     "authgate",
     "issue 16",
-    "`authgate idp check --id-jag` fails an IdP whose metadata does not list the ID-JAG token type in "
+    "`authgate idp check --id-jag` warns about an IdP whose metadata does not list the ID-JAG token type in "
     "identity_chaining_requested_token_types_supported, and prints the enterprise_idps line to trust it",
 )
 

@@ -1,5 +1,5 @@
 """`authgate idp check --id-jag`: is this IdP fit to issue ID-JAGs for authgate (Enterprise-Managed
-Authorization, draft-ietf-oauth-identity-assertion-authz-grant-04)? The client gets an ID-JAG by
+Authorization, draft-ietf-oauth-identity-assertion-authz-grant §7)? The client gets an ID-JAG by
 RFC 8693 token exchange at the IdP, asking for the token type urn:ietf:params:oauth:token-type:id-jag;
 authgate then verifies it with the IdP's keys (the `enterprise_idps` setting, docs/enterprise.md)."""
 
@@ -21,11 +21,12 @@ def check_id_jag(report: CheckReport, meta: dict[str, Any]) -> None:
     if isinstance(types, list) and ID_JAG_TOKEN_TYPE in types:
         report.add("id-jag", "ok", "ID-JAGs offered (identity_chaining_requested_token_types_supported)")
     else:
-        report.add(
+        report.add(  # the draft §7: an IdP SHOULD advertise it, so its absence is no proof of inability
             "no-id-jag",
-            "fail",
+            "warn",
             f"identity_chaining_requested_token_types_supported is {types!r}: the IdP does not say it issues "
-            f"ID-JAGs ({ID_JAG_TOKEN_TYPE}), so MCP clients cannot get one for authgate",
+            f"ID-JAGs ({ID_JAG_TOKEN_TYPE}); unless it issues them unannounced, MCP clients cannot get one "
+            "for authgate",
             "at the IdP: enable Cross App Access / identity chaining (ID-JAG) for the client's app",
         )
     grants = meta.get("grant_types_supported")
