@@ -316,3 +316,10 @@ def test_a_tenant_claim_scopes_the_subject(gate: Gate, stand_in: IssuerStandIn) 
     assert subjects == [f"{stand_in.base}|tenant-a|shared-7", f"{stand_in.base}|tenant-b|shared-7"]
     bad = stand_in.id_jag(gate.server, gate.app[0], sub="shared-7", tenant="a|b")
     _refused(_token(gate, bad, client=gate.app), "invalid_grant")
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_DRAFT_RULES)
+def test_an_id_jag_with_authorization_details_is_refused(gate: Gate, stand_in: IssuerStandIn) -> None:
+    details = [{"type": "mcp_tools", "actions": ["read"]}]  # RFC 9396, not implemented by authgate
+    jag = stand_in.id_jag(gate.server, gate.app[0], scope=None, authorization_details=details)
+    assert "authorization_details" in _refused(_token(gate, jag, client=gate.app), "invalid_grant")

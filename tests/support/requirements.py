@@ -1047,7 +1047,8 @@ ISSUE16_ID_JAG_DRAFT_RULES = Requirement(
     "authgate",
     "issue 16 (ID-JAG draft §3.1, §6.3, §8.6.1.2)",
     "an ID-JAG without iat is refused (invalid_grant); one bound to a key (cnf.jkt) is honoured only with a "
-    "DPoP proof by that key, else invalid_grant; a tenant claim scopes the subject (iss+tenant+sub)",
+    "DPoP proof by that key, else invalid_grant; a tenant claim scopes the subject (iss+tenant+sub); "
+    "authorization_details (RFC 9396, not implemented) is invalid_grant rather than ignored",
 )
 ISSUE16_ID_JAG_METADATA = Requirement(
     "authgate",

@@ -130,6 +130,10 @@ async def exchange(
     _resources(claims, auth.config.urls.resource)
     _proof_of_possession(claims, jkt)
     _tenant(claims)
+    if "authorization_details" in claims:  # the draft §4.4.1: MUST be processed per RFC 9396, which
+        # authgate does not implement; ignoring it would grant by scope (or the default) what the IdP
+        # may have narrowed by authorization details
+        raise InvalidGrant("authorization_details (RFC 9396) is not supported here: the IdP should grant by scope")
     wanted = _scopes(auth, client, claims, form)
     await spend_jti(auth, JTI_KIND, iss, claims, exp)
     user = await local_user(auth, iss, idp, claims)
