@@ -323,3 +323,13 @@ def test_an_id_jag_with_authorization_details_is_refused(gate: Gate, stand_in: I
     details = [{"type": "mcp_tools", "actions": ["read"]}]  # RFC 9396, not implemented by authgate
     jag = stand_in.id_jag(gate.server, gate.app[0], scope=None, authorization_details=details)
     assert "authorization_details" in _refused(_token(gate, jag, client=gate.app), "invalid_grant")
+
+
+@pytest.mark.requirement(req.ISSUE16_ID_JAG_REFUSALS)
+def test_a_resource_not_served_is_invalid_target_and_leaves_the_id_jag_usable(
+    gate: Gate, stand_in: IssuerStandIn
+) -> None:
+    jag = stand_in.id_jag(gate.server, gate.app[0])
+    _refused(_token(gate, jag, client=gate.app, resource="https://other.example/mcp"), "invalid_target")
+    ok = _token(gate, jag, client=gate.app)  # the refusal did not spend the jti
+    assert ok.status_code == 200, ok.text

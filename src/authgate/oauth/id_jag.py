@@ -135,9 +135,10 @@ async def exchange(
         # may have narrowed by authorization details
         raise InvalidGrant("authorization_details (RFC 9396) is not supported here: the IdP should grant by scope")
     wanted = _scopes(auth, client, claims, form)
+    audience = canonical_resources(auth, resources)  # invalid_target before the jti is spent
     await spend_jti(auth, JTI_KIND, iss, claims, exp)
     user = await local_user(auth, iss, idp, claims)
     granted = roles.limit(wanted, roles.grantable_by(auth.config, user))
     if roles.grants_nothing(granted):
         raise InvalidScope("the user may be granted none of the ID-JAG's scopes")
-    return Granted(user.user_id, granted, canonical_resources(auth, resources))
+    return Granted(user.user_id, granted, audience)

@@ -212,6 +212,7 @@ async def _workload(auth: Authority, client: Client, form: dict[str, str], resou
     granted = requested or allowed
     if not granted:
         raise InvalidScope("this client may be granted no scope")
+    audience = canonical_resources(auth, resources)  # invalid_target before the jti is spent
     await spend_jti(auth, "workload_assertion", iss, claims, exp)
     subject = str(client.metadata.get("subject") or client.client_id)
-    return Granted(subject, granted, canonical_resources(auth, resources))
+    return Granted(subject, granted, audience)
