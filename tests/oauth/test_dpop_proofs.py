@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from joserfc import jwt
+from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from authgate.errors import InvalidDpopProof, UseDpopNonce
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
@@ -126,3 +128,40 @@ def _with(key: DpopKey, **extra: object) -> str:
     header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": key.key.as_dict(private=False)}
     claims = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": secrets.token_urlsafe(16), **extra}
     return jwt.encode(header, claims, key.key, algorithms=["ES256"])
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+async def test_a_proof_by_an_rsa_key_under_2048_bits_is_refused() -> None:
+    # RFC 7518 §3.3: RS256 needs a key of 2048 bits or more (joserfc signs and verifies 1024)
+    small, enough = RSAKey.generate_key(1024, private=True), RSAKey.generate_key(2048, private=True)
+
+    def signed(key: RSAKey) -> str:
+        header = {"typ": "dpop+jwt", "alg": "RS256", "jwk": key.as_dict(private=False)}
+        claims = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": secrets.token_urlsafe(16)}
+        return jwt.encode(header, claims, key, algorithms=["RS256"])
+
+    with pytest.raises(InvalidDpopProof, match="2048"):
+        await _checked(signed(small))
+    assert (await _checked(signed(enough))).jkt == enough.thumbprint()
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+@pytest.mark.parametrize(
+    ("alg", "make"),
+    [
+        ("RS256", lambda: RSAKey.generate_key(2048, private=True)),
+        ("PS512", lambda: RSAKey.generate_key(4096, private=True)),
+        ("ES384", lambda: ECKey.generate_key("P-384", private=True)),
+        ("ES512", lambda: ECKey.generate_key("P-521", private=True)),
+        ("EdDSA", lambda: OKPKey.generate_key("Ed25519", private=True)),
+    ],
+)
+async def test_every_advertised_alg_verifies(alg: str, make: Callable[[], Any]) -> None:
+    # dpop_signing_alg_values_supported lists these: a proof by each must verify (RSA ones did
+    # not: joserfc's default 512-byte header bound is smaller than a 2048-bit RSA jwk)
+    key = make()
+    header = {"typ": "dpop+jwt", "alg": alg, "jwk": key.as_dict(private=False)}
+    claims = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": secrets.token_urlsafe(16)}
+    proof = jwt.encode(header, claims, key, algorithms=[alg])
+    assert (await _checked(proof, jkt=key.thumbprint())).jkt == key.thumbprint()
+    assert alg in dpop.ALGS

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
+from joserfc.jws import JWSRegistry
 
 from authgate.errors import InvalidDpopProof, UseDpopNonce
 from authgate.oauth.opaque import digest
@@ -38,9 +39,14 @@ from authgate.oauth.opaque import digest
 ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA")
 TYP = "dpop+jwt"
 JTI_KIND = "dpop"
+MIN_RSA_BITS = 2048  # RFC 7518 §3.3, §3.5: RS* and PS* keys of 2048 bits or larger MUST be used
 MAX_PROOF = 8192  # bytes of the compact JWT, header and all
 MAX_AGE = 300  # seconds either side of now for `iat` (the MCP DPoP profile's ±5 minutes)
 NONCE_STEP = 300  # seconds a server nonce stays current (and one more step accepted)
+# joserfc refuses a JWS header over 512 bytes by default: the jwk of any RSA key of 2048 bits
+# or more is larger, so RS*/PS* proofs never verified. The proof's own bound holds instead.
+_REGISTRY = JWSRegistry(algorithms=ALGS)
+_REGISTRY.max_header_length = MAX_PROOF
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _UNRESERVED_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -146,14 +152,26 @@ def _header(proof: str) -> dict[str, Any]:
 def _signed_claims(proof: str) -> tuple[str, dict[str, Any]]:
     """The thumbprint of the proof's key and its claims, once the signature checks."""
     head = _header(proof)
+    if head["jwk"].get("kty") == "RSA" and _modulus_bits(head["jwk"].get("n")) < MIN_RSA_BITS:
+        raise InvalidDpopProof(f"the DPoP proof's RSA key must have at least {MIN_RSA_BITS} bits")
     try:
         key = JWKRegistry.import_key(head["jwk"])
         if key.is_private or key.key_type not in ("EC", "RSA", "OKP"):
             raise InvalidDpopProof("the DPoP proof jwk must be a public EC, RSA or OKP key")
-        claims = jwt.decode(proof, key, algorithms=[str(head["alg"])]).claims
+        claims = jwt.decode(proof, key, registry=_REGISTRY).claims  # alg: one of ALGS (_header)
         return str(key.thumbprint()), dict(claims)
     except (JoseError, ValueError, TypeError, KeyError):
         raise InvalidDpopProof("the DPoP proof signature does not verify with its jwk") from None
+
+
+def _modulus_bits(n: object) -> int:
+    """The bit length of an RSA JWK's `n` (checked before joserfc, which only warns under 2048)."""
+    if not isinstance(n, str) or len(n) > 2048:  # 2048 base64url characters: a 12288-bit key
+        return 0
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4))).bit_length()
+    except ValueError:
+        return 0
 
 
 def _iat(claims: dict[str, Any], now: float, max_age: int) -> float:
