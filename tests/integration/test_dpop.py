@@ -385,3 +385,26 @@ def test_oauth4webapi_gets_a_bound_token_calls_mcp_and_refreshes(server: Authgat
     refresh = {"grant_type": "refresh_token", "refresh_token": got["refresh_token"], "client_id": client_id}
     r = _token(server, refresh, thief.proof("POST", server.endpoint("token")))
     assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+
+
+@pytest.mark.requirement(req.RFC9449_8_NONCE)
+def test_browsers_may_send_a_proof_and_read_the_nonce(server: AuthgateServer) -> None:
+    """CORS (RFC 9449 §8, §9 through a browser): the preflights of /mcp and /token allow the
+    `DPoP` request header, and their answers expose `DPoP-Nonce` to the page's script."""
+    origin = "http://localhost:6274"
+    for url in (server.mcp_url, server.endpoint("token")):
+        preflight = httpx.options(
+            url,
+            headers={
+                "Origin": origin,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type, dpop",
+            },
+            timeout=10,
+        )
+        assert preflight.status_code == 200, (url, preflight.text)
+        assert "dpop" in preflight.headers["access-control-allow-headers"].lower(), url
+    token = httpx.post(server.endpoint("token"), data={"grant_type": "x"}, headers={"Origin": origin}, timeout=10)
+    for answer in (httpx.post(server.mcp_url, headers={**MCP_HEADERS, "Origin": origin}, json={}, timeout=10), token):
+        exposed = {h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")}
+        assert "dpop-nonce" in exposed, answer.headers
