@@ -13,7 +13,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
-from authgate.errors import InvalidDpopProof, UseDpopNonce
+from authgate.errors import InvalidDpopProof, InvalidToken, UseDpopNonce
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
 from authgate.guard.dpop import MemoryJtis
 from authgate.guard.identity import Identity
@@ -165,3 +165,28 @@ async def test_every_advertised_alg_verifies(alg: str, make: Callable[[], Any]) 
     proof = jwt.encode(header, claims, key, algorithms=[alg])
     assert (await _checked(proof, jkt=key.thumbprint())).jkt == key.thumbprint()
     assert alg in dpop.ALGS
+
+
+@pytest.mark.requirement(req.RFC9449_7_RESOURCE_ACCESS)
+@pytest.mark.parametrize(
+    "cnf",
+    [
+        {"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"},  # RFC 8705: mTLS-bound
+        {"jwk": {"kty": "EC", "crv": "P-256", "x": "a", "y": "b"}},  # RFC 7800
+        {"jkt": 12},
+        {"jkt": "é" * 43},
+        {"jkt": ""},
+        "jkt",
+    ],
+)
+def test_a_token_bound_by_a_method_authgate_cannot_check_is_refused(cnf: object) -> None:
+    # taken as unbound, such a token was accepted as a bearer token: its sender constraint dropped
+    with pytest.raises(InvalidToken, match="cnf"):
+        dpop.bound_key({"sub": "s", "cnf": cnf})
+
+
+def test_an_unbound_or_jkt_bound_token_reads_as_before() -> None:
+    key = DpopKey()
+    assert dpop.bound_key({"sub": "s"}) is None and dpop.bound_key({"cnf": {}}) is None
+    assert dpop.bound_key({"cnf": {"jkt": key.jkt}}) == key.jkt
+    assert dpop.bound_key({"cnf": {"jkt": key.jkt, "x5t#S256": "x"}}) == key.jkt  # its jkt is checked

@@ -32,7 +32,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import JWKRegistry
 from joserfc.jws import JWSRegistry
 
-from authgate.errors import InvalidDpopProof, UseDpopNonce
+from authgate.errors import InvalidDpopProof, InvalidToken, UseDpopNonce
 from authgate.oauth.opaque import digest
 
 # RFC 9449 §5: asymmetric only, never `none` or a MAC (RFC 8725 §3.1)
@@ -50,6 +50,7 @@ _REGISTRY.max_header_length = MAX_PROOF
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _UNRESERVED_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_THUMBPRINT = re.compile(r"[A-Za-z0-9_-]{43}")  # base64url SHA-256, unpadded (RFC 7638 §3)
 
 
 class JtiLedger(Protocol):
@@ -223,7 +224,14 @@ async def check(
 
 
 def bound_key(claims: dict[str, Any]) -> str | None:
-    """The `cnf.jkt` of a token's claims (RFC 9449 §6.1), or None for an unbound token."""
+    """The `cnf.jkt` of a token's claims (RFC 9449 §6.1), or None for an unbound token (no
+    `cnf`, or an empty one). A token confirmed otherwise (RFC 8705 `x5t#S256`, RFC 7800 `jwk`,
+    a `jkt` that is not a thumbprint …) is InvalidToken: authgate cannot check that binding, and
+    taking the token as a bearer one would drop the sender constraint its issuer put on it."""
     cnf = claims.get("cnf")
+    if cnf is None or cnf == {}:
+        return None
     jkt = cnf.get("jkt") if isinstance(cnf, dict) else None
-    return jkt if isinstance(jkt, str) else None
+    if not isinstance(jkt, str) or not _THUMBPRINT.fullmatch(jkt):
+        raise InvalidToken("the token is sender-constrained (cnf) by a method authgate cannot check: only cnf.jkt")
+    return jkt
