@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,15 @@ def _whoami(stdout: str) -> dict[str, Any]:
     return dict(json.loads(result["content"][0]["text"]))
 
 
+def _agent_done(agent_log: Path) -> str:
+    """The browser agent's log once it has written its last line: it writes it after Chromium
+    delivered the callback, which the Inspector may have used (and exited) first."""
+    deadline = time.monotonic() + 20
+    while "callback reached" not in (text := agent_log.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return text
+
+
 @pytest.mark.requirement(req.ISSUE17_INSPECTOR_CLI_REAL_KEYCLOAK)
 @pytest.mark.requirement(req.RFC9207_ISS)
 def test_inspector_cli_registers_at_keycloak_signs_in_in_chromium_and_calls_whoami(
@@ -120,7 +130,7 @@ def test_inspector_cli_registers_at_keycloak_signs_in_in_chromium_and_calls_whoa
         [client] = admin.get("/mcp/clients", params={"clientId": who["client_id"]}).json()
         assert client["name"] == "MCP Inspector" and client["redirectUris"] == [callback]
         assert client["baseUrl"].startswith("https://github.com/")
-        agent = agent_log.read_text()
+        agent = _agent_done(agent_log)
         assert f"opening {keycloak.issuer()}/protocol/openid-connect/auth?" in agent, agent
         assert "Sign in to mcp </realms/mcp/protocol/openid-connect/auth>" in agent, agent
         assert f"callback reached with ['code', 'iss', 'session_state', 'state'] iss={keycloak.issuer()}" in agent
