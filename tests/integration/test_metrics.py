@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -30,7 +29,7 @@ from authgate.config.settings import load_settings
 from authgate.errors import ConfigError
 from support import headless, ports
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
-from support.flow_load import pkce_pair
+from support.flow_load import signed_in_code
 from support.requirements import (
     ISSUE13_METRICS_BOUNDED_LABELS,
     ISSUE13_METRICS_COUNT_TRAFFIC,
@@ -111,21 +110,8 @@ def _code_flow(server: AuthgateServer, ua: headless.HeadlessUserAgent | None = N
     )
     assert r.status_code == 201, r.text
     client_id = r.json()["client_id"]
-    verifier, challenge = pkce_pair()
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": CALLBACK,
-        "state": "s",
-        "scope": "mcp",
-        "resource": server.mcp_url,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    url = server.endpoint("authorize") + "?" + urlencode(query)
-    answer = (ua.authorize if ua is not None else headless.authorize)(url, server.username, server.password)
-    assert answer.code, answer
-    form = {"grant_type": "authorization_code", "code": answer.code, "code_verifier": verifier}
+    code, verifier = signed_in_code(server, client_id, CALLBACK, ua)
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
     r = httpx.post(
         server.endpoint("token"), data={**form, "redirect_uri": CALLBACK, "client_id": client_id}, timeout=10
     )

@@ -12,7 +12,6 @@ import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -23,10 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from support import headless
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
-from support.flow_load import pkce_pair
+from support.flow_load import signed_in_code
 
 CALLBACK = "http://127.0.0.1:9/callback"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -111,20 +109,7 @@ def _register(server: AuthgateServer, **metadata: Any) -> str:
 
 
 def _code(server: AuthgateServer, client_id: str) -> tuple[str, str]:
-    verifier, challenge = pkce_pair()
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": CALLBACK,
-        "state": "s",
-        "scope": "mcp",
-        "resource": server.mcp_url,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    answer = headless.authorize(server.endpoint("authorize") + "?" + urlencode(query), server.username, server.password)
-    assert answer.code, answer
-    return answer.code, verifier
+    return signed_in_code(server, client_id, CALLBACK)
 
 
 def _token(server: AuthgateServer, form: dict[str, str], signed: str | None = None) -> httpx.Response:

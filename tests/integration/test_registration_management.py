@@ -9,15 +9,13 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
 
-from support import headless
 from support import requirements as req
 from support.authgate_server import AuthgateServer
-from support.flow_load import pkce_pair
+from support.flow_load import signed_in_code
 
 CALLBACK = "http://127.0.0.1:9/callback"
 ENV = {"AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"}
@@ -165,20 +163,8 @@ def test_an_update_to_a_secret_method_issues_a_secret_and_to_none_drops_it(serve
 
 
 def _code_flow(server: AuthgateServer, client_id: str) -> dict[str, Any]:
-    verifier, challenge = pkce_pair()
-    query = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": CALLBACK,
-        "state": "s",
-        "scope": "mcp",
-        "resource": server.mcp_url,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    answer = headless.authorize(server.endpoint("authorize") + "?" + urlencode(query), server.username, server.password)
-    assert answer.code, answer
-    form = {"grant_type": "authorization_code", "code": answer.code, "code_verifier": verifier}
+    code, verifier = signed_in_code(server, client_id, CALLBACK)
+    form = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
     r = httpx.post(server.endpoint("token"), data={**form, "redirect_uri": CALLBACK, "client_id": client_id})
     assert r.status_code == 200, r.text
     return dict(r.json())

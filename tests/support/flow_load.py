@@ -191,12 +191,12 @@ def pkce_pair() -> tuple[str, str]:
     return verifier, challenge
 
 
-def auth_url(base: str, client_id: str, challenge: str, public: str | None = None) -> str:
+def auth_url(base: str, client_id: str, challenge: str, public: str | None = None, redirect_uri: str = CALLBACK) -> str:
     """An authorization request to the replica at `base` for the resource at `public` (default: `base`)."""
     query = {
         "response_type": "code",
         "client_id": client_id,
-        "redirect_uri": CALLBACK,
+        "redirect_uri": redirect_uri,
         "state": "load",
         "resource": f"{public or base}/mcp",
         "scope": "mcp",
@@ -204,6 +204,22 @@ def auth_url(base: str, client_id: str, challenge: str, public: str | None = Non
         "code_challenge_method": "S256",
     }
     return f"{base}/authorize?{urlencode(query)}"
+
+
+def signed_in_code(
+    server: AuthgateServer, client_id: str, redirect_uri: str = CALLBACK, ua: HeadlessUserAgent | None = None
+) -> tuple[str, str]:
+    """(code, PKCE verifier) for `client_id` with scope mcp, after the test user signed in and
+    consented at `server` (in `ua`, if given, else a fresh headless user agent)."""
+    verifier, challenge = pkce_pair()
+    url = auth_url(server.url, client_id, challenge, redirect_uri=redirect_uri)
+    if ua is not None:
+        answer = ua.authorize(url, server.username, server.password)
+    else:
+        with HeadlessUserAgent() as fresh:
+            answer = fresh.authorize(url, server.username, server.password)
+    assert answer.code, answer
+    return answer.code, verifier
 
 
 def still_works(
