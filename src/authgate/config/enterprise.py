@@ -10,9 +10,9 @@ One issuer is never both: an ID-JAG issuer's assertion is no workload assertion,
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from authgate.config.issuers import issuer_problem
 from authgate.config.policy import map_from_text
@@ -28,9 +28,13 @@ MAX_ISSUERS = 20
 _ROLE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def _jwks_uri_problem(uri: str) -> str | None:
-    problem = issuer_problem(uri)  # https (http on loopback only), no credentials, no fragment
-    return problem.replace("issuer", "jwks_uri", 1) if problem else None
+def _jwks_uri(uri: str) -> str:
+    if problem := issuer_problem(uri):  # https (http on loopback only), no credentials, no fragment
+        raise ValueError(problem.replace("issuer", "jwks_uri", 1))
+    return uri
+
+
+JwksUri = Annotated[str, Field(max_length=2048), AfterValidator(_jwks_uri)]  # both kinds of issuer
 
 
 class EnterpriseIdp(BaseModel):
@@ -38,7 +42,7 @@ class EnterpriseIdp(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    jwks_uri: str = Field(max_length=2048, description="the IdP's JWK Set, fetched through the SSRF guard")
+    jwks_uri: JwksUri = Field(description="the IdP's JWK Set, fetched through the SSRF guard")
     email_mapping: bool = Field(
         False,
         description="also map an assertion to the local user whose username is its `email` claim "
@@ -54,13 +58,6 @@ class EnterpriseIdp(BaseModel):
     )
     roles: tuple[str, ...] = Field((), max_length=10, description="roles of users provisioned for this IdP")
 
-    @field_validator("jwks_uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        if problem := _jwks_uri_problem(v):
-            raise ValueError(problem)
-        return v
-
     @field_validator("roles")
     @classmethod
     def _roles(cls, v: tuple[str, ...]) -> tuple[str, ...]:
@@ -74,18 +71,11 @@ class WorkloadIssuer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    jwks_uri: str = Field(max_length=2048, description="the issuer's JWK Set, fetched through the SSRF guard")
+    jwks_uri: JwksUri = Field(description="the issuer's JWK Set, fetched through the SSRF guard")
     subjects: dict[str, str] = Field(
         max_length=1000,
         description="assertion `sub` → the client_id of an operator-made client with the jwt-bearer grant",
     )
-
-    @field_validator("jwks_uri")
-    @classmethod
-    def _uri(cls, v: str) -> str:
-        if problem := _jwks_uri_problem(v):
-            raise ValueError(problem)
-        return v
 
     @field_validator("subjects")
     @classmethod
