@@ -199,7 +199,7 @@ class Server:
         """Sign in once (the only argon2 of the run); returns the cookies every driver shares."""
         with httpx.Client(base_url=self.url, timeout=60) as http:
             client_id = _register(http)
-            page = http.get("/authorize", params=_authorize_params(client_id, _pkce()[1]))
+            page = http.get("/authorize", params=authorize_params(client_id, pkce_pair()[1]))
             fields = dict(_HIDDEN.findall(page.text))
             fields.update(username=USERNAME, password=self.password)
             r = http.post("/login", data=fields)
@@ -211,12 +211,12 @@ class Server:
 # -- one flow -----------------------------------------------------------------------------------
 
 
-def _pkce() -> tuple[str, str]:
+def pkce_pair() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def _authorize_params(client_id: str, challenge: str) -> dict[str, str]:
+def authorize_params(client_id: str, challenge: str) -> dict[str, str]:
     return {
         "response_type": "code",
         "client_id": client_id,
@@ -239,7 +239,7 @@ def _register(http: httpx.Client) -> str:
 def _authorize(http: httpx.Client, client_id: str, challenge: str) -> dict[str, str] | str:
     """The consent form's fields; or the code itself from a server with no consent page (the
     in-memory baselines of bench/flows_compare.py redirect back with it at once)."""
-    r = http.get("/authorize", params=_authorize_params(client_id, challenge))
+    r = http.get("/authorize", params=authorize_params(client_id, challenge))
     if r.status_code in (302, 303) and (code := parse_qs(urlsplit(r.headers["location"]).query).get("code")):
         return code[0]
     fields = dict(_HIDDEN.findall(r.text))
@@ -281,7 +281,7 @@ def _refresh(http: httpx.Client, client_id: str, refresh_token: str) -> str:
 
 
 def one_flow(http: httpx.Client) -> None:
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     client_id = _register(http)
     code = _consent(http, _authorize(http, client_id, challenge))
     _refresh(http, client_id, _exchange(http, client_id, code, verifier))
@@ -321,7 +321,7 @@ def per_step(server: Server, cookies: dict[str, str], n: int) -> dict[str, dict[
 
     with _client(server.url, cookies) as http:
         one_flow(http)
-        pkce = [_pkce() for _ in range(n)]
+        pkce = [pkce_pair() for _ in range(n)]
         with phase("register"):
             clients = [_register(http) for _ in range(n)]
         with phase("authorize"):

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import cProfile
-import hashlib
 import os
 import re
 import secrets
@@ -36,7 +34,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-CALLBACK = "http://127.0.0.1:53999/cb"
+from bench.flows import CALLBACK, authorize_params, pkce_pair  # the same flow as the multi-process bench
+
 BASE = "http://127.0.0.1:9"
 STEPS = ("register", "authorize", "consent", "code", "refresh")
 _HIDDEN = re.compile(r'<input[^>]*type="hidden"[^>]*name="([^"]+)"[^>]*value="([^"]*)"')
@@ -49,23 +48,6 @@ SETTINGS = {  # the flow, not the limiter (bench/flows.py's)
 }
 
 
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    return verifier, base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-
-
-def _authorize_params(client_id: str, challenge: str) -> dict[str, str]:
-    return {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": CALLBACK,
-        "state": "st",
-        "scope": "mcp",
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-
-
 async def _register(http: httpx.AsyncClient) -> str:
     body = {"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none", "client_name": "bench"}
     r = await http.post("/register", json=body)
@@ -75,12 +57,12 @@ async def _register(http: httpx.AsyncClient) -> str:
 
 
 async def _flow(http: httpx.AsyncClient, steps: dict[str, list[float]]) -> None:
-    verifier, challenge = _pkce()
+    verifier, challenge = pkce_pair()
     clock = time.process_time
     t0 = clock()
     client_id = await _register(http)
     t1 = clock()
-    r = await http.get("/authorize", params=_authorize_params(client_id, challenge))
+    r = await http.get("/authorize", params=authorize_params(client_id, challenge))
     fields = dict(_HIDDEN.findall(r.text))
     t2 = clock()
     r = await http.post("/consent", data={**fields, "decision": "allow"})
@@ -122,7 +104,7 @@ async def _run(flows: int, rounds: int, password: str, profile: Path | None) -> 
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
     result: dict[str, Any] = {"rounds": []}
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
-        page = await http.get("/authorize", params=_authorize_params(await _register(http), _pkce()[1]))
+        page = await http.get("/authorize", params=authorize_params(await _register(http), pkce_pair()[1]))
         fields = {**dict(_HIDDEN.findall(page.text)), "username": "bench", "password": password}
         if (await http.post("/login", data=fields)).status_code not in (200, 303):  # the one argon2
             raise RuntimeError("sign-in failed")
