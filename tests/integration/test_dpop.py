@@ -24,22 +24,11 @@ from support import headless
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.dpop import DpopKey, b64, claims_of
-from support.flow_load import pkce_pair
+from support.flow_load import INITIALIZE, MCP_HEADERS, pkce_pair
 from support.needs import require_node_files
 
 CALLBACK = "http://127.0.0.1:9/callback"
 ENV = {"AUTHGATE_REGISTRATIONS_PER_MINUTE": "1000"}
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
-MCP_HEADERS = {
-    "Accept": "application/json, text/event-stream",
-    "Content-Type": "application/json",
-    "MCP-Protocol-Version": "2025-06-18",
-}
 
 
 def _start(tmp: pytest.TempPathFactory, name: str, **env: str) -> AuthgateServer:

@@ -12,11 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from test_dpop import INITIALIZE, MCP_HEADERS
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.dpop import DpopKey
+from support.flow_load import INITIALIZE, MCP_HEADERS
 from support.pg import fresh_database
 from support.replicas import two_replicas
 
