@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from support.inspector import DESKTOP_VARS, INSPECTOR, run_inspector
 from support.needs import require_node_files
 
 pytestmark = pytest.mark.node
@@ -30,23 +31,8 @@ pytestmark = pytest.mark.node
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 NODE_DIR = REPO / "tests" / "node"
-INSPECTOR = NODE_DIR / "node_modules" / ".bin" / "mcp-inspector"
 INSPECTOR_VERSION = "2.12.0"
 CLI_TIMEOUT = 120.0
-
-# Variables that would make xdg-open pick a desktop handler instead of $BROWSER.
-_DESKTOP_VARS = (
-    "DISPLAY",
-    "WAYLAND_DISPLAY",
-    "XDG_CURRENT_DESKTOP",
-    "XDG_SESSION_DESKTOP",
-    "DESKTOP_SESSION",
-    "KDE_FULL_SESSION",
-    "GNOME_DESKTOP_SESSION_ID",
-    "MATE_DESKTOP_SESSION_ID",
-    "LXQT_SESSION_CONFIG",
-    "DBUS_SESSION_BUS_ADDRESS",
-)
 
 
 def _require_inspector() -> None:
@@ -70,7 +56,7 @@ def _browser_wrapper(tmp_path: Path) -> Path:
 
 
 def _inspector_env(home: Path, browser: Path, browser_log: Path, server: Any) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _DESKTOP_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in DESKTOP_VARS}
     env.update(
         {
             "HOME": str(home),
@@ -89,23 +75,6 @@ def _inspector_env(home: Path, browser: Path, browser_log: Path, server: Any) ->
         }
     )
     return env
-
-
-def _run_inspector(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [str(INSPECTOR), "--cli", *args],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr
-        pytest.fail(f"inspector did not finish within {CLI_TIMEOUT}s\nstdout:\n{out}\nstderr:\n{err}")
 
 
 def _report(done: subprocess.CompletedProcess[str], browser_log: Path) -> str:
@@ -150,7 +119,7 @@ def test_inspector_cli_oauth_then_tools_list(era: str, authgate: Any, tmp_path: 
         "json",
     ]
 
-    done = _run_inspector(args, env, tmp_path)
+    done = run_inspector(args, env, tmp_path, CLI_TIMEOUT)
     assert done.returncode == 0, _report(done, browser_log)
     assert "whoami" in _tool_names(done.stdout), _report(done, browser_log)
     # The tools came after a real sign-in through our pages, not a lucky unauthenticated call.
@@ -159,7 +128,7 @@ def test_inspector_cli_oauth_then_tools_list(era: str, authgate: Any, tmp_path: 
 
     # Second run, same HOME: the stored token (or a refresh) is enough, no browser needed.
     env["BROWSER"] = "/bin/false"
-    again = _run_inspector([*args, "--stored-auth-only"], env, tmp_path)
+    again = run_inspector([*args, "--stored-auth-only"], env, tmp_path, CLI_TIMEOUT)
     assert again.returncode == 0, _report(again, browser_log)
     assert "whoami" in _tool_names(again.stdout), _report(again, browser_log)
 
@@ -187,7 +156,7 @@ def test_inspector_cli_queries_the_built_in_knowledge_base(authgate: Any, tmp_pa
         "--format",
         "json",
     ]
-    done = _run_inspector(args, env, tmp_path)
+    done = run_inspector(args, env, tmp_path, CLI_TIMEOUT)
     assert done.returncode == 0, _report(done, browser_log)
     result = json.loads(done.stdout)
     result = result.get("result", result)

@@ -13,20 +13,19 @@ preflight, so the same realm serves it. The test shows both on the same Keycloak
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer
+from support.inspector import DESKTOP_VARS, INSPECTOR, run_inspector, whoami_of
 from support.keycloak import KeycloakSession, external_gate
 from support.keycloak_login import require_chromium
 from support.needs import require_node_files
@@ -35,10 +34,8 @@ from support.ports import free_port
 pytestmark = [pytest.mark.keycloak, pytest.mark.browser, pytest.mark.node]
 
 HERE = Path(__file__).resolve().parent
-INSPECTOR = HERE.parents[1] / "node" / "node_modules" / ".bin" / "mcp-inspector"
 CLI_TIMEOUT = 150.0
 INSPECTOR_ORIGIN = "http://localhost:6274"  # where the Inspector's web UI runs
-_DESKTOP_VARS = ("DISPLAY", "WAYLAND_DISPLAY", "XDG_CURRENT_DESKTOP", "DBUS_SESSION_BUS_ADDRESS")
 
 
 @pytest.fixture
@@ -52,28 +49,6 @@ def gate(keycloak: KeycloakSession, tmp_path: Path) -> Iterator[AuthgateServer]:
         yield server
     finally:
         server.stop()
-
-
-def _inspector(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(
-            [str(INSPECTOR), "--cli", *args],
-            env=env,
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLI_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"the Inspector did not finish within {CLI_TIMEOUT:.0f} s: {exc.stderr!r}")
-
-
-def _whoami(stdout: str) -> dict[str, Any]:
-    """`--format json` prints {"result": {"content": [{"type": "text", "text": WHOAMI-JSON}], ...}}."""
-    result = json.loads(stdout)["result"]
-    assert not result.get("isError"), result
-    return dict(json.loads(result["content"][0]["text"]))
 
 
 def _agent_done(agent_log: Path) -> str:
@@ -96,7 +71,7 @@ def test_inspector_cli_registers_at_keycloak_signs_in_in_chromium_and_calls_whoa
     browser.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{HERE / 'chromium_agent.py'}' \"$@\"\n")
     browser.chmod(0o755)
     callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
-    env = {k: v for k, v in os.environ.items() if k not in _DESKTOP_VARS}
+    env = {k: v for k, v in os.environ.items() if k not in DESKTOP_VARS}
     env.update(
         {
             "HOME": str(home),  # the Inspector keeps registrations and tokens there
@@ -119,9 +94,9 @@ def test_inspector_cli_registers_at_keycloak_signs_in_in_chromium_and_calls_whoa
         agent = agent_log.read_text() if agent_log.exists() else "(the browser never ran)"
         return f"exit {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}\n{agent}\n{gate.logs()[-3000:]}"
 
-    done = _inspector(args, env, tmp_path)
+    done = run_inspector(args, env, tmp_path, CLI_TIMEOUT)
     assert done.returncode == 0, report(done)
-    who = _whoami(done.stdout)
+    who = whoami_of(done.stdout)
     assert who["authenticated"] is True and who["username"] == "alice" and "mcp" in who["scopes"]
 
     # Registered at the realm (Keycloak's client id, the Inspector's github.com client_uri), signed
@@ -137,9 +112,9 @@ def test_inspector_cli_registers_at_keycloak_signs_in_in_chromium_and_calls_whoa
 
         # Second run, same HOME: the stored Keycloak token is enough, no browser.
         env["BROWSER"] = "/bin/false"
-        again = _inspector([*args, "--stored-auth-only"], env, tmp_path)
+        again = run_inspector([*args, "--stored-auth-only"], env, tmp_path, CLI_TIMEOUT)
         assert again.returncode == 0, report(again)
-        assert _whoami(again.stdout)["client_id"] == who["client_id"]
+        assert whoami_of(again.stdout)["client_id"] == who["client_id"]
         assert admin.delete(f"/mcp/clients/{client['id']}").status_code == 204  # no orphan (seed 003 §4.1)
 
     # What blocks the Inspector in a browser does not reach the CLI: Keycloak's preflight on its
