@@ -153,7 +153,7 @@ async def test_a_proof_by_an_rsa_key_under_2048_bits_is_refused() -> None:
         ("PS512", lambda: RSAKey.generate_key(4096, private=True)),
         ("ES384", lambda: ECKey.generate_key("P-384", private=True)),
         ("ES512", lambda: ECKey.generate_key("P-521", private=True)),
-        ("EdDSA", lambda: OKPKey.generate_key("Ed25519", private=True)),
+        ("Ed25519", lambda: OKPKey.generate_key("Ed25519", private=True)),
     ],
 )
 async def test_every_advertised_alg_verifies(alg: str, make: Callable[[], Any]) -> None:
@@ -165,6 +165,19 @@ async def test_every_advertised_alg_verifies(alg: str, make: Callable[[], Any]) 
     proof = jwt.encode(header, claims, key, algorithms=[alg])
     assert (await _checked(proof, jkt=key.thumbprint())).jkt == key.thumbprint()
     assert alg in dpop.ALGS
+
+
+@pytest.mark.requirement(req.RFC9449_4_3_PROOF_CHECKS)
+@pytest.mark.filterwarnings("ignore::joserfc.errors.SecurityWarning")  # joserfc flags EdDSA as deprecated
+async def test_the_deprecated_eddsa_name_is_accepted_but_not_advertised() -> None:
+    # RFC 9864 deprecates the polymorphic `EdDSA` for `Ed25519`; clients that still send it
+    # (older oauth4webapi, jose's remap) keep working, and the metadata names only Ed25519
+    key = OKPKey.generate_key("Ed25519", private=True)
+    header = {"typ": "dpop+jwt", "alg": "EdDSA", "jwk": key.as_dict(private=False)}
+    claims = {"htm": "POST", "htu": URL, "iat": int(time.time()), "jti": secrets.token_urlsafe(16)}
+    proof = jwt.encode(header, claims, key, algorithms=["EdDSA"])
+    assert (await _checked(proof, jkt=key.thumbprint())).jkt == key.thumbprint()
+    assert "EdDSA" not in dpop.ALGS and "Ed25519" in dpop.ALGS
 
 
 @pytest.mark.requirement(req.RFC9449_7_RESOURCE_ACCESS)

@@ -12,7 +12,21 @@ from urllib.parse import urlsplit
 from authgate.config.urls import is_loopback_host
 from authgate.masking import masked_url
 
-SUPPORTED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+# `Ed25519` is RFC 9864's fully specified name; `EdDSA` (deprecated by it) is what many IdPs still
+# put in their tokens' header, so both are accepted.
+SUPPORTED_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "Ed25519",
+    "EdDSA",
+)
 
 
 def _profile_issuer_problem(issuer: str, profile: str) -> str | None:

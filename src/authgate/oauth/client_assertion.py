@@ -25,7 +25,7 @@ from joserfc.jwk import KeySet
 
 from authgate.errors import FetchError, InvalidClient, InvalidClientMetadata
 from authgate.oauth.authority import Authority
-from authgate.oauth.client_keys import SIGNING_ALGS
+from authgate.oauth.client_keys import ACCEPTED_SIGNING_ALGS, SIGNING_ALGS
 from authgate.oauth.opaque import digest
 from authgate.store.models import Client
 
@@ -59,7 +59,7 @@ def unverified_claims(assertion: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _check_header(header: dict[str, Any]) -> str:
     alg = header.get("alg")
-    if alg not in SIGNING_ALGS:  # RFC 8725 §3.1: never `none`; never HS* with a public key
+    if alg not in ACCEPTED_SIGNING_ALGS:  # RFC 8725 §3.1: never `none`; never HS* with a public key
         raise InvalidClient(f"client_assertion alg must be one of {', '.join(SIGNING_ALGS)}")
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _TYPES):

@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from authgate.oauth.cimd.fetching import DnsResolver, PinnedFetcher
 
 # RFC 8725 §3.1/§3.2: asymmetric algorithms only (no `none`, no HS*: a public key is no MAC secret)
-SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+# Advertised: asymmetric, fully specified (RFC 9864: `Ed25519`, not the deprecated polymorphic
+# `EdDSA`). Accepted: those and `EdDSA`, which existing clients and IdPs still send.
+SIGNING_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "Ed25519")
+ACCEPTED_SIGNING_ALGS = (*SIGNING_ALGS, "EdDSA")
 MAX_KEYS = 10
 MAX_URI = 2048
 REFETCH_AFTER = 10.0  # an unknown kid refetches a jwks_uri at most this often (key rotation)
@@ -72,7 +75,7 @@ def validate_key_metadata(body: dict[str, Any]) -> dict[str, Any]:
         kept["jwks_uri"] = uri
     alg = body.get("token_endpoint_auth_signing_alg")
     if alg is not None:
-        if alg not in SIGNING_ALGS:
+        if alg not in ACCEPTED_SIGNING_ALGS:
             raise InvalidClientMetadata(f"token_endpoint_auth_signing_alg must be one of {', '.join(SIGNING_ALGS)}")
         kept["token_endpoint_auth_signing_alg"] = alg
     return kept

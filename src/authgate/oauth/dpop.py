@@ -35,8 +35,11 @@ from joserfc.jws import JWSRegistry
 from authgate.errors import InvalidDpopProof, InvalidToken, UseDpopNonce
 from authgate.oauth.opaque import digest
 
-# RFC 9449 §5: asymmetric only, never `none` or a MAC (RFC 8725 §3.1)
-ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "EdDSA")
+# RFC 9449 §5: asymmetric only, never `none` or a MAC (RFC 8725 §3.1). Advertised: the fully
+# specified `Ed25519` (RFC 9864); the polymorphic `EdDSA` it deprecates is still accepted from
+# clients that send it (oauth4webapi before 3.x, jose's remap), never advertised.
+ALGS = ("ES256", "ES384", "ES512", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512", "Ed25519")
+ACCEPTED_ALGS = (*ALGS, "EdDSA")
 TYP = "dpop+jwt"
 JTI_KIND = "dpop"
 MIN_RSA_BITS = 2048  # RFC 7518 §3.3, §3.5: RS* and PS* keys of 2048 bits or larger MUST be used
@@ -45,7 +48,7 @@ MAX_AGE = 300  # seconds either side of now for `iat` (the MCP DPoP profile's ±
 NONCE_STEP = 300  # seconds a server nonce stays current (and one more step accepted)
 # joserfc refuses a JWS header over 512 bytes by default: the jwk of any RSA key of 2048 bits
 # or more is larger, so RS*/PS* proofs never verified. The proof's own bound holds instead.
-_REGISTRY = JWSRegistry(algorithms=ALGS)
+_REGISTRY = JWSRegistry(algorithms=ACCEPTED_ALGS)
 _REGISTRY.max_header_length = MAX_PROOF
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _UNRESERVED_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
@@ -142,7 +145,7 @@ def _header(proof: str) -> dict[str, Any]:
         raise InvalidDpopProof("the DPoP proof header cannot be decoded")
     if str(head.get("typ", "")).lower() != TYP:  # §4.2: explicit typing
         raise InvalidDpopProof("the DPoP proof typ must be dpop+jwt")
-    if head.get("alg") not in ALGS:
+    if head.get("alg") not in ACCEPTED_ALGS:
         raise InvalidDpopProof(f"the DPoP proof alg must be one of {', '.join(ALGS)}")
     jwk = head.get("jwk")
     if not isinstance(jwk, dict) or _PRIVATE_MEMBERS & jwk.keys():  # §4.3 item 6
@@ -159,7 +162,7 @@ def _signed_claims(proof: str) -> tuple[str, dict[str, Any]]:
         key = JWKRegistry.import_key(head["jwk"])
         if key.is_private or key.key_type not in ("EC", "RSA", "OKP"):
             raise InvalidDpopProof("the DPoP proof jwk must be a public EC, RSA or OKP key")
-        claims = jwt.decode(proof, key, registry=_REGISTRY).claims  # alg: one of ALGS (_header)
+        claims = jwt.decode(proof, key, registry=_REGISTRY).claims  # alg: one of ACCEPTED_ALGS (_header)
         return str(key.thumbprint()), dict(claims)
     except (JoseError, ValueError, TypeError, KeyError):
         raise InvalidDpopProof("the DPoP proof signature does not verify with its jwk") from None

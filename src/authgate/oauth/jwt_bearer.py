@@ -30,7 +30,7 @@ from authgate.errors import FetchError, InvalidClient, InvalidClientMetadata, In
 from authgate.oauth import client_assertion, scopes
 from authgate.oauth.authority import Authority
 from authgate.oauth.authorize import canonical_resources
-from authgate.oauth.client_keys import SIGNING_ALGS
+from authgate.oauth.client_keys import ACCEPTED_SIGNING_ALGS, SIGNING_ALGS
 from authgate.oauth.clients import authenticate, require_client
 from authgate.oauth.opaque import digest
 from authgate.store.models import Client
@@ -133,7 +133,7 @@ async def verified_claims(auth: Authority, assertion: str, jwks_uri: str) -> dic
     unknown kid refetches the set once: the issuer may have rotated its keys)."""
     header, _ = _unverified(assertion)
     alg = header.get("alg")
-    if alg not in SIGNING_ALGS:  # RFC 8725 §3.1
+    if alg not in ACCEPTED_SIGNING_ALGS:  # RFC 8725 §3.1
         raise InvalidGrant(f"assertion alg must be one of {', '.join(SIGNING_ALGS)}")
     try:
         try:
