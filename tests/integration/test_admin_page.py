@@ -310,9 +310,27 @@ def test_every_admin_page_refuses_framing_and_caching(server: AuthgateServer) ->
     ],
     ids=["external", "proxy"],
 )
-async def test_admin_is_a_404_outside_the_embedded_mode(mode: dict[str, str], tmp_path: Path) -> None:
+async def test_admin_is_a_404_outside_the_embedded_mode(mode: dict[str, Any], tmp_path: Path) -> None:
     """External mode holds no users or grants; proxy mode's people sign in upstream, with no
     password here: neither mounts /admin (the routes are decided before any store is opened)."""
+    await _assert_no_admin_routes(mode, tmp_path)
+
+
+async def test_admin_is_a_404_when_turned_off(tmp_path: Path) -> None:
+    """`admin_page = false`: an operator who wants no admin sign-in page on a public host."""
+    await _assert_no_admin_routes({"auth_mode": "embedded", "admin_page": False}, tmp_path)
+    from starlette.responses import PlainTextResponse
+
+    from authgate.config.settings import load_settings
+    from authgate.server.app import AuthgateApp
+
+    on = AuthgateApp(
+        load_settings(None, data_dir=tmp_path, public_url="http://127.0.0.1:8000"), PlainTextResponse("mcp")
+    )
+    assert "/admin" in {getattr(r, "path", "") for r in on.router.routes}  # the default mounts it
+
+
+async def _assert_no_admin_routes(mode: dict[str, Any], tmp_path: Path) -> None:
     from starlette.responses import PlainTextResponse
 
     from authgate.config.settings import load_settings

@@ -15,6 +15,11 @@ FIXES: dict[str, str] = {
 
 
 class SignInSettings(BaseModel):
+    admin_page: bool = Field(
+        True,
+        description="embedded mode: serve the operator's page at /admin (admins only); false: /admin "
+        "and its routes answer 404 and operators use the CLI (a smaller surface on a public host)",
+    )
     login_session_ttl: int = Field(8 * 3600, ge=60, description="browser sign-in session lifetime, seconds")
     login_attempts_per_minute: int = Field(
         5,

@@ -133,7 +133,7 @@ class AuthgateApp:
             paths = [p for p in paths if p[1] in served]
         if self.settings.auth_mode == "proxy":  # sign-in at the upstream IdP instead of /login
             paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
-        if self.settings.auth_mode == "embedded":  # /admin: only where people sign in here (server/routes/admin.py)
+        if self.settings.auth_mode == "embedded" and self.settings.admin_page:  # people sign in here (routes/admin.py)
             paths += admin_routes(b)
         if self.settings.metrics_on_main:  # only with metrics_token (config/metrics.py)
             paths.append((f"{b}/metrics", "metrics", ["GET"]))
