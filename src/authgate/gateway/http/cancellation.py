@@ -8,6 +8,9 @@ a closed connection as cancellation (2025-03-26 … 2025-11-25 transports: the c
 still unanswered, with the request's `Mcp-Session-Id`, `MCP-Protocol-Version` and
 credential (basic/utilities/cancellation).
 
+`watch_disconnect` notices the client going away (`http.disconnect`) and cancels the task of
+its request (`Flight`), which then closes the upstream connection.
+
 Best effort and off the client's path: a background task, bounded by `timeout`, whose
 failure is logged at INFO; at most `MAX_IDS` ids per request. When the gateway closes (a
 stop, after its drain cut the requests still running) the tasks under way get up to
@@ -20,21 +23,44 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+from starlette.types import Message, Receive
 from yarl import URL
 
 from authgate.gateway.errors import JsonRpcId, UpstreamError
 from authgate.gateway.http.upstream import Upstream
 from authgate.gateway.jsonrpc import cancelled_notification
 
-__all__ = ["UpstreamCancellation"]
+__all__ = ["Flight", "UpstreamCancellation", "watch_disconnect"]
 
 log = logging.getLogger("authgate.gateway")
 
 MAX_IDS = 16
 CLOSE_WAIT = 2.0
 _NOT_COPIED = frozenset({"mcp-method", "mcp-name", "last-event-id", "accept", "content-type"})
+
+
+@dataclass(slots=True)
+class Flight:
+    """One request in flight, watched for the client going away."""
+
+    task: asyncio.Task[Any]
+    done: bool = False
+    client_gone: bool = False
+
+
+async def watch_disconnect(receive: Receive, flight: Flight) -> None:
+    """Cancel the request's task when its client disconnects."""
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            if not flight.done:
+                flight.client_gone = True
+                flight.task.cancel()
+            return
 
 
 class UpstreamCancellation:

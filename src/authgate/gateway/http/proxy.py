@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from starlette.types import Message as AsgiMessage
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -52,7 +51,7 @@ from authgate.gateway.errors import (
     UpstreamUnavailable,
 )
 from authgate.gateway.headers import IdentityHeaderNames, UpstreamRequestHeaders
-from authgate.gateway.http.cancellation import UpstreamCancellation
+from authgate.gateway.http.cancellation import Flight, UpstreamCancellation, watch_disconnect
 from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejections
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
@@ -71,15 +70,6 @@ __all__ = ["HttpUpstreamProxy"]
 log = logging.getLogger("authgate.gateway")
 
 _ANONYMOUS = Owner("", "")
-
-
-@dataclass(slots=True)
-class _Flight:
-    """One request in flight, watched for the client going away."""
-
-    task: asyncio.Task[Any]
-    done: bool = False
-    client_gone: bool = False
 
 
 @dataclass(slots=True)
@@ -278,8 +268,8 @@ class HttpUpstreamProxy:
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("the gateway runs inside an asyncio task")
-        flight = _Flight(task)
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, flight))
+        flight = Flight(task)
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect(receive, flight))
         try:
             await self._timed(request, reply)
         except asyncio.CancelledError:
@@ -383,17 +373,6 @@ class HttpUpstreamProxy:
         await relay_response(
             response, reply, self.upstream, tap, method=request.method, request_ids=request.request_ids
         )
-
-
-async def _watch_disconnect(receive: Receive, flight: _Flight) -> None:
-    """Cancel the request's task when its client disconnects."""
-    while True:
-        message: AsgiMessage = await receive()
-        if message["type"] == "http.disconnect":
-            if not flight.done:
-                flight.client_gone = True
-                flight.task.cancel()
-            return
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
