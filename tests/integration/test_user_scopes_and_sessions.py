@@ -202,6 +202,21 @@ def test_taking_a_role_away_narrows_the_next_refresh(server: AuthgateServer) -> 
     assert (listed["frank"], listed["alice"]) == ([], ["admin"])
 
 
+def test_taking_a_role_away_narrows_the_access_tokens_already_issued(server: AuthgateServer) -> None:
+    # the token still says `admin`, but the guard re-reads the user (token_cache_seconds) and
+    # applies the roles held now: without that, the scope lasted until the token's expiry
+    password = add_user(server, "grace", "ops")
+    flow = Flow(server, "mcp:tools admin")
+    with HeadlessUserAgent() as agent:
+        tokens = flow.redeem(agent.authorize(flow.url, "grace", password).code)
+    assert tokens["scope"] == "mcp:tools admin"
+    assert server.cli("users", "roles", "grace", "tools").returncode == 0  # `ops` taken away
+    refused = call_tool(server, tokens["access_token"], "whoami")  # needs `admin`
+    assert refused.status_code == 403, refused.text
+    assert 'error="insufficient_scope"' in refused.headers["www-authenticate"]
+    assert call_tool(server, tokens["access_token"], "list_knowledge_bases").status_code == 200  # mcp:tools stays
+
+
 def _signed_in_with_tokens(
     server: AuthgateServer, agent: HeadlessUserAgent, name: str, password: str
 ) -> tuple[Flow, dict[str, Any]]:

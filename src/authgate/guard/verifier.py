@@ -4,7 +4,8 @@ Verifying an RS256 signature on every request costs more than the MCP call it pr
 Verified tokens are cached (keyed by the token itself) until they expire, but the grant
 behind each is re-checked against the store at least every `recheck_seconds`, so a revoked
 grant or a removed user stops working within that interval — well inside the access token
-lifetime, as promised.
+lifetime, as promised — and a token's scopes are narrowed to what its user's roles allow at
+that re-check (oauth/roles.py), so taking a role away takes its scopes too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Protocol
 
 from authgate.errors import InvalidToken
 from authgate.guard.identity import Identity
-from authgate.oauth import access_tokens, dpop
+from authgate.oauth import access_tokens, dpop, roles
 from authgate.oauth.authority import Authority
 
 
@@ -61,11 +62,11 @@ class EmbeddedTokenVerifier:
                 return entry.identity
         auth = self._auth
         claims = await access_tokens.verify(token, auth.keys, issuer=auth.issuer, audience=auth.resources[0], now=now)
-        username = await self._live_username(claims)
+        username, scopes = await self._live_user(claims)
         identity = Identity(
             subject=claims.subject,
             client_id=claims.client_id,
-            scopes=claims.scopes,
+            scopes=scopes,
             audience=claims.audience,
             expires_at=claims.expires_at,
             username=username,
@@ -75,7 +76,10 @@ class EmbeddedTokenVerifier:
         self._remember(token, _Entry(identity, now))
         return identity
 
-    async def _live_username(self, claims: access_tokens.AccessTokenClaims) -> str | None:
+    async def _live_user(self, claims: access_tokens.AccessTokenClaims) -> tuple[str | None, tuple[str, ...]]:
+        """The token's user (None for an operator's machine client) and its scopes narrowed to
+        what the user's roles allow now: a role taken away ends its scopes within the recheck
+        interval, not at the access token's expiry (the next refresh narrows the grant too)."""
         store = self._auth.store
         if claims.grant_id is None:  # client_credentials: the client itself must still exist
             client = await store.get_client(claims.client_id)
@@ -83,13 +87,13 @@ class EmbeddedTokenVerifier:
                 raise InvalidToken("the client of this token no longer exists")
             if client.source != "operator":  # a dynamically registered one, as older versions allowed
                 raise InvalidToken("tokens without a user are only for clients an operator creates")
-            return None
+            return None, claims.scopes
         if not await store.family_is_live(claims.grant_id):
             raise InvalidToken("the grant behind this token was revoked")
         user = await store.get_user(claims.subject)
         if user is None:
             raise InvalidToken("the user of this token no longer exists")
-        return user.username
+        return user.username, roles.limit(claims.scopes, roles.grantable_by(self._auth.config, user))
 
     def _remember(self, token: str, entry: _Entry) -> None:
         self._cache[token] = entry
