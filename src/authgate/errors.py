@@ -32,6 +32,9 @@
     │   │                            authgate grant is revoked too; the person signs in again
     │   └── UpstreamTokenUnavailable the IdP cannot renew it now (unreachable, 5xx, 429, or it
     │                                refused authgate's own client): retry after `retry_after`
+    ├── ConnectionRequired           a call needs the caller's connection to a third-party
+    │                                provider (authgate.connections): `url` is the connect link
+    │                                to open, with its `elicitation_id` and the `scopes` asked
     ├── SignInError                  the doctor could not play a sign-in: what it saw, the fix
     │                                (doctor/login.py)
     ├── RedirectError                an OAuthError to deliver to a verified redirect URI, with
@@ -167,6 +170,20 @@ class UpstreamTokenUnavailable(UpstreamTokenError):
         super().__init__(message)
 
 
+class ConnectionRequired(AuthgateError):
+    """The caller has no usable connection to `provider` (none, ended, or without `scopes`):
+    the person opens `url`, authgate's connect page (absolute, made for this user and client),
+    signs in at the provider there, and retries. MCP clients get it as a URL elicitation
+    (`elicitation_id`) or a tool error naming the page. Holds no token."""
+
+    def __init__(self, provider: str, url: str, elicitation_id: str, scopes: tuple[str, ...] = ()) -> None:
+        self.provider = provider
+        self.url = url
+        self.elicitation_id = elicitation_id
+        self.scopes = tuple(scopes)
+        super().__init__(f"this needs your connection to {provider}: open {url} to connect, then try again")
+
+
 class OAuthError(AuthgateError):
     """An OAuth protocol error. `error` is the RFC code; `status` the HTTP status at /token."""
 
@@ -300,6 +317,7 @@ __all__ = [
     "AccessDenied",
     "AuthgateError",
     "ConfigError",
+    "ConnectionRequired",
     "FetchError",
     "InvalidClient",
     "InvalidClientMetadata",

@@ -39,13 +39,16 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # outbound httpx failures and OAuth error answers, for the core and adapters alike
             "authgate.httpx_errors",
             "authgate.error_responses",
+            # the RFC 9110 §11 challenge grammar: the doctor and the outbound client read challenges
+            "authgate.www_authenticate",
             # the Identity value the guard hands on: policy, audit and the adapters read it
             "authgate.guard.identity",
         ),
     ),
     ("config and store contracts", ("authgate.config", "authgate.store")),
     # outbound: authgate as an OAuth client of a protected remote (framework-free, beside oauth)
-    ("core", ("authgate.oauth", "authgate.policy", "authgate.guard", "authgate.outbound")),
+    # connections: each user's third-party tokens (broker, connect links) on top of outbound
+    ("core", ("authgate.oauth", "authgate.policy", "authgate.guard", "authgate.outbound", "authgate.connections")),
     (
         "adapters",
         (

@@ -24,8 +24,21 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from authgate.config import enterprise, external, gateway, metrics, policy, proxy, registration, server, signin, tokens
+from authgate.config import (
+    connections,
+    enterprise,
+    external,
+    gateway,
+    metrics,
+    policy,
+    proxy,
+    registration,
+    server,
+    signin,
+    tokens,
+)
 from authgate.config.attempts import AttemptSettings
+from authgate.config.connections import ConnectionSettings, connection_refusals
 from authgate.config.enterprise import EnterpriseSettings, enterprise_refusals
 from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals
@@ -48,6 +61,7 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
 class Settings(
+    ConnectionSettings,
     MetricsSettings,
     TracingSettings,
     AttemptSettings,
@@ -76,6 +90,7 @@ class Settings(
             *proxy_refusals(self, self.auth_mode),
             *enterprise_refusals(self, self.auth_mode),
             *metrics_refusals(self),
+            *connection_refusals(self, self.auth_mode),
         ]
         if refusals:
             raise Refusals(refusals)
@@ -127,6 +142,7 @@ FIXES: dict[str, str] = {
     **proxy.FIXES,
     **enterprise.FIXES,
     **metrics.FIXES,
+    **connections.FIXES,
     **TRACING_FIXES,
 }
 

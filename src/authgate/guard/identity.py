@@ -8,6 +8,8 @@ from typing import Any
 SCOPE_KEY = "authgate.identity"  # where the guard puts the Identity in the ASGI scope
 # proxy mode: where authgate puts the caller's upstream IdP token source (idp/proxy/upstream_access.py)
 UPSTREAM_ACCESS_KEY = "authgate.upstream_access"
+# where authgate puts its ConnectionBroker (authgate.connections): third-party tokens per user
+CONNECTION_BROKER_KEY = "authgate.connection_broker"
 
 # What authgate's stdio gateway tells each server process it starts (a stdio server sees no
 # HTTP request): GATEWAY_ENV always ("stdio": started for an authenticated caller), the

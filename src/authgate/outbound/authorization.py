@@ -96,8 +96,9 @@ def code_from(pending: Pending, callback_url: str) -> str:
     return query["code"]
 
 
-def _client_auth(creds: Credentials, form: dict[str, str]) -> dict[str, str]:
-    """RFC 6749 §2.3.1: Basic with form-encoded id and secret, or both in the body, or the id."""
+def client_auth(creds: Credentials, form: dict[str, str]) -> dict[str, str]:
+    """RFC 6749 §2.3.1: Basic with form-encoded id and secret, or both in the body, or the id
+    (added to `form`); the headers to send. Also for revocation (RFC 7009 §2.1) and exchange."""
     if creds.auth_method == "client_secret_basic" and creds.client_secret is not None:
         pair = f"{quote(creds.client_id, safe='')}:{quote(creds.client_secret, safe='')}"
         return {"Authorization": "Basic " + base64.b64encode(pair.encode()).decode("ascii")}
@@ -110,7 +111,7 @@ def _client_auth(creds: Credentials, form: dict[str, str]) -> dict[str, str]:
 async def _token_request(
     server: AuthServer, creds: Credentials, form: dict[str, str], scopes: tuple[str, ...], post: PostForm
 ) -> Tokens:
-    headers = _client_auth(creds, form)
+    headers = client_auth(creds, form)
     status, body = await post(server.token_endpoint, form, headers, "token request")
     try:
         answer = json.loads(body)

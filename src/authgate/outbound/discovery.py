@@ -42,6 +42,7 @@ class AuthServer:
     auth_methods: tuple[str, ...] = ("client_secret_basic",)  # RFC 8414 §2 default
     cimd_supported: bool = False
     iss_parameter_supported: bool = False
+    revocation_endpoint: str | None = None  # RFC 7009, RFC 8414 §2 (a connection revoked there too)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,13 @@ def auth_server_from(document: Any, issuer: str, check: UrlCheck) -> AuthServer:
         auth_methods=_strings(document.get("token_endpoint_auth_methods_supported")) or ("client_secret_basic",),
         cimd_supported=document.get("client_id_metadata_document_supported") is True,
         iss_parameter_supported=document.get("authorization_response_iss_parameter_supported") is True,
+        revocation_endpoint=_checked_optional(document.get("revocation_endpoint"), check),
     )
+
+
+def _checked_optional(value: Any, check: UrlCheck) -> str | None:
+    """An optional endpoint: kept when it is a URL authgate may call, else dropped."""
+    return value if isinstance(value, str) and len(value) <= 2048 and check(value) is None else None
 
 
 async def _first(urls: Sequence[str], what: str, get_json: GetJson, tried: list[str]) -> tuple[str, Any] | None:

@@ -15,6 +15,7 @@ from authgate.store.protocols import (
     AttemptStore,
     AuditStore,
     ClientStore,
+    ConnectionStore,
     GrantStore,
     KeyStore,
     RateLimitStore,
@@ -40,6 +41,7 @@ class Stores:
     session_bindings: SessionBindingStore
     rate_limits: RateLimitStore  # also the known sign-in addresses
     attempts: AttemptStore  # the connection timeline (oauth/attempts.py)
+    connections: ConnectionStore  # third-party connections, remote registrations, connect links
 
     @property
     def clients(self) -> ClientStore:
@@ -72,7 +74,11 @@ class Stores:
             ("rate-limit windows and known sign-in addresses", self.rate_limits.purge_expired),
             ("MCP session bindings", self.session_bindings.purge_expired),
             ("client assertion jtis", self._purge_used_jtis),
+            ("expired connect links", self._purge_connect_requests),
         ]
 
     async def _purge_used_jtis(self) -> int:
         return await self.core.purge_used_jtis(time.time())
+
+    async def _purge_connect_requests(self) -> int:
+        return await self.connections.purge_connect_requests(time.time())

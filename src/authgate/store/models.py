@@ -242,3 +242,55 @@ class AttemptNote:
     failed_step: str | None = None
     reason: str | None = None
     fix: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredConnection:
+    """A user's connection to a third-party provider (authgate.connections): the tokens sealed
+    (AES-GCM, the user and provider as associated data), never in the clear here. `version`
+    grows with every write: the compare-and-swap of a refresh; `renewing_until` > now: a
+    replica is refreshing it (the others wait for the row to change)."""
+
+    user_id: str
+    provider: str
+    issuer: str
+    sealed_tokens: bytes
+    scopes: tuple[str, ...]
+    expires_at: float | None
+    created_at: float
+    updated_at: float
+    renewing_until: float = 0.0
+    version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteClient:
+    """authgate's own client at a remote authorization server (`how`: dcr or cimd), by issuer:
+    registered once, reused by every replica and after a restart. The secret sealed."""
+
+    issuer: str
+    client_id: str
+    sealed_secret: bytes | None
+    auth_method: str
+    how: str
+    redirect_uri: str
+    registered_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    """A connect link (`/connect/{elicitation_id}`) made for one user and MCP client, and once
+    opened its pending authorization: `state` as SHA-256, the browser session's hash, the
+    PKCE verifier and the rest sealed. Consumed by the callback (single use)."""
+
+    elicitation_id: str
+    user_id: str
+    client_id: str
+    provider: str
+    scopes: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    state_hash: str | None = None
+    session_hash: str | None = None
+    sealed_pending: bytes | None = None
+    completed_at: float | None = None

@@ -20,13 +20,16 @@ from authgate.store.models import (
     Client,
     ClientSource,
     CodeRedemption,
+    ConnectRequest,
     Consent,
     KeyState,
     LiveGrant,
     Owner,
     RefreshFamily,
     RefreshToken,
+    RemoteClient,
     SigningKey,
+    StoredConnection,
     UpstreamTokens,
     User,
 )
@@ -205,6 +208,52 @@ class UpstreamTokenStore(Protocol):
         only if they are still `expected` (each sealing is unique: a fresh nonce); False when
         another writer changed them first, or there is no record. The local user is untouched.
         What makes one refresh per user across replicas (idp/proxy/vault.py)."""
+
+
+class ConnectionStore(Protocol):
+    """Connections to third-party providers (`authgate.connections`), authgate's registrations
+    at remote authorization servers, and connect links. Tokens and secrets arrive sealed."""
+
+    async def get_connection(self, user_id: str, provider: str) -> StoredConnection | None: ...
+
+    async def put_connection(self, record: StoredConnection) -> StoredConnection:
+        """Insert or replace the row of (user, provider) (a new connection, or a reconnect with
+        more scopes), its claim cleared; returns it as stored (its new `version`)."""
+
+    async def swap_connection(self, record: StoredConnection, expected_version: int) -> StoredConnection | None:
+        """Compare-and-swap: write `record`'s tokens, scopes, expiry and claim only if the row's
+        version is still `expected_version`; the stored row (version + 1), or None when another
+        writer came first or the row is gone. One refresh per (user, provider) across replicas."""
+
+    async def delete_connection(self, user_id: str, provider: str, *, version: int | None = None) -> bool:
+        """Remove the row (only at `version` when given); True when one was removed."""
+
+    async def list_connections(self, user_id: str | None = None, *, limit: int = 1000) -> list[StoredConnection]:
+        """A user's connections (every user's when None), by user then provider."""
+
+    async def get_remote_client(self, issuer: str) -> RemoteClient | None: ...
+
+    async def add_remote_client(self, record: RemoteClient, *, replace: bool = False) -> RemoteClient:
+        """Keep `record` unless a registration for its issuer exists (another replica won the
+        race): the one stored is returned. `replace`: overwrite (the old one was refused)."""
+
+    async def add_connect_request(self, request: ConnectRequest) -> None: ...
+
+    async def get_connect_request(self, elicitation_id: str) -> ConnectRequest | None: ...
+
+    async def open_connect_request(
+        self, elicitation_id: str, state_hash: str, session_hash: str, sealed_pending: bytes
+    ) -> bool:
+        """Record the pending authorization of a link not completed yet (a new opening replaces
+        the previous one, whose state then fails); False when the link is gone or completed."""
+
+    async def take_connect_request(self, state_hash: str, now: float) -> ConnectRequest | None:
+        """The link whose pending `state` hashes to `state_hash`, marked completed and its
+        state cleared in the same transaction (single use on every replica); None when unknown,
+        used or expired at `now`."""
+
+    async def purge_connect_requests(self, before: float) -> int:
+        """Delete links that expired before `before`; how many."""
 
 
 class RateLimits(Protocol):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from authgate.store.bundle import Stores
 from authgate.store.sql.attempts import SqlAttemptStore
 from authgate.store.sql.audit import SqlAuditStore
+from authgate.store.sql.connections import SqlConnectionStore
 from authgate.store.sql.known_addresses import SqlKnownAddresses
 from authgate.store.sql.ratelimits import SqlRateLimits, StoreOutage
 from authgate.store.sql.sessions import SqlSessionBindings
@@ -51,4 +52,5 @@ def sql_stores(database_url: str, *, migrate: bool = True) -> Stores:
         session_bindings=SqlSessionBindings(store),
         rate_limits=SqlRateLimitStore(store),
         attempts=SqlAttemptStore(store),
+        connections=SqlConnectionStore(store),
     )

@@ -212,16 +212,67 @@ used_jtis = sa.Table(
     sa.Column("expires_at", sa.Double, nullable=False, index=True),
 )
 
+# Connections to third-party OAuth APIs (authgate.connections): per (user, provider) the sealed
+# tokens; `version` and `renewing_until` make one refresh at a time across replicas.
+connections = sa.Table(
+    "connections",
+    metadata,
+    sa.Column("user_id", sa.String(255), primary_key=True),
+    sa.Column("provider", sa.String(64), primary_key=True),
+    sa.Column("issuer", sa.String(2048), nullable=False),
+    sa.Column("sealed_tokens", sa.LargeBinary, nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=True),
+    sa.Column("renewing_until", sa.Double, nullable=False, server_default="0"),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("updated_at", sa.Double, nullable=False),
+    sa.Index("ix_connections_provider", "provider"),
+)
+
+# authgate's own client at each remote AS it registered at (DCR or CIMD), the secret sealed.
+remote_clients = sa.Table(
+    "remote_clients",
+    metadata,
+    sa.Column("issuer", sa.String(2048), primary_key=True),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("sealed_secret", sa.LargeBinary, nullable=True),
+    sa.Column("auth_method", sa.String(32), nullable=False),
+    sa.Column("how", sa.String(16), nullable=False),
+    sa.Column("redirect_uri", sa.String(2048), nullable=False),
+    sa.Column("registered_at", sa.Double, nullable=False),
+)
+
+# Connect links (/connect/{elicitation_id}) and, once opened, their pending authorization.
+connect_requests = sa.Table(
+    "connect_requests",
+    metadata,
+    sa.Column("elicitation_id", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.String(255), nullable=False),
+    sa.Column("client_id", sa.String(2048), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("scopes", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.Double, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False, index=True),
+    sa.Column("state_hash", sa.String(64), nullable=True, unique=True),
+    sa.Column("session_hash", sa.String(64), nullable=True),
+    sa.Column("sealed_pending", sa.LargeBinary, nullable=True),
+    sa.Column("completed_at", sa.Double, nullable=True),
+)
+
 __all__ = [
     "attempts",
     "audit_events",
     "authorization_codes",
     "clients",
+    "connect_requests",
+    "connections",
     "consents",
     "metadata",
     "rate_limits",
     "refresh_families",
     "refresh_tokens",
+    "remote_clients",
     "session_bindings",
     "signing_keys",
     "upstream_tokens",
