@@ -155,3 +155,18 @@ def test_concurrent_401s_share_one_authorization(fake_as: FakeAs) -> None:
 
     assert asyncio.run(flow()) == ["at1", "at1", "at1"]
     assert len(fake_as.authorizations) == 1 and len(fake_as.registrations) == 1
+
+
+@pytest.mark.requirement(req.ISSUE15_WWW_AUTHENTICATE_PARSER)
+def test_the_bearer_challenge_after_a_dpop_one_gives_the_scope(fake_as: FakeAs) -> None:
+    async def flow() -> str:
+        client, _ = _client(margin=0.0)
+        try:
+            prm = f"{BASE}/.well-known/oauth-protected-resource/mcp"
+            return await client.on_unauthorized(f'DPoP algs="ES256", Bearer scope="read", resource_metadata="{prm}"')
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(flow()) == "at1"
+    (asked,) = fake_as.authorizations
+    assert asked["scope"] == "read offline_access"  # the challenge's scope (the PRM has none), SEP-2207

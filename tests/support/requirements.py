@@ -982,6 +982,13 @@ ISSUE15_OUTBOUND_REFRESH = Requirement(
     "token within its refresh margin with the same resource and client authentication; concurrent 401s share "
     "one authorization",
 )
+ISSUE15_WWW_AUTHENTICATE_PARSER = Requirement(
+    "authgate",
+    "issue 15 (RFC 9110 §11)",
+    "one WWW-Authenticate parser: several challenges per field and over several fields, auth-params with BWS, "
+    "quoted strings with escapes, token68, bounded input; the outbound client finds the Bearer challenge after a "
+    "DPoP one; the doctor reads strictly and reports a malformed challenge",
+)
 ISSUE17_SEED_003_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",

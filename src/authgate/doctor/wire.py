@@ -1,12 +1,11 @@
-"""The doctor's HTTP side: one client that never follows redirects and bounds every wait, a
-`WWW-Authenticate` parser (RFC 9110 §11.6.1, RFC 6750 §3) and JSON-RPC over Streamable HTTP
-(a JSON body or an SSE stream)."""
+"""The doctor's HTTP side: one client that never follows redirects and bounds every wait, the
+Bearer challenge read strictly (RFC 6750 §3; the grammar of RFC 9110 §11 by
+`authgate.www_authenticate`) and JSON-RPC over Streamable HTTP (a JSON body or an SSE stream)."""
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,6 +13,9 @@ import httpx
 from authgate._version import __version__
 from authgate.errors import Unreachable
 from authgate.httpx_errors import translated
+from authgate.www_authenticate import Challenge, find_challenge, parse_challenges
+
+__all__ = ["ACCEPT_MCP", "Challenge", "Exchange", "RpcAnswer", "Wire", "bearer_challenge", "parse_challenges"]
 
 ACCEPT_MCP = "application/json, text/event-stream"
 _MAX_BODY = 1 << 20
@@ -139,45 +141,8 @@ def _json_object(text: str) -> dict[str, Any] | None:
 
 # -- WWW-Authenticate ------------------------------------------------------------------------
 
-_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_PARAM = re.compile(rf'\s*({_TOKEN})\s*=\s*(?:"((?:[^"\\]|\\.)*)"|({_TOKEN}))\s*')
-_SCHEME = re.compile(rf"\s*({_TOKEN})(?:\s+|$)")
-
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    scheme: str
-    params: dict[str, str] = field(default_factory=dict)
-
-    def get(self, name: str) -> str | None:
-        return self.params.get(name.lower())
-
-
-def parse_challenges(header: str) -> list[Challenge]:
-    """Parse `WWW-Authenticate` into challenges with their auth-params (token68 ignored)."""
-    challenges: list[Challenge] = []
-    pos = 0
-    while pos < len(header):
-        scheme = _SCHEME.match(header, pos)
-        if scheme is None:
-            break
-        params: dict[str, str] = {}
-        pos = scheme.end()
-        while (m := _PARAM.match(header, pos)) is not None:
-            value = m.group(2) if m.group(2) is not None else m.group(3)
-            params[m.group(1).lower()] = re.sub(r"\\(.)", r"\1", value)
-            pos = m.end()
-            if pos < len(header) and header[pos] == ",":
-                pos += 1
-        challenges.append(Challenge(scheme.group(1), params))
-        while pos < len(header) and header[pos] in ", ":
-            pos += 1
-    return challenges
-
 
 def bearer_challenge(headers: httpx.Headers) -> Challenge | None:
-    for value in headers.get_list("www-authenticate"):
-        for challenge in parse_challenges(value):
-            if challenge.scheme.lower() == "bearer":
-                return challenge
-    return None
+    """The Bearer challenge among every `WWW-Authenticate` field, read strictly: a value that
+    is neither a token nor a quoted-string is dropped and named in `problem`, for the report."""
+    return find_challenge(headers.get_list("www-authenticate"), "bearer")

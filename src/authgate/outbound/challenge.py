@@ -1,13 +1,17 @@
-"""The parameters of a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3, RFC 9728 §5.1)."""
+"""The parameters of a `WWW-Authenticate: Bearer …` challenge (RFC 6750 §3, RFC 9728 §5.1).
+
+The field may hold several challenges (RFC 9110 §11.6.1): authgate itself, with DPoP on, sends
+`DPoP algs="…", Bearer resource_metadata="…"`. The Bearer one is found wherever it stands, by the
+one challenge parser (`authgate.www_authenticate`), read leniently: an unquoted URL some servers
+send as `resource_metadata=https://…` is still taken.
+"""
 
 from __future__ import annotations
 
-import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-# auth-param = token BWS "=" BWS ( token / quoted-string )  (RFC 9110 §11.2)
-_PARAM = re.compile(r'([A-Za-z0-9!#$%&\'*+.^_`|~-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]+))')
-_MAX_HEADER = 8192
+from authgate.www_authenticate import find_challenge
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,19 +23,13 @@ class Challenge:
     resource_metadata: str | None = None
 
 
-def parse_challenge(header: str | None) -> Challenge:
-    """The Bearer challenge's `error`, `scope` and `resource_metadata`; empty for anything else."""
-    if not header or len(header) > _MAX_HEADER:
+def parse_challenge(header: str | Iterable[str] | None) -> Challenge:
+    """The Bearer challenge's `error`, `scope` and `resource_metadata`; empty without one."""
+    bearer = find_challenge(header, "bearer", lenient=True)
+    if bearer is None:
         return Challenge()
-    scheme, _, rest = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return Challenge()
-    params: dict[str, str] = {}
-    for name, quoted, bare in _PARAM.findall(rest):
-        value = re.sub(r"\\(.)", r"\1", quoted) if quoted or not bare else bare
-        params.setdefault(name.lower(), value)
     return Challenge(
-        error=params.get("error") or None,
-        scope=tuple(params.get("scope", "").split()),
-        resource_metadata=params.get("resource_metadata") or None,
+        error=bearer.get("error") or None,
+        scope=tuple((bearer.get("scope") or "").split()),
+        resource_metadata=bearer.get("resource_metadata") or None,
     )

@@ -86,6 +86,11 @@ async def www_authenticate(flow: Flow) -> Verdict:
         )
     metadata, scope = ch.get("resource_metadata"), ch.get("scope")
     shown = f"Bearer resource_metadata={metadata or '(none)'}, scope={scope or '(none)'}"
+    if ch.problem is not None:  # what a strict client reads from it is only what parsed
+        return fail(
+            f"{shown}: the challenge is malformed ({ch.problem})",
+            'quote every value that is not a token: resource_metadata="https://…" (RFC 9110 §11.2)',
+        )
     if metadata is None:
         return warn(
             f"{shown}: no resource_metadata; 2025-06-18 clients rely on it, others fall back to the well-known URLs",
