@@ -61,6 +61,8 @@ FIXES: dict[str, str] = {
     "upstream_token_header": "give one header name for the upstream to read, e.g. X-Authgate-Upstream-Token "
     "(its X-Authgate- prefix keeps client copies out even when the setting is off); never Authorization, "
     "Cookie, Host, hop-by-hop, Forwarded/X-Forwarded-*, Mcp-*, traceparent or a header authgate already sets",
+    "upstream_oauth": "keep one credential for the upstream: remove upstream_bearer_token (or the Authorization "
+    "entry of upstream_headers), or set upstream_oauth = \"off\"",
     "upstream_command": "give the program and its arguments, e.g. ['npx','-y','@modelcontextprotocol/"
     "server-everything'] (on the command line: `authgate serve -- CMD ARGS…`), and unset upstream",
 }
@@ -111,6 +113,15 @@ class GatewaySettings(BaseModel):
     )
     upstream_bearer_token: SecretStr | None = Field(
         None, description="sent upstream as `Authorization: Bearer …` (the client's own token never is)"
+    )
+    upstream_oauth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="an OAuth-protected upstream (it answers 401 with RFC 9728 protected resource metadata): each "
+        "person connects their own account there through authgate's connect page and the gateway sends that "
+        "person's token (docs/protected-upstream.md); auto = when a probe at start (or the first answer to a "
+        "request sent without credentials) is a 401 with a Bearer challenge, on = always, off = never (a 401 "
+        "is then authgate's credential refused). Needs authgate's store (not external mode) and no static "
+        "Authorization (upstream_bearer_token)",
     )
     upstream_token_header: str | None = Field(
         None,
@@ -227,6 +238,8 @@ def gateway_refusals(s: GatewaySettings, public_url: str, auth_mode: str = "embe
     found = []
     if s.upstream_token_header is not None:
         found += _token_header_refusals(s, auth_mode)
+    if s.upstream_oauth == "on":
+        found += _oauth_refusals(s, auth_mode)
     if s.upstream is not None and s.upstream.rstrip("/") == public_url + "/mcp":
         found.append(
             Refusal(
@@ -267,4 +280,26 @@ def _token_header_refusals(s: GatewaySettings, auth_mode: str) -> list[Refusal]:
     if any(n.lower() == name.lower() for n in s.upstream_headers):
         problem = f"upstream_headers already sets {name}"
         return [Refusal("upstream_token_header", problem, "choose another name", depends=("upstream_headers",))]
+    return []
+
+
+def has_static_authorization(s: GatewaySettings) -> bool:
+    """Does the operator give the upstream a credential of their own (then never per-person tokens)?"""
+    return s.upstream_bearer_token is not None or any(n.lower() == "authorization" for n in s.upstream_headers)
+
+
+def _oauth_refusals(s: GatewaySettings, auth_mode: str) -> list[Refusal]:
+    """`upstream_oauth = "on"`: per-person tokens need an HTTP upstream, authgate's store, and no
+    static Authorization beside them (docs/protected-upstream.md)."""
+    if s.upstream is None:
+        problem = "needs an HTTP upstream (upstream) to send each person's token to"
+        fix = 'set upstream, or set upstream_oauth = "auto"'
+        return [Refusal("upstream_oauth", problem, fix, depends=("upstream", "upstream_command"))]
+    if auth_mode == "external":
+        problem = "needs authgate's store for each person's connection, which external mode does not open"
+        fix = 'use auth_mode = "embedded" or "proxy", or set upstream_oauth = "off"'
+        return [Refusal("upstream_oauth", problem, fix, depends=("auth_mode",))]
+    if has_static_authorization(s):
+        problem = "upstream_bearer_token (or an Authorization entry of upstream_headers) is set too"
+        return [Refusal("upstream_oauth", problem, depends=("upstream_bearer_token", "upstream_headers"))]
     return []

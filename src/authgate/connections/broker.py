@@ -113,6 +113,13 @@ class ConnectionBroker:
         link = await links.make(self, user_id, client_id, provider, wanted)
         raise ConnectionRequired(provider, self.connect_url(link), link, wanted)
 
+    async def renew(self, user_id: str, provider: str, rejected: str) -> str | None:
+        """The provider refused `rejected` (a 401, gateway/http/upstream_oauth.py): the token that
+        replaced it meanwhile, else a refresh now whatever its expiry says; `rejected` itself
+        when there is nothing to renew it with, None when the connection is gone."""
+        config = self.providers[provider]
+        return await self._flight.run((user_id, provider), lambda: self._renewal(user_id, config, rejected))
+
     async def revoke(self, user_id: str, provider: str) -> bool:
         """Remove the connection; also revoke its tokens at the provider's revocation endpoint
         (RFC 7009) when it has one (best effort: the connection is gone here either way)."""
@@ -171,9 +178,10 @@ class ConnectionBroker:
         await self.save(user_id, config.name, tokens)
         return tokens.access_token, tokens.scopes
 
-    async def _renewal(self, user_id: str, config: ProviderConfig) -> str | None:
+    async def _renewal(self, user_id: str, config: ProviderConfig, rejected: str | None = None) -> str | None:
         """One pass per change of the row: use it, wait for another replica's renewal, or claim
-        the renewal (a lost race to claim reads the row again)."""
+        the renewal (a lost race to claim reads the row again). `rejected`: a token the provider
+        refused, renewed whatever its expiry says."""
         waited = False
         deadline = time.monotonic() + 2 * CLAIM_SECONDS
         while time.monotonic() < deadline:
@@ -182,7 +190,7 @@ class ConnectionBroker:
                 return None
             now = self.clock()
             data = self._open(row)
-            fresh = not self._expiring(row, now)
+            fresh = not self._expiring(row, now) and data["access_token"] != rejected
             if fresh or (waited and row.renewing_until <= now and not _expired(row, now)):
                 return str(data["access_token"])  # valid, or just renewed by the replica waited for
             if not isinstance(data.get("refresh_token"), str):

@@ -56,6 +56,7 @@ from authgate.gateway.http.relay import is_sse, relay_response, relay_with_rejec
 from authgate.gateway.http.reply import Reply
 from authgate.gateway.http.sessions import InMemorySessionBindings, Owner, SessionBindings
 from authgate.gateway.http.upstream import Upstream
+from authgate.gateway.http.upstream_oauth import UpstreamOAuth
 from authgate.gateway.http.upstream_token import UpstreamTokenHeader
 from authgate.gateway.jsonrpc import LISTEN, Body, listen_closed, parse_body
 from authgate.gateway.request_metadata import MirroredHeaders, check_request_metadata, is_modern
@@ -108,6 +109,7 @@ class HttpUpstreamProxy:
         upstream_headers: Mapping[str, str] | None = None,
         identity_headers: IdentityHeaderNames | None = None,
         upstream_token_header: str | None = None,
+        upstream_oauth: UpstreamOAuth | None = None,
         max_body: int = 4 << 20,
         sessions: SessionBindings | None = None,
         mount_path: str = "/mcp",
@@ -123,6 +125,7 @@ class HttpUpstreamProxy:
         self.cancellation = UpstreamCancellation(self.upstream)
         self.request_headers = UpstreamRequestHeaders(upstream_headers or {}, identity_headers, upstream_token_header)
         self.upstream_token = UpstreamTokenHeader(upstream_token_header)  # proxy mode: upstream_token.py
+        self.oauth = upstream_oauth or UpstreamOAuth()  # each person's own token: upstream_oauth.py
         self.max_body = max_body
         self.sessions: SessionBindings = sessions if sessions is not None else InMemorySessionBindings()
         self._own_sessions = sessions is None  # bindings this proxy chose, which a store may replace
@@ -133,6 +136,7 @@ class HttpUpstreamProxy:
 
     async def open(self) -> None:
         await self.upstream.open()
+        await self.oauth.probe(self.upstream)
 
     async def close(self) -> None:
         await self.cancellation.close()
@@ -160,7 +164,7 @@ class HttpUpstreamProxy:
 
     async def check_ready(self) -> tuple[bool, str]:
         """For /health/ready: is the upstream reachable and does it accept our credential?"""
-        return await self.upstream.check(self.request_headers.static)
+        return await self.oauth.ready(self.upstream, self.request_headers.static)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -225,7 +229,9 @@ class HttpUpstreamProxy:
         return _Request(
             method,
             self.upstream.url_for(suffix, scope.get("query_string", b"")),
-            self.request_headers.build(scope, identity) + await self.upstream_token(scope, identity, request_id),
+            self.request_headers.build(scope, identity)
+            + await self.upstream_token(scope, identity, request_id)
+            + await self.oauth.header(scope, request_id),
             body,
             body.upstream_bytes() if body is not None else raw,
             session_id,
@@ -323,7 +329,9 @@ class HttpUpstreamProxy:
 
     async def _relay(self, request: _Request, reply: Reply) -> None:
         wire = (request.method, request.url, request.headers, request.raw_body)
-        response = await self.upstream.send(*wire, replayable=request.replayable)
+        response = await self.oauth.send(
+            self.upstream, reply.scope, wire, request.request_id, replayable=request.replayable
+        )
         finished = False
         try:
             await self._track_session(request, response)

@@ -212,10 +212,11 @@ class Upstream:
         log.warning("upstream request failed: %s", masked_urls(repr(exc)))
         return UpstreamUnavailable(f"authgate: {where} failed: {type(exc).__name__}: {masked_urls(str(exc))}")
 
-    async def check(self, headers: list[tuple[str, str]]) -> tuple[bool, str]:
+    async def check(self, headers: list[tuple[str, str]], *, unauthorized_is_up: bool = False) -> tuple[bool, str]:
         """Readiness: can the upstream be reached, and does it accept authgate's credential?
         Any HTTP answer below 500 but 401/403 means it is up (a GET without a session or
-        with `Accept: application/json` is refused by MCP servers, harmlessly)."""
+        with `Accept: application/json` is refused by MCP servers, harmlessly); a 401 too when
+        each person brings their own token (`unauthorized_is_up`: gateway/http/upstream_oauth.py)."""
         try:
             quick = aiohttp.ClientTimeout(total=self.connect_timeout + 5.0, sock_connect=self.connect_timeout)
             response = await self.send("GET", self.url, [*headers, ("Accept", "application/json")], None, quick)
@@ -228,6 +229,8 @@ class Upstream:
             pass
         finally:
             response.close()
+        if status == 401 and unauthorized_is_up:
+            return True, "ok (OAuth-protected: each person connects their own account)"
         if status in (401, 403):
             return (
                 False,
