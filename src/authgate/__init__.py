@@ -1,7 +1,8 @@
 """authgate: OAuth 2.1 in front of MCP servers.
 
 The public API is small: `protect()` wraps an ASGI MCP app, `current_identity()` tells a tool
-who is calling, `upstream_token()` gives it the caller's upstream IdP token (proxy mode),
+who is calling, `upstream_token()` gives it the caller's upstream IdP token (proxy mode), `connection_token()`
+the caller's token at a third-party provider (or asks the client to connect),
 `Settings`/`load_settings()` hold the configuration, and every error authgate raises derives
 from `AuthgateError`.
 
@@ -19,6 +20,7 @@ if _typing.TYPE_CHECKING:
     from authgate.errors import (
         AuthgateError,
         ConfigError,
+        ConnectionRequired,
         NoUpstreamToken,
         OAuthError,
         UpstreamGrantEnded,
@@ -26,11 +28,12 @@ if _typing.TYPE_CHECKING:
         UpstreamTokenUnavailable,
     )
     from authgate.guard.identity import Identity, current_identity
-    from authgate.library import protect, upstream_token
+    from authgate.library import connection_token, protect, upstream_token
 
 __all__ = [
     "AuthgateError",
     "ConfigError",
+    "ConnectionRequired",
     "Identity",
     "NoUpstreamToken",
     "OAuthError",
@@ -39,6 +42,7 @@ __all__ = [
     "UpstreamTokenError",
     "UpstreamTokenUnavailable",
     "__version__",
+    "connection_token",
     "current_identity",
     "load_settings",
     "protect",
@@ -49,6 +53,7 @@ __all__ = [
 _LAZY = {
     "AuthgateError": "authgate.errors",
     "ConfigError": "authgate.errors",
+    "ConnectionRequired": "authgate.errors",
     "OAuthError": "authgate.errors",
     "UpstreamTokenError": "authgate.errors",
     "NoUpstreamToken": "authgate.errors",
@@ -60,6 +65,7 @@ _LAZY = {
     "current_identity": "authgate.guard.identity",
     "protect": "authgate.library",
     "upstream_token": "authgate.library",
+    "connection_token": "authgate.library",
 }
 
 

@@ -35,6 +35,9 @@
     ├── ConnectionRequired           a call needs the caller's connection to a third-party
     │                                provider (authgate.connections): `url` is the connect link
     │                                to open, with its `elicitation_id` and the `scopes` asked
+    ├── RequestStateRefused          a retry's requestState is not authgate's for this person,
+    │                                client and request, or expired or used: JSON-RPC -32602
+    │                                (connections/request_state.py)
     ├── SignInError                  the doctor could not play a sign-in: what it saw, the fix
     │                                (doctor/login.py)
     ├── RedirectError                an OAuthError to deliver to a verified redirect URI, with

@@ -401,6 +401,11 @@ MCP_2025_11_25_TOOLS_OUTPUT_SCHEMA = Requirement(
 MCP_2025_11_25_TOOLS_IS_ERROR = Requirement(
     "MCP 2025-11-25", "tools", "tool execution errors are reported in the result with isError"
 )
+MCP_2025_11_25_URL_ELICITATION_REQUIRED = Requirement(
+    "MCP 2025-11-25",
+    "client/elicitation §URL Elicitation Required Error",
+    "-32042 lists the URL mode elicitations to complete, each with its elicitationId",
+)
 
 # -- MCP 2026-07-28 ----------------------------------------------------------------------------
 MCP_2026_07_28_APPLICATION_TYPE = Requirement(
@@ -438,6 +443,17 @@ MCP_2026_07_28_LISTEN_RESULT = Requirement(
 MCP_2026_07_28_MRTR = Requirement("MCP 2026-07-28", "MRTR", "InputRequiredResult, requestState, inputResponses")
 MCP_2026_07_28_MRTR_STATE_UNTRUSTED = Requirement(
     "MCP 2026-07-28", "MRTR", "requestState is untrusted input, verified before use"
+)
+MCP_2026_07_28_MRTR_STATE_BOUND = Requirement(
+    "MCP 2026-07-28",
+    "MRTR §Server Requirements",
+    "a requestState that influences authorization is integrity-protected and bound to the principal, a short "
+    "expiry and the originating request; any other is rejected",
+)
+MCP_2026_07_28_ELICITATION_MODE_DECLARED = Requirement(
+    "MCP 2026-07-28",
+    "client/elicitation §Capabilities",
+    "servers MUST NOT send elicitation modes the client did not declare (an empty elicitation object is form only)",
 )
 MCP_2026_07_28_CACHE_SCOPE_PRIVATE = Requirement("MCP 2026-07-28", "caching", "a per-caller list is cacheScope private")
 
@@ -790,6 +806,33 @@ ISSUE13_LISTINGS_READ_ONE_PAGE = Requirement(
     "the per-client live-grant counts are counted for that page's clients only",
 )
 
+ISSUE15_URL_ELICITATION_ROUND_TRIP = Requirement(
+    "authgate",
+    "issue 15 done-when 2",
+    "a tool that needs a third-party connection: the SDK client gets the URL elicitation at 2026-07-28 and at "
+    "2025-11-25, the browser completes the connect page at the provider, the retried call succeeds",
+)
+ISSUE15_CONNECTION_ONE_REFRESH_ACROSS_REPLICAS = Requirement(
+    "authgate",
+    "issue 15",
+    "a user's connection to a third-party provider, made through one replica, is seen by another (SQLite, "
+    "PostgreSQL); its tokens and authgate's client secret are sealed at rest; concurrent callers on two "
+    "replicas renewing a near-expiry token make one refresh at the provider; revoked through either, it is "
+    "gone everywhere and its refresh token dead at the provider (RFC 7009)",
+)
+ISSUE15_CONNECTIONS_SURVIVE_RESTART = Requirement(
+    "authgate",
+    "issue 15",
+    "a restart keeps the connections and authgate's registration at the provider: it never registers again",
+)
+ISSUE15_TOOL_ERROR_WITHOUT_URL_ELICITATION = Requirement(
+    "authgate", "issue 15 done-when 2", "a client without elicitation.url gets a tool error naming the connect page"
+)
+ISSUE15_UPSTREAM_INPUT_REQUIRED_PASSES = Requirement(
+    "authgate",
+    "issue 15 done-when 2",
+    "through the gateway, an upstream tool's own input_required round trip passes untouched beside authgate's",
+)
 ISSUE14_UPSTREAM_PASSES_BOTH_SETS = Requirement(
     "authgate",
     "issue 14 done-when 1",

@@ -32,7 +32,9 @@ from authgate.connections.elicitation import (
     input_key,
     input_required,
     invalid_params,
+    link_error,
     tool_error_result,
+    unavailable,
     url_elicitation_error,
 )
 from authgate.connections.request_state import (
@@ -42,6 +44,7 @@ from authgate.connections.request_state import (
     is_authgate_state,
 )
 from authgate.errors import ConnectionRequired
+from authgate.outbound.errors import OutboundAuthError
 
 __all__ = ["Before", "Broker", "Call", "ConnectionAsks", "connection_header"]
 
@@ -69,7 +72,7 @@ def connection_header(provider: str) -> str:
 
 @dataclass(slots=True)
 class Call:
-    """One `tools/call` as authgate sees it."""
+    """One request (a `tools/call`, mostly) as authgate sees it."""
 
     request_id: Any
     params: dict[str, Any]
@@ -77,10 +80,12 @@ class Call:
     capabilities: Any  # the client's, from `_meta` (2026-07-28) or its session's `initialize`
     subject: str
     client_id: str
+    method: str = "tools/call"
 
     @property
     def name(self) -> str:
-        name = self.params.get("name")
+        """The tool or prompt name, or the resource URI."""
+        name = self.params.get("uri" if self.method == "resources/read" else "name")
         return name if isinstance(name, str) else ""
 
 
@@ -101,13 +106,31 @@ class ConnectionAsks:
         self.tools = dict(tools or {})  # tool name -> provider (gateway mode)
 
     async def before(self, call: Call) -> Before:
+        try:
+            return await self._before(call)
+        except OutboundAuthError as exc:  # the provider cannot renew the token now: retryable
+            log.warning("connection for %s not available now: %s", call.name, exc)
+            return Before(answer=unavailable(call.request_id))
+
+    async def after(
+        self, call: Call, signal: Signal, pending: ConnectionRequired | None = None
+    ) -> dict[str, Any] | None:
+        """The app answered with the signal: the answer for the client (None: unknown provider,
+        the signal goes back as it came)."""
+        try:
+            return await self._after(call, signal, pending)
+        except OutboundAuthError as exc:
+            log.warning("connection to %s not available now: %s", signal.provider, exc)
+            return unavailable(call.request_id)
+
+    async def _before(self, call: Call) -> Before:
         params = call.params
         if is_authgate_state(params.get("requestState")):
             resumed = await self._resume(call)
             if resumed.answer is not None:
                 return resumed
             params = resumed.params or params
-        provider = self.tools.get(call.name)
+        provider = self.tools.get(call.name) if call.method == "tools/call" else None
         if provider is None:
             return Before(params=params if params is not call.params else None)
         try:
@@ -118,11 +141,7 @@ class ConnectionAsks:
             params=params if params is not call.params else None, headers=[(connection_header(provider), token)]
         )
 
-    async def after(
-        self, call: Call, signal: Signal, pending: ConnectionRequired | None = None
-    ) -> dict[str, Any] | None:
-        """The app answered with the signal: the answer for the client (None: unknown provider,
-        the signal goes back as it came)."""
+    async def _after(self, call: Call, signal: Signal, pending: ConnectionRequired | None) -> dict[str, Any] | None:
         if signal.provider not in self.broker.providers:
             log.warning("a tool asked for a connection to %r, which is not in connection_providers", signal.provider)
             return None
@@ -142,17 +161,19 @@ class ConnectionAsks:
 
     def ask(self, call: Call, required: ConnectionRequired, *, carry: Mapping[str, Any]) -> dict[str, Any]:
         """The answer asking for `required`'s connection, in the client's revision."""
-        how = how_to_ask(call.version, call.capabilities)
+        how = how_to_ask(call.version, call.capabilities, call.method)
         if how == "url_error":
             return url_elicitation_error(call.request_id, required)
         if how == "tool_error":
             return tool_error_result(call.request_id, required, call.version)
+        if how == "link_error":
+            return link_error(call.request_id, required)
         upstream_state = carry.get("requestState")
         upstream_responses = carry.get("inputResponses")
         claims = self.states.claims(
             subject=call.subject,
             client_id=call.client_id,
-            method="tools/call",
+            method=call.method,
             name=call.name,
             arguments=arguments_digest(call.params.get("arguments")),
             provider=required.provider,
@@ -177,7 +198,7 @@ class ConnectionAsks:
                 params["requestState"],
                 subject=call.subject,
                 client_id=call.client_id,
-                method="tools/call",
+                method=call.method,
                 name=call.name,
                 arguments=arguments_digest(params.get("arguments")),
             )

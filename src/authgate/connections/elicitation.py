@@ -13,6 +13,7 @@ protocol revision and on whether the client declared the `elicitation.url` capab
 |                                              | authgate's, sealed (request_state.py)               |
 | 2025-11-25 (to before 2026-07-28), `url`     | JSON-RPC error -32042 with `data.elicitations`       |
 | older, or no `elicitation.url`               | a tool result with `isError` and the link in its text|
+| (not a tool call, and not askable as above)  | a JSON-RPC error (-32603) naming the page           |
 
 MCP 2026-07-28 client/elicitation: servers MUST NOT send a mode the client did not declare;
 the URL elicitation carries no `elicitationId` there (removed in 2026-07-28, changelog item
@@ -46,10 +47,12 @@ __all__ = [
     "how_to_ask",
     "input_key",
     "input_required",
+    "link_error",
     "read_signal",
     "request_version",
     "signal_error",
     "tool_error_result",
+    "unavailable",
     "url_declared",
     "url_elicitation_error",
 ]
@@ -69,7 +72,8 @@ _PROVIDER = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")
 _MAX_SCOPES = 50
 
-Ask = Literal["input_required", "url_error", "tool_error"]
+Ask = Literal["input_required", "url_error", "tool_error", "link_error"]
+MRTR_METHODS = frozenset({"tools/call", "prompts/get", "resources/read"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +136,14 @@ def url_declared(capabilities: Any) -> bool:
     return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
 
 
-def how_to_ask(version: str, capabilities: Any) -> Ask:
-    if not url_declared(capabilities) or version < URL_MODE_SINCE:
-        return "tool_error"
-    return "input_required" if version >= MODERN else "url_error"
+def how_to_ask(version: str, capabilities: Any, method: str = "tools/call") -> Ask:
+    """input_required only where MRTR allows it (MCP 2026-07-28 mrtr §Supported Requests); a
+    tool error only for a tool call; any other request that cannot be asked gets `link_error`."""
+    if url_declared(capabilities) and URL_MODE_SINCE <= version < MODERN:
+        return "url_error"
+    if url_declared(capabilities) and version >= MODERN and method in MRTR_METHODS:
+        return "input_required"
+    return "tool_error" if method == "tools/call" else "link_error"
 
 
 def input_key(provider: str) -> str:
@@ -198,6 +206,19 @@ def tool_error_result(request_id: Any, required: ConnectionRequired, version: st
 def declined_result(request_id: Any, provider: str, version: str) -> dict[str, Any]:
     """The person declined (or cancelled) the connection: the call ends as a tool error."""
     return _tool_result(request_id, f"Not connected to {provider}: the connection was declined.", version)
+
+
+def link_error(request_id: Any, required: ConnectionRequired) -> dict[str, Any]:
+    """A request that is not a tool call and cannot carry an elicitation: an error naming the page."""
+    data = {"reason": "connection_required", "provider": required.provider, "url": required.url}
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": str(required), "data": data}}
+
+
+def unavailable(request_id: Any) -> dict[str, Any]:
+    """The provider cannot renew the person's token now (unreachable, 5xx): retry shortly."""
+    message = "authgate cannot renew your connection at the provider now; try again shortly"
+    data = {"reason": "connection_unavailable", "retryable": True}
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": message, "data": data}}
 
 
 def invalid_params(request_id: Any, message: str) -> dict[str, Any]:
