@@ -143,15 +143,24 @@ def _checked_optional(value: Any, check: UrlCheck) -> str | None:
     return value if isinstance(value, str) and len(value) <= 2048 and check(value) is None else None
 
 
-async def _first(urls: Sequence[str], what: str, get_json: GetJson, tried: list[str]) -> tuple[str, Any] | None:
-    """The first URL that answers a JSON document (a 404 or a refusal moves on to the next)."""
+async def _first(
+    urls: Sequence[str], what: str, get_json: GetJson, tried: list[str], why: list[str] | None = None
+) -> tuple[str, Any] | None:
+    """The first URL that answers a JSON document (a 404 or a refusal moves on to the next);
+    each failure's reason goes to `why`, so that the error can name the last one."""
     for url in urls:
         tried.append(url)
         try:
             return url, await get_json(url, what)
-        except FetchError:
+        except FetchError as exc:
+            if why is not None:
+                why.append(str(exc)[:300])
             continue
     return None
+
+
+def _last(why: list[str]) -> str:
+    return f" (last: {why[-1]})" if why else ""
 
 
 async def discover(
@@ -159,12 +168,13 @@ async def discover(
 ) -> Discovery:
     """PRM, then the AS it names (the first one), both validated."""
     tried: list[str] = []
-    found = await _first(prm_urls(server_url, challenge), "protected resource metadata", get_json, tried)
+    why: list[str] = []  # e.g. an address the SSRF guard refused: named in the error
+    found = await _first(prm_urls(server_url, challenge), "protected resource metadata", get_json, tried, why)
     if found is None:
         if legacy:
             return await _legacy(server_url, get_json, check, tried)
         raise OutboundAuthError(
-            f"{server_url[:200]} publishes no protected resource metadata (tried {len(tried)} URLs)"
+            f"{server_url[:200]} publishes no protected resource metadata (tried {len(tried)} URLs){_last(why)}"
         )
     url, prm = found
     if not isinstance(prm, dict):
@@ -177,9 +187,9 @@ async def discover(
     issuer = servers[0]
     if problem := check(issuer):
         raise OutboundAuthError(f"authorization server {issuer[:200]} {problem}")
-    document = await _first(as_metadata_urls(issuer), "AS metadata", get_json, tried)
+    document = await _first(as_metadata_urls(issuer), "AS metadata", get_json, tried, why)
     if document is None:
-        raise OutboundAuthError(f"authorization server {issuer[:200]} publishes no metadata")
+        raise OutboundAuthError(f"authorization server {issuer[:200]} publishes no metadata{_last(why)}")
     return Discovery(
         resource=str(prm["resource"]),
         auth_server=auth_server_from(document[1], issuer, check),
