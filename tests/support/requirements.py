@@ -820,6 +820,19 @@ ISSUE15_CONNECTION_ONE_REFRESH_ACROSS_REPLICAS = Requirement(
     "replicas renewing a near-expiry token make one refresh at the provider; revoked through either, it is "
     "gone everywhere and its refresh token dead at the provider (RFC 7009)",
 )
+ISSUE15_CONNECT_PAGE = Requirement(
+    "authgate",
+    "issue 15",
+    "the connect page: the person a link was made for signs in, continues to the provider (PKCE S256, state "
+    "bound to the authgate session), the callback checks state and iss (RFC 9207), stores the connection sealed; "
+    "the same callback again is refused; `authgate connections list/revoke` list and remove it",
+)
+ISSUE15_CONNECT_LINK_REFUSALS = Requirement(
+    "authgate",
+    "issue 15",
+    "a connect link opened by another signed-in person is refused (403), a bearer token is no sign-in, a POST "
+    "without the CSRF token is refused, the provider's answer delivered into another browser session is refused",
+)
 ISSUE15_CONNECTIONS_SURVIVE_RESTART = Requirement(
     "authgate",
     "issue 15",
@@ -998,6 +1011,26 @@ ISSUE15_UPSTREAM_TOKEN_HEADER_REFUSALS = Requirement(
     "`upstream_token_header` is refused at start outside proxy mode, without an HTTP upstream, or on a header "
     "name authgate, the client or a proxy sets (Authorization, hop-by-hop, forwarding, Mcp-*), in one line",
 )
+ISSUE15_PROTECTED_UPSTREAM = Requirement(
+    "authgate",
+    "issue 15 done-when 3",
+    "`serve --upstream` to an OAuth-protected MCP server (another authgate; DCR): each person connects their own "
+    "account through the connect page and reaches the remote with their own token, never the client's or another "
+    "person's (remote sessions per person); revoking makes the next call ask again; a machine client is refused; "
+    "the registration and connections survive a restart",
+)
+ISSUE15_PROTECTED_UPSTREAM_STEP_UP = Requirement(
+    "authgate",
+    "issue 15 done-when 3",
+    "a protected upstream's 403 insufficient_scope becomes a new connect link for the union of the scopes held and "
+    "challenged; after it the retried call succeeds",
+)
+ISSUE15_PROTECTED_UPSTREAM_REFUSALS = Requirement(
+    "authgate",
+    "issue 15",
+    "a protected upstream whose PRM names another resource, whose AS metadata names another issuer, or which "
+    "advertises a private address is refused with a clear error to the MCP client, before any connect link",
+)
 ISSUE15_OUTBOUND_CONFORMANCE_CLIENT = Requirement(
     "authgate",
     "issue 15 done-when 5",
@@ -1031,6 +1064,13 @@ ISSUE15_WWW_AUTHENTICATE_PARSER = Requirement(
     "one WWW-Authenticate parser: several challenges per field and over several fields, auth-params with BWS, "
     "quoted strings with escapes, token68, bounded input; the outbound client finds the Bearer challenge after a "
     "DPoP one; the doctor reads strictly and reports a malformed challenge",
+)
+ISSUE15_CIMD_DOCUMENT = Requirement(
+    "authgate",
+    "issue 15",
+    "authgate serves its own Client ID Metadata Document at {public_url}/oauth/client-metadata.json (client_id = "
+    "that URL, redirect URI the connect callback, auth none, cache headers) only for an https public_url; a "
+    "CIMD authorization server (another authgate) fetches it over TLS from a test CA and issues a token to it",
 )
 ISSUE17_SEED_003_REAL_KEYCLOAK = Requirement(
     "authgate",

@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     from authgate.cli.grants_cmd import add_parser as add_grants
 
     add_grants(sub)
+    from authgate.cli.connections_cmd import add_parser as add_connections
+
+    add_connections(sub)
     return parser
 
 

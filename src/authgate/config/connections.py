@@ -19,11 +19,13 @@ from authgate.config.policy import map_from_text
 from authgate.config.problems import Refusal
 
 FIXES: dict[str, str] = {
+    "connection_tools": 'a map of tool name → provider name, e.g. {"create_issue": "github"} (at most 500)',
     "connection_providers": 'a map of name → {"issuer": "https://…", "scopes": ["…"]} (an OAuth API), '
     '{"metadata_url": "https://…/.well-known/oauth-authorization-server"} or {"kind": "mcp", "mcp_url": '
     '"https://…/mcp"}; names are 1-64 of a-z 0-9 _ -; see docs/connections.md',
 }
 MAX_PROVIDERS = 50
+MAX_TOOLS = 500
 NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 §3.3 scope-token
 
@@ -107,6 +109,12 @@ class ConnectionSettings(BaseModel):
     connection_refresh_margin: int = Field(
         60, ge=0, le=86400, description="refresh a connection's access token this many seconds before it expires"
     )
+    connection_tools: dict[str, str] = Field(
+        default_factory=dict,
+        description="HTTP gateway: tools that need a connection, tool name → provider (a key of "
+        "connection_providers). The caller's token there goes to the upstream in X-Authgate-Connection-<provider> "
+        "(a client's copy is always removed); not connected, the client is asked to connect first (docs/connections.md)",
+    )
     outbound_allow_loopback_http: bool = Field(
         False,
         description="TESTING ONLY: let authgate's outbound OAuth client fetch http://127.0.0.1 / localhost "
@@ -125,15 +133,39 @@ class ConnectionSettings(BaseModel):
                     raise ValueError(f"provider name {str(name)[:70]!r} is not 1-64 of a-z 0-9 _ - (first a-z 0-9)")
         return v
 
+    @field_validator("connection_tools", mode="before")
+    @classmethod
+    def _tools(cls, v: Any) -> Any:
+        v = map_from_text(v)
+        if isinstance(v, dict):
+            if len(v) > MAX_TOOLS:
+                raise ValueError(f"at most {MAX_TOOLS} tools")
+            for tool in v:
+                if not 0 < len(str(tool)) <= 128:
+                    raise ValueError(f"tool name {str(tool)[:70]!r} is not 1-128 characters")
+        return v
+
 
 def connection_refusals(s: ConnectionSettings, auth_mode: str) -> list[Refusal]:
-    """Connections belong to authgate's users: external mode keeps none (no store, no users)."""
-    if s.connection_providers and auth_mode == "external":
+    """Connections belong to authgate's users, who sign in on the connect page: embedded mode.
+    (External mode keeps no users or store; proxy mode's people have no password here, and
+    the connect page's sign-in through the upstream IdP is not built yet.)"""
+    unknown = sorted({p for p in s.connection_tools.values() if p not in s.connection_providers})
+    if unknown:
+        return [
+            Refusal(
+                "connection_tools",
+                f"names provider {unknown[0]!r}, which connection_providers does not declare",
+                "declare it in connection_providers, or name one that is",
+                depends=("connection_providers",),
+            )
+        ]
+    if s.connection_providers and auth_mode != "embedded":
         return [
             Refusal(
                 "connection_providers",
-                "external mode keeps no users or store to hold connections in",
-                'use auth_mode = "embedded" or "proxy", or remove connection_providers',
+                "the connect page signs people in with authgate's own accounts: embedded mode only",
+                'use auth_mode = "embedded", or remove connection_providers',
                 depends=("auth_mode",),
             )
         ]

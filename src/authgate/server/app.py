@@ -29,7 +29,7 @@ from authgate.gateway.drain import Drain, DrainGuard
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
 from authgate.guard.dpop import DpopCheck, MemoryJtis
-from authgate.guard.identity import UPSTREAM_ACCESS_KEY
+from authgate.guard.identity import CONNECTION_BROKER_KEY, UPSTREAM_ACCESS_KEY
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
 from authgate.guard.verifier import TokenVerifier
@@ -50,7 +50,8 @@ from authgate.server.store_failures import oauth_answer, page_answer
 from authgate.store.durability import answer_after_flush
 
 MCP_EXPOSED = ["WWW-Authenticate", "Mcp-Session-Id", "MCP-Protocol-Version", "DPoP-Nonce"]  # RFC 9449 §8
-PAGES = frozenset({"authorize", "login", "consent", "upstream_callback"}) | ADMIN_PAGES  # answered in HTML
+# answered in HTML (connect: server/routes/connect.py, imported only when providers are configured)
+PAGES = frozenset({"authorize", "login", "consent", "upstream_callback", "connect", "connect_callback"}) | ADMIN_PAGES
 
 
 class AuthgateApp:
@@ -80,6 +81,7 @@ class AuthgateApp:
         self._cors_paths = set(self._public_paths())
         self.protected: McpGate | None = None  # the MCP endpoint's one layer, made at start-up
         self.upstream_access: object | None = None  # proxy mode: the callers' upstream IdP tokens
+        self.connection_broker: Any = None  # third-party connections (authgate.connections), when configured
         # every body bounded per route before anything reads it (server/body_limit.py)
         bounded = BodyLimit(self._dispatch, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
         self._logged = RequestLog(bounded)  # outermost: request id and the access log
@@ -135,6 +137,14 @@ class AuthgateApp:
             paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
         if self.settings.auth_mode == "embedded" and self.settings.admin_page:  # people sign in here (routes/admin.py)
             paths += admin_routes(b)
+        if self.settings.connection_providers and self.settings.auth_mode != "external":
+            from authgate.server.routes.connect import connect_routes  # the connections core, httpx
+
+            paths += connect_routes(b)
+            from authgate.outbound.client_document import PATH, document_url
+
+            if document_url(u.base):  # authgate's own CIMD document: https only (outbound/client_document.py)
+                paths.append((f"{b}{PATH}", "client_metadata", ["GET"]))
         if self.settings.metrics_on_main:  # only with metrics_token (config/metrics.py)
             paths.append((f"{b}/metrics", "metrics", ["GET"]))
         return [Route(path, self._handler(name), methods=methods) for path, name, methods in paths]
@@ -190,6 +200,7 @@ class AuthgateApp:
             "as_metadata": discovery.as_metadata,
             "prm": discovery.prm,
             "jwks": discovery.jwks,
+            "client_metadata": discovery.client_metadata,
             "health": discovery.health,
             "ready": discovery.ready,
             "authorize": flow.authorize,
@@ -203,6 +214,13 @@ class AuthgateApp:
         }
         if not proxy:
             self.handlers.update(AdminPages(rt.auth, rt.stores, rt.signer, rt.settings).handlers())
+        if self.settings.connection_providers:  # the connect page and the broker tools use
+            from authgate.server.routes.connect import ConnectPages, broker_from
+
+            self.connection_broker = broker = broker_from(rt)
+            stack.push_async_callback(broker.aclose)
+            stack.callback(setattr, self, "connection_broker", None)
+            self.handlers.update(ConnectPages(rt, broker).handlers())
         self.protected = self._guarded(rt.verifier)
         self._attach_store(rt)
         chores = asyncio.create_task(housekeeping(self.settings, rt.stores))
@@ -318,6 +336,8 @@ class AuthgateApp:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
             if self.upstream_access is not None:  # proxy mode (guard/identity.py)
                 scope[UPSTREAM_ACCESS_KEY] = self.upstream_access
+            if self.connection_broker is not None:  # authgate.connections (guard/identity.py)
+                scope[CONNECTION_BROKER_KEY] = self.connection_broker
             await self.protected(scope, receive, send)  # the gate: log, limits and checks in one layer
         else:
             await self._logged(scope, receive, send)
