@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -62,7 +63,7 @@ FIXES: dict[str, str] = {
     "(its X-Authgate- prefix keeps client copies out even when the setting is off); never Authorization, "
     "Cookie, Host, hop-by-hop, Forwarded/X-Forwarded-*, Mcp-*, traceparent or a header authgate already sets",
     "upstream_oauth": "keep one credential for the upstream: remove upstream_bearer_token (or the Authorization "
-    "entry of upstream_headers), or set upstream_oauth = \"off\"",
+    'entry of upstream_headers), or set upstream_oauth = "off"',
     "upstream_command": "give the program and its arguments, e.g. ['npx','-y','@modelcontextprotocol/"
     "server-everything'] (on the command line: `authgate serve -- CMD ARGS…`), and unset upstream",
 }
@@ -281,6 +282,27 @@ def _token_header_refusals(s: GatewaySettings, auth_mode: str) -> list[Refusal]:
         problem = f"upstream_headers already sets {name}"
         return [Refusal("upstream_token_header", problem, "choose another name", depends=("upstream_headers",))]
     return []
+
+
+def upstream_oauth_mode(s: GatewaySettings, auth_mode: str) -> Literal["auto", "on", "off"]:
+    """`upstream_oauth` as it applies: off without an HTTP upstream, with the operator's own
+    credential for it, or in external mode (no store to keep people's connections in)."""
+    if s.upstream is None or auth_mode == "external" or has_static_authorization(s):
+        return "off"
+    return s.upstream_oauth
+
+
+def upstream_provider_refusals(s: GatewaySettings, providers: Mapping[str, Any], auth_mode: str) -> list[Refusal]:
+    """`connection_providers.upstream` is the protected upstream's name: only an mcp provider
+    naming this upstream (its client configured there) may take it."""
+    mine = providers.get("upstream")
+    if mine is None or upstream_oauth_mode(s, auth_mode) == "off":
+        return []
+    if getattr(mine, "kind", None) == "mcp" and getattr(mine, "mcp_url", None) == s.upstream:
+        return []
+    problem = "the provider name 'upstream' is the protected upstream's (upstream_oauth), and this one is not it"
+    fix = 'rename it, or make it {"kind": "mcp", "mcp_url": "<the upstream URL>"} to configure the upstream\'s client'
+    return [Refusal("connection_providers", problem, fix, depends=("upstream", "upstream_oauth"))]
 
 
 def has_static_authorization(s: GatewaySettings) -> bool:

@@ -41,7 +41,7 @@ from authgate.config.attempts import AttemptSettings
 from authgate.config.connections import ConnectionSettings, connection_refusals
 from authgate.config.enterprise import EnterpriseSettings, enterprise_refusals
 from authgate.config.external import ExternalSettings, external_refusals
-from authgate.config.gateway import GatewaySettings, gateway_refusals
+from authgate.config.gateway import GatewaySettings, gateway_refusals, upstream_provider_refusals
 from authgate.config.logs import LogSettings
 from authgate.config.metrics import MetricsSettings, metrics_refusals
 from authgate.config.policy import PolicySettings, policy_refusals
@@ -86,6 +86,7 @@ class Settings(
             *server_refusals(self),
             *policy_refusals(self, self.scopes),
             *gateway_refusals(self, self.public_url, self.auth_mode),
+            *upstream_provider_refusals(self, self.connection_providers, self.auth_mode),
             *external_refusals(self),
             *proxy_refusals(self, self.auth_mode),
             *enterprise_refusals(self, self.auth_mode),

@@ -1,7 +1,5 @@
 """`proxy_from_settings`: the `HttpUpstreamProxy` that `authgate serve --upstream URL` puts
-behind the guard, built from the gateway settings (config/gateway.py); `upstream_oauth_mode` and
-`upstream_provider`: whether the upstream may be OAuth-protected, and the connection provider it
-then is (gateway/http/upstream_oauth.py), for the broker AuthgateApp builds."""
+behind the guard, built from the gateway settings (config/gateway.py)."""
 
 from __future__ import annotations
 
@@ -10,16 +8,15 @@ import logging
 
 from yarl import URL
 
-from authgate.config.gateway import has_static_authorization
+from authgate.config.gateway import upstream_oauth_mode
 from authgate.config.settings import Settings
-from authgate.connections.providers import ProviderConfig
 from authgate.errors import ConfigError
 from authgate.gateway.headers import IdentityHeaderNames
 from authgate.gateway.http.proxy import HttpUpstreamProxy
-from authgate.gateway.http.upstream_oauth import UPSTREAM_PROVIDER, Mode, UpstreamOAuth
+from authgate.gateway.http.upstream_oauth import UpstreamOAuth
 from authgate.masking import masked_url
 
-__all__ = ["check_upstream_at_start", "proxy_from_settings", "upstream_oauth_mode", "upstream_provider"]
+__all__ = ["check_upstream_at_start", "proxy_from_settings"]
 
 log = logging.getLogger("authgate.gateway")
 
@@ -42,47 +39,9 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         upstream_headers=static,
         identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
         upstream_token_header=settings.upstream_token_header,
-        upstream_oauth=UpstreamOAuth(upstream_oauth_mode(settings)),
+        upstream_oauth=UpstreamOAuth(upstream_oauth_mode(settings, settings.auth_mode)),
         mount_path=settings.urls.mcp_path,
         max_body=settings.mcp_max_body_bytes,
-    )
-
-
-def upstream_oauth_mode(settings: Settings) -> Mode:
-    """`upstream_oauth` as it applies: off without an HTTP upstream, with the operator's own
-    credential for it, or in external mode (no store to keep people's connections in)."""
-    if settings.upstream is None or settings.auth_mode == "external" or has_static_authorization(settings):
-        return "off"
-    return settings.upstream_oauth
-
-
-def upstream_provider(settings: Settings) -> ProviderConfig | None:
-    """The protected upstream as a connection provider of the MCP kind, for the broker: the
-    operator's own `connection_providers.upstream` when it names this upstream (a configured
-    client there, scopes), else DCR/CIMD as the remote's AS allows; None when off."""
-    if upstream_oauth_mode(settings) == "off" or settings.upstream is None:
-        return None
-    configured = settings.connection_providers.get(UPSTREAM_PROVIDER)
-    if configured is None:
-        return ProviderConfig(
-            name=UPSTREAM_PROVIDER, kind="mcp", title="the upstream MCP server", mcp_url=settings.upstream
-        )
-    if configured.kind != "mcp" or configured.mcp_url != settings.upstream:
-        raise ConfigError(
-            "connection_providers",
-            f"the provider name {UPSTREAM_PROVIDER!r} is the protected upstream's (upstream_oauth)",
-            'rename that provider, or make it {"kind": "mcp", "mcp_url": "<upstream>"} to configure the '
-            "upstream's client",
-        )
-    return ProviderConfig(
-        name=UPSTREAM_PROVIDER,
-        kind="mcp",
-        title=configured.title or "the upstream MCP server",
-        mcp_url=settings.upstream,
-        client_id=configured.client_id,
-        client_secret=configured.client_secret.get_secret_value() if configured.client_secret else None,
-        registration=configured.registration,
-        scopes=tuple(configured.scopes),
     )
 
 

@@ -38,6 +38,7 @@ import aiohttp
 from starlette.types import Scope
 from yarl import URL
 
+from authgate.connections.upstream import UPSTREAM_PROVIDER
 from authgate.errors import ConnectionRequired
 from authgate.gateway.errors import GatewayError, JsonRpcId, UpstreamError
 from authgate.gateway.http.upstream import Upstream
@@ -60,7 +61,6 @@ __all__ = [
 
 log = logging.getLogger("authgate.gateway")
 
-UPSTREAM_PROVIDER = "upstream"  # the protected upstream's name among the broker's providers
 Mode = Literal["off", "auto", "on"]
 
 
@@ -100,6 +100,7 @@ class ConnectionNeeded(GatewayError):
             "reason": "connection_required",
             "provider": self.required.provider,
             "url": self.required.url,
+            "scopes": list(self.required.scopes),
         }
 
 
