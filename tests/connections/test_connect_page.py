@@ -130,6 +130,22 @@ def test_the_person_the_link_was_made_for_connects(setup: tuple[AuthgateServer, 
     assert gone.returncode == 1 and "no connection" in gone.stderr
 
 
+@pytest.mark.requirement(req.ISSUE15_CONNECTIONS_ADMIN_PAGE)
+def test_the_admin_page_lists_and_revokes_connections(setup: tuple[AuthgateServer, OidcProvider, str]) -> None:
+    server, provider, database_url = setup
+    with HeadlessUserAgent() as agent:  # alice, the first user, is an admin
+        params = _to_provider(agent, _link(server, provider, database_url), server)
+        assert agent.http.get(f"{server.url}/connect/callback?{urlencode(params)}").status_code == 200
+        page = agent.open(f"{server.url}/admin")
+        assert isinstance(page, Page) and page.status == 200 and "Connections to providers" in page.text
+        form = page.form_posting_to("/admin/connections/revoke")
+        assert form is not None and form.fields["connection"].startswith("idp:")
+        done = agent.submit(form)
+        assert isinstance(done, Page) and "Revoked the connection" in done.text, done.text
+        assert done.form_posting_to("/admin/connections/revoke") is None
+    assert server.cli("connections", "list", "--json").stdout.strip() == ""
+
+
 @pytest.mark.requirement(req.ISSUE15_CONNECT_LINK_REFUSALS)
 def test_a_link_is_refused_to_anyone_else(setup: tuple[AuthgateServer, OidcProvider, str]) -> None:
     server, provider, database_url = setup

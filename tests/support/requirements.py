@@ -827,6 +827,11 @@ ISSUE15_CONNECT_PAGE = Requirement(
     "bound to the authgate session), the callback checks state and iss (RFC 9207), stores the connection sealed; "
     "the same callback again is refused; `authgate connections list/revoke` list and remove it",
 )
+ISSUE15_CONNECTIONS_ADMIN_PAGE = Requirement(
+    "authgate",
+    "issue 15",
+    "the admin page lists users' connections to providers and revokes one (a CSRF-checked form, admins only)",
+)
 ISSUE15_CONNECT_LINK_REFUSALS = Requirement(
     "authgate",
     "issue 15",
@@ -891,6 +896,36 @@ ISSUE14_DOCS_TABLE_FROM_THE_RUN = Requirement(
     "issue 14 done-when 5",
     "docs/gateway.md's conformance table (scenario × direct, HTTP gateway, stdio bridge, built-in server) is "
     "written by the test from its run and checked against it",
+)
+MCP_2025_11_25_SSE_PRIMING_AND_RETRY = Requirement(
+    "MCP 2025-11-25",
+    "transports §Sending Messages 6",
+    "a server that opens an SSE stream SHOULD first send an event id with empty data (priming), and SHOULD send "
+    "a retry field before closing the connection of a stream it has not ended",
+)
+MCP_2025_11_25_EVENT_IDS_PER_STREAM = Requirement(
+    "MCP 2025-11-25",
+    "transports §Resumability and Redelivery",
+    "event ids MUST be unique across all streams of the session and SHOULD name their stream; a resume MUST NOT "
+    "replay messages of another stream",
+)
+MCP_2025_11_25_RESUME_WITH_LAST_EVENT_ID = Requirement(
+    "MCP 2025-11-25",
+    "transports §Resumability and Redelivery",
+    "a GET with Last-Event-ID replays what the stream would have sent after that event, then resumes it; the "
+    "server MUST NOT send a response on a GET stream unless resuming the stream of that request",
+)
+MCP_2025_11_25_DISCONNECT_IS_NOT_CANCELLATION = Requirement(
+    "MCP 2025-11-25",
+    "transports §Sending Messages 6",
+    "disconnection SHOULD NOT be interpreted as the client cancelling its request (notifications/cancelled is)",
+)
+ISSUE14_STDIO_RESUME_BOUNDS = Requirement(
+    "authgate",
+    "issue 14 done-when 2",
+    "the stdio bridge's resumable streams are bounded: a call whose connection closed and that no client resumes "
+    "within resume_window is cancelled at the child and its events dropped; events per stream and answered "
+    "streams per session are capped",
 )
 
 

@@ -213,7 +213,8 @@ class AuthgateApp:
             "upstream_callback": getattr(flow, "callback", flow.authorize),
         }
         if not proxy:
-            self.handlers.update(AdminPages(rt.auth, rt.stores, rt.signer, rt.settings).handlers())
+            admin = AdminPages(rt.auth, rt.stores, rt.signer, rt.settings)
+            self.handlers.update(admin.handlers())
         if self.settings.connection_providers:  # the connect page and the broker tools use
             from authgate.server.routes.connect import ConnectPages, broker_from
 
@@ -221,6 +222,8 @@ class AuthgateApp:
             stack.push_async_callback(broker.aclose)
             stack.callback(setattr, self, "connection_broker", None)
             self.handlers.update(ConnectPages(rt, broker).handlers())
+            if not proxy:
+                admin.connections = broker  # the admin page lists and revokes them
         self.protected = self._guarded(rt.verifier)
         self._attach_store(rt)
         chores = asyncio.create_task(housekeeping(self.settings, rt.stores))

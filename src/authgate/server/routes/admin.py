@@ -62,6 +62,7 @@ ROUTES = (
     ("/admin/clients/remove", "admin_remove_client", ("POST",)),
     ("/admin/grants/revoke", "admin_revoke_grant", ("POST",)),
     ("/admin/users/remove", "admin_remove_user", ("POST",)),
+    ("/admin/connections/revoke", "admin_revoke_connection", ("POST",)),
 )
 ADMIN_PAGES = frozenset(name for _, name, _ in ROUTES)  # answered in HTML, also when the store fails
 PAGE_SIZE = 50  # clients and users per page
@@ -69,6 +70,7 @@ AUDIT_SHOWN = 50  # newest audit events
 ATTEMPTS_SHOWN = 50  # newest connection attempts of the last ATTEMPTS_SINCE seconds
 ATTEMPTS_SINCE = 86400.0
 GRANTS_SHOWN = 100  # most recently used live grants listed (each client's are counted apart)
+CONNECTIONS_SHOWN = 100  # users' connections to third-party providers (authgate.connections)
 MAX_FIELD = 4096  # one form field
 NOTICES = {
     "client-revoked": "Revoked {n} grant(s) of the client: its refresh tokens fail now, its access tokens "
@@ -76,6 +78,7 @@ NOTICES = {
     "client-removed": "Removed the client and revoked its grants.",
     "grant-revoked": "Revoked the grant.",
     "user-removed": "Removed the user and revoked their grants.",
+    "connection-revoked": "Revoked the connection (also at the provider, where it has a revocation endpoint).",
     "not-found": "Nothing to do: it was already gone.",
     "self": "You cannot remove yourself; another admin can.",
 }
@@ -99,6 +102,7 @@ class AdminPages:
         self.secure = auth.urls.secure_cookies
         self.cookie_path = auth.urls.base_path or "/"
         self.home_path = auth.urls.base_path + "/admin"
+        self.connections: Any = None  # the app's ConnectionBroker, when providers are configured
 
     def handlers(self) -> dict[str, Callable[[Request], Awaitable[Response]]]:
         return {
@@ -109,6 +113,7 @@ class AdminPages:
             "admin_remove_client": lambda r: self._action(r, "client_id", self._remove_client),
             "admin_revoke_grant": lambda r: self._action(r, "family_id", self._revoke_grant),
             "admin_remove_user": lambda r: self._action(r, "user_id", self._remove_user),
+            "admin_revoke_connection": lambda r: self._action(r, "connection", self._revoke_connection),
         }
 
     # -- pages -----------------------------------------------------------------------------
@@ -198,6 +203,22 @@ class AdminPages:
         log.info("admin %r removed user %r: %s", admin.username, user_id, "done" if removed else "not found")
         return "done=" + ("user-removed" if removed else "not-found")
 
+    async def _revoke_connection(self, target: str, admin: User) -> str:
+        provider, _, user_id = target.partition(":")  # provider names hold no ':' (config/connections.py)
+        revoked = self.connections is not None and user_id and await self.connections.revoke(user_id, provider)
+        log.info("admin %r revoked the %r connection of %r: %s", admin.username, provider, user_id, bool(revoked))
+        return "done=" + ("connection-revoked" if revoked else "not-found")
+
+    async def _connection_rows(self) -> list[dict[str, str]]:
+        if self.connections is None:
+            return []
+        found = (await self.connections.list(None))[:CONNECTIONS_SHOWN]
+        names = {}
+        for user_id in {c.user_id for c in found}:
+            user = await self.stores.users.get_user(user_id)
+            names[user_id] = user.username if user else user_id
+        return [rows.connection_row(c, names[c.user_id]) for c in found]
+
     # -- what the page lists ---------------------------------------------------------------
     async def _lists(self, request: Request, me: User) -> dict[str, Any]:
         # one page of each (newest first) and a count: registration is open, so the clients
@@ -222,6 +243,8 @@ class AdminPages:
             "attempts": [rows.attempt_row(a) for a in attempts],
             "attempts_shown": ATTEMPTS_SHOWN,
             "audit": [rows.audit_row(e) for e in reversed(audit)],
+            "connections": await self._connection_rows(),
+            "connections_on": self.connections is not None,
         }
 
     def _pager(self, request: Request, key: str, pager: rows.Pager) -> dict[str, Any]:
@@ -245,6 +268,7 @@ class AdminPages:
             "remove_client_url": f"{b}/clients/remove",
             "revoke_grant_url": f"{b}/grants/revoke",
             "remove_user_url": f"{b}/users/remove",
+            "revoke_connection_url": f"{b}/connections/revoke",
             "logout_url": f"{b}/logout",
         }
 

@@ -11,9 +11,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from authgate.store.models import Attempt, AuditEvent, Client, LiveGrant, User
+
+if TYPE_CHECKING:
+    from authgate.connections.providers import ConnectionInfo
 
 MAX_TEXT = 120  # characters of any one value shown
 KINDS = {"dcr": "DCR", "cimd": "CIMD", "operator": "operator", "static": "static"}
@@ -84,6 +88,18 @@ def user_row(user: User, me: User) -> dict[str, str | bool]:
         "roles": cut(", ".join(user.roles)) or "–",
         "created": when(user.created_at),
         "me": user.user_id == me.user_id,
+    }
+
+
+def connection_row(info: ConnectionInfo, username: str) -> dict[str, str]:
+    """A user's connection to a third-party provider (never a token)."""
+    return {
+        "key": f"{info.provider}:{info.user_id}",
+        "user": cut(username, 80),
+        "provider": cut(info.provider, 64),
+        "scopes": cut(" ".join(info.scopes)) or "–",
+        "expires": when(info.expires_at),
+        "updated": when(info.updated_at),
     }
 
 
