@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from authgate.connections.asks import Call, ConnectionAsks, connection_header
+from authgate.connections.asks import RERUN, Call, ConnectionAsks, connection_header
 from authgate.connections.elicitation import (
     SIGNAL_CODE,
     how_to_ask,
@@ -62,9 +62,9 @@ class Clock:
         return self.now
 
 
-def _asks(tools: dict[str, str] | None = None) -> tuple[ConnectionAsks, StandInBroker, Clock]:
+def _asks(tools: dict[str, str] | None = None, headers: bool = False) -> tuple[ConnectionAsks, StandInBroker, Clock]:
     broker, clock = StandInBroker(), Clock()
-    return ConnectionAsks(broker, RequestStates(b"s" * 32, 900, clock), tools), broker, clock
+    return ConnectionAsks(broker, RequestStates(b"s" * 32, 900, clock), tools, headers=headers), broker, clock
 
 
 def _call(params: dict[str, Any], version: str = "2026-07-28", caps: Any = URL_CAPS, **who: str) -> Call:
@@ -253,7 +253,7 @@ def test_a_declined_connection_ends_the_call_as_a_tool_error() -> None:
 
 # -- configured tools (gateway) and the signal after a call -------------------------------------
 def test_a_configured_tool_sends_the_token_in_the_providers_header_or_asks() -> None:
-    asks, broker, _ = _asks({"create_issue": "github"})
+    asks, broker, _ = _asks({"create_issue": "github"}, headers=True)
     asked = _run(asks.before(_call({}, version="2025-11-25")))
     assert asked.answer is not None and asked.answer["error"]["code"] == -32042
     broker.tokens[("alice", "github")] = "gh-token"
@@ -273,6 +273,15 @@ def test_a_signal_for_an_unknown_provider_goes_back_as_it_came_and_a_refused_tok
     assert answer is not None and answer["result"]["resultType"] == "input_required"
 
 
+def test_gateway_signal_when_connected_but_not_sent_reruns_and_the_tool_is_remembered() -> None:
+    asks, broker, _ = _asks(headers=True)
+    broker.tokens[("alice", "github")] = "gh-token"
+    again = _run(asks.after(_call({}), read_signal(signal_error("github")), None, False))  # type: ignore[arg-type]
+    assert again is RERUN and broker.revoked == []
+    later = _run(asks.before(_call({})))  # the upstream said so once: later calls carry the token
+    assert later.headers == [(connection_header("github"), "gh-token")]
+
+
 # -- the answer tap -------------------------------------------------------------------------------
 def _tap_run(start_headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> tuple[list[dict[str, Any]], bytes]:
     sent: list[dict[str, Any]] = []
@@ -280,7 +289,7 @@ def _tap_run(start_headers: list[tuple[bytes, bytes]], chunks: list[bytes]) -> t
     async def send(message: Any) -> None:
         sent.append(message)
 
-    async def rewrite(error: dict[str, Any]) -> dict[str, Any] | None:
+    async def rewrite(error: dict[str, Any], held: bool) -> dict[str, Any] | None:
         return {"jsonrpc": "2.0", "id": 7, "result": {"rewritten": error["code"]}} if read_signal(error) else None
 
     async def main() -> None:

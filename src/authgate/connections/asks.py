@@ -10,17 +10,24 @@ Before the call:
    -32602); the person declined → a tool error; not connected yet → asked again; connected →
    the call goes on *without* authgate's state and responses (never forwarded), with the
    upstream's own state and responses carried inside it put back;
-2. a tool configured to need a provider (`connection_tools`, gateway mode): the caller's token
-   for it goes to the upstream in the provider's header (`connection_header`), or the client
-   is asked for the connection;
+2. gateway mode, a tool that needs a provider — configured (`connection_tools`), signalled by
+   the upstream before (remembered in this process), or named by the resumed state: the
+   caller's token goes to the upstream in the provider's header (`connection_header`), or the
+   client is asked for the connection;
 3. anything else goes on untouched: an upstream's own `requestState` and `inputResponses`
    (no `authgate.rs1.` prefix) are never opened or changed.
+
+After it, the signal: not connected → asked (with the link `connection_token` already made,
+in library mode); connected but the call went without the token (gateway) → RERUN, the layer
+sends it again with the token (the signal means the upstream did nothing); connected and the
+token went along → the provider refused it: the connection is removed and asked again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -46,7 +53,7 @@ from authgate.connections.request_state import (
 from authgate.errors import ConnectionRequired
 from authgate.outbound.errors import OutboundAuthError
 
-__all__ = ["Before", "Broker", "Call", "ConnectionAsks", "connection_header"]
+__all__ = ["RERUN", "Before", "Broker", "Call", "ConnectionAsks", "connection_header"]
 
 log = logging.getLogger("authgate.connections")
 
@@ -97,13 +104,25 @@ class Before:
     answer: dict[str, Any] | None = None
     params: dict[str, Any] | None = None
     headers: list[tuple[str, str]] = field(default_factory=list)
+    provider: str | None = None  # a resumed retry's: its token goes with the call (gateway)
+
+
+RERUN: dict[str, Any] = {}  # after(): run the call again, now with the token (nothing was sent yet)
+_LEARNED_MAX = 1000
 
 
 class ConnectionAsks:
-    def __init__(self, broker: Broker, states: RequestStates, tools: Mapping[str, str] | None = None) -> None:
+    """`headers`: the app is the HTTP gateway, which gets provider tokens in headers (in library
+    mode the tool takes its token itself, through `authgate.connection_token`)."""
+
+    def __init__(
+        self, broker: Broker, states: RequestStates, tools: Mapping[str, str] | None = None, *, headers: bool = False
+    ) -> None:
         self.broker = broker
         self.states = states
-        self.tools = dict(tools or {})  # tool name -> provider (gateway mode)
+        self.tools = dict(tools or {})  # tool name -> provider (connection_tools, gateway mode)
+        self.headers = headers
+        self.learned: OrderedDict[str, str] = OrderedDict()  # tools the upstream signalled, in this process
 
     async def before(self, call: Call) -> Before:
         try:
@@ -113,38 +132,51 @@ class ConnectionAsks:
             return Before(answer=unavailable(call.request_id))
 
     async def after(
-        self, call: Call, signal: Signal, pending: ConnectionRequired | None = None
+        self, call: Call, signal: Signal, pending: ConnectionRequired | None = None, sent: bool = True
     ) -> dict[str, Any] | None:
-        """The app answered with the signal: the answer for the client (None: unknown provider,
-        the signal goes back as it came)."""
+        """The app answered with the signal: the answer for the client; RERUN when the caller is
+        connected but this call went without the token (gateway); None: unknown provider, the
+        signal goes back as it came. `sent`: the call carried the provider's token."""
         try:
-            return await self._after(call, signal, pending)
+            return await self._after(call, signal, pending, sent)
         except OutboundAuthError as exc:
             log.warning("connection to %s not available now: %s", signal.provider, exc)
             return unavailable(call.request_id)
 
-    async def _before(self, call: Call) -> Before:
-        params = call.params
-        if is_authgate_state(params.get("requestState")):
-            resumed = await self._resume(call)
-            if resumed.answer is not None:
-                return resumed
-            params = resumed.params or params
-        provider = self.tools.get(call.name) if call.method == "tools/call" else None
-        if provider is None:
-            return Before(params=params if params is not call.params else None)
-        try:
-            token = await self.broker.require(call.subject, call.client_id, provider)
-        except ConnectionRequired as required:
-            return Before(answer=self.ask(call, required, carry=params))
-        return Before(
-            params=params if params is not call.params else None, headers=[(connection_header(provider), token)]
-        )
+    def _needed(self, call: Call, resumed: str | None) -> list[str]:
+        """The providers whose tokens go with this call to the upstream (gateway mode)."""
+        if not self.headers or call.method != "tools/call":
+            return []
+        found = (self.tools.get(call.name), self.learned.get(call.name), resumed)
+        return list(dict.fromkeys(p for p in found if p is not None and p in self.broker.providers))
 
-    async def _after(self, call: Call, signal: Signal, pending: ConnectionRequired | None) -> dict[str, Any] | None:
+    async def _before(self, call: Call) -> Before:
+        params, resumed = call.params, None
+        if is_authgate_state(params.get("requestState")):
+            before = await self._resume(call)
+            if before.answer is not None:
+                return before
+            params, resumed = before.params or params, before.provider
+        changed = params if params is not call.params else None
+        headers = []
+        for provider in self._needed(call, resumed):
+            try:
+                token = await self.broker.require(call.subject, call.client_id, provider)
+            except ConnectionRequired as required:
+                return Before(answer=self.ask(call, required, carry=params))
+            headers.append((connection_header(provider), token))
+        return Before(params=changed, headers=headers)
+
+    async def _after(
+        self, call: Call, signal: Signal, pending: ConnectionRequired | None, sent: bool
+    ) -> dict[str, Any] | None:
         if signal.provider not in self.broker.providers:
             log.warning("a tool asked for a connection to %r, which is not in connection_providers", signal.provider)
             return None
+        if self.headers and call.method == "tools/call" and call.name:
+            self.learned[call.name] = signal.provider  # its later calls carry the token
+            while len(self.learned) > _LEARNED_MAX:
+                self.learned.popitem(last=False)
         if pending is not None and pending.provider == signal.provider:
             return self.ask(call, pending, carry=call.params)  # library mode: the link already made
         for _ in range(2):
@@ -152,10 +184,10 @@ class ConnectionAsks:
                 await self.broker.require(call.subject, call.client_id, signal.provider, signal.scopes)
             except ConnectionRequired as required:
                 return self.ask(call, required, carry=call.params)
+            if not sent:
+                return RERUN  # connected: the call goes again with the token
             # connected, with those scopes, and still refused there: the token is dead
-            log.info(
-                "the app refused %s's connection to %s; it is removed and asked again", call.subject, signal.provider
-            )
+            log.info("the app refused %s's connection to %s: removed, asked again", call.subject, signal.provider)
             await self.broker.revoke(call.subject, signal.provider)
         return None
 
@@ -219,4 +251,4 @@ class ConnectionAsks:
             except ConnectionRequired as required:
                 return Before(answer=self.ask(call, required, carry=forwarded))
         self.states.spend(claims)
-        return Before(params=forwarded)
+        return Before(params=forwarded, provider=claims.provider)

@@ -50,6 +50,7 @@ __all__ = [
     "link_error",
     "read_signal",
     "request_version",
+    "retry_result",
     "signal_error",
     "tool_error_result",
     "unavailable",
@@ -201,6 +202,11 @@ def tool_error_result(request_id: Any, required: ConnectionRequired, version: st
         f"Open {required.url} in a browser, sign in there, then call the tool again."
     )
     return _tool_result(request_id, text, version)
+
+
+def retry_result(request_id: Any, provider: str, version: str) -> dict[str, Any]:
+    """Connected now, but this call went without the token: the person calls the tool again."""
+    return _tool_result(request_id, f"Your {provider} account is connected now: call the tool again.", version)
 
 
 def declined_result(request_id: Any, provider: str, version: str) -> dict[str, Any]:

@@ -10,6 +10,8 @@ SCOPE_KEY = "authgate.identity"  # where the guard puts the Identity in the ASGI
 UPSTREAM_ACCESS_KEY = "authgate.upstream_access"
 # where authgate puts its ConnectionBroker (authgate.connections): third-party tokens per user
 CONNECTION_BROKER_KEY = "authgate.connection_broker"
+# where server/elicitations.py hands the HTTP gateway the caller's provider tokens (connection_tools)
+CONNECTION_HEADERS_KEY = "authgate.connection_headers"
 
 # What authgate's stdio gateway tells each server process it starts (a stdio server sees no
 # HTTP request): GATEWAY_ENV always ("stdio": started for an authenticated caller), the

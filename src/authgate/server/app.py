@@ -45,7 +45,7 @@ from authgate.server.routes.admin import ADMIN_PAGES, AdminPages, admin_routes
 from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
 from authgate.server.routes.endpoints import Endpoints
-from authgate.server.runtime import Runtime, housekeeping, open_runtime
+from authgate.server.runtime import Runtime, housekeeping, load_secret, open_runtime
 from authgate.server.store_failures import oauth_answer, page_answer
 from authgate.store.durability import answer_after_flush
 
@@ -272,7 +272,7 @@ class AuthgateApp:
         origins = [urls.origin, *self.settings.allowed_origins]
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
-        drained = DrainGuard(self.mcp_app, self.drain)
+        drained = DrainGuard(self._asking(self.mcp_app), self.drain)
         loopback = not urls.secure_cookies
         cors = functools.partial(
             CORSMiddleware,
@@ -311,6 +311,22 @@ class AuthgateApp:
             sdk_users=SdkUsers() if self.sdk_user else None,
             cors=cors,  # only requests with an Origin (browsers) go through it
             first_call=self.runtime.auth.attempts.first_call if self.runtime else None,  # oauth/attempts.py
+        )
+
+    def _asking(self, app: ASGIApp) -> ASGIApp:
+        """With connections: the layer that asks clients to connect (server/elicitations.py)."""
+        if self.connection_broker is None or self.runtime is None:
+            return app
+        from authgate.server.elicitations import ElicitationLayer
+
+        s = self.settings
+        return ElicitationLayer(
+            app,
+            secret=load_secret(s),
+            ttl=s.connection_link_ttl,
+            tools=dict(s.connection_tools),
+            max_body=s.mcp_max_body_bytes,
+            gateway=s.upstream is not None,
         )
 
     def _dpop(self, bearer: BearerCheck) -> DpopCheck:

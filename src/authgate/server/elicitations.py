@@ -28,18 +28,22 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authgate.connections.asks import Call, ConnectionAsks
-from authgate.connections.elicitation import MRTR_METHODS, read_signal, request_capabilities, request_version
+from authgate.connections.asks import RERUN, Call, ConnectionAsks, connection_header
+from authgate.connections.elicitation import (
+    MRTR_METHODS,
+    read_signal,
+    request_capabilities,
+    request_version,
+    retry_result,
+)
 from authgate.connections.request_state import RequestStates
 from authgate.errors import ConnectionRequired
 from authgate.gateway.body import PARSED_BODY_KEY, read_body, replaying
-from authgate.guard.identity import CONNECTION_BROKER_KEY, SCOPE_KEY, Identity
+from authgate.guard.identity import CONNECTION_BROKER_KEY, CONNECTION_HEADERS_KEY, SCOPE_KEY, Identity
 from authgate.observe import note
 
-__all__ = ["CONNECTION_HEADERS_KEY", "PENDING_KEY", "ElicitationLayer", "SessionCapabilities"]
+__all__ = ["PENDING_KEY", "ElicitationLayer", "SessionCapabilities"]
 
-# where the layer hands the gateway the headers carrying the caller's provider tokens
-CONNECTION_HEADERS_KEY = "authgate.connection_headers"
 # where `authgate.connection_token` leaves the ConnectionRequired it raised, by provider (library mode)
 PENDING_KEY = "authgate.connection_pending"
 MAX_HELD = 8 * 1024 * 1024  # an answer held whole to look for the signal; larger ones stream on
@@ -68,17 +72,21 @@ class SessionCapabilities:
 
 
 class ElicitationLayer:
-    def __init__(self, app: ASGIApp, *, secret: bytes, ttl: int, tools: dict[str, str], max_body: int) -> None:
+    def __init__(
+        self, app: ASGIApp, *, secret: bytes, ttl: int, tools: dict[str, str], max_body: int, gateway: bool = False
+    ) -> None:
+        """`gateway`: the app is the HTTP gateway, which takes provider tokens in headers."""
         self.app = app
         self.states = RequestStates(secret, ttl)
         self.tools = tools
         self.max_body = max_body
+        self.gateway = gateway
         self.sessions = SessionCapabilities()
         self._asks: ConnectionAsks | None = None
 
     def _asks_for(self, broker: Any) -> ConnectionAsks:
         if self._asks is None or self._asks.broker is not broker:
-            self._asks = ConnectionAsks(broker, self.states, self.tools)
+            self._asks = ConnectionAsks(broker, self.states, self.tools, headers=self.gateway)
         return self._asks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -122,17 +130,31 @@ class ElicitationLayer:
                 scope[CONNECTION_HEADERS_KEY] = before.headers
         pending: dict[str, ConnectionRequired] = {}
         scope[PENDING_KEY] = pending
+        sent = {name.lower() for name, _ in scope.get(CONNECTION_HEADERS_KEY, ())}
 
-        async def rewrite(error: dict[str, Any]) -> dict[str, Any] | None:
+        async def rewrite(error: dict[str, Any], held: bool) -> dict[str, Any] | None:
             signal = read_signal(error)
             if signal is None:
                 return None
-            answer = await asks.after(call, signal, pending.get(signal.provider))
-            if answer is not None:
+            carried = (
+                not self.gateway or call.method != "tools/call" or connection_header(signal.provider).lower() in sent
+            )
+            answer = await asks.after(call, signal, pending.get(signal.provider), carried)
+            if answer is RERUN and not held:  # the answer's stream already began: the client calls again
+                answer = retry_result(call.request_id, signal.provider, call.version)
+            if answer is not None and answer is not RERUN:
                 note(scope, outcome="connection_asked")
             return answer
 
-        await self.app(scope, receive, SignalTap(send, call.request_id, rewrite))
+        tap = SignalTap(send, call.request_id, rewrite)
+        await self.app(scope, receive, tap)
+        if tap.rerun:  # connected, but the call went without the token: once more, with it (nothing sent yet)
+            again = await asks.before(call)
+            if again.answer is not None:
+                await _send_json(send, again.answer)
+                return
+            scope[CONNECTION_HEADERS_KEY] = again.headers
+            await self.app(scope, replaying(scope[PARSED_BODY_KEY][0], receive), send)
 
     async def _rewritten(self, scope: Scope, receive: Receive, params: dict[str, Any]) -> Receive:
         """The body without authgate's own requestState/inputResponses (never forwarded)."""
@@ -160,7 +182,7 @@ class ElicitationLayer:
         return tapped
 
 
-Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]]
+Rewrite = Callable[[dict[str, Any], bool], Awaitable[dict[str, Any] | None]]  # (error, answer held whole)
 
 
 class SignalTap:
@@ -174,6 +196,7 @@ class SignalTap:
         self._mode = "pass"
         self._start: Message | None = None
         self._buffer = bytearray()
+        self.rerun = False  # the rewrite asked for the call again: this answer was dropped unsent
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
@@ -192,7 +215,7 @@ class SignalTap:
             return
         await self._send(message)
 
-    async def _answer(self, payload: bytes) -> bytes | None:
+    async def _answer(self, payload: bytes, held: bool = False) -> bytes | None:
         """The rewritten response, when `payload` is this call's error and `rewrite` replaced it."""
         if b'"error"' not in payload:
             return None
@@ -202,7 +225,10 @@ class SignalTap:
             return None
         if not isinstance(response, dict) or response.get("id") != self.request_id or "error" not in response:
             return None
-        answer = await self.rewrite(response["error"])
+        answer = await self.rewrite(response["error"], held)
+        if answer is RERUN:
+            self.rerun = True
+            return b""
         return None if answer is None else json.dumps(answer).encode()
 
     async def _json(self, message: Message) -> None:
@@ -211,7 +237,9 @@ class SignalTap:
         if more and len(self._buffer) <= MAX_HELD:
             return
         body = bytes(self._buffer)
-        answer = None if more else await self._answer(body)
+        answer = None if more else await self._answer(body, held=True)
+        if self.rerun:
+            return  # dropped: the layer sends the call again
         headers = _without_length(self._start["headers"] if self._start else [])
         if not more:
             headers.append((b"content-length", str(len(answer or body)).encode()))

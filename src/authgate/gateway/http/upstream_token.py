@@ -25,7 +25,7 @@ from starlette.types import Scope
 
 from authgate.errors import NoUpstreamToken, UpstreamGrantEnded, UpstreamTokenUnavailable
 from authgate.gateway.errors import GatewayError, JsonRpcId
-from authgate.guard.identity import UPSTREAM_ACCESS_KEY, Identity
+from authgate.guard.identity import CONNECTION_HEADERS_KEY, UPSTREAM_ACCESS_KEY, Identity
 
 __all__ = ["UpstreamIdpGrantEnded", "UpstreamIdpUnavailable", "UpstreamTokenHeader"]
 
@@ -74,15 +74,18 @@ class UpstreamTokenHeader:
         self.name = name
 
     async def __call__(self, scope: Scope, identity: Identity | None, request_id: JsonRpcId) -> list[tuple[str, str]]:
+        # a tool configured to need a provider (connection_tools): its token, in X-Authgate-Connection-<provider>,
+        # put there by server/elicitations.py (whose X-Authgate- prefix keeps any client copy out)
+        connections: list[tuple[str, str]] = list(scope.get(CONNECTION_HEADERS_KEY, ()))
         if self.name is None or identity is None:
-            return []
+            return connections
         access: _Access | None = scope.get(UPSTREAM_ACCESS_KEY)
         if access is None:  # not proxy mode: settings refuse the header there (config/gateway.py)
-            return []
+            return connections
         try:
-            return [(self.name, await access.token(identity))]
+            return [(self.name, await access.token(identity)), *connections]
         except NoUpstreamToken:
-            return []
+            return connections
         except UpstreamGrantEnded as exc:
             raise UpstreamIdpGrantEnded(f"authgate: {exc}", request_id=request_id) from None
         except UpstreamTokenUnavailable as exc:
