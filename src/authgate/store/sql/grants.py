@@ -25,6 +25,7 @@ from authgate.store.models import (
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import SqlDatabase, idempotent
+from authgate.store.sql.sqlite_prepared import prepared
 
 CODES = t.authorization_codes
 FAMILIES = t.refresh_families
@@ -64,7 +65,7 @@ class SqlGrants(SqlDatabase):
     @functools.cached_property
     def _family_unless_made(self) -> sa.Insert:
         """The code's family, unless a family of that id exists (ON CONFLICT of the backend)."""
-        return self.upsert(FAMILIES).on_conflict_do_nothing()
+        return prepared(self.upsert(FAMILIES).on_conflict_do_nothing())
 
     # -- authorization codes ----------------------------------------------------------------
 
@@ -269,17 +270,21 @@ def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
 # more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows"). Names
 # of the WHERE clause's parameters start with b_ when an UPDATE sets the column of that name.
-_GET_CODE = sa.select(CODES).where(CODES.c.code_hash == sa.bindparam("code_hash"))
-_INSERT_CODE = sa.insert(CODES)
-_CONSUME_CODE = sa.update(CODES).where(CODES.c.code_hash == sa.bindparam("b_code_hash"), CODES.c.consumed_at.is_(None))
-_GET_FAMILY = sa.select(FAMILIES).where(FAMILIES.c.family_id == sa.bindparam("family_id"))
-_INSERT_FAMILY = sa.insert(FAMILIES)
-_FILL_FAMILY = sa.update(FAMILIES).where(FAMILIES.c.family_id == sa.bindparam("b_family_id"))
-_GET_TOKEN = sa.select(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("token_hash"))
-_INSERT_TOKEN = sa.insert(TOKENS)
-_ROTATE = sa.update(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
+_GET_CODE = prepared(sa.select(CODES).where(CODES.c.code_hash == sa.bindparam("code_hash")))
+_INSERT_CODE = prepared(sa.insert(CODES))
+_CONSUME_CODE = prepared(
+    sa.update(CODES).where(CODES.c.code_hash == sa.bindparam("b_code_hash"), CODES.c.consumed_at.is_(None))
+)
+_GET_FAMILY = prepared(sa.select(FAMILIES).where(FAMILIES.c.family_id == sa.bindparam("family_id")))
+_INSERT_FAMILY = prepared(sa.insert(FAMILIES))
+_FILL_FAMILY = prepared(sa.update(FAMILIES).where(FAMILIES.c.family_id == sa.bindparam("b_family_id")))
+_GET_TOKEN = prepared(sa.select(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("token_hash")))
+_INSERT_TOKEN = prepared(sa.insert(TOKENS))
+_ROTATE = prepared(
+    sa.update(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
+)
 # live: not revoked, its user exists, and its client is stored or a CIMD document
-_LIVE_FAMILY = (
+_LIVE_FAMILY = prepared(
     sa.select(sa.literal(1))
     .select_from(FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id))
     .where(
@@ -292,13 +297,15 @@ _LIVE_FAMILY = (
     )
 )
 _CONSENT_KEY = (CONSENTS.c.user_id == sa.bindparam("user_id"), CONSENTS.c.client_id == sa.bindparam("client_id"))
-_GET_CONSENT = sa.select(CONSENTS).where(*_CONSENT_KEY)
+_GET_CONSENT = prepared(sa.select(CONSENTS).where(*_CONSENT_KEY))
 _CONSENT_FOR_UPDATE = _GET_CONSENT.with_for_update()
-_INSERT_CONSENT = sa.insert(CONSENTS)
-_UPDATE_CONSENT = sa.update(CONSENTS).where(
-    CONSENTS.c.user_id == sa.bindparam("b_user_id"), CONSENTS.c.client_id == sa.bindparam("b_client_id")
+_INSERT_CONSENT = prepared(sa.insert(CONSENTS))
+_UPDATE_CONSENT = prepared(
+    sa.update(CONSENTS).where(
+        CONSENTS.c.user_id == sa.bindparam("b_user_id"), CONSENTS.c.client_id == sa.bindparam("b_client_id")
+    )
 )
-_CONSENTED = (
+_CONSENTED = prepared(
     sa.update(CLIENTS)
     .where(CLIENTS.c.client_id == sa.bindparam("b_client_id"), CLIENTS.c.consented == sa.false())
     .values(consented=True)

@@ -46,15 +46,18 @@ from authgate.oauth.ratelimit import RateLimiter, weighted_wait
 from authgate.store import durability
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import Connection
+from authgate.store.sql.sqlite_prepared import prepared
 from authgate.store.sql.store import SqlStore
 
 __all__ = ["SqlRateLimits", "StoreOutage"]
 
 LIMITS = t.rate_limits
-_HITS = sa.select(LIMITS.c.hits).where(
-    LIMITS.c.limiter == sa.bindparam("limiter"),
-    LIMITS.c.key_hash == sa.bindparam("key_hash"),
-    LIMITS.c.window_start == sa.bindparam("window_start"),
+_HITS = prepared(
+    sa.select(LIMITS.c.hits).where(
+        LIMITS.c.limiter == sa.bindparam("limiter"),
+        LIMITS.c.key_hash == sa.bindparam("key_hash"),
+        LIMITS.c.window_start == sa.bindparam("window_start"),
+    )
 )
 
 log = logging.getLogger("authgate")
@@ -207,7 +210,7 @@ class SqlRateLimits:
         """One more hit of (limiter, key_hash, window_start) if it stays below `cap` (the
         parameters), returning the count; no row back means refused. Built once: building it
         costs more than running it."""
-        return (
+        return prepared(
             self._store.upsert(LIMITS)
             .on_conflict_do_update(
                 index_elements=["limiter", "key_hash", "window_start"],

@@ -42,7 +42,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -51,27 +51,39 @@ from sqlalchemy.pool import NullPool
 from authgate.errors import StoreUnavailable
 from authgate.store import durability
 from authgate.store.sql import engine as engines
+from authgate.store.sql.sqlite_prepared import Prepared, is_prepared, prepare
 
 __all__ = ["DirectSqlite", "DirectTx"]
 
 MAX_IDLE_READERS = 4  # reader connections kept open between transactions
 _FIRST_RETRY, _LONGEST_RETRY = 0.001, 0.05  # seconds between BEGIN IMMEDIATE attempts
 CHECKPOINT_EVERY = 200  # commits between two checkpoints in the flush thread (SQLite's own: 1000 pages)
+_Cache = dict[tuple[int, tuple[str, ...]], Prepared]  # the prepared statements' compiled forms
 
 
 class DirectTx:
     """What a transaction's body sees: `execute` and `scalar` of SQLAlchemy Core, awaited as on
-    `AsyncConnection`, run at once on this thread (an SQLite statement is µs of CPU)."""
+    `AsyncConnection`, run at once on this thread (an SQLite statement is µs of CPU). A
+    statement marked `sqlite_prepared.prepared` runs from its compiled SQL text on the sqlite3
+    connection itself, the rest through SQLAlchemy on the same connection and transaction."""
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_cache", "_conn", "_dialect", "_raw")
 
-    def __init__(self, conn: sa.Connection) -> None:
-        self._conn = conn
+    def __init__(self, conn: sa.Connection, raw: sqlite3.Connection, cache: _Cache) -> None:
+        self._conn, self._raw, self._cache, self._dialect = conn, raw, cache, conn.dialect
 
     async def execute(self, statement: sa.Executable, parameters: Any = None) -> sa.CursorResult[Any]:
+        if is_prepared(statement):
+            found = prepare(self._cache, statement, parameters, self._dialect)
+            if found is not None:
+                return cast("sa.CursorResult[Any]", found.run(self._raw, parameters))
         return self._conn.execute(statement, parameters)
 
     async def scalar(self, statement: sa.Executable, parameters: Any = None) -> Any:
+        if is_prepared(statement):
+            found = prepare(self._cache, statement, parameters, self._dialect)
+            if found is not None:
+                return found.run(self._raw, parameters).scalar()
         return self._conn.scalar(statement, parameters)
 
 
@@ -85,6 +97,7 @@ class DirectSqlite:
         self._readers: list[sa.Connection] = []
         self._writer: sa.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._prepared: _Cache = {}
         path = engines.sqlite_file(url)
         assert path is not None, "an in-memory database keeps the asyncio engine"
         self._flusher = _Flusher(path)
@@ -115,7 +128,7 @@ class DirectSqlite:
                     await _begin_immediate(raw)
                 else:
                     raw.execute("BEGIN")
-                yield DirectTx(conn)
+                yield DirectTx(conn, raw, self._prepared)
                 # SQLAlchemy's own bookkeeping (its transaction began with the first statement)
                 # and the COMMIT: for a write, the WAL frames handed to the operating system
                 if conn.in_transaction():

@@ -21,6 +21,7 @@ from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import idempotent
 from authgate.store.sql.grants import CODES, CONSENTS, FAMILIES, TOKENS, SqlGrants, revoke_where
+from authgate.store.sql.sqlite_prepared import prepared
 
 __all__ = ["SqlStore"]
 
@@ -268,20 +269,22 @@ def _idle_without_grant(unused_since: float, now: float) -> sa.ColumnElement[boo
 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
 # more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows").
-_GET_CLIENT = sa.select(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("client_id"))
-_GET_USER = sa.select(USERS).where(USERS.c.user_id == sa.bindparam("user_id"))
-_INSERT_CLIENT = sa.insert(CLIENTS)
-_TOUCH_CLIENT = sa.update(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("b_client_id"))
-_COUNT_CLIENTS = sa.select(sa.func.count()).select_from(CLIENTS)
-_COUNT_POOL = sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified())
+_GET_CLIENT = prepared(sa.select(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("client_id")))
+_GET_USER = prepared(sa.select(USERS).where(USERS.c.user_id == sa.bindparam("user_id")))
+_INSERT_CLIENT = prepared(sa.insert(CLIENTS))
+_TOUCH_CLIENT = prepared(sa.update(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("b_client_id")))
+_COUNT_CLIENTS = prepared(sa.select(sa.func.count()).select_from(CLIENTS))
+_COUNT_POOL = prepared(sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified()))
 # the unverified clients older than the newest `keep` of them (they hold no grant: a grant
 # needs a consent)
-_EVICT_FROM_POOL = sa.delete(CLIENTS).where(
-    CLIENTS.c.client_id.in_(
-        sa.select(CLIENTS.c.client_id)
-        .where(_unverified())
-        .order_by(CLIENTS.c.created_at.desc(), CLIENTS.c.client_id.desc())
-        .offset(sa.bindparam("keep", type_=sa.Integer))
-        .correlate(None)
+_EVICT_FROM_POOL = prepared(
+    sa.delete(CLIENTS).where(
+        CLIENTS.c.client_id.in_(
+            sa.select(CLIENTS.c.client_id)
+            .where(_unverified())
+            .order_by(CLIENTS.c.created_at.desc(), CLIENTS.c.client_id.desc())
+            .offset(sa.bindparam("keep", type_=sa.Integer))
+            .correlate(None)
+        )
     )
 )
