@@ -36,11 +36,12 @@ async def _user_id(stores: Stores, name: str) -> str | None:
 
 
 def _broker(settings: Settings, stores: Stores) -> Any:
-    from authgate.connections import ConnectionBroker, providers_from
+    from authgate.connections import ConnectionBroker
+    from authgate.connections.upstream import broker_providers
     from authgate.server.runtime import load_secret
 
     return ConnectionBroker(
-        providers_from(settings.connection_providers),
+        broker_providers(settings),  # with the protected upstream's (connections/upstream.py)
         stores.connections,
         load_secret(settings),
         public_url=settings.urls.base,

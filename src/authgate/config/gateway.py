@@ -292,6 +292,12 @@ def upstream_oauth_mode(s: GatewaySettings, auth_mode: str) -> Literal["auto", "
     return s.upstream_oauth
 
 
+def wants_connections(s: GatewaySettings, providers: Mapping[str, Any], auth_mode: str) -> bool:
+    """A connection broker and the connect page (server/app.py): providers configured, or an
+    upstream that may be OAuth-protected; never in external mode (no store to keep them in)."""
+    return auth_mode != "external" and (bool(providers) or upstream_oauth_mode(s, auth_mode) != "off")
+
+
 def upstream_provider_refusals(s: GatewaySettings, providers: Mapping[str, Any], auth_mode: str) -> list[Refusal]:
     """`connection_providers.upstream` is the protected upstream's name: only an mcp provider
     naming this upstream (its client configured there) may take it."""

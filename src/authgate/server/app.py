@@ -23,6 +23,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authgate import metering
+from authgate.config.gateway import wants_connections
 from authgate.config.settings import Settings
 from authgate.errors import StoreError
 from authgate.gateway.drain import Drain, DrainGuard
@@ -137,7 +138,7 @@ class AuthgateApp:
             paths = [p for p in paths if p[1] != "login"] + [(f"{b}/upstream/callback", "upstream_callback", ["GET"])]
         if self.settings.auth_mode == "embedded" and self.settings.admin_page:  # people sign in here (routes/admin.py)
             paths += admin_routes(b)
-        if self.settings.connection_providers and self.settings.auth_mode != "external":
+        if wants_connections(self.settings, self.settings.connection_providers, self.settings.auth_mode):
             from authgate.server.routes.connect import connect_routes  # the connections core, httpx
 
             paths += connect_routes(b)
@@ -215,7 +216,7 @@ class AuthgateApp:
         if not proxy:
             admin = AdminPages(rt.auth, rt.stores, rt.signer, rt.settings)
             self.handlers.update(admin.handlers())
-        if self.settings.connection_providers:  # the connect page and the broker tools use
+        if wants_connections(self.settings, self.settings.connection_providers, self.settings.auth_mode):
             from authgate.server.routes.connect import ConnectPages, broker_from
 
             self.connection_broker = broker = broker_from(rt)

@@ -38,6 +38,7 @@ import aiohttp
 from starlette.types import Scope
 from yarl import URL
 
+from authgate.connections.elicitation import SIGNAL_CODE, SIGNAL_KEY
 from authgate.connections.upstream import UPSTREAM_PROVIDER
 from authgate.errors import ConnectionRequired
 from authgate.gateway.errors import GatewayError, JsonRpcId, UpstreamError
@@ -62,6 +63,7 @@ __all__ = [
 log = logging.getLogger("authgate.gateway")
 
 Mode = Literal["off", "auto", "on"]
+PENDING_KEY = "authgate.connection_pending"  # server/elicitations.py's: the links made for this request
 
 
 class UpstreamNeedsAPerson(GatewayError):
@@ -84,24 +86,22 @@ class UpstreamScopeRefused(UpstreamError):
 
 
 class ConnectionNeeded(GatewayError):
-    """The person must connect (again, or with more scopes): `required` holds the link. The
-    proxy answers it with `answer_connection_required` (a 200: it is an answer, not a failure)."""
+    """The person must connect (again, or with more scopes): `required` holds the link. Sent as
+    the one connection signal (JSON-RPC -32012, connections/elicitation.py) with HTTP 200, the
+    ConnectionRequired left in the scope for the elicitation layer (server/elicitations.py),
+    which turns it into the URL elicitation of the client's revision or a tool error; without
+    that layer the client reads the link in the error's message and `data.url`."""
 
     status = 200
-    code = -32603
+    code = SIGNAL_CODE
 
     def __init__(self, required: ConnectionRequired, *, request_id: JsonRpcId = None) -> None:
         super().__init__(str(required), request_id=request_id)
         self.required = required
 
     def data(self) -> dict[str, Any] | None:
-        return {
-            "source": "authgate",
-            "reason": "connection_required",
-            "provider": self.required.provider,
-            "url": self.required.url,
-            "scopes": list(self.required.scopes),
-        }
+        asked = {"provider": self.required.provider, "scopes": list(self.required.scopes)}
+        return {SIGNAL_KEY: asked, "source": "authgate", "reason": "connection_required", "url": self.required.url}
 
 
 class UpstreamAuthFailed(UpstreamError):
@@ -232,6 +232,9 @@ class UpstreamOAuth:
                 broker.require(user_id, identity.client_id, self.provider, scopes), request_id
             )
         except ConnectionRequired as required:
+            pending = scope.get(PENDING_KEY)
+            if isinstance(pending, dict):  # the elicitation layer asks with this link (no second one)
+                pending[required.provider] = required
             raise ConnectionNeeded(required, request_id=request_id) from None
 
     async def _broker_call(self, call: Awaitable[T], request_id: JsonRpcId) -> T:
@@ -240,7 +243,7 @@ class UpstreamOAuth:
         except OutboundAuthError as exc:  # the remote's metadata refused, or its AS unreachable
             log.warning("upstream_oauth: %s", exc)
             raise UpstreamAuthFailed(
-                f"authgate: the upstream's authorization server: {exc}", request_id=request_id
+                f"authgate: no token for the upstream MCP server: {exc}", request_id=request_id
             ) from None
 
 

@@ -28,8 +28,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from authgate.connections import ConnectionBroker, ConnectLinkError, providers_from
+from authgate.connections import ConnectionBroker, ConnectLinkError
 from authgate.connections.links import pending_link, valid_id
+from authgate.connections.upstream import broker_providers
 from authgate.errors import SlowDown
 from authgate.oauth import signin
 from authgate.oauth.redirect_uris import form_action_source
@@ -58,7 +59,7 @@ def connect_routes(base_path: str) -> list[tuple[str, str, list[str]]]:
 def broker_from(rt: Runtime) -> ConnectionBroker:
     s = rt.settings
     return ConnectionBroker(
-        providers_from(s.connection_providers),
+        broker_providers(s),  # the configured ones and the protected upstream's (connections/upstream.py)
         rt.stores.connections,
         load_secret(s),
         public_url=s.urls.base,
