@@ -12,6 +12,7 @@ remote.py     each provider's AS (discovered, cached) and authgate's client ther
               else stored, else CIMD or DCR, stored sealed: one registration for every replica)
 renewal.py    `SingleFlight`: one renewal per key in this process (also the proxy's vault)
 errors.py     `ConnectLinkError`: what the connect page refuses
+upstream.py   the protected upstream (`serve --upstream`, upstream_oauth) as the provider `upstream`
 """
 
 from authgate.connections.broker import ConnectionBroker, TokenExchanger
