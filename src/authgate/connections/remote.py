@@ -57,13 +57,11 @@ class RemoteServers:
         fetcher: PinnedFetcher | None = None,
         clock: Any = time.time,
     ) -> None:
-        from authgate.oauth.cimd.fetching import PinnedFetcher, system_dns  # brings httpx
-
         self.store = store
         self.profile = profile
         self.clock = clock
         self.policy = CimdPolicy(allow_loopback_http=allow_loopback_http, timeout=timeout)
-        self.http = fetcher or PinnedFetcher(self.policy, system_dns, None)
+        self._http = fetcher  # made on first use: a gateway that never calls a provider never loads httpx
         self._key = derive_key(secret, "remote-clients")
         self._endpoints: dict[str, tuple[float, Endpoint]] = {}
         self._clients: dict[str, Credentials] = {}  # issuer → client, as stored
@@ -148,6 +146,14 @@ class RemoteServers:
         return unseal(self._key, record.sealed_secret, record.issuer.encode()).decode()
 
     # -- the guarded HTTP ----------------------------------------------------------------------
+    @property
+    def http(self) -> PinnedFetcher:
+        if self._http is None:
+            from authgate.oauth.cimd.fetching import PinnedFetcher, system_dns  # brings httpx
+
+            self._http = PinnedFetcher(self.policy, system_dns, None)
+        return self._http
+
     def url_problem(self, url: str) -> str | None:
         return fetch_url_problem(url, self.policy)
 
@@ -170,4 +176,5 @@ class RemoteServers:
         return int(status), bytes(answer)
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Protocol
 
+from authgate.connections.renewal import SingleFlight
 from authgate.idp.proxy.identity import UpstreamIdentity
 from authgate.idp.proxy.upstream_idp import TIMEOUT, TokenEndpointUnavailable, TokenRequestRefused
 from authgate.oauth.sealing import derive_key, seal, unseal
@@ -48,7 +49,7 @@ class UpstreamVault:
         self.provider = provider
         self.clock = clock
         self._key = derive_key(secret, "upstream-tokens")
-        self._renewals: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+        self._renewals: SingleFlight[str, dict[str, Any] | None] = SingleFlight()  # one per user, this process
 
     async def save(self, who: UpstreamIdentity, tokens: dict[str, Any], now: float) -> dict[str, Any]:
         """Seals what is worth keeping of a token response (no `expires_in`: no expiry)."""
@@ -84,13 +85,8 @@ class UpstreamVault:
         theft); a caller that waited for another replica's renewal takes its result. Raises what
         `client.refresh` raises (TokenEndpointUnavailable also when a renewal waited for does
         not end in time), or SealError when the stored tokens do not open."""
-        running = self._renewals.get(user_id)
-        if running is None:
-            running = asyncio.ensure_future(self._fresh(user_id, client))
-            self._renewals[user_id] = running
-            running.add_done_callback(lambda done: self._settled(user_id, done))
-        # shielded: a caller that gives up (client gone) must not cancel the others' refresh
-        return await asyncio.shield(running)
+        # shielded there: a caller that gives up (client gone) must not cancel the others' refresh
+        return await self._renewals.run(user_id, lambda: self._fresh(user_id, client))
 
     async def access_token(self, user_id: str, client: Refresher) -> str | None:
         """A live upstream access token for `user_id` (refreshed if need be); None when there
@@ -160,12 +156,6 @@ class UpstreamVault:
     def _open(self, record: UpstreamTokens) -> dict[str, Any]:
         data: dict[str, Any] = json.loads(unseal(self._key, record.sealed_tokens, record.user_id.encode()))
         return data
-
-    def _settled(self, user_id: str, done: asyncio.Future[dict[str, Any] | None]) -> None:
-        if self._renewals.get(user_id) is done:
-            del self._renewals[user_id]
-        if not done.cancelled():
-            done.exception()  # retrieved: every caller may have given up on it
 
 
 def _expiring(data: dict[str, Any], now: float) -> bool:
