@@ -28,7 +28,13 @@ from starlette.types import ASGIApp
 
 from authgate.config.settings import Settings, load_settings
 from authgate.errors import ConfigError, ConnectionRequired, NoUpstreamToken
-from authgate.guard.identity import CONNECTION_BROKER_KEY, UPSTREAM_ACCESS_KEY, current_identity, request_scope
+from authgate.guard.identity import (
+    CONNECTION_BROKER_KEY,
+    CONNECTION_PENDING_KEY,
+    UPSTREAM_ACCESS_KEY,
+    current_identity,
+    request_scope,
+)
 from authgate.server.app import AuthgateApp, build_app
 
 
@@ -94,9 +100,8 @@ def _raise_signal(scope: dict[str, Any], required: ConnectionRequired, scopes: t
     from mcp.shared.exceptions import MCPError
 
     from authgate.connections.elicitation import signal_error
-    from authgate.server.elicitations import PENDING_KEY
 
-    pending = scope.get(PENDING_KEY)
+    pending = scope.get(CONNECTION_PENDING_KEY)
     if isinstance(pending, dict):  # the link just made: the layer answers with it
         pending[required.provider] = required
     error = signal_error(required.provider, scopes)

@@ -173,12 +173,14 @@ class ConnectionAsks:
         if signal.provider not in self.broker.providers:
             log.warning("a tool asked for a connection to %r, which is not in connection_providers", signal.provider)
             return None
+        if pending is not None and pending.provider == signal.provider:
+            # the link already made: by connection_token (library mode), or by the gateway for
+            # the protected upstream's own token (gateway/http/upstream_oauth.py)
+            return self.ask(call, pending, carry=call.params)
         if self.headers and call.method == "tools/call" and call.name:
-            self.learned[call.name] = signal.provider  # its later calls carry the token
+            self.learned[call.name] = signal.provider  # the upstream said so: its later calls carry the token
             while len(self.learned) > _LEARNED_MAX:
                 self.learned.popitem(last=False)
-        if pending is not None and pending.provider == signal.provider:
-            return self.ask(call, pending, carry=call.params)  # library mode: the link already made
         for _ in range(2):
             try:
                 await self.broker.require(call.subject, call.client_id, signal.provider, signal.scopes)

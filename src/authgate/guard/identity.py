@@ -12,6 +12,9 @@ UPSTREAM_ACCESS_KEY = "authgate.upstream_access"
 CONNECTION_BROKER_KEY = "authgate.connection_broker"
 # where server/elicitations.py hands the HTTP gateway the caller's provider tokens (connection_tools)
 CONNECTION_HEADERS_KEY = "authgate.connection_headers"
+# where whoever raises the connection signal leaves the ConnectionRequired (its link) by provider,
+# for server/elicitations.py to answer with (authgate.connection_token, gateway/http/upstream_oauth.py)
+CONNECTION_PENDING_KEY = "authgate.connection_pending"
 
 # What authgate's stdio gateway tells each server process it starts (a stdio server sees no
 # HTTP request): GATEWAY_ENV always ("stdio": started for an authenticated caller), the

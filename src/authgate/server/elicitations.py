@@ -39,13 +39,18 @@ from authgate.connections.elicitation import (
 from authgate.connections.request_state import RequestStates
 from authgate.errors import ConnectionRequired
 from authgate.gateway.body import PARSED_BODY_KEY, read_body, replaying
-from authgate.guard.identity import CONNECTION_BROKER_KEY, CONNECTION_HEADERS_KEY, SCOPE_KEY, Identity
+from authgate.guard.identity import (
+    CONNECTION_BROKER_KEY,
+    CONNECTION_HEADERS_KEY,
+    CONNECTION_PENDING_KEY,
+    SCOPE_KEY,
+    Identity,
+)
 from authgate.observe import note
 
 __all__ = ["PENDING_KEY", "ElicitationLayer", "SessionCapabilities"]
 
-# where `authgate.connection_token` leaves the ConnectionRequired it raised, by provider (library mode)
-PENDING_KEY = "authgate.connection_pending"
+PENDING_KEY = CONNECTION_PENDING_KEY  # the links already made for this request, by provider (guard/identity.py)
 MAX_HELD = 8 * 1024 * 1024  # an answer held whole to look for the signal; larger ones stream on
 _EVENT_ENDS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
