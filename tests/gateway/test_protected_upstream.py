@@ -28,7 +28,7 @@ from support.authgate_server import AuthgateServer
 from support.flow_load import CALLBACK, auth_url, pkce_pair
 from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 
-from .mcp_wire import initialize_request, legacy_headers
+from .mcp_wire import MODERN, initialize_request, legacy_headers, modern_headers
 
 BACK_TOOL_SCOPES = {"list_knowledge_bases": ["kb.admin"]}  # the back's per-tool scope (docs/policy.md)
 PEOPLE = {"alice": "ann", "bob": "ben"}  # the front's users and their accounts at the back
@@ -235,6 +235,42 @@ def test_revoking_a_connection_makes_the_next_call_ask_again(pair: Any) -> None:
     assert r.status_code == 200 and answer.get("id") == 40, (r.status_code, answer)
     assert link_in(answer, front)
     assert bob.whoami(41)["username"] == "ben"
+
+
+@pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)
+def test_at_2026_07_28_the_link_is_a_url_elicitation_and_the_retry_with_its_state_succeeds(pair: Any) -> None:
+    back, front, people = pair
+    alice = people["alice"]  # not connected (revoked above)
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}},
+        "io.modelcontextprotocol/clientInfo": {"name": "protected-upstream", "version": "1"},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 60,
+        "method": "tools/call",
+        "params": {"name": "whoami", "arguments": {}, "_meta": meta},
+    }
+    headers = modern_headers(alice.token, "tools/call", "whoami")
+    r = httpx.post(front.mcp_url, json=call, headers=headers, timeout=30)
+    result = _message(r).get("result", {})
+    assert r.status_code == 200 and result.get("resultType") == "input_required", r.text
+    ((key, ask),) = result["inputRequests"].items()
+    assert ask["method"] == "elicitation/create" and ask["params"]["mode"] == "url", ask
+    alice.connect(ask["params"]["url"], back)
+    again = {
+        **call,
+        "params": {
+            **call["params"],
+            "requestState": result["requestState"],
+            "inputResponses": {key: {"action": "accept"}},
+        },
+    }
+    r = httpx.post(front.mcp_url, json=again, headers=headers, timeout=30)
+    result = _message(r).get("result", {})
+    assert r.status_code == 200 and not result.get("isError") and "content" in result, r.text
+    assert json.loads(result["content"][0]["text"])["username"] == "ann"
 
 
 @pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)
