@@ -1107,6 +1107,13 @@ ISSUE15_CIMD_DOCUMENT = Requirement(
     "that URL, redirect URI the connect callback, auth none, cache headers) only for an https public_url; a "
     "CIMD authorization server (another authgate) fetches it over TLS from a test CA and issues a token to it",
 )
+ISSUE15_TOKEN_EXCHANGE = Requirement(
+    "authgate",
+    "issue 15 done-when 4",
+    "RFC 8693: toward an AS listed in token_exchange_issuers, a provider marked token_exchange yields the "
+    "person's token there by exchanging a short-lived JWT authgate signs for them (aud = that AS), no browser "
+    "step, stored as a connection; toward an AS not listed, no request is sent and the person is asked to connect",
+)
 ISSUE17_SEED_003_REAL_KEYCLOAK = Requirement(
     "authgate",
     "issue 17",

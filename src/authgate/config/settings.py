@@ -27,6 +27,7 @@ from pydantic_settings import (
 from authgate.config import (
     connections,
     enterprise,
+    exchange,
     external,
     gateway,
     metrics,
@@ -40,6 +41,7 @@ from authgate.config import (
 from authgate.config.attempts import AttemptSettings
 from authgate.config.connections import ConnectionSettings, connection_refusals
 from authgate.config.enterprise import EnterpriseSettings, enterprise_refusals
+from authgate.config.exchange import TokenExchangeSettings
 from authgate.config.external import ExternalSettings, external_refusals
 from authgate.config.gateway import GatewaySettings, gateway_refusals, upstream_provider_refusals
 from authgate.config.logs import LogSettings
@@ -61,6 +63,7 @@ _toml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar("authga
 # Bases are listed last section first: pydantic collects fields from the last base on, so the
 # fields (and `authgate serve --help`) read server, tokens, sign-in, …, proxy mode.
 class Settings(
+    TokenExchangeSettings,
     ConnectionSettings,
     MetricsSettings,
     TracingSettings,
@@ -144,6 +147,7 @@ FIXES: dict[str, str] = {
     **enterprise.FIXES,
     **metrics.FIXES,
     **connections.FIXES,
+    **exchange.FIXES,
     **TRACING_FIXES,
 }
 

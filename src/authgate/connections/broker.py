@@ -164,8 +164,8 @@ class ConnectionBroker:
         if not self._expiring(row, self.clock()):
             return str(self._open(row)["access_token"]), row.scopes
         token = await self._flight.run((user_id, config.name), lambda: self._renewal(user_id, config))
-        if token is None:
-            return None
+        if token is None:  # the grant ended (the row is gone): RFC 8693 again where enabled
+            return await self._exchanged(user_id, config)
         latest = await self.store.get_connection(user_id, config.name)
         return token, latest.scopes if latest else ()
 

@@ -58,7 +58,7 @@ def connect_routes(base_path: str) -> list[tuple[str, str, list[str]]]:
 
 def broker_from(rt: Runtime) -> ConnectionBroker:
     s = rt.settings
-    return ConnectionBroker(
+    broker = ConnectionBroker(
         broker_providers(s),  # the configured ones and the protected upstream's (connections/upstream.py)
         rt.stores.connections,
         load_secret(s),
@@ -69,6 +69,18 @@ def broker_from(rt: Runtime) -> ConnectionBroker:
         cimd_url=document_url(s.urls.base),  # authgate's CIMD document (https public_url only)
         clock=rt.auth.clock,
     )
+    if s.token_exchange_issuers:  # RFC 8693 toward the ASes that trust authgate's issuer
+        from authgate.outbound.exchange import TokenExchange
+
+        broker.exchanger = TokenExchange(
+            broker.remote,
+            rt.auth.keys,
+            issuer=s.urls.issuer,
+            trusted=s.token_exchange_issuers,
+            subject_ttl=s.token_exchange_subject_ttl,
+            clock=rt.auth.clock,
+        )
+    return broker
 
 
 class ConnectPages:
