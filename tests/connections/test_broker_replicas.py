@@ -192,6 +192,13 @@ async def test_step_up_asks_for_the_union_of_scopes(provider: OidcProvider, tmp_
         assert set(asked.value.scopes) >= {"openid", "profile", "email"}
         link = await stores.connections.get_connect_request(asked.value.elicitation_id)
         assert link is not None and link.user_id == "alice" and link.client_id == "client-1"
+        # what a tool or an upstream's signal asks is bounded: RFC 6749 scope tokens, at most 50
+        asked_much = ("bad scope", "x" * 129, *(f"s{i}" for i in range(100)))
+        with pytest.raises(ConnectionRequired) as asked:
+            await broker.require("alice", "client-1" * 1000, "idp", asked_much)
+        link = await stores.connections.get_connect_request(asked.value.elicitation_id)
+        assert link is not None and len(link.scopes) == 50 and "bad scope" not in link.scopes
+        assert len(link.client_id) == 2048
     finally:
         await broker.aclose()
         await stores.close()

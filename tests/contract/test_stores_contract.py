@@ -93,6 +93,7 @@ async def test_the_bundle_purges_what_expired_only_and_closes_every_store(stores
         "rate-limit windows and known sign-in addresses": 0,
         "MCP session bindings": 0,
         "client assertion jtis": 0,
+        "expired connect links": 0,
     }
     assert await replica.session_bindings.owner("session-1") == ALICE  # live: kept
     assert await replica.rate_limits.known_addresses(key_secret=SECRET).is_known("alice|198.51.100.7")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import asdict
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 
 MAX_QUERY = 8192  # a callback's query string
 ID_BYTES = 16
+MAX_SCOPES = 50  # a link's scopes: a tool or an upstream's signal names them, so bounded here
+_SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,128}")  # RFC 6749 §3.3 scope-token
 
 
 def _sha256(value: str) -> str:
@@ -46,6 +49,7 @@ def valid_id(elicitation_id: str) -> bool:
 
 
 async def make(broker: ConnectionBroker, user_id: str, client_id: str, provider: str, scopes: tuple[str, ...]) -> str:
+    scopes = tuple(s for s in scopes if _SCOPE.fullmatch(s))[:MAX_SCOPES]  # what no AS could take: dropped
     now = broker.clock()
     link = secrets.token_urlsafe(ID_BYTES)
     await broker.store.add_connect_request(
