@@ -23,7 +23,7 @@ from authgate.connections.elicitation import (
 )
 from authgate.connections.request_state import MAX_STATE_CHARS, PREFIX, RequestStates
 from authgate.errors import ConnectionRequired
-from authgate.server.elicitations import SignalTap
+from authgate.server.elicitations import SessionCapabilities, SignalTap
 from support import requirements as req
 
 URL_CAPS = {"elicitation": {"form": {}, "url": {}}}
@@ -322,3 +322,12 @@ def test_the_tap_rewrites_only_this_calls_signal_event_in_an_sse_answer() -> Non
     assert events[0] + b"\n\n" == note and events[1] == b"data: " + other
     assert events[2].startswith(b"event: message\ndata: ")
     assert json.loads(events[2].split(b"data: ", 1)[1])["result"] == {"rewritten": SIGNAL_CODE}
+
+
+def test_sessions_remember_only_whether_url_elicitation_was_declared_and_forget_the_oldest() -> None:
+    sessions = SessionCapabilities(limit=2)
+    sessions.remember("s1", {"elicitation": {"url": {}}, "experimental": {"x": "y" * 1000}})
+    sessions.remember("s2", FORM_ONLY)
+    assert sessions.get("s1") == {"elicitation": {"url": {}}} and sessions.get("s2") is None
+    sessions.remember("s3", URL_CAPS)
+    assert sessions.get("s1") is None and sessions.get("s3") is not None and sessions.get(None) is None

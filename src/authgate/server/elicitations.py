@@ -24,7 +24,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -35,6 +35,7 @@ from authgate.connections.elicitation import (
     request_capabilities,
     request_version,
     retry_result,
+    url_declared,
 )
 from authgate.connections.request_state import RequestStates
 from authgate.errors import ConnectionRequired
@@ -57,23 +58,27 @@ _EVENT_ENDS = (b"\r\n\r\n", b"\n\n", b"\r\r")
 
 class SessionCapabilities:
     """Whether each 2025-era session's client declared `elicitation.url` at `initialize`, by
-    the SHA-256 of its session id; the oldest forgotten past `limit`."""
+    the SHA-256 of its session id (a flag each, whatever the size of what the client sent); the
+    oldest forgotten past `limit`."""
+
+    URL: ClassVar[dict[str, Any]] = {"elicitation": {"url": {}}}  # what a remembered "yes" reads as
 
     def __init__(self, limit: int = 10_000) -> None:
         self.limit = limit
-        self._known: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+        self._known: OrderedDict[bytes, bool] = OrderedDict()
 
     @staticmethod
     def _key(session_id: str) -> bytes:
         return hashlib.sha256(session_id.encode()).digest()
 
-    def remember(self, session_id: str, capabilities: dict[str, Any]) -> None:
-        self._known[self._key(session_id)] = capabilities
+    def remember(self, session_id: str, capabilities: Any) -> None:
+        self._known[self._key(session_id)] = url_declared(capabilities)
         while len(self._known) > self.limit:
             self._known.popitem(last=False)
 
     def get(self, session_id: str | None) -> dict[str, Any] | None:
-        return self._known.get(self._key(session_id)) if session_id else None
+        known = self._known.get(self._key(session_id)) if session_id else None
+        return self.URL if known else None
 
 
 class ElicitationLayer:
