@@ -23,7 +23,9 @@ from authgate.connections.elicitation import (
 )
 from authgate.connections.request_state import MAX_STATE_CHARS, PREFIX, RequestStates
 from authgate.errors import ConnectionRequired
-from authgate.server.elicitations import SessionCapabilities, SignalTap
+from authgate.gateway.body import PARSED_BODY_KEY
+from authgate.guard.identity import CONNECTION_BROKER_KEY, CONNECTION_HEADERS_KEY, SCOPE_KEY, Identity
+from authgate.server.elicitations import ElicitationLayer, SessionCapabilities, SignalTap
 from support import requirements as req
 
 URL_CAPS = {"elicitation": {"form": {}, "url": {}}}
@@ -331,3 +333,96 @@ def test_sessions_remember_only_whether_url_elicitation_was_declared_and_forget_
     assert sessions.get("s1") == {"elicitation": {"url": {}}} and sessions.get("s2") is None
     sessions.remember("s3", URL_CAPS)
     assert sessions.get("s1") is None and sessions.get("s3") is not None and sessions.get(None) is None
+
+
+# -- the layer, around a small ASGI app ------------------------------------------------------------
+class RecordingApp:
+    """Answers tools/call with the signal unless the provider token came in the scope's headers;
+    records every body it read."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body)
+        self.bodies.append(request)
+        sent = dict(scope.get(CONNECTION_HEADERS_KEY, ()))
+        if connection_header("github") in sent:
+            answer = {
+                "jsonrpc": "2.0",
+                "id": request["id"],
+                "result": {"content": [], "token": sent[connection_header("github")]},
+            }
+        else:
+            answer = {"jsonrpc": "2.0", "id": request["id"], "error": signal_error("github")}
+        raw = json.dumps(answer).encode()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": raw})
+
+
+def _through_layer(layer: ElicitationLayer, broker: StandInBroker, params: dict[str, Any]) -> dict[str, Any]:
+    request = {
+        "jsonrpc": "2.0",
+        "id": 9,
+        "method": "tools/call",
+        "params": {"name": "create_issue", "arguments": {}, **params},
+    }
+    raw = json.dumps(request).encode()
+    identity = Identity("alice", "c1", ("mcp",), ("https://authgate.example/mcp",), 2_000_000_000)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/mcp",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+        PARSED_BODY_KEY: (raw, request),
+        SCOPE_KEY: identity,
+        CONNECTION_BROKER_KEY: broker,
+    }
+    out: list[dict[str, Any]] = []
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": raw, "more_body": False}
+        await anyio.sleep_forever()
+        raise AssertionError
+
+    async def send(message: Any) -> None:
+        out.append(message)
+
+    anyio.run(layer, scope, receive, send)
+    assert [m["type"] for m in out] == ["http.response.start", "http.response.body"], out
+    answer: dict[str, Any] = json.loads(out[1]["body"])
+    return answer
+
+
+@pytest.mark.requirement(req.ISSUE15_UPSTREAM_INPUT_REQUIRED_PASSES)
+def test_the_layer_strips_its_own_state_before_the_app_and_reruns_a_call_that_went_without_the_token() -> None:
+    app, broker = RecordingApp(), StandInBroker()
+    layer = ElicitationLayer(app, secret=b"k" * 32, ttl=900, tools={}, max_body=1 << 20, gateway=True)
+    meta = {
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": URL_CAPS,
+        }
+    }
+    asked = _through_layer(layer, broker, meta)
+    state = asked["result"]["requestState"]
+    assert state.startswith(PREFIX) and len(app.bodies) == 1
+    broker.tokens[("alice", "github")] = "gh-token"
+    done = _through_layer(layer, broker, {**meta, **_retry(state)})
+    assert done["result"]["token"] == "gh-token"
+    forwarded = app.bodies[-1]["params"]
+    assert "requestState" not in forwarded and "inputResponses" not in forwarded  # never reaches the app
+    # another process (nothing learned): the signal, while connected → the call runs again, with the token
+    fresh = ElicitationLayer(RecordingApp(), secret=b"k" * 32, ttl=900, tools={}, max_body=1 << 20, gateway=True)
+    rerun = _through_layer(fresh, broker, meta)
+    assert rerun["result"]["token"] == "gh-token" and len(fresh.app.bodies) == 2  # type: ignore[attr-defined]
