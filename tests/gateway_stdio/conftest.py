@@ -64,8 +64,23 @@ class Reply:
             while b"\n\n" in self._buffer:
                 event, self._buffer = self._buffer.split(b"\n\n", 1)
                 for line in event.splitlines():
-                    if line.startswith(b"data: "):
+                    if line.startswith(b"data: ") and line[6:].strip():  # not a priming event (empty data)
                         yield json.loads(line[6:])
+
+    async def fields(self) -> AsyncIterator[dict[str, str]]:
+        """Each SSE event as its fields (id, retry, event, data), a priming event's empty data too;
+        comments (keepalives) left out."""
+        while not self.ended:
+            self._buffer += await self._chunk()
+            while b"\n\n" in self._buffer:
+                event, self._buffer = self._buffer.split(b"\n\n", 1)
+                fields = {}
+                for line in event.decode().splitlines():
+                    name, _, value = line.partition(":")
+                    if name:
+                        fields[name] = value.removeprefix(" ")
+                if fields:
+                    yield fields
 
     async def answer(self) -> Any:
         """The JSON-RPC answer: the JSON body, or the last SSE event."""

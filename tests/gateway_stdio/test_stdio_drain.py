@@ -44,7 +44,10 @@ async def test_a_call_still_running_when_the_drain_ends_gets_a_503_json_rpc_erro
     session = await open_session(asgi, ALICE)
     marker = tmp_path / "cancelled"
     slow = rpc("tools/call", {"name": "slow", "arguments": {"seconds": 60, "marker": str(marker)}}, 41)
-    task = asyncio.create_task(asgi.post(ALICE, slow, {"mcp-session-id": session}))
+    # a JSON-only client: one that takes SSE is answered on a (resumable) stream from the first byte,
+    # which the guard ends with an error event instead (error_ending, tests/gateway/test_drain_*.py)
+    json_only = {"mcp-session-id": session, "accept": "application/json"}
+    task = asyncio.create_task(asgi.post(ALICE, slow, json_only))
     quick = rpc("tools/call", {"name": "echo", "arguments": {"text": "in time"}}, 42)
     bridge.drain.begin()  # stopping: a call already in flight, or on a connection still open, runs on
     answered = await (await asgi.post(ALICE, quick, {"mcp-session-id": session})).answer()

@@ -76,7 +76,7 @@ def test_a_call_that_never_answers_ends_with_a_json_rpc_error(impatient: Authgat
     hung = InFlight(
         impatient.mcp_url,
         {
-            "Accept": "application/json, text/event-stream",
+            "Accept": "application/json",  # a client that takes SSE gets the error as the stream's last event
             "Content-Type": "application/json",
             "Authorization": f"Bearer {token}",
             "Mcp-Session-Id": session,

@@ -32,7 +32,7 @@ class InFlight(threading.Thread):
                 self.started.set()
                 if self.content_type.startswith("text/event-stream"):
                     for line in r.iter_lines():
-                        if line.startswith("data:"):
+                        if line.startswith("data:") and line[5:].strip():  # not a priming event
                             self.messages.append(json.loads(line[5:]))
                 else:
                     self.messages.append(json.loads(r.read()))

@@ -152,8 +152,8 @@ def last_message(response: httpx.Response) -> Any:
     return json.loads(events[-1])
 
 
-def legacy_session(server: AuthgateServer, token: str) -> str:
-    """Open a stateful session by hand; returns its Mcp-Session-Id."""
+def legacy_session(server: AuthgateServer, token: str, version: str = "2025-11-25") -> str:
+    """Open a stateful session by hand at `version`; returns its Mcp-Session-Id."""
     headers = {**LEGACY_HEADERS, "Authorization": f"Bearer {token}"}
     r = httpx.post(
         server.mcp_url,
@@ -164,7 +164,7 @@ def legacy_session(server: AuthgateServer, token: str) -> str:
             "id": 1,
             "method": "initialize",
             "params": {
-                "protocolVersion": "2025-11-25",
+                "protocolVersion": version,
                 "capabilities": {},
                 "clientInfo": {"name": "raw", "version": "1"},
             },

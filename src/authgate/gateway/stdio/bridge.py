@@ -69,6 +69,10 @@ class StdioBridge:
     its InputRequiredResults, requestState and listen streams pass through), else 2025-11-25;
     "2025-11-25": always 2025-11-25, the bridge turning a child's requests to the client into
     InputRequiredResults (stateless.py). `spares`: processes started ahead per caller (pool.py).
+
+    2025-11-25 sessions' streams are resumable (resume.py): `sse_retry_ms` is the `retry` of their
+    priming events, `resume_window` how long a call whose connection closed waits for its client
+    to resume it before it is cancelled at the child.
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class StdioBridge:
         stream_timeout: float = 3600.0,
         protocol: str = "auto",
         spares: int = 0,
+        sse_retry_ms: int = 1000,
+        resume_window: float = 60.0,
     ) -> None:
         if not command:
             raise ValueError("StdioBridge needs a command to run")
@@ -108,7 +114,12 @@ class StdioBridge:
             spares=spares,
         )
         self.legacy = LegacyHandler(
-            self.pool, init_timeout=init_timeout, call_timeout=call_timeout, stream_timeout=stream_timeout
+            self.pool,
+            init_timeout=init_timeout,
+            call_timeout=call_timeout,
+            stream_timeout=stream_timeout,
+            sse_retry_ms=sse_retry_ms,
+            resume_window=resume_window,
         )
         self.stateless = StatelessHandler(
             self.pool,

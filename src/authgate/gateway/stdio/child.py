@@ -29,6 +29,7 @@ from authgate import metering
 from authgate.gateway.errors import GatewayError, JsonRpcId
 from authgate.gateway.jsonrpc import cancelled_notification
 from authgate.gateway.stdio.errors import ChildExited, ChildStartFailed
+from authgate.gateway.stdio.resume import CLOSE_SSE_STREAM, CloseStream, close_stream_hint
 from authgate.gateway.stdio.stderr import READ_SIZE, StderrLog
 
 if TYPE_CHECKING:
@@ -47,7 +48,8 @@ class Cancelled:
     """Ends an exchange without an answer (MCP cancellation: no response to a cancelled request)."""
 
 
-Outgoing = dict[str, Any] | GatewayError | Cancelled  # a message, the error that ends the exchange, or its end
+# a message, the error that ends the exchange, its end, or a request to close its connection
+Outgoing = dict[str, Any] | GatewayError | Cancelled | CloseStream
 
 
 def id_key(value: Any) -> str:
@@ -69,6 +71,7 @@ class Exchange:
     started: float = field(default_factory=time.monotonic)
     queue: asyncio.Queue[Outgoing] = field(default_factory=asyncio.Queue)
     done: bool = False
+    resumable: bool = False  # its stream can be resumed (resume.py): a CloseStream reaches it
     span: Any = None  # its upstream span, when tracing is on (authgate/tracing.py)
 
     def deliver(self, item: Outgoing) -> None:
@@ -165,11 +168,17 @@ class StdioChild:
         self.last_used = time.monotonic()
 
     async def request(
-        self, message: Mapping[str, Any], *, interactive: bool = False, log_level: str | None = None
+        self,
+        message: Mapping[str, Any],
+        *,
+        interactive: bool = False,
+        log_level: str | None = None,
+        resumable: bool = False,
     ) -> Exchange:
         """Forward a client request under a bridge-assigned id (and progress token)."""
         child_id = next(self._ids)
         ex = Exchange(child_id, message.get("id"), str(message.get("method")), interactive, log_level=log_level)
+        ex.resumable = resumable
         out = dict(message)
         out["id"] = child_id
         params = message.get("params")
@@ -287,6 +296,8 @@ class StdioChild:
             target = self._by_token.get(str(params.get("progressToken")))
             if target is not None:
                 msg = {**msg, "params": {**params, "progressToken": target.client_token}}
+        elif msg["method"] == CLOSE_SSE_STREAM:  # the child's ask about a request's stream (resume.py)
+            return close_stream_hint(self.exchanges, params, self.label)
         elif msg["method"] == "notifications/cancelled":  # the child withdrew one of its own requests
             target = self.server_requests.pop(id_key(params.get("requestId")), None)
         elif isinstance(meta := params.get("_meta"), dict) and SUBSCRIPTION_ID in meta:

@@ -3,8 +3,8 @@ message has to be streamed, then Server-Sent Events (MCP Streamable HTTP, 2025-0
 2026-07-28 basic/transports §Sending Messages: the server answers a POST with one JSON
 object or an SSE stream).
 
-The SSE stream has no event ids: the bridge does not offer resumability, so a closed stream
-is the end of that request (and the bridge cancels it at the child).
+These streams have no event ids: a closed one is the end of that request (and the bridge
+cancels it at the child). 2025-11-25 sessions get resumable streams instead (resume.py).
 """
 
 from __future__ import annotations

@@ -9,8 +9,10 @@
   requests (sampling, elicitation, roots) first. What the child sends while no request is
   pending goes to the GET stream. The client's answers to the child's requests come back as
   POSTed responses (→ 202) and are written to the child.
-- A POST stream the client closes before the answer cancels the request at the child with
-  `notifications/cancelled`: the bridge keeps no events to resume from.
+- A session at 2025-11-25 gets resumable streams (resume.py): a priming event first, event ids,
+  a `GET` with `Last-Event-ID` resumes a stream, and a closed connection is not cancellation.
+  Earlier versions: a POST stream the client closes before the answer cancels the request at
+  the child with `notifications/cancelled` (there is nothing to resume from).
 - DELETE ends the session and stops its child.
 """
 
@@ -41,21 +43,36 @@ from authgate.gateway.stdio.http import (
 )
 from authgate.gateway.stdio.pool import ChildPool, LegacySession, Owner
 from authgate.gateway.stdio.relay import INTERACTIVE, Wake, give_up, is_response, next_from, next_item
+from authgate.gateway.stdio.resume import RESUMABLE_FROM, CloseStream, Stream, StreamLog, StreamReply
 from authgate.observe import note
 
 __all__ = ["LegacyHandler"]
 
 logger = logging.getLogger("authgate.stdio")
+TAKE_OVER = 10.0  # seconds a resume waits for the connection it replaces to let go
+_UNKNOWN_STREAM = (
+    "Bad Request: Last-Event-ID names no stream of this session that can be resumed "
+    "(unknown, cancelled, not resumed within {:g} s, or answered over a minute ago)"
+)
 
 
 class LegacyHandler:
     def __init__(
-        self, pool: ChildPool, *, init_timeout: float, call_timeout: float = 600.0, stream_timeout: float = 3600.0
+        self,
+        pool: ChildPool,
+        *,
+        init_timeout: float,
+        call_timeout: float = 600.0,
+        stream_timeout: float = 3600.0,
+        sse_retry_ms: int = 1000,
+        resume_window: float = 60.0,
     ) -> None:
         self.pool = pool
         self.init_timeout = init_timeout
         self.call_timeout = call_timeout
         self.stream_timeout = stream_timeout
+        self.sse_retry_ms = sse_retry_ms
+        self.resume_window = resume_window
 
     def _session(self, scope: Scope, owner: Owner) -> LegacySession:
         session_id = header(scope, "mcp-session-id")
@@ -101,6 +118,9 @@ class LegacyHandler:
             return
         child.init_result = answer["result"] if isinstance(answer["result"], dict) else {}
         session = LegacySession(secrets.token_hex(32), owner, child)
+        version = child.init_result.get("protocolVersion")
+        if isinstance(version, str) and version >= RESUMABLE_FROM:  # dates: later sorts higher
+            session.streams = StreamLog(child, retry_ms=self.sse_retry_ms, resume_window=self.resume_window)
         self.pool.bind_session(session)
         for message in early:
             session.push(message)
@@ -122,6 +142,8 @@ class LegacyHandler:
                 raise ChildStartFailed(
                     f"{getattr(item, 'message', 'cancelled')} (during initialize)", request_id=ex.client_id
                 )
+            if isinstance(item, CloseStream):  # only a resumable stream's (resume.py)
+                continue
             if is_response(item):
                 return item
             early.append(item)
@@ -131,13 +153,42 @@ class LegacyHandler:
     async def _relay(
         self, scope: Scope, receive: Receive, send: Send, session: LegacySession, request: dict[str, Any]
     ) -> None:
+        child, sse = session.child, accepts(scope)[1]
+        log = session.streams if sse else None
+        interactive = request.get("method") in INTERACTIVE
+        ex = await child.request(request, interactive=interactive, resumable=log is not None)
+        if log is None:
+            await self._pump(scope, receive, session, ex, HttpReply(send, sse=sse), None)
+            return
+        stream = log.open(ex)
+        async with stream.lock:
+            reply = StreamReply(send, log, stream)
+            await reply.start(priming=True)
+            await self._pump(scope, receive, session, ex, reply, stream)
+
+    async def _pump(
+        self,
+        scope: Scope,
+        receive: Receive,
+        session: LegacySession,
+        ex: Exchange,
+        reply: HttpReply | StreamReply,
+        stream: Stream | None,
+    ) -> None:
+        """Deliver what the child sends for `ex` on this connection, until the answer or the
+        connection's end (a resumable `stream` then waits for its client's GET: resume.py)."""
         child = session.child
-        ex = await child.request(request, interactive=request.get("method") in INTERACTIVE)
-        reply = HttpReply(send, sse=accepts(scope)[1])
-        watch = DisconnectWatch(receive, limit=self.call_timeout)
+        watch = DisconnectWatch(receive, limit=max(0.0, ex.started + self.call_timeout - time.monotonic()))
+        if stream is not None and session.streams is not None:
+            session.streams.attach(stream, watch.gone)
         try:
             while True:
                 item = await next_item(ex, watch, PING_INTERVAL)
+                if (item is Wake.GONE or isinstance(item, CloseStream)) and stream is not None and session.streams:
+                    session.streams.detach(stream)  # not cancellation: the client resumes it
+                    assert isinstance(reply, StreamReply)
+                    await reply.close(item.retry_ms if isinstance(item, CloseStream) else None)
+                    return
                 if item is Wake.GONE:
                     await child.cancel(ex, "the client closed the HTTP stream before the answer")
                     return
@@ -148,10 +199,14 @@ class LegacyHandler:
                 if item is Wake.IDLE:
                     await reply.keepalive()
                 elif isinstance(item, Cancelled):
+                    if session.streams is not None:
+                        session.streams.drop(ex)
                     return
                 elif isinstance(item, GatewayError):
                     await reply.error(item)
                     return
+                elif isinstance(item, CloseStream):
+                    continue  # not a resumable stream: nothing to close
                 elif is_response(item):
                     await reply.final(item)
                     return
@@ -183,6 +238,8 @@ class LegacyHandler:
             for ex in list(session.child.exchanges.values()):
                 if ex.client_id == params.get("requestId"):
                     await session.child.cancel(ex, str(params.get("reason") or "cancelled by the client"))
+                    if session.streams is not None:
+                        session.streams.drop(ex)
             return
         await session.child.send(note)
 
@@ -193,6 +250,10 @@ class LegacyHandler:
         session = self._session(scope, owner)
         if not accepts(scope)[1]:
             await send_status(send, 406, "Not Acceptable: a GET stream needs Accept: text/event-stream")
+            return
+        last = header(scope, "last-event-id")
+        if last is not None and session.streams is not None:
+            await self._resume(scope, receive, send, session, session.streams, last)
             return
         if session.stream_open:
             await send_json(send, 409, error_object(-32600, "Conflict: this session already has a GET stream"))
@@ -206,6 +267,37 @@ class LegacyHandler:
             session.stream_open = False
             watch.close()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _resume(
+        self, scope: Scope, receive: Receive, send: Send, session: LegacySession, log: StreamLog, last: str
+    ) -> None:
+        """`GET` with `Last-Event-ID`: replay the stream after that event, then go on with it."""
+        found = log.find(last[:64])
+        if found is None:
+            await send_json(send, 400, error_object(-32600, _UNKNOWN_STREAM.format(log.resume_window)))
+            return
+        stream, after = found
+        if stream.kick is not None:
+            stream.kick.set()  # a connection still writes it: that one lets go, this one takes over
+        try:
+            async with asyncio.timeout(TAKE_OVER):
+                await stream.lock.acquire()
+        except TimeoutError:
+            await send_json(send, 409, error_object(-32600, "Conflict: another connection still writes this stream"))
+            return
+        try:
+            if stream.number not in log.streams:  # cancelled or expired while this one waited
+                await send_json(send, 400, error_object(-32600, _UNKNOWN_STREAM.format(log.resume_window)))
+                return
+            reply = StreamReply(send, log, stream)
+            await reply.start(priming=False)
+            await reply.replay(after)
+            if stream.answered_at is None:
+                await self._pump(scope, receive, session, stream.ex, reply, stream)
+            else:
+                await reply.close()
+        finally:
+            stream.lock.release()
 
     async def _stream(self, session: LegacySession, send: Send, watch: DisconnectWatch) -> None:
         while True:

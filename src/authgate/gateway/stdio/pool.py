@@ -29,6 +29,7 @@ from typing import Any
 
 from authgate.gateway.stdio.child import StdioChild
 from authgate.gateway.stdio.errors import ChildLimit
+from authgate.gateway.stdio.resume import StreamLog
 from authgate.store.models import Owner
 
 __all__ = ["ChildPool", "LegacySession", "Owner"]
@@ -47,6 +48,7 @@ class LegacySession:
     outbox: asyncio.Queue[dict[str, Any] | None] = field(default_factory=asyncio.Queue)
     stream_open: bool = False
     ended: bool = False
+    streams: StreamLog | None = None  # 2025-11-25 sessions: resumable POST streams (resume.py)
 
     def push(self, message: dict[str, Any]) -> None:
         """A message for the GET stream (2025-03-26 transports §Listening for Messages)."""
@@ -61,6 +63,8 @@ class LegacySession:
         if not self.ended:
             self.ended = True
             self.outbox.put_nowait(None)  # closes an open GET stream
+            if self.streams is not None:
+                self.streams.close()
 
 
 @dataclass(eq=False)

@@ -15,6 +15,7 @@ from authgate.gateway.jsonrpc import Message, parse_body
 from authgate.gateway.stdio.child import Cancelled, Exchange, Outgoing, StdioChild
 from authgate.gateway.stdio.errors import ChildExited
 from authgate.gateway.stdio.http import DisconnectWatch
+from authgate.gateway.stdio.resume import CloseStream
 
 __all__ = [
     "INTERACTIVE",
@@ -129,6 +130,8 @@ async def ask(
                     raise item
                 if isinstance(item, Cancelled):
                     raise ChildExited(f"{request.get('method')} to the MCP server was cancelled")
+                if isinstance(item, CloseStream):  # only a resumable stream's (resume.py)
+                    continue
                 if is_response(item):
                     return item
                 stray(item)

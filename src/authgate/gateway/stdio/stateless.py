@@ -47,6 +47,7 @@ from authgate.gateway.stdio.http import PING_INTERVAL, DisconnectWatch, HttpRepl
 from authgate.gateway.stdio.input_required import SuspendedRequests
 from authgate.gateway.stdio.pool import ChildPool, Owner
 from authgate.gateway.stdio.relay import INTERACTIVE, Wake, give_up, is_request, is_response, next_item
+from authgate.gateway.stdio.resume import CloseStream
 from authgate.gateway.stdio.stateless_children import StatelessChildren
 from authgate.gateway.stdio.subscriptions import requested_filter
 from authgate.observe import note
@@ -238,6 +239,8 @@ class StatelessHandler:
                     return
                 elif isinstance(item, GatewayError):
                     await reply.error(item)
+                elif isinstance(item, CloseStream):  # only a resumable (2025-11-25) stream's: resume.py
+                    continue
                 else:
                     await self._handle(reply, owner, child, ex, msg, item)
         except asyncio.CancelledError:  # cut (a stop's drain time ran out): the child stops working on it

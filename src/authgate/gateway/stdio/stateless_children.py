@@ -37,6 +37,7 @@ from authgate.gateway.stdio.envelope import LEVELS, strip_envelope
 from authgate.gateway.stdio.errors import ChildStartFailed
 from authgate.gateway.stdio.pool import ChildPool, Owner
 from authgate.gateway.stdio.relay import is_request, is_response
+from authgate.gateway.stdio.resume import CloseStream
 from authgate.gateway.stdio.subscriptions import Subscriptions
 from authgate.gateway.stdio.tools import ChildTools
 
@@ -206,6 +207,8 @@ class StatelessChildren:
             item = await ex.queue.get()
             if isinstance(item, GatewayError | Cancelled):
                 raise ChildStartFailed(f"{getattr(item, 'message', 'cancelled')} (during initialize)")
+            if isinstance(item, CloseStream):  # only a resumable stream's (resume.py)
+                continue
             if is_response(item):
                 return item
             if is_request(item):
