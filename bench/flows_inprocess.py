@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.flows_inprocess [--flows 150] [--rounds 3] [--profile FILE]
     PYTHONPATH=/tmp/other/src .venv/bin/python -m bench.flows_inprocess …   # another tree
+    .venv/bin/python -m bench.flows_inprocess --setting token_signing_alg=ES256   # a setting
 
 The real app (`build_app`, its lifespan run by hand, SQLite in a temporary data directory; or
 `AUTHGATE_DATABASE_URL` and `AUTHGATE_SECRET_KEY` from the environment) driven by httpx's ASGI
@@ -149,9 +150,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--flows", type=int, default=150, help="flows per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="cProfile stats of one more round (loop thread CPU)")
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="NAME=VALUE", help="e.g. token_signing_alg=ES256"
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as tmp:
         os.environ.update(SETTINGS)
+        os.environ.update({f"AUTHGATE_{k.strip().upper()}": v for k, _, v in (s.partition("=") for s in args.setting)})
         os.environ.setdefault("AUTHGATE_DATA_DIR", str(Path(tmp) / "data"))
         password = secrets.token_urlsafe(16)
         subprocess.run(

@@ -53,8 +53,8 @@ class _OneKey:
     def __init__(self, pem: str) -> None:
         self._key = RSAKey.import_key(pem)
 
-    async def verification_key(self, kid: str) -> RSAKey:
-        return self._key
+    async def verification_key(self, kid: str) -> tuple[str, RSAKey]:
+        return "RS256", self._key
 
 
 class JoseTokenVerifier:

@@ -139,3 +139,101 @@ def test_sealing_round_trip_and_tamper_detection() -> None:
         unseal(derive_key(b"another token", "refresh-successor"), blob)
     with pytest.raises(SealError):
         unseal(key, blob[:-1] + bytes([blob[-1] ^ 1]))
+
+
+# -- token_signing_alg: RS256 (the default) or ES256 ----------------------------------------------
+
+
+def _b64(obj: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
+
+
+def _hs256(header: dict[str, object], body: str, secret: bytes) -> str:
+    """A token signed with HMAC-SHA-256 under `secret` (e.g. a public key's bytes)."""
+    import hashlib
+    import hmac
+
+    head = _b64(header)
+    mac = hmac.new(secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_a_token_of_each_algorithm_verifies_and_the_jwks_names_its_key(store: SqlStore, alg: str) -> None:
+    keys = SigningKeys(store, b"secret", retire_after=1200, alg=alg, clock=Clock())
+    await keys.load()
+    token = issue(keys, 1000.0)
+    header = segments(token)[0]
+    assert header["alg"] == alg == keys.alg
+    claims = await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1000.0)
+    assert claims.subject == "u1"
+    published = {k["kid"]: k for k in keys.jwks()["keys"]}
+    assert published[str(header["kid"])]["alg"] == alg
+    assert published[str(header["kid"])]["kty"] == ("EC" if alg == "ES256" else "RSA")
+    assert all("d" not in k for k in published.values())  # public halves only
+
+
+async def test_changing_the_algorithm_keeps_both_kinds_published_and_verifying(store: SqlStore) -> None:
+    clock = Clock()
+    rsa = SigningKeys(store, b"secret", retire_after=1200, clock=clock)
+    await rsa.load()
+    old = issue(rsa, clock.now)
+    ec = SigningKeys(store, b"secret", retire_after=1200, alg="ES256", clock=clock)  # the next start
+    await ec.load()
+    new = issue(ec, clock.now)
+    assert segments(new)[0]["alg"] == "ES256"
+    kinds = {(k["alg"], k["kty"]) for k in ec.jwks()["keys"]}
+    assert kinds == {("RS256", "RSA"), ("ES256", "EC")}  # the RS256 key retired, still published
+    assert sorted(r.state for r in await store.list_keys() if r.alg == "RS256") == ["retired"]  # its next went
+    for token in (old, new):  # either kind verifies
+        await access_tokens.verify(token, ec, issuer=ISS, audience=AUD, now=clock.now)
+    clock.now += 6  # a replica started before the change meets the new kid and reloads the keys
+    for token in (old, new):
+        await access_tokens.verify(token, rsa, issuer=ISS, audience=AUD, now=clock.now)
+    assert segments(issue(rsa, clock.now))[0]["alg"] == "ES256"  # and signs with the active key from then on
+    rotated = await ec.rotate()
+    assert {**segments(issue(ec, clock.now))[0]}.items() >= {"kid": rotated, "alg": "ES256"}.items()  # stays ES256
+    clock.now += 1201
+    await ec.load()  # the retired RS256 key goes like any other
+    assert {k["alg"] for k in ec.jwks()["keys"]} == {"ES256"}
+    with pytest.raises(InvalidToken, match="unknown key"):
+        await access_tokens.verify(old, ec, issuer=ISS, audience=AUD, now=clock.now - 1201)
+
+
+@pytest.mark.requirement(req.RFC8725_3_1_ALGORITHM_PINNED)
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+async def test_the_key_decides_the_algorithm_never_the_token(store: SqlStore, alg: str) -> None:
+    keys = SigningKeys(store, b"secret", retire_after=1200, alg=alg, clock=Clock())
+    await keys.load()
+    token = issue(keys, 1000.0)
+    head, body, sig = token.split(".")
+    header = segments(token)[0]
+    public = json.dumps(keys.jwks()["keys"][0]).encode()
+    other = "ES256" if alg == "RS256" else "RS256"
+    forged = [
+        _hs256({**header, "alg": "HS256"}, body, public),  # HMAC keyed with the public key
+        f"{_b64({**header, 'alg': 'none'})}.{body}.",  # unsigned
+        f"{_b64({**header, 'alg': 'none'})}.{body}.{sig}",
+        f"{_b64({**header, 'alg': other})}.{body}.{sig}",  # the other accepted alg, on this key
+        f"{_b64({**header, 'alg': 'RS384'})}.{body}.{sig}",  # an algorithm not configured
+        f"{_b64({**header, 'alg': 'PS256'})}.{body}.{sig}",
+        f"{_b64({**header, 'alg': 'EdDSA'})}.{body}.{sig}",
+    ]
+    for token in forged:
+        with pytest.raises(InvalidToken):
+            await access_tokens.verify(token, keys, issuer=ISS, audience=AUD, now=1000.0)
+    await access_tokens.verify(f"{head}.{body}.{sig}", keys, issuer=ISS, audience=AUD, now=1000.0)
+
+
+def test_only_rs256_and_es256_can_be_configured(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from authgate.config.tokens import TokenSettings
+
+    assert TokenSettings().token_signing_alg == "RS256"  # RFC 9068 §2.1
+    assert TokenSettings(token_signing_alg="ES256").token_signing_alg == "ES256"
+    for alg in ("HS256", "none", "RS384", "es256"):
+        with pytest.raises(ValidationError):
+            TokenSettings(token_signing_alg=alg)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="HS256"):
+        SigningKeys(SqlStore(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"), b"s", retire_after=1, alg="HS256")

@@ -204,7 +204,12 @@ def cmd_keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
 
     async def run(stores: Stores) -> int:
-        keys = SigningKeys(stores.keys, load_secret(settings), retire_after=settings.access_token_ttl + 300)
+        keys = SigningKeys(
+            stores.keys,
+            load_secret(settings),
+            retire_after=settings.access_token_ttl + 300,
+            alg=settings.token_signing_alg,
+        )
         await keys.load()
         if args.keys_command == "rotate":
             print(f"active signing key is now {await keys.rotate()}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, field_validator
 
 FIXES: dict[str, str] = {
@@ -14,6 +16,12 @@ FIXES: dict[str, str] = {
 
 class TokenSettings(BaseModel):
     access_token_ttl: int = Field(900, ge=30, le=86400, description="access token lifetime, seconds")
+    token_signing_alg: Literal["RS256", "ES256"] = Field(
+        "RS256",
+        description="algorithm of the access tokens' signatures: RS256 (what RFC 9068 says every resource "
+        "server supports) or ES256 (P-256: ~0.5 ms less CPU a flow to sign, ~50 µs more a verification); "
+        "a change takes effect at the next start, the old key verifying its tokens until they expire",
+    )
     refresh_token_ttl: int = Field(
         30 * 86400, ge=300, description="refresh token lifetime (renewed at each rotation), seconds"
     )

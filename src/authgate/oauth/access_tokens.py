@@ -13,7 +13,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 
 from authgate.errors import InvalidToken
-from authgate.oauth.keys import ALG, SigningKeys
+from authgate.oauth.keys import ALGS, SigningKeys
 
 LEEWAY = 30  # seconds of clock skew tolerated on exp/nbf/iat
 TYP = "at+jwt"  # RFC 9068 §2.1
@@ -46,7 +46,6 @@ def issue(
     auth_time: float | None = None,
     jkt: str | None = None,
 ) -> tuple[str, int]:
-    kid, key = keys.signing_key()
     iat = int(now)
     claims: dict[str, Any] = {
         "iss": issuer,
@@ -65,8 +64,7 @@ def issue(
         claims["gid"] = grant_id  # lets the guard re-check the grant is still live
     if jkt is not None:
         claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the DPoP proof's key
-    token = jwt.encode({"alg": ALG, "typ": TYP, "kid": kid}, claims, key, algorithms=[ALG])
-    return token, iat + ttl
+    return keys.sign({"typ": TYP}, claims), iat + ttl
 
 
 def _header(token: str) -> dict[str, Any]:
@@ -81,19 +79,24 @@ def _header(token: str) -> dict[str, Any]:
 
 
 async def verify(token: str, keys: SigningKeys, *, issuer: str, audience: str, now: float) -> AccessTokenClaims:
-    """Signature with the algorithm pinned, `typ`, `iss`, `aud`, `exp`/`nbf` with leeway."""
+    """Signature with the algorithm pinned (the one of the key `kid` names: RS256 or ES256,
+    `keys.py`), `typ`, `iss`, `aud`, `exp`/`nbf` with leeway."""
     if token.count(".") != 2:
         raise InvalidToken("token is not a JWS compact JWT")
     header = _header(token)
-    if header.get("alg") != ALG:  # never `none`, never an algorithm the token picks
-        raise InvalidToken(f"token algorithm {header.get('alg')!r} is not accepted")
+    alg = header.get("alg")
+    if alg not in ALGS:  # never `none`, never HMAC, never an algorithm authgate does not sign with
+        raise InvalidToken(f"token algorithm {alg!r} is not accepted")
     if str(header.get("typ", "")).lower() not in (TYP, "application/at+jwt"):
         raise InvalidToken("token is not an access token (typ must be at+jwt, RFC 9068 §4)")
-    key = await keys.verification_key(str(header.get("kid", "")))
-    if key is None:
+    found = await keys.verification_key(str(header.get("kid", "")))
+    if found is None:
         raise InvalidToken("token was signed by an unknown key")
+    key_alg, key = found
+    if alg != key_alg:  # the key decides the algorithm, never the token (RFC 8725 §3.1)
+        raise InvalidToken(f"token algorithm {alg!r} is not its key's")
     try:
-        claims = jwt.decode(token, key, algorithms=[ALG]).claims
+        claims = jwt.decode(token, key, algorithms=[key_alg]).claims
     except (JoseError, ValueError):
         raise InvalidToken("token signature is invalid") from None
     return _check_claims(claims, issuer=issuer, audience=audience, now=now)

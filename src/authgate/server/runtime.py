@@ -228,7 +228,9 @@ async def open_runtime(settings: Settings, *, create_first_user: bool = True) ->
     stores = open_store(settings)
     await stores.open()
     secret = load_secret(settings)
-    keys = SigningKeys(stores.keys, secret, retire_after=settings.access_token_ttl + 300)
+    keys = SigningKeys(
+        stores.keys, secret, retire_after=settings.access_token_ttl + 300, alg=settings.token_signing_alg
+    )
     await keys.load()
     if create_first_user and settings.auth_mode != "proxy":  # proxy mode: people sign in upstream
         await ensure_first_user(settings, stores.users)
