@@ -87,14 +87,18 @@ async def connection_token(ctx: Any, provider: str, *, scopes: Sequence[str] = (
         raise ConfigError(
             "connection_providers", "no connection provider is configured", "declare it (docs/connections.md)"
         )
+    if identity.username is None:  # a machine client: no person to connect (authgate answers so)
+        _raise_signal(scope, None, provider, tuple(scopes))
     try:
         token: str = await broker.require(identity.subject, identity.client_id, provider, tuple(scopes))
     except ConnectionRequired as required:
-        _raise_signal(scope, required, tuple(scopes))
+        _raise_signal(scope, required, provider, tuple(scopes))
     return token
 
 
-def _raise_signal(scope: dict[str, Any], required: ConnectionRequired, scopes: tuple[str, ...]) -> NoReturn:
+def _raise_signal(
+    scope: dict[str, Any], required: ConnectionRequired | None, provider: str, scopes: tuple[str, ...]
+) -> NoReturn:
     """Raise the signal as the SDK's MCPError, which its tools re-raise as a JSON-RPC error
     (an other exception would become an isError result authgate could not tell apart)."""
     from mcp.shared.exceptions import MCPError
@@ -102,7 +106,7 @@ def _raise_signal(scope: dict[str, Any], required: ConnectionRequired, scopes: t
     from authgate.connections.elicitation import signal_error
 
     pending = scope.get(CONNECTION_PENDING_KEY)
-    if isinstance(pending, dict):  # the link just made: the layer answers with it
-        pending[required.provider] = required
-    error = signal_error(required.provider, scopes)
+    if isinstance(pending, dict) and required is not None:  # the link just made: the layer answers with it
+        pending[provider] = required
+    error = signal_error(provider, scopes)
     raise MCPError(error["code"], error["message"], error["data"]) from None

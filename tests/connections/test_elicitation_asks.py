@@ -366,7 +366,9 @@ class RecordingApp:
         await send({"type": "http.response.body", "body": raw})
 
 
-def _through_layer(layer: ElicitationLayer, broker: StandInBroker, params: dict[str, Any]) -> dict[str, Any]:
+def _through_layer(
+    layer: ElicitationLayer, broker: StandInBroker, params: dict[str, Any], username: str | None = "alice"
+) -> dict[str, Any]:
     request = {
         "jsonrpc": "2.0",
         "id": 9,
@@ -374,7 +376,7 @@ def _through_layer(layer: ElicitationLayer, broker: StandInBroker, params: dict[
         "params": {"name": "create_issue", "arguments": {}, **params},
     }
     raw = json.dumps(request).encode()
-    identity = Identity("alice", "c1", ("mcp",), ("https://authgate.example/mcp",), 2_000_000_000)
+    identity = Identity("alice", "c1", ("mcp",), ("https://authgate.example/mcp",), 2_000_000_000, username=username)
     scope = {
         "type": "http",
         "method": "POST",
@@ -426,3 +428,20 @@ def test_the_layer_strips_its_own_state_before_the_app_and_reruns_a_call_that_we
     fresh = ElicitationLayer(RecordingApp(), secret=b"k" * 32, ttl=900, tools={}, max_body=1 << 20, gateway=True)
     rerun = _through_layer(fresh, broker, meta)
     assert rerun["result"]["token"] == "gh-token" and len(fresh.app.bodies) == 2  # type: ignore[attr-defined]
+
+
+def test_a_machine_client_is_told_it_has_no_connection_and_no_link_is_made() -> None:
+    broker = StandInBroker()
+    layer = ElicitationLayer(
+        RecordingApp(), secret=b"k" * 32, ttl=900, tools={"create_issue": "github"}, max_body=1 << 20, gateway=True
+    )
+    configured = _through_layer(layer, broker, {}, username=None)
+    assert configured["result"]["isError"] is True and "machine client" in configured["result"]["content"][0]["text"]
+    signalled = _through_layer(
+        ElicitationLayer(RecordingApp(), secret=b"k" * 32, ttl=900, tools={}, max_body=1 << 20),
+        broker,
+        {},
+        username=None,
+    )
+    assert "machine client" in signalled["result"]["content"][0]["text"]
+    assert broker.links == 0

@@ -40,6 +40,7 @@ from authgate.connections.elicitation import (
     input_required,
     invalid_params,
     link_error,
+    no_person_answer,
     tool_error_result,
     unavailable,
     url_elicitation_error,
@@ -88,6 +89,7 @@ class Call:
     subject: str
     client_id: str
     method: str = "tools/call"
+    person: bool = True  # False: a machine client (no person signed in), who has no connections
 
     @property
     def name(self) -> str:
@@ -160,6 +162,8 @@ class ConnectionAsks:
         changed = params if params is not call.params else None
         headers = []
         for provider in self._needed(call, resumed):
+            if not call.person:
+                return Before(answer=no_person_answer(call.request_id, provider, call.version, call.method))
             try:
                 token = await self.broker.require(call.subject, call.client_id, provider)
             except ConnectionRequired as required:
@@ -173,6 +177,8 @@ class ConnectionAsks:
         if signal.provider not in self.broker.providers:
             log.warning("a tool asked for a connection to %r, which is not in connection_providers", signal.provider)
             return None
+        if not call.person:
+            return no_person_answer(call.request_id, signal.provider, call.version, call.method)
         if pending is not None and pending.provider == signal.provider:
             # the link already made: by connection_token (library mode), or by the gateway for
             # the protected upstream's own token (gateway/http/upstream_oauth.py)

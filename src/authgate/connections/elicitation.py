@@ -48,6 +48,7 @@ __all__ = [
     "input_key",
     "input_required",
     "link_error",
+    "no_person_answer",
     "read_signal",
     "request_version",
     "retry_result",
@@ -207,6 +208,15 @@ def tool_error_result(request_id: Any, required: ConnectionRequired, version: st
 def retry_result(request_id: Any, provider: str, version: str) -> dict[str, Any]:
     """Connected now, but this call went without the token: the person calls the tool again."""
     return _tool_result(request_id, f"Your {provider} account is connected now: call the tool again.", version)
+
+
+def no_person_answer(request_id: Any, provider: str, version: str, method: str) -> dict[str, Any]:
+    """A machine client (client_credentials, a workload): no person to connect, no link made."""
+    text = f"This needs a person's connection to {provider}; a machine client has none (sign in as a person)."
+    if method == "tools/call":
+        return _tool_result(request_id, text, version)
+    data = {"reason": "connection_needs_a_person", "provider": provider}
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32603, "message": text, "data": data}}
 
 
 def declined_result(request_id: Any, provider: str, version: str) -> dict[str, Any]:

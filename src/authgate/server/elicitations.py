@@ -123,7 +123,8 @@ class ElicitationLayer:
             capabilities = self.sessions.get(_header(scope, b"mcp-session-id"))
         method = message.get("method")
         method = method if isinstance(method, str) else ""
-        return Call(message["id"], params, version, capabilities, identity.subject, identity.client_id, method)
+        person = identity.username is not None  # the guard names a person; a machine client has none
+        return Call(message["id"], params, version, capabilities, identity.subject, identity.client_id, method, person)
 
     async def _request(self, scope: Scope, receive: Receive, send: Send, call: Call, broker: Any) -> None:
         asks = self._asks_for(broker)
