@@ -112,10 +112,13 @@ def _to_provider(agent: HeadlessUserAgent, link: str, server: AuthgateServer) ->
 def test_the_person_the_link_was_made_for_connects(setup: tuple[AuthgateServer, OidcProvider, str]) -> None:
     server, provider, database_url = setup
     with HeadlessUserAgent() as agent:
-        params = _to_provider(agent, _link(server, provider, database_url), server)
+        link = _link(server, provider, database_url)
+        params = _to_provider(agent, link, server)
         assert params.get("iss") == provider.issuer and "code" in params  # RFC 9207
         done = agent.http.get(f"{server.url}/connect/callback?{urlencode(params)}")
         assert done.status_code == 200 and "Connected to" in done.text, done.text
+        used = agent.http.get(link)  # the link itself is spent too
+        assert used.status_code == 404 and "already used" in used.text
         # the same answer again: the state is spent
         again = agent.http.get(f"{server.url}/connect/callback?{urlencode(params)}")
         assert again.status_code == 400 and "already used" in again.text
