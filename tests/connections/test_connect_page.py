@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlencode
 
 import httpx
@@ -23,7 +24,9 @@ from support import requirements as req
 from support.authgate_server import AuthgateServer
 from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 from support.idp_peers import IdpUserAgent, OidcProvider, ProviderShape, require_oidc_provider
+from support.pg import fresh_database
 from support.ports import free_port
+from support.replicas import two_replicas
 
 SECRET = "connect-page-secret-" + "s" * 32
 BOB_PASSWORD = "bob-password-" + "b" * 12
@@ -57,7 +60,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthgateSe
         provider.stop()
 
 
-def _link(server: AuthgateServer, provider: OidcProvider, database_url: str, user: str = "alice") -> str:
+def _link(
+    server: AuthgateServer, provider: OidcProvider, database_url: str, user: str = "alice", secret: str = SECRET
+) -> str:
     """A connect link for `user`, as `broker.require` makes it when a tool needs the provider."""
 
     async def make() -> str:
@@ -68,7 +73,7 @@ def _link(server: AuthgateServer, provider: OidcProvider, database_url: str, use
         broker = ConnectionBroker(
             {"idp": ProviderConfig("idp", issuer=provider.issuer)},
             stores.connections,
-            SECRET.encode(),
+            secret.encode(),
             public_url=server.url,
         )
         try:
@@ -211,3 +216,35 @@ def test_forged_expired_oversized_and_redirecting_inputs_are_refused(
     asyncio.run(expire())
     expired = httpx.get(link, timeout=10)
     assert expired.status_code == 404 and "expired" in expired.text
+
+
+@pytest.mark.postgres
+@pytest.mark.requirement(req.ISSUE15_CONNECT_ACROSS_REPLICAS)
+def test_a_connect_begun_on_one_replica_completes_on_the_other(
+    setup: tuple[AuthgateServer, OidcProvider, str], tmp_path: Path
+) -> None:
+    _, provider, _ = setup
+    providers = {"idp": {"issuer": provider.issuer, "title": "Test IdP", "scopes": ["openid"]}}
+    env = {
+        "AUTHGATE_CONNECTION_PROVIDERS": json.dumps(providers),
+        "AUTHGATE_OUTBOUND_ALLOW_LOOPBACK_HTTP": "true",
+    }
+
+    async def run() -> None:
+        async with fresh_database("authgate_connect") as database:
+            with two_replicas(database, tmp_path, add_user=True, **env) as (a, b):
+                await asyncio.to_thread(_across, a, b, provider, database.render_as_string(hide_password=False))
+
+    asyncio.run(run())
+
+
+def _across(a: AuthgateServer, b: AuthgateServer, provider: OidcProvider, database_url: str) -> None:
+    link = _link(a, provider, database_url, secret=a.env["AUTHGATE_SECRET_KEY"])
+    with HeadlessUserAgent() as agent:  # the balancer sends the page to B, the callback to A
+        params = _to_provider(agent, link.replace(a.url, b.url), a)
+        done = agent.http.get(f"{a.url}/connect/callback?{urlencode(params)}")
+        assert done.status_code == 200 and "Connected to" in done.text, done.text
+    listed = b.cli("connections", "list", "--json")
+    assert [json.loads(line)["provider"] for line in listed.stdout.splitlines()] == ["idp"], listed.stderr
+    assert a.cli("connections", "revoke", "--user", "alice", "--provider", "idp").returncode == 0
+    assert b.cli("connections", "list", "--json").stdout.strip() == ""

@@ -832,6 +832,12 @@ ISSUE15_CONNECTIONS_ADMIN_PAGE = Requirement(
     "issue 15",
     "the admin page lists users' connections to providers and revokes one (a CSRF-checked form, admins only)",
 )
+ISSUE15_CONNECT_ACROSS_REPLICAS = Requirement(
+    "authgate",
+    "issue 15",
+    "two replicas on one PostgreSQL database behind one public URL: a connect begun on one (sign-in, "
+    "Continue) completes on the other (the callback), and either lists and revokes the connection",
+)
 ISSUE15_CONNECT_LINK_REFUSALS = Requirement(
     "authgate",
     "issue 15",
