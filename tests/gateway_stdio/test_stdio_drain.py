@@ -68,6 +68,30 @@ async def test_a_call_still_running_when_the_drain_ends_gets_a_503_json_rpc_erro
 
 
 @pytest.mark.requirement(req.ISSUE19_SIGTERM_DRAIN)
+async def test_a_resumable_stream_cut_by_the_drain_ends_with_an_error_event(
+    guarded: tuple[StdioBridge, Asgi], tmp_path: Path
+) -> None:
+    bridge, asgi = guarded
+    session = await open_session(asgi, ALICE)  # 2025-11-25: the answer is a resumable stream
+    marker = tmp_path / "cancelled"
+    slow = rpc("tools/call", {"name": "slow", "arguments": {"seconds": 60, "marker": str(marker)}}, 43)
+    reply = await asgi.post(ALICE, slow, {"mcp-session-id": session})
+    assert reply.status == 200 and reply.headers["content-type"] == "text/event-stream"
+    bridge.drain.begin()
+    for _ in range(100):  # the call has reached the child
+        if any(bridge.pool.entries) and next(iter(bridge.pool.entries)).exchanges:
+            break
+        await asyncio.sleep(0.05)
+    assert bridge.drain.expire(2.5) == 1
+    last = [event async for event in reply.events()][-1]
+    assert last["id"] == 43 and last["error"]["data"]["reason"] == "shutting_down"
+    assert await _wait_for(marker, "cancelled"), "the child was not told notifications/cancelled"
+    entry = next(iter(bridge.pool.entries.values()))
+    assert entry.session is not None and entry.session.streams is not None
+    assert not entry.session.streams.streams, "a cut stream is not kept for a resume"
+
+
+@pytest.mark.requirement(req.ISSUE19_SIGTERM_DRAIN)
 async def test_a_stop_ends_the_get_stream_cleanly(guarded: tuple[StdioBridge, Asgi]) -> None:
     bridge, asgi = guarded
     session = await open_session(asgi, ALICE)

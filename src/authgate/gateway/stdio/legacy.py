@@ -214,6 +214,8 @@ class LegacyHandler:
                     session.push(item)
         except asyncio.CancelledError:  # cut (a stop's drain time ran out): the child stops working on it
             await child.cancel(ex, "authgate is shutting down")
+            if session.streams is not None:
+                session.streams.drop(ex)  # nothing left to resume
             raise
         finally:
             watch.close()
