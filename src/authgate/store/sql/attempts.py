@@ -24,6 +24,7 @@ from authgate.store import durability
 from authgate.store.models import ATTEMPT_STEPS, Attempt, AttemptNote
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import Connection, idempotent
+from authgate.store.sql.sqlite_prepared import prepared
 from authgate.store.sql.store import SqlStore
 
 __all__ = ["SqlAttemptStore", "step_bits", "step_names"]
@@ -172,27 +173,30 @@ def _first_failure(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
     return sa.case((C.failed_step.is_(None), sa.bindparam(f"b_{column.name}")), else_=column)
 
 
-# Built once (docs/benchmarks.md, "OAuth flows": building a statement costs more than running it).
-_BY_FLOW = sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("flow_key")).limit(1)
-_BY_FAMILY = sa.select(C.attempt_id).where(C.family_key == sa.bindparam("family_key")).limit(1)
-_NEWEST_OF_CLIENT = (
+# Built once (docs/benchmarks.md, "OAuth flows": building a statement costs more than running it), and
+# on SQLite run from their SQL text (sqlite_prepared.py).
+_BY_FLOW = prepared(sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("flow_key")).limit(1))
+_BY_FAMILY = prepared(sa.select(C.attempt_id).where(C.family_key == sa.bindparam("family_key")).limit(1))
+_NEWEST_OF_CLIENT = prepared(
     sa.select(C.attempt_id)
     .where(C.client_id == sa.bindparam("client_id"), C.started_at >= sa.bindparam("recent"))
     .order_by(C.started_at.desc())
     .limit(1)
 )
 _REGISTRATION = _NEWEST_OF_CLIENT.where(C.flow_key.is_(None), C.family_key.is_(None))
-_COUNT = sa.select(sa.func.count()).select_from(ATTEMPTS)
-_EVICT = sa.delete(ATTEMPTS).where(
-    C.attempt_id.in_(
-        sa.select(C.attempt_id)
-        .order_by(C.started_at, C.attempt_id)
-        .limit(sa.bindparam("n", type_=sa.Integer))
-        .correlate(None)
+_COUNT = prepared(sa.select(sa.func.count()).select_from(ATTEMPTS))
+_EVICT = prepared(
+    sa.delete(ATTEMPTS).where(
+        C.attempt_id.in_(
+            sa.select(C.attempt_id)
+            .order_by(C.started_at, C.attempt_id)
+            .limit(sa.bindparam("n", type_=sa.Integer))
+            .correlate(None)
+        )
     )
 )
-_INSERT = sa.insert(ATTEMPTS)
-_UPDATE = (
+_INSERT = prepared(sa.insert(ATTEMPTS))
+_UPDATE = prepared(
     sa.update(ATTEMPTS)
     .where(C.attempt_id == sa.bindparam("b_attempt_id"))
     .values(
