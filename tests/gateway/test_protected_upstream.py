@@ -281,6 +281,8 @@ def test_a_machine_client_is_told_the_upstream_needs_a_person(pair: Any) -> None
     assert r.status_code == 403, r.text
     error = r.json()["error"]
     assert error["data"]["reason"] == "upstream_needs_a_person" and "machine client" in error["message"]
+    ready = httpx.get(front.endpoint("health/ready"), timeout=10)  # its 401 is a protected upstream's normal answer
+    assert ready.status_code == 200, ready.text
 
 
 @pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)

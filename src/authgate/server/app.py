@@ -356,7 +356,8 @@ class AuthgateApp:
                 raise RuntimeError("authgate is not started (lifespan did not run)")
             if self.upstream_access is not None:  # proxy mode (guard/identity.py)
                 scope[UPSTREAM_ACCESS_KEY] = self.upstream_access
-            if self.connection_broker is not None:  # authgate.connections (guard/identity.py)
+            # authgate.connections (guard/identity.py); a gateway to a plain upstream needs none
+            if self.connection_broker is not None and getattr(self.mcp_app, "needs_broker", True):
                 scope[CONNECTION_BROKER_KEY] = self.connection_broker
             await self.protected(scope, receive, send)  # the gate: log, limits and checks in one layer
         else:

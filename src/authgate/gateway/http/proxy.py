@@ -162,6 +162,11 @@ class HttpUpstreamProxy:
         finally:
             await self.close()
 
+    @property
+    def needs_broker(self) -> bool:
+        """Does a request need the connection broker (AuthgateApp puts it in the scope then)?"""
+        return self.oauth.needs_broker
+
     async def check_ready(self) -> tuple[bool, str]:
         """For /health/ready: is the upstream reachable and does it accept our credential?"""
         return await self.oauth.ready(self.upstream, self.request_headers.static)

@@ -39,7 +39,9 @@ def proxy_from_settings(settings: Settings) -> HttpUpstreamProxy:
         upstream_headers=static,
         identity_headers=IdentityHeaderNames() if settings.identity_headers else None,
         upstream_token_header=settings.upstream_token_header,
-        upstream_oauth=UpstreamOAuth(upstream_oauth_mode(settings, settings.auth_mode)),
+        upstream_oauth=UpstreamOAuth(
+            upstream_oauth_mode(settings, settings.auth_mode), other_providers=bool(settings.connection_providers)
+        ),
         mount_path=settings.urls.mcp_path,
         max_body=settings.mcp_max_body_bytes,
     )

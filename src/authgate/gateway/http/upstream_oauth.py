@@ -115,10 +115,17 @@ class UpstreamAuthFailed(UpstreamError):
 class UpstreamOAuth:
     """Per-person upstream credentials; `mode` off makes every method a no-op."""
 
-    def __init__(self, mode: Mode = "off", *, provider: str = UPSTREAM_PROVIDER) -> None:
+    def __init__(self, mode: Mode = "off", *, provider: str = UPSTREAM_PROVIDER, other_providers: bool = False) -> None:
         self.mode: Mode = mode
         self.provider = provider
         self.protected: bool | None = {"off": False, "on": True, "auto": None}[mode]
+        self.other_providers = other_providers  # connection_providers configured: tools may need them
+
+    @property
+    def needs_broker(self) -> bool:
+        """The broker (and the elicitation layer it turns on) for each request: not for a plain
+        upstream, found so by the probe, without other providers."""
+        return self.other_providers or self.protected is not False
 
     # -- start ------------------------------------------------------------------------------
 
@@ -128,16 +135,22 @@ class UpstreamOAuth:
         if self.protected is not None:
             return
         quick = aiohttp.ClientTimeout(total=upstream.connect_timeout + 5.0, sock_connect=upstream.connect_timeout)
-        headers = [("Accept", "application/json, text/event-stream")]
+        headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+        # a connection of its own, closed after: the pool's connections are the requests' (upstream.py)
+        connector = aiohttp.TCPConnector(force_close=True)
         try:
-            response = await upstream.send("POST", upstream.url, headers, b"{}", quick)
-        except UpstreamError as exc:
-            log.info("upstream_oauth auto: no answer from the upstream at start (%s); its first 401 decides", exc)
+            async with aiohttp.ClientSession(
+                connector=connector, timeout=quick, cookie_jar=aiohttp.DummyCookieJar()
+            ) as http:
+                async with http.post(upstream.url, data=b"{}", headers=headers, allow_redirects=False) as response:
+                    self.protected = _wants_oauth(response)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info(
+                "upstream_oauth auto: no answer from %s at start (%s); its first 401 decides",
+                upstream.shown,
+                type(exc).__name__,
+            )
             return
-        try:
-            self.protected = _wants_oauth(response)
-        finally:
-            response.close()
         if self.protected:
             log.info("the upstream asks for OAuth (401, Bearer challenge): each person connects their own account")
 
@@ -240,8 +253,7 @@ class UpstreamOAuth:
     async def _broker_call(self, call: Awaitable[T], request_id: JsonRpcId) -> T:
         try:
             return await call
-        except OutboundAuthError as exc:  # the remote's metadata refused, or its AS unreachable
-            log.warning("upstream_oauth: %s", exc)
+        except OutboundAuthError as exc:  # the remote's metadata refused, or its AS unreachable (logged: proxy.py)
             raise UpstreamAuthFailed(
                 f"authgate: no token for the upstream MCP server: {exc}", request_id=request_id
             ) from None
