@@ -838,6 +838,12 @@ ISSUE15_CONNECT_ACROSS_REPLICAS = Requirement(
     "two replicas on one PostgreSQL database behind one public URL: a connect begun on one (sign-in, "
     "Continue) completes on the other (the callback), and either lists and revokes the connection",
 )
+ISSUE15_CONNECT_PAGE_PROXY_MODE = Requirement(
+    "authgate",
+    "issue 15",
+    "proxy mode: the connect page knows the person from their upstream sign-in in that browser and completes "
+    "their link; a browser that never signed in is told to sign in through its app (no password form)",
+)
 ISSUE15_CONNECT_LINK_REFUSALS = Requirement(
     "authgate",
     "issue 15",

@@ -113,7 +113,8 @@ class ConnectionSettings(BaseModel):
         default_factory=dict,
         description="HTTP gateway: tools that need a connection, tool name → provider (a key of "
         "connection_providers). The caller's token there goes to the upstream in X-Authgate-Connection-<provider> "
-        "(a client's copy is always removed); not connected, the client is asked to connect first (docs/connections.md)",
+        "(a client's copy is always removed); not connected, the client is asked to connect first "
+        "(docs/connections.md)",
     )
     outbound_allow_loopback_http: bool = Field(
         False,
@@ -147,9 +148,9 @@ class ConnectionSettings(BaseModel):
 
 
 def connection_refusals(s: ConnectionSettings, auth_mode: str) -> list[Refusal]:
-    """Connections belong to authgate's users, who sign in on the connect page: embedded mode.
-    (External mode keeps no users or store; proxy mode's people have no password here, and
-    the connect page's sign-in through the upstream IdP is not built yet.)"""
+    """Connections belong to authgate's users: embedded mode (they sign in on the connect page)
+    or proxy mode (the connect page knows the person from their upstream sign-in in that
+    browser); external mode keeps no users or store."""
     unknown = sorted({p for p in s.connection_tools.values() if p not in s.connection_providers})
     if unknown:
         return [
@@ -160,12 +161,12 @@ def connection_refusals(s: ConnectionSettings, auth_mode: str) -> list[Refusal]:
                 depends=("connection_providers",),
             )
         ]
-    if s.connection_providers and auth_mode != "embedded":
+    if s.connection_providers and auth_mode == "external":
         return [
             Refusal(
                 "connection_providers",
-                "the connect page signs people in with authgate's own accounts: embedded mode only",
-                'use auth_mode = "embedded", or remove connection_providers',
+                "external mode keeps no users or store to hold connections in",
+                'use auth_mode = "embedded" or "proxy", or remove connection_providers',
                 depends=("auth_mode",),
             )
         ]

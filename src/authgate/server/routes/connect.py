@@ -109,13 +109,21 @@ class ConnectPages:
                 return error_page("Session check failed", "The form was not sent by this page.", "Reload it.", 403)
         user, session = await self._user(request), request.cookies.get(SESSION_COOKIE, "")
         set_session: str | None = None
-        if form is not None and form.get("username") is not None:
+        if form is not None and form.get("username") is not None and self.rt.settings.auth_mode == "embedded":
             signed_in = await self._sign_in(request, form, eid)
             if isinstance(signed_in, Response):
                 return signed_in
             user = signed_in
             session = set_session = self.rt.signer.dumps(
                 "session", {"uid": user.user_id, "at": self.auth.clock(), "v": user.session_version}
+            )
+        if user is None and self.rt.settings.auth_mode == "proxy":  # no password here: the upstream's sign-in
+            return error_page(
+                "Sign in first",
+                "This server signs people in at its identity provider, through your app.",
+                "Connect your app to this server in this browser (or sign in again through it), "
+                "then open the link again.",
+                401,
             )
         if user is None:
             return self._login(request, eid)

@@ -22,6 +22,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from authgate.config.gateway import wants_connections
 from authgate.config.settings import Settings
 from authgate.errors import AccessDenied, OAuthError, ServerError
 from authgate.idp.proxy.grant_check import UpstreamGrantCheck
@@ -38,7 +39,7 @@ from authgate.server.responses import error_redirect
 from authgate.server.routes import attempt_steps
 from authgate.server.routes.authorize import REQUEST_MAX_AGE, BrowserFlow, validated
 from authgate.server.runtime import Runtime, load_secret
-from authgate.server.security import CSRF_COOKIE, Signer, csrf_token, set_cookie
+from authgate.server.security import CSRF_COOKIE, SESSION_COOKIE, Signer, csrf_token, set_cookie
 from authgate.store.models import Consent, User
 
 UPSTREAM_COOKIE = "authgate_upstream"
@@ -110,7 +111,21 @@ class ProxyFlow(BrowserFlow):
         await self.vault.save(who, tokens, now)  # also creates/updates the local user
         await self.auth.store.save_consent(Consent(who.subject, req.client_id, req.scopes, req.resources, now))
         user = User(user_id=who.subject, username=who.username, password_hash="!", created_at=now)
-        return self._done(await self._code_redirect(req, user, now))
+        response = await self._code_redirect(req, user, now)
+        s = self.settings
+        if wants_connections(s, s.connection_providers, s.auth_mode):  # the connect page knows this browser's person
+            await self._remember(response, who.subject, now)
+        return self._done(response)
+
+    async def _remember(self, response: Response, user_id: str, now: float) -> None:
+        """The sign-in cookie the connect page reads: proxy mode has no password sign-in, so the
+        person is known to a browser only after an upstream sign-in in it. Nothing else in proxy
+        mode reads it (consent is still asked on every authorization)."""
+        stored = await self.auth.store.get_user(user_id)
+        if stored is not None:
+            session = self.signer.dumps("session", {"uid": user_id, "at": now, "v": stored.session_version})
+            max_age = self.settings.login_session_ttl
+            set_cookie(response, SESSION_COOKIE, session, secure=self.secure, path=self.cookie_path, max_age=max_age)
 
     # -- steps -------------------------------------------------------------------------
     def _consent_page(self, request: Request, req: AuthorizationRequest) -> Response:
