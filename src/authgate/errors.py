@@ -35,6 +35,9 @@
     ├── ConnectionRequired           a call needs the caller's connection to a third-party
     │                                provider (authgate.connections): `url` is the connect link
     │                                to open, with its `elicitation_id` and the `scopes` asked
+    ├── ConnectLinkError             the connect page refused: an unknown, expired or used link or
+    │                                state, another person's link, another browser's callback;
+    │                                its page's `status` (connections/errors.py)
     ├── RequestStateRefused          a retry's requestState is not authgate's for this person,
     │                                client and request, or expired or used: JSON-RPC -32602
     │                                (connections/request_state.py)
