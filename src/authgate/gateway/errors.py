@@ -14,12 +14,17 @@
         ├── SessionStoreUnavailable     503  -32603  the session bindings could not be read or written
         ├── DatabaseUnavailable         503  -32603  authgate's database cannot answer now (Retry-After)
         ├── DatabaseFailed              500  -32603  authgate's database failed otherwise
+        ├── ConnectionNeeded            200  -32012  an OAuth-protected upstream: the person's connect link
+        │                                            (gateway/http/upstream_oauth.py, the connection signal)
+        ├── UpstreamNeedsAPerson        403  -32603  an OAuth-protected upstream and a machine client
         └── UpstreamError               -32603, `data.source = "authgate"`
             ├── UpstreamUnavailable     502  connection refused / reset, DNS failure, TLS failure
             ├── UpstreamRefused         502  the upstream answered 401 to authgate's own credential
             ├── UpstreamInvalidAnswer   502  not JSON-RPC for the request: a 5xx, HTML, invalid JSON, a wrong id
             ├── UpstreamBusy            503  the upstream answered 503: retryable, its Retry-After passed on
             ├── UpstreamStreamCut       502  the answer ended early: connection lost mid-body, stream ended unanswered
+            ├── UpstreamAuthFailed      502  no token for an OAuth-protected upstream: its metadata refused, its AS down
+            ├── UpstreamScopeRefused    403  an OAuth-protected upstream refuses scopes the connection already holds
             └── UpstreamTimeout         504  no connection or no first byte in time
                 ├── UpstreamIdleTimeout 504  a streamed answer silent for longer than upstream_idle_timeout
                 └── UpstreamCallTimeout 504  no whole answer within upstream_call_timeout
