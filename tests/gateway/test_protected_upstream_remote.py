@@ -10,7 +10,8 @@ does not do on demand.
   naming it, and no link to a page that would fail later.
 * It refuses a person's live token (401): the broker refreshes it once and the request goes
   again with the new token; when the refresh is refused too, the connection is dropped and the
-  next answer is a new connect link.
+  next answer is a new connect link. A 403 insufficient_scope for a scope the connection holds
+  is an error (403), not another consent.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Remote:
         self.refreshes: list[str] = []  # the refresh tokens spent
         self.refresh_ok = True
         self.refuse_all = False  # refuse at-2 as well
+        self.forbid: str | None = None  # answer 403 insufficient_scope for this scope
 
     def app(self) -> Starlette:
         return Starlette(
@@ -68,6 +70,9 @@ class Remote:
             error = 'error="invalid_token", ' if bearer else ""
             challenge = f'Bearer {error}resource_metadata="{PRM_URL}"'
             return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": challenge})
+        if self.forbid is not None:
+            challenge = f'Bearer error="insufficient_scope", scope="{self.forbid}", resource_metadata="{PRM_URL}"'
+            return JSONResponse({}, status_code=403, headers={"WWW-Authenticate": challenge})
         body = await request.json()
         return JSONResponse(
             {
@@ -198,6 +203,7 @@ def test_a_remote_whose_metadata_lies_is_refused_with_the_reason(front: Any, cas
 
 @pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)
 def test_a_refused_token_is_refreshed_once_and_sent_again_else_the_person_connects_again(front: Any) -> None:
+    """(and a 403 for scopes already held ends as an error: asking again would loop)"""
     server, remote, token, ua = front
     remote.case = "ok"
     r = _initialize(server, token)
@@ -217,6 +223,12 @@ def test_a_refused_token_is_refreshed_once_and_sent_again_else_the_person_connec
     assert remote.seen == ["at-1", "at-2"] and remote.refreshes == ["rt-1"], (remote.seen, remote.refreshes)
     r = _initialize(server, token)  # at-2 is kept
     assert r.status_code == 200 and remote.seen[-1] == "at-2" and remote.refreshes == ["rt-1"]
+
+    # 403 insufficient_scope for a scope the connection holds: an error, not another consent
+    remote.forbid = "read"
+    r = _initialize(server, token)
+    remote.forbid = None
+    assert r.status_code == 403 and r.json()["error"]["data"]["reason"] == "upstream_insufficient_scope", r.text
 
     # at-2 refused as well and the refresh refused: dropped, and a new link
     remote.seen.clear()
