@@ -43,7 +43,7 @@ from authgate.connections.upstream import UPSTREAM_PROVIDER
 from authgate.errors import ConnectionRequired
 from authgate.gateway.errors import GatewayError, JsonRpcId, UpstreamError
 from authgate.gateway.http.upstream import Upstream
-from authgate.guard.identity import CONNECTION_BROKER_KEY, SCOPE_KEY, Identity
+from authgate.guard.identity import CONNECTION_BROKER_KEY, CONNECTION_PENDING_KEY, SCOPE_KEY, Identity
 from authgate.outbound.challenge import Challenge, parse_challenge
 from authgate.outbound.errors import OutboundAuthError
 from authgate.www_authenticate import find_challenge
@@ -63,7 +63,6 @@ __all__ = [
 log = logging.getLogger("authgate.gateway")
 
 Mode = Literal["off", "auto", "on"]
-PENDING_KEY = "authgate.connection_pending"  # server/elicitations.py's: the links made for this request
 
 
 class UpstreamNeedsAPerson(GatewayError):
@@ -245,7 +244,7 @@ class UpstreamOAuth:
                 broker.require(user_id, identity.client_id, self.provider, scopes), request_id
             )
         except ConnectionRequired as required:
-            pending = scope.get(PENDING_KEY)
+            pending = scope.get(CONNECTION_PENDING_KEY)
             if isinstance(pending, dict):  # the elicitation layer asks with this link (no second one)
                 pending[required.provider] = required
             raise ConnectionNeeded(required, request_id=request_id) from None
