@@ -10,7 +10,8 @@ does not do on demand.
   naming it, and no link to a page that would fail later.
 * It refuses a person's live token (401): the broker refreshes it once and the request goes
   again with the new token; when the refresh is refused too, the connection is dropped and the
-  next answer is a new connect link. A 403 insufficient_scope for a scope the connection holds
+  next answer is a new connect link; when the AS cannot refresh now (500), a retryable 503 and the
+  connection kept. A 403 insufficient_scope for a scope the connection holds
   is an error (403), not another consent.
 """
 
@@ -50,6 +51,7 @@ class Remote:
         self.refresh_ok = True
         self.refuse_all = False  # refuse at-2 as well
         self.forbid: str | None = None  # answer 403 insufficient_scope for this scope
+        self.token_endpoint_down = False  # the refresh answered 500
 
     def app(self) -> Starlette:
         return Starlette(
@@ -131,6 +133,8 @@ class Remote:
                     "scope": "read",
                 }
             )
+        if form["grant_type"] == "refresh_token" and self.token_endpoint_down:
+            return JSONResponse({"error": "server_error"}, status_code=500)
         if form["grant_type"] == "refresh_token" and self.refresh_ok:
             self.refreshes.append(form.get("refresh_token", ""))
             return JSONResponse({"access_token": "at-2", "token_type": "Bearer", "expires_in": 3600, "scope": "read"})
@@ -230,9 +234,20 @@ def test_a_refused_token_is_refreshed_once_and_sent_again_else_the_person_connec
     remote.forbid = None
     assert r.status_code == 403 and r.json()["error"]["data"]["reason"] == "upstream_insufficient_scope", r.text
 
-    # at-2 refused as well and the refresh refused: dropped, and a new link
+    # at-2 refused as well and the AS cannot refresh now: 503, retryable, the connection kept
+    remote.refuse_all = remote.token_endpoint_down = True
+    r = _initialize(server, token)
+    assert r.status_code == 503 and r.headers["retry-after"] == "5", r.text
+    assert r.json()["error"]["data"] == {
+        "source": "authgate",
+        "reason": "upstream_oauth_unavailable",
+        "retryable": True,
+    }
+    assert "upstream" in server.cli("connections", "list", "--json").stdout
+
+    # ... and then refuses the refresh (invalid_grant): dropped, and a new link
     remote.seen.clear()
-    remote.refresh_ok, remote.refuse_all = False, True
+    remote.refresh_ok, remote.token_endpoint_down = False, False
     r = _initialize(server, token)
     error = r.json()["error"]
     assert r.status_code == 200 and error["data"]["reason"] == "connection_required", r.text

@@ -24,6 +24,7 @@
             ├── UpstreamBusy            503  the upstream answered 503: retryable, its Retry-After passed on
             ├── UpstreamStreamCut       502  the answer ended early: connection lost mid-body, stream ended unanswered
             ├── UpstreamAuthFailed      502  no token for an OAuth-protected upstream: its metadata refused, its AS down
+            │   └── UpstreamAuthUnavailable 503  a due renewal the upstream's AS cannot make now (Retry-After)
             ├── UpstreamScopeRefused    403  an OAuth-protected upstream refuses scopes the connection already holds
             └── UpstreamTimeout         504  no connection or no first byte in time
                 ├── UpstreamIdleTimeout 504  a streamed answer silent for longer than upstream_idle_timeout

@@ -20,6 +20,7 @@ upstream token is looked up by the authgate user the guard verified, and nothing
 | 403 for scopes the connection already holds   | 403 `upstream_insufficient_scope`: asking would loop   |
 | a machine client's (no person signed in)      | 403 `upstream_needs_a_person` on the upstream's 401    |
 | the remote's metadata refused, AS unreachable | 502 `upstream_oauth_failed`, the reason in the message |
+| a due renewal the AS cannot make now          | 503 `upstream_oauth_unavailable`, Retry-After: retryable |
 
 A request goes again at most once, and only after a 401, which the upstream answered without
 acting on it. `auto` (the default while no static credential is set): a probe at start (an
@@ -55,6 +56,7 @@ __all__ = [
     "UPSTREAM_PROVIDER",
     "ConnectionNeeded",
     "UpstreamAuthFailed",
+    "UpstreamAuthUnavailable",
     "UpstreamNeedsAPerson",
     "UpstreamOAuth",
     "UpstreamScopeRefused",
@@ -109,6 +111,20 @@ class UpstreamAuthFailed(UpstreamError):
     an address authgate may not fetch), or the AS unreachable. The refusal's reason is the message."""
 
     reason = "upstream_oauth_failed"
+
+
+class UpstreamAuthUnavailable(UpstreamAuthFailed):
+    """The person's token is due for renewal and the upstream's AS cannot renew it now
+    (unreachable, 5xx, another error than a grant ended): retryable."""
+
+    status = 503
+    reason = "upstream_oauth_unavailable"
+
+    def data(self) -> dict[str, Any] | None:
+        return {"source": "authgate", "reason": self.reason, "retryable": True}
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"retry-after", b"5")]
 
 
 class UpstreamOAuth:
@@ -168,7 +184,7 @@ class UpstreamOAuth:
         user_id = _person(scope)
         if user_id is None:
             return []
-        token = await self._broker_call(_broker(scope).token(user_id, self.provider), request_id)
+        token = await self._broker_call(_broker(scope).token(user_id, self.provider), request_id, renewal=True)
         return [("Authorization", f"Bearer {token}")] if token else []
 
     async def send(
@@ -212,7 +228,8 @@ class UpstreamOAuth:
             raise UpstreamNeedsAPerson(_NO_PERSON, request_id=request_id)
         if status == 401:
             if sent is not None:  # refused: renewed (by the broker, or another request meanwhile)?
-                renewed = await self._broker_call(_broker(scope).renew(user_id, self.provider, sent), request_id)
+                broker = _broker(scope)
+                renewed = await self._broker_call(broker.renew(user_id, self.provider, sent), request_id, renewal=True)
                 if renewed is not None and renewed != sent:
                     return renewed
             return await self._ask(scope, challenge.scope, request_id, dropped=sent is not None)
@@ -249,13 +266,13 @@ class UpstreamOAuth:
                 pending[required.provider] = required
             raise ConnectionNeeded(required, request_id=request_id) from None
 
-    async def _broker_call(self, call: Awaitable[T], request_id: JsonRpcId) -> T:
+    async def _broker_call(self, call: Awaitable[T], request_id: JsonRpcId, *, renewal: bool = False) -> T:
+        """`renewal`: a refresh the AS could not make now (a grant that ended is None, not this)."""
         try:
             return await call
         except OutboundAuthError as exc:  # the remote's metadata refused, or its AS unreachable (logged: proxy.py)
-            raise UpstreamAuthFailed(
-                f"authgate: no token for the upstream MCP server: {exc}", request_id=request_id
-            ) from None
+            failed = UpstreamAuthUnavailable if renewal else UpstreamAuthFailed
+            raise failed(f"authgate: no token for the upstream MCP server: {exc}", request_id=request_id) from None
 
 
 T = TypeVar("T")
