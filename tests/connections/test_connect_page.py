@@ -218,6 +218,41 @@ def test_forged_expired_oversized_and_redirecting_inputs_are_refused(
     assert expired.status_code == 404 and "expired" in expired.text
 
 
+def test_removing_a_person_removes_their_connections(setup: tuple[AuthgateServer, OidcProvider, str]) -> None:
+    # `authgate users remove` deletes what was stored for the person (and asks the providers to
+    # revoke their tokens: the broker's revoke, tested in tests/connections):
+    # nothing sealed to a removed person is kept behind
+    server, provider, database_url = setup
+    password = "dave-password-" + "d" * 12
+    assert server.cli("users", "add", "dave", "--password-stdin", stdin=password + "\n").returncode == 0
+    with HeadlessUserAgent() as agent:
+        leaving = _signed_in_continue(agent, _link(server, provider, database_url, user="dave"), "dave", password)
+        assert isinstance(leaving, AuthorizationResponse) and leaving.status == 303, leaving
+        idp = IdpUserAgent("dave-at-idp")
+        try:
+            params = idp.authorize(leaving.location)
+        finally:
+            idp.close()
+        assert agent.http.get(f"{server.url}/connect/callback?{urlencode(params)}").status_code == 200
+    listed = [
+        json.loads(line) for line in server.cli("connections", "list", "--user", "dave", "--json").stdout.splitlines()
+    ]
+    assert [row["provider"] for row in listed] == ["idp"]
+    dave_id = listed[0]["user_id"]
+    removed = server.cli("users", "remove", "dave")
+    assert removed.returncode == 0, removed.stderr
+
+    async def rows_of_dave() -> int:
+        stores = sql_stores(database_url)
+        await stores.open()
+        try:
+            return len(await stores.connections.list_connections(dave_id))
+        finally:
+            await stores.close()
+
+    assert asyncio.run(rows_of_dave()) == 0
+
+
 @pytest.mark.postgres
 @pytest.mark.requirement(req.ISSUE15_CONNECT_ACROSS_REPLICAS)
 def test_a_connect_begun_on_one_replica_completes_on_the_other(

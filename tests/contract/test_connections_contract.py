@@ -10,7 +10,7 @@ from dataclasses import replace
 from authgate.store.bundle import Stores
 from authgate.store.models import ConnectRequest, RemoteClient, StoredConnection
 
-from .conftest import NOW, StoresFactory
+from .conftest import NOW, Build, StoresFactory
 
 
 def _row(user: str = "alice", provider: str = "github", sealed: bytes = b"\x01sealed") -> StoredConnection:
@@ -85,3 +85,18 @@ async def test_a_links_state_is_taken_once_and_not_after_expiry(stores: Stores, 
     assert await stores.connections.take_connect_request("h4", NOW + 10) is None  # expired
     assert await stores.connections.purge_connect_requests(NOW + 11) == 1
     assert await stores.connections.get_connect_request(link.elicitation_id) is not None  # not expired yet
+
+
+async def test_removing_a_user_removes_their_connections_and_links(stores: Stores, build: type[Build]) -> None:
+    # a removed person's sealed provider tokens and open connect links are not kept behind
+    for name in ("alice", "bob"):
+        await stores.users.add_user(build.user(name))
+    await stores.connections.put_connection(_row("uid-alice", "github"))
+    await stores.connections.put_connection(_row("uid-bob", "github"))
+    await stores.connections.add_connect_request(
+        ConnectRequest("a" * 22, "uid-alice", "client-1", "jira", ("read",), NOW, NOW + 900)
+    )
+    assert await stores.users.remove_user("uid-alice", NOW)
+    assert await stores.connections.get_connection("uid-alice", "github") is None
+    assert await stores.connections.get_connect_request("a" * 22) is None
+    assert await stores.connections.get_connection("uid-bob", "github") is not None  # another's stays

@@ -35,7 +35,8 @@ async def _user_id(stores: Stores, name: str) -> str | None:
     return user.user_id
 
 
-def _broker(settings: Settings, stores: Stores) -> Any:
+def connection_broker(settings: Settings, stores: Stores) -> Any:
+    """The broker the CLI acts through (`aclose()` it after)."""
     from authgate.connections import ConnectionBroker
     from authgate.connections.upstream import broker_providers
     from authgate.server.runtime import load_secret
@@ -53,7 +54,7 @@ async def _run(args: argparse.Namespace, settings: Settings, stores: Stores) -> 
     user_id = await _user_id(stores, args.user) if args.user else None
     if args.user and user_id is None:
         return 1
-    broker = _broker(settings, stores)
+    broker = connection_broker(settings, stores)
     try:
         if args.connections_command == "list":
             found = await broker.list(user_id)

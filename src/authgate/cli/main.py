@@ -137,6 +137,16 @@ def cmd_users(args: argparse.Namespace) -> int:
         if found is None:  # add
             return await _add_user(settings, store, args.name, args.role, read_password(args))
         if args.users_command == "remove":
+            from authgate.connections.upstream import connections_wanted
+
+            if connections_wanted(settings):  # their provider tokens revoked at the providers too
+                from authgate.cli.connections_cmd import connection_broker
+
+                broker = connection_broker(settings, stores)
+                try:
+                    await broker.revoke_all(found.user_id)
+                finally:
+                    await broker.aclose()
             await store.remove_user(found.user_id, time.time())
             discard_first_password(settings, found)
             print(f"removed user {args.name}; their grants and sign-in sessions are revoked")

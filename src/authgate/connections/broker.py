@@ -135,6 +135,10 @@ class ConnectionBroker:
         log.info("connection of %s to %s revoked", user_id, provider)
         return True
 
+    async def revoke_all(self, user_id: str) -> int:
+        """Revoke every connection of `user_id` (before the person is removed); how many."""
+        return sum([await self.revoke(user_id, c.provider) for c in await self.list(user_id)])
+
     async def list(self, user_id: str | None = None) -> list[ConnectionInfo]:
         """A user's connections (everyone's when None): never a token."""
         return [self._info(row) for row in await self.store.list_connections(user_id)]

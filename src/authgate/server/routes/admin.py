@@ -199,6 +199,8 @@ class AdminPages:
     async def _remove_user(self, user_id: str, admin: User) -> str:
         if user_id == admin.user_id:
             return "done=self"
+        if self.connections is not None:  # their tokens revoked at the providers too, not only deleted
+            await self.connections.revoke_all(user_id)
         removed = await self.stores.users.remove_user(user_id, self.auth.clock())
         log.info("admin %r removed user %r: %s", admin.username, user_id, "done" if removed else "not found")
         return "done=" + ("user-removed" if removed else "not-found")

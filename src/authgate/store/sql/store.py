@@ -200,6 +200,9 @@ class SqlStore(SqlGrants):
                 await conn.execute(
                     sa.update(CLIENTS).where(CLIENTS.c.client_id.in_(left), ~still).values(consented=False)
                 )
+            # their connections to providers (sealed tokens) and open connect links go with them
+            await conn.execute(sa.delete(t.connections).where(t.connections.c.user_id == user_id))
+            await conn.execute(sa.delete(t.connect_requests).where(t.connect_requests.c.user_id == user_id))
             result = await conn.execute(sa.delete(USERS).where(USERS.c.user_id == user_id))
             return result.rowcount == 1
 
