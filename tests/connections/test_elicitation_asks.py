@@ -266,6 +266,20 @@ def test_a_configured_tool_sends_the_token_in_the_providers_header_or_asks() -> 
     assert other.answer is None and other.headers == []
 
 
+def test_a_retry_for_the_protected_upstream_sends_its_token_in_no_connection_header() -> None:
+    # the upstream's own token travels in Authorization (upstream_oauth.py); a resumed retry of
+    # its link must not also put it in X-Authgate-Connection-upstream
+    asks, broker, _ = _asks(headers=True)
+    broker.providers = {**broker.providers, "upstream": object()}
+    required = ConnectionRequired("upstream", "https://authgate.example/connect/u1", "u1", ())
+    answer = asks.ask(_call({}), required, carry=_call({}).params)
+    state = answer["result"]["requestState"]
+    broker.tokens[("alice", "upstream")] = "remote-token"
+    retry = {"requestState": state, "inputResponses": {input_key("upstream"): {"action": "accept"}}}
+    served = _run(asks.before(_call(retry)))
+    assert served.answer is None and served.headers == []
+
+
 def test_a_signal_for_an_unknown_provider_goes_back_as_it_came_and_a_refused_token_is_dropped() -> None:
     asks, broker, _ = _asks()
     assert _run(asks.after(_call({}), read_signal(signal_error("jira")))) is None  # type: ignore[arg-type]

@@ -51,6 +51,7 @@ from authgate.connections.request_state import (
     arguments_digest,
     is_authgate_state,
 )
+from authgate.connections.upstream import UPSTREAM_PROVIDER
 from authgate.errors import ConnectionRequired
 from authgate.outbound.errors import OutboundAuthError
 
@@ -150,7 +151,10 @@ class ConnectionAsks:
         if not self.headers or call.method != "tools/call":
             return []
         found = (self.tools.get(call.name), self.learned.get(call.name), resumed)
-        return list(dict.fromkeys(p for p in found if p is not None and p in self.broker.providers))
+        # the protected upstream's own token goes in its Authorization (gateway/http/upstream_oauth.py),
+        # never a second time in a connection header
+        wanted = (p for p in found if p is not None and p != UPSTREAM_PROVIDER)
+        return list(dict.fromkeys(p for p in wanted if p in self.broker.providers))
 
     async def _before(self, call: Call) -> Before:
         params, resumed = call.params, None
