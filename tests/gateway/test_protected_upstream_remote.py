@@ -39,6 +39,7 @@ from .mcp_wire import initialize_request, legacy_headers
 PORT = free_port()
 BASE = f"http://127.0.0.1:{PORT}"
 PRM_URL = f"{BASE}/.well-known/oauth-protected-resource/mcp"
+HIDDEN_PRM_URL = f"{BASE}/meta/prm"  # case "hidden": the PRM only where the challenge says
 
 
 class Remote:
@@ -58,6 +59,7 @@ class Remote:
             routes=[
                 Route("/mcp", self.mcp, methods=["GET", "POST", "DELETE"]),
                 Route("/.well-known/oauth-protected-resource/mcp", self.prm),
+                Route("/meta/prm", self.prm),
                 Route("/.well-known/oauth-authorization-server", self.metadata),
                 Route("/register", self.register, methods=["POST"]),
                 Route("/authorize", self.authorize),
@@ -70,7 +72,8 @@ class Remote:
         self.seen.append(bearer)
         if bearer != "at-2" or self.refuse_all:  # none, or at-1: refused as if revoked there
             error = 'error="invalid_token", ' if bearer else ""
-            challenge = f'Bearer {error}resource_metadata="{PRM_URL}"'
+            prm = HIDDEN_PRM_URL if self.case == "hidden" else PRM_URL
+            challenge = f'Bearer {error}resource_metadata="{prm}"'
             return JSONResponse({"error": "invalid_token"}, status_code=401, headers={"WWW-Authenticate": challenge})
         if self.forbid is not None:
             challenge = f'Bearer error="insufficient_scope", scope="{self.forbid}", resource_metadata="{PRM_URL}"'
@@ -89,6 +92,8 @@ class Remote:
         )
 
     async def prm(self, request: Request) -> Response:
+        if (self.case == "hidden") != (request.url.path == "/meta/prm"):
+            return JSONResponse({}, status_code=404)
         resource = f"{BASE}/another-server" if self.case == "resource" else f"{BASE}/mcp"
         server = "http://10.20.30.40:8080" if self.case == "private" else BASE
         return JSONResponse({"resource": resource, "authorization_servers": [server], "scopes_supported": ["read"]})
@@ -203,6 +208,21 @@ def test_a_remote_whose_metadata_lies_is_refused_with_the_reason(front: Any, cas
     assert error["data"] == {"source": "authgate", "reason": "upstream_oauth_failed"}, error
     assert named in error["message"] and "/connect/" not in r.text, error["message"]
     assert "refused" in error["message"] or "private" in error["message"], error["message"]
+
+
+@pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)
+def test_the_remotes_metadata_is_found_where_its_challenge_says(front: Any) -> None:
+    # a PRM only at the challenge's resource_metadata (none at the well-known URLs): the spec
+    # has a client read that URL first; before, only the well-known URLs were tried (a 502)
+    server, remote, token, _ = front
+    remote.case = "hidden"
+    try:
+        r = _initialize(server, token)
+    finally:
+        remote.case = "ok"
+    error = r.json()["error"]
+    assert r.status_code == 200 and error["data"]["reason"] == "connection_required", r.text
+    assert "/connect/" in error["data"]["url"]
 
 
 @pytest.mark.requirement(req.ISSUE15_PROTECTED_UPSTREAM)

@@ -2,7 +2,8 @@
 
 Where: an oauth provider's `issuer` (its metadata at the spec's well-known URLs, issuer checked
 byte for byte: RFC 8414 §3.3) or `metadata_url`; an mcp provider's AS through RFC 9728
-(`authgate.outbound.discovery.discover`). Kept for `DISCOVERY_SECONDS` in this process.
+(`authgate.outbound.discovery.discover`), starting from the `resource_metadata` of its 401 to a
+request without credentials. Kept for `DISCOVERY_SECONDS` in this process.
 
 authgate's client: the configured one, else the registration stored for that issuer (made by
 this replica or another, before a restart or after), else a new one (CIMD where the AS takes it
@@ -23,7 +24,7 @@ from authgate.oauth.cimd.policy import CimdPolicy
 from authgate.oauth.cimd.validating import fetch_url_problem
 from authgate.oauth.sealing import derive_key, seal, unseal
 from authgate.outbound import registration
-from authgate.outbound.challenge import Challenge
+from authgate.outbound.challenge import Challenge, parse_challenge
 from authgate.outbound.discovery import AuthServer, as_metadata_urls, auth_server_from, discover
 from authgate.outbound.errors import OutboundAuthError
 from authgate.outbound.registration import ClientProfile, Credentials
@@ -75,13 +76,27 @@ class RemoteServers:
         self._endpoints[provider.name] = (time.monotonic() + DISCOVERY_SECONDS, found)
         return found
 
+    async def _challenge(self, mcp_url: str) -> Challenge:
+        """The MCP server's Bearer challenge to a request without credentials: its
+        `resource_metadata` is where the spec has a client look first (RFC 9728 §5.1; MCP
+        authorization, "Protected Resource Metadata Discovery"), before the well-known URLs."""
+        headers = {"Accept": "application/json, text/event-stream"}
+        try:
+            status, answer, _ = await self.http.exchange(
+                "POST", mcp_url, what="MCP server", json_body={}, headers=headers
+            )
+        except FetchError:
+            return Challenge()  # discovery names what fails when it fetches the well-known URLs
+        return parse_challenge(answer.get_list("www-authenticate")) if status == 401 else Challenge()
+
     def forget(self, provider: ProviderConfig) -> None:
         """Discover again next time (the AS refused what it advertised)."""
         self._endpoints.pop(provider.name, None)
 
     async def _discover(self, provider: ProviderConfig) -> Endpoint:
         if provider.kind == "mcp" and provider.mcp_url:
-            found = await discover(provider.mcp_url, Challenge(), self.get_json, self.url_problem)
+            challenge = await self._challenge(provider.mcp_url)
+            found = await discover(provider.mcp_url, challenge, self.get_json, self.url_problem)
             return Endpoint(found.auth_server, found.resource, found.scopes_supported or ())
         if provider.metadata_url:
             document = await self.get_json(provider.metadata_url, "AS metadata")
