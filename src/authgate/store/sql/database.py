@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 
@@ -36,6 +36,7 @@ from authgate.store.sql.engine import (
 )
 from authgate.store.sql.revisions import schema_is_current, sqlite_at_head
 from authgate.store.sql.sqlite_direct import DirectSqlite
+from authgate.store.sql.sqlite_prepared import is_prepared
 
 log = logging.getLogger("authgate.store")
 
@@ -188,27 +189,50 @@ class SqlDatabase:
         except StoreError:
             raise
         except Exception as exc:  # a driver's own error may escape SQLAlchemy unwrapped
-            failure = unavailable(exc, connecting=connecting)
-            if failure is not None:
-                raise failure from exc
-            if isinstance(exc, sa.exc.DBAPIError):
-                raise StoreError(f"database error: {masked_urls(str(exc.orig or exc))}") from exc
-            if isinstance(exc, sa.exc.SQLAlchemyError):
-                raise StoreError(f"database error: {masked_urls(str(exc))}") from exc
-            raise
+            mapped = _store_error(exc, connecting=connecting)
+            if mapped is exc:
+                raise
+            raise mapped from exc
         finally:
             if meter is not None:
                 meter.store(write, time.perf_counter() - begun, failed)
 
+    async def _read(self, query: sa.Select[Any], params: dict[str, Any] | None) -> Any:
+        """On an SQLite file, a prepared `query` read without a transaction of its own
+        (`DirectSqlite.read`: one statement, its own snapshot), failures and metering as in
+        `_tx`; None otherwise, for `_tx` to run it."""
+        direct = self._direct
+        if direct is None or not is_prepared(query):
+            return None
+        meter, begun = metering.meter, time.perf_counter()
+        try:
+            result = await direct.read(query, params)
+        except Exception as exc:
+            if meter is not None:
+                meter.store(False, time.perf_counter() - begun, True)
+            mapped = exc if isinstance(exc, StoreError) else _store_error(exc, connecting=False)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+        if result is not None and meter is not None:  # None: not run here (`_tx` meters it)
+            meter.store(False, time.perf_counter() - begun, False)
+        return result
+
     @idempotent
     async def _one(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> sa.RowMapping | None:
         """The first row of `query` (with `params` for its `bindparam`s), in a read transaction."""
+        read = await self._read(query, params)
+        if read is not None:
+            return cast("sa.RowMapping | None", read.mappings().first())
         async with self._tx(write=False) as conn:
             row: sa.RowMapping | None = (await conn.execute(query, params)).mappings().first()
         return row
 
     @idempotent
     async def _all(self, query: sa.Select[Any], params: dict[str, Any] | None = None) -> list[sa.RowMapping]:
+        read = await self._read(query, params)
+        if read is not None:
+            return cast("list[sa.RowMapping]", read.mappings().all())
         async with self._tx(write=False) as conn:
             return list((await conn.execute(query, params)).mappings().all())
 
@@ -216,3 +240,16 @@ class SqlDatabase:
     async def _count(self, table: sa.Table) -> int:
         async with self._tx(write=False) as conn:
             return int(await conn.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+
+
+def _store_error(exc: Exception, *, connecting: bool) -> Exception:
+    """`exc` as the store raises it: `StoreUnavailable` when the database cannot answer now,
+    `StoreError` for any other database failure, anything else unchanged."""
+    failure = unavailable(exc, connecting=connecting)
+    if failure is not None:
+        return failure
+    if isinstance(exc, sa.exc.DBAPIError):
+        return StoreError(f"database error: {masked_urls(str(exc.orig or exc))}")
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        return StoreError(f"database error: {masked_urls(str(exc))}")
+    return exc

@@ -51,7 +51,7 @@ from sqlalchemy.pool import NullPool
 from authgate.errors import StoreUnavailable
 from authgate.store import durability
 from authgate.store.sql import engine as engines
-from authgate.store.sql.sqlite_prepared import Prepared, is_prepared, prepare
+from authgate.store.sql.sqlite_prepared import DirectResult, Prepared, is_prepared, prepare
 
 __all__ = ["DirectSqlite", "DirectTx"]
 
@@ -143,11 +143,42 @@ class DirectSqlite:
         finally:
             if write:
                 self._write_lock.release()
-            elif conn is not None and not conn.closed and len(self._readers) < MAX_IDLE_READERS:
-                self._readers.append(conn)
             elif conn is not None:
-                conn.close()
+                self._release_reader(conn)
         if seen > flusher.durable and not (write and durability.is_relaxed()):  # relaxed: answers nobody
+            await self._durable(seen)
+
+    async def read(self, statement: sa.Executable, parameters: Any = None) -> DirectResult | None:
+        """A read of one prepared statement (`sqlite_prepared`) outside BEGIN and COMMIT (the
+        connection is in autocommit mode: one statement is its own read transaction, one
+        snapshot), waiting like a read transaction for the flush of what it may have seen. None
+        when the statement cannot be prepared: `transaction` then runs it."""
+        found = prepare(self._prepared, statement, parameters, self._engine.dialect)
+        if found is None:
+            return None
+        seen = self._flusher.committed
+        conn = self._reader_connection()
+        try:
+            result = found.run(self._raw(conn), parameters)
+        except BaseException:
+            with contextlib.suppress(Exception):  # as `_roll_back` does with a connection that failed
+                conn.close()
+            raise
+        self._release_reader(conn)
+        if seen > self._flusher.durable:
+            await self._durable(seen)
+        return result
+
+    def _release_reader(self, conn: sa.Connection) -> None:
+        if not conn.closed and len(self._readers) < MAX_IDLE_READERS:
+            self._readers.append(conn)
+        else:
+            conn.close()
+
+    async def _durable(self, seen: int) -> None:
+        """Wait for the flush of commit `seen`, or leave it to the request's end (`durability`)."""
+        flusher = self._flusher
+        if seen > flusher.durable:
             scope = durability.current_scope()
             pending = scope.pending if scope is not None else None
             if scope is None or (pending is not None and getattr(pending, "flusher", None) is not flusher):
