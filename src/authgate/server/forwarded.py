@@ -43,6 +43,7 @@ class TrustedProxies:
     def __init__(self, trusted: Iterable[str], header: Header = "x-forwarded-for") -> None:
         trusted = list(trusted)
         self.header = header
+        self._name = header.encode()  # the header's name as ASGI servers hand it (lowercase)
         self.trust_all = "*" in trusted
         self._networks = [ipaddress.ip_network(t, strict=False) for t in trusted if _is_network(t)]
         self._literals = {t for t in trusted if t != "*" and not _is_network(t)}  # e.g. a Unix socket path
@@ -67,7 +68,14 @@ class TrustedProxies:
         """Set `scope["client"]` (and `scheme`) from the forwarding header when the peer is trusted."""
         if scope["type"] not in ("http", "websocket") or not self.trusts(client_host(scope)):
             return
-        entries = self._entries(scope["headers"])  # [(for, proto)], left to right
+        headers = scope["headers"]
+        name = self._name
+        for key, _value in headers:
+            if key == name:
+                break
+        else:  # no forwarding header (a direct request from a trusted address): the peer stands
+            return
+        entries = self._entries(headers)  # [(for, proto)], left to right
         chosen = self._client_entry(entries)
         if chosen is None:
             return

@@ -165,10 +165,11 @@ def stamp_start(record: dict[str, Any], message: Message) -> tuple[Message, str 
 
 def write_record(record: dict[str, Any], started: float) -> None:
     seconds = time.monotonic() - started
-    record["duration_ms"] = round(seconds * 1000, 1)
     if (meter := metering.meter) is not None:  # requests by route template and status (server/metrics.py)
         meter.http(record["path"], record.get("status"), seconds)
-    log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
+    if log.isEnabledFor(logging.INFO):  # below `info` (the benchmarks' `warning`) nothing more to do
+        record["duration_ms"] = round(seconds * 1000, 1)
+        log.info("%s %s %s", record["method"], record["path"], record.get("status", "-"), extra={"fields": record})
 
 
 class RequestLog:
