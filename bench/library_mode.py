@@ -12,7 +12,10 @@ and at 2026-07-28 (per-request `_meta`, no handshake):
   joserfc verification authgate uses, per request: bench/sdk_servers.py);
 - FastMCP 4.2.3 with its `JWTVerifier` (bench/peers/fastmcp_server.py, in the FastMCP venv).
 
-The last two verify an RS256 JWT the bench signs (bench/tokens.py: signed_jwt). Every server
+The last two verify an RS256 JWT the bench signs (bench/tokens.py: signed_jwt). Besides req/s,
+each server's CPU per request (utime + stime from /proc over the measured run, divided by the
+requests wrk counted): at a load average above ~2 the req/s of one server spread more between
+rounds than the kinds differ, CPU per request much less (docs/benchmarks.md §1). Every server
 runs with authgate's collector settings (`gc_tuning`; BENCH_GC=default: CPython's defaults).
 """
 
@@ -35,6 +38,7 @@ CONNECTIONS = 32
 @dataclass
 class Results:
     rps: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    cpu: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # server CPU µs per request
     refused: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
@@ -80,8 +84,13 @@ def one_round(results: Results, seconds: float, warmup: float, workdir: Path) ->
                 script = common.wrk_script(workdir, body, headers)
                 if warmup:
                     common.wrk(url, script, seconds=warmup, connections=CONNECTIONS, cpu="1")
+                pid = procs[kind].pid
+                cpu0 = common.cpu_seconds(pid)
                 run = common.wrk(url, script, seconds=seconds, connections=CONNECTIONS, cpu="1")
+                used = common.cpu_seconds(pid) - cpu0
                 results.rps.setdefault((kind, protocol), []).append(run.rps)
+                per = used / run.requests * 1e6 if run.requests else float("nan")
+                results.cpu.setdefault((kind, protocol), []).append(per)
     finally:
         for proc in procs.values():
             common.stop(proc)
@@ -109,6 +118,8 @@ TABLE = Table(
         "whole/bare (≥ 0.95)",
         "whole/SDK JWT (≥ 1.2)",
         "whole/FastMCP (≥ 2)",
+        "server CPU µs/req: bare / whole / guard / SDK JWT / FastMCP",
+        "whole/bare by CPU",
     ],
 )
 
@@ -130,5 +141,7 @@ def rows(results: Results, run_cell: str) -> Table:
             ratio(whole, med["bare"]),
             ratio(whole, med["sdk-jwt"]),
             ratio(whole, med["fastmcp-jwt"]),
+            " / ".join(fmt(median(results.cpu.get((k, protocol), []))) for k in KINDS),
+            ratio(median(results.cpu.get(("bare", protocol), [])), median(results.cpu.get(("authgate", protocol), []))),
         )
     return table
