@@ -39,7 +39,7 @@ import authgate
 from authgate.connections.elicitation import signal_error
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
-from support.flow_load import CALLBACK, signed_in_code
+from support.flow_load import signed_in_tokens
 from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 from support.idp_peers import IdpUserAgent, OidcProvider, ProviderShape, require_oidc_provider
 from support.ports import free_port
@@ -90,25 +90,7 @@ def connect_in_browser(server: AuthgateServer, link: str) -> None:
 
 
 def alice_token(server: AuthgateServer) -> str:
-    r = httpx.post(
-        server.endpoint("register"),
-        json={"client_name": "elicitation-test", "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
-        timeout=10,
-    )
-    assert r.status_code == 201, r.text
-    client_id = r.json()["client_id"]
-    code, verifier = signed_in_code(server, client_id)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "code_verifier": verifier,
-        "redirect_uri": CALLBACK,
-        "client_id": client_id,
-        "resource": server.mcp_url,
-    }
-    r = httpx.post(server.endpoint("token"), data=form, timeout=10)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
+    return str(signed_in_tokens(server, "elicitation-test", resource=server.mcp_url)["access_token"])
 
 
 class Person:

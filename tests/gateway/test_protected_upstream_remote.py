@@ -30,7 +30,7 @@ from starlette.routing import Route
 
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
-from support.flow_load import CALLBACK, auth_url, pkce_pair
+from support.flow_load import signed_in_tokens
 from support.headless import AuthorizationResponse, HeadlessUserAgent, Page
 from support.ports import free_port
 
@@ -166,24 +166,7 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthgateSe
 
 
 def _person_token(server: AuthgateServer, ua: HeadlessUserAgent) -> str:
-    r = httpx.post(
-        server.endpoint("register"),
-        json={"client_name": "remote-tests", "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
-        timeout=10,
-    )
-    client_id = r.json()["client_id"]
-    verifier, challenge = pkce_pair()
-    answer = ua.authorize(auth_url(server.url, client_id, challenge), server.username, server.password)
-    form = {
-        "grant_type": "authorization_code",
-        "code": answer.code or "",
-        "code_verifier": verifier,
-        "redirect_uri": CALLBACK,
-        "client_id": client_id,
-    }
-    r = httpx.post(server.endpoint("token"), data=form, timeout=10)
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
+    return str(signed_in_tokens(server, "remote-tests", ua=ua)["access_token"])
 
 
 def _initialize(server: AuthgateServer, token: str) -> httpx.Response:

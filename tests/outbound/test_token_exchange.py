@@ -43,7 +43,7 @@ import authgate
 from authgate.outbound.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, JWT_TYPE
 from support import requirements as req
 from support.authgate_server import AuthgateServer, serve_asgi_in_thread
-from support.flow_load import CALLBACK, signed_in_code
+from support.flow_load import signed_in_tokens
 from support.ports import free_port
 
 SECRET = "token-exchange-" + "s" * 32
@@ -158,25 +158,7 @@ def world(tmp_path: Path) -> Iterator[tuple[AuthgateServer, TrustingAs, Trusting
 
 def alice_token(server: AuthgateServer) -> tuple[str, str]:
     """alice's access token at authgate, and her authgate subject."""
-    r = httpx.post(
-        server.endpoint("register"),
-        json={"client_name": "exchange-test", "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
-        timeout=10,
-    )
-    assert r.status_code == 201, r.text
-    client_id = r.json()["client_id"]
-    code, verifier = signed_in_code(server, client_id)
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "code_verifier": verifier,
-        "redirect_uri": CALLBACK,
-        "client_id": client_id,
-        "resource": server.mcp_url,
-    }
-    r = httpx.post(server.endpoint("token"), data=form, timeout=10)
-    assert r.status_code == 200, r.text
-    token = str(r.json()["access_token"])
+    token = str(signed_in_tokens(server, "exchange-test", resource=server.mcp_url)["access_token"])
     return token, str(
         jwt.decode(token, KeySet.import_key_set(httpx.get(server.endpoint("jwks.json")).json())).claims["sub"]
     )

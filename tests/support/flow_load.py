@@ -222,6 +222,35 @@ def signed_in_code(
     return answer.code, verifier
 
 
+def signed_in_tokens(
+    server: AuthgateServer, client_name: str, *, resource: str | None = None, ua: HeadlessUserAgent | None = None
+) -> dict[str, Any]:
+    """The token response of a whole code flow at `server`: a public client named `client_name`
+    registered, the test user signed in and consented (`signed_in_code`), the code redeemed
+    (with `resource` when given)."""
+    r = httpx.post(
+        server.endpoint("register"),
+        json={"client_name": client_name, "redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    client_id = r.json()["client_id"]
+    code, verifier = signed_in_code(server, client_id, ua=ua)
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": CALLBACK,
+        "client_id": client_id,
+    }
+    if resource is not None:
+        form["resource"] = resource
+    r = httpx.post(server.endpoint("token"), data=form, timeout=10)
+    assert r.status_code == 200, r.text
+    tokens: dict[str, Any] = r.json()
+    return tokens
+
+
 def still_works(
     replica: AuthgateServer, client_id: str, refresh_token: str | None, public: str | None = None
 ) -> tuple[bool, str | None, str]:
