@@ -19,7 +19,8 @@ Only two things could block the loop, and do not:
   a request's writes, shared with whatever else committed meanwhile. A read waits too, when
   it may have seen a commit of this process whose flush is still on its way, so no answer
   depends on what a power loss could take back. Checkpoints (which copy the WAL into the
-  database file, with two fsyncs) run in the flush thread as well, not in a COMMIT on the loop.
+  database file, with two fsyncs) run in the flush thread as well, not in a COMMIT on the loop;
+  each RESTARTs the WAL, so that it stays bounded under writes that never pause.
 - **The write lock.** This process's writers queue on an asyncio lock and share one writer
   connection; its BEGIN IMMEDIATE never waits in SQLite's busy handler (busy timeout 0 on
   that connection), it is retried after asyncio sleeps while another process (a replica, the
@@ -243,8 +244,8 @@ class _Flusher:
     (one fsync, however many commits), then answers each waiter on its loop. Commits are
     numbered in this process (`committed`); `durable` is the highest number known on the disk.
     While one flush runs, the next waiters gather for one more. Every `CHECKPOINT_EVERY`
-    commits the thread also checkpoints (PASSIVE: it never waits for readers or writers) on a
-    connection of its own, so the loop never copies the WAL into the database."""
+    commits the thread also checkpoints on a connection of its own, so the loop never copies the
+    WAL into the database (`_checkpoint`)."""
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -327,13 +328,19 @@ class _Flusher:
 
 
 def _checkpoint(path: Path, conn: sqlite3.Connection | None) -> sqlite3.Connection | None:
-    """A PASSIVE checkpoint (copy what no reader still needs from the WAL into the database,
-    with its fsyncs) on the flush thread's own connection; a failure only waits for the next."""
+    """A RESTART checkpoint on the flush thread's own connection: the WAL copied into the
+    database (with its fsyncs), then, once no reader still reads the WAL, the WAL started over
+    from its beginning; a failure (or a busy timeout) only waits for the next. Not PASSIVE:
+    SQLite starts the WAL over only when a write begins with all of it checkpointed, which
+    writes arriving between a checkpoint in this thread and the next write never allow, and the
+    WAL grew without end (821 MB after 56 k flows, docs/benchmarks.md §3). Meanwhile this
+    process's BEGIN IMMEDIATE is retried after asyncio sleeps (`_begin_immediate`): the loop
+    never waits in the busy handler."""
     try:
         if conn is None:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {engines.SQLITE_BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
     except sqlite3.Error:
         if conn is not None:
             with contextlib.suppress(sqlite3.Error):
