@@ -10,6 +10,7 @@ import asyncio
 import sys
 from typing import Any
 
+from authgate.cli.listings import user_id_of
 from authgate.cli.output import Column, add_json_flag, iso, print_rows, printable
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
@@ -24,15 +25,6 @@ COLUMNS = (
     Column("connected", "CONNECTED"),
     Column("updated", "UPDATED"),
 )
-
-
-async def _user_id(stores: Stores, name: str) -> str | None:
-    """A username, or a user id."""
-    user = await stores.users.get_user_by_name(name) or await stores.users.get_user(name)
-    if user is None:
-        print(f"authgate: no user {printable(name)!r} (`authgate users list` lists them)", file=sys.stderr)
-        return None
-    return user.user_id
 
 
 def connection_broker(settings: Settings, stores: Stores) -> Any:
@@ -51,7 +43,7 @@ def connection_broker(settings: Settings, stores: Stores) -> Any:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, stores: Stores) -> int:
-    user_id = await _user_id(stores, args.user) if args.user else None
+    user_id = await user_id_of(stores.users, args.user) if args.user else None
     if args.user and user_id is None:
         return 1
     broker = connection_broker(settings, stores)

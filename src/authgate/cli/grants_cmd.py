@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from authgate.cli.clients_cmd import GRANT_COLUMNS, REVOKED, grant_row
+from authgate.cli.listings import user_id_of
 from authgate.cli.output import Column, add_json_flag, iso, print_rows, printable
 from authgate.cli.settings_flags import add_setting_flags, setting_overrides
 from authgate.config.settings import Settings, load_settings
@@ -23,17 +24,8 @@ from authgate.store.bundle import Stores
 MAX_LIMIT = 100_000
 
 
-async def _user_id(stores: Stores, name: str) -> str | None:
-    """A username, or a user id (a proxy-mode user's `iss|sub`)."""
-    user = await stores.users.get_user_by_name(name) or await stores.users.get_user(name)
-    if user is None:
-        print(f"authgate: no user {printable(name)!r} (`authgate users list` lists them)", file=sys.stderr)
-        return None
-    return user.user_id
-
-
 async def _list(args: argparse.Namespace, stores: Stores) -> int:
-    user_id = await _user_id(stores, args.user) if args.user else None
+    user_id = await user_id_of(stores.users, args.user) if args.user else None
     if args.user and user_id is None:
         return 1
     grants = await stores.grants.list_live_grants(user_id=user_id, client_id=args.client, limit=args.limit)
@@ -58,7 +50,7 @@ async def _revoke(args: argparse.Namespace, settings: Settings, stores: Stores) 
     if args.grant_id:
         done = await _revoke_one(stores, args.grant_id)
     elif args.user:
-        user_id = await _user_id(stores, args.user)
+        user_id = await user_id_of(stores.users, args.user)
         if user_id is None:
             return 1
         count = await stores.grants.revoke_families(user_id=user_id, reason=REVOKED, now=time.time())

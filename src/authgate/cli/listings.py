@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 
-from authgate.cli.output import Column, iso, print_more, print_rows
+from authgate.cli.output import Column, iso, print_more, print_rows, printable
 from authgate.store.models import SigningKey, User
 from authgate.store.protocols import UserStore
 
@@ -60,3 +61,13 @@ def print_keys(keys: Iterable[SigningKey], *, as_json: bool) -> None:
         for k in ordered
     ]
     print_rows(rows, KEY_COLUMNS, as_json=as_json)
+
+
+async def user_id_of(users: UserStore, name: str) -> str | None:
+    """The user id of a username, or of a user id given as is (a proxy-mode user's `iss|sub`);
+    None, said on stderr, when there is no such user."""
+    user = await users.get_user_by_name(name) or await users.get_user(name)
+    if user is None:
+        print(f"authgate: no user {printable(name)!r} (`authgate users list` lists them)", file=sys.stderr)
+        return None
+    return user.user_id
