@@ -127,8 +127,13 @@ async def test_a_resume_takes_the_stream_over_from_a_connection_still_open(asgi:
     post = await asgi.post(ALICE, call("wait", {"seconds": 0.5, "marker": str(marker)}, 6), {"mcp-session-id": session})
     assert len(await events(post, 1)) == 1
     taken = await resume(asgi, session, "1-0")
-    assert await events(post) == [], "the first connection ends, unanswered"
-    assert data((await events(taken))[-1])["id"] == 6
+    # the first connection ends without the answer: what the child sent before the takeover
+    # (its progress notification, on a loaded machine) may still reach it, and is replayed too
+    before = await events(post)
+    assert all("id" not in data(e) for e in before), "the first connection ends, unanswered"
+    resumed = await events(taken)
+    assert data(resumed[-1])["id"] == 6
+    assert {e["id"] for e in before} <= {e["id"] for e in resumed}  # nothing after 1-0 is lost
     assert not marker.exists()
 
 
