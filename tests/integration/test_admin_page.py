@@ -185,6 +185,10 @@ def test_a_signed_in_user_without_the_admin_role_gets_403(server: AuthgateServer
         token = http.cookies["authgate_csrf"]
         refused = http.post("/admin/clients/remove", data={"csrf_token": token, "client_id": client_id})
         assert refused.status_code == 403
+        # the connections action (issue 15) goes through the same check: a person's connection is
+        # not revoked by another signed-in non-admin
+        refused = http.post("/admin/connections/revoke", data={"csrf_token": token, "connection": "idp:uid-x"})
+        assert refused.status_code == 403
     assert httpx.post(server.endpoint("register"), json={}).status_code == 400  # still serving
     with signed_in(server, server.username, server.password) as admin:
         assert client_id in admin.get("/admin").text  # not removed by bob
