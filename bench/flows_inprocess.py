@@ -9,7 +9,9 @@ The real app (`build_app`, its lifespan run by hand, SQLite in a temporary data 
 transport: register → authorize → consent → token (code) → token (refresh) for a signed-in
 user, `--flows` in a row per round. Reported: CPU of the whole process per flow (every thread:
 the flush thread's fsyncs count; the driver's share too, ~0.3 ms a request — printed as the
-cost of a bare `/health` round trip) and per step, medians of the rounds. Less exposed to a
+cost of a bare `/health` round trip); the server's share alone (CPU of the whole process while a
+request is inside the app: its handler, the store, the flush it awaits; not httpx's request
+building and response parsing); and per step, medians of the rounds. Less exposed to a
 busy machine than `bench.flows` (no sockets, no other processes), so alternate two trees'
 runs to compare them. `--profile FILE`: one more round under cProfile, timed by the loop
 thread's CPU (`pstats` reads it). Not a test: nothing asserts its numbers.
@@ -52,6 +54,21 @@ SETTINGS = {  # the flow, not the limiter (bench/flows.py's)
     "AUTHGATE_LOG_LEVEL": "warning",
     "AUTHGATE_PUBLIC_URL": BASE,
 }
+
+
+class _Timed:
+    """The app, with the process CPU spent inside its calls added up (the server's share)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.cpu = 0.0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = time.process_time()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.cpu += time.process_time() - started
 
 
 async def _register(http: httpx.AsyncClient) -> str:
@@ -107,7 +124,8 @@ async def _run(flows: int, rounds: int, password: str, profile: Path | None) -> 
     started = await from_app.get()
     if started["type"] != "lifespan.startup.complete":
         raise RuntimeError(f"start-up failed: {started.get('message', '')[-2000:]}")
-    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 5555))
+    timed = _Timed(app)
+    transport = httpx.ASGITransport(app=timed, client=("127.0.0.1", 5555))
     result: dict[str, Any] = {"rounds": []}
     async with httpx.AsyncClient(transport=transport, base_url=BASE) as http:
         page = await http.get("/authorize", params=authorize_params(await _register(http), pkce_pair()[1]))
@@ -119,12 +137,13 @@ async def _run(flows: int, rounds: int, password: str, profile: Path | None) -> 
             await _flow(http, warm)
         for _ in range(rounds):
             steps: dict[str, list[float]] = {s: [] for s in STEPS}
-            cpu = time.process_time()
+            cpu, inside = time.process_time(), timed.cpu
             for _ in range(flows):
                 await _flow(http, steps)
             result["rounds"].append(
                 {
                     "cpu_ms_per_flow": 1000 * (time.process_time() - cpu) / flows,
+                    "server_ms_per_flow": 1000 * (timed.cpu - inside) / flows,
                     "steps": {s: 1000 * statistics.median(v) for s, v in steps.items()},
                 }
             )
@@ -172,9 +191,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     per_step = {s: statistics.median(r["steps"][s] for r in rounds) for s in STEPS}
     each = ", ".join(f"{r['cpu_ms_per_flow']:.2f}" for r in rounds)
     median = statistics.median(r["cpu_ms_per_flow"] for r in rounds)
+    server = statistics.median(r["server_ms_per_flow"] for r in rounds)
     print(
         f"load {os.getloadavg()[0]:.1f}; CPU per flow (driver included) {median:.2f} ms (rounds: {each}); "
-        f"a bare /health round trip {result['health_ms']:.3f} ms"
+        f"inside the app {server:.2f} ms; a bare /health round trip {result['health_ms']:.3f} ms"
     )
     print("  per step (ms, median): " + ", ".join(f"{s} {v:.2f}" for s, v in per_step.items()))
 

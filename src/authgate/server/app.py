@@ -42,6 +42,7 @@ from authgate.server.gate import McpGate
 from authgate.server.heap import settle_after_startup
 from authgate.server.logs import RequestLog
 from authgate.server.responses import NoAnswer
+from authgate.server.route_table import RouteTable
 from authgate.server.routes.admin import ADMIN_PAGES, AdminPages, admin_routes
 from authgate.server.routes.authorize import BrowserFlow
 from authgate.server.routes.discovery import Discovery
@@ -79,12 +80,13 @@ class AuthgateApp:
             expose_headers=["WWW-Authenticate", "DPoP-Nonce"],
             max_age=3600,
         )
-        self._cors_paths = set(self._public_paths())
+        # the AS's routes without Starlette's per-request layers where the outcome is the same
+        self.routes = RouteTable(self.router, self.public_api, set(self._public_paths()))
         self.protected: McpGate | None = None  # the MCP endpoint's one layer, made at start-up
         self.upstream_access: object | None = None  # proxy mode: the callers' upstream IdP tokens
         self.connection_broker: Any = None  # third-party connections (authgate.connections), when configured
         # every body bounded per route before anything reads it (server/body_limit.py)
-        bounded = BodyLimit(self._dispatch, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
+        bounded = BodyLimit(self.routes, mcp_path=self.mcp_path, mcp_max_bytes=settings.mcp_max_body_bytes)
         self._logged = RequestLog(bounded)  # outermost: request id and the access log
         self.proxies = TrustedProxies(settings.trusted_proxies, settings.forwarded_header)
         self.handlers: dict[str, Any] | None = None
@@ -365,12 +367,6 @@ class AuthgateApp:
 
     def _is_mcp(self, path: str) -> bool:
         return path == self.mcp_path or path.startswith(self.mcp_path + "/")
-
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path", "") in self._cors_paths:
-            await self.public_api(scope, receive, send)
-        else:
-            await self.router(scope, receive, send)
 
 
 def _origin_regex(origins: list[str], loopback: bool) -> str | None:
