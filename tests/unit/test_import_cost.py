@@ -82,6 +82,8 @@ def test_the_http_gateway_starts_without_the_mcp_sdk_the_knowledge_base_or_alemb
     # alembic: the schema is current; jinja2: no page asked for yet; httpx: no CIMD client yet;
     # opentelemetry: tracing is off (otel_enabled), whether or not the otel extra is installed
     assert not _loaded(imported, "mcp", "mcp_types", "authgate.kb", "alembic", "jinja2", "httpx")
+    # websockets: uvicorn runs with ws="none" (authgate serves no WebSocket)
+    assert not _loaded(imported, "websockets", "wsproto")
     # an SQLite file at head runs on the sqlite3 module: no asyncio layer, ORM or aiosqlite
     assert not _loaded(imported, "sqlalchemy.ext.asyncio", "sqlalchemy.orm", "aiosqlite")
     assert not _loaded(imported, "opentelemetry", "authgate.tracing", "authgate.server.tracing")

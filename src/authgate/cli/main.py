@@ -87,6 +87,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         lifespan="on",
+        # no WebSocket protocol: authgate serves none (Starlette would refuse the scope), and
+        # uvicorn's "auto" imports the websockets package into every server (~0.5 MB RSS); an
+        # Upgrade: websocket request is answered as the plain HTTP request it also is
+        ws="none",
         timeout_graceful_shutdown=settings.shutdown_timeout,
         # 431 for an oversized request head, 408 for a slow one, max_connections (server/http_protocol.py)
         http=bounded_protocol(

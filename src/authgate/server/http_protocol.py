@@ -161,6 +161,13 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._seats.leave(self)
         super().handle_websocket_upgrade()
 
+    def _unsupported_upgrade_warning(self) -> None:
+        # `authgate serve` runs uvicorn with ws="none" (no WebSocket package imported; MCP has no
+        # WebSocket transport): an Upgrade request is served as the HTTP request it also is, with
+        # no two warnings a request (one asking to install a WebSocket package) for anyone to send
+        if self.ws_protocol_class is not None:
+            super()._unsupported_upgrade_warning()
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self._seated and not self.transport.is_closing() and self.cycle.response_complete and not self.pipeline:
