@@ -34,6 +34,7 @@ from authgate.store.sql.engine import (
     sqlite_file,
     unavailable,
 )
+from authgate.store.sql.pg_prepared import DirectPg
 from authgate.store.sql.revisions import schema_is_current, sqlite_at_head
 from authgate.store.sql.sqlite_direct import DirectSqlite
 from authgate.store.sql.sqlite_prepared import is_prepared
@@ -96,6 +97,7 @@ class SqlDatabase:
         self._serial: asyncio.Lock | None = asyncio.Lock() if in_memory else None
         self._direct: DirectSqlite | None = None  # an SQLite file's transactions, once open
         self._reader: AsyncEngine | None = None  # PostgreSQL's reads (engine.make_engine)
+        self._pg: DirectPg | None = None  # PostgreSQL's prepared statements on asyncpg (pg_prepared.py)
 
     @property
     def dialect(self) -> str:
@@ -132,6 +134,7 @@ class SqlDatabase:
         self._writer = engine.execution_options(**{WRITE_OPTION: True})
         if not is_sqlite(self._url):
             self._reader = make_engine(self._url, reads=True)
+            self._pg = DirectPg(self._url, engine.sync_engine.dialect)
         elif self._serial is None:  # an SQLite file: transactions run in place
             self._direct = DirectSqlite(self._url)
             await engine.dispose()  # aiosqlite's connections (a thread each) were the migration's
@@ -149,6 +152,9 @@ class SqlDatabase:
         direct, self._direct = self._direct, None
         if direct is not None:
             direct.close()
+        pg, self._pg = self._pg, None
+        if pg is not None:
+            await pg.close()
         reader, self._reader = self._reader, None
         if reader is not None:
             await reader.dispose()
@@ -156,10 +162,13 @@ class SqlDatabase:
             await engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def _tx(self, *, write: bool = True) -> AsyncIterator[Connection]:
+    async def _tx(self, *, write: bool = True, prepared: bool = False) -> AsyncIterator[Connection]:
         """One transaction, committed on exit; database failures become StoreError, those of
         a database that cannot answer now StoreUnavailable. A connection that broke, or was
-        left mid-statement by a cancellation, is discarded rather than pooled again."""
+        left mid-statement by a cancellation, is discarded rather than pooled again.
+        `prepared`: every statement of the body compiles without parameters rendered at
+        execution (the flow's, marked `prepared(...)`): on PostgreSQL it runs on asyncpg
+        directly (`pg_prepared.DirectPg`), without SQLAlchemy's asyncio layer."""
         engine = self._writer if write else (self._reader or self._engine)
         if engine is None and self._direct is None:
             raise StoreError("the store is not open: call `await store.open()` first")
@@ -171,6 +180,12 @@ class SqlDatabase:
                     connecting = False
                     async with self._direct.transaction(write=write) as tx:
                         yield tx
+                    failed = False
+                    return
+                if prepared and self._pg is not None:  # PostgreSQL: on asyncpg (pg_prepared.py)
+                    async with self._pg.transaction() as direct:
+                        connecting = False
+                        yield direct
                     failed = False
                     return
                 if engine is None:  # unreachable: no DirectSqlite means open() made an engine
@@ -198,10 +213,10 @@ class SqlDatabase:
                 meter.store(write, time.perf_counter() - begun, failed)
 
     async def _read(self, query: sa.Select[Any], params: dict[str, Any] | None) -> Any:
-        """On an SQLite file, a prepared `query` read without a transaction of its own
-        (`DirectSqlite.read`: one statement, its own snapshot), failures and metering as in
-        `_tx`; None otherwise, for `_tx` to run it."""
-        direct = self._direct
+        """A prepared `query` read without a transaction of its own (one statement, its own
+        snapshot): on an SQLite file (`DirectSqlite.read`) or on asyncpg (`DirectPg.read`),
+        failures and metering as in `_tx`; None otherwise, for `_tx` to run it."""
+        direct: DirectSqlite | DirectPg | None = self._direct or self._pg
         if direct is None or not is_prepared(query):
             return None
         meter, begun = metering.meter, time.perf_counter()

@@ -80,14 +80,14 @@ class SqlGrants(SqlDatabase):
             resources=code.resources,
             created_at=code.created_at,
         )
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             await conn.execute(self._family_unless_made, rows.family_values(family))
             await conn.execute(_INSERT_CODE, rows.code_values(code))
 
     async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
         # RFC 6749 §4.1.2: single use. The conditional UPDATE is the arbiter: in PostgreSQL
         # the loser waits on the row lock and then matches nothing; SQLite has one writer.
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             won = await conn.execute(_CONSUME_CODE, {"b_code_hash": code_hash, "consumed_at": now})
             row = (await conn.execute(_GET_CODE, {"code_hash": code_hash})).mappings().first()
         if row is None:
@@ -105,7 +105,7 @@ class SqlGrants(SqlDatabase):
         # In PostgreSQL this UPDATE and a replay's revoke_family take turns on the row lock.
         values = rows.family_values(family)
         del values["family_id"], values["revoked_at"], values["revoked_reason"]
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             made = await conn.execute(_FILL_FAMILY, {**values, "b_family_id": family.family_id})
             if made.rowcount != 1:  # a code saved by an older version, without its family
                 await conn.execute(_INSERT_FAMILY, rows.family_values(family))
@@ -120,7 +120,7 @@ class SqlGrants(SqlDatabase):
         return rows.to_token(row) if row is not None else None
 
     async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             won = await conn.execute(_ROTATE, {"b_token_hash": old_hash, "rotated_at": now, "successor": successor})
             if won.rowcount != 1:
                 # Nothing was written; leaving the block commits an empty transaction.
@@ -239,7 +239,7 @@ class SqlGrants(SqlDatabase):
 
     async def _merge_consent(self, consent: Consent) -> None:
         key = {"user_id": consent.user_id, "client_id": consent.client_id}
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             old = (await conn.execute(_CONSENT_FOR_UPDATE, key)).mappings().first()
             scopes = set(consent.scopes) | set(old["scopes"] if old else ())
             resources = set(consent.resources) | set(old["resources"] if old else ())

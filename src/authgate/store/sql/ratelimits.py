@@ -140,7 +140,7 @@ class SqlRateLimits:
         start, elapsed = self._now()
         digest = _digest(key, self._key_secret)
         try:
-            async with self._store._tx(write=False) as conn:
+            async with self._store._tx(write=False, prepared=True) as conn:
                 previous = await self._hits(conn, digest, start - self.window)
                 current = await self._hits(conn, digest, start)
         except StoreError as exc:
@@ -187,7 +187,7 @@ class SqlRateLimits:
             return await self._count_hit(digest, start, elapsed)
 
     async def _count_hit(self, digest: str, start: int, elapsed: float) -> bool:
-        async with self._store._tx() as conn:  # same package: the store's transaction rules
+        async with self._store._tx(prepared=True) as conn:  # same package: the store's transaction rules
             previous = await self._hits(conn, digest, start - self.window)
             # this window's count must stay below what the previous one leaves (hits are whole)
             cap = math.ceil(self.limit - previous * (1 - elapsed / self.window))

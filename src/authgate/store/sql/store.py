@@ -45,11 +45,11 @@ class SqlStore(SqlGrants):
     async def add_client(
         self, client: Client, *, max_clients: int | None = None, unverified_pool: int | None = None
     ) -> bool:
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             if (max_clients is not None or unverified_pool is not None) and self.dialect == "postgresql":
                 # Count-then-insert must not interleave between replicas; SQLite's
                 # BEGIN IMMEDIATE already serialises writers.
-                await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(CLIENT_CAP_LOCK_KEY)))
+                await conn.execute(_CLIENT_CAP_LOCK)
             if max_clients is not None:
                 # all of them less the pool (bounded on its own): both counts read an index
                 # only (SQLite counts a table without reading its rows)
@@ -72,7 +72,7 @@ class SqlStore(SqlGrants):
 
     @idempotent
     async def touch_client(self, client_id: str, now: float) -> None:
-        async with self._tx() as conn:
+        async with self._tx(prepared=True) as conn:
             await conn.execute(_TOUCH_CLIENT, {"b_client_id": client_id, "last_used_at": now})
 
     async def delete_client(self, client_id: str) -> bool:
@@ -272,6 +272,7 @@ def _idle_without_grant(unused_since: float, now: float) -> sa.ColumnElement[boo
 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
 # more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows").
+_CLIENT_CAP_LOCK = prepared(sa.select(sa.func.pg_advisory_xact_lock(CLIENT_CAP_LOCK_KEY)))  # PostgreSQL only
 _GET_CLIENT = prepared(sa.select(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("client_id")))
 _GET_USER = prepared(sa.select(USERS).where(USERS.c.user_id == sa.bindparam("user_id")))
 _INSERT_CLIENT = prepared(sa.insert(CLIENTS))
