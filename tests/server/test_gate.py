@@ -1,5 +1,5 @@
 """The gate in front of the MCP endpoint (`server/gate.py`), over ASGI with no server: a request
-through it — log, checks, policy, audit, the drain guard and the app — leaves no reference
+through it — log, checks, policy, audit, the drain's flight (the exchange itself) and the app — leaves no reference
 cycle behind, so what it allocated goes by reference count as the request ends and the
 garbage collector never has to find it (cycles made every request pay for collections:
 docs/benchmarks.md)."""
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from authgate.config.settings import load_settings
-from authgate.gateway.drain import Drain, DrainGuard
+from authgate.gateway.drain import Drain
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
 from authgate.guard.identity import Identity
@@ -46,16 +46,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 @pytest.fixture
 def gate(tmp_path: Path) -> McpGate:
     settings = load_settings(None, data_dir=tmp_path)
-    drained = DrainGuard(app, Drain())
     policy = Policy.from_settings(settings)
     return McpGate(
-        drained,
+        app,
         origins=OriginCheck(public_host="testserver", allowed_origins=["http://testserver"]),
         bearer=BearerCheck(Verifier(), resource_metadata=PRM, scopes=("mcp",)),
         enforcer=PolicyEnforcer(policy, resource_metadata=PRM, clients=ClientRecognizer([]), audit=None),
-        streams=StreamLimit(drained, per_caller=4),
+        streams=StreamLimit(app, per_caller=4),
         max_body=settings.mcp_max_body_bytes,
         sdk_users=SdkUsers(),
+        drain=Drain(),
     )
 
 

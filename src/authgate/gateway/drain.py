@@ -13,8 +13,10 @@
                                               SSE stream's last event: `ShuttingDown`,
                                               retryable); a listen stream its graceful close
 
-`DrainGuard(app, drain)` wraps the MCP app (HTTP proxy, stdio bridge or any other) and keeps
-the requests in flight: a request that is cut has its task cancelled, so the app stops
+The gate (server/gate.py) keeps each request it lets through in the drain, its `Exchange` the
+request's `Flight` (no object or coroutine frame of its own); `DrainGuard(app, drain)` does the
+same as a wrapper, for an app with no gate in front. Either way the MCP app (HTTP proxy, stdio
+bridge or any other) has its requests in flight kept: a request that is cut has its task cancelled, so the app stops
 waiting (the stdio bridge sends `notifications/cancelled` to its child). Then either
 
 * the app ends the answer itself: one that said so as it started (`own_cuts`: the HTTP
@@ -38,7 +40,6 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -49,7 +50,7 @@ from authgate.gateway.jsonrpc import LISTEN, listen_closed, readable_id
 from authgate.gateway.sse import SseWatch, error_ending, last_event
 from authgate.observe import note
 
-__all__ = ["BODY_KEPT", "CUT_KEY", "Drain", "DrainGuard", "own_cuts", "take_cut"]
+__all__ = ["BODY_KEPT", "CUT_KEY", "Drain", "DrainGuard", "Flight", "own_cuts", "take_cut"]
 
 log = logging.getLogger("authgate.gateway")
 
@@ -62,7 +63,7 @@ def own_cuts(scope: Scope) -> None:
     """Called by an app as it starts a request: when a stop cuts it, the app ends the answer
     itself (after `take_cut`), and the guard neither watches the stream nor writes to it."""
     flight = scope.get(CUT_KEY)
-    if isinstance(flight, _Flight):
+    if isinstance(flight, Flight):
         flight.owned = True
 
 
@@ -71,7 +72,7 @@ def take_cut(scope: Scope) -> ShuttingDown | None:
     the drain's cut and no one else's, the app takes it (its task is uncancelled) and ends the
     answer with the returned error, as with any failure. None: not a cut, re-raise."""
     flight = scope.get(CUT_KEY)
-    if not isinstance(flight, _Flight) or not flight.owned or flight.error is None or flight.taken:
+    if not isinstance(flight, Flight) or not flight.owned or flight.error is None or flight.taken:
         return None
     if flight.task.cancelling() != 1:  # cancelled by someone else too (a client gone, the server's last resort)
         return None
@@ -80,44 +81,71 @@ def take_cut(scope: Scope) -> ShuttingDown | None:
     return flight.error
 
 
-@dataclass(eq=False, slots=True)
-class _Flight:
-    """One request the guard watches: what went out of it, and how to end it when cut."""
+class Flight:
+    """One request the guard watches: what went out of it, and how to end it when cut.
 
-    task: asyncio.Task[Any]
-    scope: Scope
-    method: str  # the HTTP method; GET is a standalone stream (MCP Streamable HTTP)
-    send: Send
-    parsed: Any = None  # the decoded body, when a layer in front parsed it
-    body: list[bytes] | None = None  # the body kept as the app reads it (`tap`: when not parsed)
-    body_size: int = 0
-    started: bool = False
-    sse: bool = False
-    complete: bool = False
-    error: ShuttingDown | None = None  # set when cut
-    owned: bool = False  # the app ends its own answer when cut (own_cuts)
-    taken: bool = False  # ... and has taken this cut (take_cut)
-    watch: SseWatch | None = None  # an SSE answer to requests, watched when the guard ends it
+    A base of the gate's `Exchange` (server/exchange.py), which is the flight of every request
+    it lets through (no object of its own, no wrapper around the app), and made by `DrainGuard`
+    for an app with no gate in front. `fly` starts the watch (`Drain.enter` calls it)."""
+
+    __slots__ = (
+        "complete",
+        "error",
+        "kept",
+        "kept_size",
+        "method",
+        "onward",
+        "opened",
+        "owned",
+        "parsed",
+        "scope",
+        "sse",
+        "taken",
+        "task",
+        "watch",
+    )
+
+    def fly(self, task: asyncio.Task[Any], scope: Scope, onward: Send | None, parsed: Any) -> None:
+        """`onward`: where the app's messages go (None: the exchange's own `send`); `parsed`: the
+        decoded body, when a layer in front parsed it."""
+        self.task = task
+        self.scope = scope
+        self.method: str = scope.get("method", "GET")  # GET is a standalone stream (MCP Streamable HTTP)
+        self.onward = onward
+        self.parsed = parsed
+        self.kept: list[bytes] | None = None  # the body kept as the app reads it (`tap`: when not parsed)
+        self.kept_size = 0
+        self.opened = False  # the answer's start went out
+        self.sse = False
+        self.complete = False
+        self.error: ShuttingDown | None = None  # set when cut
+        self.owned = False  # the app ends its own answer when cut (own_cuts)
+        self.taken = False  # ... and has taken this cut (take_cut)
+        self.watch: SseWatch | None = None  # an SSE answer to requests, watched when the guard ends it
+
+    def forward(self) -> Send:
+        """The send after the guard (the exchange's own when `onward` is None)."""
+        return self.onward  # type: ignore[return-value]  # Exchange overrides it
 
     @property
     def cutting(self) -> bool:
         return self.error is not None
 
     def cut(self, error: ShuttingDown) -> None:
-        if not (self.cutting or self.complete):
+        if not (self.error is not None or self.complete):
             self.error = error
             self.task.cancel()
 
     def tap(self, receive: Receive) -> Receive:
         kept: list[bytes] = []
-        self.body = kept
+        self.kept = kept
 
         async def receive_kept() -> Message:
             message = await receive()
-            if message["type"] == "http.request" and self.body_size <= BODY_KEPT:
+            if message["type"] == "http.request" and self.kept_size <= BODY_KEPT:
                 chunk = message.get("body", b"")
-                self.body_size += len(chunk)
-                if self.body_size <= BODY_KEPT:
+                self.kept_size += len(chunk)
+                if self.kept_size <= BODY_KEPT:
                     kept.append(chunk)
                 else:
                     kept.clear()
@@ -125,30 +153,37 @@ class _Flight:
 
         return receive_kept
 
-    async def guarded_send(self, message: Message) -> None:
-        if self.error is not None and not self.taken:  # cut (`cutting`, without a property call per message)
-            return  # the app's last words after the cut: the guard writes the ending
-        if message["type"] == "http.response.start":
-            self.started = True
+    def passes(self, message: Message) -> bool:
+        """Note a message the app sends; False: drop it (the app's last words after the cut:
+        the guard writes the ending)."""
+        if self.error is not None and not self.taken:
+            return False
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.opened = True
             for k, v in message.get("headers", ()):
                 if v[:17].lower() == b"text/event-stream" and k.lower() == b"content-type":
                     self.sse = True
                     break
             if self.sse and self.method == "POST" and not self.owned and (ids := self.requests()[0]):
                 self.watch = SseWatch(set(ids))
-        elif message["type"] == "http.response.body":
+        elif kind == "http.response.body":
             if self.watch is not None and message.get("body"):
                 self.watch.feed(message["body"])
             if not message.get("more_body", False):
                 self.complete = True
-        await self.send(message)
+        return True
+
+    async def guarded_send(self, message: Message) -> None:
+        if self.passes(message):
+            await self.forward()(message)
 
     def requests(self) -> tuple[list[JsonRpcId], str | None]:
         """The ids of the JSON-RPC requests in the body (several in a batch), and a lone one's method."""
         parsed = self.parsed
-        if parsed is None and self.body:
+        if parsed is None and self.kept:
             try:
-                parsed = json.loads(b"".join(self.body))
+                parsed = json.loads(b"".join(self.kept))
             except (ValueError, UnicodeDecodeError, RecursionError):
                 return [], None
         messages = parsed if isinstance(parsed, list) else [parsed]
@@ -156,16 +191,22 @@ class _Flight:
         method = parsed.get("method") if isinstance(parsed, dict) else None
         return [i for i in ids if i is not None], method if isinstance(method, str) else None
 
+    def delivered(self) -> bool:
+        """In the `except asyncio.CancelledError` around the app: is the cancellation the drain's
+        cut, not taken by the app and no one else's? Then the guard ends the answer; else re-raise."""
+        return self.error is not None and not self.taken and self.task.uncancel() == 0
+
     async def end(self) -> None:
         """Answer a request that was cut, as far as its response allows."""
         if self.complete or self.error is None:
             return
         ids, method = self.requests() if self.method == "POST" else ([], None)
         ending = b""
-        if not self.started:
+        send = self.forward()
+        if not self.opened:
             note(self.scope, outcome=REASON)
             self.error.request_id = ids[0] if len(ids) == 1 else None
-            await send_error(self.send, self.error)
+            await send_error(send, self.error)
         elif self.watch is not None and method == LISTEN and ids:
             note(self.scope, outcome=f"stream_closed:{REASON}")  # its client listens again elsewhere
             ending = last_event(self.watch, listen_closed(ids[0]))
@@ -173,8 +214,8 @@ class _Flight:
             note(self.scope, outcome=f"error_event:{REASON}")
         else:  # a GET stream (no request to answer), all answered, or a JSON body already under way
             note(self.scope, outcome=f"{'stream_closed' if self.sse else 'cut'}:{REASON}")
-        if self.started:
-            await self.send({"type": "http.response.body", "body": ending, "more_body": False})
+        if self.opened:
+            await send({"type": "http.response.body", "body": ending, "more_body": False})
         self.complete = True
 
 
@@ -185,7 +226,7 @@ class Drain:
         self.stopping = False
         self.expired = False
         self.after: float = 0.0  # the drain time that ran out, for the error message
-        self._flights: set[_Flight] = set()
+        self._flights: set[Flight] = set()
         self._closers: list[Callable[[], None]] = []
 
     @property
@@ -225,9 +266,36 @@ class Drain:
             "send it again (to another replica, or to this server once it is back)"
         )
 
+    # -- one request: enter, run the app, leave, and end it if it was cut --------------------
+    def enter(self, flight: Flight) -> None:
+        """Keep `flight` (after its `fly`), its scope's handle on it for own_cuts / take_cut."""
+        flight.scope[CUT_KEY] = flight
+        self._flights.add(flight)
+        if self.expired or (self.stopping and flight.method == "GET"):
+            flight.cut(self.error())  # too late to start: answered at the app's first wait
+
+    def leave(self, flight: Flight) -> None:
+        """The app returned (or raised): no scope <-> flight cycle left, so both go by reference
+        count, not the collector."""
+        self._flights.discard(flight)
+        del flight.scope[CUT_KEY]
+
+    @staticmethod
+    async def settle(flight: Flight, delivered: bool) -> None:
+        """After `leave`, for a flight that was cut (`error` set): the guard's ending."""
+        if not (delivered or flight.taken):  # cut as the app returned: take the cancellation here
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                if flight.task.uncancel() > 0:
+                    raise
+        with contextlib.suppress(Exception):  # the client may be gone: nothing left to tell it
+            await flight.end()
+
 
 class DrainGuard:
-    """Pure ASGI: keeps `app`'s HTTP requests in `drain`, so a stop can end them cleanly."""
+    """Pure ASGI: keeps `app`'s HTTP requests in `drain`, so a stop can end them cleanly (the
+    gate, server/gate.py, does the same itself for the app behind it)."""
 
     def __init__(self, app: ASGIApp, drain: Drain) -> None:
         self.app = app
@@ -239,28 +307,17 @@ class DrainGuard:
             await self.app(scope, receive, send)
             return
         parsed = scope.get(PARSED_BODY_KEY)
-        flight = _Flight(task, scope, scope.get("method", "GET"), send, parsed[1] if parsed is not None else None)
-        scope[CUT_KEY] = flight
-        self.drain._flights.add(flight)
-        if self.drain.expired or (self.drain.stopping and flight.method == "GET"):
-            flight.cut(self.drain.error())  # too late to start: answered at the app's first wait
+        flight = Flight()
+        flight.fly(task, scope, send, parsed[1] if parsed is not None else None)
+        self.drain.enter(flight)
         delivered = False
         try:
             await self.app(scope, receive if parsed is not None else flight.tap(receive), flight.guarded_send)
         except asyncio.CancelledError:
-            if not flight.cutting or flight.taken or task.uncancel() > 0:
+            if not flight.delivered():
                 raise  # cancelled by someone else too (the server's last resort)
             delivered = True
         finally:
-            self.drain._flights.discard(flight)
-            del scope[CUT_KEY]  # no scope <-> flight cycle: both go by reference count, not the collector
-        if flight.error is None:  # not cut: most requests
-            return
-        if not (delivered or flight.taken):  # cut as the app returned: take the cancellation here
-            try:
-                await asyncio.sleep(0)
-            except asyncio.CancelledError:
-                if task.uncancel() > 0:
-                    raise
-        with contextlib.suppress(Exception):  # the client may be gone: nothing left to tell it
-            await flight.end()
+            self.drain.leave(flight)
+        if flight.error is not None:  # cut; most requests are not
+            await self.drain.settle(flight, delivered)

@@ -26,7 +26,7 @@ from authgate import metering
 from authgate.config.gateway import wants_connections
 from authgate.config.settings import Settings
 from authgate.errors import StoreError
-from authgate.gateway.drain import Drain, DrainGuard
+from authgate.gateway.drain import Drain
 from authgate.gateway.streams import StreamLimit
 from authgate.guard.bearer import BearerCheck
 from authgate.guard.dpop import DpopCheck, MemoryJtis
@@ -275,7 +275,7 @@ class AuthgateApp:
         origins = [urls.origin, *self.settings.allowed_origins]
         # per-operation policy and audit (authgate.policy) between the bearer check and the app
         self.policy = policy = PolicyLayer(self.settings, self.runtime.stores.audit if self.runtime else None)
-        drained = DrainGuard(self._asking(self.mcp_app), self.drain)
+        asking = self._asking(self.mcp_app)  # the gate keeps requests in the drain itself (gateway/drain.py)
         loopback = not urls.secure_cookies
         cors = functools.partial(
             CORSMiddleware,
@@ -302,18 +302,20 @@ class AuthgateApp:
             dpop_scopes=frozenset(self.settings.dpop_required_scopes),
         )
         return gate(
-            drained,
+            asking,
             origins=OriginCheck(public_host=urls.origin.split("://", 1)[1], allowed_origins=origins),
             bearer=bearer,
             dpop=self._dpop(bearer),
             enforcer=policy.enforcer,
             # streams per caller counted once the policy has parsed the body (gateway/streams.py)
-            streams=StreamLimit(drained, per_caller=self.settings.max_streams_per_caller),
+            streams=StreamLimit(asking, per_caller=self.settings.max_streams_per_caller),
             max_body=self.settings.mcp_max_body_bytes,
             base_path=urls.base_path,
             sdk_users=SdkUsers() if self.sdk_user else None,
             cors=cors,  # only requests with an Origin (browsers) go through it
             first_call=self.runtime.auth.attempts.first_call if self.runtime else None,  # oauth/attempts.py
+            drain=self.drain,
+            plain=self.mcp_app if asking is not self.mcp_app else None,  # no broker in the scope: no asks
         )
 
     def _asking(self, app: ASGIApp) -> ASGIApp:

@@ -9,7 +9,10 @@ its parse:
 * the body once read: `receive` hands it to the app first, then the server's channel (so
   the app still hears a disconnect);
 * the answer on its way out: `send` notes its status, the session it names and when its last
-  byte went, and carries the request id back.
+  byte went, and carries the request id back;
+* once the gate lets it through, the drain's flight (gateway/drain.py `Flight`, its base): the
+  app's messages come through `relay`, which notes them for a stop's cut and sends them on, in
+  one call when nothing sits between (no list rewriting, no chunked-body count).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import Message, Receive, Scope, Send
 
+from authgate.gateway.drain import Flight
 from authgate.observe import REQUEST_KEY
 from authgate.server.logs import open_record, stamp_start, write_record
 
@@ -34,7 +38,7 @@ _READ = frozenset(
 )
 
 
-class Exchange:
+class Exchange(Flight):
     __slots__ = (
         "_receive",
         "_send",
@@ -116,11 +120,32 @@ class Exchange:
             self.finished_at = time.monotonic()
         await self._send(message)
 
+    async def relay(self, message: Message) -> None:
+        """The app's `send`, once flying: the drain's note (`passes`), then `onward`, or what
+        `send` does when there is nothing between."""
+        if not self.passes(message):
+            return
+        onward = self.onward
+        if onward is not None:
+            await onward(message)
+            return
+        kind = message["type"]
+        if kind == "http.response.start":
+            self.status = message["status"]
+            message, self.response_session = stamp_start(self.record, message)
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self.finished_at = time.monotonic()
+        await self._send(message)
+
+    def forward(self) -> Send:
+        return self.onward if self.onward is not None else self.send
+
     def latency_ms(self) -> float:
         return ((self.finished_at or time.monotonic()) - self.started) * 1000
 
     def finish(self) -> None:
-        """Write the request's log line."""
+        """Write the request's log line (and let go of the sends: no cycle through `onward`)."""
+        self.onward = None
         write_record(self.record, self.started)
 
 

@@ -18,11 +18,16 @@ Browsers (a request with `Origin`) go through Starlette's CORS middleware first,
 calls the gate's second entry point (`_behind_cors`); most MCP clients are not browsers. A
 `StoreError` (a token lookup, the policy's audit) becomes the JSON-RPC answer of
 `server/store_failures.py`. Long-lived streams (GET, `subscriptions/listen`) are counted per
-caller (`gateway/streams.py`); the rest go to the app directly.
+caller (`gateway/streams.py`); the rest go to the app directly. Each admitted request is
+kept in the drain (`gateway/drain.py`) for a stop to end cleanly: the exchange is its
+`Flight`, so that costs no object, wrapper or frame of its own. With connections configured
+the app is behind `ElicitationLayer` (server/elicitations.py), a pass-through unless a broker
+is in the scope: without one the gate calls the app itself (`plain`), a frame less.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,11 +35,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from authgate import metering
 from authgate.errors import StoreError
 from authgate.gateway.body import PARSED_BODY_KEY
+from authgate.gateway.drain import Drain
 from authgate.gateway.errors import GatewayError, send_error
 from authgate.gateway.streams import LISTEN, StreamLimit
 from authgate.guard.bearer import BearerCheck, JsonAnswer, bearer_token
 from authgate.guard.dpop import DpopCheck, dpop_token
-from authgate.guard.identity import SCOPE_KEY, Identity
+from authgate.guard.identity import CONNECTION_BROKER_KEY, SCOPE_KEY, Identity
 from authgate.guard.origin import OriginCheck
 from authgate.guard.sdk_user import SdkUsers
 from authgate.policy.enforcer import PolicyEnforcer
@@ -62,8 +68,15 @@ class McpGate:
         cors: Callable[[ASGIApp], ASGIApp] | None = None,
         first_call: Callable[[object], None] | None = None,
         dpop: DpopCheck | None = None,
+        drain: Drain | None = None,
+        plain: ASGIApp | None = None,
     ) -> None:
+        """`drain`: where requests in flight are kept for a stop (gateway/drain.py; its own when
+        None); `plain`: the app without the connection asks in front of it (`ElicitationLayer`,
+        a pass-through when no broker is in the scope), taken then."""
         self.app = app
+        self.plain = plain
+        self.drain = drain if drain is not None else Drain()
         self.dpop = dpop  # the DPoP scheme (guard/dpop.py); None: only Bearer is understood
         self.origins = origins
         self.bearer = bearer
@@ -80,20 +93,32 @@ class McpGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         ex = Exchange(scope, receive, send)
         answer: Send = ex.send
+        counted: Send | None = None
         try:
             if ex.declared is not None and ex.declared > self.max_body:  # 413 before a byte is read
                 await refuse(ex.send, ex.receive, jsonrpc_413(self.max_body))
                 return
             if ex.chunked:
-                answer = self._counted(ex)
+                answer = counted = self._counted(ex)
             if self.base_path:
                 scope = _without_base(scope, self.base_path)
             if ex.origin is not None and self.cors is not None:  # a browser: CORS around the rest
                 scope[EXCHANGE_KEY] = ex
                 await self.cors(scope, ex.receive, answer)
-            elif await self._admit(ex, scope, answer):
+            elif await self._admit(ex, scope, answer):  # _run's body, inlined: one frame less per suspension
+                app, app_receive = self._fly(ex, scope, ex.receive, counted)
+                drain, delivered = self.drain, False
                 try:
-                    await self._target(ex, scope)(scope, ex.receive, _app_send(ex, answer))
+                    try:
+                        await app(scope, app_receive, ex.relay)
+                    except asyncio.CancelledError:
+                        if not ex.delivered():
+                            raise  # cancelled by someone else too (the server's last resort)
+                        delivered = True
+                    finally:
+                        drain.leave(ex)
+                    if ex.error is not None:  # cut by a stop; most requests are not
+                        await drain.settle(ex, delivered)
                 finally:
                     self._answered(ex)
         except StoreError as exc:
@@ -107,12 +132,41 @@ class McpGate:
         ex: Exchange = scope[EXCHANGE_KEY]
         try:
             if await self._admit(ex, scope, send):
-                try:
-                    await self._target(ex, scope)(scope, receive, _app_send(ex, send))
-                finally:
-                    self._answered(ex)
+                await self._run(ex, scope, receive, send)
         except StoreError as exc:
             await mcp_answer(exc, scope, ex.status is not None, send)
+
+    def _fly(self, ex: Exchange, scope: Scope, receive: Receive, onward: Send | None) -> tuple[ASGIApp, Receive]:
+        """The request kept in the drain (gateway/drain.py) so a stop can end it, the exchange
+        its flight; the app to call and what it reads. `onward`: the send after the app's (None:
+        the exchange's own)."""
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("the gate runs in a task (an ASGI server's)")
+        parsed = scope.get(PARSED_BODY_KEY)
+        ex.fly(
+            task, scope, ex.listing[0] if ex.listing is not None else onward, parsed[1] if parsed is not None else None
+        )
+        self.drain.enter(ex)
+        return self._target(ex, scope), receive if parsed is not None else ex.tap(receive)
+
+    async def _run(self, ex: Exchange, scope: Scope, receive: Receive, onward: Send) -> None:
+        """The app behind the CORS middleware (`__call__` does the same inline)."""
+        app, app_receive = self._fly(ex, scope, receive, onward)
+        drain, delivered = self.drain, False
+        try:
+            try:
+                await app(scope, app_receive, ex.relay)
+            except asyncio.CancelledError:
+                if not ex.delivered():
+                    raise
+                delivered = True
+            finally:
+                drain.leave(ex)
+            if ex.error is not None:
+                await drain.settle(ex, delivered)
+        finally:
+            self._answered(ex)
 
     # -- the checks, in order --------------------------------------------------------------
     def _counted(self, ex: Exchange) -> Send:
@@ -241,6 +295,8 @@ class McpGate:
             for _m, op in ex.judged.requests:
                 if op.method == LISTEN:
                     return self.streams
+        if self.plain is not None and CONNECTION_BROKER_KEY not in scope:
+            return self.plain
         return self.app
 
     def _answered(self, ex: Exchange) -> None:
@@ -273,10 +329,6 @@ def _count_token(meter: metering.Meter, found: Identity | ASGIApp, cached: bool)
     )
     meter.token(outcome)
     meter.auth(decision)
-
-
-def _app_send(ex: Exchange, send: Send) -> Send:
-    return ex.listing[0] if ex.listing is not None else send
 
 
 def _without_base(scope: Scope, base: str) -> Scope:
