@@ -16,6 +16,7 @@ from authgate.oauth.authorize import AuthorizationRequest, RedirectError, Unveri
 from authgate.oauth.redirect_uris import form_action_source
 from authgate.oauth.scopes import is_subset
 from authgate.policy.model import Policy
+from authgate.server.forms import read_form
 from authgate.server.forwarded import client_host
 from authgate.server.pages import describe_scopes, error_page, render
 from authgate.server.responses import error_redirect
@@ -200,7 +201,7 @@ class BrowserFlow:
     async def _checked_form(self, request: Request, what: str) -> tuple[FormData, AuthorizationRequest] | Response:
         """The posted form and its pending request, once the request's signature and the
         CSRF token check out; otherwise the error page to show."""
-        form = await request.form()
+        form = await read_form(request)
         req = self._pending(form.get("request"))
         if req is None:
             return self._expired()

@@ -22,6 +22,7 @@ from authgate.oauth import grants, registration, registration_management, revoca
 from authgate.oauth.attempts import TokenSeen, basic_client_id
 from authgate.oauth.authority import Authority
 from authgate.oauth.ratelimit import address_key
+from authgate.server.forms import read_form
 from authgate.server.forwarded import client_host
 from authgate.server.responses import json_response, oauth_error
 from authgate.server.routes import attempt_steps
@@ -36,7 +37,7 @@ async def _form(request: Request) -> tuple[dict[str, str], list[str]]:
     if ctype != "application/x-www-form-urlencoded":
         raise InvalidRequest("the body must be application/x-www-form-urlencoded")  # RFC 6749 §3.2
     try:
-        form = await request.form(max_files=0, max_fields=50, max_part_size=MAX_FIELD)
+        form = await read_form(request, max_files=0, max_fields=50, max_part_size=MAX_FIELD)
     except HTTPException as exc:  # python-multipart's limits: still JSON (RFC 6749 §5.2, RFC 7009 §2.2.1)
         raise InvalidRequest(f"the form body cannot be read: {exc.detail}") from None
     single: dict[str, str] = {}
