@@ -57,7 +57,7 @@ class SqlAttemptStore:
             await self._record(notes, max_rows, window)
 
     async def _record(self, notes: Sequence[AttemptNote], max_rows: int, window: float) -> None:
-        async with self._store._tx() as conn:  # same package: the store's transaction rules
+        async with self._store._tx(prepared=True) as conn:  # same package: the store's transaction rules
             for note in notes:  # in order: a note may continue the row an earlier one made
                 found = await _find(conn, note, window)
                 if found is None:
@@ -68,7 +68,7 @@ class SqlAttemptStore:
 
     async def _insert(self, conn: Connection, note: AttemptNote, max_rows: int) -> None:
         if self._store.dialect == "postgresql":
-            await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(ATTEMPT_CAP_LOCK_KEY)))
+            await conn.execute(_CAP_LOCK)
         count = int(await conn.scalar(_COUNT) or 0)
         if count >= max_rows:
             await conn.execute(_EVICT, {"n": count - max_rows + 1})
@@ -174,7 +174,8 @@ def _first_failure(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
 
 
 # Built once (docs/benchmarks.md, "OAuth flows": building a statement costs more than running it), and
-# on SQLite run from their SQL text (sqlite_prepared.py).
+# run from their SQL text on SQLite (sqlite_prepared.py), on asyncpg directly on PostgreSQL (pg_prepared.py).
+_CAP_LOCK = prepared(sa.select(sa.func.pg_advisory_xact_lock(ATTEMPT_CAP_LOCK_KEY)))  # PostgreSQL only
 _BY_FLOW = prepared(sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("flow_key")).limit(1))
 _BY_FAMILY = prepared(sa.select(C.attempt_id).where(C.family_key == sa.bindparam("family_key")).limit(1))
 _NEWEST_OF_CLIENT = prepared(
