@@ -181,40 +181,51 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             if self._drained > DRAIN_BYTES:
                 self.transport.close()
             return
-        if self.cycle is None or self.cycle.response_complete:
-            self._await_head()  # the keep-alive wait is over: the next head has its deadline
-        super().data_received(data)
-        if self._in_body and not self._refused:
+        HttpToolsProtocol.data_received(self, data)
+        if self._refused:
+            return
+        if self._in_body:
             self._await_body()  # each chunk of a body restarts the silence it may keep
-        if self._in_head and not self._refused:
+        elif self.cycle is None or self.cycle.response_complete:
+            # Still waiting for a head after this chunk (the keep-alive wait is over): its
+            # deadline, from now. Armed after the chunk is parsed, not before: a request that
+            # arrives whole (most) then never sets a timer; each one armed and cancelled cost
+            # ~2 us a request (docs/benchmarks.md §2).
+            self._await_head()
+        if self._in_head:
             # The whole chunk counts (it may hold the end of a previous request): the head
             # buffered before a refusal is at most MAX_HEAD_BYTES plus one read.
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._refuse(f"the request line and headers are larger than {MAX_HEAD_BYTES} bytes")
 
+    # The parser's callbacks run for every request (on_header for each field): they call the
+    # base class's by name, which costs less than super().
+
     def on_message_begin(self) -> None:
         self._in_head, self._head_bytes, self._header_count = True, 0, 0
-        super().on_message_begin()
+        HttpToolsProtocol.on_message_begin(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > MAX_HEADERS:
+        if len(self.headers) >= MAX_HEADERS:
+            self._header_count = MAX_HEADERS + 1
             raise _TooManyHeaders  # the parser stops; uvicorn then calls send_400_response
-        super().on_header(name, value)
+        HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
-        self._disarm()
+        if self._timer is not None:
+            self._disarm()
         if self._seated:
             self._seats.busy(self)
         self._in_body = True
-        super().on_headers_complete()
+        HttpToolsProtocol.on_headers_complete(self)
 
     def on_message_complete(self) -> None:
         self._in_body = False
-        self._disarm()
-        super().on_message_complete()
+        if self._timer is not None:
+            self._disarm()
+        HttpToolsProtocol.on_message_complete(self)
 
     def send_400_response(self, msg: str) -> None:
         if self._header_count > MAX_HEADERS:
