@@ -18,6 +18,23 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_loopback_host(host: str) -> bool:
+    """Remembered per host name (each redirect URI check, each browser Origin on /mcp parses
+    it): at most `_MEMO_MAX` short ones, the lot forgotten when full."""
+    known = _LOOPBACK.get(host)
+    if known is None:
+        known = _is_loopback_host(host)
+        if len(host) <= _MEMO_LENGTH:
+            if len(_LOOPBACK) >= _MEMO_MAX:
+                _LOOPBACK.clear()
+            _LOOPBACK[host] = known
+    return known
+
+
+_LOOPBACK: dict[str, bool] = {}
+_MEMO_MAX, _MEMO_LENGTH = 4096, 255
+
+
+def _is_loopback_host(host: str) -> bool:
     host = host.strip("[]").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
