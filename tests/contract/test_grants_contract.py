@@ -220,6 +220,14 @@ async def test_family_is_live_needs_user_client_and_no_revocation(store: SqlStor
         "http-cimd": True,
         "unknown": False,
     }
+    # a refresh's one read (get_refresh_grant) says the same, with the token, family and user
+    for family_id, client_id in cases:
+        grant = await store.get_refresh_grant(f"t-{family_id}")
+        assert grant is not None and grant.live == live[family_id]
+        assert grant.token == await store.get_refresh_token(f"t-{family_id}")
+        assert grant.family == await store.get_family(family_id) and grant.family.client_id == client_id
+        assert grant.user == alice
+    assert await store.get_refresh_grant("t-unknown") is None
 
 
 async def test_family_dies_with_its_client(store: SqlStore, build: type[Build]) -> None:
@@ -239,6 +247,9 @@ async def test_family_dies_with_its_user(store: SqlStore, build: type[Build]) ->
     assert await store.family_is_live("f")
     await store.remove_user("uid-alice", NOW)
     assert not await store.family_is_live("f")
+    grant = await store.get_refresh_grant("t")
+    assert grant is not None and not grant.live and grant.user is None
+    assert grant.family.revoked_reason == "user removed"
 
 
 # -- purging what expired -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from .test_sqlite_prepared import CLIENT, CODE, CONSENT, FAMILY, NOW, SELECTS, T
 
 pytestmark = pytest.mark.postgres
 
+READS = [*SELECTS, ("refresh-grant", grants._REFRESH_GRANT, {"token_hash": "t1"})]
 SUICIDE = prepared(sa.select(sa.func.pg_terminate_backend(sa.func.pg_backend_pid())))
 
 
@@ -61,7 +62,7 @@ async def _through_sqlalchemy(db: store.SqlStore, statement: Any, params: dict[s
         return [dict(r) for r in (await conn.execute(statement, params)).mappings().all()]
 
 
-@pytest.mark.parametrize(("name", "statement", "params"), SELECTS, ids=[s[0] for s in SELECTS])
+@pytest.mark.parametrize(("name", "statement", "params"), READS, ids=[s[0] for s in READS])
 async def test_a_direct_read_gives_what_sqlalchemy_gives(
     db: store.SqlStore, name: str, statement: Any, params: dict[str, Any]
 ) -> None:
@@ -90,6 +91,13 @@ async def test_direct_writes_store_what_sqlalchemy_stores_and_count_the_same_row
         assert (await conn.execute(grants._ROTATE, rotate)).rowcount == 0  # the conditional UPDATE lost
     token = (await _through_sqlalchemy(db, grants._GET_TOKEN, {"token_hash": "t1"}))[0]
     assert token["successor"] == b"\x01\x02" and token["rotated_at"] == NOW + 1
+    consume = {"b_code_hash": "k1", "consumed_at": NOW + 2}
+    async with db._tx(prepared=True, single=True) as conn:  # RETURNING the row it consumed, once
+        assert (await conn.execute(grants._CONSUME_CODE, consume)).mappings().first() == {
+            **CODE,
+            "consumed_at": NOW + 2,
+        }
+        assert (await conn.execute(grants._CONSUME_CODE, consume)).first() is None
     async with db._tx(prepared=True) as conn:
         assert (await conn.execute(store._EVICT_FROM_POOL, {"keep": 0})).rowcount == 1  # c1: not consented
         assert await conn.scalar(store._COUNT_CLIENTS) == 1

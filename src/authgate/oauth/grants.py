@@ -20,7 +20,7 @@ from authgate.oauth.authorize import canonical_resources
 from authgate.oauth.clients import authenticate
 from authgate.oauth.opaque import digest, new_secret
 from authgate.oauth.sealing import SealError, derive_key, seal, unseal
-from authgate.store.models import Client, RefreshFamily, RefreshToken
+from authgate.store.models import Client, RefreshFamily, RefreshToken, User
 
 TokenResponse = dict[str, Any]
 
@@ -190,7 +190,11 @@ async def _authorization_code(
 async def _user_may_grant(auth: Authority, user_id: str, wanted: tuple[str, ...]) -> tuple[str, ...]:
     """`wanted` narrowed to what the user may grant now (oauth/roles.py): their roles may have
     changed since they consented. Nothing left of what was granted: invalid_grant."""
-    user = await auth.store.get_user(user_id)
+    return _may_grant(auth, await auth.store.get_user(user_id), wanted)
+
+
+def _may_grant(auth: Authority, user: User | None, wanted: tuple[str, ...]) -> tuple[str, ...]:
+    """`_user_may_grant` of a user already read (None: gone)."""
     if user is None:
         raise InvalidGrant("the user no longer exists")
     granted = roles.limit(wanted, roles.grantable_by(auth.config, user))
@@ -237,10 +241,11 @@ async def _refresh_token(
     if not presented:
         raise InvalidRequest("refresh_token is required")
     now = auth.clock()
-    record = await auth.store.get_refresh_token(digest(presented))
-    family = await auth.store.get_family(record.family_id) if record else None
-    if record is None or family is None or family.client_id != client.client_id:
+    # the token, its family, their liveness and the user in one read (one statement)
+    grant = await auth.store.get_refresh_grant(digest(presented))
+    if grant is None or grant.family.client_id != client.client_id:
         raise InvalidGrant("refresh token is invalid")
+    record, family = grant.token, grant.family
     _check_refresh_binding(presented, jkt)
     seen.family = family
     if family.revoked_at is not None:
@@ -253,7 +258,7 @@ async def _refresh_token(
         raise InvalidGrant("refresh token was already used; this grant is revoked")
     if record.expires_at < now:
         raise InvalidGrant("refresh token has expired")
-    if not await auth.store.family_is_live(family.family_id):
+    if not grant.live:
         raise InvalidGrant("the user or client of this grant no longer exists")
     requested = scopes.parse(form.get("scope"))
     if requested and not scopes.is_subset(requested, family.scopes):
@@ -261,7 +266,7 @@ async def _refresh_token(
     narrowed = canonical_resources(auth, resources) if resources else family.resources
     if not set(narrowed) <= set(family.resources):
         raise InvalidGrant("resource was not part of the original grant")
-    granted = await _user_may_grant(auth, family.user_id, requested or family.scopes)
+    granted = _may_grant(auth, grant.user, requested or family.scopes)
     await _check_before_rotation(auth, family, now)
     body = _access_token_response(
         auth,

@@ -122,6 +122,17 @@ class RefreshToken:
 
 
 @dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    """What a refresh checks, read at once (`RefreshStore.get_refresh_grant`): the presented
+    token, its family, whether the family is live (`family_is_live`) and its user (None: gone)."""
+
+    token: RefreshToken
+    family: RefreshFamily
+    live: bool
+    user: User | None
+
+
+@dataclass(frozen=True, slots=True)
 class Consent:
     user_id: str
     client_id: str

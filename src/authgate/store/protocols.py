@@ -26,6 +26,7 @@ from authgate.store.models import (
     LiveGrant,
     Owner,
     RefreshFamily,
+    RefreshGrant,
     RefreshToken,
     RemoteClient,
     SigningKey,
@@ -128,6 +129,10 @@ class RefreshStore(Protocol):
     async def get_family(self, family_id: str) -> RefreshFamily | None: ...
 
     async def get_refresh_token(self, token_hash: str) -> RefreshToken | None: ...
+
+    async def get_refresh_grant(self, token_hash: str) -> RefreshGrant | None:
+        """The token, its family, the family's liveness (as `family_is_live`) and its user, in
+        one read; None when the token or its family is unknown."""
 
     async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
         """Atomically mark `old_hash` rotated (only if not yet rotated), store `successor`

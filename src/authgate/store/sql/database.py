@@ -162,13 +162,18 @@ class SqlDatabase:
             await engine.dispose()
 
     @contextlib.asynccontextmanager
-    async def _tx(self, *, write: bool = True, prepared: bool = False) -> AsyncIterator[Connection]:
+    async def _tx(
+        self, *, write: bool = True, prepared: bool = False, single: bool = False
+    ) -> AsyncIterator[Connection]:
         """One transaction, committed on exit; database failures become StoreError, those of
         a database that cannot answer now StoreUnavailable. A connection that broke, or was
         left mid-statement by a cancellation, is discarded rather than pooled again.
         `prepared`: every statement of the body compiles without parameters rendered at
         execution (the flow's, marked `prepared(...)`): on PostgreSQL it runs on asyncpg
-        directly (`pg_prepared.DirectPg`), without SQLAlchemy's asyncio layer."""
+        directly (`pg_prepared.DirectPg`), without SQLAlchemy's asyncio layer. `single` (with
+        `prepared`): the body writes with one statement, and any read before it need not share
+        its snapshot (READ COMMITTED gives each statement its own anyway): on PostgreSQL without
+        BEGIN and COMMIT, two round trips less; one transaction elsewhere."""
         engine = self._writer if write else (self._reader or self._engine)
         if engine is None and self._direct is None:
             raise StoreError("the store is not open: call `await store.open()` first")
@@ -183,7 +188,7 @@ class SqlDatabase:
                     failed = False
                     return
                 if prepared and self._pg is not None:  # PostgreSQL: on asyncpg (pg_prepared.py)
-                    async with self._pg.transaction() as direct:
+                    async with self._pg.transaction(begin=not single) as direct:
                         connecting = False
                         yield direct
                     failed = False

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -20,6 +21,7 @@ from authgate.store.models import (
     Consent,
     LiveGrant,
     RefreshFamily,
+    RefreshGrant,
     RefreshToken,
 )
 from authgate.store.sql import rows
@@ -85,15 +87,19 @@ class SqlGrants(SqlDatabase):
             await conn.execute(_INSERT_CODE, rows.code_values(code))
 
     async def consume_code(self, code_hash: str, now: float) -> CodeRedemption:
-        # RFC 6749 §4.1.2: single use. The conditional UPDATE is the arbiter: in PostgreSQL
-        # the loser waits on the row lock and then matches nothing; SQLite has one writer.
-        async with self._tx(prepared=True) as conn:
-            won = await conn.execute(_CONSUME_CODE, {"b_code_hash": code_hash, "consumed_at": now})
-            row = (await conn.execute(_GET_CODE, {"code_hash": code_hash})).mappings().first()
+        # RFC 6749 §4.1.2: single use. The conditional UPDATE is the arbiter, returning the row
+        # it consumed: in PostgreSQL the loser waits on the row lock and then matches nothing;
+        # SQLite has one writer. Only a loser reads the row (a replay, or an unknown code): one
+        # statement for the winner, without BEGIN and COMMIT on PostgreSQL (`single`).
+        async with self._tx(prepared=True, single=True) as conn:
+            row = (await conn.execute(_CONSUME_CODE, {"b_code_hash": code_hash, "consumed_at": now})).mappings().first()
+            won = row is not None
+            if row is None:
+                row = (await conn.execute(_GET_CODE, {"code_hash": code_hash})).mappings().first()
         if row is None:
             return CodeRedemption(code=None)
         code = rows.to_code(row)
-        if won.rowcount == 1:
+        if won:
             return CodeRedemption(code=code)
         return CodeRedemption(code=None, replayed=code)
 
@@ -105,6 +111,14 @@ class SqlGrants(SqlDatabase):
         # In PostgreSQL this UPDATE and a replay's revoke_family take turns on the row lock.
         values = rows.family_values(family)
         del values["family_id"], values["revoked_at"], values["revoked_reason"]
+        if self.dialect == "postgresql":  # one statement (_FILL_THEN_FIRST), when the family exists
+            filled = {f"f_{k}": v for k, v in values.items()}
+            async with self._tx(prepared=True, single=True) as conn:
+                made = await conn.execute(
+                    _FILL_THEN_FIRST, {**filled, "f_family_id": family.family_id, **_new_token(first)}
+                )
+            if made.rowcount == 1:
+                return
         async with self._tx(prepared=True) as conn:
             made = await conn.execute(_FILL_FAMILY, {**values, "b_family_id": family.family_id})
             if made.rowcount != 1:  # a code saved by an older version, without its family
@@ -119,7 +133,23 @@ class SqlGrants(SqlDatabase):
         row = await self._one(_GET_TOKEN, {"token_hash": token_hash})
         return rows.to_token(row) if row is not None else None
 
+    async def get_refresh_grant(self, token_hash: str) -> RefreshGrant | None:
+        # one statement for what four reads answered (the token, its family, its liveness as in
+        # `family_is_live`, the user): one snapshot, one round trip
+        row = await self._one(_REFRESH_GRANT, {"token_hash": token_hash})
+        if row is None:
+            return None
+        token = rows.to_token(_prefixed(row, "t_"))
+        family = rows.to_family(_prefixed(row, "f_"))
+        user = rows.to_user(_prefixed(row, "u_")) if row["u_user_id"] is not None else None
+        return RefreshGrant(token=token, family=family, live=bool(row["live"]), user=user)
+
     async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
+        if self.dialect == "postgresql":  # one statement: the new token only if the rotation won
+            rotation = {"b_token_hash": old_hash, "b_rotated_at": now, "b_successor": successor}
+            async with self._tx(prepared=True, single=True) as conn:
+                issued = await conn.execute(_ROTATE_THEN_NEXT, {**rotation, **_new_token(new)})
+            return bool(issued.rowcount == 1)
         async with self._tx(prepared=True) as conn:
             won = await conn.execute(_ROTATE, {"b_token_hash": old_hash, "rotated_at": now, "successor": successor})
             if won.rowcount != 1:
@@ -258,6 +288,24 @@ class SqlGrants(SqlDatabase):
                 )
 
 
+def _prefixed(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
+
+
+def _new_token(token: RefreshToken) -> dict[str, Any]:
+    """`_token_if`'s parameters: named apart from every column (the names given are compiled as
+    the columns an UPDATE sets, the CTE's too)."""
+    return {f"n_{k}": v for k, v in rows.token_values(token).items()}
+
+
+def _token_if(cte: sa.CTE) -> sa.Insert:
+    """A refresh token (`_new_token`) inserted only if `cte`'s data-modifying statement returned
+    a row, in one PostgreSQL statement (a WITH of an UPDATE … RETURNING)."""
+    columns = list(TOKENS.c)
+    values = sa.select(*(sa.bindparam(f"n_{c.name}", type_=c.type) for c in columns)).where(sa.exists(cte.select()))
+    return sa.insert(TOKENS).from_select([c.name for c in columns], values).add_cte(cte)
+
+
 def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
     """Revoke the matching families that are still live (revocation is never overwritten)."""
     return (
@@ -273,7 +321,9 @@ def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> 
 _GET_CODE = prepared(sa.select(CODES).where(CODES.c.code_hash == sa.bindparam("code_hash")))
 _INSERT_CODE = prepared(sa.insert(CODES))
 _CONSUME_CODE = prepared(
-    sa.update(CODES).where(CODES.c.code_hash == sa.bindparam("b_code_hash"), CODES.c.consumed_at.is_(None))
+    sa.update(CODES)
+    .where(CODES.c.code_hash == sa.bindparam("b_code_hash"), CODES.c.consumed_at.is_(None))
+    .returning(*CODES.c)
 )
 _GET_FAMILY = prepared(sa.select(FAMILIES).where(FAMILIES.c.family_id == sa.bindparam("family_id")))
 _INSERT_FAMILY = prepared(sa.insert(FAMILIES))
@@ -282,6 +332,31 @@ _GET_TOKEN = prepared(sa.select(TOKENS).where(TOKENS.c.token_hash == sa.bindpara
 _INSERT_TOKEN = prepared(sa.insert(TOKENS))
 _ROTATE = prepared(
     sa.update(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
+)
+# PostgreSQL: the rotation and the next token in one statement (rowcount 1: the rotation won)
+_ROTATE_THEN_NEXT = prepared(
+    _token_if(
+        sa.update(TOKENS)
+        .where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
+        .values(
+            rotated_at=sa.bindparam("b_rotated_at", type_=TOKENS.c.rotated_at.type),
+            successor=sa.bindparam("b_successor", type_=TOKENS.c.successor.type),
+        )
+        .returning(TOKENS.c.token_hash)
+        .cte("rotated")
+    )
+)
+# PostgreSQL: the family made with its code filled in and its first token, in one statement
+# (rowcount 0: no family, a code saved by an older version: `create_family` then makes it)
+_FILLED = ("client_id", "user_id", "scopes", "resources", "created_at")
+_FILL_THEN_FIRST = prepared(
+    _token_if(
+        sa.update(FAMILIES)
+        .where(FAMILIES.c.family_id == sa.bindparam("f_family_id"))
+        .values({c: sa.bindparam(f"f_{c}", type_=FAMILIES.c[c].type) for c in _FILLED})
+        .returning(FAMILIES.c.family_id)
+        .cte("filled")
+    )
 )
 # live: not revoked, its user exists, and its client is stored or a CIMD document
 _LIVE_FAMILY = prepared(
@@ -295,6 +370,28 @@ _LIVE_FAMILY = prepared(
             *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
         ),
     )
+)
+# a refresh's read: the token, its family, the user (if any), and the family's liveness
+_REFRESH_GRANT = prepared(
+    sa.select(
+        *(c.label(f"t_{c.name}") for c in TOKENS.c),
+        *(c.label(f"f_{c.name}") for c in FAMILIES.c),
+        *(c.label(f"u_{c.name}") for c in USERS.c),
+        sa.and_(
+            FAMILIES.c.revoked_at.is_(None),
+            USERS.c.user_id.is_not(None),
+            sa.or_(
+                sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id),
+                *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
+            ),
+        ).label("live"),
+    )
+    .select_from(
+        TOKENS.join(FAMILIES, FAMILIES.c.family_id == TOKENS.c.family_id).outerjoin(
+            USERS, USERS.c.user_id == FAMILIES.c.user_id
+        )
+    )
+    .where(TOKENS.c.token_hash == sa.bindparam("token_hash"))
 )
 _CONSENT_KEY = (CONSENTS.c.user_id == sa.bindparam("user_id"), CONSENTS.c.client_id == sa.bindparam("client_id"))
 _GET_CONSENT = prepared(sa.select(CONSENTS).where(*_CONSENT_KEY))

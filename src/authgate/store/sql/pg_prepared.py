@@ -154,12 +154,24 @@ class DirectPg:
         return result
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[PgTx]:
+    async def transaction(self, *, begin: bool = True) -> AsyncIterator[PgTx]:
         """A READ COMMITTED transaction (SQLAlchemy's default), committed on exit, rolled back
-        on an exception; the connection is kept only when the ROLLBACK or COMMIT completed."""
+        on an exception; the connection is kept only when the ROLLBACK or COMMIT completed.
+        `begin=False`: no BEGIN and COMMIT (two round trips), each statement commits on its own
+        (`database._tx(single=True)`: a body of one write, whose reads need not share its
+        snapshot)."""
         conn = await self._acquire(ping=True)
         clean = False
         try:
+            if not begin:
+                try:
+                    yield PgTx(conn, self)
+                except Exception as exc:  # every statement ran to its end: the connection is as good
+                    self._failed(exc)
+                    clean = True
+                    raise
+                clean = True
+                return
             tx = conn.transaction(isolation="read_committed")
             try:
                 await tx.start()
@@ -180,8 +192,8 @@ class DirectPg:
                 self._failed(exc)
                 raise _as_sqlalchemy(exc, "COMMIT", (), self._dbapi) from exc
             clean = True
-        finally:  # BaseException (a cancellation) leaves `clean` False: the connection is closed
-            self._release(conn, clean=clean)
+        finally:  # BaseException (a cancellation) leaves `clean` False: the connection is closed; a
+            self._release(conn, clean=clean)  # lost or mid-transaction one is closed by _release
 
     async def _acquire(self, *, ping: bool) -> asyncpg.Connection:
         if self._closed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 from sqlalchemy.engine import RowMapping
@@ -57,7 +58,7 @@ def user_values(user: User) -> dict[str, Any]:
     }
 
 
-def to_user(row: RowMapping) -> User:
+def to_user(row: Mapping[Any, Any]) -> User:
     return User(
         user_id=row["user_id"],
         username=row["username"],
@@ -85,7 +86,7 @@ def code_values(code: AuthorizationCode) -> dict[str, Any]:
     }
 
 
-def to_code(row: RowMapping) -> AuthorizationCode:
+def to_code(row: Mapping[Any, Any]) -> AuthorizationCode:
     return AuthorizationCode(
         code_hash=row["code_hash"],
         client_id=row["client_id"],
@@ -115,7 +116,7 @@ def family_values(family: RefreshFamily) -> dict[str, Any]:
     }
 
 
-def to_family(row: RowMapping) -> RefreshFamily:
+def to_family(row: Mapping[Any, Any]) -> RefreshFamily:
     return RefreshFamily(
         family_id=row["family_id"],
         client_id=row["client_id"],
@@ -154,7 +155,7 @@ def token_values(token: RefreshToken) -> dict[str, Any]:
     }
 
 
-def to_token(row: RowMapping) -> RefreshToken:
+def to_token(row: Mapping[Any, Any]) -> RefreshToken:
     successor = row["successor"]
     return RefreshToken(
         token_hash=row["token_hash"],
