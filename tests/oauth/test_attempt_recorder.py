@@ -12,8 +12,18 @@ from pathlib import Path
 import pytest
 
 from authgate.errors import InvalidGrant
-from authgate.oauth.attempts import AttemptRecorder, ClientFacts, basic_client_id, explain, family_key, flow_key
+from authgate.oauth import attempts
+from authgate.oauth.attempts import (
+    AttemptRecorder,
+    ClientFacts,
+    TokenSeen,
+    basic_client_id,
+    explain,
+    family_key,
+    flow_key,
+)
 from authgate.store.bundle import Stores
+from authgate.store.models import RefreshFamily
 from authgate.store.sql import sql_stores
 from support import requirements as req
 
@@ -114,6 +124,22 @@ async def test_a_grants_first_mcp_call_is_queued_once(stores: Stores) -> None:
     await recorder.aclose()
     [story] = await stores.attempts.list_attempts(since=0)
     assert story.steps == ("authorize", "token", "mcp")
+
+
+async def test_the_grants_remembered_for_first_calls_and_refreshes_are_bounded(
+    stores: Stores, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each grant's first MCP call and first refresh are noted once per process; the grants
+    remembered for that are at most MAX_REMEMBERED (the least recent go), so a server's memory
+    does not grow with every grant it ever refreshed (it did: ~250 bytes a flow, for good)."""
+    monkeypatch.setattr(attempts, "MAX_REMEMBERED", 50)
+    recorder = AttemptRecorder(stores.attempts)
+    for i in range(300):
+        family = RefreshFamily(f"grant-{i}", "client-1", "user-1", ("mcp",), (), 0.0)
+        await recorder.token_done("refresh_token", TokenSeen(family=family))
+        recorder.first_call(f"grant-{i}")
+    await recorder.aclose()
+    assert len(recorder._first_calls) == 50
 
 
 def test_no_store_records_nothing() -> None:
