@@ -69,6 +69,31 @@ class SqlGrants(SqlDatabase):
         """The code's family, unless a family of that id exists (ON CONFLICT of the backend)."""
         return prepared(self.upsert(FAMILIES).on_conflict_do_nothing())
 
+    @functools.cached_property
+    def _code_with_family(self) -> sa.Insert:
+        """PostgreSQL: the code and, unless it exists, its family, in one statement (a WITH of
+        the family's INSERT … ON CONFLICT DO NOTHING); parameters `c_<column>` of the code."""
+        params = {c.name: sa.bindparam(f"c_{c.name}", type_=c.type) for c in CODES.c}
+        family = self.upsert(FAMILIES).values({k: params[k] for k in _FROM_CODE}).on_conflict_do_nothing()
+        return prepared(sa.insert(CODES).values(params).add_cte(family.cte("family")))
+
+    @functools.cached_property
+    def _consent_if_first(self) -> sa.Select[Any]:
+        """PostgreSQL: a first consent inserted (ON CONFLICT DO NOTHING) and its client taken out
+        of the unverified pool, in one statement returning 1 if it was the first, else 0;
+        parameters `k_<column>`."""
+        params = {c.name: sa.bindparam(f"k_{c.name}", type_=c.type) for c in CONSENTS.c}
+        made = self.upsert(CONSENTS).values(params).on_conflict_do_nothing().returning(CONSENTS.c.client_id)
+        made_cte = made.cte("made")
+        pooled = (
+            sa.update(CLIENTS)
+            .where(CLIENTS.c.client_id.in_(sa.select(made_cte.c.client_id)), CLIENTS.c.consented == sa.false())
+            .values(consented=True)
+            .returning(CLIENTS.c.client_id)
+            .cte("pooled")
+        )
+        return prepared(sa.select(sa.func.count()).select_from(made_cte).add_cte(pooled))
+
     # -- authorization codes ----------------------------------------------------------------
 
     async def save_code(self, code: AuthorizationCode) -> None:
@@ -82,6 +107,10 @@ class SqlGrants(SqlDatabase):
             resources=code.resources,
             created_at=code.created_at,
         )
+        if self.dialect == "postgresql":  # one statement, without BEGIN and COMMIT
+            async with self._tx(prepared=True, single=True) as conn:
+                await conn.execute(self._code_with_family, {f"c_{k}": v for k, v in rows.code_values(code).items()})
+            return
         async with self._tx(prepared=True) as conn:
             await conn.execute(self._family_unless_made, rows.family_values(family))
             await conn.execute(_INSERT_CODE, rows.code_values(code))
@@ -269,6 +298,17 @@ class SqlGrants(SqlDatabase):
 
     async def _merge_consent(self, consent: Consent) -> None:
         key = {"user_id": consent.user_id, "client_id": consent.client_id}
+        if self.dialect == "postgresql":  # a first consent in one statement; else the merge below
+            first = {
+                "k_user_id": consent.user_id,
+                "k_client_id": consent.client_id,
+                "k_scopes": sorted(set(consent.scopes)),
+                "k_resources": sorted(set(consent.resources)),
+                "k_granted_at": consent.granted_at,
+            }
+            async with self._tx(prepared=True, single=True) as conn:
+                if await conn.scalar(self._consent_if_first, first):
+                    return
         async with self._tx(prepared=True) as conn:
             old = (await conn.execute(_CONSENT_FOR_UPDATE, key)).mappings().first()
             scopes = set(consent.scopes) | set(old["scopes"] if old else ())
@@ -314,6 +354,8 @@ def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> 
         .values(revoked_at=now, revoked_reason=reason)
     )
 
+
+_FROM_CODE = ("family_id", "client_id", "user_id", "scopes", "resources", "created_at")  # a code's family
 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
 # more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows"). Names

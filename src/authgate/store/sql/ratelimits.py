@@ -187,7 +187,10 @@ class SqlRateLimits:
             return await self._count_hit(digest, start, elapsed)
 
     async def _count_hit(self, digest: str, start: int, elapsed: float) -> bool:
-        async with self._store._tx(prepared=True) as conn:  # same package: the store's transaction rules
+        # same package: the store's transaction rules. `single`: on PostgreSQL the previous
+        # window's count and the upsert each commit on their own (READ COMMITTED gives each its
+        # own snapshot within a transaction too; the upsert alone settles races): no BEGIN/COMMIT
+        async with self._store._tx(prepared=True, single=True) as conn:
             previous = await self._hits(conn, digest, start - self.window)
             # this window's count must stay below what the previous one leaves (hits are whole)
             cap = math.ceil(self.limit - previous * (1 - elapsed / self.window))

@@ -50,16 +50,16 @@ class SqlStore(SqlGrants):
                 # Count-then-insert must not interleave between replicas; SQLite's
                 # BEGIN IMMEDIATE already serialises writers.
                 await conn.execute(_CLIENT_CAP_LOCK)
-            if max_clients is not None:
-                # all of them less the pool (bounded on its own): both counts read an index
+            if max_clients is not None or unverified_pool is not None:
+                # all of them and the pool in one statement of two counts, each reading an index
                 # only (SQLite counts a table without reading its rows)
-                counted = await conn.scalar(_COUNT_CLIENTS) or 0
-                if unverified_pool is not None:
-                    counted -= await conn.scalar(_COUNT_POOL) or 0
-                if counted >= max_clients:
+                counts: Any = (await conn.execute(_COUNTS)).first()
+                total, pool = (int(counts[0] or 0), int(counts[1] or 0)) if counts is not None else (0, 0)
+                # all of them less the pool (bounded on its own)
+                if max_clients is not None and total - (pool if unverified_pool is not None else 0) >= max_clients:
                     return False
-            if unverified_pool is not None:
-                await conn.execute(_EVICT_FROM_POOL, {"keep": max(0, unverified_pool - 1)})
+                if unverified_pool is not None and pool >= unverified_pool:  # below it, nothing to evict
+                    await conn.execute(_EVICT_FROM_POOL, {"keep": max(0, unverified_pool - 1)})
             try:
                 await conn.execute(_INSERT_CLIENT, rows.client_values(client))
             except sa.exc.IntegrityError:
@@ -279,6 +279,7 @@ _INSERT_CLIENT = prepared(sa.insert(CLIENTS))
 _TOUCH_CLIENT = prepared(sa.update(CLIENTS).where(CLIENTS.c.client_id == sa.bindparam("b_client_id")))
 _COUNT_CLIENTS = prepared(sa.select(sa.func.count()).select_from(CLIENTS))
 _COUNT_POOL = prepared(sa.select(sa.func.count()).select_from(CLIENTS).where(_unverified()))
+_COUNTS = prepared(sa.select(_COUNT_CLIENTS.scalar_subquery(), _COUNT_POOL.scalar_subquery()))  # one round trip
 # the unverified clients older than the newest `keep` of them (they hold no grant: a grant
 # needs a consent)
 _EVICT_FROM_POOL = prepared(
