@@ -59,12 +59,8 @@ class SqlAttemptStore:
     async def _record(self, notes: Sequence[AttemptNote], max_rows: int, window: float) -> None:
         async with self._store._tx(prepared=True) as conn:  # same package: the store's transaction rules
             for note in notes:  # in order: a note may continue the row an earlier one made
-                found = await _find(conn, note, window)
-                if found is None:
-                    if not note.join_only:
-                        await self._insert(conn, note, max_rows)
-                else:
-                    await conn.execute(_UPDATE, _update_values(found, note))
+                if not await _join(conn, note, window) and not note.join_only:
+                    await self._insert(conn, note, max_rows)
 
     async def _insert(self, conn: Connection, note: AttemptNote, max_rows: int) -> None:
         if self._store.dialect == "postgresql":
@@ -110,29 +106,30 @@ class SqlAttemptStore:
             return int(result.rowcount or 0)
 
 
-async def _find(conn: Connection, note: AttemptNote, window: float) -> str | None:
-    """The attempt_id of the row `note` belongs to, or None (a new attempt)."""
+async def _join(conn: Connection, note: AttemptNote, window: float) -> bool:
+    """Add `note` to the row it belongs to, looked for in this order: by `flow_key`, else the
+    client's registration (made before the flow), by `family_key`, the client's newest (with
+    `follow_client`); each look-up and its UPDATE one statement (`_JOIN`). False: none (a new
+    attempt)."""
     recent = note.at - window
+    values = _update_values(note)
+    tries: list[tuple[sa.Update, dict[str, Any]]] = []
     if note.flow_key is not None:
-        found = await conn.scalar(_BY_FLOW, {"flow_key": note.flow_key})
-        if found is None and note.client_id is not None:  # its registration, made before the flow
-            found = await conn.scalar(_REGISTRATION, {"client_id": note.client_id, "recent": recent})
-        if found is not None:
-            return str(found)
+        tries.append((_JOIN_FLOW, {"l_flow_key": note.flow_key}))
+        if note.client_id is not None:
+            tries.append((_JOIN_REGISTRATION, {"l_client_id": note.client_id, "l_recent": recent}))
     if note.family_key is not None:
-        found = await conn.scalar(_BY_FAMILY, {"family_key": note.family_key})
-        if found is not None:
-            return str(found)
+        tries.append((_JOIN_FAMILY, {"l_family_key": note.family_key}))
     if note.follow_client and note.client_id is not None:
-        found = await conn.scalar(_NEWEST_OF_CLIENT, {"client_id": note.client_id, "recent": recent})
-        if found is not None:
-            return str(found)
-    return None
+        tries.append((_JOIN_NEWEST_OF_CLIENT, {"l_client_id": note.client_id, "l_recent": recent}))
+    for statement, lookup in tries:
+        if (await conn.execute(statement, {**values, **lookup})).first() is not None:
+            return True
+    return False
 
 
-def _update_values(attempt_id: str, note: AttemptNote) -> dict[str, Any]:
+def _update_values(note: AttemptNote) -> dict[str, Any]:
     return {
-        "b_attempt_id": attempt_id,
         "b_at": note.at,
         "b_bits": step_bits(note.steps),
         "b_client_id": note.client_id,
@@ -176,15 +173,6 @@ def _first_failure(column: sa.Column[Any]) -> sa.ColumnElement[Any]:
 # Built once (docs/benchmarks.md, "OAuth flows": building a statement costs more than running it), and
 # run from their SQL text on SQLite (sqlite_prepared.py), on asyncpg directly on PostgreSQL (pg_prepared.py).
 _CAP_LOCK = prepared(sa.select(sa.func.pg_advisory_xact_lock(ATTEMPT_CAP_LOCK_KEY)))  # PostgreSQL only
-_BY_FLOW = prepared(sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("flow_key")).limit(1))
-_BY_FAMILY = prepared(sa.select(C.attempt_id).where(C.family_key == sa.bindparam("family_key")).limit(1))
-_NEWEST_OF_CLIENT = prepared(
-    sa.select(C.attempt_id)
-    .where(C.client_id == sa.bindparam("client_id"), C.started_at >= sa.bindparam("recent"))
-    .order_by(C.started_at.desc())
-    .limit(1)
-)
-_REGISTRATION = _NEWEST_OF_CLIENT.where(C.flow_key.is_(None), C.family_key.is_(None))
 _COUNT = prepared(sa.select(sa.func.count()).select_from(ATTEMPTS))
 _EVICT = prepared(
     sa.delete(ATTEMPTS).where(
@@ -197,21 +185,36 @@ _EVICT = prepared(
     )
 )
 _INSERT = prepared(sa.insert(ATTEMPTS))
-_UPDATE = prepared(
-    sa.update(ATTEMPTS)
-    .where(C.attempt_id == sa.bindparam("b_attempt_id"))
-    .values(
-        updated_at=sa.bindparam("b_at"),
-        steps=C.steps.op("|")(sa.bindparam("b_bits", type_=sa.Integer)),
-        client_id=_kept(C.client_id),
-        client_name=_kept(C.client_name),
-        client_kind=_kept(C.client_kind),
-        software=_kept(C.software),
-        flow_key=_kept(C.flow_key),
-        family_key=_kept(C.family_key),
-        # (every right-hand side reads the row as it was: SQL evaluates SET against the old row)
-        reason=_first_failure(C.reason),
-        fix=_first_failure(C.fix),
-        failed_step=_kept(C.failed_step),
-    )
+
+
+def _joining(lookup: sa.Select[Any]) -> sa.Update:
+    """The row `lookup` finds (its first attempt_id), updated with a note (`_update_values`),
+    returning its id: no row back, no such row. Parameters of the look-up are named `l_…`
+    (never a column's name: those given are compiled as columns the UPDATE sets)."""
+    return _UPDATE.where(C.attempt_id == lookup.scalar_subquery()).returning(C.attempt_id)
+
+
+_UPDATE = sa.update(ATTEMPTS).values(
+    updated_at=sa.bindparam("b_at"),
+    steps=C.steps.op("|")(sa.bindparam("b_bits", type_=sa.Integer)),
+    client_id=_kept(C.client_id),
+    client_name=_kept(C.client_name),
+    client_kind=_kept(C.client_kind),
+    software=_kept(C.software),
+    flow_key=_kept(C.flow_key),
+    family_key=_kept(C.family_key),
+    # (every right-hand side reads the row as it was: SQL evaluates SET against the old row)
+    reason=_first_failure(C.reason),
+    fix=_first_failure(C.fix),
+    failed_step=_kept(C.failed_step),
 )
+_RECENT_OF_CLIENT = (
+    sa.select(C.attempt_id)
+    .where(C.client_id == sa.bindparam("l_client_id"), C.started_at >= sa.bindparam("l_recent"))
+    .order_by(C.started_at.desc())
+    .limit(1)
+)
+_JOIN_FLOW = prepared(_joining(sa.select(C.attempt_id).where(C.flow_key == sa.bindparam("l_flow_key")).limit(1)))
+_JOIN_REGISTRATION = prepared(_joining(_RECENT_OF_CLIENT.where(C.flow_key.is_(None), C.family_key.is_(None))))
+_JOIN_FAMILY = prepared(_joining(sa.select(C.attempt_id).where(C.family_key == sa.bindparam("l_family_key")).limit(1)))
+_JOIN_NEWEST_OF_CLIENT = prepared(_joining(_RECENT_OF_CLIENT))
