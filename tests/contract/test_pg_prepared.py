@@ -210,3 +210,15 @@ async def _end_idle_backends(db: store.SqlStore) -> None:
         )
     finally:
         await admin.close()
+
+
+async def test_a_url_that_turns_prepared_statements_off_turns_them_off_here_too(db: store.SqlStore) -> None:
+    # `?prepared_statement_cache_size=0` (SQLAlchemy's setting for PgBouncer's transaction mode):
+    # asyncpg's own statement cache is off too, so no named prepared statement is left behind
+    url = db._url.update_query_dict({"prepared_statement_cache_size": "0"})
+    direct = DirectPg(url, _direct(db)._dialect)
+    assert direct._connect_args[1]["statement_cache_size"] == 0
+    assert "prepared_statement_cache_size" not in direct._connect_args[1]
+    result = await direct.read(store._GET_CLIENT, {"client_id": "c1"})
+    assert result is not None and result.mappings().first() is not None
+    await direct.close()

@@ -122,6 +122,8 @@ class DirectPg:
         self._dialect = dialect
         self._dbapi: Any = dialect.loaded_dbapi  # SQLAlchemy's asyncpg adapter: its error classes
         args, kwargs = dialect.create_connect_args(url)
+        if str(kwargs.get("prepared_statement_cache_size", "")) == "0":  # as SQLAlchemy's (PgBouncer):
+            kwargs.setdefault("statement_cache_size", 0)  # no named prepared statements here either
         for name in _CONNECT_ONLY:
             kwargs.pop(name, None)
         self._connect_args: tuple[list[Any], dict[str, Any]] = (list(args), dict(kwargs))
