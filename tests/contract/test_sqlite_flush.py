@@ -177,3 +177,29 @@ async def test_the_wal_stays_bounded_under_writes_that_never_pause(stores: tuple
         await asyncio.gather(*(writer(100_000 * burst_no + i) for i in range(4)))
         sizes.append(wal.stat().st_size)
     assert sizes[3] < 2 * sizes[0], sizes  # PASSIVE: ~4x (it grows with every burst)
+
+
+async def test_a_read_during_a_write_of_this_process_sees_only_what_is_committed(
+    stores: tuple[Stores, SqlStore],
+) -> None:
+    """A read runs on the writer's connection only while no write holds it: a read made while
+    a write transaction is open (its row inserted, not committed) reads a reader's snapshot."""
+    bundle, _ = stores
+    core = bundle.core
+    direct = core._direct  # type: ignore[attr-defined]
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_write() -> None:
+        async with direct.transaction(write=True) as tx:
+            row = {"client_id": "open", "metadata": {}, "created_at": NOW, "last_used_at": NOW, "source": "dcr"}
+            await tx.execute(sa.insert(t.clients), row)
+            inserted.set()
+            await release.wait()  # the write lock held, the row not committed
+
+    writing = asyncio.create_task(slow_write())
+    await asyncio.wait_for(inserted.wait(), 10)
+    assert await core.get_client("open") is None  # not the writer's uncommitted row
+    release.set()
+    await asyncio.wait_for(writing, 10)
+    found = await core.get_client("open")  # now on the writer's connection, committed
+    assert found is not None and found.client_id == "open"
