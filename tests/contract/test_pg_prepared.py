@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from authgate.errors import StoreError, StoreUnavailable
 from authgate.store.sql import engine as engines
-from authgate.store.sql import grants, pg_prepared, ratelimits, store
+from authgate.store.sql import grants, one_statement, pg_prepared, ratelimits, store
 from authgate.store.sql import tables as t
 from authgate.store.sql.pg_prepared import DirectPg
 from authgate.store.sql.sqlite_prepared import prepared
@@ -27,7 +27,7 @@ from .test_sqlite_prepared import CLIENT, CODE, CONSENT, FAMILY, NOW, SELECTS, T
 
 pytestmark = pytest.mark.postgres
 
-READS = [*SELECTS, ("refresh-grant", grants._REFRESH_GRANT, {"token_hash": "t1"})]
+READS = [*SELECTS, ("refresh-grant", one_statement.REFRESH_GRANT, {"token_hash": "t1"})]
 SUICIDE = prepared(sa.select(sa.func.pg_terminate_backend(sa.func.pg_backend_pid())))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,9 +24,11 @@ from authgate.store.models import (
     RefreshGrant,
     RefreshToken,
 )
+from authgate.store.sql import one_statement as one
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import SqlDatabase, idempotent
+from authgate.store.sql.one_statement import CIMD_PREFIXES
 from authgate.store.sql.sqlite_prepared import prepared
 
 CODES = t.authorization_codes
@@ -36,8 +38,6 @@ CLIENTS = t.clients
 USERS = t.users
 CONSENTS = t.consents
 
-# CIMD clients (client_id is the metadata document's URL) are fetched, not stored.
-CIMD_PREFIXES = ("https://", "http://")
 
 # a grant: its family, whose user exists, and its client (absent for a CIMD client)
 _LIVE_FROM = FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id).outerjoin(
@@ -71,28 +71,11 @@ class SqlGrants(SqlDatabase):
 
     @functools.cached_property
     def _code_with_family(self) -> sa.Insert:
-        """PostgreSQL: the code and, unless it exists, its family, in one statement (a WITH of
-        the family's INSERT … ON CONFLICT DO NOTHING); parameters `c_<column>` of the code."""
-        params = {c.name: sa.bindparam(f"c_{c.name}", type_=c.type) for c in CODES.c}
-        family = self.upsert(FAMILIES).values({k: params[k] for k in _FROM_CODE}).on_conflict_do_nothing()
-        return prepared(sa.insert(CODES).values(params).add_cte(family.cte("family")))
+        return one.code_with_family(self.upsert)
 
     @functools.cached_property
     def _consent_if_first(self) -> sa.Select[Any]:
-        """PostgreSQL: a first consent inserted (ON CONFLICT DO NOTHING) and its client taken out
-        of the unverified pool, in one statement returning 1 if it was the first, else 0;
-        parameters `k_<column>`."""
-        params = {c.name: sa.bindparam(f"k_{c.name}", type_=c.type) for c in CONSENTS.c}
-        made = self.upsert(CONSENTS).values(params).on_conflict_do_nothing().returning(CONSENTS.c.client_id)
-        made_cte = made.cte("made")
-        pooled = (
-            sa.update(CLIENTS)
-            .where(CLIENTS.c.client_id.in_(sa.select(made_cte.c.client_id)), CLIENTS.c.consented == sa.false())
-            .values(consented=True)
-            .returning(CLIENTS.c.client_id)
-            .cte("pooled")
-        )
-        return prepared(sa.select(sa.func.count()).select_from(made_cte).add_cte(pooled))
+        return one.consent_if_first(self.upsert)
 
     # -- authorization codes ----------------------------------------------------------------
 
@@ -140,11 +123,11 @@ class SqlGrants(SqlDatabase):
         # In PostgreSQL this UPDATE and a replay's revoke_family take turns on the row lock.
         values = rows.family_values(family)
         del values["family_id"], values["revoked_at"], values["revoked_reason"]
-        if self.dialect == "postgresql":  # one statement (_FILL_THEN_FIRST), when the family exists
+        if self.dialect == "postgresql":  # one statement (one.FILL_THEN_FIRST), when the family exists
             filled = {f"f_{k}": v for k, v in values.items()}
             async with self._tx(prepared=True, single=True) as conn:
                 made = await conn.execute(
-                    _FILL_THEN_FIRST, {**filled, "f_family_id": family.family_id, **_new_token(first)}
+                    one.FILL_THEN_FIRST, {**filled, "f_family_id": family.family_id, **one.new_token(first)}
                 )
             if made.rowcount == 1:
                 return
@@ -165,19 +148,19 @@ class SqlGrants(SqlDatabase):
     async def get_refresh_grant(self, token_hash: str) -> RefreshGrant | None:
         # one statement for what four reads answered (the token, its family, its liveness as in
         # `family_is_live`, the user): one snapshot, one round trip
-        row = await self._one(_REFRESH_GRANT, {"token_hash": token_hash})
+        row = await self._one(one.REFRESH_GRANT, {"token_hash": token_hash})
         if row is None:
             return None
-        token = rows.to_token(_prefixed(row, "t_"))
-        family = rows.to_family(_prefixed(row, "f_"))
-        user = rows.to_user(_prefixed(row, "u_")) if row["u_user_id"] is not None else None
+        token = rows.to_token(one.prefixed(row, "t_"))
+        family = rows.to_family(one.prefixed(row, "f_"))
+        user = rows.to_user(one.prefixed(row, "u_")) if row["u_user_id"] is not None else None
         return RefreshGrant(token=token, family=family, live=bool(row["live"]), user=user)
 
     async def rotate_refresh_token(self, old_hash: str, new: RefreshToken, successor: bytes, now: float) -> bool:
         if self.dialect == "postgresql":  # one statement: the new token only if the rotation won
             rotation = {"b_token_hash": old_hash, "b_rotated_at": now, "b_successor": successor}
             async with self._tx(prepared=True, single=True) as conn:
-                issued = await conn.execute(_ROTATE_THEN_NEXT, {**rotation, **_new_token(new)})
+                issued = await conn.execute(one.ROTATE_THEN_NEXT, {**rotation, **one.new_token(new)})
             return bool(issued.rowcount == 1)
         async with self._tx(prepared=True) as conn:
             won = await conn.execute(_ROTATE, {"b_token_hash": old_hash, "rotated_at": now, "successor": successor})
@@ -328,24 +311,6 @@ class SqlGrants(SqlDatabase):
                 )
 
 
-def _prefixed(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
-    return {k[len(prefix) :]: v for k, v in row.items() if k.startswith(prefix)}
-
-
-def _new_token(token: RefreshToken) -> dict[str, Any]:
-    """`_token_if`'s parameters: named apart from every column (the names given are compiled as
-    the columns an UPDATE sets, the CTE's too)."""
-    return {f"n_{k}": v for k, v in rows.token_values(token).items()}
-
-
-def _token_if(cte: sa.CTE) -> sa.Insert:
-    """A refresh token (`_new_token`) inserted only if `cte`'s data-modifying statement returned
-    a row, in one PostgreSQL statement (a WITH of an UPDATE … RETURNING)."""
-    columns = list(TOKENS.c)
-    values = sa.select(*(sa.bindparam(f"n_{c.name}", type_=c.type) for c in columns)).where(sa.exists(cte.select()))
-    return sa.insert(TOKENS).from_select([c.name for c in columns], values).add_cte(cte)
-
-
 def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> sa.Update:
     """Revoke the matching families that are still live (revocation is never overwritten)."""
     return (
@@ -354,8 +319,6 @@ def revoke_where(condition: sa.ColumnElement[bool], reason: str, now: float) -> 
         .values(revoked_at=now, revoked_reason=reason)
     )
 
-
-_FROM_CODE = ("family_id", "client_id", "user_id", "scopes", "resources", "created_at")  # a code's family
 
 # The statements of the OAuth flow, built once: building one and its cache key costs SQLAlchemy
 # more than running it (~45 µs a statement, measured: docs/benchmarks.md, "OAuth flows"). Names
@@ -375,31 +338,6 @@ _INSERT_TOKEN = prepared(sa.insert(TOKENS))
 _ROTATE = prepared(
     sa.update(TOKENS).where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
 )
-# PostgreSQL: the rotation and the next token in one statement (rowcount 1: the rotation won)
-_ROTATE_THEN_NEXT = prepared(
-    _token_if(
-        sa.update(TOKENS)
-        .where(TOKENS.c.token_hash == sa.bindparam("b_token_hash"), TOKENS.c.rotated_at.is_(None))
-        .values(
-            rotated_at=sa.bindparam("b_rotated_at", type_=TOKENS.c.rotated_at.type),
-            successor=sa.bindparam("b_successor", type_=TOKENS.c.successor.type),
-        )
-        .returning(TOKENS.c.token_hash)
-        .cte("rotated")
-    )
-)
-# PostgreSQL: the family made with its code filled in and its first token, in one statement
-# (rowcount 0: no family, a code saved by an older version: `create_family` then makes it)
-_FILLED = ("client_id", "user_id", "scopes", "resources", "created_at")
-_FILL_THEN_FIRST = prepared(
-    _token_if(
-        sa.update(FAMILIES)
-        .where(FAMILIES.c.family_id == sa.bindparam("f_family_id"))
-        .values({c: sa.bindparam(f"f_{c}", type_=FAMILIES.c[c].type) for c in _FILLED})
-        .returning(FAMILIES.c.family_id)
-        .cte("filled")
-    )
-)
 # live: not revoked, its user exists, and its client is stored or a CIMD document
 _LIVE_FAMILY = prepared(
     sa.select(sa.literal(1))
@@ -412,28 +350,6 @@ _LIVE_FAMILY = prepared(
             *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
         ),
     )
-)
-# a refresh's read: the token, its family, the user (if any), and the family's liveness
-_REFRESH_GRANT = prepared(
-    sa.select(
-        *(c.label(f"t_{c.name}") for c in TOKENS.c),
-        *(c.label(f"f_{c.name}") for c in FAMILIES.c),
-        *(c.label(f"u_{c.name}") for c in USERS.c),
-        sa.and_(
-            FAMILIES.c.revoked_at.is_(None),
-            USERS.c.user_id.is_not(None),
-            sa.or_(
-                sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id),
-                *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
-            ),
-        ).label("live"),
-    )
-    .select_from(
-        TOKENS.join(FAMILIES, FAMILIES.c.family_id == TOKENS.c.family_id).outerjoin(
-            USERS, USERS.c.user_id == FAMILIES.c.user_id
-        )
-    )
-    .where(TOKENS.c.token_hash == sa.bindparam("token_hash"))
 )
 _CONSENT_KEY = (CONSENTS.c.user_id == sa.bindparam("user_id"), CONSENTS.c.client_id == sa.bindparam("client_id"))
 _GET_CONSENT = prepared(sa.select(CONSENTS).where(*_CONSENT_KEY))
