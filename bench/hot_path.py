@@ -2,7 +2,7 @@
 and the coroutine frames between the server and the app.
 
     .venv/bin/python -m bench.hot_path [--seconds 2] [--rounds 5] [--apps noop,suspend,sdk] [--metrics]
-        [--protocol 2025-11-25|2026-07-28] [--guard] [--profile FILE]
+        [--protocol 2025-11-25|2026-07-28] [--guard] [--beside] [--profile FILE]
 
 Each app is called directly over ASGI, one call after another on one event loop (uvloop, as
 `authgate serve` runs), bare and behind `authgate.protect()` (the whole stack: guard, policy,
@@ -16,6 +16,11 @@ The call is the bench's stateless `tools/call` (`bench.common.mcp_call`) at `--p
 (the gate's policy enforcer taken out after start-up, as `bench/apps.py guard` does), in the
 same interleaved rounds. `--profile FILE` then runs the whole stack once more under cProfile
 (`seconds` long) and writes its stats to FILE (`python -m pstats FILE`).
+`--beside` adds two more kinds for each app but `noop`: per iteration, the whole stack in front
+of the no-op app and then the *bare* app ("beside"), against the bare no-op app and then the
+bare app ("pair"); beside − pair is what authgate's code costs run next to the app's call
+without touching its request (its own cost plus the app's call made slower by it: colder
+caches; docs/benchmarks.md §1, fifth pass).
 
 - `noop` answers at once: the layers' own cost.
 - `suspend` suspends 15 times before answering (`asyncio.sleep(0)`): every suspension
@@ -205,9 +210,14 @@ def _token(app: ASGI, data_dir: Path) -> Awaitable[str]:
     return fetch()
 
 
-async def _measure(app: ASGI, token: str | None, seconds: float) -> tuple[float, float]:
+async def _measure(
+    app: ASGI, token: str | None, seconds: float, before: tuple[tuple[ASGI, str | None], ...] = ()
+) -> tuple[float, float]:
     """Calls one after another for `seconds` (long enough for the audit trail's batches to be
-    written inside the window): CPU µs per call of this thread and of the process."""
+    written inside the window): CPU µs per call of this thread and of the process. `before`:
+    calls made ahead of each call (counted in its µs)."""
+    if before:
+        app = _after(before, app)
     for _ in range(200):  # warm
         await _drive(app, token)
     t0, p0, w0 = time.thread_time(), time.process_time(), time.monotonic()
@@ -220,6 +230,17 @@ async def _measure(app: ASGI, token: str | None, seconds: float) -> tuple[float,
     if status != 200:
         raise SystemExit(f"the app answered {status}")
     return 1e6 * (t1 - t0) / calls, 1e6 * (p1 - p0) / calls
+
+
+def _after(before: tuple[tuple[ASGI, str | None], ...], app: ASGI) -> ASGI:
+    """`app` called with the scope `_drive` makes, each of `before` driven first."""
+
+    async def both(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        for other, token in before:
+            await _drive(other, token)
+        await app(scope, receive, send)
+
+    return both
 
 
 def _free_port() -> int:
@@ -237,7 +258,13 @@ def _sdk_app() -> ASGI:
 
 
 async def run(
-    apps: list[str], seconds: float, rounds: int, metrics: bool = False, guard: bool = False, profile: str | None = None
+    apps: list[str],
+    seconds: float,
+    rounds: int,
+    metrics: bool = False,
+    guard: bool = False,
+    profile: str | None = None,
+    beside: bool = False,
 ) -> dict[str, Any]:
     import authgate
     from authgate.server.heap import settle_after_startup
@@ -265,6 +292,17 @@ async def run(
             if guard:
                 kinds["guard"].protected.enforcer = None  # the guard alone, as bench/apps.py guard
                 tokens["guard"] = await _token(kinds["guard"], Path(tmp) / f"{name}-guard")
+            before: dict[str, tuple[tuple[ASGI, str | None], ...]] = {}
+            if beside and name != "noop":
+                gated = authgate.protect(
+                    noop_app, public_url=ORIGIN, data_dir=Path(tmp) / f"{name}-beside", log_level="warning"
+                )
+                lives.append(Lifespan(gated))
+                await lives[-1].start()
+                kinds["beside"] = kinds["pair"] = kinds["bare"]
+                tokens["pair"] = tokens["beside"] = None
+                before = {"beside": ((gated, await _token(gated, Path(tmp) / f"{name}-beside")),)}
+                before["pair"] = ((noop_app, None),)
             settle_after_startup()
             frames = {}
             if name == "suspend":
@@ -275,7 +313,7 @@ async def run(
             runs: dict[str, list[tuple[float, float]]] = {label: [] for label in kinds}
             for _ in range(rounds):
                 for label, app in kinds.items():
-                    runs[label].append(await _measure(app, tokens[label], seconds))
+                    runs[label].append(await _measure(app, tokens[label], seconds, before.get(label, ())))
             if profile:
                 import cProfile
 
@@ -304,6 +342,7 @@ def main() -> None:
     parser.add_argument("--metrics", action="store_true", help="with the Prometheus metrics on")
     parser.add_argument("--protocol", default="2025-11-25", help="2025-11-25 or 2026-07-28")
     parser.add_argument("--guard", action="store_true", help="authgate with the guard alone, too")
+    parser.add_argument("--beside", action="store_true", help="authgate's code run beside the bare app, too")
     parser.add_argument("--profile", help="cProfile the whole stack once more, stats to this file")
     args = parser.parse_args()
     Call.at(args.protocol)
@@ -314,7 +353,9 @@ def main() -> None:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover
         runner = asyncio.run
-    results = runner(run(args.apps.split(","), args.seconds, args.rounds, args.metrics, args.guard, args.profile))
+    results = runner(
+        run(args.apps.split(","), args.seconds, args.rounds, args.metrics, args.guard, args.profile, args.beside)
+    )
     for name, r in results.items():
         b, a = r["bare"], r["authgate"]
         extra = (
@@ -324,6 +365,8 @@ def main() -> None:
         )
         g = r.get("guard")
         alone = f"  guard {g['thread_us']:7.1f} µs (+{g['thread_us'] - b['thread_us']:.1f})" if g else ""
+        if "beside" in r:
+            alone += f"  beside − pair +{r['beside']['thread_us'] - r['pair']['thread_us']:.1f}"
         print(
             f"{name:8s} bare {b['thread_us']:7.1f} µs  authgate {a['thread_us']:7.1f} µs "
             f"(+{a['thread_us'] - b['thread_us']:.1f}; process {a['process_us']:.1f}){alone}{extra}"
