@@ -34,6 +34,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # OpenTelemetry spans (imported only when tracing is on): the gate, both gateways
             "authgate.tracing",
             "authgate.json_depth",
+            # a function's answers kept per key, bounded: config, oauth and server parse the same few values
+            "authgate.memo",
             # URLs as they may be printed (passwords, query values masked): config, gateway, IdP, doctor
             "authgate.masking",
             # outbound httpx failures and OAuth error answers, for the core and adapters alike

@@ -13,25 +13,15 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from authgate.masking import masked_urls
+from authgate.memo import Remembered
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_loopback_host(host: str) -> bool:
     """Remembered per host name (each redirect URI check, each browser Origin on /mcp parses
-    it): at most `_MEMO_MAX` short ones, the lot forgotten when full."""
-    known = _LOOPBACK.get(host)
-    if known is None:
-        known = _is_loopback_host(host)
-        if len(host) <= _MEMO_LENGTH:
-            if len(_LOOPBACK) >= _MEMO_MAX:
-                _LOOPBACK.clear()
-            _LOOPBACK[host] = known
-    return known
-
-
-_LOOPBACK: dict[str, bool] = {}
-_MEMO_MAX, _MEMO_LENGTH = 4096, 255
+    it): host names of up to 255 characters (`memo.Remembered`)."""
+    return _LOOPBACK[host]
 
 
 def _is_loopback_host(host: str) -> bool:
@@ -42,6 +32,9 @@ def _is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+_LOOPBACK = Remembered(_is_loopback_host, max_length=255)
 
 
 def canonicalize_public_url(raw: str) -> str:

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from authgate.memo import Remembered
 from authgate.store.protocols import RateLimits  # a store Protocol; named here too
 
 __all__ = ["RateLimiter", "RateLimits", "address_key", "weighted_wait"]
@@ -34,19 +35,9 @@ def address_key(address: str) -> str:
     by its /64 (one subscriber's usual allocation, RFC 6177 §3, so rotating addresses inside
     it counts as one source). IPv4-mapped IPv6 is the IPv4 address; anything unparseable (a
     Unix socket, "-") is kept as is. Remembered per address (3 calls a flow, ~3 µs of parsing
-    each): at most `_MEMO_MAX` short ones, the lot forgotten when full."""
-    key = _KEYS.get(address)
-    if key is None:
-        key = _address_key(address)
-        if len(address) <= _MEMO_LENGTH:  # an IPv6 zone makes an address as long as a client likes
-            if len(_KEYS) >= _MEMO_MAX:
-                _KEYS.clear()
-            _KEYS[address] = key
-    return key
-
-
-_KEYS: dict[str, str] = {}
-_MEMO_MAX, _MEMO_LENGTH = 4096, 64
+    each), for addresses of up to 64 characters: an IPv6 zone makes one as long as a client
+    likes (`memo.Remembered`)."""
+    return _KEYS[address]
 
 
 def _address_key(address: str) -> str:
@@ -59,6 +50,9 @@ def _address_key(address: str) -> str:
             return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, 64), strict=False))
     return str(ip)
+
+
+_KEYS = Remembered(_address_key, max_length=64)
 
 
 class RateLimiter:

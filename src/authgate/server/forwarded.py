@@ -26,10 +26,13 @@ from typing import Literal
 
 from starlette.types import Scope
 
+from authgate.memo import Remembered
+
 __all__ = ["TrustedProxies", "client_host"]
 
 Header = Literal["x-forwarded-for", "forwarded"]
 MAX_JUDGED = 4096
+MAX_HOST = 255  # a peer's address (a Unix socket's path at most this long is remembered too)
 _SCHEMES = {"http", "https"}
 
 
@@ -47,16 +50,11 @@ class TrustedProxies:
         self.trust_all = "*" in trusted
         self._networks = [ipaddress.ip_network(t, strict=False) for t in trusted if _is_network(t)]
         self._literals = {t for t in trusted if t != "*" and not _is_network(t)}  # e.g. a Unix socket path
-        self._judged: dict[str, bool] = {}  # peer address → trusted: parsing one costs more than the rest
+        # peer address → trusted: parsing one costs more than the rest; bounded (memo.Remembered)
+        self._judged = Remembered(self._trusts, max_length=MAX_HOST, max_items=MAX_JUDGED)
 
     def trusts(self, host: str) -> bool:
-        known = self._judged.get(host)
-        if known is None:
-            known = self._trusts(host)
-            if len(self._judged) >= MAX_JUDGED:
-                self._judged.clear()  # bounded: the addresses a server sees are mostly the same few
-            self._judged[host] = known
-        return known
+        return self._judged[host]
 
     def _trusts(self, host: str) -> bool:
         if self.trust_all or host in self._literals:

@@ -26,18 +26,9 @@ from authgate.store.models import (
 )
 from authgate.store.sql import one_statement as one
 from authgate.store.sql import rows
-from authgate.store.sql import tables as t
 from authgate.store.sql.database import SqlDatabase, idempotent
-from authgate.store.sql.one_statement import CIMD_PREFIXES
+from authgate.store.sql.one_statement import CIMD_PREFIXES, CLIENTS, CODES, CONSENTS, FAMILIES, TOKENS, USERS
 from authgate.store.sql.sqlite_prepared import prepared
-
-CODES = t.authorization_codes
-FAMILIES = t.refresh_families
-TOKENS = t.refresh_tokens
-CLIENTS = t.clients
-USERS = t.users
-CONSENTS = t.consents
-
 
 # a grant: its family, whose user exists, and its client (absent for a CIMD client)
 _LIVE_FROM = FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id).outerjoin(

@@ -26,6 +26,12 @@ from authgate.store.sql.sqlite_prepared import prepared
 
 __all__ = [
     "CIMD_PREFIXES",
+    "CLIENTS",
+    "CODES",
+    "CONSENTS",
+    "FAMILIES",
+    "TOKENS",
+    "USERS",
     "FILL_THEN_FIRST",
     "REFRESH_GRANT",
     "ROTATE_THEN_NEXT",

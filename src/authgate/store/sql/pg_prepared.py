@@ -37,7 +37,7 @@ from sqlalchemy.engine import URL, Dialect
 from authgate.errors import StoreUnavailable
 from authgate.store.sql import engine as engines
 from authgate.store.sql.engine import PG_CONNECT_TIMEOUT_SECONDS, unavailable
-from authgate.store.sql.sqlite_prepared import DirectResult, Prepared, is_prepared
+from authgate.store.sql.sqlite_prepared import REQUIRED_BIND, DirectResult, Prepared, is_prepared
 
 if TYPE_CHECKING:
     import asyncpg
@@ -48,7 +48,6 @@ MAX_OPEN = 10  # connections open at once (SQLAlchemy's default pool: 5 kept + 1
 KEEP_IDLE = 5
 WAIT_SECONDS = 30.0  # SQLAlchemy's pool_timeout
 _FLOAT_OID = 701  # DOUBLE PRECISION: asyncpg's numeric types pick their result processor by OID
-_REQUIRED = object()
 _CONNECT_ONLY = ("async_creator_fn", "prepared_statement_cache_size", "prepared_statement_name_func")
 
 
@@ -66,23 +65,13 @@ class PgPrepared(Prepared):
             (
                 name,
                 processors.get(name),
-                _REQUIRED if compiled.binds[name].required else compiled.binds[name].effective_value,
+                REQUIRED_BIND if compiled.binds[name].required else compiled.binds[name].effective_value,
             )
             for name in compiled.positiontup or ()
         )
         columns = compiled._result_columns
         self.columns = tuple(c[0] for c in columns)
         self.processors = tuple(_result_processor(c[3], dialect) for c in columns)
-
-    def values(self, parameters: Mapping[str, Any] | None) -> tuple[Any, ...]:
-        given = parameters or {}
-        out = []
-        for name, process, default in self.binds:
-            value = given.get(name, default)
-            if value is _REQUIRED:
-                raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
-            out.append(value if process is None else process(value))
-        return tuple(out)
 
 
 def _result_processor(type_: Any, dialect: Dialect) -> Callable[[Any], Any] | None:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Dialect
 __all__ = ["DirectResult", "Prepared", "is_prepared", "prepare", "prepared"]
 
 _OPTION = "authgate_prepared"
-_REQUIRED = object()  # a parameter the statement has no value of its own for
+REQUIRED_BIND = object()  # a parameter the statement has no value of its own for
 E = TypeVar("E", bound=sa.Executable)
 
 
@@ -58,7 +58,7 @@ class Prepared:
         binds = []
         for name in compiled.positiontup or ():
             bind = compiled.binds[name]
-            default = _REQUIRED if bind.required else bind.effective_value
+            default = REQUIRED_BIND if bind.required else bind.effective_value
             binds.append((name, processors.get(name), default))
         self.binds: tuple[tuple[str, Callable[[Any], Any] | None, Any], ...] = tuple(binds)
         columns = compiled._result_columns
@@ -72,7 +72,7 @@ class Prepared:
         out = []
         for name, process, default in self.binds:
             value = given.get(name, default)
-            if value is _REQUIRED:
+            if value is REQUIRED_BIND:
                 raise sa.exc.ArgumentError(f"a value is required for bind parameter {name!r}")
             out.append(value if process is None else process(value))
         return tuple(out)

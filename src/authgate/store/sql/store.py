@@ -20,7 +20,8 @@ from authgate.store.models import Client, ClientSource, KeyState, SigningKey, Us
 from authgate.store.sql import rows
 from authgate.store.sql import tables as t
 from authgate.store.sql.database import idempotent
-from authgate.store.sql.grants import CODES, CONSENTS, FAMILIES, TOKENS, SqlGrants, revoke_where
+from authgate.store.sql.grants import SqlGrants, revoke_where
+from authgate.store.sql.one_statement import CODES, CONSENTS, FAMILIES, TOKENS
 from authgate.store.sql.sqlite_prepared import prepared
 
 __all__ = ["SqlStore"]
