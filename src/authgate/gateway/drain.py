@@ -280,6 +280,21 @@ class Drain:
         self._flights.discard(flight)
         del flight.scope[CUT_KEY]
 
+    async def carry(self, flight: Flight, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run `app` for a flight `enter` kept: `leave` after it, and end the flight if a stop cut
+        it. (The gate inlines this in its hot path: a frame less for every suspension.)"""
+        delivered = False
+        try:
+            await app(scope, receive, send)
+        except asyncio.CancelledError:
+            if not flight.delivered():
+                raise  # cancelled by someone else too (the server's last resort)
+            delivered = True
+        finally:
+            self.leave(flight)
+        if flight.error is not None:  # cut; most requests are not
+            await self.settle(flight, delivered)
+
     @staticmethod
     async def settle(flight: Flight, delivered: bool) -> None:
         """After `leave`, for a flight that was cut (`error` set): the guard's ending."""
@@ -310,14 +325,5 @@ class DrainGuard:
         flight = Flight()
         flight.fly(task, scope, send, parsed[1] if parsed is not None else None)
         self.drain.enter(flight)
-        delivered = False
-        try:
-            await self.app(scope, receive if parsed is not None else flight.tap(receive), flight.guarded_send)
-        except asyncio.CancelledError:
-            if not flight.delivered():
-                raise  # cancelled by someone else too (the server's last resort)
-            delivered = True
-        finally:
-            self.drain.leave(flight)
-        if flight.error is not None:  # cut; most requests are not
-            await self.drain.settle(flight, delivered)
+        app_receive = receive if parsed is not None else flight.tap(receive)
+        await self.drain.carry(flight, self.app, scope, app_receive, flight.guarded_send)

@@ -112,30 +112,29 @@ class Exchange(Flight):
         return await self._receive()
 
     async def send(self, message: Message) -> None:
-        kind = message["type"]
-        if kind == "http.response.start":
-            self.status = message["status"]
-            message, self.response_session = stamp_start(self.record, message)
-        elif kind == "http.response.body" and not message.get("more_body", False):
-            self.finished_at = time.monotonic()
-        await self._send(message)
+        await self._send(self._noted(message))
 
     async def relay(self, message: Message) -> None:
         """The app's `send`, once flying: the drain's note (`passes`), then `onward`, or what
-        `send` does when there is nothing between."""
+        `send` does when there is nothing between (without its coroutine frame)."""
         if not self.passes(message):
             return
         onward = self.onward
         if onward is not None:
             await onward(message)
             return
+        await self._send(self._noted(message))
+
+    def _noted(self, message: Message) -> Message:
+        """What the answer says, noted for the request log (status, session, end time); the
+        start's headers stamped with the request id."""
         kind = message["type"]
         if kind == "http.response.start":
             self.status = message["status"]
             message, self.response_session = stamp_start(self.record, message)
         elif kind == "http.response.body" and not message.get("more_body", False):
             self.finished_at = time.monotonic()
-        await self._send(message)
+        return message
 
     def forward(self) -> Send:
         return self.onward if self.onward is not None else self.send
