@@ -63,7 +63,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = False  # between the first byte of a request and the end of its headers
         self._head_bytes = 0
-        self._header_count = 0
+        self._too_many_headers = False  # the parser stopped at MAX_HEADERS: 431, not uvicorn's 400
         self._refused = False  # answered 431, 503 or 408: draining until the connection closes
         self._drained = 0
         self._timer: asyncio.TimerHandle | None = None  # the head's deadline, or the body's silence
@@ -203,12 +203,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     # base class's by name, which costs less than super().
 
     def on_message_begin(self) -> None:
-        self._in_head, self._head_bytes, self._header_count = True, 0, 0
+        self._in_head, self._head_bytes, self._too_many_headers = True, 0, False
         HttpToolsProtocol.on_message_begin(self)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self.headers) >= MAX_HEADERS:
-            self._header_count = MAX_HEADERS + 1
+            self._too_many_headers = True
             raise _TooManyHeaders  # the parser stops; uvicorn then calls send_400_response
         HttpToolsProtocol.on_header(self, name, value)
 
@@ -228,7 +228,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         HttpToolsProtocol.on_message_complete(self)
 
     def send_400_response(self, msg: str) -> None:
-        if self._header_count > MAX_HEADERS:
+        if self._too_many_headers:
             self._refuse(f"the request has more than {MAX_HEADERS} header fields")
         else:
             super().send_400_response(msg)
