@@ -333,14 +333,7 @@ _ROTATE = prepared(
 _LIVE_FAMILY = prepared(
     sa.select(sa.literal(1))
     .select_from(FAMILIES.join(USERS, USERS.c.user_id == FAMILIES.c.user_id))
-    .where(
-        FAMILIES.c.family_id == sa.bindparam("family_id"),
-        FAMILIES.c.revoked_at.is_(None),
-        sa.or_(
-            sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id),
-            *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
-        ),
-    )
+    .where(FAMILIES.c.family_id == sa.bindparam("family_id"), one.family_granting())
 )
 _CONSENT_KEY = (CONSENTS.c.user_id == sa.bindparam("user_id"), CONSENTS.c.client_id == sa.bindparam("client_id"))
 _GET_CONSENT = prepared(sa.select(CONSENTS).where(*_CONSENT_KEY))

@@ -37,6 +37,7 @@ __all__ = [
     "ROTATE_THEN_NEXT",
     "code_with_family",
     "consent_if_first",
+    "family_granting",
     "new_token",
     "prefixed",
 ]
@@ -55,6 +56,18 @@ _FROM_CODE = ("family_id", "client_id", "user_id", "scopes", "resources", "creat
 _FILLED = ("client_id", "user_id", "scopes", "resources", "created_at")  # what `create_family` fills in
 
 Upsert = Callable[[sa.Table], Any]  # `SqlDatabase.upsert`: the backend's INSERT with ON CONFLICT
+
+
+def family_granting() -> sa.ColumnElement[bool]:
+    """A family that still grants, but for its user (each statement joins that its own way):
+    not revoked, and its client stored or a CIMD document (fetched, not stored)."""
+    return sa.and_(
+        FAMILIES.c.revoked_at.is_(None),
+        sa.or_(
+            sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id),
+            *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
+        ),
+    )
 
 
 def prefixed(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
@@ -130,14 +143,7 @@ REFRESH_GRANT = prepared(
         *(c.label(f"t_{c.name}") for c in TOKENS.c),
         *(c.label(f"f_{c.name}") for c in FAMILIES.c),
         *(c.label(f"u_{c.name}") for c in USERS.c),
-        sa.and_(
-            FAMILIES.c.revoked_at.is_(None),
-            USERS.c.user_id.is_not(None),
-            sa.or_(
-                sa.exists().where(CLIENTS.c.client_id == FAMILIES.c.client_id),
-                *(FAMILIES.c.client_id.startswith(p) for p in CIMD_PREFIXES),
-            ),
-        ).label("live"),
+        sa.and_(family_granting(), USERS.c.user_id.is_not(None)).label("live"),
     )
     .select_from(
         TOKENS.join(FAMILIES, FAMILIES.c.family_id == TOKENS.c.family_id).outerjoin(
